@@ -1,0 +1,37 @@
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Every way loading a machine can fail, each naming the file, row and column where that is known.
+#[derive(Debug, Error)]
+pub enum DataError {
+    #[error("invalid machine id {id:?}: use 1–64 characters of a-z, 0-9, '_' and '-', starting with a letter or digit")]
+    InvalidMachineId { id: String },
+    #[error("unknown machine {id:?}: no folder {}", dir.display())]
+    UnknownMachine { id: String, dir: PathBuf },
+    #[error("{}: no machine data found (expected train.parquet/train.csv (+ val, test) or a machine.toml)", dir.display())]
+    NoLayout { dir: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {message}", file.display())]
+    Format { file: PathBuf, message: String },
+    #[error("{}, row {row}, column {column:?}: cannot read {value:?} as {expected}", file.display())]
+    Cell { file: PathBuf, row: usize, column: String, value: String, expected: &'static str },
+    #[error("{}: no column named {column:?} (columns: {available})", file.display())]
+    MissingColumn { file: PathBuf, column: String, available: String },
+    #[error("{}, row {row}: timestamp {current} is not after the previous one ({previous}) within life {life}; sort the file or declare a unit column", file.display())]
+    NonMonotonic { file: PathBuf, row: usize, life: String, previous: String, current: String },
+    #[error("{}: no sensor columns (every numeric column is a timestamp, unit, label, rul or ignored one)", file.display())]
+    NoSensors { file: PathBuf },
+    #[error("{}: column {column:?} has no values at all (every cell is empty or NaN); drop it with `ignore = [{column:?}]`", file.display())]
+    AllMissing { file: PathBuf, column: String },
+    #[error("{}: only {rows} row(s); at least 2 rows are needed", file.display())]
+    TooFewRows { file: PathBuf, rows: usize },
+    #[error("{}: {message}", file.display())]
+    Describe { file: PathBuf, message: String },
+}
+
+impl DataError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Io { path: path.into(), source }
+    }
+}

@@ -1,0 +1,461 @@
+//! Assembling a [`Table`] from a machine folder: find the files, give each column its role, check the data.
+use super::describe::{ColumnRoles, FileSpec, MachineToml};
+use super::read::{Delimiter, Frame, TextOptions, read_file};
+use super::seed::{SourceFile, described_files, seed_files};
+use super::table::{Layout, Sensor, Split, Table};
+use super::{DataError, MachineId};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+const TOML_NAME: &str = "machine.toml";
+const TIME_NAMES: [&str; 4] = ["timestamp", "datetime", "time", "date"];
+
+pub fn machine_dir(data_dir: &Path, id: &MachineId) -> PathBuf {
+    data_dir.join("machines").join(id.as_str())
+}
+
+/// Loads `<data_dir>/machines/<id>/` after validating the id.
+pub fn load_machine(data_dir: &Path, id: &str) -> Result<Table, DataError> {
+    let id = MachineId::parse(id)?;
+    let dir = machine_dir(data_dir, &id);
+    if !dir.is_dir() {
+        return Err(DataError::UnknownMachine { id: id.to_string(), dir });
+    }
+    load_machine_dir(&dir)
+}
+
+/// Loads any machine folder; the folder's name is the machine id.
+pub fn load_machine_dir(dir: &Path) -> Result<Table, DataError> {
+    let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let toml_path = dir.join(TOML_NAME);
+    let desc = if toml_path.is_file() {
+        let text = std::fs::read_to_string(&toml_path).map_err(|e| DataError::io(&toml_path, e))?;
+        MachineToml::parse(&text).map_err(|message| DataError::Describe { file: toml_path.clone(), message })?
+    } else {
+        MachineToml::default()
+    };
+    let (sources, layout) = if desc.files.is_empty() {
+        let (files, format) = seed_files(dir).ok_or_else(|| DataError::NoLayout { dir: dir.to_path_buf() })?;
+        (files, Layout::Seed { format: format.to_string() })
+    } else {
+        (described_files(dir, &toml_path, &desc)?, Layout::Described)
+    };
+    let mut builder = Builder::new(&desc.columns);
+    for (index, source) in sources.iter().enumerate() {
+        let frame = read_file(&source.path, &text_options(source, &toml_path)?)?;
+        builder.add_file(index, source, &frame, &toml_path)?;
+    }
+    let mut table = builder.finish(id, desc.machine.clone(), layout, sources.iter().map(|s| s.path.clone()).collect())?;
+    apply_units(&mut table, &desc.units);
+    if let Some(w) = &desc.anomaly_windows {
+        apply_windows(&mut table, dir, &toml_path, w)?;
+    }
+    table.split_hint = desc.split.clone();
+    Ok(table)
+}
+
+fn text_options(source: &SourceFile, toml_path: &Path) -> Result<TextOptions, DataError> {
+    let delimiter = match source.spec.delimiter.as_deref() {
+        None => Delimiter::Byte(b','),
+        Some(d) => Delimiter::parse(d).ok_or_else(|| DataError::Describe {
+            file: toml_path.to_path_buf(),
+            message: format!("delimiter {d:?}: use \",\", \";\", \"tab\" or \"whitespace\""),
+        })?,
+    };
+    Ok(TextOptions { delimiter, header: source.spec.header.unwrap_or(true), names: source.spec.names.clone() })
+}
+
+/// Which column of a file plays which role, by index.
+struct Roles {
+    time: Option<usize>,
+    unit: Option<usize>,
+    label: Option<usize>,
+    rul: Option<usize>,
+    anomaly: Option<usize>,
+    sensors: Vec<usize>,
+}
+
+struct Builder<'a> {
+    roles: &'a ColumnRoles,
+    sensor_names: Option<Vec<String>>,
+    timestamps: Vec<f64>,
+    life: Vec<u32>,
+    lives_known: bool,
+    splits: Vec<Option<Split>>,
+    sensors: Vec<Vec<f64>>,
+    label: Option<Vec<f64>>,
+    rul: Option<Vec<f64>>,
+    anomaly: Option<Vec<f64>>,
+    next_life: u32,
+    first_file: Option<PathBuf>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(roles: &'a ColumnRoles) -> Self {
+        Builder {
+            roles,
+            sensor_names: None,
+            timestamps: Vec::new(),
+            life: Vec::new(),
+            lives_known: false,
+            splits: Vec::new(),
+            sensors: Vec::new(),
+            label: None,
+            rul: None,
+            anomaly: None,
+            next_life: 0,
+            first_file: None,
+        }
+    }
+
+    /// Reference files of healthy data may lack the ground-truth columns (SKAB's anomaly-free run has no `anomaly`).
+    fn resolve(&mut self, frame: &Frame, healthy: bool) -> Result<Roles, DataError> {
+        let r = self.roles;
+        let find = |name: &Option<String>| match name.as_deref() {
+            Some(n) if healthy && !frame.names.iter().any(|c| c == n) => Ok(None),
+            Some(n) => frame.index_of(n).map(Some),
+            None => Ok(None),
+        };
+        let time = match &r.timestamp {
+            Some(n) => Some(frame.index_of(n)?),
+            None => TIME_NAMES.iter().find_map(|n| frame.names.iter().position(|c| c.eq_ignore_ascii_case(n))),
+        };
+        let rul = match &r.rul {
+            Some(n) => Some(frame.index_of(n)?),
+            None => frame.names.iter().position(|c| c == "rul"),
+        };
+        let (unit, label, anomaly) = (find(&r.unit)?, find(&r.label)?, find(&r.anomaly)?);
+        for ignored in r.ignore.iter().filter(|_| !healthy) {
+            frame.index_of(ignored)?;
+        }
+        let taken = [time, unit, label, rul, anomaly];
+        let sensors = match (&self.sensor_names, &r.sensors) {
+            (Some(names), _) => names.iter().map(|n| frame.index_of(n)).collect::<Result<Vec<_>, _>>()?,
+            (None, Some(names)) => names.iter().map(|n| frame.index_of(n)).collect::<Result<Vec<_>, _>>()?,
+            (None, None) => (0..frame.names.len())
+                .filter(|i| !taken.contains(&Some(*i)))
+                .filter(|i| !r.ignore.contains(&frame.names[*i]))
+                .filter(|i| r.categorical.contains_key(&frame.names[*i]) || frame.looks_numeric(*i))
+                .collect(),
+        };
+        if sensors.is_empty() {
+            return Err(DataError::NoSensors { file: frame.file.clone() });
+        }
+        if self.sensor_names.is_none() {
+            self.sensor_names = Some(sensors.iter().map(|i| frame.names[*i].clone()).collect());
+        }
+        Ok(Roles { time, unit, label, rul, anomaly, sensors })
+    }
+
+    fn add_file(&mut self, index: usize, source: &SourceFile, frame: &Frame, toml_path: &Path) -> Result<(), DataError> {
+        let healthy = source.split == Some(Split::Healthy);
+        let roles = self.resolve(frame, healthy)?;
+        let n = frame.n_rows;
+        let base = self.timestamps.len();
+        self.first_file.get_or_insert_with(|| frame.file.clone());
+        let times = match roles.time {
+            Some(c) if self.roles.step_seconds.is_some() => {
+                let step = self.roles.step_seconds.unwrap_or(1.0);
+                frame.numeric(c)?.into_iter().map(|v| v * step).collect()
+            }
+            Some(c) => frame.timestamps(c)?,
+            None => (0..n).map(|i| i as f64 * self.roles.step_seconds.unwrap_or(1.0)).collect(),
+        };
+        let lives = self.file_lives(index, source, frame, &roles)?;
+        check_monotonic(frame, &times, &lives)?;
+        for (k, &c) in roles.sensors.iter().enumerate() {
+            let values = self.sensor_values(frame, c)?;
+            if self.sensors.len() <= k {
+                self.sensors.push(Vec::new());
+            }
+            self.sensors[k].extend(values);
+        }
+        let normal = |role: &Option<String>| (healthy && role.is_some()).then(|| vec![0.0; n]);
+        let label = roles.label.map(|c| frame.numeric(c)).transpose()?.or_else(|| normal(&self.roles.label));
+        let anomaly = roles.anomaly.map(|c| frame.numeric(c)).transpose()?.or_else(|| normal(&self.roles.anomaly));
+        push_optional(&mut self.label, base, label, n);
+        push_optional(&mut self.anomaly, base, anomaly, n);
+        let rul = self.file_rul(source, frame, &roles, &times, &lives, toml_path)?;
+        push_optional(&mut self.rul, base, rul, n);
+        self.timestamps.extend(times);
+        self.life.extend(lives);
+        self.splits.extend(std::iter::repeat_n(source.split, n));
+        Ok(())
+    }
+
+    fn sensor_values(&self, frame: &Frame, c: usize) -> Result<Vec<f64>, DataError> {
+        match self.roles.categorical.get(&frame.names[c]) {
+            None => frame.numeric(c),
+            Some(levels) => frame
+                .text(c)
+                .iter()
+                .enumerate()
+                .map(|(r, v)| levels.iter().position(|l| l == v).map(|p| p as f64).ok_or_else(|| frame.cell_error(c, r, v, "one of the listed categories")))
+                .collect(),
+        }
+    }
+
+    /// Global life id per row: from a unit column, one per file, or split where RUL jumps up (a repaired machine).
+    fn file_lives(&mut self, index: usize, source: &SourceFile, frame: &Frame, roles: &Roles) -> Result<Vec<u32>, DataError> {
+        let n = frame.n_rows;
+        let mut ids: HashMap<String, u32> = HashMap::new();
+        let mut out = Vec::with_capacity(n);
+        if let Some(c) = roles.unit {
+            self.lives_known = true;
+            for key in frame.text(c) {
+                let next = &mut self.next_life;
+                let id = *ids.entry(key).or_insert_with(|| {
+                    *next += 1;
+                    *next - 1
+                });
+                out.push(id);
+            }
+        } else if let (Some(c), false) = (roles.rul, source.spec.file_is_life) {
+            let rul = frame.numeric(c)?;
+            let mut current = self.next_life;
+            for i in 0..n {
+                if i > 0 && rul[i] > rul[i - 1] {
+                    current += 1;
+                    self.lives_known = true;
+                }
+                out.push(current);
+            }
+            self.next_life = current + 1;
+        } else {
+            self.lives_known |= source.spec.file_is_life;
+            out.resize(n, self.next_life);
+            self.next_life += 1;
+        }
+        let _ = index;
+        Ok(out)
+    }
+
+    fn file_rul(&self, source: &SourceFile, frame: &Frame, roles: &Roles, times: &[f64], lives: &[u32], toml_path: &Path) -> Result<Option<Vec<f64>>, DataError> {
+        if let Some(rel) = &source.spec.rul_at_end {
+            let path = toml_path.parent().unwrap_or(Path::new(".")).join(rel);
+            let ends = read_number_list(&path)?;
+            let order = life_order(lives);
+            if order.len() != ends.len() {
+                return Err(DataError::Describe {
+                    file: toml_path.to_path_buf(),
+                    message: format!("{} has {} RUL values but {} has {} units", path.display(), ends.len(), frame.file.display(), order.len()),
+                });
+            }
+            let end_of: HashMap<u32, f64> = order.iter().copied().zip(ends).collect();
+            return Ok(Some(hours_to_end(times, lives, |l| end_of.get(&l).copied().unwrap_or(0.0))));
+        }
+        if let Some(c) = roles.rul {
+            return Ok(Some(frame.numeric(c)?));
+        }
+        Ok(self.roles.rul_from_end.then(|| hours_to_end(times, lives, |_| 0.0)))
+    }
+
+    fn finish(self, machine_id: String, meta: super::MachineMeta, layout: Layout, sources: Vec<PathBuf>) -> Result<Table, DataError> {
+        let file = self.first_file.clone().unwrap_or_default();
+        let n = self.timestamps.len();
+        if n < 2 {
+            return Err(DataError::TooFewRows { file, rows: n });
+        }
+        let names = self.sensor_names.unwrap_or_default();
+        let sensors: Vec<Sensor> = names
+            .into_iter()
+            .zip(self.sensors)
+            .map(|(name, values)| Sensor { unit: String::new(), name, values })
+            .collect();
+        if let Some(s) = sensors.iter().find(|s| s.values.iter().all(|v| v.is_nan())) {
+            return Err(DataError::AllMissing { file, column: s.name.clone() });
+        }
+        let given_split = self.splits.iter().all(Option::is_some).then(|| self.splits.iter().flatten().copied().collect());
+        let mut table = Table {
+            machine_id,
+            meta,
+            layout,
+            sources,
+            interval_s: 0.0,
+            timestamps: self.timestamps,
+            life: self.life,
+            lives_known: self.lives_known,
+            given_split,
+            sensors,
+            label: self.label,
+            rul: self.rul,
+            anomaly: self.anomaly,
+            split_hint: Default::default(),
+        };
+        table.interval_s = median_interval(&table);
+        Ok(table)
+    }
+}
+
+/// Appends a file's optional column, padding with NaN where earlier or later files lack it.
+fn push_optional(target: &mut Option<Vec<f64>>, base: usize, values: Option<Vec<f64>>, n: usize) {
+    match (target.as_mut(), values) {
+        (Some(t), Some(v)) => t.extend(v),
+        (Some(t), None) => t.extend(std::iter::repeat_n(f64::NAN, n)),
+        (None, Some(v)) => {
+            let mut t = vec![f64::NAN; base];
+            t.extend(v);
+            *target = Some(t);
+        }
+        (None, None) => {}
+    }
+}
+
+fn life_order(lives: &[u32]) -> Vec<u32> {
+    let mut order: Vec<u32> = Vec::new();
+    for &l in lives {
+        if !order.contains(&l) {
+            order.push(l);
+        }
+    }
+    order
+}
+
+fn hours_to_end(times: &[f64], lives: &[u32], end_rul: impl Fn(u32) -> f64) -> Vec<f64> {
+    let mut last: HashMap<u32, f64> = HashMap::new();
+    for (t, l) in times.iter().zip(lives) {
+        last.insert(*l, *t);
+    }
+    times.iter().zip(lives).map(|(t, l)| end_rul(*l) + (last.get(l).copied().unwrap_or(*t) - t) / 3600.0).collect()
+}
+
+fn read_number_list(path: &Path) -> Result<Vec<f64>, DataError> {
+    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    text.split_whitespace()
+        .enumerate()
+        .map(|(i, tok)| {
+            tok.parse::<f64>().map_err(|_| DataError::Cell { file: path.to_path_buf(), row: i + 1, column: "rul".into(), value: tok.into(), expected: "a number" })
+        })
+        .collect()
+}
+
+fn check_monotonic(frame: &Frame, times: &[f64], lives: &[u32]) -> Result<(), DataError> {
+    let mut last: HashMap<u32, f64> = HashMap::new();
+    for (i, (t, l)) in times.iter().zip(lives).enumerate() {
+        if let Some(prev) = last.insert(*l, *t)
+            && *t <= prev
+        {
+            return Err(DataError::NonMonotonic {
+                file: frame.file.clone(),
+                row: frame.first_row + i,
+                life: l.to_string(),
+                previous: crate::util::time::format_timestamp(prev),
+                current: crate::util::time::format_timestamp(*t),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn median_interval(t: &Table) -> f64 {
+    let mut diffs: Vec<f64> = (1..t.n_rows()).filter(|&i| t.life[i] == t.life[i - 1]).map(|i| t.timestamps[i] - t.timestamps[i - 1]).collect();
+    if diffs.is_empty() {
+        return 1.0;
+    }
+    let mid = diffs.len() / 2;
+    diffs.select_nth_unstable_by(mid, f64::total_cmp);
+    diffs[mid]
+}
+
+fn apply_units(table: &mut Table, units: &BTreeMap<String, String>) {
+    for s in &mut table.sensors {
+        s.unit = units.get(&s.name).cloned().unwrap_or_else(|| unit_from_name(&s.name).to_string());
+    }
+}
+
+/// The legacy naming convention puts the unit last (`bearing_temp_C`, `rms_velocity_mm_s`).
+fn unit_from_name(name: &str) -> &'static str {
+    const SUFFIXES: [(&str, &str); 16] = [
+        ("_mm_s", "mm/s"), ("_m3h", "m³/h"), ("_l_min", "l/min"), ("_kW", "kW"), ("_rpm", "rpm"), ("_bar", "bar"),
+        ("_psia", "psia"), ("_dBA", "dB(A)"), ("_pct", "%"), ("_percent", "%"), ("_Nm", "N·m"), ("_C", "°C"),
+        ("_K", "K"), ("_A", "A"), ("_V", "V"), ("_hz", "Hz"),
+    ];
+    SUFFIXES.iter().find(|(s, _)| name.ends_with(s)).map_or("", |(_, u)| u)
+}
+
+/// NAB-style labelled windows become (or extend) the anomaly ground-truth column.
+fn apply_windows(table: &mut Table, dir: &Path, toml_path: &Path, spec: &super::describe::WindowsSpec) -> Result<(), DataError> {
+    let path = dir.join(&spec.path);
+    let describe = |message: String| DataError::Describe { file: toml_path.to_path_buf(), message };
+    let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| describe(format!("{}: {e}", path.display())))?;
+    let list = match &spec.key {
+        Some(k) => json.get(k).ok_or_else(|| describe(format!("{}: no key {k:?}", path.display())))?,
+        None => &json,
+    };
+    let pairs = list.as_array().ok_or_else(|| describe(format!("{}: expected a list of [start, end] pairs", path.display())))?;
+    let mut windows = Vec::new();
+    for p in pairs {
+        let parse = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).and_then(crate::util::time::parse_timestamp);
+        match (parse(p.get(0)), parse(p.get(1))) {
+            (Some(a), Some(b)) => windows.push((a, b)),
+            _ => return Err(describe(format!("{}: window {p} is not a pair of timestamps", path.display()))),
+        }
+    }
+    let flags = table.anomaly.get_or_insert_with(|| vec![0.0; table.timestamps.len()]);
+    for (flag, t) in flags.iter_mut().zip(&table.timestamps) {
+        if windows.iter().any(|(a, b)| t >= a && t <= b) {
+            *flag = 1.0;
+        }
+    }
+    Ok(())
+}
+
+/// One line of `millwright machines`.
+#[derive(Clone, Debug, Serialize)]
+pub struct MachineSummary {
+    pub id: String,
+    pub name: String,
+    pub family: String,
+    pub layout: String,
+    pub rows: usize,
+    pub sensors: usize,
+    pub lives: usize,
+    pub has_label: bool,
+    pub has_rul: bool,
+    pub has_anomaly: bool,
+    pub interval_s: f64,
+}
+
+pub fn summarize(t: &Table) -> MachineSummary {
+    MachineSummary {
+        id: t.machine_id.clone(),
+        name: t.display_name().to_string(),
+        family: t.meta.family.clone().unwrap_or_default(),
+        layout: match &t.layout {
+            Layout::Seed { format } => format!("seed ({format})"),
+            Layout::Described => "machine.toml".into(),
+        },
+        rows: t.n_rows(),
+        sensors: t.sensors.len(),
+        lives: t.n_lives(),
+        has_label: t.label.is_some(),
+        has_rul: t.rul.is_some(),
+        has_anomaly: t.anomaly.is_some(),
+        interval_s: t.interval_s,
+    }
+}
+
+/// Every machine folder under `<data_dir>/machines`, sorted by id, each loaded or with its error.
+pub fn list_machines(data_dir: &Path) -> Result<Vec<(String, Result<Table, DataError>)>, DataError> {
+    let root = data_dir.join("machines");
+    if !root.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<String> = std::fs::read_dir(&root)
+        .map_err(|e| DataError::io(&root, e))?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    ids.sort();
+    Ok(ids.into_iter().map(|id| {
+        let loaded = load_machine(data_dir, &id);
+        (id, loaded)
+    }).collect())
+}
+
+#[allow(dead_code)]
+fn _spec_is_used(_: &FileSpec) {}

@@ -1,0 +1,19 @@
+//! Machine data: a machine is a folder `<data_dir>/machines/<machine_id>/` holding the seed layout
+//! (`train/val/test` as Parquet or CSV) or a `machine.toml` that describes any CSV/Parquet files.
+//! Both load into one [`Table`]. [`simulate`] writes a demo fleet in the seed layout.
+mod describe;
+mod error;
+mod id;
+mod load;
+mod read;
+mod read_parquet;
+mod seed;
+pub mod simulate;
+mod table;
+pub mod write;
+
+pub use describe::MachineToml;
+pub use error::DataError;
+pub use id::MachineId;
+pub use load::{MachineSummary, list_machines, load_machine, load_machine_dir, machine_dir, summarize};
+pub use table::{Layout, MachineMeta, Sensor, Split, SplitHint, SplitMethod, Table};

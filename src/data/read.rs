@@ -1,0 +1,248 @@
+//! Reading one CSV or Parquet file into named columns, before any column has a role.
+use super::DataError;
+use crate::util::time::parse_timestamp;
+use std::path::{Path, PathBuf};
+
+/// How cells are separated in a text file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delimiter {
+    Byte(u8),
+    /// Runs of spaces/tabs (NASA's C-MAPSS files, with trailing blanks).
+    Whitespace,
+}
+
+impl Delimiter {
+    pub fn parse(s: &str) -> Option<Delimiter> {
+        match s {
+            "," | "comma" => Some(Delimiter::Byte(b',')),
+            ";" | "semicolon" => Some(Delimiter::Byte(b';')),
+            "\t" | "tab" => Some(Delimiter::Byte(b'\t')),
+            "|" | "pipe" => Some(Delimiter::Byte(b'|')),
+            "whitespace" | "space" | " " => Some(Delimiter::Whitespace),
+            _ => None,
+        }
+    }
+}
+
+pub struct TextOptions {
+    pub delimiter: Delimiter,
+    pub header: bool,
+    pub names: Option<Vec<String>>,
+}
+
+/// A column as read: numbers where the file stores numbers, text otherwise.
+pub enum RawColumn {
+    Num(Vec<f64>),
+    /// Timestamps already decoded by the file format (Parquet logical types), epoch seconds.
+    Time(Vec<f64>),
+    Text(Vec<String>),
+}
+
+/// One file's columns by name, plus where they came from for error messages.
+pub struct Frame {
+    pub file: PathBuf,
+    pub names: Vec<String>,
+    pub columns: Vec<RawColumn>,
+    pub n_rows: usize,
+    /// Row number in the file of data row 0 (1-based, counting the header), for error messages.
+    pub first_row: usize,
+}
+
+impl Frame {
+    pub fn index_of(&self, name: &str) -> Result<usize, DataError> {
+        self.names.iter().position(|n| n == name).ok_or_else(|| DataError::MissingColumn {
+            file: self.file.clone(),
+            column: name.to_string(),
+            available: self.names.join(", "),
+        })
+    }
+
+    /// True when the column holds numbers (text columns count when their first non-empty cell is a number).
+    pub fn looks_numeric(&self, idx: usize) -> bool {
+        match &self.columns[idx] {
+            RawColumn::Num(_) => true,
+            RawColumn::Time(_) => false,
+            RawColumn::Text(cells) => cells
+                .iter()
+                .map(|c| c.trim())
+                .find(|c| !is_missing(c))
+                // An all-empty column counts as numeric so the loader can name it as all-missing.
+                .is_none_or(|c| c.parse::<f64>().is_ok()),
+        }
+    }
+
+    pub fn numeric(&self, idx: usize) -> Result<Vec<f64>, DataError> {
+        match &self.columns[idx] {
+            RawColumn::Num(v) | RawColumn::Time(v) => Ok(v.clone()),
+            RawColumn::Text(cells) => cells
+                .iter()
+                .enumerate()
+                .map(|(r, c)| parse_number(c).ok_or_else(|| self.cell_error(idx, r, c, "a number")))
+                .collect(),
+        }
+    }
+
+    pub fn timestamps(&self, idx: usize) -> Result<Vec<f64>, DataError> {
+        match &self.columns[idx] {
+            RawColumn::Num(v) | RawColumn::Time(v) => {
+                if let Some(r) = v.iter().position(|x| !x.is_finite()) {
+                    return Err(self.cell_error(idx, r, "NaN", "a timestamp"));
+                }
+                Ok(v.clone())
+            }
+            RawColumn::Text(cells) => cells
+                .iter()
+                .enumerate()
+                .map(|(r, c)| parse_timestamp(c).ok_or_else(|| self.cell_error(idx, r, c, "a timestamp")))
+                .collect(),
+        }
+    }
+
+    pub fn text(&self, idx: usize) -> Vec<String> {
+        match &self.columns[idx] {
+            RawColumn::Text(cells) => cells.iter().map(|c| c.trim().to_string()).collect(),
+            RawColumn::Num(v) | RawColumn::Time(v) => v.iter().map(|x| x.to_string()).collect(),
+        }
+    }
+
+    pub fn cell_error(&self, idx: usize, row: usize, value: &str, expected: &'static str) -> DataError {
+        DataError::Cell {
+            file: self.file.clone(),
+            row: self.first_row + row,
+            column: self.names[idx].clone(),
+            value: value.chars().take(60).collect(),
+            expected,
+        }
+    }
+}
+
+fn is_missing(cell: &str) -> bool {
+    matches!(cell, "" | "NaN" | "nan" | "NA" | "N/A" | "null" | "NULL" | "None")
+}
+
+/// Empty and the usual NaN spellings are missing (NaN); infinities are refused as unparsable.
+fn parse_number(cell: &str) -> Option<f64> {
+    let c = cell.trim();
+    if is_missing(c) {
+        return Some(f64::NAN);
+    }
+    c.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+pub fn read_file(path: &Path, text: &TextOptions) -> Result<Frame, DataError> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if ext == "parquet" || ext == "pq" {
+        super::read_parquet::read_parquet(path)
+    } else {
+        read_text(path, text)
+    }
+}
+
+fn read_text(path: &Path, opts: &TextOptions) -> Result<Frame, DataError> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let content = String::from_utf8_lossy(&bytes);
+    // Excel and some exporters (AI4I's copy among them) start with a byte-order mark.
+    let content = content.strip_prefix('\u{feff}').unwrap_or(&content);
+    let rows: Vec<Vec<String>> = match opts.delimiter {
+        Delimiter::Whitespace => content
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .collect(),
+        Delimiter::Byte(b) => {
+            let mut rdr = csv::ReaderBuilder::new().delimiter(b).has_headers(false).flexible(true).from_reader(content.as_bytes());
+            let mut out = Vec::new();
+            for (i, rec) in rdr.records().enumerate() {
+                let rec = rec.map_err(|e| DataError::Format { file: path.to_path_buf(), message: format!("row {}: {e}", i + 1) })?;
+                if rec.iter().all(|c| c.trim().is_empty()) {
+                    continue;
+                }
+                out.push(rec.iter().map(str::to_string).collect());
+            }
+            out
+        }
+    };
+    let mut rows = rows.into_iter();
+    let (names, first_row) = match (&opts.names, opts.header) {
+        (Some(names), header) => {
+            if header {
+                rows.next();
+            }
+            (names.clone(), if header { 2 } else { 1 })
+        }
+        (None, true) => {
+            let header = rows.next().ok_or_else(|| DataError::Format { file: path.to_path_buf(), message: "empty file".into() })?;
+            (header.into_iter().map(|h| h.trim().to_string()).collect(), 2)
+        }
+        (None, false) => {
+            return Err(DataError::Format {
+                file: path.to_path_buf(),
+                message: "header = false needs `names = [...]` for the columns".into(),
+            });
+        }
+    };
+    let mut columns: Vec<Vec<String>> = vec![Vec::new(); names.len()];
+    for (i, row) in rows.enumerate() {
+        if row.len() != names.len() {
+            return Err(DataError::Format {
+                file: path.to_path_buf(),
+                message: format!("row {}: {} cells, expected {} ({})", first_row + i, row.len(), names.len(), names.join(", ")),
+            });
+        }
+        for (col, cell) in columns.iter_mut().zip(row) {
+            col.push(cell);
+        }
+    }
+    let n_rows = columns.first().map_or(0, Vec::len);
+    Ok(Frame { file: path.to_path_buf(), names, columns: columns.into_iter().map(RawColumn::Text).collect(), n_rows, first_row })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    #[test]
+    fn reads_each_delimiter() {
+        let d = tempfile::tempdir().unwrap();
+        let cases = [
+            ("a.csv", "x,y\n1,2\n3,\n", Delimiter::Byte(b',')),
+            ("b.csv", "x;y\n1;2\n3;NaN\n", Delimiter::Byte(b';')),
+            ("c.tsv", "x\ty\n1\t2\n3\t\n", Delimiter::Byte(b'\t')),
+            ("d.txt", "x y\n1   2  \n 3 nan\n", Delimiter::Whitespace),
+        ];
+        for (name, body, delim) in cases {
+            let p = write(d.path(), name, body);
+            let f = read_file(&p, &TextOptions { delimiter: delim, header: true, names: None }).unwrap();
+            assert_eq!(f.names, ["x", "y"], "{name}");
+            let y = f.numeric(1).unwrap();
+            assert_eq!(y[0], 2.0);
+            assert!(y[1].is_nan(), "{name}");
+        }
+    }
+
+    #[test]
+    fn unparsable_cell_names_file_row_and_column() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "bad.csv", "t,temp\n1,20\n2,warm\n");
+        let f = read_file(&p, &TextOptions { delimiter: Delimiter::Byte(b','), header: true, names: None }).unwrap();
+        let msg = f.numeric(1).unwrap_err().to_string();
+        assert!(msg.contains("bad.csv") && msg.contains("row 3") && msg.contains("\"temp\"") && msg.contains("warm"), "{msg}");
+        let p = write(d.path(), "inf.csv", "t,temp\n1,inf\n");
+        let f = read_file(&p, &TextOptions { delimiter: Delimiter::Byte(b','), header: true, names: None }).unwrap();
+        assert!(f.numeric(1).is_err());
+    }
+
+    #[test]
+    fn ragged_rows_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "r.csv", "a,b\n1,2\n3\n");
+        let err = read_file(&p, &TextOptions { delimiter: Delimiter::Byte(b','), header: true, names: None }).err().unwrap();
+        assert!(err.to_string().contains("row 3"), "{err}");
+    }
+}

@@ -1,0 +1,98 @@
+//! Parquet through the record API (no arrow): the seed layout is a few flat numeric columns.
+use super::DataError;
+use super::read::{Frame, RawColumn};
+use parquet::basic::{LogicalType, TimeUnit};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::Field;
+use std::path::Path;
+
+/// Seconds per stored unit for each leaf column that is a timestamp (pandas writes nanoseconds as plain INT64).
+fn timestamp_scales(reader: &SerializedFileReader<std::fs::File>) -> Vec<Option<f64>> {
+    let schema = reader.metadata().file_metadata().schema_descr();
+    (0..schema.num_columns())
+        .map(|i| match schema.column(i).logical_type_ref() {
+            Some(LogicalType::Timestamp(t)) => Some(match t.unit {
+                TimeUnit::MILLIS => 1e-3,
+                TimeUnit::MICROS => 1e-6,
+                TimeUnit::NANOS => 1e-9,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn read_parquet(path: &Path) -> Result<Frame, DataError> {
+    let bad = |message: String| DataError::Format { file: path.to_path_buf(), message };
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let reader = SerializedFileReader::new(file).map_err(|e| bad(format!("not a readable Parquet file: {e}")))?;
+    let scales = timestamp_scales(&reader);
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
+    let n_rows = usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let mut nums: Vec<Vec<f64>> = names.iter().map(|_| Vec::with_capacity(n_rows)).collect();
+    let mut texts: Vec<Option<Vec<String>>> = names.iter().map(|_| None).collect();
+    let mut is_time: Vec<bool> = scales.iter().map(Option::is_some).collect();
+    let rows = reader.get_row_iter(None).map_err(|e| bad(format!("cannot read rows: {e}")))?;
+    for (r, row) in rows.enumerate() {
+        let row = row.map_err(|e| bad(format!("row {}: {e}", r + 1)))?;
+        for (c, (_, field)) in row.get_column_iter().enumerate().take(names.len()) {
+            let value = match field {
+                Field::Str(s) => {
+                    texts[c].get_or_insert_with(|| nums[c].iter().map(|v| v.to_string()).collect()).push(s.clone());
+                    continue;
+                }
+                Field::TimestampMillis(v) => {
+                    is_time[c] = true;
+                    *v as f64 / 1e3
+                }
+                Field::TimestampMicros(v) => {
+                    is_time[c] = true;
+                    *v as f64 / 1e6
+                }
+                Field::Date(d) => {
+                    is_time[c] = true;
+                    f64::from(*d) * 86_400.0
+                }
+                other => field_number(other).map_or(f64::NAN, |v| v * scales[c].unwrap_or(1.0)),
+            };
+            match &mut texts[c] {
+                Some(t) => t.push(value.to_string()),
+                None => nums[c].push(value),
+            }
+        }
+    }
+    let columns = nums
+        .into_iter()
+        .zip(texts)
+        .zip(&is_time)
+        .map(|((num, text), time)| match (text, time) {
+            (Some(t), _) => RawColumn::Text(t),
+            (None, true) => RawColumn::Time(num),
+            (None, false) => RawColumn::Num(num),
+        })
+        .collect::<Vec<_>>();
+    let n_rows = match columns.first() {
+        Some(RawColumn::Num(v) | RawColumn::Time(v)) => v.len(),
+        Some(RawColumn::Text(t)) => t.len(),
+        None => 0,
+    };
+    Ok(Frame { file: path.to_path_buf(), names, columns, n_rows, first_row: 1 })
+}
+
+fn field_number(f: &Field) -> Option<f64> {
+    Some(match f {
+        Field::Bool(b) => f64::from(u8::from(*b)),
+        Field::Byte(v) => f64::from(*v),
+        Field::Short(v) => f64::from(*v),
+        Field::Int(v) => f64::from(*v),
+        Field::Long(v) => *v as f64,
+        Field::UByte(v) => f64::from(*v),
+        Field::UShort(v) => f64::from(*v),
+        Field::UInt(v) => f64::from(*v),
+        Field::ULong(v) => *v as f64,
+        Field::Float(v) => f64::from(*v),
+        Field::Double(v) => *v,
+        Field::Float16(v) => f64::from(v.to_f32()),
+        _ => return None,
+    })
+}

@@ -1,0 +1,2 @@
+//! The four trainers and what they share.
+pub mod metrics;

@@ -1,0 +1,4 @@
+//! Small shared helpers: a seeded PRNG, timestamp parsing and atomic file writes.
+pub mod fsx;
+pub mod rng;
+pub mod time;
