@@ -1,5 +1,6 @@
 //! The command line: the binary's edge, where errors become messages and exit codes.
 mod data_cmds;
+mod ml_cmds;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -42,6 +43,16 @@ enum Command {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Train a machine's models (all four by default) with live progress; prints metrics beside baselines.
+    Train(ml_cmds::TrainArgs),
+    /// Answer with every trained model of a machine for its latest data.
+    Predict(ml_cmds::PredictArgs),
+    /// Show a model file's header: type, version, features, data fingerprint, metrics.
+    InspectModel {
+        file: PathBuf,
+    },
+    /// Run the standard protocol of a shared dataset (or train and evaluate any machine).
+    Eval(ml_cmds::EvalArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -50,6 +61,10 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => data_cmds::simulate(&args),
         Command::Machines { data, json } => data_cmds::machines(&data.data_dir, json),
         Command::InspectData { machine, data } => data_cmds::inspect(&data.data_dir, &machine),
+        Command::Train(args) => ml_cmds::train(&args),
+        Command::Predict(args) => ml_cmds::predict(&args),
+        Command::InspectModel { file } => ml_cmds::inspect_model(&file),
+        Command::Eval(args) => ml_cmds::eval(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

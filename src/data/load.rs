@@ -282,6 +282,7 @@ impl<'a> Builder<'a> {
             rul: self.rul,
             anomaly: self.anomaly,
             split_hint: Default::default(),
+            rul_cap_hint: self.roles.rul_cap_hours,
         };
         table.interval_s = median_interval(&table);
         Ok(table)

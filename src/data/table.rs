@@ -79,6 +79,8 @@ pub struct Table {
     pub interval_s: f64,
     /// How the described table wants rows split when it gives no split of its own.
     pub split_hint: SplitHint,
+    /// RUL cap the data's description asks for (C-MAPSS's 125 cycles), used when training sets none.
+    pub rul_cap_hint: Option<f64>,
 }
 
 /// A protocol the data's description asks for (e.g. AI4I's stratified 80/20); `Auto` lets millwright decide.
@@ -89,6 +91,9 @@ pub struct SplitHint {
     pub test_fraction: Option<f64>,
     pub val_fraction: Option<f64>,
     pub seed: Option<u64>,
+    /// The first N rows of every life are known to be normal (SKAB's experiments start healthy): the anomaly
+    /// detector may fit on them, and they are never scored.
+    pub healthy_head_rows: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,263 @@
+//! `train`, `predict`, `inspect-model`, `eval`.
+use super::DataDirArg;
+use super::data_cmds::load_any;
+use crate::data::Table;
+use crate::ml::model::{Payload, UrgencyHours};
+use crate::ml::report::Report;
+use crate::ml::{self, Event, ModelType, PauseGate, Quality, TrainContext, TrainParams};
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Machine id, or a path to a machine folder (e.g. examples/ai4i2020).
+    machine: String,
+    #[command(flatten)]
+    data: DataDirArg,
+    /// Which models: all, or a comma-separated list of classification, regression, anomaly, timeseries.
+    #[arg(long, default_value = "all")]
+    models: String,
+    /// Soft time limit per model, seconds.
+    #[arg(long, default_value_t = 900.0)]
+    time_limit: f64,
+    /// Training threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, value_enum, default_value = "standard")]
+    quality: QualityArg,
+    /// Classification target when the data has no label: failure within this many hours.
+    #[arg(long, default_value_t = 48.0)]
+    horizon_hours: f64,
+    /// Share of healthy rows the anomaly threshold lets through.
+    #[arg(long, default_value_t = 0.02)]
+    contamination: f64,
+    #[arg(long, default_value_t = 24.0)]
+    forecast_hours: f64,
+    /// Sensors to leave out (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<String>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Where models go: OUT/<machine>/<type>/model.mwm + report.json
+    #[arg(long, default_value = "models")]
+    out: PathBuf,
+    /// Print every report as JSON after the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum QualityArg {
+    Fast,
+    Standard,
+    Best,
+}
+
+impl TrainArgs {
+    fn params(&self) -> Result<TrainParams> {
+        let p = TrainParams {
+            time_limit_s: self.time_limit,
+            threads: self.threads.unwrap_or_else(|| TrainParams::default().threads),
+            quality: match self.quality {
+                QualityArg::Fast => Quality::Fast,
+                QualityArg::Standard => Quality::Standard,
+                QualityArg::Best => Quality::Best,
+            },
+            seed: self.seed,
+            horizon_hours: self.horizon_hours,
+            rul_cap_hours: None,
+            contamination: self.contamination,
+            forecast_hours: self.forecast_hours,
+            exclude_sensors: self.exclude.clone(),
+        };
+        p.validate().map_err(anyhow::Error::msg)?;
+        Ok(p)
+    }
+}
+
+/// One model's outcome for the summary table.
+struct Outcome {
+    model_type: ModelType,
+    result: Result<Report, String>,
+}
+
+pub fn train(a: &TrainArgs) -> Result<()> {
+    let types = ModelType::parse_list(&a.models).map_err(anyhow::Error::msg)?;
+    let params = a.params()?;
+    let t0 = Instant::now();
+    let table = load_any(&a.data.data_dir, &a.machine)?;
+    eprintln!("loaded {} ({} rows, {} sensors) in {:.2} s", table.machine_id, table.n_rows(), table.sensors.len(), t0.elapsed().as_secs_f64());
+    let mut outcomes = Vec::new();
+    for (i, t) in types.iter().enumerate() {
+        let result = train_one(*t, &table, &params, &a.out, i, types.len()).map_err(|e| format!("{e:#}"));
+        outcomes.push(Outcome { model_type: *t, result });
+    }
+    print_summary(&outcomes, t0.elapsed().as_secs_f64());
+    if a.json {
+        for o in &outcomes {
+            if let Ok(r) = &o.result {
+                println!("{}", serde_json::to_string_pretty(r)?);
+            }
+        }
+    }
+    if outcomes.iter().all(|o| o.result.is_err()) {
+        bail!("no model could be trained");
+    }
+    Ok(())
+}
+
+fn train_one(t: ModelType, table: &Table, params: &TrainParams, out: &Path, index: usize, total: usize) -> Result<Report> {
+    let bar = progress_bar(t, index, total);
+    let b2 = bar.clone();
+    let last_stage = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::new(move |e: &Event| match e {
+        Event::Progress { fraction, stage, message } => {
+            b2.set_position((fraction * 1000.0) as u64);
+            b2.set_message(format!("{stage}: {message}"));
+            if b2.is_hidden()
+                && let Ok(mut last) = last_stage.lock()
+                && *last != *stage
+            {
+                eprintln!("[{t}] {:>3.0}% {stage}: {message}", fraction * 100.0);
+                *last = stage.clone();
+            }
+        }
+        Event::Log { .. } | Event::Leaderboard { .. } => {}
+    });
+    let ctx = TrainContext::new(sink, Arc::new(AtomicBool::new(false)), Arc::new(PauseGate::default()), Duration::from_secs_f64(params.time_limit_s), params.threads);
+    let result = ml::train(t, table, params, &ctx);
+    bar.finish_and_clear();
+    let mut trained = result.with_context(|| format!("{t} model"))?;
+    let dir = out.join(&table.machine_id).join(t.as_str());
+    trained.save(&dir, table).with_context(|| format!("saving the {t} model to {}", dir.display()))?;
+    eprintln!("[{t}] saved {} ({} bytes)", dir.join(ml::MODEL_FILE).display(), trained.report.model_size_bytes);
+    Ok(trained.report)
+}
+
+fn progress_bar(t: ModelType, index: usize, total: usize) -> ProgressBar {
+    let bar = ProgressBar::new(1000);
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let style = ProgressStyle::with_template("{prefix:>28} [{bar:30}] {percent:>3}% {elapsed:>4} {wide_msg}").map(|s| s.progress_chars("=> "));
+    if let Ok(s) = style {
+        bar.set_style(s);
+    }
+    bar.set_prefix(format!("({}/{}) {}", index + 1, total, t));
+    bar
+}
+
+fn print_summary(outcomes: &[Outcome], total_s: f64) {
+    println!("\n{:<15} {:<14} {:>10} {:>12} {:>10} {:>9} {:>10}", "model", "metric", "value", "baseline", "better by", "time s", "size KB");
+    let mut size = 0u64;
+    for o in outcomes {
+        match &o.result {
+            Ok(r) => {
+                let h = &r.headline;
+                size += r.model_size_bytes;
+                println!(
+                    "{:<15} {:<14} {:>10.4} {:>12.4} {:>9.0}% {:>9.2} {:>10.1}",
+                    o.model_type.as_str(),
+                    h.metric,
+                    h.value,
+                    h.baseline,
+                    h.improvement * 100.0,
+                    r.train_seconds,
+                    r.model_size_bytes as f64 / 1024.0
+                );
+                for w in &r.warnings {
+                    println!("{:<15} warning: {w}", "");
+                }
+            }
+            Err(e) => println!("{:<15} FAILED: {e}", o.model_type.as_str()),
+        }
+    }
+    println!("total {:.1} s, models {:.1} KB, peak RSS {:.0} MB", total_s, size as f64 / 1024.0, crate::util::peak_rss_bytes().unwrap_or(0) as f64 / 1e6);
+}
+
+#[derive(clap::Args)]
+pub struct PredictArgs {
+    /// Machine id, or a path to a machine folder.
+    machine: String,
+    #[command(flatten)]
+    data: DataDirArg,
+    /// Folder the models were saved to by `millwright train --out`.
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+}
+
+pub fn predict(a: &PredictArgs) -> Result<()> {
+    let table = load_any(&a.data.data_dir, &a.machine)?;
+    let mut answers = serde_json::Map::new();
+    for t in ModelType::ALL {
+        let path = a.models.join(&table.machine_id).join(t.as_str()).join(ml::MODEL_FILE);
+        if !path.is_file() {
+            answers.insert(t.as_str().into(), serde_json::json!({ "missing": format!("no {t} model at {} — train it first", path.display()) }));
+            continue;
+        }
+        let (header, payload) = Payload::load(&path)?;
+        let answer = answer(&payload, &table).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
+        answers.insert(t.as_str().into(), serde_json::json!({ "created_at": header.created_at, "answer": answer }));
+    }
+    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(answers))?);
+    Ok(())
+}
+
+/// One model's answer for the latest rows of a machine's own data.
+pub fn answer(payload: &Payload, table: &Table) -> Result<serde_json::Value, ml::MlError> {
+    let recent = ml::predict::recent_from_table(table, payload)?;
+    ml::predict::answer(payload, &recent, &UrgencyHours::default())
+}
+
+pub fn inspect_model(path: &Path) -> Result<()> {
+    let (header, payload) = Payload::load(path)?;
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    println!("{}", serde_json::to_string_pretty(&header)?);
+    println!("size      {size} bytes");
+    println!("summary   {}", ml::predict::describe(&payload));
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// A shared dataset (cmapss-fd001, ai4i2020, skab-valve1, nab-ambient-temperature), a machine id or a folder.
+    target: String,
+    #[command(flatten)]
+    data: DataDirArg,
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, value_enum, default_value = "standard")]
+    quality: QualityArg,
+}
+
+pub fn eval(a: &EvalArgs) -> Result<()> {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let dir = [Path::new("examples").join(&a.target), examples.join(&a.target)].into_iter().find(|p| p.join("machine.toml").is_file());
+    let table = match dir {
+        Some(d) => crate::data::load_machine_dir(&d)?,
+        None => load_any(&a.data.data_dir, &a.target)?,
+    };
+    let params = TrainParams {
+        threads: a.threads.unwrap_or_else(|| TrainParams::default().threads),
+        quality: match a.quality {
+            QualityArg::Fast => Quality::Fast,
+            QualityArg::Standard => Quality::Standard,
+            QualityArg::Best => Quality::Best,
+        },
+        ..TrainParams::default()
+    };
+    let rows = ml::eval::run_protocol(&table, &params)?;
+    println!("{:<26} {:<15} {:<22} {:>10} {:>10} {:>9} {:>10} {:>10}", "dataset", "model", "metric", "value", "baseline", "train s", "peak MB", "size KB");
+    for r in rows {
+        println!(
+            "{:<26} {:<15} {:<22} {:>10.4} {:>10.4} {:>9.2} {:>10.0} {:>10.1}",
+            table.machine_id, r.model_type, r.metric, r.value, r.baseline, r.train_seconds, r.peak_rss_bytes as f64 / 1e6, r.model_size_bytes as f64 / 1024.0
+        );
+    }
+    Ok(())
+}

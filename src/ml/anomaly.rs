@@ -1,0 +1,352 @@
+//! "Is current behaviour abnormal?": an ensemble of isolation forest, robust per-sensor z-scores and a robust
+//! Mahalanobis distance, fitted on healthy rows only, each calibrated to [0, 1] on held-out healthy rows,
+//! with a threshold set by `contamination`. Evaluated against real anomaly labels when the data has them,
+//! else against a clearly named proxy — never against labels derived from the same features.
+use super::detectors::{Detector, Ensemble, EnsembleConfig, Rows};
+use super::features::{FeatureSpec, Stat, features_for_rows};
+use super::metrics::{self, Confusion};
+use super::model::{Payload, Recent};
+use super::report::{DataSummary, Headline, Report, SplitSummary, Stopwatch, sample_indices};
+use super::split::plan_split;
+use super::supervised::time_in_life_allowed;
+use super::{LeaderRow, MlError, ModelType, TrainContext, TrainParams};
+use crate::data::{Split, Table};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+const MAX_FIT_ROWS: usize = 20_000;
+const MAX_HOLDOUT_ROWS: usize = 10_000;
+/// Anomalies show within minutes to hours; a longer window mostly averages them away.
+const MAX_ANOMALY_WINDOW: usize = 60;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AnomalyModel {
+    pub spec: FeatureSpec,
+    pub ensemble: Ensemble,
+    pub contamination: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AnomalyAnswer {
+    pub anomaly_score: f64,
+    pub threshold: f64,
+    pub is_anomaly: bool,
+    /// Sensors driving the score, largest share first (shares sum to 1 over all sensors).
+    pub top_sensors: Vec<(String, f64)>,
+    pub detectors: Vec<(String, f64)>,
+}
+
+/// Which rows are healthy, held out, and scored, and what the scores are judged against.
+struct Plan {
+    fit: Vec<usize>,
+    holdout: Vec<usize>,
+    test: Vec<usize>,
+    fit_rule: String,
+    summary: SplitSummary,
+}
+
+/// Rows known or assumed healthy among `rows`: label 0, else the first half of each life (wear has not set in),
+/// else all of them (stated in the report).
+fn healthy_rows(table: &Table, rows: &[usize]) -> (Vec<usize>, &'static str) {
+    if let Some(label) = &table.label {
+        return (rows.iter().copied().filter(|&r| label[r] < 0.5).collect(), "rows labelled 0 (no failure)");
+    }
+    if table.rul.is_some() && table.lives_known {
+        let ranges = table.life_ranges();
+        let mut start_of = std::collections::HashMap::new();
+        for (life, r) in &ranges {
+            start_of.insert(*life, r.clone());
+        }
+        let early = rows
+            .iter()
+            .copied()
+            .filter(|&r| start_of.get(&table.life[r]).is_some_and(|lr| r < lr.start + (lr.end - lr.start) / 2))
+            .collect();
+        return (early, "the first half of each training life");
+    }
+    (rows.to_vec(), "all training rows (no labels or lives: assumed mostly healthy)")
+}
+
+/// Splits a list of healthy rows into fit (first 75 %) and calibration (last 25 %) parts.
+fn fit_and_holdout(rows: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let cut = rows.len() * 3 / 4;
+    (rows[..cut].to_vec(), rows[cut..].to_vec())
+}
+
+/// Healthy rows the data itself vouches for: a healthy reference split, and the first N rows of each life.
+fn vouched_healthy(table: &Table) -> (Vec<usize>, Vec<usize>, Vec<String>) {
+    let split = table.given_split.as_deref().unwrap_or_default();
+    let reference: Vec<usize> = (0..split.len()).filter(|&i| split[i] == Split::Healthy).collect();
+    let mut heads = Vec::new();
+    let mut notes = Vec::new();
+    if !reference.is_empty() {
+        notes.push(format!("{} rows of healthy reference data", reference.len()));
+    }
+    if let Some(n) = table.split_hint.healthy_head_rows {
+        for (_, r) in table.life_ranges() {
+            if split.get(r.start) != Some(&Split::Healthy) {
+                heads.extend(r.start..(r.start + n).min(r.end));
+            }
+        }
+        notes.push(format!("the first {n} rows of each run are normal by the data's description ({} rows); they are fitted on and never scored", heads.len()));
+    }
+    (reference, heads, notes)
+}
+
+fn plan(table: &Table, params: &TrainParams, gap: usize) -> Result<Plan, MlError> {
+    let (reference, heads, notes) = vouched_healthy(table);
+    if !reference.is_empty() || !heads.is_empty() {
+        let (mut fit, mut holdout) = fit_and_holdout(&reference);
+        // Heads are split per life so every run contributes to both fitting and calibration.
+        let mut by_life: std::collections::BTreeMap<u32, Vec<usize>> = std::collections::BTreeMap::new();
+        for &r in &heads {
+            by_life.entry(table.life[r]).or_default().push(r);
+        }
+        for rows in by_life.values() {
+            let (f, h) = fit_and_holdout(rows);
+            fit.extend(f);
+            holdout.extend(h);
+        }
+        let split = table.given_split.as_deref().unwrap_or_default();
+        let head_set: std::collections::HashSet<usize> = heads.iter().copied().collect();
+        let test: Vec<usize> = (0..table.n_rows()).filter(|i| split.get(*i).is_none_or(|s| *s == Split::Test) && !head_set.contains(i)).collect();
+        fit.sort_unstable();
+        holdout.sort_unstable();
+        let summary = SplitSummary {
+            method: "healthy rows the data vouches for + the rest as test".into(),
+            train_rows: fit.len(),
+            val_rows: holdout.len(),
+            test_rows: test.len(),
+            healthy_rows: reference.len() + heads.len(),
+            notes,
+            ..Default::default()
+        };
+        return Ok(Plan { fit, holdout, test, fit_rule: "the data's healthy rows".into(), summary });
+    }
+    let p = plan_split(table, params.seed, gap, None)?;
+    let (fit, rule) = healthy_rows(table, &p.train);
+    let (mut holdout, _) = healthy_rows(table, &p.val);
+    let mut fit = fit;
+    let mut notes = p.notes.clone();
+    if holdout.len() < 50 {
+        let cut = fit.len() * 3 / 4;
+        holdout = fit.split_off(cut);
+        notes.push("too few healthy validation rows: calibrated on the last 25 % of the healthy training rows".into());
+    }
+    let summary = SplitSummary {
+        method: p.method.clone(),
+        train_rows: fit.len(),
+        val_rows: holdout.len(),
+        test_rows: p.test.len(),
+        healthy_rows: p.healthy.len(),
+        train_lives: p.train_lives,
+        val_lives: p.val_lives,
+        test_lives: p.test_lives,
+        notes,
+    };
+    Ok(Plan { fit, holdout, test: p.test, fit_rule: rule.into(), summary })
+}
+
+/// Ground truth for the test rows: the data's anomaly column, else a named proxy; rows the proxy cannot judge are dropped.
+fn truth(table: &Table, params: &TrainParams, rows: &[usize]) -> Option<(Vec<usize>, Vec<bool>, String)> {
+    if let Some(a) = &table.anomaly {
+        let keep: Vec<usize> = rows.iter().copied().filter(|&r| a[r].is_finite()).collect();
+        let y = keep.iter().map(|&r| a[r] >= 0.5).collect();
+        return Some((keep, y, "the data's anomaly labels".into()));
+    }
+    if let (Some(rul), true) = (&table.rul, table.lives_known) {
+        let h = params.horizon_hours;
+        let ranges: std::collections::HashMap<u32, std::ops::Range<usize>> = table.life_ranges().into_iter().collect();
+        let mut keep = Vec::new();
+        let mut y = Vec::new();
+        for &r in rows {
+            let early = ranges.get(&table.life[r]).is_some_and(|lr| r < lr.start + (lr.end - lr.start) / 2);
+            if rul[r] <= h {
+                keep.push(r);
+                y.push(true);
+            } else if early {
+                keep.push(r);
+                y.push(false);
+            }
+        }
+        return Some((keep, y, format!("proxy: the last {h} h before failure (positive) vs the first half of each life (negative); rows between are not scored")));
+    }
+    if let Some(l) = &table.label {
+        let keep: Vec<usize> = rows.iter().copied().filter(|&r| l[r].is_finite()).collect();
+        let y = keep.iter().map(|&r| l[r] >= 0.5).collect();
+        return Some((keep, y, "proxy: the failure label".into()));
+    }
+    None
+}
+
+/// Anomaly features: each reading plus its mean and spread over one short window — enough context
+/// to see drift and noise bursts, few enough columns for the distance detectors.
+fn anomaly_spec(table: &Table, params: &TrainParams, fit_rows: &[usize]) -> (FeatureSpec, Vec<String>) {
+    let (mut spec, dropped) = FeatureSpec::for_table(table, &params.exclude_sensors, fit_rows, false);
+    if let Some(&w) = spec.windows.iter().min() {
+        let w = w.min(MAX_ANOMALY_WINDOW);
+        spec.windows = vec![w];
+        spec.window_seconds = vec![w as f64 * spec.interval_s];
+    }
+    spec.stats = vec![Stat::Mean, Stat::Std];
+    spec.raw = true;
+    spec.time_in_life = false;
+    let _ = time_in_life_allowed;
+    (spec, dropped)
+}
+
+fn rows_matrix(spec: &FeatureSpec, table: &Table, rows: &[usize]) -> Result<Rows, MlError> {
+    let m = features_for_rows(spec, table, rows)?;
+    let data: Vec<f64> = m.data.iter().map(|v| f64::from(*v)).collect();
+    Ok(Rows::from_column_major(m.n_rows, m.n_cols, &data)?)
+}
+
+fn thin(rows: &[usize], max: usize) -> Vec<usize> {
+    sample_indices(rows.len(), max).into_iter().map(|i| rows[i]).collect()
+}
+
+pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<(Payload, Report), MlError> {
+    let mut sw = Stopwatch::start();
+    ctx.stage("split", 0.0, 0.05, "choosing healthy rows");
+    let all: Vec<usize> = (0..table.n_rows()).collect();
+    let (probe, _) = anomaly_spec(table, params, &all);
+    let plan = plan(table, params, probe.min_rows())?;
+    if plan.fit.len() < 20 || plan.holdout.is_empty() {
+        return Err(MlError::Invalid(format!("only {} healthy rows to fit on and {} to calibrate on; the anomaly detector needs at least 20 and 1", plan.fit.len(), plan.holdout.len())));
+    }
+    let (spec, dropped) = anomaly_spec(table, params, &plan.fit);
+    if spec.sensors.is_empty() {
+        return Err(MlError::Invalid("every sensor is constant or excluded on the healthy rows".into()));
+    }
+    let mut report = Report::new(ModelType::Anomaly, &table.machine_id);
+    report.target = format!("abnormal behaviour relative to {}; threshold lets {:.1} % of held-out healthy rows alarm", plan.fit_rule, params.contamination * 100.0);
+    sw.lap("split");
+    ctx.checkpoint()?;
+
+    ctx.stage("features", 0.05, 0.2, format!("{} features from {} sensors", spec.n_features(), spec.sensors.len()));
+    let fit = rows_matrix(&spec, table, &thin(&plan.fit, MAX_FIT_ROWS))?;
+    let holdout = rows_matrix(&spec, table, &thin(&plan.holdout, MAX_HOLDOUT_ROWS))?;
+    sw.lap("features");
+    ctx.checkpoint()?;
+
+    ctx.stage("fit", 0.2, 0.8, format!("3 detectors on {} healthy rows, calibrated on {}", fit.n_rows, holdout.n_rows));
+    let config = EnsembleConfig { contamination: params.contamination, ..EnsembleConfig::default() };
+    let mut progress = |f: f64| {
+        ctx.progress(f, || format!("detectors {:.0} %", f * 100.0));
+        ctx.checkpoint().is_ok()
+    };
+    let ensemble = Ensemble::fit(&fit, &holdout, &config, &mut progress).map_err(|e| if ctx.is_cancelled() { MlError::Cancelled } else { MlError::Detector(e) })?;
+    sw.lap("fit");
+    ctx.checkpoint()?;
+
+    ctx.stage("evaluate", 0.8, 1.0, "scoring test rows");
+    let model = AnomalyModel { spec, ensemble, contamination: params.contamination };
+    evaluate(table, params, ctx, &model, &plan, &mut report)?;
+    for m in &model.ensemble.members {
+        report.leaderboard.push(LeaderRow {
+            model: m.detector.name().into(),
+            metric: "calibrated on held-out healthy rows".into(),
+            validation_score: f64::NAN,
+            chosen: true,
+            fit_seconds: 0.0,
+            detail: format!("weight {}", m.weight),
+        });
+    }
+    report.split = plan.summary;
+    report.data = DataSummary {
+        rows: table.n_rows(),
+        sensors: table.sensors.len(),
+        sensors_used: model.spec.sensors.clone(),
+        sensors_dropped: dropped.clone(),
+        interval_s: table.interval_s,
+        lives: table.n_lives(),
+        features: model.spec.n_features(),
+        feature_windows_rows: model.spec.windows.clone(),
+        time_in_life: false,
+    };
+    report.warnings.extend(dropped.iter().map(|s| format!("sensor {s} is constant on the healthy rows and was dropped")));
+    sw.lap("evaluate");
+    report.timings = sw.laps.clone();
+    report.train_seconds = sw.total();
+    Ok((Payload::Anomaly(model), report))
+}
+
+fn evaluate(table: &Table, params: &TrainParams, ctx: &TrainContext, model: &AnomalyModel, plan: &Plan, report: &mut Report) -> Result<(), MlError> {
+    let threshold = model.ensemble.threshold;
+    let holdout_scores: Vec<f64> = score_rows(model, table, &plan.holdout, ctx)?;
+    let healthy_alarm_rate = holdout_scores.iter().filter(|s| **s > threshold).count() as f64 / holdout_scores.len().max(1) as f64;
+    let Some((rows, y, truth_name)) = truth(table, params, &plan.test) else {
+        report.headline = Headline::new("healthy_alarm_rate", healthy_alarm_rate, params.contamination, "target contamination", false);
+        report.metrics = json!({ "healthy_alarm_rate": healthy_alarm_rate, "threshold": threshold, "truth": "none: the data has no anomaly labels, RUL or failure label" });
+        report.warnings.push("no ground truth or proxy for anomalies: only the false-alarm rate on held-out healthy rows is reported".into());
+        return Ok(());
+    };
+    if rows.is_empty() {
+        return Err(MlError::Invalid("no test rows to evaluate the anomaly detector on".into()));
+    }
+    let scores = score_rows(model, table, &rows, ctx)?;
+    // The ensemble flags score > threshold; metrics use >= on a nudged threshold to match exactly.
+    let cut = f64::from_bits(threshold.to_bits() + 1);
+    let m = metrics::classification_metrics(&y, &scores, cut);
+    let flag_rate = scores.iter().filter(|s| **s > threshold).count() as f64 / scores.len() as f64;
+    let (bp, br, bf) = metrics::random_detector_baseline(&y, flag_rate);
+    // The headline is threshold-free: a random detector's PR AUC is the prevalence. F1 at the contamination
+    // threshold is reported beside it, with the random detector at the same alarm rate.
+    let prevalence = m.positives as f64 / (m.n.max(1)) as f64;
+    report.headline = Headline::new("pr_auc", m.pr_auc.unwrap_or(f64::NAN), prevalence, "random detector (prevalence)", true);
+    report.metrics = json!({ "precision": m.precision, "recall": m.recall, "f1": m.f1, "roc_auc": m.roc_auc, "pr_auc": m.pr_auc,
+        "accuracy": m.accuracy, "threshold": threshold, "alarm_rate": flag_rate, "healthy_alarm_rate": healthy_alarm_rate, "truth": truth_name, "n": m.n, "positives": m.positives });
+    report.baseline = json!({ "name": "random detector at the same alarm rate", "precision": bp, "recall": br, "f1": bf, "roc_auc": 0.5, "pr_auc": prevalence });
+    report.confusion = Some(m.confusion);
+    let _ = Confusion::default();
+    report.samples = score_samples(&scores, &y, threshold);
+    Ok(())
+}
+
+fn score_rows(model: &AnomalyModel, table: &Table, rows: &[usize], ctx: &TrainContext) -> Result<Vec<f64>, MlError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(4096) {
+        ctx.checkpoint()?;
+        let m = rows_matrix(&model.spec, table, chunk)?;
+        out.extend(m.iter().map(|r| model.ensemble.score(r).score));
+    }
+    Ok(out)
+}
+
+fn score_samples(scores: &[f64], y: &[bool], threshold: f64) -> serde_json::Value {
+    let mut pos = [0u32; 20];
+    let mut neg = [0u32; 20];
+    for (s, t) in scores.iter().zip(y) {
+        let bin = ((s.clamp(0.0, 1.0) * 20.0) as usize).min(19);
+        if *t { pos[bin] += 1 } else { neg[bin] += 1 }
+    }
+    let idx = sample_indices(scores.len(), 300);
+    json!({ "score_histogram": { "bins": 20, "positive": pos, "negative": neg, "threshold": threshold },
+            "score_trace": idx.iter().map(|&i| [scores[i], f64::from(u8::from(y[i]))]).collect::<Vec<_>>() })
+}
+
+impl AnomalyModel {
+    pub fn describe(&self) -> String {
+        let names: Vec<&str> = self.ensemble.members.iter().map(|m| m.detector.name()).collect();
+        format!("anomaly ensemble ({}) on {} features, threshold {:.4}, contamination {}", names.join(" + "), self.spec.n_features(), self.ensemble.threshold, self.contamination)
+    }
+
+    pub fn predict(&self, recent: &Recent) -> Result<AnomalyAnswer, MlError> {
+        let row: Vec<f64> = recent.last_row_features(&self.spec)?.into_iter().map(f64::from).collect();
+        let s = self.ensemble.score(&row);
+        let names = self.spec.names();
+        let mut per_sensor: Vec<(String, f64)> = self
+            .spec
+            .sensors
+            .iter()
+            .map(|sensor| {
+                let prefix = format!("{sensor}__");
+                let share: f64 = names.iter().zip(&s.contributions).filter(|(n, _)| *n == sensor || n.starts_with(&prefix)).map(|(_, c)| c).sum();
+                (sensor.clone(), share)
+            })
+            .collect();
+        per_sensor.sort_by(|a, b| b.1.total_cmp(&a.1));
+        per_sensor.truncate(5);
+        Ok(AnomalyAnswer { anomaly_score: s.score, threshold: self.ensemble.threshold, is_anomaly: s.score > self.ensemble.threshold, top_sensors: per_sensor, detectors: s.per_detector })
+    }
+}

@@ -1,0 +1,123 @@
+//! "Will this machine fail soon?": GBDT with class weighting, threshold tuned on validation for F1.
+use super::metrics::{self, Confusion};
+use super::model::{ClassifierModel, Payload};
+use super::report::{Headline, Report, Stopwatch, top_importance};
+use super::supervised::{self, Prepared, candidates, fit_candidate, leader};
+use super::{MlError, ModelType, TrainContext, TrainParams};
+use crate::data::Table;
+use serde_json::json;
+
+/// The label column if the data has one, else "RUL ≤ horizon". Never built from sensor readings.
+pub fn target(table: &Table, params: &TrainParams) -> Result<(Vec<f64>, String), MlError> {
+    if let Some(label) = &table.label {
+        return Ok((label.iter().map(|v| if v.is_finite() { f64::from(u8::from(*v >= 0.5)) } else { f64::NAN }).collect(), "the data's failure label".into()));
+    }
+    if let Some(rul) = &table.rul {
+        let h = params.horizon_hours;
+        let y = rul.iter().map(|r| if r.is_finite() { f64::from(u8::from(*r <= h)) } else { f64::NAN }).collect();
+        return Ok((y, format!("failure within {h} h (RUL ≤ {h} h)")));
+    }
+    Err(MlError::Unsupported("classification needs a failure label or a RUL column to define \"fails soon\"; this machine has neither".into()))
+}
+
+fn as_bool(y: &[f32]) -> Vec<bool> {
+    y.iter().map(|v| *v >= 0.5).collect()
+}
+
+pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<(Payload, Report), MlError> {
+    let mut sw = Stopwatch::start();
+    let (y_all, target_text) = target(table, params)?;
+    let p = supervised::prepare(table, params, ctx, &y_all, true, &mut sw)?;
+    let mut report = Report::new(ModelType::Classification, &table.machine_id);
+    report.target = target_text;
+    let ytr = as_bool(&p.train.y);
+    let positives = ytr.iter().filter(|b| **b).count();
+    if positives == 0 || positives == ytr.len() {
+        return Err(MlError::Invalid(format!("the training rows hold only one class ({positives} positives of {}); nothing to learn", ytr.len())));
+    }
+    if positives < 20 {
+        report.warnings.push(format!("only {positives} positive training rows: metrics will be noisy"));
+    }
+    // Weight the rare class up, but only by the square root of the imbalance: full balancing over-predicts failures.
+    let pos_weight = ((ytr.len() - positives) as f64 / positives as f64).sqrt() as f32;
+    let weights: Vec<f32> = ytr.iter().map(|b| if *b { pos_weight } else { 1.0 }).collect();
+
+    ctx.stage("train", 0.2, 0.85, format!("{} training rows, {positives} positive", ytr.len()));
+    let yval = as_bool(&p.val.y);
+    let cands = candidates(super::gbdt::Objective::Binary, params.quality, params.seed, ctx.threads());
+    let mut best: Option<(f64, supervised::Fitted)> = None;
+    let mut board = Vec::new();
+    for (i, c) in cands.iter().enumerate() {
+        let n = cands.len() as f64;
+        let fitted = fit_candidate(c, &p, Some(&weights), ctx, i as f64 / n, (i + 1) as f64 / n)?;
+        let scores = fitted.model.predict_matrix(&p.val.x);
+        // Threshold-free and robust to rare positives: average precision on validation picks the model.
+        let score = metrics::pr_auc(&yval, &scores).unwrap_or(0.0);
+        board.push((c.name, score, fitted.seconds, fitted.model.n_trees()));
+        ctx.leaderboard(leader(c.name, "validation PR AUC", score, &fitted, false));
+        if best.as_ref().is_none_or(|(s, _)| score > *s) {
+            best = Some((score, fitted));
+        }
+        if ctx.out_of_time() {
+            break;
+        }
+    }
+    let Some((_, chosen)) = best else { return Err(MlError::Invalid("no candidate finished".into())) };
+    sw.lap("train");
+    ctx.checkpoint()?;
+
+    ctx.stage("evaluate", 0.85, 1.0, "threshold on validation, metrics on test");
+    let val_scores = chosen.model.predict_matrix(&p.val.x);
+    let threshold = match metrics::best_f1_threshold(&yval, &val_scores) {
+        Some((t, _)) => t,
+        None => {
+            report.warnings.push("validation has no positive rows: threshold left at 0.5".into());
+            0.5
+        }
+    };
+    let yte = as_bool(&p.test.y);
+    let test_scores = chosen.model.predict_matrix(&p.test.x);
+    let m = metrics::classification_metrics(&yte, &test_scores, threshold);
+    let base = metrics::prior_baseline(&ytr, &yte);
+    let always = metrics::always_positive_baseline(&yte);
+    if m.positives == 0 {
+        report.warnings.push("the test split has no positive rows: recall, F1 and AUC are undefined".into());
+    }
+    report.headline = Headline::new("f1", m.f1, always.always_positive_f1, "always predict failure", true);
+    report.metrics = serde_json::to_value(&m).unwrap_or_default();
+    report.baseline = json!({ "prior": base, "always_positive_f1": always.always_positive_f1, "prevalence": always.prevalence });
+    report.confusion = Some(m.confusion);
+    report.leaderboard = board
+        .iter()
+        .map(|(name, s, secs, trees)| super::LeaderRow {
+            model: (*name).into(),
+            metric: "validation PR AUC".into(),
+            validation_score: *s,
+            chosen: *name == chosen.name,
+            fit_seconds: *secs,
+            detail: format!("{trees} trees"),
+        })
+        .collect();
+    report.feature_importance = top_importance(&p.spec.names(), &chosen.model.feature_importance_gain(), 20);
+    report.samples = score_samples(&p, &test_scores, &yte);
+    report.split = supervised::split_summary(&p);
+    report.data = supervised::data_summary(table, &p);
+    sw.lap("evaluate");
+    report.timings = sw.laps.clone();
+    report.train_seconds = sw.total();
+    report.warnings.extend(p.dropped.iter().map(|s| format!("sensor {s} is constant on the training rows and was dropped")));
+    let _ = Confusion::default();
+    let model = ClassifierModel { spec: p.spec, model: chosen.model, threshold, target: report.target.clone() };
+    Ok((Payload::Classifier(model), report))
+}
+
+/// Score histograms of test rows by true class, for the page's distribution plot.
+fn score_samples(_p: &Prepared, scores: &[f64], y: &[bool]) -> serde_json::Value {
+    let mut pos = [0u32; 20];
+    let mut neg = [0u32; 20];
+    for (s, t) in scores.iter().zip(y) {
+        let bin = ((s.clamp(0.0, 1.0) * 20.0) as usize).min(19);
+        if *t { pos[bin] += 1 } else { neg[bin] += 1 }
+    }
+    json!({ "score_histogram": { "bins": 20, "positive": pos, "negative": neg } })
+}

@@ -1,0 +1,289 @@
+//! Fitting of every candidate model: three baselines and two exponential-smoothing models.
+
+use super::ets::EtsState;
+use super::{ForecastError, Result, effective_period, report};
+use serde::{Deserialize, Serialize};
+
+/// Periods of history the smoothing models fit on: older data rarely helps a sensor forecast and
+/// bounds fit time on long series.
+const FIT_PERIODS: usize = 60;
+/// Minimum fit window for short periods (and non-seasonal data).
+const MIN_FIT_WINDOW: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ModelKind {
+    Naive,
+    SeasonalNaive,
+    Drift,
+    HoltWinters,
+    StlEts,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Naive => "naive",
+            ModelKind::SeasonalNaive => "seasonal_naive",
+            ModelKind::Drift => "drift",
+            ModelKind::HoltWinters => "holt_winters",
+            ModelKind::StlEts => "stl_ets",
+        }
+    }
+
+    /// Candidates worth trying for period `m`, simplest first (ties go to the simpler model).
+    pub fn candidates(m: usize) -> Vec<ModelKind> {
+        if m > 1 {
+            vec![
+                ModelKind::Naive,
+                ModelKind::SeasonalNaive,
+                ModelKind::Drift,
+                ModelKind::HoltWinters,
+                ModelKind::StlEts,
+            ]
+        } else {
+            // Without a season, seasonal naive is naive and STL+ETS is Holt–Winters.
+            vec![ModelKind::Naive, ModelKind::Drift, ModelKind::HoltWinters]
+        }
+    }
+}
+
+/// Fitted state of one model (never the history itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum State {
+    Naive {
+        last: f64,
+    },
+    SeasonalNaive {
+        last_season: Vec<f64>,
+    },
+    /// `n` = length of the history the slope came from (widens intervals for short histories).
+    Drift {
+        last: f64,
+        slope: f64,
+        n: usize,
+    },
+    HoltWinters(EtsState),
+    /// Seasonal offsets (first = first forecast step) plus damped ETS on the deseasonalised series.
+    StlEts {
+        seasonal: Vec<f64>,
+        ets: EtsState,
+    },
+}
+
+impl State {
+    pub fn point(&self, h: usize) -> Vec<f64> {
+        match self {
+            State::Naive { last } => vec![*last; h],
+            State::SeasonalNaive { last_season } => (0..h)
+                .map(|k| {
+                    last_season
+                        .get(k % last_season.len().max(1))
+                        .copied()
+                        .unwrap_or(0.0)
+                })
+                .collect(),
+            State::Drift { last, slope, .. } => (1..=h).map(|k| last + slope * k as f64).collect(),
+            State::HoltWinters(ets) => ets.point(h),
+            State::StlEts { seasonal, ets } => ets
+                .point(h)
+                .into_iter()
+                .enumerate()
+                .map(|(k, v)| {
+                    v + if seasonal.is_empty() {
+                        0.0
+                    } else {
+                        seasonal[k % seasonal.len()]
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Var(step-k error)/σ² for k = 1..=h (textbook formulas for each model).
+    pub fn variance_factors(&self, h: usize) -> Vec<f64> {
+        match self {
+            State::Naive { .. } => (1..=h).map(|k| k as f64).collect(),
+            State::SeasonalNaive { last_season } => {
+                let m = last_season.len().max(1);
+                (1..=h).map(|k| ((k - 1) / m + 1) as f64).collect()
+            }
+            State::Drift { n, .. } => {
+                let t = (*n).saturating_sub(1).max(1) as f64;
+                (1..=h).map(|k| k as f64 * (1.0 + k as f64 / t)).collect()
+            }
+            State::HoltWinters(ets) | State::StlEts { ets, .. } => ets.variance_factors(h),
+        }
+    }
+}
+
+/// Fits `kind` on `y` (finite, non-empty). Returns the state and the one-step residual sd.
+/// A seasonal model given too little history for its period degrades to its non-seasonal form
+/// rather than failing, so rolling-origin backtests can start early.
+pub fn fit_state(
+    kind: ModelKind,
+    y: &[f64],
+    period: usize,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<(State, f64)> {
+    let n = y.len();
+    let Some(&last) = y.last() else {
+        return Err(ForecastError::Empty);
+    };
+    report(progress, 0.0)?;
+    let m = effective_period(period, n);
+    let out = match kind {
+        ModelKind::Naive => (State::Naive { last }, rms(lag_diffs(y, 1, 0.0))),
+        ModelKind::SeasonalNaive if m > 1 => {
+            let last_season = y[n - m..].to_vec();
+            (
+                State::SeasonalNaive { last_season },
+                rms(lag_diffs(&y[n.saturating_sub(FIT_PERIODS * m)..], m, 0.0)),
+            )
+        }
+        ModelKind::SeasonalNaive => (State::Naive { last }, rms(lag_diffs(y, 1, 0.0))),
+        ModelKind::Drift => {
+            let slope = if n > 1 {
+                (last - y[0]) / (n - 1) as f64
+            } else {
+                0.0
+            };
+            (State::Drift { last, slope, n }, rms(lag_diffs(y, 1, slope)))
+        }
+        ModelKind::HoltWinters => {
+            let w = fit_window(y, m);
+            let m_fit = if w.len() >= 2 * m + 2 { m } else { 1 };
+            let (ets, sigma) = EtsState::fit(w, m_fit, progress)?;
+            (State::HoltWinters(ets), sigma)
+        }
+        ModelKind::StlEts => fit_stl_ets(fit_window(y, m), m, progress)?,
+    };
+    report(progress, 1.0)?;
+    Ok(out)
+}
+
+fn fit_window(y: &[f64], m: usize) -> &[f64] {
+    let w = (FIT_PERIODS * m).max(MIN_FIT_WINDOW).min(y.len());
+    &y[y.len() - w..]
+}
+
+/// Seasonal shape = per-phase median of the series minus its centred moving average (robust to
+/// outliers and gaps filled by interpolation); damped ETS then models what is left.
+fn fit_stl_ets(y: &[f64], m: usize, progress: &mut dyn FnMut(f64) -> bool) -> Result<(State, f64)> {
+    if m <= 1 || y.len() < 3 * m {
+        let (ets, sigma) = EtsState::fit(y, 1, progress)?;
+        return Ok((
+            State::StlEts {
+                seasonal: vec![],
+                ets,
+            },
+            sigma,
+        ));
+    }
+    let trend = centred_moving_average(y, m);
+    let mut per_phase: Vec<Vec<f64>> = vec![Vec::new(); m];
+    for (t, tr) in trend.iter().enumerate() {
+        if let Some(tr) = tr {
+            per_phase[t % m].push(y[t] - tr);
+        }
+    }
+    let mut seasonal: Vec<f64> = per_phase.iter_mut().map(|v| median(v)).collect();
+    let avg = seasonal.iter().sum::<f64>() / m as f64;
+    seasonal.iter_mut().for_each(|s| *s -= avg);
+    let deseasonalised: Vec<f64> = y
+        .iter()
+        .enumerate()
+        .map(|(t, v)| v - seasonal[t % m])
+        .collect();
+    let (ets, sigma) = EtsState::fit(&deseasonalised, 1, progress)?;
+    seasonal.rotate_left(y.len() % m);
+    Ok((State::StlEts { seasonal, ets }, sigma))
+}
+
+/// Centred moving average over one full period (2×m for even m, so it stays centred); `None`
+/// where the window does not fit.
+fn centred_moving_average(y: &[f64], m: usize) -> Vec<Option<f64>> {
+    let n = y.len();
+    let mut prefix = Vec::with_capacity(n + 1);
+    prefix.push(0.0);
+    for v in y {
+        prefix.push(prefix[prefix.len() - 1] + v);
+    }
+    let window = |a: usize, b: usize| (prefix[b] - prefix[a]) / (b - a) as f64;
+    let half = m / 2;
+    (0..n)
+        .map(|t| {
+            if t < half || t + half >= n {
+                return None;
+            }
+            Some(if m % 2 == 1 {
+                window(t - half, t + half + 1)
+            } else {
+                // Average of the two m-windows around t = the 2×m centred MA.
+                0.5 * (window(t - half, t + half) + window(t - half + 1, t + half + 1))
+            })
+        })
+        .collect()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        0.5 * (v[mid - 1] + v[mid])
+    }
+}
+
+fn lag_diffs(y: &[f64], lag: usize, centre: f64) -> impl Iterator<Item = f64> + '_ {
+    y.windows(lag + 1).map(move |w| w[lag] - w[0] - centre)
+}
+
+fn rms(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v * v, n + 1));
+    if n == 0 { 0.0 } else { (sum / n as f64).sqrt() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn baselines_forecast_as_defined() {
+        let y = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+        let (s, _) = fit_state(ModelKind::Naive, &y, 1, &mut |_| true).unwrap();
+        assert_eq!(s.point(2), vec![9.0, 9.0]);
+        let (s, sigma) = fit_state(ModelKind::Drift, &y, 1, &mut |_| true).unwrap();
+        assert_eq!(s.point(2), vec![10.0, 11.0]);
+        assert!(sigma < 1e-12);
+        let (s, _) = fit_state(ModelKind::SeasonalNaive, &y, 3, &mut |_| true).unwrap();
+        assert_eq!(s.point(4), vec![7.0, 8.0, 9.0, 7.0]);
+        assert_eq!(s.variance_factors(4), vec![1.0, 1.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn stl_recovers_seasonal_shape() {
+        let m = 24;
+        let y: Vec<f64> = (0..m * 20)
+            .map(|t| 0.01 * t as f64 + (t % m) as f64)
+            .collect();
+        let (s, _) = fit_state(ModelKind::StlEts, &y, m, &mut |_| true).unwrap();
+        let f = s.point(m);
+        // Next step is phase 0 (lowest) and the last is phase 23 (highest).
+        assert!(f[m - 1] - f[0] > 20.0, "{f:?}");
+    }
+
+    #[test]
+    fn moving_average_is_centred() {
+        let y: Vec<f64> = (0..10).map(|t| t as f64).collect();
+        let ma = centred_moving_average(&y, 4);
+        assert_eq!(ma[1], None);
+        assert_eq!(ma[4], Some(4.0));
+        let ma3 = centred_moving_average(&y, 3);
+        assert_eq!(ma3[1], Some(1.0));
+        assert_eq!(ma3[9], None);
+    }
+}

@@ -1,0 +1,216 @@
+//! Quantile binning: each feature becomes at most `max_bins` numeric bins plus one bin for NaN.
+
+use super::par::{balanced_ranges, map_jobs};
+use super::rng::{Rng, sample_sorted};
+use super::{GbdtError, Matrix};
+
+/// Bins estimated from at most this many rows: quantiles settle long before that, and sorting stays cheap.
+const MAX_BIN_SAMPLE: usize = 100_000;
+const PURPOSE_BIN_SAMPLE: u64 = 1;
+
+/// Bin `b < n_numeric` holds values in `(bounds[b-1], bounds[b]]`; bin `n_numeric` holds NaN.
+#[derive(Debug, Clone)]
+pub(super) struct FeatureBins {
+    pub bounds: Vec<f32>,
+    pub n_numeric: usize,
+}
+
+impl FeatureBins {
+    pub fn n_bins(&self) -> usize {
+        self.n_numeric + 1
+    }
+
+    pub fn nan_bin(&self) -> usize {
+        self.n_numeric
+    }
+
+    pub fn bin_of(&self, v: f32) -> u8 {
+        let b = if v.is_nan() { self.n_numeric } else { self.bounds.partition_point(|&t| t < v) };
+        b as u8
+    }
+
+    /// Raw threshold equivalent to "numeric bin <= b goes left"; the last numeric bin means every number goes left.
+    pub fn threshold(&self, b: usize) -> f32 {
+        self.bounds.get(b).copied().unwrap_or(f32::MAX)
+    }
+}
+
+/// Features per interleaved group. One 4-byte load then fetches a row's bins for four features, which
+/// matters because a child leaf visits its rows in scattered order.
+pub(super) const LANES: usize = 4;
+
+/// The training matrix as bin indices: groups of [`LANES`] features, each stored row-major
+/// (`bins[group * n_rows * LANES + row * LANES + lane]`); lanes past the last feature stay 0.
+pub(super) struct Binned {
+    pub n_rows: usize,
+    pub bins: Vec<u8>,
+    pub features: Vec<FeatureBins>,
+    /// Start of each feature's slots in a histogram; the last entry is the total.
+    pub offsets: Vec<usize>,
+    /// Whether a feature can be split at all (a constant feature never can).
+    pub splittable: Vec<bool>,
+}
+
+impl Binned {
+    pub fn build(x: &Matrix, max_bins: usize, seed: u64, threads: usize) -> Result<Self, GbdtError> {
+        let n = x.n_rows;
+        let sample = sample_rows(n, seed);
+        let n_groups = x.n_cols.div_ceil(LANES);
+        let group_len = n * LANES;
+        let mut bins = vec![0u8; n_groups * group_len];
+        let mut jobs = Vec::new();
+        let mut rest: &mut [u8] = &mut bins;
+        for r in balanced_ranges(&vec![1usize; n_groups], threads * 4) {
+            let (head, tail) = rest.split_at_mut(r.len() * group_len);
+            jobs.push((r, head));
+            rest = tail;
+        }
+        let per_job = map_jobs(jobs, threads, &|(groups, out): (std::ops::Range<usize>, &mut [u8])| {
+            let mut made = Vec::new();
+            for (g, dst) in groups.zip(out.chunks_mut(group_len.max(1))) {
+                for c in g * LANES..((g + 1) * LANES).min(x.n_cols) {
+                    made.push(bin_feature(x.column(c), sample.as_deref(), max_bins, dst, c % LANES));
+                }
+            }
+            made
+        })?;
+        let features: Vec<FeatureBins> = per_job.into_iter().flatten().collect();
+        let mut offsets = Vec::with_capacity(features.len() + 1);
+        let mut acc = 0;
+        for f in &features {
+            offsets.push(acc);
+            acc += f.n_bins();
+        }
+        offsets.push(acc);
+        let mut data = Binned { n_rows: n, bins, features, offsets, splittable: Vec::new() };
+        data.splittable = (0..data.features.len()).map(|f| data.is_splittable(f)).collect();
+        Ok(data)
+    }
+
+    fn is_splittable(&self, f: usize) -> bool {
+        let fb = &self.features[f];
+        fb.n_numeric >= 2 || (fb.n_numeric == 1 && (0..self.n_rows).any(|r| self.bin(f, r) as usize == fb.nan_bin()))
+    }
+
+    /// The interleaved rows of feature group `g`.
+    pub fn group(&self, g: usize) -> &[u8] {
+        let len = self.n_rows * LANES;
+        &self.bins[g * len..(g + 1) * len]
+    }
+
+    pub fn bin(&self, f: usize, r: usize) -> u8 {
+        self.bins[(f / LANES) * self.n_rows * LANES + r * LANES + f % LANES]
+    }
+
+    pub fn total_bins(&self) -> usize {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+
+    /// Histogram slots of group `g`: its features are consecutive, so this is one span.
+    pub fn group_span(&self, g: usize) -> std::ops::Range<usize> {
+        let nf = self.features.len();
+        self.offsets[(g * LANES).min(nf)]..self.offsets[((g + 1) * LANES).min(nf)]
+    }
+}
+
+fn sample_rows(n: usize, seed: u64) -> Option<Vec<usize>> {
+    (n > MAX_BIN_SAMPLE).then(|| sample_sorted(&mut Rng::derived(seed, PURPOSE_BIN_SAMPLE, 0), n, MAX_BIN_SAMPLE))
+}
+
+/// Bins one feature and writes its bins into `lane` of an interleaved group.
+fn bin_feature(col: &[f32], sample: Option<&[usize]>, max_bins: usize, group: &mut [u8], lane: usize) -> FeatureBins {
+    let mut values: Vec<f32> = match sample {
+        Some(rows) => rows.iter().filter_map(|&r| col.get(r).copied()).filter(|v| !v.is_nan()).collect(),
+        None => col.iter().copied().filter(|v| !v.is_nan()).collect(),
+    };
+    values.sort_unstable_by(f32::total_cmp);
+    let distinct = count_distinct(&values);
+    let bounds = bin_bounds(&distinct, max_bins);
+    let fb = FeatureBins { n_numeric: if distinct.is_empty() { 0 } else { bounds.len() + 1 }, bounds };
+    for (dst, &v) in group.chunks_exact_mut(LANES).zip(col) {
+        dst[lane] = fb.bin_of(v);
+    }
+    fb
+}
+
+/// Sorted distinct values with their counts; -0.0 and 0.0 count as one value since `<=` cannot tell them apart.
+fn count_distinct(sorted: &[f32]) -> Vec<(f32, usize)> {
+    let mut out: Vec<(f32, usize)> = Vec::new();
+    for &v in sorted {
+        match out.last_mut() {
+            Some((last, c)) if *last == v => *c += 1,
+            _ => out.push((v, 1)),
+        }
+    }
+    out
+}
+
+/// Upper bounds between bins: one bin per distinct value when they fit, otherwise greedy equal-count bins
+/// whose target is recomputed after each bin so one heavy value (e.g. many zeros) does not starve the rest.
+fn bin_bounds(distinct: &[(f32, usize)], max_bins: usize) -> Vec<f32> {
+    if distinct.len() <= max_bins {
+        return distinct.windows(2).map(|w| midpoint(w[0].0, w[1].0)).collect();
+    }
+    let mut remaining: usize = distinct.iter().map(|d| d.1).sum();
+    let mut bins_left = max_bins;
+    let mut target = remaining as f64 / bins_left as f64;
+    let mut acc = 0usize;
+    let mut bounds = Vec::with_capacity(max_bins - 1);
+    for (i, w) in distinct.windows(2).enumerate() {
+        acc += w[0].1;
+        let values_left = distinct.len() - (i + 1);
+        // Close early when the values left only just cover the bins left, so none is wasted.
+        if acc as f64 >= target || values_left < bins_left {
+            bounds.push(midpoint(w[0].0, w[1].0));
+            remaining -= acc;
+            acc = 0;
+            bins_left -= 1;
+            if bins_left == 1 {
+                break;
+            }
+            target = remaining as f64 / bins_left as f64;
+        }
+    }
+    bounds
+}
+
+/// A threshold `t` with `a <= t < b`, the midpoint when it is representable.
+fn midpoint(a: f32, b: f32) -> f32 {
+    let m = ((a as f64 + b as f64) * 0.5) as f32;
+    if m.is_finite() && a <= m && m < b { m } else { a }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn few_distinct_values_get_one_bin_each() {
+        let d = count_distinct(&[1.0, 1.0, 2.0, 3.0]);
+        let b = bin_bounds(&d, 255);
+        assert_eq!(b, vec![1.5, 2.5]);
+    }
+
+    #[test]
+    fn many_values_respect_max_bins_and_heavy_values() {
+        let mut v: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        v.extend(std::iter::repeat_n(0.0, 5000));
+        v.sort_unstable_by(f32::total_cmp);
+        let b = bin_bounds(&count_distinct(&v), 16);
+        assert!(b.len() <= 15 && b.len() >= 10, "{}", b.len());
+        assert!(b.windows(2).all(|w| w[0] < w[1]));
+        assert!(b[0] < 1.0);
+    }
+
+    #[test]
+    fn bin_of_matches_threshold() {
+        let d = count_distinct(&[0.0, 1.0, 2.0, 3.0, 4.0]);
+        let fb = FeatureBins { bounds: bin_bounds(&d, 3), n_numeric: 3 };
+        for v in [-1.0f32, 0.0, 0.5, 1.0, 2.0, 3.5, 4.0, 9.0] {
+            for k in 0..fb.n_numeric {
+                assert_eq!(fb.bin_of(v) as usize <= k, v <= fb.threshold(k), "v={v} k={k}");
+            }
+        }
+        assert_eq!(fb.bin_of(f32::NAN) as usize, fb.nan_bin());
+    }
+}

@@ -1,0 +1,166 @@
+//! The pipeline classification and RUL regression share: split without leaks, causal features, GBDT
+//! candidates trained with early stopping on validation, one chosen on validation, test kept for the report.
+use super::features::{FeatureMatrix, FeatureSpec, features_for_rows};
+use super::gbdt::{self, Control, Matrix, Objective, RoundInfo};
+use super::report::{DataSummary, SplitSummary, Stopwatch};
+use super::split::{SplitPlan, plan_split};
+use super::{LeaderRow, MlError, Quality, TrainContext, TrainParams};
+use crate::data::{Layout, SplitMethod, Table};
+use std::time::Instant;
+
+pub struct Prepared {
+    pub spec: FeatureSpec,
+    pub dropped: Vec<String>,
+    pub plan: SplitPlan,
+    pub train: Part,
+    pub val: Part,
+    pub test: Part,
+}
+
+/// Rows of one split that have a target, with their features.
+pub struct Part {
+    pub rows: Vec<usize>,
+    pub x: Matrix,
+    pub y: Vec<f32>,
+}
+
+/// Time since the life started is only a legitimate input when the data itself says where lives start
+/// (a unit/cycle column or one file per run), because a prediction request for such a machine carries it too.
+/// Lives found from RUL resets (the seed layout) are not: in service nobody knows them, so it stays off.
+pub fn time_in_life_allowed(table: &Table) -> bool {
+    table.lives_known && table.layout == Layout::Described
+}
+
+/// I.i.d. rows (a stratified protocol such as AI4I's) have no history: neighbours are other products,
+/// so rolling windows would only add noise. Raw readings only.
+fn rows_are_independent(table: &Table) -> bool {
+    table.given_split.is_none() && table.split_hint.method == SplitMethod::Stratified
+}
+
+pub fn prepare(table: &Table, params: &TrainParams, ctx: &TrainContext, target: &[f64], stratify: bool, sw: &mut Stopwatch) -> Result<Prepared, MlError> {
+    ctx.stage("split", 0.0, 0.05, "splitting by life / time without leaks");
+    let all_rows: Vec<usize> = (0..table.n_rows()).collect();
+    let til = time_in_life_allowed(table);
+    let (probe, _) = FeatureSpec::for_table(table, &params.exclude_sensors, &all_rows, til);
+    let independent = rows_are_independent(table);
+    let gap = if independent { 0 } else { probe.min_rows() };
+    let plan = plan_split(table, params.seed, gap, stratify.then_some(target))?;
+    for note in &plan.notes {
+        ctx.log(note.clone());
+    }
+    let (mut spec, dropped) = FeatureSpec::for_table(table, &params.exclude_sensors, &plan.train, til);
+    if independent {
+        spec.windows.clear();
+        spec.window_seconds.clear();
+        spec.raw = true;
+    }
+    if spec.sensors.is_empty() {
+        return Err(MlError::Invalid("every sensor is constant or excluded on the training rows: nothing to learn from".into()));
+    }
+    sw.lap("split");
+    ctx.checkpoint()?;
+    ctx.stage("features", 0.05, 0.2, format!("{} features from {} sensors", spec.n_features(), spec.sensors.len()));
+    let labelled = |rows: &[usize]| rows.iter().copied().filter(|&r| target[r].is_finite()).collect::<Vec<_>>();
+    let train = part(&spec, table, labelled(&plan.train), target)?;
+    ctx.progress(0.5, || "training features ready".into());
+    ctx.checkpoint()?;
+    let val = part(&spec, table, labelled(&plan.val), target)?;
+    let test = part(&spec, table, labelled(&plan.test), target)?;
+    sw.lap("features");
+    for (name, p) in [("training", &train), ("validation", &val), ("test", &test)] {
+        if p.rows.is_empty() {
+            return Err(MlError::Invalid(format!("the {name} split has no rows with a target; the machine needs more data")));
+        }
+    }
+    Ok(Prepared { spec, dropped, plan, train, val, test })
+}
+
+fn part(spec: &FeatureSpec, table: &Table, rows: Vec<usize>, target: &[f64]) -> Result<Part, MlError> {
+    let FeatureMatrix { n_rows, n_cols, data } = features_for_rows(spec, table, &rows)?;
+    let y = rows.iter().map(|&r| target[r] as f32).collect();
+    Ok(Part { x: Matrix::new(n_rows, n_cols, data)?, rows, y })
+}
+
+pub fn split_summary(p: &Prepared) -> SplitSummary {
+    SplitSummary {
+        method: p.plan.method.clone(),
+        train_rows: p.train.rows.len(),
+        val_rows: p.val.rows.len(),
+        test_rows: p.test.rows.len(),
+        healthy_rows: p.plan.healthy.len(),
+        train_lives: p.plan.train_lives,
+        val_lives: p.plan.val_lives,
+        test_lives: p.plan.test_lives,
+        notes: p.plan.notes.clone(),
+    }
+}
+
+pub fn data_summary(table: &Table, p: &Prepared) -> DataSummary {
+    DataSummary {
+        rows: table.n_rows(),
+        sensors: table.sensors.len(),
+        sensors_used: p.spec.sensors.clone(),
+        sensors_dropped: p.dropped.clone(),
+        interval_s: table.interval_s,
+        lives: table.n_lives(),
+        features: p.spec.n_features(),
+        feature_windows_rows: p.spec.windows.clone(),
+        time_in_life: p.spec.time_in_life,
+    }
+}
+
+/// One GBDT configuration tried on validation.
+pub struct Candidate {
+    pub name: &'static str,
+    pub params: gbdt::Params,
+}
+
+pub fn candidates(objective: Objective, quality: Quality, seed: u64, threads: usize) -> Vec<Candidate> {
+    let rounds = match quality {
+        Quality::Fast => 150,
+        Quality::Standard => 500,
+        Quality::Best => 1500,
+    };
+    let base = gbdt::Params { objective, seed, threads, num_rounds: rounds, early_stopping_rounds: 100, ..gbdt::Params::default() };
+    let mut out = vec![
+        Candidate { name: "gbdt-31-leaves", params: gbdt::Params { learning_rate: 0.05, num_leaves: 31, min_data_in_leaf: 20, feature_fraction: 0.8, bagging_fraction: 0.8, ..base.clone() } },
+        Candidate { name: "gbdt-7-leaves", params: gbdt::Params { learning_rate: 0.08, num_leaves: 7, min_data_in_leaf: 40, feature_fraction: 0.6, bagging_fraction: 0.8, lambda_l2: 5.0, ..base.clone() } },
+    ];
+    if quality == Quality::Best {
+        out.push(Candidate { name: "gbdt-63-leaves", params: gbdt::Params { learning_rate: 0.03, num_leaves: 63, min_data_in_leaf: 10, feature_fraction: 0.7, bagging_fraction: 0.7, ..base } });
+    }
+    out
+}
+
+pub struct Fitted {
+    pub name: &'static str,
+    pub model: gbdt::Model,
+    pub seconds: f64,
+}
+
+/// Trains one candidate with progress and cancel at every round. Time running out keeps what is trained.
+pub fn fit_candidate(c: &Candidate, p: &Prepared, weights: Option<&[f32]>, ctx: &TrainContext, lo: f64, hi: f64) -> Result<Fitted, MlError> {
+    let t0 = Instant::now();
+    let mut cancelled = false;
+    let mut monitor = |info: &RoundInfo| {
+        if ctx.checkpoint().is_err() {
+            cancelled = true;
+            return Control::Stop;
+        }
+        let within = info.round as f64 / info.total.max(1) as f64;
+        ctx.progress(lo + (hi - lo) * within, || format!("{} round {}/{} (best {})", c.name, info.round, info.total, info.best_round));
+        if ctx.out_of_time() { Control::Stop } else { Control::Continue }
+    };
+    let out = gbdt::train(&c.params, &p.train.x, &p.train.y, weights, Some((&p.val.x, &p.val.y)), &mut monitor)?;
+    if cancelled {
+        return Err(MlError::Cancelled);
+    }
+    if ctx.out_of_time() {
+        ctx.log(format!("{}: time limit reached after {} rounds; keeping the best so far", c.name, out.rounds_trained));
+    }
+    Ok(Fitted { name: c.name, model: out.model, seconds: t0.elapsed().as_secs_f64() })
+}
+
+pub fn leader(name: &str, metric: &str, score: f64, f: &Fitted, chosen: bool) -> LeaderRow {
+    LeaderRow { model: name.into(), metric: metric.into(), validation_score: score, chosen, fit_seconds: f.seconds, detail: format!("{} trees", f.model.n_trees()) }
+}

@@ -1,0 +1,309 @@
+//! "What will the sensors read tomorrow?": every sensor on a regular grid, `forecast_hours` ahead, with 80 %
+//! and 95 % intervals. Per sensor a rolling-origin backtest on the tail of the *training* period chooses among
+//! naive, seasonal naive, drift, damped Holt–Winters and seasonal decomposition + ETS; the held-out final
+//! days (never seen by the choice) give the reported metrics, beside seasonal naive on the same origins.
+use super::forecast::{self, BacktestScore, Forecaster, ModelKind};
+use super::model::Recent;
+use super::report::{Headline, Report, SplitSummary, Stopwatch};
+use super::{LeaderRow, MlError, ModelType, TrainContext, TrainParams};
+use crate::data::Table;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Test origins (one per forecast horizon, back to back at the end of the data).
+const TEST_ORIGINS: usize = 14;
+/// Origins of the selection backtest inside the training period.
+const SELECT_ORIGINS: usize = 14;
+/// At most this many seasons of history are fitted: older behaviour rarely helps tomorrow's forecast.
+const MAX_SEASONS: usize = 56;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SensorForecaster {
+    pub sensor: String,
+    pub model: forecast::Model,
+    /// Seasonal period the model was fitted with (1 when the history was too short for a season).
+    pub period: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ForecastModel {
+    pub interval_s: f64,
+    pub period: usize,
+    pub horizon: usize,
+    pub sensors: Vec<SensorForecaster>,
+    /// The last timestamp the models were fitted to: forecasts from the stored state start after it.
+    pub fitted_until: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SensorForecast {
+    pub sensor: String,
+    pub model: String,
+    pub timestamps: Vec<String>,
+    pub mean: Vec<f64>,
+    pub lo80: Vec<f64>,
+    pub hi80: Vec<f64>,
+    pub lo95: Vec<f64>,
+    pub hi95: Vec<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ForecastAnswer {
+    pub horizon_hours: f64,
+    pub interval_s: f64,
+    pub start: String,
+    pub sensors: Vec<SensorForecast>,
+}
+
+/// One sensor's values on the regular grid, gaps interpolated.
+fn grid_series(table: &Table, values: &[f64], rows: std::ops::Range<usize>, step: f64) -> Result<Vec<f64>, MlError> {
+    let t0 = table.timestamps[rows.start];
+    let last = table.timestamps[rows.end - 1];
+    let n = ((last - t0) / step).round() as usize + 1;
+    let mut grid = vec![f64::NAN; n];
+    for r in rows {
+        let k = ((table.timestamps[r] - t0) / step).round() as usize;
+        if k < n {
+            grid[k] = values[r];
+        }
+    }
+    Ok(forecast::fill_gaps(&grid)?)
+}
+
+/// The rows forming one continuous timeline: the whole table when time increases across it (a machine's
+/// lives one after another), else the last life (independent runs cannot be stitched together).
+fn timeline(table: &Table) -> std::ops::Range<usize> {
+    let monotonic = table.timestamps.windows(2).all(|w| w[1] > w[0]);
+    if monotonic {
+        return 0..table.n_rows();
+    }
+    table.life_ranges().pop().map_or(0..table.n_rows(), |(_, r)| r)
+}
+
+fn steps_for(hours: f64, interval_s: f64) -> usize {
+    ((hours * 3600.0 / interval_s).round() as usize).max(1)
+}
+
+pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<(super::model::Payload, Report), MlError> {
+    let mut sw = Stopwatch::start();
+    let step = table.interval_s.max(1e-3);
+    let h = steps_for(params.forecast_hours, step);
+    let period = forecast::period_from_interval(step);
+    let rows = timeline(table);
+    let sensors: Vec<&crate::data::Sensor> = table.sensors.iter().filter(|s| !params.exclude_sensors.contains(&s.name)).collect();
+    if sensors.is_empty() {
+        return Err(MlError::Invalid("every sensor is excluded".into()));
+    }
+    let mut report = Report::new(ModelType::Timeseries, &table.machine_id);
+    report.target = format!("every sensor {} h ahead ({h} steps of {step} s), 80 % and 95 % intervals", params.forecast_hours);
+    ctx.stage("resample", 0.0, 0.05, format!("{} sensors on a {step} s grid", sensors.len()));
+    let keep = (period.max(h) * MAX_SEASONS).max(h * (TEST_ORIGINS + SELECT_ORIGINS + 6));
+    let mut series = Vec::new();
+    for s in &sensors {
+        let mut g = grid_series(table, &s.values, rows.clone(), step)?;
+        if g.len() > keep {
+            g.drain(..g.len() - keep);
+        }
+        series.push(g);
+    }
+    let n = series.first().map_or(0, Vec::len);
+    let test_len = h * TEST_ORIGINS.min(n / (h * 4)).max(1);
+    if n < test_len + 3 * h.max(2) {
+        return Err(MlError::Invalid(format!("{n} points on the grid: too short to forecast {h} steps and test it; need at least {}", test_len + 3 * h.max(2))));
+    }
+    let train_len = n - test_len;
+    sw.lap("resample");
+    ctx.checkpoint()?;
+
+    ctx.stage("select", 0.05, 0.95, format!("backtesting 5 model kinds per sensor on the last {} training points", SELECT_ORIGINS * h));
+    let mut fitted = Vec::new();
+    let mut per_sensor = Vec::new();
+    let mut board: Vec<LeaderRow> = Vec::new();
+    for (i, (s, y)) in sensors.iter().zip(&series).enumerate() {
+        let (lo, hi) = (i as f64 / sensors.len() as f64, (i + 1) as f64 / sensors.len() as f64);
+        let mut progress = |f: f64| {
+            ctx.progress(lo + (hi - lo) * f, || format!("{}: {:.0} %", s.name, f * 100.0));
+            ctx.checkpoint().is_ok()
+        };
+        let selected = forecast::select_and_fit(&y[..train_len], period, h, SELECT_ORIGINS, &mut progress).map_err(|e| cancel_or(e, ctx))?;
+        let kind = selected.model.kind;
+        let eff_period = selected.period;
+        let make = |hist: &[f64]| forecast::Model::fit(kind, hist, eff_period, &mut |_| true);
+        let test = forecast::backtest(y, eff_period, h, TEST_ORIGINS, make, &mut |_| ctx.checkpoint().is_ok()).map_err(|e| cancel_or(e, ctx))?;
+        let naive_make = |hist: &[f64]| forecast::Model::fit(ModelKind::SeasonalNaive, hist, eff_period, &mut |_| true);
+        let naive = forecast::backtest(y, eff_period, h, TEST_ORIGINS, naive_make, &mut |_| ctx.checkpoint().is_ok()).map_err(|e| cancel_or(e, ctx))?;
+        let mape = test_mape(y, train_len, h, kind, eff_period, &selected.model.empirical);
+        for (name, score) in &selected.leaderboard {
+            board.push(LeaderRow {
+                model: format!("{}: {name}", s.name),
+                metric: "backtest MAE (training tail)".into(),
+                validation_score: score.mae,
+                chosen: name == kind.name(),
+                fit_seconds: 0.0,
+                detail: format!("MASE {}", score.mase.map_or("n/a".into(), |m| format!("{m:.3}"))),
+            });
+        }
+        // The deployed model is refitted on everything, keeping the backtest's error quantiles for intervals.
+        let mut deployed = forecast::Model::fit(kind, y, eff_period, &mut |_| true)?;
+        deployed.empirical = selected.model.empirical.clone();
+        per_sensor.push(json!({ "sensor": s.name, "unit": s.unit, "model": kind.name(), "test": test, "seasonal_naive": naive, "mape": mape }));
+        fitted.push((s.name.clone(), deployed, test, naive, mape, eff_period));
+        ctx.checkpoint()?;
+    }
+    sw.lap("select");
+
+    ctx.stage("evaluate", 0.95, 1.0, "held-out final days");
+    let mean = |f: &dyn Fn(&BacktestScore) -> Option<f64>, which: usize| {
+        let v: Vec<f64> = fitted.iter().filter_map(|x| f(if which == 0 { &x.2 } else { &x.3 })).filter(|v| v.is_finite()).collect();
+        if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+    };
+    let mase = mean(&|b| b.mase, 0);
+    let mase_naive = mean(&|b| b.mase, 1);
+    let mapes: Vec<f64> = fitted.iter().filter_map(|x| x.4.map(|m| m.0)).collect();
+    let skipped: usize = fitted.iter().filter_map(|x| x.4.map(|m| m.1)).sum();
+    report.metrics = json!({
+        "mae": mean(&|b| Some(b.mae), 0), "smape": mean(&|b| Some(b.smape), 0), "mase": mase,
+        "mape": if mapes.is_empty() { None } else { Some(mapes.iter().sum::<f64>() / mapes.len() as f64) },
+        "mape_note": format!("MAPE skips actual values within 1e-6 × the series scale of zero ({skipped} points skipped)"),
+        "coverage80": mean(&|b| Some(b.coverage80), 0), "coverage95": mean(&|b| Some(b.coverage95), 0),
+        "test_origins": TEST_ORIGINS.min(test_len / h), "horizon_steps": h, "period": period, "per_sensor": per_sensor,
+    });
+    report.baseline = json!({ "name": "seasonal naive", "mae": mean(&|b| Some(b.mae), 1), "smape": mean(&|b| Some(b.smape), 1), "mase": mase_naive,
+        "coverage80": mean(&|b| Some(b.coverage80), 1), "coverage95": mean(&|b| Some(b.coverage95), 1) });
+    report.headline = Headline::new("mase", mase, mase_naive, "seasonal naive", false);
+    report.leaderboard = board;
+    report.samples = forecast_samples(table, &sensors, &series, train_len, h, step, &fitted, rows.end);
+    report.split = SplitSummary {
+        method: "chronological (rolling origin)".into(),
+        train_rows: train_len,
+        test_rows: test_len,
+        notes: vec![format!("models chosen by a {SELECT_ORIGINS}-origin backtest on the training period; metrics from {} origins on the last {test_len} points", test_len / h)],
+        ..Default::default()
+    };
+    report.data = super::report::DataSummary {
+        rows: table.n_rows(),
+        sensors: table.sensors.len(),
+        sensors_used: sensors.iter().map(|s| s.name.clone()).collect(),
+        interval_s: step,
+        lives: table.n_lives(),
+        ..Default::default()
+    };
+    sw.lap("evaluate");
+    report.timings = sw.laps.clone();
+    report.train_seconds = sw.total();
+    let fitted_until = table.timestamps[rows.end - 1];
+    let model = ForecastModel {
+        interval_s: step,
+        period,
+        horizon: h,
+        sensors: fitted.into_iter().map(|(sensor, model, _, _, _, period)| SensorForecaster { sensor, model, period }).collect(),
+        fitted_until,
+    };
+    Ok((super::model::Payload::Forecast(model), report))
+}
+
+/// Sensor, deployed model, test score, seasonal-naive test score, test MAPE, period.
+type Fitted = (String, forecast::Model, BacktestScore, BacktestScore, Option<(f64, usize)>, usize);
+
+fn cancel_or(e: forecast::ForecastError, ctx: &TrainContext) -> MlError {
+    if ctx.is_cancelled() { MlError::Cancelled } else { MlError::Forecast(e) }
+}
+
+/// MAPE over the test origins, skipping near-zero actuals (a sensor that reads 0 has no percentage error).
+fn test_mape(y: &[f64], train_len: usize, h: usize, kind: ModelKind, period: usize, empirical: &[[f64; 2]]) -> Option<(f64, usize)> {
+    let scale = y.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1e-12);
+    let (mut actual, mut pred) = (Vec::new(), Vec::new());
+    let mut origin = train_len;
+    while origin + h <= y.len() {
+        let mut m = forecast::Model::fit(kind, &y[..origin], period, &mut |_| true).ok()?;
+        m.empirical = empirical.to_vec();
+        actual.extend_from_slice(&y[origin..origin + h]);
+        pred.extend(m.forecast(h).mean);
+        origin += h;
+    }
+    forecast::mape_skipping_near_zero(&actual, &pred, scale * 1e-6)
+}
+
+/// Forecast vs held-out truth at the first test origin, for up to four sensors, with intervals.
+#[allow(clippy::too_many_arguments)]
+fn forecast_samples(table: &Table, sensors: &[&crate::data::Sensor], series: &[Vec<f64>], train_len: usize, h: usize, step: f64, fitted: &[Fitted], end_row: usize) -> serde_json::Value {
+    let n = series.first().map_or(0, Vec::len);
+    let t_end = table.timestamps[end_row - 1];
+    let t_origin = t_end - (n - train_len) as f64 * step;
+    let history = (h * 2).min(train_len);
+    let mut out = Vec::new();
+    for ((s, y), f) in sensors.iter().zip(series).zip(fitted).take(4) {
+        let Ok(mut m) = forecast::Model::fit(f.1.kind, &y[..train_len], f.5, &mut |_| true) else { continue };
+        m.empirical = f.1.empirical.clone();
+        let fc = m.forecast(h);
+        out.push(json!({
+            "sensor": s.name, "unit": s.unit, "model": f.1.kind.name(),
+            "history": { "start": crate::util::time::format_timestamp(t_origin - history as f64 * step), "values": &y[train_len - history..train_len] },
+            "forecast": { "start": crate::util::time::format_timestamp(t_origin), "step_s": step, "mean": fc.mean, "lo80": fc.lo80, "hi80": fc.hi80, "lo95": fc.lo95, "hi95": fc.hi95 },
+            "truth": &y[train_len..(train_len + h).min(y.len())],
+        }));
+    }
+    json!({ "forecast_vs_truth": out })
+}
+
+impl ForecastModel {
+    /// Rows of recent history a prediction refits on (two weeks of seasons, at least 3 periods and 4 horizons).
+    pub fn history_rows(&self) -> usize {
+        (self.period * 14).max(self.period * 3).max(self.horizon * 4)
+    }
+
+    pub fn describe(&self) -> String {
+        let kinds: Vec<String> = self.sensors.iter().map(|s| format!("{}={}", s.sensor, s.model.kind.name())).collect();
+        format!("forecaster: {} sensors, {} steps of {} s, period {}: {}", self.sensors.len(), self.horizon, self.interval_s, self.period, kinds.join(", "))
+    }
+
+    /// Forecasts from the given history: the stored state when the history ends where training ended, else
+    /// each sensor's chosen kind refitted on the history (its backtest error quantiles kept for the intervals).
+    pub fn predict(&self, recent: &Recent) -> Result<ForecastAnswer, MlError> {
+        let last = recent.last_timestamp().ok_or_else(|| MlError::Invalid("no readings given".into()))?;
+        let same_end = (last - self.fitted_until).abs() < self.interval_s / 2.0;
+        let mut out = Vec::new();
+        for sf in &self.sensors {
+            let model = if same_end {
+                sf.model.clone()
+            } else {
+                let values = recent.sensors.get(&sf.sensor).ok_or_else(|| MlError::Invalid(format!("sensor {:?} is missing from the readings", sf.sensor)))?;
+                let y = resample(&recent.timestamps, values, self.interval_s)?;
+                if y.len() < self.period.max(2) * 2 {
+                    return Err(MlError::Invalid(format!("{} readings on the {} s grid; the forecaster needs at least {}", y.len(), self.interval_s, self.period.max(2) * 2)));
+                }
+                let mut m = forecast::Model::fit(sf.model.kind, &y, sf.period, &mut |_| true)?;
+                m.empirical = sf.model.empirical.clone();
+                m
+            };
+            let f = model.forecast(self.horizon);
+            let timestamps = (1..=self.horizon).map(|k| crate::util::time::format_timestamp(last + k as f64 * self.interval_s)).collect();
+            out.push(SensorForecast { sensor: sf.sensor.clone(), model: sf.model.kind.name().into(), timestamps, mean: f.mean, lo80: f.lo80, hi80: f.hi80, lo95: f.lo95, hi95: f.hi95 });
+        }
+        Ok(ForecastAnswer {
+            horizon_hours: self.horizon as f64 * self.interval_s / 3600.0,
+            interval_s: self.interval_s,
+            start: crate::util::time::format_timestamp(last + self.interval_s),
+            sensors: out,
+        })
+    }
+}
+
+fn resample(timestamps: &[f64], values: &[f64], step: f64) -> Result<Vec<f64>, MlError> {
+    if timestamps.len() != values.len() || timestamps.is_empty() {
+        return Err(MlError::Invalid("timestamps and values differ in length".into()));
+    }
+    let t0 = timestamps[0];
+    let n = ((timestamps[timestamps.len() - 1] - t0) / step).round().max(0.0) as usize + 1;
+    if n > 1_000_000 {
+        return Err(MlError::Invalid("the readings span too long a time for their interval".into()));
+    }
+    let mut grid = vec![f64::NAN; n];
+    for (t, v) in timestamps.iter().zip(values) {
+        let k = ((t - t0) / step).round();
+        if k >= 0.0 && (k as usize) < n {
+            grid[k as usize] = *v;
+        }
+    }
+    Ok(forecast::fill_gaps(&grid)?)
+}
