@@ -3,7 +3,18 @@
 //! Each folder under `src/` is one part with a small public face:
 //! - [`data`]: machines on disk (seed layout, described tables, the built-in simulator) → one in-memory table.
 //! - [`ml`]: the four trainers, features, splits, metrics, model bundles and predictions.
-pub mod data;
-pub mod ml;
-pub mod util;
+//! - [`registry`]: versioned model bundles on disk; the live version of each model.
+//! - [`store`] and [`jobs`]: the persistent, bounded, sequential job queue and its runner.
+//! - [`api`]: the HTTP API (the seed's paths), auth, server-sent events.
+//! - [`daemon`]: `millwright serve` — wires the parts together and shuts them down together.
+//! - [`cli`]: the command line.
+pub mod api;
 pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod data;
+pub mod jobs;
+pub mod ml;
+pub mod registry;
+pub mod store;
+pub mod util;

@@ -53,6 +53,53 @@ enum Command {
     },
     /// Run the standard protocol of a shared dataset (or train and evaluate any machine).
     Eval(ml_cmds::EvalArgs),
+    /// Run the daemon: HTTP API and job queue (creates the demo fleet when the data folder is empty).
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Address to listen on (overrides `listen`), e.g. 127.0.0.1:0 for any free port.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Probe a running daemon's /api/health: exit 0 when healthy, 1 otherwise.
+    Healthcheck {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Seconds to wait for an answer.
+        #[arg(long, default_value_t = 3.0)]
+        timeout: f64,
+    },
+    /// Configuration: print the commented default file, or check and show the effective one.
+    Config {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print a commented default configuration file.
+        #[arg(long)]
+        print_default: bool,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+pub struct ConfigArg {
+    /// Config file (default: /etc/millwright/config.toml when present, else built-in defaults);
+    /// MILLWRIGHT_<KEY> environment variables override it (`__` between nested keys).
+    #[arg(long, env = "MILLWRIGHT_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn load(&self) -> anyhow::Result<crate::config::Config> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Ok(crate::config::load(self.config.as_deref(), &env)?)
+    }
+}
+
+fn init_logging(level: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MILLWRIGHT_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(format!("{level},sled=warn")))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).try_init();
 }
 
 pub fn main() -> ExitCode {
@@ -65,6 +112,22 @@ pub fn main() -> ExitCode {
         Command::Predict(args) => ml_cmds::predict(&args),
         Command::InspectModel { file } => ml_cmds::inspect_model(&file),
         Command::Eval(args) => ml_cmds::eval(&args),
+        Command::Serve { config, listen } => config.load().and_then(|mut cfg| {
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            init_logging(&cfg.log_level);
+            crate::daemon::serve(cfg)
+        }),
+        Command::Healthcheck { config, timeout } => config.load().and_then(|cfg| crate::daemon::healthcheck(&cfg, std::time::Duration::from_secs_f64(timeout.clamp(0.1, 60.0)))),
+        Command::Config { config, print_default } => {
+            if print_default {
+                print!("{}", crate::config::print_default());
+                Ok(())
+            } else {
+                config.load().and_then(|cfg| Ok(println!("{}", serde_json::to_string_pretty(&cfg.summary())?)))
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

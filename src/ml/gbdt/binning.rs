@@ -102,8 +102,8 @@ impl Binned {
         self.bins[(f / LANES) * self.n_rows * LANES + r * LANES + f % LANES]
     }
 
-    pub fn total_bins(&self) -> usize {
-        self.offsets.last().copied().unwrap_or(0)
+    pub fn n_groups(&self) -> usize {
+        self.features.len().div_ceil(LANES)
     }
 
     /// Histogram slots of group `g`: its features are consecutive, so this is one span.

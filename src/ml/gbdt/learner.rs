@@ -4,15 +4,18 @@
 //! is an in-place stable partition and a histogram build reads only that leaf's rows.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use super::GbdtError;
 use super::binning::{Binned, FeatureBins, LANES};
-use super::par::{balanced_ranges, map_jobs};
+use super::par::balanced_ranges;
+use super::pool::Workers;
 
-/// Below this much work (rows × features) a thread spawn costs more than it saves.
-const PARALLEL_MIN_WORK: usize = 64 * 1024;
+/// Below this much work (rows × features) waking a worker costs more than it saves.
+const PARALLEL_MIN_WORK: usize = 32 * 1024;
 
-const JOBS_PER_THREAD: usize = 4;
+/// Several tasks per thread so a thread slowed by another process leaves its share to the others.
+const TASKS_PER_THREAD: usize = 4;
 
 /// Gradient and hessian of one row; f32 halves the memory traffic of the histogram loop.
 #[derive(Clone, Copy, Default, Debug)]
@@ -125,22 +128,73 @@ struct Leaf {
     /// Node whose child pointer must be rewritten when this leaf is split, and on which side.
     parent: Option<(usize, bool)>,
     /// Kept only while `best` is pending, since only a leaf about to split needs its histogram.
-    hist: Option<Vec<Stats>>,
+    hist: Option<Hist>,
     best: Option<Split>,
+}
+
+/// A leaf's histogram, one buffer per feature group, so a task can own the groups it fills.
+type Hist = Vec<Vec<Stats>>;
+
+pub(super) type HistWorkers = Workers<Task, Done>;
+
+/// The rows of one histogram pass, shared by its tasks.
+pub(super) struct PassInput {
+    rows: Vec<u32>,
+    /// Gradients in `rows` order, so the histogram loop reads them sequentially.
+    ordered: Vec<GradPair>,
+    small_find: Option<LeafTotals>,
+    large_find: Option<LeafTotals>,
+}
+
+/// Buffers of one feature group: the smaller child's to fill, and the parent's to turn into the larger child's.
+pub(super) struct GroupBufs {
+    g: usize,
+    small: Vec<Stats>,
+    large: Option<Vec<Stats>>,
+}
+
+/// A contiguous run of feature groups and the sampled features in them.
+pub(super) struct Task {
+    input: Arc<PassInput>,
+    groups: Vec<GroupBufs>,
+    features: Vec<usize>,
+}
+
+pub(super) struct Done {
+    groups: Vec<GroupBufs>,
+    best_small: Option<Split>,
+    best_large: Option<Split>,
+}
+
+/// Fills and evaluates one task's groups; runs on whichever thread claimed it.
+pub(super) fn process_task(data: &Binned, cfg: &GrowConfig, task: Task) -> Done {
+    let Task { input, mut groups, features } = task;
+    for gb in &mut groups {
+        build_group_hist(data, gb.g, &input.rows, &input.ordered, &mut gb.small);
+        if let Some(l) = &mut gb.large {
+            for (a, b) in l.iter_mut().zip(&gb.small) {
+                *a = a.minus(b);
+            }
+        }
+    }
+    let best_small = input.small_find.as_ref().and_then(|t| best_split(data, cfg, &features, &groups, |gb| Some(&gb.small[..]), t));
+    let best_large = input.large_find.as_ref().and_then(|t| best_split(data, cfg, &features, &groups, |gb| gb.large.as_deref(), t));
+    Done { groups, best_small, best_large }
 }
 
 pub(super) struct Learner<'a> {
     data: &'a Binned,
     cfg: GrowConfig,
+    workers: Option<&'a HistWorkers>,
     pub indices: Vec<u32>,
     scratch: Vec<u32>,
-    ordered: Vec<GradPair>,
-    pool: Vec<Vec<Stats>>,
+    pool: Vec<Hist>,
 }
 
 impl<'a> Learner<'a> {
-    pub fn new(data: &'a Binned, cfg: GrowConfig) -> Self {
-        Learner { data, cfg, indices: Vec::new(), scratch: Vec::new(), ordered: Vec::new(), pool: Vec::new() }
+    /// `workers` (threads beyond the caller's) may be `None`: the results are the same, only slower.
+    pub fn new(data: &'a Binned, cfg: GrowConfig, workers: Option<&'a HistWorkers>) -> Self {
+        Learner { data, cfg, workers, indices: Vec::new(), scratch: Vec::new(), pool: Vec::new() }
     }
 
     /// Grows one tree on the rows of `bag` (all rows when `None`) using only `features` (sorted).
@@ -197,11 +251,12 @@ impl<'a> Learner<'a> {
         LeafTotals::new(leaf.stats, leaf.rows.len(), &self.cfg)
     }
 
-    fn take_hist(&mut self) -> Vec<Stats> {
-        self.pool.pop().unwrap_or_else(|| vec![Stats::default(); self.data.total_bins()])
+    fn take_hist(&mut self) -> Hist {
+        let data = self.data;
+        self.pool.pop().unwrap_or_else(|| (0..data.n_groups()).map(|g| vec![Stats::default(); data.group_span(g).len()]).collect())
     }
 
-    fn keep_if_splittable(&mut self, leaf: &mut Leaf, hist: Vec<Stats>, best: Option<Split>) {
+    fn keep_if_splittable(&mut self, leaf: &mut Leaf, hist: Hist, best: Option<Split>) {
         if best.is_some() {
             leaf.hist = Some(hist);
             leaf.best = best;
@@ -275,7 +330,7 @@ impl<'a> Learner<'a> {
         leaves: &mut [Leaf],
         li: usize,
         ri: usize,
-        mut parent_hist: Vec<Stats>,
+        mut parent_hist: Hist,
     ) -> Result<(), GbdtError> {
         let (want_l, want_r) = (self.can_split(&leaves[li]), self.can_split(&leaves[ri]));
         if !want_l && !want_r {
@@ -295,101 +350,67 @@ impl<'a> Learner<'a> {
     }
 
     /// Fills `hist` from `rows`, turns `large` (a parent histogram) into parent − `hist`, and returns the
-    /// best split of each side whose totals are given. Features are split across threads in contiguous
-    /// groups; per-feature sums never depend on the grouping, so any thread count gives the same result.
+    /// best split of each side whose totals are given. Feature groups are cut into tasks that any thread
+    /// may take; per-feature sums never depend on the cut and results merge in task order, so every
+    /// thread count gives the same tree.
     fn histogram_pass(
         &mut self,
         gh: &[GradPair],
         features: &[usize],
         rows: Range<usize>,
-        hist: &mut [Stats],
-        find: Option<LeafTotals>,
-        large: Option<(&mut Vec<Stats>, Option<LeafTotals>)>,
+        hist: &mut Hist,
+        small_find: Option<LeafTotals>,
+        large: Option<(&mut Hist, Option<LeafTotals>)>,
     ) -> Result<(Option<Split>, Option<Split>), GbdtError> {
-        let rows = &self.indices[rows];
-        self.ordered.clear();
-        self.ordered.extend(rows.iter().map(|&r| gh[r as usize]));
-        let ordered = &self.ordered[..];
-        let (large_hist, large_find) = match large {
-            Some((h, f)) => (Some(&mut h[..]), f),
+        let rows = self.indices[rows].to_vec();
+        let ordered = rows.iter().map(|&r| gh[r as usize]).collect();
+        let work = (rows.len() + 256) * features.len();
+        let (mut large_hist, large_find) = match large {
+            Some((h, f)) => (Some(h), f),
             None => (None, None),
         };
-        let data = self.data;
-        let cfg = &self.cfg;
+        let input = Arc::new(PassInput { rows, ordered, small_find, large_find });
+        let workers = self.workers.filter(|_| work >= PARALLEL_MIN_WORK);
+        let parts = if workers.is_some() { self.cfg.threads * TASKS_PER_THREAD } else { 1 };
         let mut groups: Vec<usize> = features.iter().map(|f| f / LANES).collect();
         groups.dedup();
-        let work = (rows.len() + 256) * features.len();
-        let threads = if work < PARALLEL_MIN_WORK { 1 } else { self.cfg.threads };
-        // Several jobs per thread so the claiming in `map_jobs` can even out uneven threads.
-        let jobs = make_jobs(data, &groups, features, threads * JOBS_PER_THREAD, hist, large_hist);
-        let results = map_jobs(jobs, threads, &|mut job: Job| {
-            for &g in job.groups {
-                let span = data.group_span(g);
-                let local = span.start - job.base..span.end - job.base;
-                let h = &mut job.small[local.clone()];
-                build_group_hist(data, g, rows, ordered, h);
-                if let Some(l) = job.large.as_deref_mut() {
-                    for (a, b) in l[local].iter_mut().zip(h.iter()) {
-                        *a = a.minus(b);
-                    }
+        let weights: Vec<usize> = groups.iter().map(|&g| self.data.group_span(g).len()).collect();
+        let mut tasks = Vec::new();
+        for range in balanced_ranges(&weights, parts) {
+            let gs = &groups[range];
+            let (Some(&first), Some(&last)) = (gs.first(), gs.last()) else { continue };
+            let f_lo = features.partition_point(|&f| f / LANES < first);
+            let f_hi = features.partition_point(|&f| f / LANES <= last);
+            let bufs = gs
+                .iter()
+                .map(|&g| GroupBufs {
+                    g,
+                    small: std::mem::take(&mut hist[g]),
+                    large: large_hist.as_mut().map(|l| std::mem::take(&mut l[g])),
+                })
+                .collect();
+            tasks.push(Task { input: Arc::clone(&input), groups: bufs, features: features[f_lo..f_hi].to_vec() });
+        }
+        drop(input);
+        let (data, cfg) = (self.data, &self.cfg);
+        let run = |t: Task| process_task(data, cfg, t);
+        let results = match workers {
+            Some(w) => w.run(tasks, &run)?,
+            None => tasks.into_iter().map(run).collect(),
+        };
+        let mut out = (None, None);
+        for done in results {
+            for gb in done.groups {
+                hist[gb.g] = gb.small;
+                if let (Some(l), Some(buf)) = (large_hist.as_mut(), gb.large) {
+                    l[gb.g] = buf;
                 }
             }
-            let bs = find.as_ref().and_then(|t| best_split(data, cfg, job.features, job.small, job.base, t));
-            let bl = match (&job.large, &large_find) {
-                (Some(l), Some(t)) => best_split(data, cfg, job.features, l, job.base, t),
-                _ => None,
-            };
-            (bs, bl)
-        })?;
-        let mut out = (None, None);
-        for (bs, bl) in results {
-            out.0 = better(out.0, bs);
-            out.1 = better(out.1, bl);
+            out.0 = better(out.0, done.best_small);
+            out.1 = better(out.1, done.best_large);
         }
         Ok(out)
     }
-}
-
-/// One thread's share: contiguous feature groups, the sampled features in them, and the matching spans
-/// of both histograms.
-struct Job<'f, 'h> {
-    groups: &'f [usize],
-    features: &'f [usize],
-    base: usize,
-    small: &'h mut [Stats],
-    large: Option<&'h mut [Stats]>,
-}
-
-fn make_jobs<'f, 'h>(
-    data: &Binned,
-    groups: &'f [usize],
-    features: &'f [usize],
-    parts: usize,
-    mut small: &'h mut [Stats],
-    mut large: Option<&'h mut [Stats]>,
-) -> Vec<Job<'f, 'h>> {
-    let weights: Vec<usize> = groups.iter().map(|&g| data.group_span(g).len()).collect();
-    let mut consumed = 0;
-    let mut jobs = Vec::new();
-    for range in balanced_ranges(&weights, parts) {
-        let gs = &groups[range];
-        let (Some(&first), Some(&last)) = (gs.first(), gs.last()) else { continue };
-        let f_lo = features.partition_point(|&f| f / LANES < first);
-        let f_hi = features.partition_point(|&f| f / LANES <= last);
-        let (lo, hi) = (data.group_span(first).start, data.group_span(last).end);
-        let (_, rest) = std::mem::take(&mut small).split_at_mut(lo - consumed);
-        let (s, rest) = rest.split_at_mut(hi - lo);
-        small = rest;
-        let l = large.take().map(|l| {
-            let (_, rest) = l.split_at_mut(lo - consumed);
-            let (l, rest) = rest.split_at_mut(hi - lo);
-            large = Some(rest);
-            l
-        });
-        consumed = hi;
-        jobs.push(Job { groups: gs, features: &features[f_lo..f_hi], base: lo, small: s, large: l });
-    }
-    jobs
 }
 
 /// Fills the histogram span `h` of feature group `g` from `rows` (gradients in `ordered`, same order).
@@ -455,14 +476,24 @@ fn best_leaf(leaves: &[Leaf]) -> Option<usize> {
     best.map(|(i, _)| i)
 }
 
-fn best_split(data: &Binned, cfg: &GrowConfig, features: &[usize], hist: &[Stats], base: usize, total: &LeafTotals) -> Option<Split> {
+fn best_split<'b>(
+    data: &Binned,
+    cfg: &GrowConfig,
+    features: &[usize],
+    groups: &'b [GroupBufs],
+    hist_of: impl Fn(&'b GroupBufs) -> Option<&'b [Stats]>,
+    total: &LeafTotals,
+) -> Option<Split> {
     let mut best = None;
     for &f in features {
         if !data.splittable[f] {
             continue;
         }
-        let span = data.offsets[f] - base..data.offsets[f + 1] - base;
-        best = better(best, best_split_of_feature(f, &data.features[f], &hist[span], total, cfg));
+        let g = f / LANES;
+        let Some(h) = groups.iter().find(|gb| gb.g == g).and_then(&hist_of) else { continue };
+        let base = data.group_span(g).start;
+        let Some(span) = h.get(data.offsets[f] - base..data.offsets[f + 1] - base) else { continue };
+        best = better(best, best_split_of_feature(f, &data.features[f], span, total, cfg));
     }
     best
 }

@@ -11,6 +11,7 @@ mod codec;
 mod learner;
 mod model;
 mod par;
+mod pool;
 mod rng;
 #[cfg(test)]
 mod tests;
@@ -19,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use binning::Binned;
-use learner::{GradPair, GrowConfig, GrownTree, Learner, leaf_of_binned};
+use learner::{GradPair, GrowConfig, GrownTree, HistWorkers, Learner, leaf_of_binned, process_task};
 use model::{ModelRepr, sigmoid};
+use pool::ShutdownOnDrop;
 pub use model::{Model, Tree};
 use rng::{Rng, sample_sorted};
 
@@ -297,8 +299,19 @@ pub fn train(
         check_validation_data(params.objective, x.n_cols, vx, vy)?;
     }
     let data = Binned::build(x, params.max_bins, params.seed, params.threads)?;
-    let mut state = Booster::new(params, &data, y, weights, valid);
-    state.run(monitor)
+    if params.threads <= 1 {
+        return Booster::new(params, &data, y, weights, valid, None).run(monitor);
+    }
+    let workers = HistWorkers::new();
+    let cfg = params.grow_config();
+    std::thread::scope(|s| {
+        let (w, d, c) = (&workers, &data, &cfg);
+        for _ in 1..params.threads {
+            s.spawn(move || w.worker_loop(&|t| process_task(d, c, t)));
+        }
+        let _stop = ShutdownOnDrop(&workers);
+        Booster::new(params, &data, y, weights, valid, Some(&workers)).run(monitor)
+    })
 }
 
 fn check_training_data(objective: Objective, x: &Matrix, y: &[f32], weights: Option<&[f32]>) -> Result<(), GbdtError> {
@@ -458,7 +471,14 @@ struct Booster<'a> {
 }
 
 impl<'a> Booster<'a> {
-    fn new(params: &'a Params, data: &'a Binned, y: &'a [f32], weights: Option<&'a [f32]>, valid: Option<(&'a Matrix, &'a [f32])>) -> Self {
+    fn new(
+        params: &'a Params,
+        data: &'a Binned,
+        y: &'a [f32],
+        weights: Option<&'a [f32]>,
+        valid: Option<(&'a Matrix, &'a [f32])>,
+        workers: Option<&'a HistWorkers>,
+    ) -> Self {
         let loss = Loss { objective: params.objective, y, weights };
         // Stored as f32, so training starts from exactly what the saved model adds.
         let init_score = loss.init_score() as f32;
@@ -473,7 +493,7 @@ impl<'a> Booster<'a> {
             data,
             loss,
             valid,
-            learner: Learner::new(data, params.grow_config()),
+            learner: Learner::new(data, params.grow_config(), workers),
             cfg: params.grow_config(),
             init_score,
             scores: vec![init_score as f64; data.n_rows],

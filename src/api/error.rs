@@ -1,0 +1,118 @@
+//! One error shape for every route: `{"error": {"code", "message", "details"?}}` with the right status.
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), details: None }
+    }
+
+    pub fn details(mut self, d: serde_json::Value) -> ApiError {
+        self.details = Some(d);
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this route changes state and needs the token: send `Authorization: Bearer <token>` or log in (POST /api/auth/login)",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": { "code": self.code, "message": self.message } });
+        if let Some(d) = self.details {
+            body["error"]["details"] = d;
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<crate::data::DataError> for ApiError {
+    fn from(e: crate::data::DataError) -> Self {
+        use crate::data::DataError as D;
+        match &e {
+            D::InvalidMachineId { .. } => ApiError::bad_request(e.to_string()),
+            D::UnknownMachine { id, .. } => ApiError::not_found(format!("unknown machine {id:?}")),
+            _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_data", e.to_string()),
+        }
+    }
+}
+
+impl From<crate::registry::RegistryError> for ApiError {
+    fn from(e: crate::registry::RegistryError) -> Self {
+        use crate::registry::RegistryError as R;
+        match &e {
+            R::InvalidMachine(..) => ApiError::bad_request(e.to_string()),
+            R::NotFound { .. } => ApiError::not_found(e.to_string()),
+            _ => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::jobs::JobError> for ApiError {
+    fn from(e: crate::jobs::JobError) -> Self {
+        use crate::jobs::JobError as J;
+        match &e {
+            J::QueueFull { pending, capacity } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string())
+                .details(json!({ "pending": pending, "capacity": capacity, "ahead": pending })),
+            J::NotFound(_) => ApiError::not_found(e.to_string()),
+            J::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string()),
+            _ => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+/// JSON bodies whose rejection speaks our error shape (400 malformed, 413 too large, 415 wrong type).
+pub struct Body<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::rejection::JsonRejection;
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the request body is too large"))
+            }
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as JSON with `Content-Type: application/json`"))
+            }
+            Err(e) => Err(ApiError::bad_request(format!("malformed JSON body: {}", e.body_text()))),
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The HTTP API (the seed's paths and shapes) and, later, the page. [`serve`] takes a bound listener and a
+//! shutdown future, so tests start it on port 0 and one signal stops everything.
+mod auth;
+mod error;
+mod models;
+mod tasks;
+
+pub use error::{ApiError, Body};
+
+use crate::data::MachineSummary;
+use crate::jobs::JobQueue;
+use crate::ml::{ModelType, TrainParams};
+use crate::registry::Registry;
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+use utoipa::OpenApi;
+
+/// A submission the resource guard refuses outright: (message, numbers).
+pub type Refusal = (String, Value);
+pub type AdmissionCheck = Arc<dyn Fn(&str, &[ModelType]) -> Option<Refusal> + Send + Sync>;
+/// Extra facts for /api/health from parts that are not the API's (guard, MQTT).
+pub type HealthExtra = Arc<dyn Fn() -> Value + Send + Sync>;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub queue: Arc<JobQueue>,
+    pub registry: Arc<Registry>,
+    pub data_dir: PathBuf,
+    pub token: Arc<String>,
+    pub auth_required: bool,
+    pub defaults: TrainParams,
+    pub max_time_limit_s: f64,
+    pub queue_capacity: usize,
+    pub started: Instant,
+    pub admission_check: AdmissionCheck,
+    pub health_extra: HealthExtra,
+    /// Seconds since the epoch of the last request served, for the watchdog.
+    pub heartbeat: Arc<AtomicU64>,
+    summaries: Arc<Mutex<HashMap<String, (SystemTime, MachineSummary)>>>,
+}
+
+impl AppState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(queue: Arc<JobQueue>, registry: Arc<Registry>, data_dir: PathBuf, token: String, auth_required: bool, defaults: TrainParams, max_time_limit_s: f64, queue_capacity: usize) -> AppState {
+        AppState {
+            queue,
+            registry,
+            data_dir,
+            token: Arc::new(token),
+            auth_required,
+            defaults,
+            max_time_limit_s,
+            queue_capacity,
+            started: Instant::now(),
+            admission_check: Arc::new(|_, _| None),
+            health_extra: Arc::new(|| json!({})),
+            heartbeat: Arc::new(AtomicU64::new(0)),
+            summaries: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Newest modification time of a machine folder's files: a summary is recomputed only when data changes.
+    fn folder_mtime(dir: &std::path::Path) -> SystemTime {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| e.metadata().ok()?.modified().ok())
+            .max()
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    pub async fn machine_summary(&self, id: &str) -> Result<MachineSummary, ApiError> {
+        let me = self.clone();
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || me.summary_blocking(&id)).await.map_err(|e| ApiError::internal(e.to_string()))?
+    }
+
+    fn summary_blocking(&self, id: &str) -> Result<MachineSummary, ApiError> {
+        let mid = crate::data::MachineId::parse(id)?;
+        let dir = crate::data::machine_dir(&self.data_dir, &mid);
+        if !dir.is_dir() {
+            return Err(ApiError::not_found(format!("unknown machine {id:?}")));
+        }
+        let mtime = Self::folder_mtime(&dir);
+        if let Ok(cache) = self.summaries.lock()
+            && let Some((t, s)) = cache.get(id)
+            && *t == mtime
+        {
+            return Ok(s.clone());
+        }
+        let table = crate::data::load_machine(&self.data_dir, id)?;
+        let s = crate::data::summarize(&table);
+        if let Ok(mut cache) = self.summaries.lock() {
+            cache.insert(id.to_string(), (mtime, s.clone()));
+        }
+        Ok(s)
+    }
+
+    /// Every machine folder with its summary or the reason it cannot be loaded.
+    pub async fn machine_summaries(&self) -> Result<Vec<(String, Result<MachineSummary, String>)>, ApiError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let root = me.data_dir.join("machines");
+            let mut ids: Vec<String> = std::fs::read_dir(&root)
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect();
+            ids.sort();
+            ids.into_iter()
+                .map(|id| {
+                    let s = me.summary_blocking(&id).map_err(|e| e.message);
+                    (id, s)
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    fn beat(&self) {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        self.heartbeat.store(now, Ordering::Relaxed);
+    }
+}
+
+#[utoipa::path(get, path = "/api/health", responses((status = 200, description = "version, uptime, queue, running job, guard and MQTT facts")))]
+async fn health(State(state): State<AppState>) -> Json<Value> {
+    state.beat();
+    let running = state.queue.running().map(|j| json!({ "task_id": j.id, "machine_id": j.request.machine_id, "model_type": j.progress.model_type, "progress_percent": j.progress.progress_percent, "stage": j.progress.stage }));
+    let mut v = json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": state.started.elapsed().as_secs_f64(),
+        "queue": { "pending": state.queue.pending_count(), "capacity": state.queue_capacity },
+        "running": running,
+        "auth_required": state.auth_required,
+    });
+    if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), (state.health_extra)()) {
+        obj.extend(extra);
+    }
+    Json(v)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "millwright", description = "Trains and serves the four predictive-maintenance models of each machine."),
+    paths(
+        health, openapi_json, auth::login, auth::logout, auth::status,
+        tasks::train_classification, tasks::train_regression, tasks::train_anomaly, tasks::train_timeseries, tasks::train_batch,
+        tasks::get_task, tasks::list_tasks, tasks::cancel_task, tasks::task_events,
+        models::machines_available, models::all_models, models::machine_models, models::model_detail, models::download,
+        models::delete_model, models::predict,
+    ),
+    components(schemas(tasks::TrainBody, models::PredictBody, auth::LoginBody))
+)]
+struct ApiDoc;
+
+#[utoipa::path(get, path = "/api/openapi.json", responses((status = 200, description = "this document")))]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Request bodies above this are refused (413); predictions may carry more readings.
+const BODY_LIMIT: usize = 1024 * 1024;
+const PREDICT_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/health", get(health))
+        .route("/api/openapi.json", get(openapi_json))
+        .route("/api/auth/login", post(auth::login))
+        .route("/api/auth/logout", post(auth::logout))
+        .route("/api/auth/status", get(auth::status))
+        .route("/api/ml/train/classification", post(tasks::train_classification))
+        .route("/api/ml/train/regression", post(tasks::train_regression))
+        .route("/api/ml/train/anomaly", post(tasks::train_anomaly))
+        .route("/api/ml/train/timeseries", post(tasks::train_timeseries))
+        .route("/api/ml/train/batch", post(tasks::train_batch))
+        .route("/api/ml/train/machines/available", get(models::machines_available))
+        .route("/api/ml/tasks", get(tasks::list_tasks))
+        .route("/api/ml/tasks/{task_id}", get(tasks::get_task))
+        .route("/api/ml/tasks/{task_id}/cancel", post(tasks::cancel_task))
+        .route("/api/ml/tasks/{task_id}/events", get(tasks::task_events))
+        .route("/api/ml/models", get(models::all_models))
+        .route("/api/ml/models/{machine_id}", get(models::machine_models))
+        .route("/api/ml/models/{machine_id}/{model_type}", get(models::model_detail).delete(models::delete_model))
+        .route("/api/ml/models/{machine_id}/{model_type}/download", get(models::download))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    let predict = Router::new().route("/api/ml/predict/{machine_id}", post(models::predict)).layer(DefaultBodyLimit::max(PREDICT_BODY_LIMIT));
+    api.merge(predict)
+        .fallback(|| async { ApiError::not_found("no such route (see /api/openapi.json)") })
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves; in-flight requests finish, new connections are refused.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    state.beat();
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,208 @@
+//! Machines, the model registry, downloads and predictions.
+use super::{ApiError, AppState, auth};
+use crate::ml::ModelType;
+use crate::ml::model::{Recent, UrgencyHours};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+fn model_type(s: &str) -> Result<ModelType, ApiError> {
+    ModelType::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown model type {s:?}: use classification, regression, anomaly or timeseries")))
+}
+
+fn machine(s: &str) -> Result<(), ApiError> {
+    crate::data::MachineId::parse(s)?;
+    Ok(())
+}
+
+/// What exists for one machine: each type's live version, or nothing.
+fn models_of(state: &AppState, id: &str) -> Result<Value, ApiError> {
+    let mut out = Map::new();
+    for t in ModelType::ALL {
+        let live = state.registry.live(id, t)?;
+        out.insert(t.as_str().into(), live.map_or(Value::Null, |v| json!(v)));
+    }
+    Ok(Value::Object(out))
+}
+
+#[utoipa::path(get, path = "/api/ml/train/machines/available", responses((status = 200, description = "machines with trainable data and which of the 4 models exist")))]
+pub async fn machines_available(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let summaries = state.machine_summaries().await?;
+    let mut machines = Vec::new();
+    for (id, summary) in summaries {
+        match summary {
+            Ok(s) => {
+                let models = models_of(&state, &id)?;
+                let trained = models.as_object().map_or(0, |m| m.values().filter(|v| !v.is_null()).count());
+                machines.push(json!({ "machine_id": id, "display_name": s.name, "family": s.family, "sensors": s.sensors, "rows": s.rows, "lives": s.lives,
+                    "has_label": s.has_label, "has_rul": s.has_rul, "has_anomaly": s.has_anomaly, "interval_s": s.interval_s, "layout": s.layout,
+                    "models": models, "models_trained": trained }));
+            }
+            Err(e) => machines.push(json!({ "machine_id": id, "error": e })),
+        }
+    }
+    Ok(Json(json!({ "total": machines.len(), "machines": machines, "data_dir": state.data_dir.display().to_string() })))
+}
+
+#[utoipa::path(get, path = "/api/ml/models", responses((status = 200, description = "every machine's live models")))]
+pub async fn all_models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let mut out = Map::new();
+    for id in state.registry.machines()? {
+        out.insert(id.clone(), models_of(&state, &id)?);
+    }
+    Ok(Json(json!({ "machines": out })))
+}
+
+#[utoipa::path(get, path = "/api/ml/models/{machine_id}", params(("machine_id" = String, Path)), responses((status = 200, description = "versions of each type"), (status = 400)))]
+pub async fn machine_models(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    machine(&id)?;
+    let mut out = Map::new();
+    for t in ModelType::ALL {
+        out.insert(t.as_str().into(), json!(state.registry.versions(&id, t)?));
+    }
+    Ok(Json(json!({ "machine_id": id, "models": out })))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct VersionQuery {
+    pub version: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/ml/models/{machine_id}/{model_type}", params(("machine_id" = String, Path), ("model_type" = String, Path), VersionQuery), responses((status = 200, description = "versions and the report"), (status = 404)))]
+pub async fn model_detail(State(state): State<AppState>, Path((id, t)): Path<(String, String)>, Query(q): Query<VersionQuery>) -> Result<Json<Value>, ApiError> {
+    machine(&id)?;
+    let t = model_type(&t)?;
+    let versions = state.registry.versions(&id, t)?;
+    if versions.is_empty() {
+        return Err(ApiError::not_found(format!("no {t} model for {id}")));
+    }
+    let report = state.registry.report(&id, t, q.version)?;
+    Ok(Json(json!({ "machine_id": id, "model_type": t, "versions": versions, "report": report })))
+}
+
+#[utoipa::path(get, path = "/api/ml/models/{machine_id}/{model_type}/download", params(("machine_id" = String, Path), ("model_type" = String, Path), VersionQuery), responses((status = 200, description = "the bundle file"), (status = 404)))]
+pub async fn download(State(state): State<AppState>, Path((id, t)): Path<(String, String)>, Query(q): Query<VersionQuery>) -> Result<Response, ApiError> {
+    machine(&id)?;
+    let t = model_type(&t)?;
+    let info = match q.version {
+        Some(v) => state.registry.versions(&id, t)?.into_iter().find(|i| i.version == v),
+        None => state.registry.live(&id, t)?,
+    }
+    .ok_or_else(|| ApiError::not_found(format!("no {t} model{} for {id}", q.version.map_or(String::new(), |v| format!(" version {v}")))))?;
+    let path = state.registry.model_path(&id, t, Some(info.version))?;
+    let bytes = tokio::fs::read(&path).await.map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+    let name = format!("{id}-{t}-v{}.mwm", info.version);
+    let mut resp = Bytes::from(bytes).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+#[utoipa::path(delete, path = "/api/ml/models/{machine_id}/{model_type}", params(("machine_id" = String, Path), ("model_type" = String, Path), VersionQuery), responses((status = 200, description = "deleted"), (status = 401), (status = 404)))]
+pub async fn delete_model(State(state): State<AppState>, headers: HeaderMap, Path((id, t)): Path<(String, String)>, Query(q): Query<VersionQuery>) -> Result<Json<Value>, ApiError> {
+    auth::require(&state, &headers)?;
+    machine(&id)?;
+    let t = model_type(&t)?;
+    let n = state.registry.delete(&id, t, q.version)?;
+    if n == 0 {
+        return Err(ApiError::not_found(format!("no {t} model{} for {id}", q.version.map_or(String::new(), |v| format!(" version {v}")))));
+    }
+    Ok(Json(json!({ "success": true, "deleted_versions": n, "live": state.registry.live(&id, t)? })))
+}
+
+/// Recent readings: rows of `{timestamp, <sensor>: value, ...}` (oldest first), or none for the machine's own latest data.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PredictBody {
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub rows: Option<Vec<Map<String, Value>>>,
+    /// Hours since the current life began (only models trained with time-in-life need it).
+    pub time_in_life_h: Option<f64>,
+}
+
+fn recent_from_rows(rows: &[Map<String, Value>], time_in_life_h: Option<f64>) -> Result<Recent, ApiError> {
+    if rows.is_empty() {
+        return Err(ApiError::bad_request("rows is empty: send recent readings, or omit rows to use the machine's latest data"));
+    }
+    let mut timestamps = Vec::with_capacity(rows.len());
+    let mut sensors: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let ts = match row.get("timestamp") {
+            Some(Value::String(s)) => crate::util::time::parse_timestamp(s),
+            Some(Value::Number(n)) => n.as_f64(),
+            _ => None,
+        }
+        .ok_or_else(|| ApiError::bad_request(format!("rows[{i}].timestamp is missing or not a timestamp")))?;
+        if timestamps.last().is_some_and(|prev| ts <= *prev) {
+            return Err(ApiError::bad_request(format!("rows[{i}].timestamp is not after the previous row's")));
+        }
+        timestamps.push(ts);
+        for (k, v) in row.iter().filter(|(k, _)| *k != "timestamp") {
+            let value = match v {
+                Value::Number(n) => n.as_f64().filter(|x| x.is_finite()).ok_or_else(|| ApiError::bad_request(format!("rows[{i}].{k} is not a finite number")))?,
+                Value::Null => f64::NAN,
+                _ => return Err(ApiError::bad_request(format!("rows[{i}].{k} must be a number or null"))),
+            };
+            let col = sensors.entry(k.clone()).or_insert_with(|| vec![f64::NAN; i]);
+            col.push(value);
+        }
+        for col in sensors.values_mut() {
+            col.resize(i + 1, f64::NAN);
+        }
+    }
+    Ok(Recent { timestamps, sensors, time_in_life_h })
+}
+
+/// All four answers from the live models: each says which version answered; missing models are named.
+#[utoipa::path(post, path = "/api/ml/predict/{machine_id}", params(("machine_id" = String, Path)), request_body = PredictBody, responses((status = 200, description = "the four answers"), (status = 400), (status = 401), (status = 404)))]
+pub async fn predict(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, raw: Bytes) -> Result<Json<Value>, ApiError> {
+    auth::require(&state, &headers)?;
+    machine(&id)?;
+    // An empty body (or `{}`) means "use the machine's own latest data".
+    let body: PredictBody = if raw.iter().all(u8::is_ascii_whitespace) {
+        PredictBody::default()
+    } else {
+        serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?
+    };
+    let given = match &body.rows {
+        Some(rows) => Some(recent_from_rows(rows, body.time_in_life_h)?),
+        None => None,
+    };
+    let st = state.clone();
+    let id2 = id.clone();
+    tokio::task::spawn_blocking(move || predict_blocking(&st, &id2, given)).await.map_err(|e| ApiError::internal(e.to_string()))?
+}
+
+fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>) -> Result<Json<Value>, ApiError> {
+    let table = if given.is_none() { Some(crate::data::load_machine(&state.data_dir, id)?) } else { None };
+    let mut predictions = Map::new();
+    let mut missing = Vec::new();
+    for t in ModelType::ALL {
+        let Some((info, payload)) = state.registry.load_live(id, t)? else {
+            missing.push(t.as_str());
+            predictions.insert(t.as_str().into(), json!({ "available": false, "message": format!("no {t} model for {id}: train it (POST /api/ml/train/{t})") }));
+            continue;
+        };
+        let recent = match (&given, &table) {
+            (Some(r), _) => Ok(r.clone()),
+            (None, Some(tab)) => crate::ml::predict::recent_from_table(tab, &payload).map_err(|e| e.to_string()),
+            (None, None) => Err("no readings".to_string()),
+        };
+        let answer = recent.and_then(|r| crate::ml::predict::answer(&payload, &r, &UrgencyHours::default()).map_err(|e| e.to_string()));
+        let entry = match answer {
+            Ok(a) => json!({ "available": true, "version": info.version, "trained_at": info.trained_at, "answer": a }),
+            Err(e) => json!({ "available": true, "version": info.version, "trained_at": info.trained_at, "error": e }),
+        };
+        predictions.insert(t.as_str().into(), entry);
+    }
+    Ok(Json(json!({ "machine_id": id, "source": if given.is_some() { "request rows" } else { "the machine's latest data" },
+        "predictions": predictions, "missing_models": missing, "complete_system": missing.is_empty() })))
+}

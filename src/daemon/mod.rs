@@ -1,0 +1,209 @@
+//! `millwright serve`: opens the store, the registry and the queue, starts the runner and the HTTP server,
+//! and stops all of them from one shutdown signal within the grace period.
+mod token;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::jobs::{JobQueue, Runner};
+use crate::ml::{PauseGate, Quality, TrainParams};
+use crate::registry::Registry;
+use crate::store::SledStore;
+use anyhow::{Context, Result};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// One shutdown signal, many listeners (HTTP, runner, MQTT, watchdog).
+#[derive(Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    pub fn new() -> Shutdown {
+        let (tx, _) = watch::channel(false);
+        Shutdown { tx: Arc::new(tx) }
+    }
+
+    pub fn trigger(&self) {
+        let _ = self.tx.send(true);
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    pub async fn wait(&self) {
+        let mut rx = self.tx.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
+fn training_defaults(cfg: &Config) -> TrainParams {
+    let d = TrainParams::default();
+    TrainParams {
+        time_limit_s: cfg.training.default_time_limit_s,
+        threads: if cfg.training.threads == 0 { d.threads } else { cfg.training.threads },
+        quality: Quality::parse(&cfg.training.quality).unwrap_or_default(),
+        ..d
+    }
+}
+
+/// Creates the demo fleet when the data folder holds no machine, so a newcomer can train at once.
+fn ensure_demo_fleet(cfg: &Config) -> Result<()> {
+    let root = cfg.data_dir.join("machines");
+    let has_any = std::fs::read_dir(&root).map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.')))).unwrap_or(false);
+    if has_any {
+        return Ok(());
+    }
+    tracing::info!(data_dir = %cfg.data_dir.display(), "no machines found: creating the demo fleet");
+    let opts = crate::data::simulate::FleetOptions { out_dir: cfg.data_dir.clone(), ..Default::default() };
+    let fleet = crate::data::simulate::simulate_fleet(&opts).context("creating the demo fleet")?;
+    tracing::info!(machines = fleet.len(), "demo fleet ready");
+    Ok(())
+}
+
+/// Everything a running daemon holds; built by [`start`], used by `serve` and by tests.
+pub struct Daemon {
+    pub state: AppState,
+    pub queue: Arc<JobQueue>,
+    pub shutdown: Shutdown,
+    pub runner: Option<std::thread::JoinHandle<()>>,
+    pub runner_heartbeat: Arc<AtomicU64>,
+    pub gate: Arc<PauseGate>,
+}
+
+pub fn start(cfg: &Config) -> Result<Daemon> {
+    std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating the state folder {}", cfg.state_dir.display()))?;
+    ensure_demo_fleet(cfg)?;
+    let token = token::load_or_create(cfg)?;
+    if !cfg.auth.required {
+        tracing::warn!("auth.required = false: ANYONE on the network can start, cancel and delete training. Only for closed test benches.");
+    }
+    let store = SledStore::open(&cfg.state_dir.join("jobs.sled")).context("opening the job store")?;
+    let (queue, recovery) = JobQueue::open(Arc::new(store), cfg.queue.capacity, cfg.queue.retention, cfg.queue.requeue_interrupted)?;
+    for id in &recovery.interrupted {
+        tracing::warn!(task_id = %id, "job was interrupted by a restart; marked FAILURE");
+    }
+    for id in &recovery.requeued {
+        tracing::info!(task_id = %id, "interrupted job queued again");
+    }
+    let queue = Arc::new(queue);
+    let registry = Arc::new(Registry::open(&cfg.state_dir, cfg.models.keep_versions, cfg.models.warn_size_mb).context("opening the model registry")?);
+    let gate = Arc::new(PauseGate::default());
+    let runner_heartbeat = Arc::new(AtomicU64::new(0));
+    let runner = Runner {
+        queue: queue.clone(),
+        registry: registry.clone(),
+        data_dir: cfg.data_dir.clone(),
+        gate: gate.clone(),
+        heartbeat: runner_heartbeat.clone(),
+        admit: Arc::new(|_| None),
+        requeue_on_shutdown: cfg.queue.shutdown == "cancel_and_requeue",
+    }
+    .spawn()
+    .context("starting the job runner")?;
+    let state = AppState::new(queue.clone(), registry, cfg.data_dir.clone(), token, cfg.auth.required, training_defaults(cfg), cfg.training.max_time_limit_s, cfg.queue.capacity);
+    Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate })
+}
+
+impl Daemon {
+    /// Stops the runner (cancelling the running job) and flushes the store, within `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        if let Some(id) = self.queue.stop() {
+            tracing::info!(task_id = %id, "cancelling the running job for shutdown");
+        }
+        if let Some(handle) = self.runner.take() {
+            let deadline = std::time::Instant::now() + grace;
+            while !handle.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            } else {
+                tracing::warn!("the job runner did not stop within the grace period");
+            }
+        }
+        if let Err(e) = self.queue.flush() {
+            tracing::error!(error = %e, "final flush of the job store failed");
+        }
+    }
+}
+
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                    _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub fn serve(cfg: Config) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("millwright-io").build()?;
+    rt.block_on(serve_async(cfg))
+}
+
+async fn serve_async(cfg: Config) -> Result<()> {
+    let mut daemon = tokio::task::block_in_place(|| start(&cfg))?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("binding {} (set `listen` or MILLWRIGHT_LISTEN)", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    // Scripts and tests read this line to find the port when listening on port 0.
+    println!("millwright listening on http://{addr}/");
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), state_dir = %cfg.state_dir.display(), "serving");
+    let shutdown = daemon.shutdown.clone();
+    let sig = shutdown.clone();
+    tokio::spawn(async move {
+        signal().await;
+        sig.trigger();
+    });
+    let wait = shutdown.clone();
+    let server = tokio::spawn(api::serve(listener, daemon.state.clone(), async move { wait.wait().await }));
+    shutdown.wait().await;
+    let grace = Duration::from_secs(cfg.queue.shutdown_grace_s.min(9));
+    tokio::task::block_in_place(|| daemon.stop(grace));
+    match tokio::time::timeout(Duration::from_secs(2), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server error"),
+        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
+        Err(_) => tracing::warn!("HTTP connections still open after shutdown; closing"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `millwright healthcheck`: exit 0 when the daemon answers /api/health with 200.
+pub fn healthcheck(cfg: &Config, timeout: Duration) -> Result<()> {
+    use std::io::{Read, Write};
+    let mut addr: std::net::SocketAddr = cfg.listen.parse().with_context(|| format!("listen = {:?} is not an address", cfg.listen))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    write!(s, "GET /api/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    anyhow::ensure!(buf.starts_with("HTTP/1.1 200"), "unhealthy answer from {addr}: {}", buf.lines().next().unwrap_or(""));
+    Ok(())
+}

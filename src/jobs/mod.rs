@@ -1,0 +1,8 @@
+//! The bounded, sequential, persistent job queue and the runner that trains one job at a time.
+mod job;
+mod queue;
+mod runner;
+
+pub use job::{Job, JobRequest, JobState, MAX_LOG_LINES, ModelProgress, Progress};
+pub use queue::{CancelOutcome, JobError, JobQueue, Recovery};
+pub use runner::{Admission, Runner};

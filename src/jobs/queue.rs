@@ -1,0 +1,339 @@
+//! The bounded, sequential, persistent queue. All jobs live in memory (a few hundred at most) and every
+//! change is written through to the store; state changes are flushed before anyone is told about them.
+use super::job::{Job, JobRequest, JobState};
+use crate::store::RecordStore;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::broadcast;
+
+#[derive(Debug, Error)]
+pub enum JobError {
+    #[error("the queue is full: {pending} jobs are waiting (capacity {capacity}); try again when one has started")]
+    QueueFull { pending: usize, capacity: usize },
+    #[error("no job {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("job record: {0}")]
+    Encode(String),
+    #[error("the daemon is shutting down; no new jobs")]
+    ShuttingDown,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// A waiting job, removed from the queue at once.
+    RemovedPending,
+    /// The running job was told to stop; it ends REVOKED within a second.
+    Signalled,
+    AlreadyFinished(JobState),
+}
+
+struct Inner {
+    jobs: BTreeMap<u64, Job>,
+    next_seq: u64,
+    running: Option<(String, Arc<AtomicBool>)>,
+    stopping: bool,
+}
+
+pub struct JobQueue {
+    inner: Mutex<Inner>,
+    wake: Condvar,
+    store: Arc<dyn RecordStore>,
+    capacity: usize,
+    retention: usize,
+    events: broadcast::Sender<Arc<Job>>,
+}
+
+/// Summary of what recovery found at start.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    pub interrupted: Vec<String>,
+    pub requeued: Vec<String>,
+    pub pending: usize,
+}
+
+impl JobQueue {
+    /// Loads every job; a job found STARTED/PROGRESS was interrupted (restart or power loss): it is marked
+    /// FAILURE and, if `requeue`, a fresh copy is queued. Nothing PENDING is lost.
+    pub fn open(store: Arc<dyn RecordStore>, capacity: usize, retention: usize, requeue: bool) -> Result<(JobQueue, Recovery), JobError> {
+        let mut jobs = BTreeMap::new();
+        let mut skipped = 0;
+        for (key, bytes) in store.scan()? {
+            match serde_json::from_slice::<Job>(&bytes) {
+                Ok(job) => {
+                    jobs.insert(key, job);
+                }
+                Err(e) => {
+                    // A record torn by a crash is dropped rather than blocking the daemon; it is logged.
+                    tracing::warn!(key, error = %e, "dropping an unreadable job record");
+                    store.remove(key)?;
+                    skipped += 1;
+                }
+            }
+        }
+        let next_seq = jobs.keys().next_back().map_or(1, |k| k + 1);
+        let (events, _) = broadcast::channel(256);
+        let q = JobQueue {
+            inner: Mutex::new(Inner { jobs, next_seq, running: None, stopping: false }),
+            wake: Condvar::new(),
+            store,
+            capacity,
+            retention,
+            events,
+        };
+        let recovery = q.recover(requeue)?;
+        if skipped > 0 {
+            tracing::warn!(skipped, "job records dropped at start");
+        }
+        Ok((q, recovery))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn recover(&self, requeue: bool) -> Result<Recovery, JobError> {
+        let mut out = Recovery::default();
+        let mut inner = self.lock();
+        let interrupted: Vec<u64> = inner.jobs.iter().filter(|(_, j)| j.state.is_running()).map(|(k, _)| *k).collect();
+        for key in interrupted {
+            let Some(job) = inner.jobs.get_mut(&key) else { continue };
+            job.log("interrupted by restart");
+            job.finish(JobState::Failure, Some("interrupted by restart".into()));
+            let copy_request = job.request.clone();
+            let old_id = job.id.clone();
+            let snapshot = job.clone();
+            self.persist(&snapshot)?;
+            out.interrupted.push(old_id.clone());
+            if requeue {
+                let seq = inner.next_seq;
+                inner.next_seq += 1;
+                let mut fresh = Job::new(uuid::Uuid::new_v4().to_string(), seq, copy_request);
+                fresh.requeued_from = Some(old_id.clone());
+                fresh.log(format!("queued again after job {old_id} was interrupted by a restart"));
+                self.persist(&fresh)?;
+                out.requeued.push(fresh.id.clone());
+                inner.jobs.insert(seq, fresh);
+            }
+        }
+        self.store.flush()?;
+        out.pending = inner.jobs.values().filter(|j| j.state == JobState::Pending).count();
+        Ok(out)
+    }
+
+    fn persist(&self, job: &Job) -> Result<(), JobError> {
+        let bytes = serde_json::to_vec(job).map_err(|e| JobError::Encode(e.to_string()))?;
+        self.store.put(job.seq, &bytes)?;
+        Ok(())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Job>> {
+        self.events.subscribe()
+    }
+
+    fn announce(&self, job: &Job) {
+        let _ = self.events.send(Arc::new(job.clone()));
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.lock().jobs.values().filter(|j| j.state == JobState::Pending).count()
+    }
+
+    pub fn submit(&self, request: JobRequest) -> Result<Job, JobError> {
+        let job = {
+            let mut inner = self.lock();
+            if inner.stopping {
+                return Err(JobError::ShuttingDown);
+            }
+            let pending = inner.jobs.values().filter(|j| j.state == JobState::Pending).count();
+            if pending >= self.capacity {
+                return Err(JobError::QueueFull { pending, capacity: self.capacity });
+            }
+            let seq = inner.next_seq;
+            inner.next_seq += 1;
+            let mut job = Job::new(uuid::Uuid::new_v4().to_string(), seq, request);
+            job.log(format!("queued: {} for {}", job.request.model_types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "), job.request.machine_id));
+            self.persist(&job)?;
+            self.store.flush()?;
+            inner.jobs.insert(seq, job.clone());
+            job
+        };
+        self.wake.notify_all();
+        self.announce(&job);
+        Ok(job)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Job> {
+        self.lock().jobs.values().find(|j| j.id == id).cloned()
+    }
+
+    /// Newest first.
+    pub fn list(&self) -> Vec<Job> {
+        self.lock().jobs.values().rev().cloned().collect()
+    }
+
+    /// 1-based position among waiting jobs, or None when not waiting.
+    pub fn position(&self, id: &str) -> Option<usize> {
+        let inner = self.lock();
+        inner.jobs.values().filter(|j| j.state == JobState::Pending).position(|j| j.id == id).map(|p| p + 1)
+    }
+
+    pub fn running(&self) -> Option<Job> {
+        let inner = self.lock();
+        let id = inner.running.as_ref().map(|(id, _)| id.clone())?;
+        inner.jobs.values().find(|j| j.id == id).cloned()
+    }
+
+    pub fn cancel(&self, id: &str) -> Result<CancelOutcome, JobError> {
+        let mut inner = self.lock();
+        if let Some((running_id, flag)) = &inner.running
+            && running_id == id
+        {
+            flag.store(true, Ordering::SeqCst);
+            return Ok(CancelOutcome::Signalled);
+        }
+        let Some(job) = inner.jobs.values_mut().find(|j| j.id == id) else { return Err(JobError::NotFound(id.into())) };
+        if job.state.is_finished() {
+            return Ok(CancelOutcome::AlreadyFinished(job.state));
+        }
+        job.log("cancelled before it started");
+        job.finish(JobState::Revoked, Some("cancelled before it started".into()));
+        for m in job.progress.models.values_mut() {
+            m.status = "REVOKED".into();
+        }
+        let snapshot = job.clone();
+        drop(inner);
+        self.persist(&snapshot)?;
+        self.store.flush()?;
+        self.announce(&snapshot);
+        Ok(CancelOutcome::RemovedPending)
+    }
+
+    /// Blocks until a PENDING job can start (or the queue stops); marks it STARTED, durable, and returns it
+    /// with its cancel flag. `admit` may hold a job back (the resource guard): it returns a reason to wait.
+    pub fn next(&self, admit: &dyn Fn(&Job) -> Option<String>) -> Option<(Job, Arc<AtomicBool>)> {
+        let mut inner = self.lock();
+        loop {
+            if inner.stopping {
+                return None;
+            }
+            if let Some(key) = inner.jobs.iter().find(|(_, j)| j.state == JobState::Pending).map(|(k, _)| *k) {
+                let candidate = inner.jobs.get(&key).cloned();
+                let hold = candidate.as_ref().and_then(admit);
+                if let (Some(job), None) = (inner.jobs.get_mut(&key), &hold) {
+                    job.state = JobState::Started;
+                    job.waiting_reason = None;
+                    job.started_at = Some(crate::util::time::format_timestamp(crate::util::time::now_secs()));
+                    job.log("started");
+                    let snapshot = job.clone();
+                    let flag = Arc::new(AtomicBool::new(false));
+                    inner.running = Some((snapshot.id.clone(), flag.clone()));
+                    drop(inner);
+                    if let Err(e) = self.persist(&snapshot).and_then(|_| self.store.flush().map_err(JobError::from)) {
+                        tracing::error!(error = %e, "could not record a job start");
+                    }
+                    self.announce(&snapshot);
+                    return Some((snapshot, flag));
+                }
+                if let (Some(job), Some(reason)) = (inner.jobs.get_mut(&key), hold)
+                    && job.waiting_reason.as_deref() != Some(reason.as_str())
+                {
+                    job.waiting_reason = Some(reason);
+                    let snapshot = job.clone();
+                    self.announce(&snapshot);
+                }
+            }
+            inner = match self.wake.wait_timeout(inner, Duration::from_millis(500)) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    /// Applies a change to a job; `durable` flushes (state changes), progress-only updates are written lazily.
+    pub fn update(&self, id: &str, durable: bool, change: impl FnOnce(&mut Job)) -> Result<Job, JobError> {
+        let snapshot = {
+            let mut inner = self.lock();
+            let job = inner.jobs.values_mut().find(|j| j.id == id).ok_or_else(|| JobError::NotFound(id.into()))?;
+            change(job);
+            job.clone()
+        };
+        self.persist(&snapshot)?;
+        if durable {
+            self.store.flush()?;
+        }
+        self.announce(&snapshot);
+        Ok(snapshot)
+    }
+
+    /// The running job ended (in any state already written with `update`).
+    pub fn release(&self, id: &str) {
+        {
+            let mut inner = self.lock();
+            if inner.running.as_ref().is_some_and(|(r, _)| r == id) {
+                inner.running = None;
+            }
+        }
+        if let Err(e) = self.prune() {
+            tracing::warn!(error = %e, "pruning finished jobs failed");
+        }
+        self.wake.notify_all();
+    }
+
+    /// Keeps the `retention` newest finished jobs.
+    fn prune(&self) -> Result<(), JobError> {
+        let doomed: Vec<u64> = {
+            let inner = self.lock();
+            let finished: Vec<u64> = inner.jobs.iter().filter(|(_, j)| j.state.is_finished()).map(|(k, _)| *k).collect();
+            finished.iter().take(finished.len().saturating_sub(self.retention)).copied().collect()
+        };
+        for key in &doomed {
+            self.store.remove(*key)?;
+        }
+        let mut inner = self.lock();
+        for key in doomed {
+            inner.jobs.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// Stops handing out jobs and asks the running one to stop; returns its id.
+    pub fn stop(&self) -> Option<String> {
+        let mut inner = self.lock();
+        inner.stopping = true;
+        let running = inner.running.as_ref().map(|(id, flag)| {
+            flag.store(true, Ordering::SeqCst);
+            id.clone()
+        });
+        drop(inner);
+        self.wake.notify_all();
+        running
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.lock().stopping
+    }
+
+    /// Puts an interrupted job back in line as a fresh copy (shutdown with cancel-and-requeue).
+    pub fn requeue_copy(&self, id: &str) -> Result<Option<Job>, JobError> {
+        let mut inner = self.lock();
+        let Some(original) = inner.jobs.values().find(|j| j.id == id).cloned() else { return Ok(None) };
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        let mut fresh = Job::new(uuid::Uuid::new_v4().to_string(), seq, original.request.clone());
+        fresh.requeued_from = Some(original.id.clone());
+        fresh.log(format!("queued again after job {} was interrupted by a shutdown", original.id));
+        self.persist(&fresh)?;
+        self.store.flush()?;
+        inner.jobs.insert(seq, fresh.clone());
+        Ok(Some(fresh))
+    }
+
+    pub fn flush(&self) -> Result<(), JobError> {
+        Ok(self.store.flush()?)
+    }
+}

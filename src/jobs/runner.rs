@@ -1,0 +1,233 @@
+//! The runner: one dedicated thread (never an async worker) that takes jobs in submission order and trains
+//! each model of the batch, reporting real progress into the job and saving finished models to the registry.
+use super::job::{Job, JobState};
+use super::queue::JobQueue;
+use crate::data::{self, MachineId};
+use crate::ml::{self, Event, MlError, ModelType, PauseGate, TrainContext};
+use crate::registry::Registry;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Why a job should wait before starting (the resource guard plugs in here).
+pub type Admission = Arc<dyn Fn(&Job) -> Option<String> + Send + Sync>;
+
+pub struct Runner {
+    pub queue: Arc<JobQueue>,
+    pub registry: Arc<Registry>,
+    pub data_dir: PathBuf,
+    pub gate: Arc<PauseGate>,
+    /// Seconds since the epoch of the runner's last sign of life, for the watchdog.
+    pub heartbeat: Arc<AtomicU64>,
+    pub admit: Admission,
+    /// Requeue the running job when the daemon stops it.
+    pub requeue_on_shutdown: bool,
+}
+
+impl Runner {
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new().name("millwright-runner".into()).spawn(move || self.run())
+    }
+
+    fn beat(&self) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        self.heartbeat.store(now, Ordering::Relaxed);
+    }
+
+    fn run(self) {
+        loop {
+            self.beat();
+            let admit = self.admit.clone();
+            let heartbeat = self.heartbeat.clone();
+            let admit_and_beat = move |job: &Job| {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                heartbeat.store(now, Ordering::Relaxed);
+                admit(job)
+            };
+            let Some((job, cancel)) = self.queue.next(&admit_and_beat) else { break };
+            let id = job.id.clone();
+            let span = tracing::info_span!("job", task_id = %id, machine_id = %job.request.machine_id);
+            let _g = span.enter();
+            tracing::info!(models = ?job.request.model_types, "job started");
+            self.run_job(job, cancel);
+            self.queue.release(&id);
+        }
+        tracing::info!("job runner stopped");
+    }
+
+    fn run_job(&self, job: Job, cancel: Arc<AtomicBool>) {
+        let id = job.id.clone();
+        let request = job.request.clone();
+        let started = Instant::now();
+        let table = match data::load_machine(&self.data_dir, &request.machine_id) {
+            Ok(t) => t,
+            Err(e) => return self.finish(&id, JobState::Failure, Some(format!("cannot load machine data: {e}")), None),
+        };
+        let Ok(machine) = MachineId::parse(&request.machine_id) else {
+            return self.finish(&id, JobState::Failure, Some("invalid machine id".into()), None);
+        };
+        let n = request.model_types.len();
+        let mut results = serde_json::Map::new();
+        let mut revoked = false;
+        let mut succeeded = 0;
+        for (i, t) in request.model_types.iter().enumerate() {
+            if cancel.load(Ordering::SeqCst) {
+                revoked = true;
+                break;
+            }
+            self.update(&id, true, |j| {
+                j.state = JobState::Progress;
+                j.progress.model_type = Some(*t);
+                j.progress.batch_index = i;
+                if let Some(m) = j.progress.models.get_mut(t.as_str()) {
+                    m.status = "PROGRESS".into();
+                }
+                j.log(format!("training {t} ({}/{n})", i + 1));
+            });
+            let t0 = Instant::now();
+            let outcome = self.train_one(&id, *t, &table, &request.params, &cancel, i, n, started);
+            let secs = t0.elapsed().as_secs_f64();
+            match outcome {
+                Ok(mut trained) => match self.registry.save(&machine, &mut trained, &table, &id) {
+                    Ok(info) => {
+                        succeeded += 1;
+                        tracing::info!(model_type = %t, version = info.version, size_bytes = info.size_bytes, seconds = secs, "model saved");
+                        if let Some(w) = &info.warning {
+                            tracing::warn!(model_type = %t, "{w}");
+                        }
+                        let metrics = json!({ "headline": trained.report.headline, "test": trained.report.metrics });
+                        results.insert(t.as_str().into(), json!({ "status": "completed", "version": info.version, "size_bytes": info.size_bytes, "oversize": info.oversize, "warning": info.warning, "metrics": metrics.clone(), "train_seconds": secs }));
+                        self.update(&id, true, |j| {
+                            if let Some(m) = j.progress.models.get_mut(t.as_str()) {
+                                m.status = "SUCCESS".into();
+                                m.progress_percent = 100.0;
+                                m.metrics = Some(metrics);
+                                m.version = Some(info.version);
+                                m.size_bytes = Some(info.size_bytes);
+                                m.oversize = info.oversize;
+                                m.warning = info.warning.clone();
+                                m.seconds = Some(secs);
+                            }
+                            j.log(format!("{t} done in {secs:.1} s: version {} ({} bytes)", info.version, info.size_bytes));
+                            if let Some(w) = &info.warning {
+                                j.log(format!("WARNING: {w}"));
+                            }
+                        });
+                    }
+                    Err(e) => self.model_failed(&id, *t, format!("saving the model failed: {e}"), &mut results),
+                },
+                Err(MlError::Cancelled) => {
+                    revoked = true;
+                    self.update(&id, true, |j| {
+                        if let Some(m) = j.progress.models.get_mut(t.as_str()) {
+                            m.status = "REVOKED".into();
+                        }
+                        j.log(format!("{t} cancelled; no partial model was kept"));
+                    });
+                    break;
+                }
+                Err(e) => self.model_failed(&id, *t, e.to_string(), &mut results),
+            }
+        }
+        let result = json!({ "machine_id": request.machine_id, "models_trained": succeeded, "complete_system": request.complete_system(), "results": results, "seconds": started.elapsed().as_secs_f64() });
+        if revoked {
+            let shutting_down = self.queue.is_stopping();
+            let msg = if shutting_down { "interrupted by shutdown" } else { "cancelled" };
+            self.finish(&id, if shutting_down { JobState::Failure } else { JobState::Revoked }, Some(msg.into()), Some(result));
+            if shutting_down && self.requeue_on_shutdown {
+                match self.queue.requeue_copy(&id) {
+                    Ok(Some(copy)) => tracing::info!(new_task = %copy.id, "interrupted job queued again"),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "could not requeue the interrupted job"),
+                }
+            }
+        } else if succeeded == 0 {
+            let errors: Vec<String> = results.iter().filter_map(|(k, v)| v.get("error").and_then(|e| e.as_str()).map(|e| format!("{k}: {e}"))).collect();
+            self.finish(&id, JobState::Failure, Some(errors.join("; ")), Some(result));
+        } else {
+            self.finish(&id, JobState::Success, None, Some(result));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn train_one(&self, id: &str, t: ModelType, table: &data::Table, params: &ml::TrainParams, cancel: &Arc<AtomicBool>, i: usize, n: usize, started: Instant) -> Result<ml::Trained, MlError> {
+        let queue = self.queue.clone();
+        let job_id = id.to_string();
+        let heartbeat = self.heartbeat.clone();
+        let last_stage = Mutex::new(String::new());
+        let sink = Arc::new(move |e: &Event| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            heartbeat.store(now, Ordering::Relaxed);
+            let result = queue.update(&job_id, false, |j| match e {
+                Event::Progress { fraction, stage, message } => {
+                    let overall = (i as f64 + fraction) / n as f64;
+                    let pct = (overall * 100.0).max(j.progress.progress_percent).min(100.0);
+                    j.progress.current = pct;
+                    j.progress.progress_percent = pct;
+                    j.progress.stage = stage.clone();
+                    j.progress.message = message.clone();
+                    let elapsed = started.elapsed().as_secs_f64();
+                    j.progress.eta_seconds = (overall > 0.02).then(|| elapsed / overall * (1.0 - overall));
+                    if let Some(m) = j.progress.models.get_mut(t.as_str()) {
+                        m.progress_percent = (fraction * 100.0).max(m.progress_percent);
+                    }
+                    if let Ok(mut last) = last_stage.lock()
+                        && *last != *stage
+                    {
+                        tracing::info!(model_type = %t, stage = %stage, "{message}");
+                        *last = stage.clone();
+                    }
+                }
+                Event::Log { line } => j.log(format!("[{t}] {line}")),
+                Event::Leaderboard { row } => {
+                    let mut row = row.clone();
+                    row.model = format!("{t}: {}", row.model);
+                    j.leaderboard.push(row);
+                }
+            });
+            if let Err(err) = result {
+                tracing::warn!(error = %err, "could not record progress");
+            }
+        });
+        let limit = Duration::from_secs_f64(params.time_limit_s);
+        let ctx = TrainContext::new(sink, cancel.clone(), self.gate.clone(), limit, params.threads);
+        ml::train(t, table, params, &ctx)
+    }
+
+    fn model_failed(&self, id: &str, t: ModelType, error: String, results: &mut serde_json::Map<String, serde_json::Value>) {
+        tracing::warn!(model_type = %t, error = %error, "model failed");
+        results.insert(t.as_str().into(), json!({ "status": "failed", "error": error }));
+        self.update(id, true, |j| {
+            if let Some(m) = j.progress.models.get_mut(t.as_str()) {
+                m.status = "FAILURE".into();
+                m.error = Some(error.clone());
+            }
+            j.log(format!("{t} failed: {error}"));
+        });
+    }
+
+    fn update(&self, id: &str, durable: bool, change: impl FnOnce(&mut Job)) {
+        if let Err(e) = self.queue.update(id, durable, change) {
+            tracing::error!(error = %e, "could not record a job change");
+        }
+    }
+
+    fn finish(&self, id: &str, state: JobState, error: Option<String>, result: Option<serde_json::Value>) {
+        tracing::info!(state = ?state, error = error.as_deref().unwrap_or(""), "job finished");
+        self.update(id, true, |j| {
+            if state == JobState::Success {
+                j.progress.progress_percent = 100.0;
+                j.progress.current = 100.0;
+                j.progress.eta_seconds = Some(0.0);
+            }
+            j.progress.stage = format!("{state:?}").to_lowercase();
+            if let Some(e) = &error {
+                j.log(format!("ended: {e}"));
+            }
+            j.result = result;
+            j.finish(state, error);
+        });
+    }
+}

@@ -1,0 +1,330 @@
+use super::*;
+use crate::data::simulate::{FleetOptions, simulate_fleet};
+use crate::ml::bundle::BundleError;
+use crate::ml::report::Report;
+use crate::ml::{Quality, TrainContext, TrainParams};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const T: ModelType = ModelType::Anomaly;
+
+/// One real model trained once and saved many times: saving, not training, is what is under test.
+fn fixture() -> &'static (Table, Payload, Report) {
+    static FIXTURE: OnceLock<(Table, Payload, Report)> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = FleetOptions { out_dir: dir.path().to_path_buf(), machines: 1, rows: 3000, ..Default::default() };
+        let fleet = simulate_fleet(&opts).unwrap();
+        let table = crate::data::load_machine(dir.path(), &fleet[0].id).unwrap();
+        let params = TrainParams { quality: Quality::Fast, threads: 1, ..Default::default() };
+        let trained = crate::ml::train(T, &table, &params, &TrainContext::detached(Duration::from_secs(60), 1)).unwrap();
+        (table, trained.payload, trained.report)
+    })
+}
+
+fn trained() -> Trained {
+    let (_, payload, report) = fixture();
+    Trained { payload: payload.clone(), report: report.clone() }
+}
+
+fn table() -> &'static Table {
+    &fixture().0
+}
+
+fn machine() -> MachineId {
+    MachineId::parse("pump_1").unwrap()
+}
+
+fn save(reg: &Registry, job: &str) -> VersionInfo {
+    reg.save(&machine(), &mut trained(), table(), job).unwrap()
+}
+
+fn numbers(reg: &Registry) -> Vec<u32> {
+    reg.versions("pump_1", T).unwrap().iter().map(|v| v.version).collect()
+}
+
+fn type_dir(state: &Path) -> PathBuf {
+    state.join(MODELS_DIR).join("pump_1").join(T.as_str())
+}
+
+fn hidden_entries(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+#[test]
+fn versions_grow_and_old_ones_are_pruned() {
+    let state = tempfile::tempdir().unwrap();
+    let reg = Registry::open(state.path(), 3, DEFAULT_WARN_SIZE_MB).unwrap();
+    for (i, expected) in (1..=4).enumerate() {
+        let info = save(&reg, &format!("job-{i}"));
+        assert_eq!(info.version, expected);
+        assert!(info.live);
+        assert!(!info.oversize);
+        assert_eq!(info.warning, None);
+    }
+    assert_eq!(numbers(&reg), [4, 3, 2]);
+    assert!(!type_dir(state.path()).join("v1").exists());
+    assert!(hidden_entries(&type_dir(state.path())).is_empty(), "no temp folders stay behind");
+
+    let versions = reg.versions("pump_1", T).unwrap();
+    assert_eq!(versions.iter().map(|v| v.live).collect::<Vec<_>>(), [true, false, false]);
+    let live = reg.live("pump_1", T).unwrap().unwrap();
+    assert_eq!(live, versions[0]);
+    assert_eq!(live.job_id, "job-3");
+    assert_eq!(live.machine_id, "pump_1");
+    assert_eq!(live.model_type, T);
+    assert!(live.size_bytes > 0);
+    assert_eq!(live.headline["metric"], fixture().2.headline.metric.as_str());
+    assert_eq!(live.trained_at, fixture().2.created_at);
+
+    let report = reg.report("pump_1", T, None).unwrap();
+    assert_eq!(report["model_size_bytes"].as_u64(), Some(live.size_bytes));
+    assert!(reg.report("pump_1", T, Some(2)).is_ok());
+    assert!(matches!(reg.report("pump_1", T, Some(1)), Err(RegistryError::NotFound { version: Some(1), .. })));
+    let path = reg.model_path("pump_1", T, None).unwrap();
+    assert!(path.ends_with("v4/model.mwm"));
+    assert_eq!(fs::metadata(&path).unwrap().len(), live.size_bytes);
+    assert_eq!(reg.machines().unwrap(), ["pump_1"]);
+    assert!(reg.live("pump_1", ModelType::Regression).unwrap().is_none());
+    assert!(matches!(reg.model_path("pump_1", ModelType::Regression, None), Err(RegistryError::NotFound { .. })));
+
+    let meta: serde_json::Value = serde_json::from_slice(&fs::read(type_dir(state.path()).join("v4").join(META_FILE)).unwrap()).unwrap();
+    assert_eq!(meta["version"], 4);
+    assert_eq!(meta["job_id"], "job-3");
+    assert_eq!(meta["oversize"], false);
+}
+
+#[test]
+fn load_live_follows_saves_and_deletes() {
+    let state = tempfile::tempdir().unwrap();
+    let reg = Registry::open(state.path(), 5, DEFAULT_WARN_SIZE_MB).unwrap();
+    assert!(reg.load_live("pump_1", T).unwrap().is_none());
+    save(&reg, "a");
+    let (info, first) = reg.load_live("pump_1", T).unwrap().unwrap();
+    assert_eq!(info.version, 1);
+    let (_, again) = reg.load_live("pump_1", T).unwrap().unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "loaded once, then served from the cache");
+
+    save(&reg, "b");
+    let (info, second) = reg.load_live("pump_1", T).unwrap().unwrap();
+    assert_eq!(info.version, 2);
+    assert!(!Arc::ptr_eq(&first, &second));
+
+    assert_eq!(reg.delete("pump_1", T, Some(2)).unwrap(), 1);
+    let (info, _) = reg.load_live("pump_1", T).unwrap().unwrap();
+    assert_eq!(info.version, 1);
+
+    // A save by another process (a second registry on the same folder) is seen too.
+    let other = Registry::open(state.path(), 5, DEFAULT_WARN_SIZE_MB).unwrap();
+    assert_eq!(save(&other, "c").version, 3);
+    assert_eq!(reg.load_live("pump_1", T).unwrap().unwrap().0.version, 3);
+
+    assert_eq!(reg.delete("pump_1", T, None).unwrap(), 2);
+    assert!(reg.load_live("pump_1", T).unwrap().is_none());
+    assert!(reg.live("pump_1", T).unwrap().is_none());
+}
+
+#[test]
+fn numbers_are_never_reused() {
+    let state = tempfile::tempdir().unwrap();
+    let reg = Registry::open(state.path(), 3, DEFAULT_WARN_SIZE_MB).unwrap();
+    save(&reg, "a");
+    save(&reg, "b");
+    reg.delete("pump_1", T, Some(2)).unwrap();
+    assert_eq!(save(&reg, "c").version, 3);
+    reg.delete("pump_1", T, None).unwrap();
+    let reopened = Registry::open(state.path(), 3, DEFAULT_WARN_SIZE_MB).unwrap();
+    assert_eq!(save(&reopened, "d").version, 4);
+
+    // Folders made without a counter (by hand, or by an older layout) still keep their numbers taken.
+    fs::remove_file(type_dir(state.path()).join(COUNTER_FILE)).unwrap();
+    assert_eq!(save(&reopened, "e").version, 5);
+    fs::remove_file(type_dir(state.path()).join(COUNTER_FILE)).unwrap();
+    reopened.delete("pump_1", T, Some(5)).unwrap();
+    assert_eq!(save(&reopened, "f").version, 6);
+}
+
+#[test]
+fn leftover_temp_folders_are_removed_on_open_and_never_listed() {
+    let state = tempfile::tempdir().unwrap();
+    let reg = Registry::open(state.path(), 3, DEFAULT_WARN_SIZE_MB).unwrap();
+    save(&reg, "a");
+    let dir = type_dir(state.path());
+    // An interrupted save looks complete inside; only its hidden name keeps it out.
+    let dead = dir.join(".v2.tmp-999999999");
+    fs::create_dir(&dead).unwrap();
+    for f in [MODEL_FILE, REPORT_FILE, META_FILE] {
+        fs::copy(dir.join("v1").join(f), dead.join(f)).unwrap();
+    }
+    fs::create_dir(dir.join(".v3.del.tmp-x")).unwrap();
+    fs::write(dir.join(".next_version.tmp-999999999"), b"7").unwrap();
+    assert_eq!(numbers(&reg), [1]);
+    assert_eq!(reg.live("pump_1", T).unwrap().unwrap().version, 1);
+
+    // One being written by another live process is left alone.
+    let parent = std::os::unix::process::parent_id();
+    let busy = dir.join(format!(".v9.tmp-{parent}"));
+    fs::create_dir(&busy).unwrap();
+
+    let reopened = Registry::open(state.path(), 3, DEFAULT_WARN_SIZE_MB).unwrap();
+    let mut left = hidden_entries(&dir);
+    left.sort();
+    assert_eq!(left, [format!(".v9.tmp-{parent}")]);
+    assert_eq!(numbers(&reopened), [1]);
+}
+
+#[test]
+fn unreadable_version_folders_are_skipped() {
+    let state = tempfile::tempdir().unwrap();
+    let reg = Registry::open(state.path(), 10, DEFAULT_WARN_SIZE_MB).unwrap();
+    save(&reg, "a");
+    save(&reg, "b");
+    let dir = type_dir(state.path());
+    fs::create_dir(dir.join("v7")).unwrap(); // no meta.json
+    fs::create_dir(dir.join("v8")).unwrap();
+    fs::write(dir.join("v8").join(META_FILE), b"{ garbage").unwrap();
+    fs::create_dir(dir.join("v9")).unwrap(); // meta of another version
+    fs::copy(dir.join("v1").join(META_FILE), dir.join("v9").join(META_FILE)).unwrap();
+    fs::copy(dir.join("v1").join(MODEL_FILE), dir.join("v9").join(MODEL_FILE)).unwrap();
+    fs::create_dir(dir.join("v01")).unwrap();
+    fs::write(dir.join("v10"), b"a file, not a folder").unwrap();
+
+    assert_eq!(numbers(&reg), [2, 1]);
+    assert_eq!(reg.live("pump_1", T).unwrap().unwrap().version, 2);
+    let (info, first) = reg.load_live("pump_1", T).unwrap().unwrap();
+    assert_eq!(info.version, 2);
+    let (_, again) = reg.load_live("pump_1", T).unwrap().unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "unreadable newer folders do not defeat the cache");
+    assert!(matches!(reg.report("pump_1", T, Some(8)), Err(RegistryError::Corrupt { .. })));
+    // Unreadable folders, and even stray files named like versions, still take their numbers.
+    assert_eq!(save(&reg, "c").version, 11);
+    assert_eq!(reg.load_live("pump_1", T).unwrap().unwrap().0.version, 11);
+}
+
+#[test]
+fn tiny_limit_marks_the_model_oversize_everywhere() {
+    let state = tempfile::tempdir().unwrap();
+    let reg = Registry::open(state.path(), 3, 0.001).unwrap();
+    let mut tr = trained();
+    let info = reg.save(&machine(), &mut tr, table(), "job").unwrap();
+    assert!(info.oversize);
+    let warning = info.warning.clone().unwrap();
+    assert!(warning.contains("over the 0.001 MB warning limit"), "{warning}");
+    assert!(warning.starts_with("model is "), "{warning}");
+    assert!(tr.report.warnings.contains(&warning));
+
+    let dir = type_dir(state.path()).join("v1");
+    let meta: serde_json::Value = serde_json::from_slice(&fs::read(dir.join(META_FILE)).unwrap()).unwrap();
+    assert_eq!(meta["oversize"], true);
+    assert_eq!(meta["warning"], warning.as_str());
+    let report = reg.report("pump_1", T, Some(1)).unwrap();
+    assert!(report["warnings"].as_array().unwrap().iter().any(|w| w == warning.as_str()));
+    assert_eq!(reg.live("pump_1", T).unwrap().unwrap(), info);
+}
+
+#[test]
+fn a_600_mb_model_is_over_the_default_limit() {
+    let state = tempfile::tempdir().unwrap();
+    let reg = Registry::open(state.path(), 3, DEFAULT_WARN_SIZE_MB).unwrap();
+    let dir = type_dir(state.path()).join("v1");
+    fs::create_dir_all(&dir).unwrap();
+    // Sparse: 600 MB long, next to nothing on disk.
+    fs::File::create(dir.join(MODEL_FILE)).unwrap().set_len(600 << 20).unwrap();
+
+    let (size, oversize, warning) = reg.check_size(&dir.join(MODEL_FILE));
+    assert_eq!(size, 600 << 20);
+    assert!(oversize);
+    let warning = warning.unwrap();
+    assert!(warning.starts_with("model is 600.0 MB, over the 500 MB warning limit: train with fewer trees"), "{warning}");
+
+    assert!(reg.versions("pump_1", T).unwrap().is_empty(), "no meta.json yet");
+    let info = reg.refresh_meta("pump_1", T, 1).unwrap();
+    assert!(info.oversize && info.live);
+    assert_eq!(info.size_bytes, 600 << 20);
+    assert_eq!(info.warning.as_deref(), Some(warning.as_str()));
+    assert_eq!(reg.versions("pump_1", T).unwrap(), [info]);
+
+    let small = dir.join("small.bin");
+    fs::write(&small, vec![0u8; 1000]).unwrap();
+    assert_eq!(reg.check_size(&small), (1000, false, None));
+    assert_eq!(reg.check_size(&dir.join("missing")), (0, false, None));
+}
+
+#[test]
+fn invalid_machine_ids_are_refused() {
+    let state = tempfile::tempdir().unwrap();
+    let reg = Registry::open(state.path(), 3, DEFAULT_WARN_SIZE_MB).unwrap();
+    for bad in ["../etc", "..", "", "Pump", "a/b", "pump 1", "/abs"] {
+        let refused = |r: Result<(), RegistryError>| assert!(matches!(r, Err(RegistryError::InvalidMachine(_))), "{bad:?}");
+        refused(reg.live(bad, T).map(drop));
+        refused(reg.versions(bad, T).map(drop));
+        refused(reg.report(bad, T, None).map(drop));
+        refused(reg.model_path(bad, T, Some(1)).map(drop));
+        refused(reg.load_live(bad, T).map(drop));
+        refused(reg.delete(bad, T, None).map(drop));
+        refused(reg.refresh_meta(bad, T, 1).map(drop));
+    }
+    assert!(reg.machines().unwrap().is_empty());
+    assert!(matches!(Registry::open(state.path(), 3, 0.0), Err(RegistryError::Config(_))));
+    assert!(matches!(Registry::open(state.path(), 3, f64::NAN), Err(RegistryError::Config(_))));
+}
+
+#[test]
+fn delete_one_version_or_all() {
+    let state = tempfile::tempdir().unwrap();
+    let reg = Registry::open(state.path(), 5, DEFAULT_WARN_SIZE_MB).unwrap();
+    for job in ["a", "b", "c"] {
+        save(&reg, job);
+    }
+    assert_eq!(reg.delete("pump_1", T, Some(2)).unwrap(), 1);
+    assert_eq!(numbers(&reg), [3, 1]);
+    assert!(matches!(reg.delete("pump_1", T, Some(2)), Err(RegistryError::NotFound { version: Some(2), .. })));
+    assert_eq!(reg.delete("pump_1", ModelType::Regression, None).unwrap(), 0);
+    assert_eq!(reg.delete("pump_1", T, None).unwrap(), 2);
+    assert!(numbers(&reg).is_empty());
+    assert!(reg.machines().unwrap().is_empty());
+    assert!(hidden_entries(&type_dir(state.path())).is_empty());
+}
+
+#[test]
+fn keep_versions_zero_still_keeps_the_live_one() {
+    let state = tempfile::tempdir().unwrap();
+    let reg = Registry::open(state.path(), 0, DEFAULT_WARN_SIZE_MB).unwrap();
+    save(&reg, "a");
+    save(&reg, "b");
+    assert_eq!(numbers(&reg), [2]);
+}
+
+#[test]
+fn a_full_disk_keeps_the_previous_version_live() {
+    let state = tempfile::tempdir().unwrap();
+    let reg = Registry::open(state.path(), 3, DEFAULT_WARN_SIZE_MB).unwrap();
+    save(&reg, "a");
+    let before = reg.load_live("pump_1", T).unwrap().unwrap();
+
+    let result = reg.save_with(&machine(), &mut trained(), "full", |_, dir| {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join(MODEL_FILE), b"half a mod").unwrap();
+        Err(MlError::Bundle(BundleError::Io { path: dir.join(MODEL_FILE), source: io::Error::from_raw_os_error(28) }))
+    });
+    let err = result.unwrap_err();
+    assert!(matches!(err, RegistryError::DiskFull { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("disk full") && text.contains("previous model version stays live"), "{text}");
+    assert!(hidden_entries(&type_dir(state.path())).is_empty(), "the temp folder is removed");
+    assert_eq!(numbers(&reg), [1]);
+    let after = reg.load_live("pump_1", T).unwrap().unwrap();
+    assert_eq!(after.0, before.0);
+
+    // Trained::save reports some I/O errors as text only.
+    let as_text = MlError::Invalid(format!("/x: {}", io::Error::from_raw_os_error(28)));
+    assert!(matches!(ml_err(Path::new("/x"), as_text), RegistryError::DiskFull { .. }));
+    assert!(matches!(ml_err(Path::new("/x"), MlError::Invalid("other".into())), RegistryError::Ml(_)));
+
+    // The failed attempt used up its number; the next save does not reuse it.
+    assert_eq!(save(&reg, "b").version, 3);
+}

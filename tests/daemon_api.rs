@@ -1,0 +1,174 @@
+//! The real daemon on port 0 with a real sled store in a temp dir: every route, its errors, the queue,
+//! cancel, crash recovery, concurrency, version switching and the size warning.
+mod common;
+use common::{Daemon, TOKEN, fleet, request, sse};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const ROWS: usize = 4_000;
+const LONG: Duration = Duration::from_secs(240);
+
+fn setup(machines: usize) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let state = d.path().join("state");
+    fleet(&data, machines, ROWS);
+    (d, data, state)
+}
+
+fn first_machine(d: &Daemon) -> String {
+    let v = d.get("/api/ml/train/machines/available").json();
+    v["machines"][0]["machine_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn batch_of_four_with_live_progress_registry_download_predict_and_delete() {
+    let (_d, data, state) = setup(2);
+    let d = Daemon::start(&data, &state, &[]);
+    let health = d.get("/api/health").json();
+    assert_eq!(health["status"], "ok");
+    let machines = d.get("/api/ml/train/machines/available").json();
+    assert_eq!(machines["total"], 2);
+    let m = machines["machines"][0]["machine_id"].as_str().unwrap().to_string();
+    assert!(machines["machines"][0]["rows"].as_u64().unwrap() >= ROWS as u64);
+
+    let r = d.post("/api/ml/train/batch", &json!({ "machine_id": m }));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["complete_system"], true);
+    let id = v["task_id"].as_str().unwrap().to_string();
+
+    // Live progress over SSE: monotonic, ends with SUCCESS.
+    let events = sse(d.addr, &format!("/api/ml/tasks/{id}/events"), LONG);
+    assert!(events.len() >= 3, "only {} events", events.len());
+    let pcts: Vec<f64> = events.iter().map(|(_, e)| e["progress"]["progress_percent"].as_f64().unwrap()).collect();
+    assert!(pcts.windows(2).all(|w| w[1] >= w[0]), "progress went backwards: {pcts:?}");
+    let last = &events.last().unwrap().1;
+    assert_eq!(last["status"], "SUCCESS", "{last}");
+
+    let task = d.wait_task(&id, LONG);
+    assert_eq!(task["progress"]["progress_percent"], 100.0);
+    assert!(task["completed_at"].is_string() && task["started_at"].is_string());
+    for t in ["classification", "regression", "anomaly", "timeseries"] {
+        assert_eq!(task["progress"]["models"][t]["status"], "SUCCESS", "{t}: {}", task["progress"]["models"][t]);
+        assert_eq!(task["result"]["results"][t]["version"], 1);
+    }
+    assert!(task["logs"].as_array().unwrap().len() > 4);
+
+    let models = d.get(&format!("/api/ml/models/{m}")).json();
+    assert_eq!(models["models"]["regression"][0]["version"], 1);
+    let detail = d.get(&format!("/api/ml/models/{m}/classification")).json();
+    assert!(detail["report"]["confusion"].is_object(), "{detail}");
+    let all = d.get("/api/ml/models").json();
+    assert!(all["machines"][&m]["anomaly"].is_object());
+
+    let dl = d.get(&format!("/api/ml/models/{m}/anomaly/download"));
+    assert_eq!(dl.status, 200);
+    assert!(dl.header("content-disposition").unwrap().contains(&format!("{m}-anomaly-v1.mwm")));
+    assert_eq!(&dl.body[..8], b"MWMODEL\0");
+
+    let p = d.post(&format!("/api/ml/predict/{m}"), &json!({}));
+    assert_eq!(p.status, 200, "{}", p.text());
+    let p = p.json();
+    assert_eq!(p["complete_system"], true);
+    for t in ["classification", "regression", "anomaly", "timeseries"] {
+        assert_eq!(p["predictions"][t]["version"], 1, "{t}: {}", p["predictions"][t]);
+        assert!(p["predictions"][t]["answer"].is_object(), "{t}: {}", p["predictions"][t]);
+    }
+    assert!(p["predictions"]["regression"]["answer"]["rul_hours"].as_f64().unwrap() >= 0.0);
+    assert!(!p["predictions"]["timeseries"]["answer"]["sensors"][0]["mean"].as_array().unwrap().is_empty());
+
+    let del = d.delete(&format!("/api/ml/models/{m}/anomaly?version=1"));
+    assert_eq!(del.status, 200, "{}", del.text());
+    let p = d.post(&format!("/api/ml/predict/{m}"), &json!({})).json();
+    assert_eq!(p["missing_models"], json!(["anomaly"]));
+    assert_eq!(d.get(&format!("/api/ml/models/{m}/anomaly")).status, 404);
+}
+
+#[test]
+fn errors_have_one_shape_and_the_right_status() {
+    let (_d, data, state) = setup(1);
+    let d = Daemon::start(&data, &state, &[]);
+    let m = first_machine(&d);
+    let auth = format!("Bearer {TOKEN}");
+    let h: &[(&str, &str)] = &[("Authorization", &auth), ("Content-Type", "application/json")];
+    let cases: Vec<(u16, common::Resp)> = vec![
+        (400, d.post_raw("/api/ml/train/batch", b"{not json", h)),
+        (400, d.post_raw("/api/ml/train/batch", br#"{"machine_id": 5}"#, h)),
+        (400, d.post("/api/ml/train/batch", &json!({ "machine_id": m, "model_types": ["magic"] }))),
+        (400, d.post("/api/ml/train/batch", &json!({ "machine_id": m, "time_limit_per_model": -5 }))),
+        (400, d.post("/api/ml/train/classification", &json!({ "machine_id": m, "surprise": 1 }))),
+        (400, d.post("/api/ml/train/batch", &json!({ "machine_id": "../etc" }))),
+        (400, d.post("/api/ml/train/batch", &json!({ "machine_id": "a/+/#" }))),
+        (404, d.post("/api/ml/train/batch", &json!({ "machine_id": "no_such_machine" }))),
+        (404, d.get("/api/ml/tasks/00000000-0000-0000-0000-000000000000")),
+        (404, d.post("/api/ml/tasks/nope/cancel", &json!({}))),
+        (400, d.get("/api/ml/models/%2e%2e")),
+        (400, d.get("/api/ml/models/a+b")),
+        (400, d.get(&format!("/api/ml/models/{m}/magic"))),
+        (404, d.get(&format!("/api/ml/models/{m}/regression"))),
+        (404, d.get("/api/no/such/route")),
+        (400, d.get("/api/ml/tasks?status=SLEEPING")),
+        (415, d.post_raw("/api/ml/train/batch", br#"{"machine_id": "x"}"#, &[("Authorization", &auth)])),
+        (413, d.post_raw("/api/ml/train/batch", &vec![b' '; 2 * 1024 * 1024], h)),
+        (401, request(d.addr, "POST", "/api/ml/train/batch", Some(br#"{"machine_id":"x"}"#), &[("Content-Type", "application/json")])),
+        (401, request(d.addr, "POST", "/api/ml/train/batch", Some(br#"{"machine_id":"x"}"#), &[("Content-Type", "application/json"), ("Authorization", "Bearer wrong")])),
+        (401, request(d.addr, "DELETE", &format!("/api/ml/models/{m}/anomaly"), None, &[])),
+        (401, request(d.addr, "POST", &format!("/api/ml/predict/{m}"), Some(b"{}"), &[])),
+        (401, request(d.addr, "POST", &format!("/api/ml/train/batch?token={TOKEN}"), Some(br#"{"machine_id":"x"}"#), &[("Content-Type", "application/json")])),
+        (400, d.post(&format!("/api/ml/predict/{m}"), &json!({ "rows": [] }))),
+        (400, d.post(&format!("/api/ml/predict/{m}"), &json!({ "rows": [{ "timestamp": "yesterday" }] }))),
+    ];
+    for (i, (want, r)) in cases.iter().enumerate() {
+        assert_eq!(r.status, *want, "case {i}: {}", r.text());
+        let v = r.json();
+        assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string(), "case {i}: {v}");
+    }
+    assert_eq!(d.get("/api/health").json()["status"], "ok", "the daemon survives every bad request");
+}
+
+#[test]
+fn openapi_covers_every_route() {
+    let (_d, data, state) = setup(1);
+    let d = Daemon::start(&data, &state, &[]);
+    let doc = d.get("/api/openapi.json").json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/ml/train/classification", "/api/ml/train/regression", "/api/ml/train/anomaly", "/api/ml/train/timeseries", "/api/ml/train/batch",
+        "/api/ml/tasks/{task_id}", "/api/ml/tasks/{task_id}/cancel", "/api/ml/tasks", "/api/ml/tasks/{task_id}/events",
+        "/api/ml/train/machines/available", "/api/ml/models", "/api/ml/models/{machine_id}", "/api/ml/models/{machine_id}/{model_type}",
+        "/api/ml/models/{machine_id}/{model_type}/download", "/api/ml/predict/{machine_id}", "/api/health", "/api/openapi.json",
+        "/api/auth/login", "/api/auth/logout",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
+    }
+    assert!(paths["/api/ml/models/{machine_id}/{model_type}"]["delete"].is_object());
+}
+
+#[test]
+fn login_cookie_and_generated_token_file() {
+    let (_d, data, state) = setup(1);
+    let d = Daemon::start_without_token(&data, &state);
+    let token_path = state.join("token");
+    let token = std::fs::read_to_string(&token_path).unwrap();
+    assert!(token.len() >= 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&token_path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert!(!d.log().contains(token.trim()), "the token must never be logged");
+    let bad = d.post_raw("/api/auth/login", br#"{"token":"nope"}"#, &[("Content-Type", "application/json")]);
+    assert_eq!(bad.status, 401);
+    let ok = d.post_raw("/api/auth/login", format!("{{\"token\":\"{}\"}}", token.trim()).as_bytes(), &[("Content-Type", "application/json")]);
+    assert_eq!(ok.status, 200);
+    let cookie = ok.header("set-cookie").unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let pair = cookie.split(';').next().unwrap();
+    let m = first_machine(&d);
+    let r = request(d.addr, "POST", "/api/ml/train/anomaly", Some(format!("{{\"machine_id\":\"{m}\"}}").as_bytes()), &[("Content-Type", "application/json"), ("Cookie", pair)]);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let out = d.post_raw("/api/auth/logout", b"", &[]);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+}
