@@ -18,3 +18,4 @@ pub mod ml;
 pub mod registry;
 pub mod store;
 pub mod util;
+pub mod web;

@@ -206,6 +206,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     let predict = Router::new().route("/api/ml/predict/{machine_id}", post(models::predict)).layer(DefaultBodyLimit::max(PREDICT_BODY_LIMIT));
     api.merge(predict)
+        .merge(crate::web::router())
         .fallback(|| async { ApiError::not_found("no such route (see /api/openapi.json)") })
         .with_state(state)
 }

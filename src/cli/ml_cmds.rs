@@ -90,7 +90,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     let types = ModelType::parse_list(&a.models).map_err(anyhow::Error::msg)?;
     let params = a.params()?;
     let t0 = Instant::now();
-    let table = load_any(&a.data.data_dir, &a.machine)?;
+    let table = load_any(&a.data.dir()?, &a.machine)?;
     eprintln!("loaded {} ({} rows, {} sensors) in {:.2} s", table.machine_id, table.n_rows(), table.sensors.len(), t0.elapsed().as_secs_f64());
     let mut outcomes = Vec::new();
     for (i, t) in types.iter().enumerate() {
@@ -192,7 +192,7 @@ pub struct PredictArgs {
 }
 
 pub fn predict(a: &PredictArgs) -> Result<()> {
-    let table = load_any(&a.data.data_dir, &a.machine)?;
+    let table = load_any(&a.data.dir()?, &a.machine)?;
     let mut answers = serde_json::Map::new();
     for t in ModelType::ALL {
         let path = a.models.join(&table.machine_id).join(t.as_str()).join(ml::MODEL_FILE);
@@ -240,7 +240,7 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
     let dir = [Path::new("examples").join(&a.target), examples.join(&a.target)].into_iter().find(|p| p.join("machine.toml").is_file());
     let table = match dir {
         Some(d) => crate::data::load_machine_dir(&d)?,
-        None => load_any(&a.data.data_dir, &a.target)?,
+        None => load_any(&a.data.dir()?, &a.target)?,
     };
     let params = TrainParams {
         threads: a.threads.unwrap_or_else(|| TrainParams::default().threads),

@@ -19,9 +19,20 @@ pub struct Cli {
 
 #[derive(clap::Args, Clone)]
 pub struct DataDirArg {
-    /// Folder holding machines/<id>/ (default: ./data)
-    #[arg(long, env = "MILLWRIGHT_DATA_DIR", default_value = "data")]
-    pub data_dir: PathBuf,
+    /// Folder holding machines/<id>/ (default: the config's data_dir — /etc/millwright/config.toml or
+    /// MILLWRIGHT_DATA_DIR — else ./data)
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    pub fn dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(d) = &self.data_dir {
+            return Ok(d.clone());
+        }
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Ok(crate::config::load(None, &env)?.data_dir)
+    }
 }
 
 #[derive(Subcommand)]
@@ -106,8 +117,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(args) => data_cmds::simulate(&args),
-        Command::Machines { data, json } => data_cmds::machines(&data.data_dir, json),
-        Command::InspectData { machine, data } => data_cmds::inspect(&data.data_dir, &machine),
+        Command::Machines { data, json } => data.dir().and_then(|d| data_cmds::machines(&d, json)),
+        Command::InspectData { machine, data } => data.dir().and_then(|d| data_cmds::inspect(&d, &machine)),
         Command::Train(args) => ml_cmds::train(&args),
         Command::Predict(args) => ml_cmds::predict(&args),
         Command::InspectModel { file } => ml_cmds::inspect_model(&file),

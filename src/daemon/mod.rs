@@ -2,6 +2,9 @@
 //! and stops all of them from one shutdown signal within the grace period.
 mod token;
 
+pub use bus::{Bus, BusEvent};
+pub mod bus;
+
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::jobs::{JobQueue, Runner};
@@ -78,6 +81,8 @@ pub struct Daemon {
     pub runner: Option<std::thread::JoinHandle<()>>,
     pub runner_heartbeat: Arc<AtomicU64>,
     pub gate: Arc<PauseGate>,
+    /// Daemon-wide events (guard, models) for MQTT and the log; job changes come from `queue.subscribe()`.
+    pub bus: Bus,
 }
 
 pub fn start(cfg: &Config) -> Result<Daemon> {
@@ -99,19 +104,26 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     let registry = Arc::new(Registry::open(&cfg.state_dir, cfg.models.keep_versions, cfg.models.warn_size_mb).context("opening the model registry")?);
     let gate = Arc::new(PauseGate::default());
     let runner_heartbeat = Arc::new(AtomicU64::new(0));
+    let bus = bus::new();
+    let admit: crate::jobs::Admission = Arc::new(|_| None);
+    // --- guard wiring (issue 6) ---
+    // --- end guard wiring ---
     let runner = Runner {
         queue: queue.clone(),
         registry: registry.clone(),
         data_dir: cfg.data_dir.clone(),
         gate: gate.clone(),
         heartbeat: runner_heartbeat.clone(),
-        admit: Arc::new(|_| None),
+        admit,
         requeue_on_shutdown: cfg.queue.shutdown == "cancel_and_requeue",
     }
     .spawn()
     .context("starting the job runner")?;
-    let state = AppState::new(queue.clone(), registry, cfg.data_dir.clone(), token, cfg.auth.required, training_defaults(cfg), cfg.training.max_time_limit_s, cfg.queue.capacity);
-    Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate })
+    #[allow(unused_mut)]
+    let mut state = AppState::new(queue.clone(), registry, cfg.data_dir.clone(), token, cfg.auth.required, training_defaults(cfg), cfg.training.max_time_limit_s, cfg.queue.capacity);
+    // --- guard state wiring (issue 6): admission_check, health_extra ---
+    // --- end guard state wiring ---
+    Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate, bus })
 }
 
 impl Daemon {
@@ -179,6 +191,10 @@ async fn serve_async(cfg: Config) -> Result<()> {
     });
     let wait = shutdown.clone();
     let server = tokio::spawn(api::serve(listener, daemon.state.clone(), async move { wait.wait().await }));
+    // --- mqtt wiring (issue 5) ---
+    // --- end mqtt wiring ---
+    // --- systemd wiring (issue 8) ---
+    // --- end systemd wiring ---
     shutdown.wait().await;
     let grace = Duration::from_secs(cfg.queue.shutdown_grace_s.min(9));
     tokio::task::block_in_place(|| daemon.stop(grace));
