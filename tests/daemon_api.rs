@@ -172,3 +172,36 @@ fn login_cookie_and_generated_token_file() {
     let out = d.post_raw("/api/auth/logout", b"", &[]);
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
 }
+
+fn cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_millwright"));
+    cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn healthcheck_exit_codes_and_bad_config_is_refused_with_the_fix() {
+    let (_d, data, state) = setup(1);
+    let mut d = Daemon::start(&data, &state, &[]);
+    let listen = d.addr.to_string();
+    let ok = cli(&["healthcheck"], &[("MILLWRIGHT_LISTEN", &listen)]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    d.kill9();
+    let down = cli(&["healthcheck", "--timeout", "1"], &[("MILLWRIGHT_LISTEN", &listen)]);
+    assert_eq!(down.status.code(), Some(1));
+
+    let bad = cli(&["serve"], &[("MILLWRIGHT_QUEUE__CAPACITY", "0"), ("MILLWRIGHT_STATE_DIR", state.to_str().unwrap())]);
+    assert!(!bad.status.success());
+    let msg = String::from_utf8_lossy(&bad.stderr);
+    assert!(msg.contains("queue.capacity") && msg.contains("between 1 and"), "{msg}");
+    let typo = cli(&["serve"], &[("MILLWRIGHT_QUEUE__CAPACTY", "3")]);
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("did you mean"), "{}", String::from_utf8_lossy(&typo.stderr));
+
+    let default = cli(&["config", "--print-default"], &[]);
+    assert!(default.status.success());
+    let text = String::from_utf8_lossy(&default.stdout);
+    assert!(text.contains("[queue]") && text.contains("capacity = 16") && text.contains("warn_size_mb"), "{text}");
+}

@@ -337,3 +337,83 @@ impl JobQueue {
         Ok(self.store.flush()?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::{ModelType, TrainParams};
+    use crate::store::SledStore;
+
+    fn request() -> JobRequest {
+        JobRequest { machine_id: "m1".into(), model_types: vec![ModelType::Anomaly], params: TrainParams::default() }
+    }
+
+    fn open(dir: &std::path::Path, capacity: usize, retention: usize) -> (JobQueue, Recovery) {
+        JobQueue::open(Arc::new(SledStore::open(dir).unwrap()), capacity, retention, true).unwrap()
+    }
+
+    #[test]
+    fn capacity_counts_only_waiting_jobs() {
+        let d = tempfile::tempdir().unwrap();
+        let (q, _) = open(d.path(), 2, 10);
+        let a = q.submit(request()).unwrap();
+        q.submit(request()).unwrap();
+        assert!(matches!(q.submit(request()), Err(JobError::QueueFull { pending: 2, capacity: 2 })));
+        let (started, _) = q.next(&|_| None).unwrap();
+        assert_eq!(started.id, a.id);
+        q.submit(request()).unwrap();
+        assert_eq!(q.position(&a.id), None);
+    }
+
+    #[test]
+    fn restart_marks_running_jobs_and_requeues_a_copy_keeping_the_pending_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let (running, waiting) = {
+            let (q, _) = open(d.path(), 5, 10);
+            let a = q.submit(request()).unwrap();
+            let b = q.submit(request()).unwrap();
+            q.next(&|_| None).unwrap();
+            (a.id, b.id)
+        };
+        let (q, rec) = open(d.path(), 5, 10);
+        assert_eq!(rec.interrupted, vec![running.clone()]);
+        assert_eq!(rec.requeued.len(), 1);
+        assert_eq!(q.get(&running).unwrap().state, JobState::Failure);
+        assert_eq!(q.get(&waiting).unwrap().state, JobState::Pending);
+        let copy = q.get(&rec.requeued[0]).unwrap();
+        assert_eq!(copy.requeued_from.as_deref(), Some(running.as_str()));
+        // Submission order holds: the old waiting job runs before the requeued copy.
+        assert_eq!(q.next(&|_| None).unwrap().0.id, waiting);
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_finished_jobs() {
+        let d = tempfile::tempdir().unwrap();
+        let (q, _) = open(d.path(), 50, 3);
+        for _ in 0..6 {
+            let j = q.submit(request()).unwrap();
+            q.next(&|_| None).unwrap();
+            q.update(&j.id, true, |j| j.finish(JobState::Success, None)).unwrap();
+            q.release(&j.id);
+        }
+        assert_eq!(q.list().len(), 3);
+        drop(q);
+        let (q, _) = open(d.path(), 50, 3);
+        assert_eq!(q.list().len(), 3, "pruned records are gone from the store too");
+    }
+
+    #[test]
+    fn admission_holds_a_job_with_a_visible_reason() {
+        let d = tempfile::tempdir().unwrap();
+        let (q, _) = open(d.path(), 5, 10);
+        let q = Arc::new(q);
+        let j = q.submit(request()).unwrap();
+        let allow = Arc::new(AtomicBool::new(false));
+        let (q2, a2) = (q.clone(), allow.clone());
+        let t = std::thread::spawn(move || q2.next(&|_| if a2.load(Ordering::SeqCst) { None } else { Some("waiting for memory".into()) }).map(|(j, _)| j.id));
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(q.get(&j.id).unwrap().waiting_reason.as_deref(), Some("waiting for memory"));
+        allow.store(true, Ordering::SeqCst);
+        assert_eq!(t.join().unwrap(), Some(j.id));
+    }
+}

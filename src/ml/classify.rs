@@ -38,7 +38,8 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     if positives < 20 {
         report.warnings.push(format!("only {positives} positive training rows: metrics will be noisy"));
     }
-    // Weight the rare class up, but only by the square root of the imbalance: full balancing over-predicts failures.
+    // Weight the rare class up, but only by the square root of the imbalance: full balancing over-predicts
+    // failures. Whether weighting helps at all depends on the data, so an unweighted candidate competes too.
     let pos_weight = ((ytr.len() - positives) as f64 / positives as f64).sqrt() as f32;
     let weights: Vec<f32> = ytr.iter().map(|b| if *b { pos_weight } else { 1.0 }).collect();
 
@@ -49,7 +50,8 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let mut board = Vec::new();
     for (i, c) in cands.iter().enumerate() {
         let n = cands.len() as f64;
-        let fitted = fit_candidate(c, &p, Some(&weights), ctx, i as f64 / n, (i + 1) as f64 / n)?;
+        let w = c.class_weighted.then_some(weights.as_slice());
+        let fitted = fit_candidate(c, &p, w, ctx, i as f64 / n, (i + 1) as f64 / n)?;
         let scores = fitted.model.predict_matrix(&p.val.x);
         // Threshold-free and robust to rare positives: average precision on validation picks the model.
         let score = metrics::pr_auc(&yval, &scores).unwrap_or(0.0);

@@ -113,6 +113,8 @@ pub fn data_summary(table: &Table, p: &Prepared) -> DataSummary {
 pub struct Candidate {
     pub name: &'static str,
     pub params: gbdt::Params,
+    /// Classification only: train with the rare class weighted up.
+    pub class_weighted: bool,
 }
 
 pub fn candidates(objective: Objective, quality: Quality, seed: u64, threads: usize) -> Vec<Candidate> {
@@ -122,12 +124,17 @@ pub fn candidates(objective: Objective, quality: Quality, seed: u64, threads: us
         Quality::Best => 1500,
     };
     let base = gbdt::Params { objective, seed, threads, num_rounds: rounds, early_stopping_rounds: 100, ..gbdt::Params::default() };
+    let weighted = objective == Objective::Binary;
+    let wide = gbdt::Params { learning_rate: 0.05, num_leaves: 31, min_data_in_leaf: 20, feature_fraction: 0.8, bagging_fraction: 0.8, ..base.clone() };
     let mut out = vec![
-        Candidate { name: "gbdt-31-leaves", params: gbdt::Params { learning_rate: 0.05, num_leaves: 31, min_data_in_leaf: 20, feature_fraction: 0.8, bagging_fraction: 0.8, ..base.clone() } },
-        Candidate { name: "gbdt-7-leaves", params: gbdt::Params { learning_rate: 0.08, num_leaves: 7, min_data_in_leaf: 40, feature_fraction: 0.6, bagging_fraction: 0.8, lambda_l2: 5.0, ..base.clone() } },
+        Candidate { name: "gbdt-31-leaves", params: wide.clone(), class_weighted: weighted },
+        Candidate { name: "gbdt-7-leaves", params: gbdt::Params { learning_rate: 0.08, num_leaves: 7, min_data_in_leaf: 40, feature_fraction: 0.6, bagging_fraction: 0.8, lambda_l2: 5.0, ..base.clone() }, class_weighted: weighted },
     ];
+    if weighted {
+        out.insert(1, Candidate { name: "gbdt-31-leaves-unweighted", params: wide, class_weighted: false });
+    }
     if quality == Quality::Best {
-        out.push(Candidate { name: "gbdt-63-leaves", params: gbdt::Params { learning_rate: 0.03, num_leaves: 63, min_data_in_leaf: 10, feature_fraction: 0.7, bagging_fraction: 0.7, ..base } });
+        out.push(Candidate { name: "gbdt-63-leaves", params: gbdt::Params { learning_rate: 0.03, num_leaves: 63, min_data_in_leaf: 10, feature_fraction: 0.7, bagging_fraction: 0.7, ..base }, class_weighted: weighted });
     }
     out
 }
