@@ -2,6 +2,7 @@
 //!
 //! Each folder under `src/` is one part with a small public face:
 //! - [`data`]: machines on disk (seed layout, described tables, the built-in simulator) → one in-memory table.
+//! - [`guard`]: memory, SoC temperature, throttling and disk readings; pauses, refusals and aborts.
 //! - [`ml`]: the four trainers, features, splits, metrics, model bundles and predictions.
 //! - [`registry`]: versioned model bundles on disk; the live version of each model.
 //! - [`store`] and [`jobs`]: the persistent, bounded, sequential job queue and its runner.
@@ -13,8 +14,10 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod data;
+pub mod guard;
 pub mod jobs;
 pub mod ml;
+pub mod mqtt;
 pub mod registry;
 pub mod store;
 pub mod util;

@@ -203,3 +203,26 @@ pressure = "bar"
     assert!((rul[0] - 2.0 * 60.0 / 3600.0).abs() < 1e-9, "two steps of a minute before the end, in hours: {}", rul[0]);
     assert_eq!(rul[2], 0.0);
 }
+
+#[test]
+fn the_default_demo_fleet_loads_quickly() {
+    let d = tempfile::tempdir().unwrap();
+    let opts = millwright::data::simulate::FleetOptions { out_dir: d.path().to_path_buf(), ..Default::default() };
+    let t0 = std::time::Instant::now();
+    let fleet = millwright::data::simulate::simulate_fleet(&opts).unwrap();
+    let simulated = t0.elapsed();
+    let t0 = std::time::Instant::now();
+    let all = data::list_machines(d.path()).unwrap();
+    let loaded = t0.elapsed();
+    eprintln!("default fleet: simulated {} machines in {simulated:?}, loaded them in {loaded:?}", fleet.len());
+    assert_eq!(all.len(), 10);
+    for (id, t) in &all {
+        let t = t.as_ref().unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert!((45_000..=55_000).contains(&t.n_rows()), "{id}: {} rows", t.n_rows());
+        assert!(t.n_lives() >= 20, "{id}: {} lives", t.n_lives());
+    }
+    if !cfg!(debug_assertions) {
+        assert!(loaded < std::time::Duration::from_secs(2), "loading took {loaded:?}");
+        assert!(simulated < std::time::Duration::from_secs(10), "simulating took {simulated:?}");
+    }
+}

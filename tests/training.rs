@@ -163,3 +163,22 @@ fn nab_forecast_is_scored_on_held_out_weeks_with_intervals() {
     let cov = r.metrics["coverage95"].as_f64().unwrap();
     assert!(cov > 0.75, "95 % intervals cover {cov}");
 }
+
+#[test]
+fn the_decision_threshold_comes_from_validation_rows_only() {
+    let Some(table) = example("ai4i2020") else { return };
+    let trained = ml::train(ModelType::Classification, &table, &params(), &ctx()).unwrap();
+    let Payload::Classifier(m) = &trained.payload else { panic!("not a classifier") };
+    let (y, _) = ml::classify::target(&table, &params()).unwrap();
+    let plan = ml::split::plan_split(&table, params().seed, 0, Some(&y)).unwrap();
+    let scores_on = |rows: &[usize]| {
+        let x = ml::features::features_for_rows(&m.spec, &table, rows).unwrap();
+        m.model.predict_matrix(&ml::gbdt::Matrix::new(x.n_rows, x.n_cols, x.data).unwrap())
+    };
+    let labels = |rows: &[usize]| rows.iter().map(|&r| y[r] >= 0.5).collect::<Vec<bool>>();
+    let (t_val, _) = ml::metrics::best_f1_threshold(&labels(&plan.val), &scores_on(&plan.val)).unwrap();
+    let (t_test, _) = ml::metrics::best_f1_threshold(&labels(&plan.test), &scores_on(&plan.test)).unwrap();
+    assert_eq!(m.threshold, t_val, "the stored threshold is the validation optimum");
+    assert_ne!(m.threshold, t_test, "and not the test optimum");
+    assert_eq!(trained.report.metrics["threshold"].as_f64().unwrap(), t_val);
+}

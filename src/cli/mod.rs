@@ -105,12 +105,50 @@ impl ConfigArg {
     }
 }
 
+/// Logs to the journal, with structured fields (TASK_ID, MACHINE_ID, MODEL_TYPE, ...), when systemd connected
+/// our stderr to it; plain stderr otherwise. A missing journald never stops the daemon: it falls back to stderr
+/// and says so.
 fn init_logging(level: &str) {
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("MILLWRIGHT_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(format!("{level},sled=warn")))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).try_init();
+    let registry = tracing_subscriber::registry().with(filter);
+    // systemd sets JOURNAL_STREAM to the device:inode of the stream it gave us; checking it against our
+    // stderr keeps a shell started from a unit (which inherits the variable) logging to its terminal.
+    let under_journal = std::env::var("JOURNAL_STREAM").is_ok_and(|v| stderr_is_stream(&v));
+    let journald = under_journal.then(tracing_journald::layer).transpose();
+    let fallback_note = match journald {
+        // No prefix: fields show as TASK_ID=…, so `journalctl -u millwright TASK_ID=<id>` finds a job's lines.
+        Ok(Some(layer)) => {
+            let _ = registry.with(layer.with_field_prefix(None)).try_init();
+            return;
+        }
+        Ok(None) => None,
+        Err(e) => Some(format!("journald is not reachable ({e}); logging to stderr")),
+    };
+    let _ = registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal())).try_init();
+    if let Some(note) = fallback_note {
+        tracing::warn!("{note}");
+    }
+}
+
+/// Whether `JOURNAL_STREAM` ("device:inode") names the file our stderr is.
+#[cfg(unix)]
+fn stderr_is_stream(journal_stream: &str) -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some((dev, ino)) = journal_stream.split_once(':') else { return false };
+    let (Ok(dev), Ok(ino)) = (dev.trim().parse::<u64>(), ino.trim().parse::<u64>()) else { return false };
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else { return false };
+    std::fs::File::from(fd).metadata().is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+}
+
+#[cfg(not(unix))]
+fn stderr_is_stream(_: &str) -> bool {
+    false
 }
 
 pub fn main() -> ExitCode {

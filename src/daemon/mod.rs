@@ -4,6 +4,7 @@ mod token;
 
 pub use bus::{Bus, BusEvent};
 pub mod bus;
+pub mod systemd;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
@@ -107,6 +108,14 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     let bus = bus::new();
     let admit: crate::jobs::Admission = Arc::new(|_| None);
     // --- guard wiring (issue 6) ---
+    let guard = crate::guard::Guard::new(cfg, bus.clone());
+    let admit: crate::jobs::Admission = {
+        let (g, other) = (guard.clone(), admit);
+        Arc::new(move |job: &crate::jobs::Job| g.admit(job).or_else(|| other(job)))
+    };
+    // The monitor ends by itself once the queue stops (Daemon::stop), so its handle need not be kept.
+    guard.spawn(queue.clone(), gate.clone()).context("starting the resource guard")?;
+    registry.set_disk_reserve_mb(cfg.guard.disk_reserve_mb);
     // --- end guard wiring ---
     let runner = Runner {
         queue: queue.clone(),
@@ -122,6 +131,9 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     #[allow(unused_mut)]
     let mut state = AppState::new(queue.clone(), registry, cfg.data_dir.clone(), token, cfg.auth.required, training_defaults(cfg), cfg.training.max_time_limit_s, cfg.queue.capacity);
     // --- guard state wiring (issue 6): admission_check, health_extra ---
+    let g = guard.clone();
+    state.admission_check = Arc::new(move |machine: &str, types: &[crate::ml::ModelType]| g.admission_check(machine, types));
+    state.health_extra = Arc::new(move || guard.health());
     // --- end guard state wiring ---
     Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate, bus })
 }
@@ -192,12 +204,28 @@ async fn serve_async(cfg: Config) -> Result<()> {
     let wait = shutdown.clone();
     let server = tokio::spawn(api::serve(listener, daemon.state.clone(), async move { wait.wait().await }));
     // --- mqtt wiring (issue 5) ---
+    // A broker that is down is retried in the background; only settings that cannot work stop the start.
+    let mqtt = crate::mqtt::Mqtt::start(&cfg, daemon.state.clone(), &daemon.bus, shutdown.clone()).context("starting MQTT (fix the [mqtt] settings, or set mqtt.enabled = false)")?;
     // --- end mqtt wiring ---
     // --- systemd wiring (issue 8) ---
+    // READY goes out here: the store is open, the port bound and the runner up. The MQTT loop's heartbeat
+    // counts only when MQTT runs (None = disabled).
+    let systemd_beats = systemd::Heartbeats { runner: daemon.runner_heartbeat.clone(), http: daemon.state.heartbeat.clone(), mqtt: mqtt.as_ref().map(|m| m.heartbeat()) };
+    let systemd = systemd::start(systemd::Parts { queue: daemon.queue.clone(), beats: systemd_beats, gate: daemon.gate.clone(), addr }, shutdown.clone()).await;
     // --- end systemd wiring ---
     shutdown.wait().await;
     let grace = Duration::from_secs(cfg.queue.shutdown_grace_s.min(9));
     tokio::task::block_in_place(|| daemon.stop(grace));
+    // --- mqtt shutdown (issue 5) ---
+    // After the runner stopped, so the job's last change is published before `offline`.
+    if let Some(mqtt) = mqtt {
+        mqtt.finish(Duration::from_secs(3)).await;
+    }
+    // --- end mqtt shutdown ---
+    // --- systemd shutdown (issue 8) ---
+    // STOPPING was sent when the shutdown began; make sure it left before the process exits.
+    systemd.finish().await;
+    // --- end systemd shutdown ---
     match tokio::time::timeout(Duration::from_secs(2), server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server error"),

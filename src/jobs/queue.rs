@@ -36,6 +36,8 @@ struct Inner {
     jobs: BTreeMap<u64, Job>,
     next_seq: u64,
     running: Option<(String, Arc<AtomicBool>)>,
+    /// Why the resource guard stopped the running job: it then ends FAILURE with this, not REVOKED.
+    abort_reason: Option<(String, String)>,
     stopping: bool,
 }
 
@@ -78,7 +80,7 @@ impl JobQueue {
         let next_seq = jobs.keys().next_back().map_or(1, |k| k + 1);
         let (events, _) = broadcast::channel(256);
         let q = JobQueue {
-            inner: Mutex::new(Inner { jobs, next_seq, running: None, stopping: false }),
+            inner: Mutex::new(Inner { jobs, next_seq, running: None, abort_reason: None, stopping: false }),
             wake: Condvar::new(),
             store,
             capacity,
@@ -213,6 +215,22 @@ impl JobQueue {
         Ok(CancelOutcome::RemovedPending)
     }
 
+    /// Stops the running job so that it ends FAILURE with `reason` (the resource guard); false if `id` is not running.
+    pub fn abort(&self, id: &str, reason: String) -> bool {
+        let mut inner = self.lock();
+        let flag = match &inner.running {
+            Some((r, f)) if r == id => f.clone(),
+            _ => return false,
+        };
+        flag.store(true, Ordering::SeqCst);
+        inner.abort_reason = Some((id.to_string(), reason));
+        true
+    }
+
+    pub fn abort_reason(&self, id: &str) -> Option<String> {
+        self.lock().abort_reason.as_ref().filter(|(j, _)| j == id).map(|(_, r)| r.clone())
+    }
+
     /// Blocks until a PENDING job can start (or the queue stops); marks it STARTED, durable, and returns it
     /// with its cancel flag. `admit` may hold a job back (the resource guard): it returns a reason to wait.
     pub fn next(&self, admit: &dyn Fn(&Job) -> Option<String>) -> Option<(Job, Arc<AtomicBool>)> {
@@ -276,6 +294,7 @@ impl JobQueue {
             let mut inner = self.lock();
             if inner.running.as_ref().is_some_and(|(r, _)| r == id) {
                 inner.running = None;
+                inner.abort_reason = None;
             }
         }
         if let Err(e) = self.prune() {

@@ -132,7 +132,16 @@ impl Runner {
             }
         }
         let result = json!({ "machine_id": request.machine_id, "models_trained": succeeded, "complete_system": request.complete_system(), "results": results, "seconds": started.elapsed().as_secs_f64() });
-        if revoked {
+        let aborted = if revoked { self.queue.abort_reason(&id) } else { None };
+        if let Some(reason) = aborted {
+            self.update(&id, true, |j| {
+                for m in j.progress.models.values_mut().filter(|m| m.status == "REVOKED") {
+                    m.status = "FAILURE".into();
+                    m.error = Some(reason.clone());
+                }
+            });
+            self.finish(&id, JobState::Failure, Some(reason), Some(result));
+        } else if revoked {
             let shutting_down = self.queue.is_stopping();
             let msg = if shutting_down { "interrupted by shutdown" } else { "cancelled" };
             self.finish(&id, if shutting_down { JobState::Failure } else { JobState::Revoked }, Some(msg.into()), Some(result));

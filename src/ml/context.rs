@@ -33,6 +33,8 @@ pub enum Event {
 pub struct PauseGate {
     reason: Mutex<Option<String>>,
     changed: Condvar,
+    /// At most this many training threads while warm (0 = no cap); taken at the next candidate or model.
+    thread_cap: std::sync::atomic::AtomicUsize,
 }
 
 impl PauseGate {
@@ -48,6 +50,14 @@ impl PauseGate {
             *r = None;
         }
         self.changed.notify_all();
+    }
+
+    pub fn set_thread_cap(&self, cap: Option<usize>) {
+        self.thread_cap.store(cap.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    pub fn thread_cap(&self) -> Option<usize> {
+        Some(self.thread_cap.load(Ordering::Relaxed)).filter(|c| *c > 0)
     }
 
     pub fn paused_reason(&self) -> Option<String> {
@@ -106,8 +116,9 @@ impl TrainContext {
         Self::new(Arc::new(|_: &Event| {}), Arc::new(AtomicBool::new(false)), Arc::new(PauseGate::default()), time_limit, threads)
     }
 
+    /// The thread budget, lowered while the guard finds the SoC warm.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.gate.thread_cap().map_or(self.threads, |cap| self.threads.min(cap).max(1))
     }
 
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
@@ -225,6 +236,17 @@ mod tests {
         let fractions: Vec<f64> = events.lock().unwrap().iter().filter_map(|e| match e { Event::Progress { fraction, .. } => Some(*fraction), _ => None }).collect();
         assert!(fractions.windows(2).all(|w| w[1] >= w[0]), "{fractions:?}");
         assert!(ctx.fraction() >= 0.4);
+    }
+
+    #[test]
+    fn a_warm_soc_caps_the_thread_budget() {
+        let gate = Arc::new(PauseGate::default());
+        let ctx = TrainContext::new(Arc::new(|_: &Event| {}), Arc::new(AtomicBool::new(false)), gate.clone(), Duration::from_secs(1), 4);
+        assert_eq!(ctx.threads(), 4);
+        gate.set_thread_cap(Some(1));
+        assert_eq!(ctx.threads(), 1);
+        gate.set_thread_cap(None);
+        assert_eq!(ctx.threads(), 4);
     }
 
     #[test]

@@ -257,6 +257,8 @@ pub struct Registry {
     cache: Mutex<HashMap<CacheKey, Cached>>,
     /// Serialises saves and deletes, so numbering and pruning never race each other in this process.
     writes: Mutex<()>,
+    /// A save that would leave less free space than this fails (the resource guard's `disk_reserve_mb`).
+    disk_reserve_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// Neither lock guards an invariant a panic could break halfway, so a poisoned one is still usable.
@@ -279,6 +281,7 @@ impl Registry {
             warn_size_mb,
             cache: Mutex::new(HashMap::new()),
             writes: Mutex::new(()),
+            disk_reserve_bytes: std::sync::atomic::AtomicU64::new(0),
         };
         registry.sweep_leftovers()?;
         Ok(registry)
@@ -393,6 +396,11 @@ impl Registry {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// Models are refused when saving them would leave less than `mb` free on the state folder's file system.
+    pub fn set_disk_reserve_mb(&self, mb: u64) {
+        self.disk_reserve_bytes.store(mb << 20, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn fill_version(
         &self,
         tmp: &Path,
@@ -405,6 +413,16 @@ impl Registry {
     ) -> Result<Meta, RegistryError> {
         let written = write(trained, tmp).map_err(|e| ml_err(tmp, e))?;
         let size = fs::metadata(tmp.join(MODEL_FILE)).map(|m| m.len()).unwrap_or(written);
+        let reserve = self.disk_reserve_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        if reserve > 0
+            && let Ok(free) = fs2::available_space(tmp)
+            && free < reserve
+        {
+            return Err(RegistryError::DiskFull {
+                path: tmp.to_path_buf(),
+                message: format!("saving leaves {} MB free, below guard.disk_reserve_mb = {} MB; the previous version stays live", free >> 20, reserve >> 20),
+            });
+        }
         let (oversize, warning) = self.size_verdict(size);
         if let Some(w) = &warning {
             tracing::warn!(machine = %machine, model_type = %t, version, "{w}");

@@ -103,9 +103,12 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
     })
 }
 
+/// Path → (ETag, gzipped body).
+type GzCache = Mutex<HashMap<String, (String, Vec<u8>)>>;
+
 /// Gzipped bodies, made at first request and kept while the content (its ETag) stays the same.
 fn gzipped(key: &str, etag: &str, body: &[u8]) -> Option<Vec<u8>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, (String, Vec<u8>)>>> = OnceLock::new();
+    static CACHE: OnceLock<GzCache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Ok(c) = cache.lock()
         && let Some((e, z)) = c.get(key)

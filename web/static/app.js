@@ -1,1 +1,140 @@
-console.log(1)
+// The page shell: hash routes to views, the login dialog, the theme switch and the status line.
+import { api, setUnauthorizedHandler } from './api.js';
+import { store } from './store.js';
+import { clear, add, h, toast, fmtNum } from './ui.js';
+import * as training from './views/training.js';
+import * as progress from './views/progress.js';
+import * as results from './views/results.js';
+import * as predictions from './views/predictions.js';
+import * as queue from './views/queue.js';
+import * as system from './views/system.js';
+
+const VIEWS = { train: training, progress, results, predict: predictions, queue, system };
+const TITLES = { train: 'Model Training', progress: 'Progress', results: 'Results', predict: 'Predictions', queue: 'Queue & history', system: 'System' };
+
+const main = document.getElementById('main');
+let unmount = null;
+
+function parseRoute() {
+  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+  const name = VIEWS[parts[0]] ? parts[0] : 'train';
+  return { name, args: VIEWS[parts[0]] ? parts.slice(1) : [] };
+}
+
+async function route() {
+  const { name, args } = parseRoute();
+  if (unmount) { try { unmount(); } catch { /* a view failing to clean up must not block the next */ } }
+  unmount = null;
+  for (const a of document.querySelectorAll('.nav a')) {
+    if (a.dataset.view === name) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+  }
+  document.title = `${TITLES[name]} · millwright`;
+  clear(main);
+  window.scrollTo(0, 0);
+  main.dataset.view = name;
+  try {
+    unmount = await VIEWS[name].mount(main, args) ?? null;
+  } catch (e) {
+    add(main, h('div', { class: 'alert bad', role: 'alert' }, h('strong', {}, 'This view failed to load:'), ` ${e.message}`));
+  }
+  document.body.dataset.loaded = '1';
+}
+
+// --- auth ---------------------------------------------------------------------------------------------------
+
+export async function refreshAuth() {
+  try { store.set({ auth: await api.authStatus() }); } catch { /* keep the last known state */ }
+}
+
+const dialog = document.getElementById('login-dialog');
+const form = document.getElementById('login-form');
+const tokenInput = document.getElementById('login-token');
+const loginError = document.getElementById('login-error');
+let pendingLogin = null;
+
+export function requestLogin() {
+  if (pendingLogin) return pendingLogin.promise;
+  let resolve;
+  const promise = new Promise((r) => { resolve = r; });
+  pendingLogin = { promise, resolve };
+  loginError.textContent = '';
+  tokenInput.value = '';
+  dialog.showModal();
+  tokenInput.focus();
+  return promise;
+}
+
+function finishLogin(ok) {
+  if (dialog.open) dialog.close();
+  if (pendingLogin) { pendingLogin.resolve(ok); pendingLogin = null; }
+}
+
+form.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  loginError.textContent = '';
+  try {
+    await api.login(tokenInput.value);
+    await refreshAuth();
+    toast('ok', 'Logged in.');
+    finishLogin(true);
+  } catch (e) {
+    loginError.textContent = e.message;
+    tokenInput.select();
+  }
+});
+document.getElementById('login-cancel').addEventListener('click', () => finishLogin(false));
+dialog.addEventListener('cancel', () => finishLogin(false));
+setUnauthorizedHandler(async () => { await refreshAuth(); return requestLogin(); });
+
+const authButton = document.getElementById('auth-button');
+authButton.addEventListener('click', async () => {
+  const { auth } = store.get();
+  if (auth.logged_in) {
+    try { await api.logout(); toast('ok', 'Logged out.'); } catch (e) { toast('bad', e.message); }
+    await refreshAuth();
+  } else {
+    await requestLogin();
+  }
+});
+store.subscribe(({ auth }) => {
+  authButton.hidden = !auth.auth_required;
+  authButton.textContent = auth.logged_in ? 'Log out' : 'Log in';
+  authButton.dataset.state = auth.logged_in ? 'in' : 'out';
+});
+
+// --- theme --------------------------------------------------------------------------------------------------
+
+function applyTheme(theme) {
+  if (theme) document.documentElement.dataset.theme = theme; else delete document.documentElement.dataset.theme;
+}
+applyTheme(localStorage.getItem('millwright-theme'));
+document.getElementById('theme-toggle').addEventListener('click', () => {
+  const dark = document.documentElement.dataset.theme ? document.documentElement.dataset.theme === 'dark' : matchMedia('(prefers-color-scheme: dark)').matches;
+  const next = dark ? 'light' : 'dark';
+  localStorage.setItem('millwright-theme', next);
+  applyTheme(next);
+});
+
+// --- status line --------------------------------------------------------------------------------------------
+
+const topStatus = document.getElementById('top-status');
+export async function refreshHealth() {
+  try {
+    const health = await api.health();
+    store.set({ health });
+    const r = health.running;
+    const q = health.queue ?? {};
+    topStatus.textContent = r
+      ? `Training ${r.machine_id}: ${fmtNum(r.progress_percent, 2)} % (${r.stage || 'starting'}) · ${q.pending ?? 0} waiting`
+      : `Idle · ${q.pending ?? 0} waiting · v${health.version}`;
+  } catch (e) {
+    topStatus.textContent = `Device unreachable: ${e.message}`;
+  }
+}
+
+window.addEventListener('hashchange', route);
+window.addEventListener('mw:health', refreshHealth);
+await refreshAuth();
+refreshHealth();
+setInterval(refreshHealth, 5000);
+route();

@@ -1,0 +1,146 @@
+//! How much memory a job will need at its peak, from the machine's rows × features and the model types.
+//!
+//! The coefficients come from measured runs (`millwright train`, peak RSS minus the process's idle size, on
+//! the simulated fleet at 5 000–150 000 rows; see tests/guard.rs, which checks the estimate against a real
+//! run). The trees dominate: the f32 feature matrix, its u8-binned copy, gradients and the row subsets of the
+//! splits come to about 7 bytes per row × feature; the coefficients carry a margin for quality `best` and more
+//! threads. Models of a batch train one after another, so a batch needs its largest model plus the table.
+use crate::data::Table;
+use crate::ml::{ModelType, Quality, TrainParams};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// What the estimate needs to know about a machine's data.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Shape {
+    pub rows: usize,
+    pub sensors: Vec<String>,
+}
+
+impl Shape {
+    pub fn of(table: &Table) -> Shape {
+        Shape { rows: table.n_rows(), sensors: table.sensors.iter().map(|s| s.name.clone()).collect() }
+    }
+
+    fn sensors_used(&self, exclude: &[String]) -> usize {
+        self.sensors.iter().filter(|s| !exclude.contains(s)).count().max(1)
+    }
+}
+
+/// Features per sensor at most: the reading plus 5 statistics over 3 windows (features.rs).
+const FEATURES_PER_SENSOR: u64 = 16;
+/// The loaded table: every sensor plus timestamps, life ids and targets, as f64.
+const TABLE_COLUMNS_EXTRA: u64 = 4;
+
+/// (fixed bytes, bytes per row × feature) per model type, quality standard.
+fn coefficients(t: ModelType) -> (u64, f64) {
+    const MIB: u64 = 1024 * 1024;
+    match t {
+        ModelType::Classification => (16 * MIB, 7.5),
+        ModelType::Regression => (24 * MIB, 7.5),
+        ModelType::Anomaly => (6 * MIB, 1.5),
+        ModelType::Timeseries => (4 * MIB, 1.2),
+    }
+}
+
+/// Peak memory a job adds to the daemon, in bytes (an upper estimate).
+pub fn estimate_bytes(shape: &Shape, types: &[ModelType], params: Option<&TrainParams>) -> u64 {
+    let exclude = params.map(|p| p.exclude_sensors.as_slice()).unwrap_or(&[]);
+    let sensors = shape.sensors_used(exclude) as u64;
+    let rows = shape.rows as u64;
+    let features = sensors * FEATURES_PER_SENSOR + 1;
+    // Quality best grows more candidates and deeper trees; more threads keep more histograms alive.
+    let quality = match params.map(|p| p.quality) {
+        Some(Quality::Best) => 1.3,
+        _ => 1.0,
+    };
+    let threads = params.map_or(1, |p| p.threads.max(1)) as f64;
+    let thread_factor = 1.0 + 0.05 * (threads - 1.0).min(8.0);
+    let table = rows * (shape.sensors.len() as u64 + TABLE_COLUMNS_EXTRA) * 8;
+    let model = types
+        .iter()
+        .map(|&t| {
+            let (fixed, per_cell) = coefficients(t);
+            fixed + (rows as f64 * features as f64 * per_cell * quality * thread_factor) as u64
+        })
+        .max()
+        .unwrap_or(0);
+    table + model
+}
+
+/// Machine shapes by id, reloaded only when the folder changes (loading a big machine takes a while).
+pub struct ShapeCache {
+    data_dir: PathBuf,
+    shapes: Mutex<HashMap<String, (SystemTime, Shape)>>,
+}
+
+impl ShapeCache {
+    pub fn new(data_dir: &Path) -> ShapeCache {
+        ShapeCache { data_dir: data_dir.to_path_buf(), shapes: Mutex::new(HashMap::new()) }
+    }
+
+    /// None when the machine cannot be loaded: the runner then fails the job with the real error.
+    pub fn shape(&self, machine: &str) -> Option<Shape> {
+        let id = crate::data::MachineId::parse(machine).ok()?;
+        let dir = crate::data::machine_dir(&self.data_dir, &id);
+        let mtime = folder_mtime(&dir);
+        if let Ok(cache) = self.shapes.lock()
+            && let Some((t, s)) = cache.get(machine)
+            && *t == mtime
+        {
+            return Some(s.clone());
+        }
+        let table = crate::data::load_machine(&self.data_dir, machine).ok()?;
+        let shape = Shape::of(&table);
+        if let Ok(mut cache) = self.shapes.lock() {
+            cache.insert(machine.to_string(), (mtime, shape.clone()));
+        }
+        Some(shape)
+    }
+}
+
+fn folder_mtime(dir: &Path) -> SystemTime {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max()
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(rows: usize, sensors: usize) -> Shape {
+        Shape { rows, sensors: (0..sensors).map(|i| format!("s{i}")).collect() }
+    }
+
+    #[test]
+    fn grows_with_rows_and_sensors_and_a_batch_costs_its_largest_model() {
+        let small = estimate_bytes(&shape(10_000, 9), &[ModelType::Regression], None);
+        let tall = estimate_bytes(&shape(100_000, 9), &[ModelType::Regression], None);
+        let wide = estimate_bytes(&shape(10_000, 30), &[ModelType::Regression], None);
+        assert!(tall > 3 * small && wide > small * 3 / 2, "{small} {tall} {wide}");
+        let batch = estimate_bytes(&shape(50_000, 9), &ModelType::ALL, None);
+        let trees = estimate_bytes(&shape(50_000, 9), &[ModelType::Regression], None);
+        let forecast = estimate_bytes(&shape(50_000, 9), &[ModelType::Timeseries], None);
+        assert_eq!(batch, trees);
+        assert!(forecast < trees / 3);
+    }
+
+    #[test]
+    fn excluded_sensors_and_quality_count() {
+        let s = shape(50_000, 9);
+        let base = TrainParams { threads: 1, ..TrainParams::default() };
+        let fewer = TrainParams { exclude_sensors: vec!["s0".into(), "s1".into(), "s2".into()], ..base.clone() };
+        let best = TrainParams { quality: Quality::Best, ..base.clone() };
+        let t = [ModelType::Classification];
+        assert!(estimate_bytes(&s, &t, Some(&fewer)) < estimate_bytes(&s, &t, Some(&base)));
+        assert!(estimate_bytes(&s, &t, Some(&best)) > estimate_bytes(&s, &t, Some(&base)));
+    }
+}

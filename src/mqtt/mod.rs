@@ -1,0 +1,265 @@
+//! MQTT for SCADA, Node-RED and Home Assistant, in Zigbee2MQTT's conventions: one base topic, plain JSON,
+//! a retained availability topic with a last will, retained state only, and request/response topics
+//! with a `transaction` echo.
+//!
+//! Shape: [`Mqtt::start`] spawns a link task (rumqttc's event loop, reconnecting with back-off), a
+//! session task (owns the client and every retained message, republishes after each reconnect, answers
+//! requests through the HTTP router), a job watcher (queue snapshots → progress, jobs/current, events),
+//! a bus forwarder (guard events) and a publisher (info, health every 30 s, models, discovery).
+//! Everything reaches the broker through one bounded [`outbox::Outbox`] that drops rather than waits, so
+//! a slow or absent broker never slows training.
+pub mod discovery;
+pub mod outbox;
+pub mod publisher;
+pub mod requests;
+pub mod session;
+pub mod settings;
+pub mod topics;
+pub mod tracker;
+
+use crate::api::AppState;
+use crate::config::Config;
+use crate::daemon::{Bus, Shutdown};
+use crate::jobs::JobQueue;
+use outbox::{Message, Outbox};
+use serde_json::json;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use settings::Settings;
+pub use topics::Topics;
+
+pub const ONLINE: &str = r#"{"state":"online"}"#;
+pub const OFFLINE: &str = r#"{"state":"offline"}"#;
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(30);
+/// If nobody calls [`Mqtt::finish`] after a shutdown (an error path), the session still ends by then.
+const FALLBACK_STOP: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("{key}: {message}")]
+    Setting { key: &'static str, message: String },
+    #[error("{key} = {path}: {message}", path = path.display())]
+    File { key: &'static str, path: PathBuf, message: String },
+}
+
+/// A running MQTT bridge; [`Mqtt::finish`] publishes `offline` and disconnects.
+pub struct Mqtt {
+    stop: Arc<watch::Sender<bool>>,
+    task: JoinHandle<()>,
+    heartbeat: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Mqtt {
+    /// Starts the bridge when `mqtt.enabled`; a broker that is down is not an error (it is retried), a
+    /// setting that cannot work (unreadable password or CA file) is.
+    pub fn start(cfg: &Config, state: AppState, bus: &Bus, shutdown: Shutdown) -> Result<Option<Mqtt>, MqttError> {
+        if !cfg.mqtt.enabled {
+            return Ok(None);
+        }
+        // Only ring is compiled in; installing it as the process default keeps any rustls user working.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let settings = Settings::from_config(&cfg.mqtt)?;
+        let topics = settings.topics.clone();
+        tracing::info!(broker = %settings.broker, tls = settings.tls, user = cfg.mqtt.username.as_deref().unwrap_or("(none)"), client_id = %settings.client_id, base_topic = %topics.base(), "MQTT: connecting");
+        let (client, eventloop) = rumqttc::AsyncClient::new(settings.options.clone(), outbox::CAPACITY);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
+        let (outbox, outbox_rx) = Outbox::new();
+        let (link_tx, link_rx) = mpsc::channel(256);
+        let refresh = Arc::new(Notify::new());
+        let (machines_tx, machines_rx) = mpsc::channel(64);
+        let router = crate::api::router(state.clone());
+        let told = Arc::new(Mutex::new(HashSet::new()));
+
+        let link = tokio::spawn(session::link(eventloop, link_tx, stop_rx.clone()));
+        let watcher = JobWatcher { queue: state.queue.clone(), topics: topics.clone(), outbox: outbox.clone(), machines: machines_tx, told: told.clone() };
+        let publisher = publisher::Publisher {
+            state: state.clone(),
+            router: router.clone(),
+            topics: topics.clone(),
+            outbox: outbox.clone(),
+            info: info(cfg, &settings),
+            homeassistant: cfg.mqtt.homeassistant,
+            sysfs_root: cfg.guard.sysfs_root.clone(),
+        };
+        let helpers = vec![
+            tokio::spawn(watcher.run(stop_rx.clone())),
+            tokio::spawn(forward_bus(bus.subscribe(), topics.clone(), outbox.clone(), told, stop_rx.clone())),
+            tokio::spawn(run_publisher(publisher, refresh.clone(), machines_rx, stop_rx.clone())),
+        ];
+        let session = session::Session::new(client, topics, settings.broker.clone(), cfg.mqtt.accept_requests, cfg.mqtt.homeassistant, router, state.token.clone(), outbox, refresh);
+        let heartbeat = session.heartbeat.clone();
+        let task = tokio::spawn(session.run(link_rx, outbox_rx, stop_rx, link, helpers));
+        let fallback = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown.wait().await;
+            tokio::time::sleep(FALLBACK_STOP).await;
+            let _ = fallback.send(true);
+        });
+        Ok(Some(Mqtt { stop: stop_tx, task, heartbeat }))
+    }
+
+    /// Epoch seconds of the session loop's last sign of life (every 2 s, also while the broker is down):
+    /// the systemd watchdog's MQTT heartbeat.
+    pub fn heartbeat(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.heartbeat.clone()
+    }
+
+    /// Publishes what is still queued, then `offline` (retained), and disconnects cleanly so the broker
+    /// does not fire the last will. Call after the runner stopped, so the job's last change goes out too.
+    pub async fn finish(self, limit: Duration) {
+        let _ = self.stop.send(true);
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(limit, self.task).await.is_err() {
+            tracing::warn!("MQTT did not finish in time; the broker will publish the last will");
+            abort.abort();
+        }
+    }
+}
+
+fn info(cfg: &Config, settings: &Settings) -> serde_json::Value {
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "node_id": settings.node_id,
+        "base_topic": settings.topics.base(),
+        "requests": if cfg.mqtt.accept_requests { requests::NAMES.to_vec() } else { Vec::new() },
+        "homeassistant": cfg.mqtt.homeassistant,
+        "limits": {
+            "queue_capacity": cfg.queue.capacity,
+            "max_time_limit_s": cfg.training.max_time_limit_s,
+            "default_time_limit_s": cfg.training.default_time_limit_s,
+            "quality": cfg.training.quality,
+            "threads": cfg.training.threads,
+            "model_warn_size_mb": cfg.models.warn_size_mb,
+        },
+        // Secrets are "***" in the summary.
+        "config": cfg.summary(),
+    })
+}
+
+/// Resolves once the stop flag is set (or its sender is gone); holds no borrow across the await.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|v| *v).await.map(|_| ());
+}
+
+fn event(kind: &str, data: serde_json::Value) -> serde_json::Value {
+    json!({ "type": kind, "data": data, "ts": crate::util::time::format_timestamp(crate::util::time::now_secs()) })
+}
+
+/// `model_oversize` may come from a job snapshot and from the bus; whichever is first is told.
+fn first_telling(told: &Mutex<HashSet<String>>, data: &serde_json::Value) -> bool {
+    let key = format!("{}/{}", data["task_id"].as_str().unwrap_or(""), data["model_type"].as_str().unwrap_or(""));
+    match told.lock() {
+        Ok(mut set) => {
+            if set.len() > 1000 {
+                set.clear();
+            }
+            set.insert(key)
+        }
+        Err(_) => true,
+    }
+}
+
+struct JobWatcher {
+    queue: Arc<JobQueue>,
+    topics: Topics,
+    outbox: Outbox,
+    machines: mpsc::Sender<String>,
+    told: Arc<Mutex<HashSet<String>>>,
+}
+
+impl JobWatcher {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut rx = self.queue.subscribe();
+        let mut tracker = tracker::Tracker::default();
+        match self.queue.running() {
+            Some(job) => self.apply(tracker.observe(&job, Instant::now())),
+            None => self.outbox.send(Message::clear(self.topics.jobs_current())),
+        }
+        loop {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(job) => self.apply(tracker.observe(&job, Instant::now())),
+                    // Fell behind the queue: catch up from what is true now.
+                    Err(RecvError::Lagged(_)) => {
+                        let jobs: Vec<_> = self.queue.list().into_iter().rev().filter(|j| !j.state.is_finished() || tracker.follows(&j.id)).collect();
+                        for job in &jobs {
+                            self.apply(tracker.observe(job, Instant::now()));
+                        }
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+                _ = stopped(&mut stop) => {
+                    while let Ok(job) = rx.try_recv() {
+                        self.apply(tracker.observe(&job, Instant::now()));
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    fn apply(&self, notes: Vec<tracker::Note>) {
+        use tracker::Note;
+        for note in notes {
+            match note {
+                Note::Progress { task_id, payload } => self.outbox.send(Message::transient(self.topics.progress(&task_id), &payload)),
+                Note::Current(Some(v)) => self.outbox.send(Message::state(self.topics.jobs_current(), &v)),
+                Note::Current(None) => self.outbox.send(Message::clear(self.topics.jobs_current())),
+                Note::Event { kind, data } => {
+                    if kind != "model_oversize" || first_telling(&self.told, &data) {
+                        self.outbox.send(Message::transient(self.topics.event(), &event(kind, data)));
+                    }
+                }
+                Note::Finished { machine_id } => {
+                    let _ = self.machines.try_send(machine_id);
+                }
+            }
+        }
+    }
+}
+
+async fn forward_bus(mut rx: tokio::sync::broadcast::Receiver<crate::daemon::BusEvent>, topics: Topics, outbox: Outbox, told: Arc<Mutex<HashSet<String>>>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            r = rx.recv() => match r {
+                Ok(ev) => {
+                    if ev.kind != "model_oversize" || first_telling(&told, &ev.data) {
+                        outbox.send(Message::transient(topics.event(), &event(&ev.kind, ev.data)));
+                    }
+                }
+                Err(RecvError::Lagged(n)) => tracing::debug!(missed = n, "MQTT: missed daemon events"),
+                Err(RecvError::Closed) => break,
+            },
+            _ = stopped(&mut stop) => break,
+        }
+    }
+}
+
+async fn run_publisher(publisher: publisher::Publisher, refresh: Arc<Notify>, mut machines: mpsc::Receiver<String>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => publisher.health().await,
+            _ = refresh.notified() => publisher.everything().await,
+            Some(m) = machines.recv() => {
+                publisher.machine(&m).await;
+                // The queue depth changed too.
+                publisher.health().await;
+            }
+            _ = stopped(&mut stop) => {
+                while let Ok(m) = machines.try_recv() {
+                    publisher.machine(&m).await;
+                }
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! From `[mqtt]` to a ready `rumqttc::MqttOptions`: node id, base topic, client id, credentials, TLS.
+//! Everything that can be wrong with the files (password, CA, client certificate) is found here, at
+//! start, so a bad setting stops the daemon with a message instead of a silent reconnect loop.
+use super::MqttError;
+use super::topics::Topics;
+use crate::config::MqttConfig;
+use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest request we read: a prediction may carry 8 MB of readings (the HTTP limit), plus the topic.
+pub const MAX_INCOMING: usize = 8 * 1024 * 1024 + 64 * 1024;
+/// Largest message we send; rumqttc drops the connection on a bigger one, so the outbox refuses them first.
+pub const MAX_OUTGOING: usize = 16 * 1024 * 1024;
+
+/// What the session needs besides the options.
+pub struct Settings {
+    pub node_id: String,
+    pub topics: Topics,
+    pub client_id: String,
+    /// `host:port` as configured, for logs (never with credentials: the config refuses those in the url).
+    pub broker: String,
+    pub tls: bool,
+    pub options: MqttOptions,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &MqttConfig) -> Result<Settings, MqttError> {
+        let node_id = match &cfg.node_id {
+            Some(n) => n.clone(),
+            None => sanitize_node_id(&hostname()),
+        };
+        let base = cfg.base_topic.clone().unwrap_or_else(|| format!("millwright/{node_id}"));
+        let topics = Topics::new(&base, &cfg.discovery_prefix, &node_id);
+        let client_id = cfg.client_id.clone().unwrap_or_else(|| format!("millwright-{node_id}"));
+        let (tls, host, port) = parse_url(&cfg.url)?;
+        let mut options = MqttOptions::new(client_id.clone(), host.clone(), port);
+        // 0 turns keep-alive off, which rumqttc accepts only as exactly zero.
+        let keepalive = if cfg.keepalive_s == 0 { Duration::ZERO } else { Duration::from_secs(cfg.keepalive_s.max(5)) };
+        options.set_keep_alive(keepalive);
+        options.set_clean_session(true);
+        options.set_max_packet_size(MAX_INCOMING, MAX_OUTGOING);
+        // Enough room for a full republish burst (every retained topic) without dropping any.
+        options.set_request_channel_capacity(1024);
+        options.set_last_will(LastWill::new(topics.state(), super::OFFLINE.as_bytes().to_vec(), QoS::AtLeastOnce, true));
+        if let Some(user) = &cfg.username {
+            let password = match (&cfg.password, &cfg.password_file) {
+                (Some(p), _) => p.clone(),
+                (None, Some(file)) => read_password(file)?,
+                (None, None) => String::new(),
+            };
+            options.set_credentials(user.clone(), password);
+        }
+        if tls {
+            let config = tls_config(cfg)?;
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(config))));
+        }
+        Ok(Settings { node_id, topics, client_id, broker: format!("{host}:{port}"), tls, options })
+    }
+}
+
+/// `(tls, host, port)`; the config has already checked the shape, this only splits it.
+pub fn parse_url(url: &str) -> Result<(bool, String, u16), MqttError> {
+    let bad = |why: &str| MqttError::Setting { key: "mqtt.url", message: format!("{url:?}: {why}") };
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("must look like mqtt://host:1883"))?;
+    let tls = match scheme.to_ascii_lowercase().as_str() {
+        "mqtt" => false,
+        "mqtts" => true,
+        _ => return Err(bad("the scheme must be mqtt:// or mqtts://")),
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let default_port = if tls { 8883 } else { 1883 };
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let (host, after) = bracketed.split_once(']').ok_or_else(|| bad("an IPv6 address must be closed with ']'"))?;
+        (host.to_string(), after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("the port must be 1..=65535"))?,
+        None => default_port,
+    };
+    if host.is_empty() {
+        return Err(bad("must name a host"));
+    }
+    Ok((tls, host, port))
+}
+
+fn read_password(file: &Path) -> Result<String, MqttError> {
+    let text = std::fs::read_to_string(file).map_err(|e| MqttError::File { key: "mqtt.password_file", path: file.to_path_buf(), message: e.to_string() })?;
+    // Files written by `echo` end with a newline that is not part of the password.
+    let password = text.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(MqttError::File { key: "mqtt.password_file", path: file.to_path_buf(), message: "the file is empty".into() });
+    }
+    Ok(password)
+}
+
+fn tls_config(cfg: &MqttConfig) -> Result<rustls::ClientConfig, MqttError> {
+    // ring, chosen explicitly: the build carries no other provider (no aws-lc-sys).
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    match &cfg.ca_file {
+        Some(path) => {
+            let file_err = |message: String| MqttError::File { key: "mqtt.ca_file", path: path.clone(), message };
+            let certs = CertificateDer::pem_file_iter(path).map_err(|e| file_err(e.to_string()))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| file_err(format!("not a PEM certificate: {e}")))?;
+                roots.add(cert).map_err(|e| file_err(format!("unusable CA certificate: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(file_err("holds no PEM certificate".into()));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                return Err(MqttError::Setting { key: "mqtt.ca_file", message: "mqtts:// needs a CA: the system has no CA certificates; set mqtt.ca_file".into() });
+            }
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| MqttError::Setting { key: "mqtt.url", message: format!("TLS setup: {e}") })?
+        .with_root_certificates(roots);
+    let config = match (&cfg.client_cert, &cfg.client_key) {
+        (Some(cert_path), Some(key_path)) => {
+            let cert_err = |message: String| MqttError::File { key: "mqtt.client_cert", path: cert_path.clone(), message };
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+                .map_err(|e| cert_err(e.to_string()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| cert_err(format!("not a PEM certificate: {e}")))?;
+            if certs.is_empty() {
+                return Err(cert_err("holds no PEM certificate".into()));
+            }
+            let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| MqttError::File { key: "mqtt.client_key", path: key_path.clone(), message: format!("no usable PEM private key: {e}") })?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| MqttError::File { key: "mqtt.client_key", path: key_path.clone(), message: format!("does not fit the client certificate: {e}") })?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(config)
+}
+
+fn hostname() -> String {
+    for path in ["/proc/sys/kernel/hostname", "/etc/hostname"] {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && !s.trim().is_empty()
+        {
+            return s.trim().to_string();
+        }
+    }
+    std::env::var("HOSTNAME").unwrap_or_default()
+}
+
+/// A host name as a topic level and a Home Assistant id: its first label, with anything but letters,
+/// digits, `_` and `-` (MQTT wildcards and separators included) replaced by `_`.
+pub fn sanitize_node_id(host: &str) -> String {
+    let first = host.trim().split('.').next().unwrap_or("");
+    let clean: String = first.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).take(64).collect();
+    if clean.is_empty() || clean.chars().all(|c| c == '_') { "millwright".to_string() } else { clean }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_from_host_names_are_safe_topic_levels() {
+        assert_eq!(sanitize_node_id("pi-line1.factory.local"), "pi-line1");
+        assert_eq!(sanitize_node_id("a+b#c/d"), "a_b_c_d");
+        assert_eq!(sanitize_node_id(""), "millwright");
+        assert_eq!(sanitize_node_id("###"), "millwright");
+        assert_eq!(sanitize_node_id(&"x".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn urls_split_into_tls_host_and_port() {
+        assert_eq!(parse_url("mqtt://127.0.0.1:1884").unwrap(), (false, "127.0.0.1".into(), 1884));
+        assert_eq!(parse_url("mqtts://broker.local").unwrap(), (true, "broker.local".into(), 8883));
+        assert_eq!(parse_url("mqtt://[::1]:1883").unwrap(), (false, "::1".into(), 1883));
+        assert!(parse_url("http://x").is_err());
+        assert!(parse_url("mqtt://x:0").is_err());
+    }
+
+    #[test]
+    fn defaults_derive_base_topic_and_client_id_from_the_node() {
+        let cfg = MqttConfig { node_id: Some("pi7".into()), ..Default::default() };
+        let s = Settings::from_config(&cfg).unwrap();
+        assert_eq!(s.topics.state(), "millwright/pi7/bridge/state");
+        assert_eq!(s.client_id, "millwright-pi7");
+        assert!(!s.tls);
+        let will = s.options.last_will().unwrap();
+        assert!(will.retain);
+        assert_eq!(will.qos, QoS::AtLeastOnce);
+    }
+
+    #[test]
+    fn missing_and_empty_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("pw");
+        std::fs::write(&empty, "\n").unwrap();
+        for (pw, want) in [(dir.path().join("missing"), "mqtt.password_file"), (empty, "empty")] {
+            let cfg = MqttConfig { username: Some("u".into()), password_file: Some(pw), ..Default::default() };
+            let e = Settings::from_config(&cfg).err().unwrap().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        let cfg = MqttConfig { url: "mqtts://127.0.0.1:8883".into(), ca_file: Some(dir.path().join("nope.pem")), ..Default::default() };
+        let e = Settings::from_config(&cfg).err().unwrap().to_string();
+        assert!(e.contains("mqtt.ca_file") && e.contains("nope.pem"), "{e}");
+    }
+
+    #[test]
+    fn password_file_loses_its_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        assert_eq!(read_password(&f).unwrap(), "s3cret");
+    }
+}

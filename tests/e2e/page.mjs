@@ -1,0 +1,276 @@
+// The page against a real daemon: node page.mjs <url> <token> <outdir>
+// The daemon serves a small demo fleet (3000 rows per machine, seconds to train), one big machine
+// `big_motor_001` (slow enough to cancel), and flags every model as oversize (warn_size_mb = 0.001).
+import { launch, steps, check, until, main } from './lib.mjs';
+
+const [url, token, outdir] = process.argv.slice(2);
+if (!url || !token || !outdir) {
+  console.log('usage: node page.mjs <url> <token> <outdir>');
+  process.exit(2);
+}
+const TYPES = ['classification', 'regression', 'anomaly', 'timeseries'];
+
+main(async () => {
+  const { ctx, page, guards } = await launch({ url, outdir });
+  const { step, shot, total } = steps(page, outdir);
+  const api = async (path, init) => page.evaluate(async ([p, i]) => {
+    const r = await fetch(p, i);
+    return { status: r.status, body: await r.json().catch(() => null) };
+  }, [path, init ?? {}]);
+  const machines = (await (await page.request.get(`${url}api/ml/train/machines/available`)).json()).machines;
+  const small = machines.find((m) => !m.error && m.rows <= 5000 && m.family === 'motor') ?? machines.find((m) => !m.error && m.rows <= 5000);
+  const big = machines.find((m) => m.machine_id === 'big_motor_001');
+  check(small && big, `the fleet lacks a small machine or big_motor_001: ${JSON.stringify(machines.map((m) => m.machine_id))}`);
+  const checked = () => page.$$eval('input[name=model]', (els) => els.filter((e) => e.checked).map((e) => e.value));
+  const startText = () => page.textContent('#start-training');
+
+  await step('training view is the default; all four models selected', async () => {
+    await page.goto(url);
+    await page.waitForSelector('body[data-loaded="1"]');
+    check(await page.getAttribute('a[data-view=train]', 'aria-current') === 'page', 'the training view is not the default');
+    check((await checked()).length === 4, `selected by default: ${await checked()}`);
+    check(await startText() === 'Train all 4 models', `button says ${await startText()}`);
+    check(await page.isHidden('#incomplete-warning'), 'the incomplete warning shows with all four selected');
+    check(await page.isVisible('text=Select all 4 (recommended)'), 'no "Select all 4 (recommended)" button');
+    check(await page.$$eval('.estimate', (els) => els.every((e) => /Estimated time: ≈ \d/.test(e.textContent))), 'a model card lacks its estimated time');
+    await shot('01-training');
+  });
+
+  await step('deselecting warns about an incomplete system; select all restores', async () => {
+    await page.uncheck('input[name=model][value=regression]');
+    await page.waitForSelector('#incomplete-warning:visible');
+    check((await page.textContent('#incomplete-warning')).includes('Incomplete ML system: 1 model(s) not selected'), await page.textContent('#incomplete-warning'));
+    check(await startText() === 'Train 3 models', `button says ${await startText()}`);
+    // Keyboard: Space on a focused card toggles it like any checkbox.
+    await page.focus('input[name=model][value=anomaly]');
+    await page.keyboard.press('Space');
+    check((await page.textContent('#incomplete-warning')).includes('2 model(s) not selected'), 'keyboard deselect did not update the warning');
+    check(await startText() === 'Train 2 models', `button says ${await startText()}`);
+    await shot('02-training-incomplete', false);
+    await page.click('#select-all');
+    check((await checked()).length === 4 && await page.isHidden('#incomplete-warning') && await startText() === 'Train all 4 models', 'select all did not restore the full selection');
+  });
+
+  let taskId;
+  await step(`start all four on ${small.machine_id}: login dialog, advanced settings reach the job`, async () => {
+    await page.check(`input[name=machine][value="${small.machine_id}"]`);
+    await page.click('#advanced summary');
+    await page.fill('#horizon-hours', '36');
+    await page.fill('#contamination', '0.03');
+    if (small.family === 'motor') await page.fill('#exclude-sensors', 'speed_rpm');
+    await page.click('#start-training');
+    await page.waitForSelector('#login-dialog[open]');
+    await shot('03-login-dialog', false);
+    await page.fill('#login-token', 'wrong-token');
+    await page.click('#login-submit');
+    await until(async () => (await page.textContent('#login-error')).includes('wrong token'), 5000, 'the wrong-token message');
+    await page.fill('#login-token', token);
+    await page.click('#login-submit');
+    await page.waitForURL(/#\/progress\/[0-9a-f-]{36}$/);
+    taskId = page.url().split('/').pop();
+    const t = (await api(`/api/ml/tasks/${taskId}`)).body;
+    check(t.params.horizon_hours === 36 && t.params.contamination === 0.03, `advanced settings not sent: ${JSON.stringify(t.params)}`);
+    if (small.family === 'motor') check(t.params.exclude_sensors.includes('speed_rpm'), `exclude not sent: ${JSON.stringify(t.params)}`);
+    check(t.model_types.length === 4 && t.complete_system, 'the job does not train all four');
+    check(await page.textContent('#auth-button') === 'Log out', 'the menu offers no logout after logging in');
+  });
+
+  await step('progress: bars never go backwards, every model finishes with its headline metric', async () => {
+    const seen = [];
+    await until(async () => {
+      const s = await page.evaluate(() => ({
+        overall: Number(document.querySelector('#overall-bar')?.getAttribute('aria-valuenow') ?? -1),
+        models: Object.fromEntries([...document.querySelectorAll('.model-row')].map((r) => [r.dataset.type, [r.dataset.status, Number(r.querySelector('[role=progressbar]').getAttribute('aria-valuenow'))]])),
+        done: Boolean(document.querySelector('#job-alerts .alert')),
+      }));
+      seen.push(s);
+      return s.done;
+    }, 90000, 'the job to finish');
+    for (let i = 1; i < seen.length; i++) {
+      check(seen[i].overall >= seen[i - 1].overall, `overall went backwards: ${seen[i - 1].overall} → ${seen[i].overall}`);
+      for (const [t, [, p]] of Object.entries(seen[i].models)) check(p >= (seen[i - 1].models[t]?.[1] ?? 0), `${t} went backwards`);
+    }
+    check((await page.textContent('#job-alerts')).includes('All 4 models trained.'), `no success alert: ${await page.textContent('#job-alerts')}`);
+    const rows = await page.$$eval('.model-row', (els) => els.map((e) => [e.dataset.type, e.dataset.status, e.querySelector('.detail').textContent]));
+    check(rows.length === 4 && rows.every(([, s, d]) => s === 'SUCCESS' && /baseline/.test(d)), `model rows: ${JSON.stringify(rows)}`);
+    check(await page.isVisible('.model-row .badge.warn:has-text("large model")'), 'no oversize badge on the progress rows');
+    check((await page.textContent('#job-log')).includes('timeseries done'), 'the log panel lacks the last model');
+    check(await page.$$eval('#leaderboard table', (t) => t.length) >= 2, 'the leaderboard does not group candidates by metric');
+    console.log(`     ${seen.length} snapshots, overall values ${[...new Set(seen.map((s) => s.overall))].join(' ')}`);
+    await shot('04-progress-success');
+  });
+
+  await step('results: metric cards beside baselines, confusion matrix, oversize badge, download', async () => {
+    await page.click('text=See the results');
+    await page.waitForSelector('#metric-cards');
+    check(page.url().includes(`#/results/${small.machine_id}/classification`), page.url());
+    const cards = await page.$$eval('#metric-cards .metric-card', (els) => els.map((e) => [e.dataset.metric, e.querySelector('.base')?.textContent ?? '']));
+    for (const m of ['f1', 'precision', 'recall', 'roc_auc', 'pr_auc']) check(cards.some(([k, b]) => k === m && b.length), `no ${m} card with a baseline: ${JSON.stringify(cards)}`);
+    const cm = await page.$$eval('#confusion-matrix td', (els) => els.map((e) => Number(e.textContent.replace(/,/g, ''))));
+    const detail = (await api(`/api/ml/models/${small.machine_id}/classification`)).body;
+    check(cm.length === 4 && cm.reduce((a, b) => a + b, 0) === detail.report.metrics.n, `confusion matrix ${cm} does not add up to ${detail.report.metrics.n} test rows`);
+    check(await page.isVisible('#model-size .badge.warn'), 'no oversize badge beside the size');
+    check(await page.$$eval('.hbar', (e) => e.length) > 0, 'no feature importance bars');
+    check(await page.$$eval('#versions tbody tr', (e) => e.length) === 1, 'version history missing');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-model')]);
+    check(download.suggestedFilename().endsWith('.mwm'), `download named ${download.suggestedFilename()}`);
+    await shot('05-results-classification');
+  });
+
+  await step('results: RUL predicted-vs-actual and forecast with intervals against the truth', async () => {
+    await page.click('#tab-regression');
+    await page.waitForSelector('#rul-plots svg');
+    check(await page.$$eval('#rul-plots g[data-series=predicted] circle', (e) => e.length) > 10, 'no predicted RUL points');
+    check((await page.textContent('#metric-cards')).includes('critical range'), 'no error-in-the-critical-range card');
+    await shot('06-results-regression');
+    await page.click('#tab-anomaly');
+    await page.waitForSelector('#metric-cards');
+    check(await page.$$eval('#plots svg rect', (e) => e.length) > 0, 'no anomaly score distribution');
+    await shot('07-results-anomaly');
+    await page.click('#tab-timeseries');
+    await page.waitForSelector('#forecast-plots figure');
+    const charts = await page.$$eval('#forecast-plots figure', (figs) => figs.map((f) => ['forecast', 'truth', 'history', 'interval80', 'interval95'].every((s) => f.querySelector(`[data-series=${s}]`))));
+    check(charts.length >= 1 && charts.every(Boolean), `forecast charts lack a series: ${JSON.stringify(charts)}`);
+    check((await page.textContent('#metric-cards')).includes('seasonal naive'), 'forecast metrics are not beside seasonal naive');
+    await shot('08-results-forecast');
+  });
+
+  await step('predictions: four live answers, then a what-if from pasted CSV', async () => {
+    await page.click('#test-predictions');
+    await page.waitForSelector('#latest-answers .answer[data-type=timeseries] svg');
+    const panels = await page.$$eval('#latest-answers .answer', (els) => els.map((e) => [e.dataset.type, e.textContent]));
+    check(panels.length === 4 && panels.every(([, t]) => /answered by v1/.test(t)), `answers: ${JSON.stringify(panels.map(([k, t]) => [k, t.slice(0, 80)]))}`);
+    check(/probability of/.test(panels[0][1]) && /Urgency/.test(panels[1][1]) && /Sensors driving the score/.test(panels[2][1]), 'an answer lacks its parts');
+    await shot('09-predictions');
+    const pred = (await api(`/api/ml/predict/${small.machine_id}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).body;
+    const sensors = pred.predictions.timeseries.answer.sensors;
+    const start = Date.parse('2024-05-01T00:00:00Z');
+    const lines = [['timestamp', ...sensors.map((s) => s.sensor)].join(',')];
+    for (let i = 0; i < 120; i++) lines.push([new Date(start + i * 3600e3).toISOString(), ...sensors.map((s, j) => (s.mean[0] * (1 + 0.01 * Math.sin(i / 5 + j))).toFixed(4))].join(','));
+    await page.fill('#whatif-csv', 'timestamp,a\n2024-01-01T00:00:00Z,abc');
+    await page.click('#whatif-run');
+    await until(async () => (await page.textContent('#whatif-answers')).includes('is not a number'), 5000, 'the CSV error');
+    await page.fill('#whatif-csv', lines.join('\n'));
+    await page.click('#whatif-run');
+    await until(async () => (await page.textContent('#whatif-answers')).includes('From 120 pasted rows.'), 20000, 'the what-if answers');
+    check(await page.$$eval('#whatif-answers .answer .big-number', (e) => e.length) >= 1, 'the what-if gave no answer');
+    await page.locator('#whatif-form').screenshot({ path: `${outdir}/10-predictions-whatif.png` });
+  });
+
+  await step('a job that fails shows the error text', async () => {
+    const pred = (await api(`/api/ml/predict/${small.machine_id}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).body;
+    const all = [...pred.predictions.timeseries.answer.sensors.map((s) => s.sensor), 'speed_rpm'];
+    await page.goto(`${url}#/train/${small.machine_id}`);
+    await page.waitForSelector('#start-training');
+    for (const t of ['regression', 'anomaly', 'timeseries']) await page.uncheck(`input[name=model][value=${t}]`);
+    check(await startText() === 'Train 1 model', `button says ${await startText()}`);
+    await page.click('#advanced summary');
+    await page.fill('#exclude-sensors', all.join(', '));
+    await page.click('#start-training');
+    await page.waitForURL(/#\/progress\/[0-9a-f-]{36}$/);
+    await until(async () => (await page.textContent('#job-alerts')).includes('Training failed:'), 20000, 'the failure alert');
+    check((await page.textContent('#job-alerts')).includes('nothing to learn from'), `the alert lacks the error: ${await page.textContent('#job-alerts')}`);
+    check((await page.textContent('.model-row[data-type=classification] .detail')).includes('nothing to learn from'), 'the model row lacks its error');
+    await shot('11-progress-failed', false);
+  });
+
+  let bigId;
+  await step(`start ${big.machine_id} (quality best); per-model progress advances`, async () => {
+    await page.goto(`${url}#/train/${big.machine_id}`);
+    await page.waitForSelector('#start-training');
+    check(await page.isChecked(`input[name=machine][value=${big.machine_id}]`), 'the machine in the URL is not selected');
+    check((await checked()).length === 4, 'a new visit does not start with all four selected');
+    await page.click('#advanced summary');
+    await page.selectOption('#quality', 'best');
+    await page.click('#start-training');
+    await page.waitForURL(/#\/progress\/[0-9a-f-]{36}$/);
+    bigId = page.url().split('/').pop();
+    const first = await until(() => page.evaluate(() => {
+      const r = document.querySelector('.model-row[data-status=PROGRESS]');
+      return r && Number(r.querySelector('[role=progressbar]').getAttribute('aria-valuenow')) > 0 ? [r.dataset.type, Number(r.querySelector('[role=progressbar]').getAttribute('aria-valuenow'))] : null;
+    }), 30000, 'a model to start');
+    const later = await until(() => page.evaluate(([t, p]) => {
+      const v = Number(document.querySelector(`.model-row[data-type=${t}] [role=progressbar]`).getAttribute('aria-valuenow'));
+      return v > p ? v : null;
+    }, first), 20000, `${first[0]} to advance past ${first[1]} %`);
+    console.log(`     ${first[0]}: ${first[1]} % → ${later} %`);
+    check((await page.textContent('#stage')).length > 0 && /Elapsed/.test(await page.textContent('#timing')), 'no stage or elapsed time while running');
+  });
+
+  await step('reload during the job finds it again; the bar does not go backwards', async () => {
+    const before = Number(await page.getAttribute('#overall-bar', 'aria-valuenow'));
+    await page.goto(`${url}#/progress`);
+    await page.reload();
+    await page.waitForURL(new RegExp(`#/progress/${bigId}$`));
+    await page.waitForSelector('#overall-bar');
+    const after = Number(await page.getAttribute('#overall-bar', 'aria-valuenow'));
+    check(after >= before, `overall went from ${before} to ${after} across the reload`);
+    check(await page.isVisible('#cancel-job'), 'no cancel button on a running job');
+    await shot('12-progress-running');
+  });
+
+  await step('cancel really stops the running job', async () => {
+    const t0 = Date.now();
+    await page.click('#cancel-job');
+    await until(async () => (await page.textContent('#job-alerts')).includes('Training cancelled.'), 15000, 'the cancelled alert');
+    const t = (await api(`/api/ml/tasks/${bigId}`)).body;
+    check(t.status === 'REVOKED', `the job is ${t.status}`);
+    console.log(`     cancelled in ${Date.now() - t0} ms`);
+    await shot('13-progress-cancelled');
+  });
+
+  await step('queue & history: jobs with states, filters and durations', async () => {
+    await page.click('a[data-view=queue]');
+    await page.waitForSelector(`#jobs tr[data-task="${bigId}"]`);
+    check(await page.textContent(`#jobs tr[data-task="${bigId}"]`).then((t) => t.includes('cancelled')), 'the cancelled job is not shown as cancelled');
+    await page.selectOption('#filter-status', 'SUCCESS');
+    await until(async () => (await page.$(`#jobs tr[data-task="${bigId}"]`)) === null && (await page.$(`#jobs tr[data-task="${taskId}"]`)) !== null, 5000, 'the status filter');
+    await page.selectOption('#filter-status', '');
+    await shot('14-queue');
+  });
+
+  await step('system view shows the device facts', async () => {
+    await page.click('a[data-view=system]');
+    await page.waitForSelector('[data-section=Overview]');
+    check((await page.textContent('[data-section=Overview]')).includes('version'), 'no version');
+    check((await page.textContent('#vitals')).includes('Memory available'), 'the vitals lack the guard\'s memory reading');
+    await shot('15-system');
+  });
+
+  await step('logout, then predictions ask for the token; login from the menu', async () => {
+    await page.click('#auth-button');
+    await until(async () => (await page.textContent('#auth-button')) === 'Log in', 5000, 'the menu to offer login');
+    check((await api('/api/auth/status')).body.logged_in === false, 'still logged in after logout');
+    await page.goto(`${url}#/predict/${small.machine_id}`);
+    await page.reload();
+    await page.waitForSelector('text=Log in to ask the models.');
+    await page.click('#auth-button');
+    await page.waitForSelector('#login-dialog[open]');
+    await page.fill('#login-token', token);
+    await page.keyboard.press('Enter');
+    await until(async () => (await page.textContent('#auth-button')) === 'Log out', 5000, 'login from the menu');
+    check((await api('/api/auth/status')).body.logged_in === true, 'not logged in');
+  });
+
+  await step('phone size in dark mode: nothing overflows sideways', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.emulateMedia({ colorScheme: 'dark' });
+    for (const [view, name] of [['#/train', '16-phone-dark-training'], [`#/results/${small.machine_id}/timeseries`, '17-phone-dark-results']]) {
+      await page.goto(`${url}${view}`);
+      await page.reload();
+      await page.waitForSelector('body[data-loaded="1"]');
+      await page.waitForTimeout(300);
+      const [sw, w] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+      check(sw <= w + 1, `${view} is ${sw} px wide on a ${w} px screen`);
+      const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+      check(bg === 'rgb(17, 20, 24)', `dark mode not applied (${bg})`);
+      await shot(name);
+    }
+  });
+
+  await step('no request left localhost and the page logged no errors', async () => {
+    const n = guards();
+    console.log(`     ${n} requests, all to ${new URL(url).host}; browser part took ${(total() / 1000).toFixed(1)} s`);
+  });
+  await ctx.close();
+});

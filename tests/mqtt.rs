@@ -1,0 +1,427 @@
+//! MQTT against a real Mosquitto (started per test on a free loopback port): availability and the last
+//! will, live progress of a real training job, request/response for every request name, a 30 s broker
+//! outage during a job, TLS with a self-signed CA and a password, and Home Assistant discovery.
+mod common;
+#[path = "common/mqtt.rs"]
+mod mqtt_helpers;
+
+use common::{Daemon, fleet};
+use mqtt_helpers::{Broker, Login, Msg, Sub};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const BASE: &str = "millwright/test1";
+const SHORT: Duration = Duration::from_secs(15);
+const LONG: Duration = Duration::from_secs(300);
+
+fn setup(rows: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    fleet(&data, 1, rows);
+    let state = d.path().join("state");
+    (d, data, state)
+}
+
+fn start(data: &Path, state: &Path, url: &str, extra: &[(&str, &str)]) -> Daemon {
+    let mut env = vec![("MILLWRIGHT_MQTT__ENABLED", "true"), ("MILLWRIGHT_MQTT__URL", url), ("MILLWRIGHT_MQTT__NODE_ID", "test1"), ("MILLWRIGHT_MQTT__KEEPALIVE_S", "5")];
+    env.extend_from_slice(extra);
+    Daemon::start(data, state, &env)
+}
+
+fn machine(d: &Daemon) -> String {
+    d.get("/api/ml/train/machines/available").json()["machines"][0]["machine_id"].as_str().unwrap().to_string()
+}
+
+fn topic(rest: &str) -> String {
+    format!("{BASE}/{rest}")
+}
+
+fn state_of(m: &Msg) -> String {
+    m.json()["state"].as_str().unwrap_or("").to_string()
+}
+
+fn events(sub: &Sub) -> Vec<Value> {
+    sub.on(&topic("bridge/event")).iter().map(Msg::json).collect()
+}
+
+#[test]
+fn availability_is_retained_and_the_last_will_fires_on_kill_9() {
+    let (d, data, state) = setup(3_000);
+    let broker = Broker::start(&d.path().join("broker"));
+    let mut daemon = start(&data, &state, &broker.url(), &[]);
+    let watcher = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
+    watcher.wait(SHORT, "online", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
+
+    // A client arriving later gets the retained state, info and health at once.
+    let late = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
+    let s = late.wait_topic(&topic("bridge/state"), SHORT);
+    assert!(s.retain, "bridge/state must be retained");
+    assert_eq!(state_of(&s), "online");
+    let info = late.wait_topic(&topic("bridge/info"), SHORT);
+    assert!(info.retain);
+    let info = info.json();
+    assert_eq!(info["node_id"], "test1");
+    assert_eq!(info["machines"].as_array().unwrap().len(), 1, "{info}");
+    assert_eq!(info["config"]["auth"]["token"], "***", "no secrets in bridge/info: {info}");
+    let health = late.wait_topic(&topic("bridge/health"), SHORT);
+    assert!(health.retain);
+    assert_eq!(health.json()["status"], "ok");
+    assert_eq!(health.json()["queue_depth"], 0);
+    assert!(late.on(&topic("jobs/current")).is_empty(), "idle: jobs/current holds no retained job");
+
+    daemon.kill9();
+    let will = watcher.wait(SHORT, "offline (last will)", |m| m.topic == topic("bridge/state") && state_of(m) == "offline");
+    eprintln!("last will after kill -9: {:?}", will.at.elapsed());
+    let after = Sub::connect(broker.port, &[&topic("bridge/state")]);
+    let s = after.wait_topic(&topic("bridge/state"), SHORT);
+    assert!(s.retain && state_of(&s) == "offline", "the will is retained");
+
+    // Clean shutdown: offline is published by the daemon itself, then it disconnects.
+    watcher.clear();
+    let mut daemon = start(&data, &state, &broker.url(), &[]);
+    watcher.wait(SHORT, "online again", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
+    let took = daemon.terminate();
+    watcher.wait(SHORT, "offline on SIGTERM", |m| m.topic == topic("bridge/state") && state_of(m) == "offline");
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+    assert!(daemon.log().contains("published offline and disconnected"), "{}", daemon.log());
+}
+
+#[test]
+fn progress_of_a_real_training_job_rises_at_most_once_a_second_per_stage() {
+    let (d, data, state) = setup(12_000);
+    let broker = Broker::start(&d.path().join("broker"));
+    let daemon = start(&data, &state, &broker.url(), &[("MILLWRIGHT_TRAINING__QUALITY", "standard")]);
+    let sub = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
+    sub.wait(SHORT, "online", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
+    let m = machine(&daemon);
+    let r = daemon.post("/api/ml/train/batch", &json!({ "machine_id": m }));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["task_id"].as_str().unwrap().to_string();
+    let t0 = Instant::now();
+    let end = daemon.wait_task(&id, LONG);
+    assert_eq!(end["status"], "SUCCESS", "{end}");
+    eprintln!("training took {:?}", t0.elapsed());
+    sub.wait(SHORT, "job_done", |m| m.topic == topic("bridge/event") && m.json()["type"] == "job_done");
+
+    let progress: Vec<Msg> = sub.on(&topic(&format!("tasks/{id}/progress")));
+    assert!(progress.len() >= 4, "only {} progress messages", progress.len());
+    let mut last = -1.0;
+    for (i, p) in progress.iter().enumerate() {
+        assert!(!p.retain, "progress is never retained");
+        let v = p.json();
+        for k in ["task_id", "machine_id", "progress", "status", "message", "stage", "model_type", "batch_index", "batch_total", "ts"] {
+            assert!(v.get(k).is_some(), "{k} missing: {v}");
+        }
+        let pct = v["progress"].as_f64().unwrap();
+        assert!(pct >= last, "progress fell from {last} to {pct} at message {i}");
+        last = pct;
+        if i > 0 {
+            let prev = progress[i - 1].json();
+            let same_phase = ["stage", "status", "model_type", "batch_index"].iter().all(|k| prev[k] == v[k]);
+            let gap = p.at.duration_since(progress[i - 1].at);
+            // Receipt times jitter a little around the 1 s the daemon keeps between them.
+            assert!(!same_phase || gap >= Duration::from_millis(800), "two progress messages {gap:?} apart in one stage: {prev} / {v}");
+        }
+    }
+    let final_msg = progress.last().unwrap().json();
+    assert_eq!(final_msg["status"], "SUCCESS");
+    assert_eq!(final_msg["progress"], 100.0);
+    let stages: std::collections::BTreeSet<String> = progress.iter().map(|p| p.json()["stage"].as_str().unwrap().to_string()).collect();
+    eprintln!("{} progress messages over {} stages", progress.len(), stages.len());
+
+    let kinds: Vec<String> = events(&sub).iter().filter(|e| e["data"]["task_id"] == id.as_str()).map(|e| e["type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(kinds, ["job_queued", "job_started", "job_done"]);
+    // While running, jobs/current carried the job; now it is emptied.
+    let current = sub.on(&topic("jobs/current"));
+    assert!(current.iter().any(|c| !c.payload.is_empty() && c.json()["task_id"] == id.as_str()), "jobs/current never showed the job");
+    assert!(current.last().unwrap().payload.is_empty(), "jobs/current is emptied when idle");
+
+    // A late subscriber gets the four live models (retained) and no events or progress.
+    let late = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
+    for t in ["classification", "regression", "anomaly", "timeseries"] {
+        let msg = late.wait_topic(&topic(&format!("machines/{m}/models/{t}")), SHORT);
+        assert!(msg.retain);
+        let v = msg.json();
+        assert_eq!(v["version"], 1, "{v}");
+        assert!(v["headline"]["value"].is_number(), "{v}");
+        assert!(v["size_bytes"].as_u64().unwrap() > 0);
+        assert_eq!(v["oversize"], false);
+    }
+    let training = late.wait_topic(&topic(&format!("machines/{m}/training")), SHORT).json();
+    assert_eq!(training["status"], "SUCCESS");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(late.all().iter().all(|m| !m.topic.contains("/tasks/") && !m.topic.ends_with("bridge/event") && m.topic != topic("jobs/current")), "only state is retained");
+}
+
+#[test]
+fn every_request_is_answered_with_its_transaction_and_bad_ones_get_clear_errors() {
+    let (d, data, state) = setup(3_000);
+    let broker = Broker::start(&d.path().join("broker"));
+    let sub = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
+    // A retained request left on the broker would run again at every reconnect: refused when it is
+    // replayed to the daemon's subscription.
+    sub.publish(&topic("bridge/request/health_check"), br#"{"transaction":"r1"}"#, true);
+    let daemon = start(&data, &state, &broker.url(), &[]);
+    sub.wait(SHORT, "online", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
+    let r = sub.wait(SHORT, "refusal of a retained request", |m| m.topic == topic("bridge/response/health_check") && m.json()["transaction"] == "r1").json();
+    assert_eq!(r["status"], "error", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("retained"), "{r}");
+    sub.publish(&topic("bridge/request/health_check"), b"", true);
+    let m = machine(&daemon);
+    let ask = |name: &str, payload: Value| sub.request(BASE, name, &payload.to_string(), SHORT);
+
+    let r = ask("health_check", json!({ "transaction": "h1" }));
+    assert_eq!((r["status"].as_str(), r["transaction"].as_str()), (Some("ok"), Some("h1")), "{r}");
+    assert_eq!(r["data"]["status"], "ok");
+
+    let r = ask("train", json!({ "machine_id": m, "model_types": ["anomaly"], "transaction": 42 }));
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["transaction"], 42, "numbers are echoed as numbers");
+    let id = r["data"]["task_id"].as_str().unwrap().to_string();
+    assert_eq!(r["data"]["model_types"], json!(["anomaly"]));
+    daemon.wait_task(&id, LONG);
+
+    let r = ask("jobs", json!({ "transaction": "j1" }));
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["data"]["tasks"][0]["task_id"], id.as_str());
+    let r = ask("jobs", json!({ "task_id": id, "transaction": "j2" }));
+    assert_eq!((r["data"]["status"].as_str(), r["transaction"].as_str()), (Some("SUCCESS"), Some("j2")), "{r}");
+
+    let r = ask("models", json!({ "machine_id": m, "transaction": "m1" }));
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["data"]["models"]["anomaly"][0]["version"], 1, "{r}");
+    let r = ask("predict", json!({ "machine_id": m, "transaction": "p1" }));
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["data"]["predictions"]["anomaly"]["available"], true, "{r}");
+
+    // Same single-model route as REST, then cancel it while it waits or runs.
+    let r = ask("train", json!({ "machine_id": m, "model_type": "regression", "transaction": "t2" }));
+    assert_eq!(r["status"], "ok", "{r}");
+    let id2 = r["data"]["task_id"].as_str().unwrap().to_string();
+    let r = ask("cancel", json!({ "task_id": id2, "transaction": "c1" }));
+    assert_eq!((r["status"].as_str(), r["transaction"].as_str()), (Some("ok"), Some("c1")), "{r}");
+    let end = daemon.wait_task(&id2, SHORT);
+    assert_eq!(end["status"], "REVOKED");
+
+    // Bad requests: each gets an error that says what is wrong, with the transaction when there is one.
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("train", "{not json".into(), "not JSON"),
+        ("train", "[1,2]".into(), "JSON object"),
+        ("train", json!({ "machine_id": "no_such_machine", "transaction": "e1" }).to_string(), "unknown machine"),
+        ("train", json!({ "machine_id": m, "colour": "red", "transaction": "e2" }).to_string(), "colour"),
+        ("train", json!({ "machine_id": m, "model_type": "telepathy", "transaction": "e3" }).to_string(), "telepathy"),
+        ("train", json!({ "machine_id": m, "time_limit": -1, "transaction": "e4" }).to_string(), "time_limit"),
+        ("cancel", json!({ "transaction": "e5" }).to_string(), "task_id"),
+        ("cancel", json!({ "task_id": "../etc", "transaction": "e6" }).to_string(), "not a task id"),
+        ("cancel", json!({ "task_id": "0000", "transaction": "e7" }).to_string(), "no job"),
+        ("cancel", json!({ "task_id": id, "transaction": "e8" }).to_string(), "already ended"),
+        ("jobs", json!({ "status": "sleeping", "transaction": "e9" }).to_string(), "not a task state"),
+        ("models", json!({ "model_type": "anomaly", "transaction": "e10" }).to_string(), "needs machine_id"),
+        ("predict", json!({ "transaction": "e11" }).to_string(), "machine_id"),
+        ("predict", json!({ "machine_id": m, "rows": "lots", "transaction": "e12" }).to_string(), "malformed"),
+        ("reboot", json!({ "transaction": "e13" }).to_string(), "unknown request"),
+    ];
+    for (name, payload, needle) in &cases {
+        let r = sub.request(BASE, name, payload, SHORT);
+        assert_eq!(r["status"], "error", "{name} {payload}: {r}");
+        let msg = r["error"].as_str().unwrap_or("");
+        assert!(msg.contains(needle), "{name} {payload}: error {msg:?} should mention {needle:?}");
+        if let Some(t) = serde_json::from_str::<Value>(payload).ok().and_then(|v| v.get("transaction").cloned()) {
+            assert_eq!(r["transaction"], t);
+        }
+    }
+    // Still alive and answering, over both HTTP and MQTT.
+    assert_eq!(daemon.get("/api/health").status, 200);
+    let r = ask("health_check", json!({ "transaction": "h2" }));
+    assert_eq!(r["status"], "ok");
+    assert!(!daemon.log().contains("panicked"), "{}", daemon.log());
+}
+
+#[test]
+fn requests_are_ignored_when_not_accepted() {
+    let (d, data, state) = setup(2_000);
+    let broker = Broker::start(&d.path().join("broker"));
+    let _daemon = start(&data, &state, &broker.url(), &[("MILLWRIGHT_MQTT__ACCEPT_REQUESTS", "false")]);
+    let sub = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
+    let info = sub.wait_topic(&topic("bridge/info"), SHORT).json();
+    assert_eq!(info["requests"], json!([]));
+    sub.publish(&topic("bridge/request/health_check"), br#"{"transaction":"x"}"#, false);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(sub.on(&topic("bridge/response/health_check")).is_empty(), "no answer when accept_requests = false");
+}
+
+#[test]
+fn a_30_second_broker_outage_during_a_job_loses_nothing_that_matters() {
+    let (d, data, state) = setup(30_000);
+    let mut broker = Broker::start(&d.path().join("broker"));
+    let daemon = start(&data, &state, &broker.url(), &[("MILLWRIGHT_TRAINING__QUALITY", "best"), ("MILLWRIGHT_LOG_LEVEL", "millwright=debug,info")]);
+    let sub = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
+    sub.wait(SHORT, "online", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
+    let m = machine(&daemon);
+    // Two jobs, so training is still going on when the broker returns.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = daemon.post("/api/ml/train/batch", &json!({ "machine_id": m }));
+        assert_eq!(r.status, 202, "{}", r.text());
+        ids.push(r.json()["task_id"].as_str().unwrap().to_string());
+    }
+    daemon.wait_running(&ids[0], LONG);
+    sub.wait(SHORT, "progress before the outage", |m| m.topic.ends_with("/progress"));
+
+    broker.stop();
+    let down = Instant::now();
+    let before = daemon.get(&format!("/api/ml/tasks/{}", ids[0])).json()["progress"]["progress_percent"].as_f64().unwrap();
+    std::thread::sleep(Duration::from_secs(30));
+    let during = daemon.get(&format!("/api/ml/tasks/{}", ids[0])).json();
+    let pct_during = during["progress"]["progress_percent"].as_f64().unwrap();
+    assert!(pct_during > before || during["status"] == "SUCCESS", "training stalled while the broker was down: {before} -> {during}");
+    broker.restart();
+    eprintln!("broker down for {:?}", down.elapsed());
+
+    // Fresh broker, empty memory: the daemon reconnects and republishes its retained state.
+    let back = Instant::now();
+    let late = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
+    late.wait(Duration::from_secs(45), "republished online", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
+    eprintln!("state republished {:?} after the broker came back", back.elapsed());
+    late.wait_topic(&topic("bridge/health"), SHORT);
+    // What the broker now stores for newcomers.
+    let fresh = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
+    for t in ["bridge/state", "bridge/info", "bridge/health"] {
+        let msg = fresh.wait_topic(&topic(t), SHORT);
+        assert!(msg.retain, "{t} is retained again after the broker restart");
+    }
+    assert_eq!(state_of(&fresh.wait_topic(&topic("bridge/state"), SHORT)), "online");
+    // Subscriptions work again.
+    let r = late.request(BASE, "health_check", r#"{"transaction":"after"}"#, SHORT);
+    assert_eq!(r["status"], "ok");
+    // Progress flows again while a job still runs.
+    let running = ids.iter().find(|id| daemon.get(&format!("/api/ml/tasks/{id}")).json()["status"] == "PROGRESS").cloned();
+    if let Some(id) = running {
+        late.wait(SHORT, "progress after the outage", |m| m.topic == topic(&format!("tasks/{id}/progress")));
+        let cur = late.wait(SHORT, "jobs/current", |m| m.topic == topic("jobs/current") && !m.payload.is_empty());
+        assert!(cur.retain || cur.json()["task_id"].is_string());
+    }
+    for id in &ids {
+        let end = daemon.wait_task(id, LONG);
+        assert_eq!(end["status"], "SUCCESS", "the outage must not affect training: {end}");
+    }
+    late.wait(SHORT, "job_done after the outage", |m| m.topic == topic("bridge/event") && m.json()["type"] == "job_done" && m.json()["data"]["task_id"] == ids[1].as_str());
+    // Back-off: a handful of attempts in 30 s, not a tight loop.
+    let retries = daemon.log().matches("MQTT: still no connection").count();
+    eprintln!("reconnect attempts logged during the outage: {retries}");
+    assert!((2..=10).contains(&retries), "{retries} reconnect attempts in 30 s");
+    assert_eq!(daemon.log().matches("MQTT: no connection to the broker").count(), 1, "one warning per outage");
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl CLI (Debian package openssl)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn tls_with_a_self_signed_ca_and_a_password() {
+    let (d, data, state) = setup(2_000);
+    let dir = d.path().join("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    openssl(&dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=millwright test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&dir, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    openssl(&dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem"]);
+    let passwd = dir.join("passwd");
+    let mosquitto_passwd = ["/usr/bin/mosquitto_passwd", "/usr/sbin/mosquitto_passwd"].into_iter().find(|p| Path::new(p).exists()).unwrap_or("mosquitto_passwd");
+    let st = std::process::Command::new(mosquitto_passwd).args(["-b", "-c"]).arg(&passwd).args(["plant", "s3cret-Pa55"]).status().expect("mosquitto_passwd (package mosquitto)");
+    assert!(st.success());
+    let (tls_port, plain_port) = (mqtt_helpers::free_port(), mqtt_helpers::free_port());
+    let conf = format!(
+        "per_listener_settings false\nallow_anonymous false\npassword_file {pw}\npersistence false\n\
+         listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n\
+         listener {plain_port} 127.0.0.1\n",
+        pw = passwd.display(),
+        ca = dir.join("ca.pem").display(),
+        cert = dir.join("server.pem").display(),
+        key = dir.join("server.key").display(),
+    );
+    let broker = Broker::with_config(&d.path().join("broker"), tls_port, &conf);
+    let pwfile = dir.join("mqtt-password");
+    std::fs::write(&pwfile, "s3cret-Pa55\n").unwrap();
+    let url = format!("mqtts://127.0.0.1:{tls_port}");
+    let (ca, pw) = (dir.join("ca.pem").display().to_string(), pwfile.display().to_string());
+    let daemon = start(&data, &state, &url, &[("MILLWRIGHT_MQTT__USERNAME", "plant"), ("MILLWRIGHT_MQTT__PASSWORD_FILE", &pw), ("MILLWRIGHT_MQTT__CA_FILE", &ca)]);
+    // The test listens on the password-protected plain listener; the daemon's port only speaks TLS.
+    let sub = Sub::connect_with(plain_port, &[&format!("{BASE}/#")], Some(Login { user: "plant", password: "s3cret-Pa55" }), None);
+    sub.wait(SHORT, "online over TLS", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
+    let r = sub.request(BASE, "health_check", r#"{"transaction":"tls"}"#, SHORT);
+    assert_eq!(r["status"], "ok");
+    assert!(!daemon.log().contains("s3cret-Pa55"), "the password is never logged");
+    assert!(!sub.all().iter().any(|m| String::from_utf8_lossy(&m.payload).contains("s3cret-Pa55")), "nor published");
+
+    // A wrong password: refused by the broker, the daemon keeps serving and keeps retrying calmly.
+    let state2 = d.path().join("state2");
+    std::fs::write(&pwfile, "wrong\n").unwrap();
+    let bad = Daemon::start(&data, &state2, &[
+        ("MILLWRIGHT_MQTT__ENABLED", "true"), ("MILLWRIGHT_MQTT__URL", &url), ("MILLWRIGHT_MQTT__NODE_ID", "test2"),
+        ("MILLWRIGHT_MQTT__USERNAME", "plant"), ("MILLWRIGHT_MQTT__PASSWORD_FILE", &pw), ("MILLWRIGHT_MQTT__CA_FILE", &ca),
+    ]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(bad.get("/api/health").status, 200);
+    assert!(bad.log().contains("no connection to the broker"), "{}", bad.log());
+    assert!(sub.all().iter().all(|m| !m.topic.starts_with("millwright/test2/")), "refused client published nothing");
+    let _ = broker.log();
+}
+
+#[test]
+fn home_assistant_discovery_is_retained_and_republished_when_it_comes_online() {
+    let (d, data, state) = setup(3_000);
+    let broker = Broker::start(&d.path().join("broker"));
+    // A fake thermal zone stands in for the Pi's SoC.
+    let sys = d.path().join("sysfs");
+    let zone = sys.join("sys/class/thermal/thermal_zone0");
+    std::fs::create_dir_all(&zone).unwrap();
+    std::fs::write(zone.join("temp"), "55300\n").unwrap();
+    let sysfs = sys.display().to_string();
+    // Every model counts as oversize here, to see the model_oversize event and flag.
+    let daemon = start(&data, &state, &broker.url(), &[("MILLWRIGHT_MQTT__HOMEASSISTANT", "true"), ("MILLWRIGHT_GUARD__SYSFS_ROOT", &sysfs), ("MILLWRIGHT_MODELS__WARN_SIZE_MB", "0.000001")]);
+    let m = machine(&daemon);
+    let watcher = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
+    watcher.wait(SHORT, "online", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
+
+    let sub = Sub::connect(broker.port, &["homeassistant/#", &format!("{BASE}/#")]);
+    let expect = ["soc_temperature", "queue_depth", "job_progress", &format!("{m}_classification_metric"), &format!("{m}_regression_metric"), &format!("{m}_anomaly_metric"), &format!("{m}_timeseries_metric"), &format!("{m}_training")];
+    for object in expect {
+        let t = format!("homeassistant/sensor/test1/{object}/config");
+        let c = sub.wait_topic(&t, SHORT);
+        assert!(c.retain, "{t} is retained");
+        let v = c.json();
+        assert_eq!(v["unique_id"], format!("millwright_test1_{object}"));
+        assert_eq!(v["availability"][0]["topic"], topic("bridge/state"));
+        assert_eq!(v["device"]["identifiers"][0], "millwright_test1");
+        let st = v["state_topic"].as_str().unwrap();
+        assert!(st.starts_with(BASE), "{st}");
+    }
+    let health = sub.wait_topic(&topic("bridge/health"), SHORT).json();
+    assert_eq!(health["temperature_c"], 55.3, "{health}");
+    assert_eq!(health["queue_depth"], 0);
+
+    // Home Assistant restarts: it announces itself and gets discovery and state again.
+    sub.clear();
+    sub.publish("homeassistant/status", b"online", false);
+    let again = sub.wait_topic("homeassistant/sensor/test1/soc_temperature/config", SHORT);
+    assert!(!again.retain, "a live republish, not the broker's stored copy");
+    sub.wait(SHORT, "state after discovery", |m| m.topic == topic("bridge/health"));
+
+    // After a training, the metric sensor names the metric and its state topic holds a value.
+    let r = daemon.post("/api/ml/train/batch", &json!({ "machine_id": m, "model_types": ["anomaly"] }));
+    let id = r.json()["task_id"].as_str().unwrap().to_string();
+    daemon.wait_task(&id, LONG);
+    let t = format!("homeassistant/sensor/test1/{m}_anomaly_metric/config");
+    let named = sub.wait(SHORT, "metric-named discovery", |x| x.topic == t && x.json()["name"].as_str().unwrap_or("").split(' ').count() > 2);
+    eprintln!("discovery name after training: {}", named.json()["name"]);
+    let model = sub.wait(SHORT, "the live anomaly model", |x| x.topic == topic(&format!("machines/{m}/models/anomaly")) && !x.payload.is_empty()).json();
+    assert!(model["headline"]["value"].is_number());
+    assert_eq!(model["oversize"], true, "{model}");
+    let ev = sub.wait(SHORT, "model_oversize", |x| x.topic == topic("bridge/event") && x.json()["type"] == "model_oversize").json();
+    assert_eq!((ev["data"]["task_id"].as_str(), ev["data"]["model_type"].as_str()), (Some(id.as_str()), Some("anomaly")), "{ev}");
+    let told = sub.on(&topic("bridge/event")).iter().filter(|x| x.json()["type"] == "model_oversize").count();
+    assert_eq!(told, 1, "told once");
+}

@@ -1,0 +1,220 @@
+// Results of one model of one machine: metrics beside their baselines, plots, versions, download.
+import { api } from '../api.js';
+import { h, add, clear, badge, alertBox, fmtNum, fmtPct, fmtBytes, fmtDuration, fmtTime, fmtAge, metricLabel, HIGHER_IS_BETTER, compare, TYPES, TYPE_INFO, oversizeBadge } from '../ui.js';
+import { lineChart, histogram, hbars, legend } from '../charts.js';
+
+const RATIO = new Set(['f1', 'precision', 'recall', 'roc_auc', 'pr_auc', 'accuracy', 'coverage80', 'coverage95', 'alarm_rate']);
+const fmtMetric = (k, v) => (RATIO.has(k) ? fmtNum(v, 3) : fmtNum(v, 4));
+
+/** One metric card: the value and, on the same rows, the baseline; better/worse only within that metric. */
+function card(key, value, base, baseName, { headline = false, higher } = {}) {
+  const hib = higher ?? HIGHER_IS_BETTER[key];
+  const cmp = compare(Number(value), Number(base), hib);
+  return h('div', { class: ['metric-card', headline && 'headline'], dataset: { metric: key } },
+    h('div', { class: 'name' }, metricLabel(key), headline ? ' · headline' : ''),
+    h('div', { class: 'value' }, fmtMetric(key, value)),
+    base !== undefined && base !== null ? h('div', { class: 'base' }, `${baseName}: ${fmtMetric(key, base)} `,
+      cmp ? h('span', { class: cmp === 'better than' ? 'better' : cmp === 'worse than' ? 'worse' : '' }, `(${cmp.replace(' than', '')})`) : '') : null);
+}
+
+function metricCards(type, r) {
+  const m = r.metrics ?? {}; const b = r.baseline ?? {}; const hl = r.headline ?? {};
+  const cards = [card(hl.metric, hl.value, hl.baseline, hl.baseline_name, { headline: true, higher: hl.higher_is_better })];
+  // The headline already shows its metric (RUL's headline `rmse_hours` is the report's `rmse`).
+  const isHeadline = (k) => k === hl.metric || (hl.metric === 'rmse_hours' && k === 'rmse');
+  const add = (k, base, name) => { if (!isHeadline(k) && m[k] !== undefined) cards.push(card(k, m[k], base, name)); };
+  if (type === 'classification') {
+    const prior = b.prior ?? {};
+    for (const k of ['f1', 'precision', 'recall', 'roc_auc', 'pr_auc', 'accuracy']) add(k, k === 'f1' ? b.always_positive_f1 : prior[k], k === 'f1' ? 'always predict failure' : 'always predict healthy');
+  } else if (type === 'regression') {
+    const bm = b.metrics ?? {};
+    add('rmse', bm.rmse, b.name);
+    for (const k of ['mae', 'r2', 'mae_critical', 'bias']) add(k, bm[k], b.name);
+  } else if (type === 'anomaly') {
+    for (const k of ['pr_auc', 'roc_auc', 'precision', 'recall', 'f1']) add(k, b[k], b.name ?? 'random detector');
+  } else if (type === 'timeseries') {
+    for (const k of ['mase', 'mape', 'smape', 'mae', 'coverage80', 'coverage95']) add(k, b[k], b.name ?? 'seasonal naive');
+  }
+  return h('div', { class: 'grid four', id: 'metric-cards' }, cards);
+}
+
+function confusion(c, type) {
+  const pos = type === 'anomaly' ? 'anomalous' : 'failure';
+  const neg = type === 'anomaly' ? 'normal' : 'healthy';
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'confusion', id: 'confusion-matrix' },
+    h('caption', { class: 'muted' }, 'Test rows: actual (rows) against predicted (columns)'),
+    h('thead', {}, h('tr', {}, h('th', {}, ''), h('th', { scope: 'col' }, `Predicted ${pos}`), h('th', { scope: 'col' }, `Predicted ${neg}`))),
+    h('tbody', {},
+      h('tr', {}, h('th', { scope: 'row' }, `Actual ${pos}`), h('td', { class: 'hit', title: 'true positives' }, fmtNum(c.tp)), h('td', { class: 'miss', title: 'false negatives (missed)' }, fmtNum(c.fn))),
+      h('tr', {}, h('th', { scope: 'row' }, `Actual ${neg}`), h('td', { class: 'miss', title: 'false positives (false alarms)' }, fmtNum(c.fp)), h('td', { class: 'hit', title: 'true negatives' }, fmtNum(c.tn))))));
+}
+
+function leaderboardTables(rows) {
+  const groups = new Map();
+  for (const r of rows ?? []) { if (!groups.has(r.metric)) groups.set(r.metric, []); groups.get(r.metric).push(r); }
+  if (!groups.size) return h('p', { class: 'muted' }, 'No candidates recorded.');
+  const total = (rows ?? []).length;
+  const tables = h('div', { class: 'table-wrap' }, [...groups].map(([metric, list]) => h('table', {},
+    h('caption', { class: 'muted' }, metric),
+    h('thead', {}, h('tr', {}, h('th', {}, 'Candidate'), h('th', { class: 'num' }, metric), h('th', { class: 'num' }, 'Fit'), h('th', {}, 'Detail'), h('th', {}, ''))),
+    h('tbody', {}, list.map((r) => h('tr', { class: r.chosen ? 'chosen' : '' }, h('td', {}, r.model), h('td', { class: 'num' }, fmtNum(r.validation_score, 4)),
+      h('td', { class: 'num' }, fmtDuration(r.fit_seconds)), h('td', {}, r.detail ?? ''), h('td', {}, r.chosen ? badge('chosen', 'ok') : '')))))));
+  // A forecaster compares several methods per sensor: a long list stays folded until asked for.
+  return total > 12 ? h('details', {}, h('summary', {}, `${total} candidates`), tables) : tables;
+}
+
+const hourFmt = (ms) => new Date(ms).toLocaleString('en-GB', { day: '2-digit', month: 'short', hour: '2-digit', minute: '2-digit', timeZone: 'UTC' });
+
+export function forecastChart(f, { width = 440, height = 210 } = {}) {
+  const hist = f.history ?? { values: [] };
+  const fc = f.forecast ?? {};
+  const step = (fc.step_s ?? 3600) * 1000;
+  const fStart = Date.parse(fc.start);
+  const hStart = Date.parse(hist.start);
+  const at = (start, i) => start + i * step;
+  const pts = (arr, start) => (arr ?? []).map((v, i) => [at(start, i), v ?? NaN]);
+  const chart = lineChart({
+    title: `${f.sensor} forecast`, desc: `History, ${fc.mean?.length ?? 0}-step forecast with 80 % and 95 % intervals, and the held-out truth`,
+    width, height, xFormat: hourFmt, xTime: true, yLabel: f.unit || '',
+    bands: [{ lo: pts(fc.lo95, fStart), hi: pts(fc.hi95, fStart), cls: 'band95', name: 'interval95' }, { lo: pts(fc.lo80, fStart), hi: pts(fc.hi80, fStart), cls: 'band80', name: 'interval80' }],
+    series: [{ points: pts(hist.values, hStart), cls: 's4', name: 'history' }, { points: pts(fc.mean, fStart), cls: 's1', name: 'forecast' },
+      ...(f.truth ? [{ points: pts(f.truth, fStart), cls: 's2', name: 'truth', dash: true }] : [])],
+    markers: [{ x: fStart, label: 'forecast from' }],
+  });
+  return h('figure', { class: 'forecast-chart', dataset: { sensor: f.sensor } }, h('figcaption', {}, h('strong', { class: 'mono' }, f.sensor), f.model ? h('span', { class: 'muted' }, ` · ${f.model}`) : ''), chart);
+}
+
+function samplesSection(type, r) {
+  const smp = r.samples ?? {};
+  const out = [];
+  if (smp.score_histogram) {
+    const sh = smp.score_histogram;
+    out.push(h('h3', {}, 'Score distribution on test rows'),
+      histogram({ title: 'Score distribution', desc: 'Share of test rows per score bin, for each actual class', a: sh.negative, b: sh.positive,
+        aName: type === 'anomaly' ? 'normal rows' : 'healthy rows', bName: type === 'anomaly' ? 'rows before failure / anomalous' : 'rows before failure',
+        threshold: sh.threshold ?? r.metrics?.threshold }));
+  }
+  if (smp.predicted_vs_actual) {
+    const cols = smp.predicted_vs_actual.columns ?? ['hours', 'actual', 'predicted'];
+    const [ix, ia, ip] = ['hours', 'actual', 'predicted'].map((c) => Math.max(0, cols.indexOf(c)));
+    out.push(h('h3', {}, 'Predicted against actual remaining life (test lives)'),
+      legend([['l2', 'actual RUL'], ['l1', 'predicted RUL']]),
+      h('div', { class: 'grid wide', id: 'rul-plots' }, (smp.predicted_vs_actual.lives ?? []).slice(0, 4).map((life) => h('figure', { class: 'rul-chart' },
+        h('figcaption', {}, `Life ${life.life}`),
+        lineChart({ title: `Remaining useful life, life ${life.life}`, desc: 'Actual and predicted RUL in hours against hours into the life', width: 440, height: 200,
+          xLabel: 'hours into the life', yLabel: 'RUL (h)', yMin: 0,
+          series: [{ points: life.points.map((p) => [p[ix], p[ia]]), cls: 's2', name: 'actual' }],
+          dots: [{ points: life.points.map((p) => [p[ix], p[ip]]), cls: 'dot1', name: 'predicted' }] })))));
+  }
+  if (smp.forecast_vs_truth) {
+    out.push(h('h3', {}, 'Forecast against the held-out truth'),
+      legend([['l4', 'history'], ['l1', 'forecast'], ['lb', '80 % / 95 % interval'], ['l2', 'actual (held out)']]),
+      h('div', { class: 'grid wide', id: 'forecast-plots' }, smp.forecast_vs_truth.map((f) => forecastChart(f))));
+  }
+  return out;
+}
+
+function perSensorTable(m) {
+  if (!Array.isArray(m.per_sensor)) return null;
+  return h('div', { class: 'table-wrap' }, h('table', {},
+    h('caption', { class: 'muted' }, 'Per sensor: the chosen method against seasonal naive on the same origins (MASE below 1 beats it)'),
+    h('thead', {}, h('tr', {}, ['Sensor', 'Method', 'MASE', 'seasonal naive MASE', 'MAE', 'sMAPE %', '80 % coverage'].map((c, i) => h('th', { class: i > 1 ? 'num' : '' }, c)))),
+    h('tbody', {}, m.per_sensor.map((p) => h('tr', {}, h('td', { class: 'mono' }, p.sensor, p.unit ? ` (${p.unit})` : ''), h('td', {}, p.model),
+      h('td', { class: 'num' }, fmtNum(p.test?.mase)), h('td', { class: 'num' }, fmtNum(p.seasonal_naive?.mase)), h('td', { class: 'num' }, fmtNum(p.test?.mae)),
+      h('td', { class: 'num' }, fmtNum(p.test?.smape)), h('td', { class: 'num' }, fmtPct(p.test?.coverage80, 0)))))));
+}
+
+function facts(r) {
+  const sp = r.split ?? {}; const d = r.data ?? {};
+  const row = (k, v) => [h('dt', {}, k), h('dd', {}, v)];
+  return h('dl', { class: 'kv' },
+    row('Predicts', r.target ?? '–'),
+    row('Split', `${sp.method ?? '–'}: ${fmtNum(sp.train_rows)} train / ${fmtNum(sp.val_rows)} validation / ${fmtNum(sp.test_rows)} test rows` +
+      (sp.test_lives ? ` (${sp.train_lives}/${sp.val_lives}/${sp.test_lives} lives)` : '')),
+    (sp.notes ?? []).length ? row('Notes', sp.notes.join('; ')) : null,
+    row('Data', `${fmtNum(d.rows)} rows, ${d.sensors} sensors, every ${fmtDuration(d.interval_s)}${d.features ? `, ${d.features} features` : ''}`),
+    (d.sensors_dropped ?? []).length ? row('Sensors dropped', d.sensors_dropped.join(', ')) : null,
+    row('Training time', `${fmtDuration(r.train_seconds)} (${(r.timings ?? []).map(([k, v]) => `${k} ${fmtNum(v, 2)} s`).join(', ')})`),
+    r.metrics?.truth ? row('Scored against', r.metrics.truth) : null,
+    r.params ? row('Settings', `quality ${r.params.quality}, time limit ${fmtDuration(r.params.time_limit_s)}, horizon ${r.params.horizon_hours} h, contamination ${r.params.contamination}, forecast ${r.params.forecast_hours} h` +
+      ((r.params.exclude_sensors ?? []).length ? `, excluded: ${r.params.exclude_sensors.join(', ')}` : '')) : null,
+    row('millwright', r.millwright_version ?? '–'));
+}
+
+function versionsTable(machine, type, versions, shown) {
+  const metric = versions.find((v) => v.headline?.metric)?.headline?.metric;
+  return h('div', { class: 'table-wrap' }, h('table', { id: 'versions' },
+    h('thead', {}, h('tr', {}, h('th', {}, 'Version'), h('th', {}, 'Trained'), h('th', { class: 'num' }, metric ? metricLabel(metric) : 'Headline'),
+      h('th', { class: 'num' }, 'Baseline'), h('th', { class: 'num' }, 'Size'), h('th', {}, ''), h('th', {}, ''))),
+    h('tbody', {}, [...versions].sort((a, b) => b.version - a.version).map((v) => h('tr', { class: v.version === shown ? 'chosen' : '' },
+      h('td', {}, `v${v.version} `, v.live ? badge('live', 'ok') : ''),
+      h('td', {}, fmtTime(v.trained_at), h('div', { class: 'muted' }, fmtAge(v.trained_at))),
+      h('td', { class: 'num' }, fmtNum(v.headline?.value, 4)), h('td', { class: 'num' }, fmtNum(v.headline?.baseline, 4)),
+      h('td', { class: 'num' }, fmtBytes(v.size_bytes), ' ', oversizeBadge(v)),
+      h('td', {}, v.version === shown ? h('span', { class: 'muted' }, 'shown') : h('a', { href: `#/results/${encodeURIComponent(machine)}/${type}/${v.version}` }, 'view')),
+      h('td', {}, h('a', { href: api.downloadUrl(machine, type, v.version), download: '' }, 'download')))))));
+}
+
+export async function mount(root, args) {
+  add(root, h('h1', {}, 'Results'));
+  const { machines = {} } = await api.models();
+  const ids = Object.keys(machines).sort();
+  if (!ids.length) {
+    add(root, h('div', { class: 'panel' }, h('p', {}, 'No trained models yet.'), h('a', { class: 'btn primary', href: '#/train' }, 'Train the first machine')));
+    return null;
+  }
+  const machine = ids.includes(args[0]) ? args[0] : ids[0];
+  const live = machines[machine] ?? {};
+  const type = TYPES.includes(args[1]) && live[args[1]] ? args[1] : TYPES.find((t) => live[t]) ?? TYPES[0];
+  const version = args[2] ? Number(args[2]) : undefined;
+
+  const select = h('select', { id: 'results-machine' }, ids.map((id) => h('option', { value: id, selected: id === machine }, id)));
+  select.addEventListener('change', () => { location.hash = `#/results/${encodeURIComponent(select.value)}`; });
+  add(root, h('div', { class: 'row' }, h('label', { for: 'results-machine' }, 'Machine'), select,
+    h('span', { class: 'muted' }, `${TYPES.filter((t) => live[t]).length} of 4 models trained`)));
+  const tabs = h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Model type' }, TYPES.map((t) => {
+    const b = h('button', { type: 'button', role: 'tab', 'aria-selected': String(t === type), id: `tab-${t}`, disabled: !live[t] },
+      TYPE_INFO[t].name, live[t] ? '' : ' (none)');
+    b.addEventListener('click', () => { location.hash = `#/results/${encodeURIComponent(machine)}/${t}`; });
+    return b;
+  }));
+  // Arrow keys move between tabs, as in any tab list.
+  tabs.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'ArrowRight' && ev.key !== 'ArrowLeft') return;
+    const enabled = [...tabs.querySelectorAll('button:not(:disabled)')];
+    const i = enabled.indexOf(document.activeElement);
+    const next = enabled[(i + (ev.key === 'ArrowRight' ? 1 : enabled.length - 1)) % enabled.length];
+    next?.focus();
+  });
+  add(root, tabs);
+  const panel = h('div', { role: 'tabpanel', 'aria-labelledby': `tab-${type}`, id: 'results-panel' });
+  add(root, panel);
+  if (!live[type]) {
+    add(panel, h('p', {}, `No ${TYPE_INFO[type].name} model for ${machine}. `), h('a', { class: 'btn primary', href: `#/train/${encodeURIComponent(machine)}` }, 'Train it'));
+    return null;
+  }
+  const detail = await api.model(machine, type, version);
+  const r = detail.report ?? {};
+  const info = (detail.versions ?? []).find((v) => v.version === (version ?? live[type].version)) ?? live[type];
+
+  add(panel, 
+    h('div', { class: 'row' },
+      h('h2', {}, `${TYPE_INFO[type].name} · v${info.version}`), info.live ? badge('live', 'ok') : badge('older version', ''),
+      h('span', { class: 'muted' }, `trained ${fmtTime(info.trained_at)}`),
+      h('span', { id: 'model-size' }, `Size ${fmtBytes(info.size_bytes)} `, oversizeBadge(info)),
+      h('span', { class: 'spacer' }),
+      h('a', { class: 'btn', id: 'download-model', href: api.downloadUrl(machine, type, info.version), download: '' }, 'Download model'),
+      h('a', { class: 'btn primary', id: 'test-predictions', href: `#/predict/${encodeURIComponent(machine)}` }, 'Test predictions')),
+    h('p', { class: 'question' }, `“${TYPE_INFO[type].question}” — ${r.target ?? ''}`),
+    (r.warnings ?? []).length ? alertBox('warn', 'Warnings:', h('ul', {}, r.warnings.map((w) => h('li', {}, w)))) : null,
+    h('section', { class: 'panel' }, h('h3', {}, 'Test metrics, each beside its baseline on the same rows'), metricCards(type, r),
+      type === 'timeseries' ? perSensorTable(r.metrics ?? {}) : null),
+    r.confusion ? h('section', { class: 'panel' }, h('h3', {}, 'Confusion matrix'), confusion(r.confusion, type)) : null,
+    h('section', { class: 'panel', id: 'plots' }, samplesSection(type, r)),
+    (r.feature_importance ?? []).length ? h('section', { class: 'panel', id: 'feature-importance' }, h('h3', {}, 'What the model looks at (share of split gain)'),
+      hbars(r.feature_importance.slice(0, 15), { label: 'feature importance' })) : null,
+    h('section', { class: 'panel' }, h('h3', {}, 'Candidates compared on validation data'), leaderboardTables(r.leaderboard)),
+    h('section', { class: 'panel' }, h('h3', {}, 'About this model'), facts(r)),
+    h('section', { class: 'panel' }, h('h3', {}, 'Version history'), versionsTable(machine, type, detail.versions ?? [], info.version)));
+  return null;
+}
