@@ -8,6 +8,9 @@
 //! - [`store`] and [`jobs`]: the persistent, bounded, sequential job queue and its runner.
 //! - [`api`]: the HTTP API (the seed's paths), auth, server-sent events.
 //! - [`daemon`]: `millwright serve` — wires the parts together and shuts them down together.
+//! - [`mqtt`]: progress, state, events and requests over MQTT (Zigbee2MQTT conventions, Home Assistant discovery).
+//! - [`web`]: the embedded training page.
+//! - [`config`]: one TOML file plus `MILLWRIGHT_*` overrides, refused with the fix when wrong.
 //! - [`cli`]: the command line.
 pub mod api;
 pub mod cli;
