@@ -68,17 +68,6 @@ impl AppState {
         }
     }
 
-    /// Newest modification time of a machine folder's files: a summary is recomputed only when data changes.
-    fn folder_mtime(dir: &std::path::Path) -> SystemTime {
-        std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .filter_map(|e| e.metadata().ok()?.modified().ok())
-            .max()
-            .unwrap_or(SystemTime::UNIX_EPOCH)
-    }
-
     pub async fn machine_summary(&self, id: &str) -> Result<MachineSummary, ApiError> {
         let me = self.clone();
         let id = id.to_string();
@@ -91,7 +80,7 @@ impl AppState {
         if !dir.is_dir() {
             return Err(ApiError::not_found(format!("unknown machine {id:?}")));
         }
-        let mtime = Self::folder_mtime(&dir);
+        let mtime = crate::data::folder_mtime(&dir);
         if let Ok(cache) = self.summaries.lock()
             && let Some((t, s)) = cache.get(id)
             && *t == mtime
@@ -110,25 +99,17 @@ impl AppState {
     pub async fn machine_summaries(&self) -> Result<Vec<(String, Result<MachineSummary, String>)>, ApiError> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
-            let root = me.data_dir.join("machines");
-            let mut ids: Vec<String> = std::fs::read_dir(&root)
+            let ids = crate::data::machine_ids(&me.data_dir).map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(ids
                 .into_iter()
-                .flatten()
-                .filter_map(Result::ok)
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with('.'))
-                .collect();
-            ids.sort();
-            ids.into_iter()
                 .map(|id| {
                     let s = me.summary_blocking(&id).map_err(|e| e.message);
                     (id, s)
                 })
-                .collect()
+                .collect::<Vec<_>>())
         })
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))
+        .map_err(|e| ApiError::internal(e.to_string()))?
     }
 
     fn beat(&self) {

@@ -62,9 +62,7 @@ fn training_defaults(cfg: &Config) -> TrainParams {
 
 /// Creates the demo fleet when the data folder holds no machine, so a newcomer can train at once.
 fn ensure_demo_fleet(cfg: &Config) -> Result<()> {
-    let root = cfg.data_dir.join("machines");
-    let has_any = std::fs::read_dir(&root).map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.')))).unwrap_or(false);
-    if has_any {
+    if !crate::data::machine_ids(&cfg.data_dir).unwrap_or_default().is_empty() {
         return Ok(());
     }
     tracing::info!(data_dir = %cfg.data_dir.display(), "no machines found: creating the demo fleet");

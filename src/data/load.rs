@@ -438,8 +438,8 @@ pub fn summarize(t: &Table) -> MachineSummary {
     }
 }
 
-/// Every machine folder under `<data_dir>/machines`, sorted by id, each loaded or with its error.
-pub fn list_machines(data_dir: &Path) -> Result<Vec<(String, Result<Table, DataError>)>, DataError> {
+/// The machine folders under `<data_dir>/machines`, sorted (hidden ones — temporary writes — skipped).
+pub fn machine_ids(data_dir: &Path) -> Result<Vec<String>, DataError> {
     let root = data_dir.join("machines");
     if !root.is_dir() {
         return Ok(Vec::new());
@@ -452,10 +452,29 @@ pub fn list_machines(data_dir: &Path) -> Result<Vec<(String, Result<Table, DataE
         .filter(|n| !n.starts_with('.'))
         .collect();
     ids.sort();
-    Ok(ids.into_iter().map(|id| {
-        let loaded = load_machine(data_dir, &id);
-        (id, loaded)
-    }).collect())
+    Ok(ids)
+}
+
+/// Newest modification time among a machine folder's files: what caches of its summary key on.
+pub fn folder_mtime(dir: &Path) -> std::time::SystemTime {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max()
+        .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
+}
+
+/// Every machine folder under `<data_dir>/machines`, sorted by id, each loaded or with its error.
+pub fn list_machines(data_dir: &Path) -> Result<Vec<(String, Result<Table, DataError>)>, DataError> {
+    Ok(machine_ids(data_dir)?
+        .into_iter()
+        .map(|id| {
+            let loaded = load_machine(data_dir, &id);
+            (id, loaded)
+        })
+        .collect())
 }
 
 #[allow(dead_code)]

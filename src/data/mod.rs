@@ -15,5 +15,5 @@ pub mod write;
 pub use describe::MachineToml;
 pub use error::DataError;
 pub use id::MachineId;
-pub use load::{MachineSummary, list_machines, load_machine, load_machine_dir, machine_dir, summarize};
+pub use load::{MachineSummary, folder_mtime, list_machines, load_machine, load_machine_dir, machine_dir, machine_ids, summarize};
 pub use table::{Layout, MachineMeta, Sensor, Split, SplitHint, SplitMethod, Table};

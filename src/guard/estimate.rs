@@ -86,7 +86,7 @@ impl ShapeCache {
     pub fn shape(&self, machine: &str) -> Option<Shape> {
         let id = crate::data::MachineId::parse(machine).ok()?;
         let dir = crate::data::machine_dir(&self.data_dir, &id);
-        let mtime = folder_mtime(&dir);
+        let mtime = crate::data::folder_mtime(&dir);
         if let Ok(cache) = self.shapes.lock()
             && let Some((t, s)) = cache.get(machine)
             && *t == mtime
@@ -100,16 +100,6 @@ impl ShapeCache {
         }
         Some(shape)
     }
-}
-
-fn folder_mtime(dir: &Path) -> SystemTime {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.metadata().ok()?.modified().ok())
-        .max()
-        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 #[cfg(test)]
