@@ -162,10 +162,11 @@ impl JobQueue {
             self.persist(&job)?;
             self.store.flush()?;
             inner.jobs.insert(seq, job.clone());
+            // Announced under the lock: subscribers see a job's snapshots in the order they happened.
+            self.announce(&job);
             job
         };
         self.wake.notify_all();
-        self.announce(&job);
         Ok(job)
     }
 
@@ -208,10 +209,10 @@ impl JobQueue {
             m.status = "REVOKED".into();
         }
         let snapshot = job.clone();
-        drop(inner);
         self.persist(&snapshot)?;
         self.store.flush()?;
         self.announce(&snapshot);
+        drop(inner);
         Ok(CancelOutcome::RemovedPending)
     }
 
@@ -250,11 +251,11 @@ impl JobQueue {
                     let snapshot = job.clone();
                     let flag = Arc::new(AtomicBool::new(false));
                     inner.running = Some((snapshot.id.clone(), flag.clone()));
-                    drop(inner);
                     if let Err(e) = self.persist(&snapshot).and_then(|_| self.store.flush().map_err(JobError::from)) {
                         tracing::error!(error = %e, "could not record a job start");
                     }
                     self.announce(&snapshot);
+                    drop(inner);
                     return Some((snapshot, flag));
                 }
                 if let (Some(job), Some(reason)) = (inner.jobs.get_mut(&key), hold)
@@ -274,12 +275,11 @@ impl JobQueue {
 
     /// Applies a change to a job; `durable` flushes (state changes), progress-only updates are written lazily.
     pub fn update(&self, id: &str, durable: bool, change: impl FnOnce(&mut Job)) -> Result<Job, JobError> {
-        let snapshot = {
-            let mut inner = self.lock();
-            let job = inner.jobs.values_mut().find(|j| j.id == id).ok_or_else(|| JobError::NotFound(id.into()))?;
-            change(job);
-            job.clone()
-        };
+        // Changed, written and announced under one lock, so two threads updating a job cannot reorder its snapshots.
+        let mut inner = self.lock();
+        let job = inner.jobs.values_mut().find(|j| j.id == id).ok_or_else(|| JobError::NotFound(id.into()))?;
+        change(job);
+        let snapshot = job.clone();
         self.persist(&snapshot)?;
         if durable {
             self.store.flush()?;
@@ -349,6 +349,7 @@ impl JobQueue {
         self.persist(&fresh)?;
         self.store.flush()?;
         inner.jobs.insert(seq, fresh.clone());
+        self.announce(&fresh);
         Ok(Some(fresh))
     }
 
