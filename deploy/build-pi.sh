@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Raspberry Pi (arm64) binary and .deb on a Debian/Ubuntu x86_64 machine, without Docker:
 #   bash deploy/build-pi.sh            -> target/aarch64-unknown-linux-gnu/release/millwright
-#                                         target/debian/millwright_<version>-1_arm64.deb
+#                                         millwright_<version>-1_arm64.deb (cargo-deb's output path is printed)
 # Installs what it needs: the aarch64 cross gcc and libc (apt-get; sudo when not root), the rustup target,
 # and cargo-deb. PROFILE=ci-pi builds the faster-to-compile CI profile instead of the shipped release one.
 set -euo pipefail

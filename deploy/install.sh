@@ -41,7 +41,7 @@ uninstall | purge)
 esac
 
 if [ $files = 0 ]; then
-    if [ -z "$deb" ]; then deb=$(ls -t target/debian/millwright_*_arm64.deb 2>/dev/null | head -n1 || true); fi
+    if [ -z "$deb" ]; then deb=$(ls -t target/aarch64-unknown-linux-gnu/debian/millwright_*_arm64.deb target/debian/millwright_*_arm64.deb 2>/dev/null | head -n1 || true); fi
     [ -n "$deb" ] && [ -f "$deb" ] || { echo "no .deb found: run deploy/build-pi.sh first, or pass --deb FILE or --files" >&2; exit 1; }
     echo "== copying $(basename "$deb") to $host"
     $scp_cmd "$deb" "$host:/tmp/millwright.deb"
