@@ -119,13 +119,14 @@ main(async () => {
 
   await step('results: RUL predicted-vs-actual and forecast with intervals against the truth', async () => {
     await page.click('#tab-regression');
-    await page.waitForSelector('#rul-plots svg');
+    await page.waitForSelector('#results-panel[aria-labelledby=tab-regression] #rul-plots svg');
     check(await page.$$eval('#rul-plots g[data-series=predicted] circle', (e) => e.length) > 10, 'no predicted RUL points');
     check((await page.textContent('#metric-cards')).includes('critical range'), 'no error-in-the-critical-range card');
     await shot('06-results-regression');
     await page.click('#tab-anomaly');
-    await page.waitForSelector('#metric-cards');
-    check(await page.$$eval('#plots svg rect', (e) => e.length) > 0, 'no anomaly score distribution');
+    // The tab renders after its report arrives: wait for its own chart, not for an element the previous tab had.
+    const histogram = await page.waitForSelector('#results-panel[aria-labelledby=tab-anomaly] #plots svg rect', { timeout: 10000 }).then(() => true, () => false);
+    check(histogram, 'no anomaly score distribution');
     await shot('07-results-anomaly');
     await page.click('#tab-timeseries');
     await page.waitForSelector('#forecast-plots figure');
