@@ -54,7 +54,7 @@ pub fn run_protocol(table: &Table, params: &TrainParams) -> Result<Vec<ProtocolR
             continue;
         }
         rows.push(base(&r.headline.metric, r.headline.value, r.headline.baseline));
-        for key in ["roc_auc", "pr_auc", "precision", "recall", "mae", "r2", "mase", "smape", "mape", "coverage95"] {
+        for key in ["roc_auc", "pr_auc", "precision", "recall", "mae", "r2", "mase", "smape", "mape", "coverage95"].into_iter().filter(|k| *k != r.headline.metric) {
             if let Some(v) = r.metrics.get(key).and_then(|v| v.as_f64()) {
                 let b = r.baseline.get(key).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
                 rows.push(base(key, v, b));
