@@ -1,5 +1,15 @@
 //! A tiny seeded PRNG so every split, simulation and model is reproducible without the `rand` crate.
 
+/// One splitmix64 step: advances `state` and returns the next output. Every seeded generator in millwright
+/// (this one, the anomaly detectors', the GBDT's seeding) is built on it.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// splitmix64: statistically fine for simulation and sampling, and trivially reproducible across platforms.
 #[derive(Clone, Debug)]
 pub struct Rng {
@@ -17,11 +27,7 @@ impl Rng {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        splitmix64(&mut self.state)
     }
 
     /// Uniform in [0, 1).
