@@ -11,8 +11,10 @@
 //! - [`mqtt`]: progress, state, events and requests over MQTT (Zigbee2MQTT conventions, Home Assistant discovery).
 //! - [`web`]: the embedded training page.
 //! - [`config`]: one TOML file plus `MILLWRIGHT_*` overrides, refused with the fix when wrong.
+//! - [`bench`]: `millwright bench` — the figures of BENCHMARKS.md, measured in one run.
 //! - [`cli`]: the command line.
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -3,7 +3,7 @@
 mod common;
 use common::{Daemon, TOKEN, fleet, request, sse};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ROWS: usize = 4_000;
 const LONG: Duration = Duration::from_secs(240);

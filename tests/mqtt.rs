@@ -1,6 +1,7 @@
 //! MQTT against a real Mosquitto (started per test on a free loopback port): availability and the last
 //! will, live progress of a real training job, request/response for every request name, a 30 s broker
-//! outage during a job, TLS with a self-signed CA and a password, and Home Assistant discovery.
+//! outage during a job, TLS with a self-signed CA and a password, Home Assistant discovery, and broker
+//! faults: down / up / down during a job batch, and a broker whose certificate the daemon does not trust.
 mod common;
 #[path = "common/mqtt.rs"]
 mod mqtt_helpers;
@@ -424,4 +425,420 @@ fn home_assistant_discovery_is_retained_and_republished_when_it_comes_online() {
     assert_eq!((ev["data"]["task_id"].as_str(), ev["data"]["model_type"].as_str()), (Some(id.as_str()), Some("anomaly")), "{ev}");
     let told = sub.on(&topic("bridge/event")).iter().filter(|x| x.json()["type"] == "model_oversize").count();
     assert_eq!(told, 1, "told once");
+}
+
+// --- broker faults (issue 9): down / up / down during jobs, and a broker whose CA the daemon does not trust ---
+
+/// Polls `GET /api/health` every 100 ms until dropped; counts failures and keeps the slowest answer.
+struct HealthWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<(usize, usize, Duration)>>,
+}
+
+impl HealthWatch {
+    fn start(addr: std::net::SocketAddr) -> HealthWatch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut ok, mut failed, mut slowest) = (0, 0, Duration::ZERO);
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let t0 = Instant::now();
+                let fine = health_ok(addr);
+                slowest = slowest.max(t0.elapsed());
+                if fine {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (ok, failed, slowest)
+        });
+        HealthWatch {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// (answered, failed, slowest answer)
+    fn finish(mut self) -> (usize, usize, Duration) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle
+            .take()
+            .map(|h| h.join().unwrap())
+            .unwrap_or_default()
+    }
+}
+
+/// One `GET /api/health`; false on any failure (the harness's client panics, which a watcher thread must not).
+fn health_ok(addr: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if write!(
+        s,
+        "GET /api/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    text.starts_with("HTTP/1.1 200") && text.contains(r#""status":"ok""#)
+}
+
+const TYPES: [&str; 4] = ["classification", "regression", "anomaly", "timeseries"];
+
+/// Waits until a subscriber that arrived after the broker (re)started holds every retained topic the daemon
+/// owes it: online, info, health, the machine's four live models and its last training.
+fn assert_retained_state_republished(port: u16, m: &str, limit: Duration) -> Duration {
+    let t0 = Instant::now();
+    let sub = Sub::connect(port, &[&format!("{BASE}/#")]);
+    sub.wait(limit, "republished online", |x| {
+        x.topic == topic("bridge/state") && state_of(x) == "online"
+    });
+    let mut wanted: Vec<String> = ["bridge/info", "bridge/health"]
+        .iter()
+        .map(|t| topic(t))
+        .collect();
+    wanted.extend(
+        TYPES
+            .iter()
+            .map(|t| topic(&format!("machines/{m}/models/{t}"))),
+    );
+    wanted.push(topic(&format!("machines/{m}/training")));
+    for t in &wanted {
+        sub.wait(limit, &format!("republished {t}"), |x| {
+            x.topic == *t && !x.payload.is_empty()
+        });
+    }
+    let took = t0.elapsed();
+    // What the broker now stores, as any newcomer sees it: retained copies, not live messages.
+    let fresh = Sub::connect(port, &[&format!("{BASE}/#")]);
+    for t in wanted.iter().chain([&topic("bridge/state")]) {
+        let msg = fresh.wait_topic(t, SHORT);
+        assert!(msg.retain, "{t} is not retained on the restarted broker");
+    }
+    assert_eq!(
+        state_of(&fresh.wait_topic(&topic("bridge/state"), SHORT)),
+        "online"
+    );
+    for t in TYPES {
+        let v = fresh
+            .wait_topic(&topic(&format!("machines/{m}/models/{t}")), SHORT)
+            .json();
+        assert!(v["version"].as_u64().unwrap_or(0) >= 1, "{t}: {v}");
+    }
+    took
+}
+
+#[test]
+fn broker_down_up_down_during_a_job_batch_keeps_jobs_http_and_retained_state() {
+    const OUTAGE: Duration = Duration::from_secs(4);
+    let started = Instant::now();
+    // About 10 s per batch here: long enough that both outages fall inside training.
+    let (d, data, state) = setup(30_000);
+    let mut broker = Broker::start(&d.path().join("broker"));
+    let daemon = start(
+        &data,
+        &state,
+        &broker.url(),
+        &[
+            ("MILLWRIGHT_TRAINING__QUALITY", "standard"),
+            ("MILLWRIGHT_LOG_LEVEL", "millwright=debug,info"),
+        ],
+    );
+    let sub = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
+    sub.wait(SHORT, "online", |x| {
+        x.topic == topic("bridge/state") && state_of(x) == "online"
+    });
+    let m = machine(&daemon);
+    let health = HealthWatch::start(daemon.addr);
+
+    // Four batches: the first gives the machine four live models before any outage, the others train
+    // through both outages.
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let r = daemon.post("/api/ml/train/batch", &json!({ "machine_id": m }));
+        assert_eq!(r.status, 202, "{}", r.text());
+        ids.push(r.json()["task_id"].as_str().unwrap().to_string());
+    }
+    let first = daemon.wait_task(&ids[0], LONG);
+    assert_eq!(first["status"], "SUCCESS", "{first}");
+    eprintln!("first batch done after {:?}", started.elapsed());
+    for t in TYPES {
+        sub.wait(SHORT, "a live model", |x| {
+            x.topic == topic(&format!("machines/{m}/models/{t}")) && !x.payload.is_empty()
+        });
+    }
+    daemon.wait_running(&ids[1], LONG);
+
+    let status_of = |id: &str| {
+        daemon.get(&format!("/api/ml/tasks/{id}")).json()["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut during = Vec::new();
+    let mut republish = Vec::new();
+    for outage in 1..=2 {
+        broker.stop();
+        let down = Instant::now();
+        std::thread::sleep(OUTAGE);
+        during.push(ids.iter().map(|id| status_of(id)).collect::<Vec<_>>());
+        broker.restart();
+        eprintln!(
+            "outage {outage}: broker down {:?}; jobs then {:?}",
+            down.elapsed(),
+            during.last().unwrap()
+        );
+        // Fresh broker, empty memory: everything retained must come back from the daemon.
+        let took = assert_retained_state_republished(broker.port, &m, Duration::from_secs(20));
+        eprintln!("outage {outage}: retained state republished {took:?} after the broker returned");
+        republish.push(took);
+    }
+    assert!(
+        during.iter().any(|s| s.iter().any(|st| st == "PROGRESS")),
+        "no job was training during either outage ({during:?}); make the jobs longer"
+    );
+
+    for id in &ids {
+        let end = daemon.wait_task(id, LONG);
+        assert_eq!(
+            end["status"], "SUCCESS",
+            "the outages must not affect training: {end}"
+        );
+    }
+    // The end of the last job reaches the restored broker, live (to the subscriber that lived through
+    // both outages) and then retained for newcomers.
+    let last = ids.last().unwrap().as_str();
+    let training_topic = topic(&format!("machines/{m}/training"));
+    sub.wait(SHORT, "the last job's end, live", |x| {
+        x.topic == training_topic && x.json()["task_id"] == last && x.json()["status"] == "SUCCESS"
+    });
+    sub.wait(SHORT, "job_done for the last job", |x| {
+        x.topic == topic("bridge/event")
+            && x.json()["type"] == "job_done"
+            && x.json()["data"]["task_id"] == last
+    });
+    let late = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
+    let training = late.wait_topic(&training_topic, SHORT);
+    assert!(training.retain);
+    assert_eq!(
+        (
+            training.json()["task_id"].as_str(),
+            training.json()["status"].as_str()
+        ),
+        (Some(last), Some("SUCCESS")),
+        "{}",
+        training.json()
+    );
+    let r = late.request(
+        BASE,
+        "health_check",
+        r#"{"transaction":"after-faults"}"#,
+        SHORT,
+    );
+    assert_eq!(
+        r["status"], "ok",
+        "requests are answered after the outages: {r}"
+    );
+
+    let (answered, failed, slowest) = health.finish();
+    eprintln!(
+        "HTTP health during the test: {answered} answered, {failed} failed, slowest {slowest:?}"
+    );
+    assert_eq!(
+        failed, 0,
+        "the daemon stopped answering HTTP during the broker faults"
+    );
+    assert!(answered > 20, "only {answered} health answers");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a health answer took {slowest:?}"
+    );
+    let log = daemon.log();
+    assert_eq!(
+        log.matches("MQTT: no connection to the broker").count(),
+        2,
+        "one warning per outage:\n{log}"
+    );
+    assert_eq!(
+        log.matches("MQTT: connected again; republishing state")
+            .count(),
+        2,
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    eprintln!("down/up/down test took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(240),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn tls_with_a_ca_the_daemon_does_not_trust_is_refused_with_a_clear_log_line() {
+    let (d, data, _) = setup(2_000);
+    let dir = d.path().join("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    // CA A signs the broker's certificate. The daemon is given CA B (same name, another key: a regenerated
+    // CA) or CA C (another CA altogether).
+    for (name, cn) in [
+        ("ca_a", "millwright test CA"),
+        ("ca_b", "millwright test CA"),
+        ("ca_c", "another plant CA"),
+    ] {
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.pem"),
+            ],
+        );
+    }
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca_a.pem",
+            "-CAkey",
+            "ca_a.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    let (tls_port, plain_port) = (mqtt_helpers::free_port(), mqtt_helpers::free_port());
+    let conf = format!(
+        "per_listener_settings false\nallow_anonymous true\npersistence false\n\
+         listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n\
+         listener {plain_port} 127.0.0.1\n",
+        ca = dir.join("ca_a.pem").display(),
+        cert = dir.join("server.pem").display(),
+        key = dir.join("server.key").display(),
+    );
+    let broker = Broker::with_config(&d.path().join("broker"), tls_port, &conf);
+    let watcher = Sub::connect(plain_port, &["#"]);
+    let url = format!("mqtts://127.0.0.1:{tls_port}");
+
+    for wrong in ["ca_b", "ca_c"] {
+        let ca = dir.join(format!("{wrong}.pem")).display().to_string();
+        let state = d.path().join(format!("state-{wrong}"));
+        let t0 = Instant::now();
+        let daemon = start(&data, &state, &url, &[("MILLWRIGHT_MQTT__CA_FILE", &ca)]);
+        let line = loop {
+            if let Some(l) = daemon
+                .log()
+                .lines()
+                .find(|l| l.to_ascii_lowercase().contains("not trusted"))
+            {
+                break l.to_string();
+            }
+            assert!(
+                t0.elapsed() < SHORT,
+                "{wrong}: no 'not trusted' line within {SHORT:?}; log:\n{}",
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        eprintln!("{wrong}: refused after {:?}: {line}", t0.elapsed());
+        assert!(
+            line.contains(&url),
+            "the line names the broker URL {url}: {line}"
+        );
+        assert!(
+            line.contains(&ca),
+            "the line names the CA file {ca}: {line}"
+        );
+        assert!(
+            line.contains("mqtt.ca_file"),
+            "the line names the setting to fix: {line}"
+        );
+        assert!(
+            line.contains(" ERROR ") || line.contains(" WARN "),
+            "{line}"
+        );
+
+        // Retries go on calmly: the clear line once, HTTP keeps serving, training does not wait on MQTT.
+        std::thread::sleep(Duration::from_secs(4));
+        let log = daemon.log();
+        assert_eq!(
+            log.lines()
+                .filter(|l| l.to_ascii_lowercase().contains("not trusted"))
+                .count(),
+            1,
+            "told once per outage:\n{log}"
+        );
+        assert!(!log.contains("MQTT: connected"), "{log}");
+        assert_eq!(daemon.get("/api/health").json()["status"], "ok");
+        let m = machine(&daemon);
+        let r = daemon.post(
+            "/api/ml/train/batch",
+            &json!({ "machine_id": m, "model_types": ["anomaly"] }),
+        );
+        assert_eq!(r.status, 202, "{}", r.text());
+        let end = daemon.wait_task(r.json()["task_id"].as_str().unwrap(), LONG);
+        assert_eq!(end["status"], "SUCCESS", "{end}");
+    }
+    // The broker saw the handshakes and refused them; nothing was ever published through it.
+    let published: Vec<String> = watcher.all().iter().map(|x| x.topic.clone()).collect();
+    assert!(
+        published.is_empty(),
+        "messages went through a broker the daemon does not trust: {published:?}"
+    );
+    eprintln!(
+        "broker's view:\n{}",
+        broker
+            .log()
+            .lines()
+            .filter(|l| !l.contains("test-sub"))
+            .take(8)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

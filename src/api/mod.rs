@@ -5,7 +5,7 @@ mod error;
 mod models;
 mod tasks;
 
-pub use error::{ApiError, Body};
+pub use error::{ApiError, Body, Path, Query};
 
 use crate::data::MachineSummary;
 use crate::jobs::JobQueue;
@@ -189,6 +189,14 @@ pub fn router(state: AppState) -> Router {
     api.merge(predict)
         .merge(crate::web::router())
         .fallback(|| async { ApiError::not_found("no such route (see /api/openapi.json)") })
+        // axum's own 405 has an empty body; clients parse one error shape everywhere.
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method (see /api/openapi.json)",
+            )
+        })
         .with_state(state)
 }
 

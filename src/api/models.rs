@@ -1,11 +1,12 @@
 //! Machines, the model registry, downloads and predictions.
-use super::{ApiError, AppState, auth};
+use super::{ApiError, AppState, Path, Query, auth};
 use crate::ml::ModelType;
 use crate::ml::model::{Recent, UrgencyHours};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -163,15 +164,45 @@ fn recent_from_rows(rows: &[Map<String, Value>], time_in_life_h: Option<f64>) ->
 
 /// All four answers from the live models: each says which version answered; missing models are named.
 #[utoipa::path(post, path = "/api/ml/predict/{machine_id}", params(("machine_id" = String, Path)), request_body = PredictBody, responses((status = 200, description = "the four answers"), (status = 400), (status = 401), (status = 404)))]
-pub async fn predict(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, raw: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn predict(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
     auth::require(&state, &headers)?;
     machine(&id)?;
+    let raw = raw.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the request body is too large (predict: at most 8 MB)",
+        ),
+        _ => ApiError::bad_request(format!("cannot read the request body: {}", e.body_text())),
+    })?;
     // An empty body (or `{}`) means "use the machine's own latest data".
     let body: PredictBody = if raw.iter().all(u8::is_ascii_whitespace) {
         PredictBody::default()
     } else {
-        serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?
+        if !is_json(&headers) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        // axum's JSON reader names the field that failed (`rows: invalid type ...`), as the train routes do.
+        Json::<PredictBody>::from_bytes(&raw)
+            .map(|Json(b)| b)
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {}", e.body_text())))?
     };
+    if let Some(h) = body.time_in_life_h
+        && !(h.is_finite() && h >= 0.0)
+    {
+        return Err(ApiError::bad_request(format!(
+            "time_in_life_h must be a number of hours >= 0, got {h}"
+        )));
+    }
     let given = match &body.rows {
         Some(rows) => Some(recent_from_rows(rows, body.time_in_life_h)?),
         None => None,
@@ -181,12 +212,112 @@ pub async fn predict(State(state): State<AppState>, headers: HeaderMap, Path(id)
     tokio::task::spawn_blocking(move || predict_blocking(&st, &id2, given)).await.map_err(|e| ApiError::internal(e.to_string()))?
 }
 
-fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>) -> Result<Json<Value>, ApiError> {
-    let table = if given.is_none() { Some(crate::data::load_machine(&state.data_dir, id)?) } else { None };
+/// Same rule as the JSON extractor: `application/json` or any `+json` type, parameters allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
+}
+
+/// The sensors a model reads from the request's rows.
+fn needed_sensors(payload: &crate::ml::model::Payload) -> Vec<String> {
+    match payload {
+        crate::ml::model::Payload::Forecast(m) => {
+            m.sensors.iter().map(|s| s.sensor.clone()).collect()
+        }
+        other => other
+            .feature_spec()
+            .map(|s| s.sensors.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// Rows lacking a sensor some live model needs are refused as a whole (naming what is missing and what was
+/// sent instead, which catches typos), rather than answered with four identical per-model errors.
+fn check_readings(
+    recent: &Recent,
+    live: &[(
+        crate::registry::VersionInfo,
+        std::sync::Arc<crate::ml::model::Payload>,
+    )],
+) -> Result<Vec<String>, ApiError> {
+    let mut needed: Vec<String> = Vec::new();
+    for (_, payload) in live {
+        for s in needed_sensors(payload) {
+            if !needed.contains(&s) {
+                needed.push(s);
+            }
+        }
+    }
+    let missing: Vec<&String> = needed
+        .iter()
+        .filter(|s| !recent.sensors.contains_key(*s))
+        .collect();
+    let unknown: Vec<String> = recent
+        .sensors
+        .keys()
+        .filter(|k| !needed.contains(k))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        let names = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+        let hint = if unknown.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the rows also carry sensors no model uses: {}",
+                unknown.join(", ")
+            )
+        };
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_sensors",
+            format!(
+                "rows lack sensor(s) the live models need: {}{hint}",
+                names(&missing)
+            ),
+        )
+        .details(json!({ "missing": missing, "needed": needed, "unknown": unknown })));
+    }
+    Ok(unknown)
+}
+
+fn predict_blocking(
+    state: &AppState,
+    id: &str,
+    given: Option<Recent>,
+) -> Result<Json<Value>, ApiError> {
+    let table = if given.is_none() {
+        Some(crate::data::load_machine(&state.data_dir, id)?)
+    } else {
+        None
+    };
+    let mut live = Vec::new();
+    for t in ModelType::ALL {
+        if let Some(found) = state.registry.load_live(id, t)? {
+            live.push(found);
+        }
+    }
+    let mid = crate::data::MachineId::parse(id)?;
+    if live.is_empty() && !crate::data::machine_dir(&state.data_dir, &mid).is_dir() {
+        return Err(ApiError::not_found(format!(
+            "unknown machine {id:?}: no data folder and no trained model"
+        )));
+    }
+    let ignored = match &given {
+        Some(r) => check_readings(r, &live)?,
+        None => Vec::new(),
+    };
     let mut predictions = Map::new();
     let mut missing = Vec::new();
+    let mut live = live.into_iter().peekable();
     for t in ModelType::ALL {
-        let Some((info, payload)) = state.registry.load_live(id, t)? else {
+        let Some((info, payload)) = live.next_if(|(_, p)| p.model_type() == t) else {
             missing.push(t.as_str());
             predictions.insert(t.as_str().into(), json!({ "available": false, "message": format!("no {t} model for {id}: train it (POST /api/ml/train/{t})") }));
             continue;
@@ -203,6 +334,8 @@ fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>) -> Result
         };
         predictions.insert(t.as_str().into(), entry);
     }
-    Ok(Json(json!({ "machine_id": id, "source": if given.is_some() { "request rows" } else { "the machine's latest data" },
-        "predictions": predictions, "missing_models": missing, "complete_system": missing.is_empty() })))
+    Ok(Json(
+        json!({ "machine_id": id, "source": if given.is_some() { "request rows" } else { "the machine's latest data" },
+        "predictions": predictions, "missing_models": missing, "complete_system": missing.is_empty(), "ignored_sensors": ignored }),
+    ))
 }

@@ -1,9 +1,9 @@
 //! Training requests and tasks, in the seed's paths and shapes.
-use super::{ApiError, AppState, Body, auth};
+use super::{ApiError, AppState, Body, Path, Query, auth};
 use crate::jobs::{Job, JobRequest, JobState};
 use crate::ml::{ModelType, Quality, TrainParams};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
@@ -67,15 +67,37 @@ fn params(state: &AppState, b: &TrainBody) -> Result<TrainParams, ApiError> {
 }
 
 /// Validates the machine (id, folder, loadable data) before a job is queued, so bad requests fail at once.
-async fn check_machine(state: &AppState, id: &str) -> Result<(), ApiError> {
+async fn check_machine(state: &AppState, id: &str, params: &TrainParams) -> Result<(), ApiError> {
     crate::data::MachineId::parse(id)?;
-    state.machine_summary(id).await.map(|_| ())
+    let summary = state.machine_summary(id).await?;
+    // A misspelt exclusion would silently train on the sensor the user meant to drop.
+    if let Some(bad) = params
+        .exclude_sensors
+        .iter()
+        .find(|s| !summary.sensor_names.contains(s))
+    {
+        return Err(ApiError::bad_request(format!(
+            "exclude_sensors: {id} has no sensor {bad:?} (sensors: {})",
+            summary.sensor_names.join(", ")
+        )));
+    }
+    if !summary.sensor_names.is_empty()
+        && summary
+            .sensor_names
+            .iter()
+            .all(|s| params.exclude_sensors.contains(s))
+    {
+        return Err(ApiError::bad_request(
+            "exclude_sensors excludes every sensor: nothing would be left to train on",
+        ));
+    }
+    Ok(())
 }
 
 async fn submit(state: &AppState, headers: &HeaderMap, body: TrainBody, types: Vec<ModelType>) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth::require(state, headers)?;
     let params = params(state, &body)?;
-    check_machine(state, &body.machine_id).await?;
+    check_machine(state, &body.machine_id, &params).await?;
     if let Some(refusal) = (state.admission_check)(&body.machine_id, &types) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "insufficient_resources", refusal.0).details(refusal.1));
     }
@@ -117,10 +139,32 @@ single_route!(train_timeseries, "/api/ml/train/timeseries", ModelType::Timeserie
 pub async fn train_batch(State(state): State<AppState>, headers: HeaderMap, Body(body): Body<TrainBody>) -> Result<(StatusCode, Json<Value>), ApiError> {
     let types = match &body.model_types {
         None => ModelType::ALL.to_vec(),
-        Some(list) if list.is_empty() => return Err(ApiError::bad_request("model_types is empty: give at least one, or omit it for all four")),
-        Some(list) => ModelType::parse_list(&list.join(",")).map_err(ApiError::bad_request)?,
+        Some(list) if list.is_empty() => {
+            return Err(ApiError::bad_request(
+                "model_types is empty: give at least one, or omit it for all four",
+            ));
+        }
+        Some(list) => model_list(list)?,
     };
     submit(&state, &headers, body, types).await
+}
+
+/// Each entry one type: a repeated type is a client bug worth naming, and a comma inside an entry would
+/// otherwise smuggle in a second list.
+fn model_list(list: &[String]) -> Result<Vec<ModelType>, ApiError> {
+    let mut out: Vec<ModelType> = Vec::new();
+    for name in list {
+        let t = ModelType::parse(name.trim())
+            .ok_or_else(|| ApiError::bad_request(format!("model_types: unknown model type {name:?}: use classification, regression, anomaly or timeseries")))?;
+        if out.contains(&t) {
+            return Err(ApiError::bad_request(format!(
+                "model_types lists {t} twice"
+            )));
+        }
+        out.push(t);
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// TaskStatusResponse.

@@ -236,9 +236,7 @@ pub struct EvalArgs {
 }
 
 pub fn eval(a: &EvalArgs) -> Result<()> {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let dir = [Path::new("examples").join(&a.target), examples.join(&a.target)].into_iter().find(|p| p.join("machine.toml").is_file());
-    let table = match dir {
+    let table = match ml::eval::example_dir(&a.target) {
         Some(d) => crate::data::load_machine_dir(&d)?,
         None => load_any(&a.data.dir()?, &a.target)?,
     };

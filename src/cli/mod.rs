@@ -1,4 +1,5 @@
 //! The command line: the binary's edge, where errors become messages and exit codes.
+mod bench_cmd;
 mod data_cmds;
 mod ml_cmds;
 
@@ -64,6 +65,9 @@ enum Command {
     },
     /// Run the standard protocol of a shared dataset (or train and evaluate any machine).
     Eval(ml_cmds::EvalArgs),
+    /// Measure accuracy on the shared datasets, scaling with rows and sensors, and the daemon under load
+    /// (the tables of BENCHMARKS.md).
+    Bench(bench_cmd::BenchArgs),
     /// Run the daemon: HTTP API and job queue (creates the demo fleet when the data folder is empty).
     Serve {
         #[command(flatten)]
@@ -161,6 +165,7 @@ pub fn main() -> ExitCode {
         Command::Predict(args) => ml_cmds::predict(&args),
         Command::InspectModel { file } => ml_cmds::inspect_model(&file),
         Command::Eval(args) => ml_cmds::eval(&args),
+        Command::Bench(args) => bench_cmd::bench(&args),
         Command::Serve { config, listen } => config.load().and_then(|mut cfg| {
             if let Some(l) = listen {
                 cfg.listen = l;

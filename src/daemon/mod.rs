@@ -182,7 +182,14 @@ async fn signal() {
 }
 
 pub fn serve(cfg: Config) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("millwright-io").build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        // Each request's store and registry work runs on a blocking thread; tokio's default of 512 such threads
+        // let a burst of clients cost tens of MB (measured by tests/load.rs), too much for a Pi.
+        .max_blocking_threads(16)
+        .enable_all()
+        .thread_name("millwright-io")
+        .build()?;
     rt.block_on(serve_async(cfg))
 }
 

@@ -35,6 +35,7 @@ pub fn load_machine_dir(dir: &Path) -> Result<Table, DataError> {
     } else {
         MachineToml::default()
     };
+    check_numbers(&desc.columns, &toml_path)?;
     let (sources, layout) = if desc.files.is_empty() {
         let (files, format) = seed_files(dir).ok_or_else(|| DataError::NoLayout { dir: dir.to_path_buf() })?;
         (files, Layout::Seed { format: format.to_string() })
@@ -53,6 +54,25 @@ pub fn load_machine_dir(dir: &Path) -> Result<Table, DataError> {
     }
     table.split_hint = desc.split.clone();
     Ok(table)
+}
+
+/// A zero or negative step would make time stand still or run backwards, which surfaces later as a
+/// confusing "timestamp not after the previous one"; name the key instead.
+fn check_numbers(roles: &ColumnRoles, toml_path: &Path) -> Result<(), DataError> {
+    for (key, value) in [
+        ("step_seconds", roles.step_seconds),
+        ("rul_cap_hours", roles.rul_cap_hours),
+    ] {
+        if let Some(v) = value
+            && !(v.is_finite() && v > 0.0)
+        {
+            return Err(DataError::Describe {
+                file: toml_path.to_path_buf(),
+                message: format!("[columns] {key} must be a positive number, got {v}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn text_options(source: &SourceFile, toml_path: &Path) -> Result<TextOptions, DataError> {
@@ -412,6 +432,8 @@ pub struct MachineSummary {
     pub layout: String,
     pub rows: usize,
     pub sensors: usize,
+    /// What a request may name (exclusions, prediction readings).
+    pub sensor_names: Vec<String>,
     pub lives: usize,
     pub has_label: bool,
     pub has_rul: bool,
@@ -430,6 +452,7 @@ pub fn summarize(t: &Table) -> MachineSummary {
         },
         rows: t.n_rows(),
         sensors: t.sensors.len(),
+        sensor_names: t.sensors.iter().map(|s| s.name.clone()).collect(),
         lives: t.n_lives(),
         has_label: t.label.is_some(),
         has_rul: t.rul.is_some(),

@@ -129,6 +129,40 @@ fn parse_number(cell: &str) -> Option<f64> {
     c.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
+/// Binary files and UTF-16 exports would otherwise surface as puzzling cell errors quoting mojibake.
+fn check_text(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    let bad = |message: String| {
+        Err(DataError::Format {
+            file: path.to_path_buf(),
+            message,
+        })
+    };
+    if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        return bad("the file is UTF-16 text; save it as UTF-8 (CSV UTF-8 in Excel)".into());
+    }
+    if let Some(at) = bytes.iter().position(|b| *b == 0) {
+        return bad(format!(
+            "not a text file: NUL byte at offset {at} (is it binary, or a different format renamed?)"
+        ));
+    }
+    let head = &bytes[..bytes.len().min(64 * 1024)];
+    let text = String::from_utf8_lossy(head);
+    let odd = text
+        .chars()
+        .filter(|c| {
+            *c == char::REPLACEMENT_CHARACTER
+                || (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        })
+        .count();
+    if odd * 20 > text.chars().count().max(1) {
+        return bad(format!(
+            "not a text file: {odd} of the first {} characters are not text (is it binary?)",
+            text.chars().count()
+        ));
+    }
+    Ok(())
+}
+
 pub fn read_file(path: &Path, text: &TextOptions) -> Result<Frame, DataError> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     if ext == "parquet" || ext == "pq" {
@@ -140,6 +174,7 @@ pub fn read_file(path: &Path, text: &TextOptions) -> Result<Frame, DataError> {
 
 fn read_text(path: &Path, opts: &TextOptions) -> Result<Frame, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    check_text(path, &bytes)?;
     let content = String::from_utf8_lossy(&bytes);
     // Excel and some exporters (AI4I's copy among them) start with a byte-order mark.
     let content = content.strip_prefix('\u{feff}').unwrap_or(&content);

@@ -21,20 +21,50 @@ fn timestamp_scales(reader: &SerializedFileReader<std::fs::File>) -> Vec<Option<
         .collect()
 }
 
+/// The parquet crate asserts on some malformed footers (negative column offsets, for one) instead of
+/// returning an error; a damaged upload must be a clear "bad file", not a dead request or job thread.
 pub fn read_parquet(path: &Path) -> Result<Frame, DataError> {
-    let bad = |message: String| DataError::Format { file: path.to_path_buf(), message };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_rows(path))).unwrap_or_else(
+        |panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(DataError::Format {
+                file: path.to_path_buf(),
+                message: format!("not a readable Parquet file (damaged metadata: {why})"),
+            })
+        },
+    )
+}
+
+fn read_rows(path: &Path) -> Result<Frame, DataError> {
+    let bad = |message: String| DataError::Format {
+        file: path.to_path_buf(),
+        message,
+    };
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader = SerializedFileReader::new(file).map_err(|e| bad(format!("not a readable Parquet file: {e}")))?;
+    let reader = SerializedFileReader::new(file).map_err(|e| {
+        bad(format!(
+            "not a readable Parquet file (truncated, damaged, or another format renamed): {e}"
+        ))
+    })?;
     let scales = timestamp_scales(&reader);
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
-    let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
-    let n_rows = usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let names: Vec<String> = (0..schema.num_columns())
+        .map(|i| schema.column(i).name().to_string())
+        .collect();
+    // The footer's row count is only a hint: a damaged or hostile file may claim billions of rows.
+    let n_rows = usize::try_from(reader.metadata().file_metadata().num_rows())
+        .unwrap_or(0)
+        .min(1 << 20);
     let mut nums: Vec<Vec<f64>> = names.iter().map(|_| Vec::with_capacity(n_rows)).collect();
     let mut texts: Vec<Option<Vec<String>>> = names.iter().map(|_| None).collect();
     let mut is_time: Vec<bool> = scales.iter().map(Option::is_some).collect();
     let rows = reader.get_row_iter(None).map_err(|e| bad(format!("cannot read rows: {e}")))?;
     for (r, row) in rows.enumerate() {
-        let row = row.map_err(|e| bad(format!("row {}: {e}", r + 1)))?;
+        let row = row.map_err(|e| bad(format!("row {}: damaged Parquet data: {e}", r + 1)))?;
         for (c, (_, field)) in row.get_column_iter().enumerate().take(names.len()) {
             let value = match field {
                 Field::Str(s) => {
@@ -55,6 +85,16 @@ pub fn read_parquet(path: &Path) -> Result<Frame, DataError> {
                 }
                 other => field_number(other).map_or(f64::NAN, |v| v * scales[c].unwrap_or(1.0)),
             };
+            // Same rule as CSV: an infinity is a broken reading, not a value to train on.
+            if value.is_infinite() {
+                return Err(DataError::Cell {
+                    file: path.to_path_buf(),
+                    row: r + 1,
+                    column: names[c].clone(),
+                    value: value.to_string(),
+                    expected: "a finite number",
+                });
+            }
             match &mut texts[c] {
                 Some(t) => t.push(value.to_string()),
                 None => nums[c].push(value),
@@ -95,4 +135,28 @@ fn field_number(f: &Field) -> Option<f64> {
         Field::Float16(v) => f64::from(v.to_f32()),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by `fuzz/` (parquet target): a footer with a negative column offset made the parquet crate
+    /// assert inside the row iterator.
+    #[test]
+    fn damaged_footer_is_a_format_error_not_a_panic() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("train.parquet");
+        std::fs::write(
+            &p,
+            include_bytes!("../../fuzz/seeds/parquet/regress_negative_offset.parquet"),
+        )
+        .unwrap();
+        let err = read_parquet(&p).err().unwrap();
+        assert!(matches!(err, DataError::Format { .. }), "{err}");
+        assert!(
+            err.to_string().contains("not a readable Parquet file"),
+            "{err}"
+        );
+    }
 }

@@ -87,7 +87,16 @@ impl Runner {
                 j.log(format!("training {t} ({}/{n})", i + 1));
             });
             let t0 = Instant::now();
-            let outcome = self.train_one(&id, *t, &table, &request.params, &cancel, i, n, started);
+            // A bug in a trainer must fail this model, not kill the runner thread and strand the queue.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.train_one(&id, *t, &table, &request.params, &cancel, i, n, started)
+            }))
+            .unwrap_or_else(|panic| {
+                Err(MlError::Invalid(format!(
+                    "training {t} hit an internal error ({}); please report it with the job log",
+                    panic_text(&panic)
+                )))
+            });
             let secs = t0.elapsed().as_secs_f64();
             match outcome {
                 Ok(mut trained) => match self.registry.save(&machine, &mut trained, &table, &id) {
@@ -239,4 +248,12 @@ impl Runner {
             j.finish(state, error);
         });
     }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }

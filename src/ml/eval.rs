@@ -17,6 +17,25 @@ pub struct ProtocolRow {
     pub model_size_bytes: u64,
 }
 
+/// The shared datasets with a standard protocol, each described by `examples/<name>/machine.toml`.
+pub const DATASETS: [&str; 4] = [
+    "cmapss-fd001",
+    "ai4i2020",
+    "skab-valve1",
+    "nab-ambient-temperature",
+];
+
+/// `examples/<name>` under the working directory, else under the source tree this binary was built from.
+pub fn example_dir(name: &str) -> Option<std::path::PathBuf> {
+    let built_from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    [
+        std::path::Path::new("examples").join(name),
+        built_from.join(name),
+    ]
+    .into_iter()
+    .find(|p| p.join("machine.toml").is_file())
+}
+
 /// Which models a dataset's protocol trains: C-MAPSS → RUL, AI4I → classification, SKAB → anomaly,
 /// NAB → forecast; any other machine → all four with their report headlines.
 pub fn protocol_models(table: &Table) -> Vec<ModelType> {
@@ -34,7 +53,9 @@ pub fn run_protocol(table: &Table, params: &TrainParams) -> Result<Vec<ProtocolR
     for t in protocol_models(table) {
         let ctx = TrainContext::detached(Duration::from_secs_f64(params.time_limit_s), params.threads);
         let trained = train(t, table, params, &ctx)?;
-        let size = trained.payload.encode().map(|b| b.len() as u64).unwrap_or(0) + 1024;
+        let size = trained
+            .payload
+            .bundle_size(&trained.report, &super::train::data_fingerprint(table))?;
         let r = &trained.report;
         let base = |metric: &str, value: f64, baseline: f64| ProtocolRow {
             model_type: t.as_str().into(),
@@ -53,8 +74,27 @@ pub fn run_protocol(table: &Table, params: &TrainParams) -> Result<Vec<ProtocolR
             rows.push(base("NASA score", score, f64::NAN));
             continue;
         }
-        rows.push(base(&r.headline.metric, r.headline.value, r.headline.baseline));
-        for key in ["roc_auc", "pr_auc", "precision", "recall", "mae", "r2", "mase", "smape", "mape", "coverage95"].into_iter().filter(|k| *k != r.headline.metric) {
+        rows.push(base(
+            &r.headline.metric,
+            r.headline.value,
+            r.headline.baseline,
+        ));
+        for key in [
+            "f1",
+            "roc_auc",
+            "pr_auc",
+            "precision",
+            "recall",
+            "mae",
+            "r2",
+            "mase",
+            "smape",
+            "mape",
+            "coverage95",
+        ]
+        .into_iter()
+        .filter(|k| *k != r.headline.metric)
+        {
             if let Some(v) = r.metrics.get(key).and_then(|v| v.as_f64()) {
                 let b = r.baseline.get(key).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
                 rows.push(base(key, v, b));

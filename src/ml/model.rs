@@ -60,7 +60,20 @@ impl Payload {
 
     /// Writes the bundle atomically; returns its size in bytes.
     pub fn save(&self, path: &Path, report: &Report, fingerprint: &str) -> Result<u64, MlError> {
-        let header = BundleHeader {
+        Ok(bundle::write(
+            path,
+            &self.header(report, fingerprint),
+            &self.encode()?,
+        )?)
+    }
+
+    /// The bundle's size on disk, without writing it (benchmarks and protocols report it).
+    pub fn bundle_size(&self, report: &Report, fingerprint: &str) -> Result<u64, MlError> {
+        Ok(bundle::encode(&self.header(report, fingerprint), &self.encode()?)?.len() as u64)
+    }
+
+    fn header(&self, report: &Report, fingerprint: &str) -> BundleHeader {
+        BundleHeader {
             format_version: bundle::FORMAT_VERSION,
             model_type: self.model_type().as_str().into(),
             millwright_version: env!("CARGO_PKG_VERSION").into(),
@@ -70,8 +83,7 @@ impl Payload {
             data_fingerprint: fingerprint.into(),
             metrics: serde_json::json!({ "headline": report.headline, "test": report.metrics }),
             payload_encoding: "postcard".into(),
-        };
-        Ok(bundle::write(path, &header, &self.encode()?)?)
+        }
     }
 
     pub fn load(path: &Path) -> Result<(BundleHeader, Payload), MlError> {

@@ -93,7 +93,22 @@ impl Mqtt {
             tokio::spawn(forward_bus(bus.subscribe(), topics.clone(), outbox.clone(), told, stop_rx.clone())),
             tokio::spawn(run_publisher(publisher, refresh.clone(), machines_rx, stop_rx.clone())),
         ];
-        let session = session::Session::new(client, topics, settings.broker.clone(), cfg.mqtt.accept_requests, cfg.mqtt.homeassistant, router, state.token.clone(), outbox, refresh);
+        let mut session = session::Session::new(
+            client,
+            topics,
+            settings.broker.clone(),
+            cfg.mqtt.accept_requests,
+            cfg.mqtt.homeassistant,
+            router,
+            state.token.clone(),
+            outbox,
+            refresh,
+        );
+        session.url = cfg.mqtt.url.clone();
+        session.trust = match &cfg.mqtt.ca_file {
+            Some(path) => format!("only the CA in mqtt.ca_file = {}", path.display()),
+            None => "the system's CA certificates (mqtt.ca_file is not set)".into(),
+        };
         let heartbeat = session.heartbeat.clone();
         let task = tokio::spawn(session.run(link_rx, outbox_rx, stop_rx, link, helpers));
         let fallback = stop_tx.clone();

@@ -5,7 +5,9 @@ use super::outbox::{Message, Outbox};
 use super::requests;
 use super::topics::Topics;
 use axum::Router;
-use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, Packet, Publish, QoS};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, QoS, TlsError,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +22,12 @@ const MAX_REQUESTS_IN_FLIGHT: usize = 4;
 
 pub enum LinkEvent {
     Connected,
-    Lost { reason: String, retry_in: Duration },
+    /// `untrusted`: why the broker's TLS certificate was refused, when that is what failed.
+    Lost {
+        reason: String,
+        retry_in: Duration,
+        untrusted: Option<String>,
+    },
     Message(Publish),
 }
 
@@ -47,7 +54,15 @@ pub async fn link(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, mut sto
                 if *stop.borrow() {
                     return;
                 }
-                if tx.send(LinkEvent::Lost { reason: e.to_string(), retry_in: backoff }).await.is_err() {
+                if tx
+                    .send(LinkEvent::Lost {
+                        reason: e.to_string(),
+                        retry_in: backoff,
+                        untrusted: untrusted_certificate(&e),
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 tokio::select! {
@@ -60,10 +75,42 @@ pub async fn link(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, mut sto
     }
 }
 
+/// Why the broker's certificate was refused, in an operator's words. rustls' verdict arrives wrapped in an
+/// I/O error ("TLS: I/O: invalid peer certificate: BadSignature"), which names neither the cause nor the
+/// file to fix; a certificate that is not trusted never heals by retrying, so it deserves its own line.
+pub fn untrusted_certificate(e: &ConnectionError) -> Option<String> {
+    let verdict = match e {
+        ConnectionError::Tls(TlsError::TLS(r)) => Some(r),
+        ConnectionError::Tls(TlsError::Io(io)) | ConnectionError::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    let rustls::Error::InvalidCertificate(cert) = verdict? else {
+        return None;
+    };
+    use rustls::CertificateError as C;
+    Some(match cert {
+        C::UnknownIssuer => "it is not signed by a CA the daemon trusts".into(),
+        // Typical of a CA that was regenerated under the same name: the issuer matches, the key does not.
+        C::BadSignature => "its signature does not verify against the trusted CA, perhaps another CA with the same name".into(),
+        C::Expired | C::ExpiredContext { .. } => "it has expired".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "it is not valid yet (is the clock right?)".into(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => "it is not issued for the host name in mqtt.url".into(),
+        C::Revoked => "it has been revoked".into(),
+        other => format!("{other:?}"),
+    })
+}
+
 pub struct Session {
     pub client: AsyncClient,
     pub topics: Topics,
     pub broker: String,
+    /// `mqtt.url` and what the daemon trusts (the CA file or the system store), for the line that says a
+    /// broker's certificate is not trusted.
+    pub url: String,
+    pub trust: String,
+    told_untrusted: bool,
     pub accept_requests: bool,
     pub homeassistant: bool,
     pub router: Router,
@@ -94,7 +141,10 @@ impl Session {
         Session {
             client,
             topics,
+            url: broker.clone(),
             broker,
+            trust: String::new(),
+            told_untrusted: false,
             accept_requests,
             homeassistant,
             router,
@@ -155,8 +205,19 @@ impl Session {
     fn on_link(&mut self, ev: LinkEvent) {
         match ev {
             LinkEvent::Connected => self.on_connect(),
-            LinkEvent::Lost { reason, retry_in } => {
-                if self.connected || !self.ever_connected && self.down_since.is_none() {
+            LinkEvent::Lost {
+                reason,
+                retry_in,
+                untrusted,
+            } => {
+                if let Some(why) = untrusted.filter(|_| !self.told_untrusted) {
+                    self.told_untrusted = true;
+                    tracing::error!(
+                        broker = %self.broker, error = %reason,
+                        "MQTT: refusing the broker at {}: its TLS certificate is not trusted ({why}); the daemon trusts {}. Set mqtt.ca_file to the CA that signed the broker's certificate. Retrying with back-off (training is not affected)",
+                        self.url, self.trust,
+                    );
+                } else if self.connected || !self.ever_connected && self.down_since.is_none() {
                     tracing::warn!(broker = %self.broker, error = %reason, "MQTT: no connection to the broker; retrying with back-off (training is not affected)");
                 } else {
                     tracing::debug!(broker = %self.broker, error = %reason, retry_in_s = retry_in.as_secs(), "MQTT: still no connection");
@@ -172,6 +233,7 @@ impl Session {
 
     fn on_connect(&mut self) {
         self.connected = true;
+        self.told_untrusted = false;
         self.ever_connected = true;
         match self.down_since.take() {
             Some(t) => tracing::info!(broker = %self.broker, after_s = t.elapsed().as_secs(), base_topic = %self.topics.base(), "MQTT: connected again; republishing state"),
@@ -254,5 +316,44 @@ impl Session {
             outbox.send(Message::transient(reply_to, &requests::response(result, transaction)));
             drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_certificate_verdicts_count_as_untrusted() {
+        let wrapped = |e: rustls::Error| {
+            ConnectionError::Tls(TlsError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e,
+            )))
+        };
+        let unknown = untrusted_certificate(&wrapped(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        )));
+        assert!(unknown.is_some_and(|w| w.contains("not signed by a CA")));
+        assert!(
+            untrusted_certificate(&wrapped(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Expired
+            )))
+            .is_some_and(|w| w.contains("expired"))
+        );
+        assert_eq!(
+            untrusted_certificate(&wrapped(rustls::Error::DecryptError)),
+            None
+        );
+        assert_eq!(
+            untrusted_certificate(&ConnectionError::Io(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused
+            ))),
+            None
+        );
+        assert_eq!(
+            untrusted_certificate(&ConnectionError::NetworkTimeout),
+            None
+        );
     }
 }

@@ -369,10 +369,14 @@ impl Registry {
         let tmp = type_dir.join(format!(".{}.tmp-{}", version_name(version), std::process::id()));
         let final_dir = type_dir.join(version_name(version));
 
-        let filled = self.fill_version(&tmp, machine, t, version, trained, job_id, write).and_then(|meta| {
-            fs::rename(&tmp, &final_dir).map_err(|e| io_err(&final_dir, e))?;
-            Ok(meta)
-        });
+        let filled = self
+            .fill_version(&tmp, machine, t, version, trained, job_id, write)
+            .and_then(|meta| {
+                crate::util::failpoint::hit("registry.before_rename");
+                fs::rename(&tmp, &final_dir).map_err(|e| io_err(&final_dir, e))?;
+                crate::util::failpoint::hit("registry.after_rename");
+                Ok(meta)
+            });
         let meta = match filled {
             Ok(meta) => meta,
             Err(e) => {

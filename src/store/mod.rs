@@ -65,7 +65,10 @@ impl RecordStore for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(io)
+        crate::util::failpoint::hit("store.before_flush");
+        self.db.flush().map_err(io)?;
+        crate::util::failpoint::hit("store.after_flush");
+        Ok(())
     }
 }
 

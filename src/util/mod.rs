@@ -1,4 +1,5 @@
 //! Small shared helpers: a seeded PRNG, timestamp parsing and atomic file writes.
+pub mod failpoint;
 pub mod fsx;
 pub mod rng;
 pub mod time;

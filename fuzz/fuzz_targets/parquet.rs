@@ -1,0 +1,49 @@
+//! Parquet bytes through the real loader: the input is a machine's `train.parquet` in the seed layout
+//! (seeded with files the simulator writes, so mutations reach the row and column decoding).
+//! A loaded table must be internally consistent (see data_loaders.rs).
+//!
+//! The parquet crate asserts on some malformed files; `read_parquet` catches those and answers with a
+//! format error. libFuzzer's panic hook would abort on them before the catch, so panics raised inside the
+//! parquet crate are let through to it; any other panic, and any unwind that escapes, is still a crash.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use millwright::data::{load_machine_dir, summarize};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+fn machine_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // Under TMPDIR, which .ci/fuzz.sh points into fuzz/target so nothing is left behind elsewhere.
+        let p = std::env::temp_dir().join(format!("millwright-fuzz-parquet-{}", std::process::id())).join("m1");
+        std::fs::create_dir_all(&p).expect("fuzz scratch dir");
+        let abort = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_parquet = info.location().is_some_and(|l| l.file().contains("/parquet-"));
+            if !in_parquet {
+                abort(info);
+            }
+        }));
+        p
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let dir = machine_dir();
+    std::fs::write(dir.join("train.parquet"), data).expect("fuzz write");
+    if let Ok(t) = load_machine_dir(dir) {
+        let n = t.timestamps.len();
+        assert!(n >= 2, "a table of {n} rows was accepted");
+        assert_eq!(t.life.len(), n, "life column length");
+        for s in &t.sensors {
+            assert_eq!(s.values.len(), n, "sensor {} length", s.name);
+        }
+        for (name, col) in [("label", &t.label), ("rul", &t.rul), ("anomaly", &t.anomaly)] {
+            if let Some(c) = col {
+                assert_eq!(c.len(), n, "{name} column length");
+            }
+        }
+        let _ = summarize(&t);
+    }
+});

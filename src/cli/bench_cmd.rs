@@ -1,0 +1,168 @@
+//! `millwright bench [accuracy|scaling|daemon|all]`: prints each table, or JSON with --json for scripts.
+use crate::bench::{self, Case, DaemonOptions};
+use crate::ml::{TrainParams, eval};
+use anyhow::Result;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[arg(value_enum, default_value = "all")]
+    what: What,
+    /// Repeats per measurement; tables quote the median.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Training threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Datasets for `accuracy` (default: all four shared datasets).
+    #[arg(long, value_delimiter = ',')]
+    datasets: Vec<String>,
+    /// Machine sizes for `scaling`: ROWS (the demo machine's own 9 sensors) or ROWSxSENSORS.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "50000,10000x10,50000x10,200000x10,1000000x10,50000x30"
+    )]
+    cases: Vec<String>,
+    /// Also train the demo machine with the guard's hot thread budget (`guard.hot_threads`, default 1).
+    #[arg(long)]
+    hot: bool,
+    /// Requests per second offered to the daemon.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Seconds of load on the daemon.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// SSE clients watching one task.
+    #[arg(long, default_value_t = 50)]
+    sse_clients: usize,
+    /// Rows of the machine trained under load.
+    #[arg(long, default_value_t = 50_000)]
+    daemon_rows: usize,
+    /// Print JSON (one object with every table) instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq)]
+enum What {
+    Accuracy,
+    Scaling,
+    Daemon,
+    All,
+}
+
+pub fn bench(a: &BenchArgs) -> Result<()> {
+    anyhow::ensure!(
+        (1..=100).contains(&a.repeat),
+        "--repeat must be between 1 and 100"
+    );
+    anyhow::ensure!(
+        a.rate.is_finite() && a.rate > 0.0 && a.rate <= 10_000.0,
+        "--rate must be between 0 and 10000 requests/s"
+    );
+    anyhow::ensure!(
+        a.seconds.is_finite() && a.seconds > 0.0 && a.seconds <= 3_600.0,
+        "--seconds must be between 0 and 3600"
+    );
+    let threads = a.threads.unwrap_or_else(|| TrainParams::default().threads);
+    anyhow::ensure!(threads >= 1, "--threads must be at least 1");
+    let params = TrainParams {
+        threads,
+        ..TrainParams::default()
+    };
+    let work = tempfile_dir()?;
+    let mut json = serde_json::Map::new();
+    let started = std::time::Instant::now();
+    json.insert("machine".into(), machine_line().into());
+    if !a.json {
+        println!(
+            "millwright {} bench on {}\n",
+            env!("CARGO_PKG_VERSION"),
+            machine_line()
+        );
+    }
+    if matches!(a.what, What::Accuracy | What::All) {
+        let datasets: Vec<String> = if a.datasets.is_empty() {
+            eval::DATASETS.iter().map(|s| s.to_string()).collect()
+        } else {
+            a.datasets.clone()
+        };
+        let rows = bench::accuracy(&datasets, &params, a.repeat)?;
+        section(a.json, "accuracy", &rows, &mut json, || {
+            bench::print_accuracy(&rows)
+        })?;
+    }
+    if matches!(a.what, What::Scaling | What::All) {
+        let mut cases = a
+            .cases
+            .iter()
+            .map(|c| Case::parse(c, threads))
+            .collect::<Result<Vec<_>, _>>()?;
+        if a.hot {
+            let hot = crate::config::Config::default().guard.hot_threads;
+            cases.push(Case {
+                threads: hot,
+                ..Case::parse("50000", threads)?
+            });
+        }
+        let rows = bench::scaling(&cases, &params, a.repeat, &work.join("scaling"))?;
+        section(a.json, "scaling", &rows, &mut json, || {
+            bench::print_scaling(&rows)
+        })?;
+    }
+    if matches!(a.what, What::Daemon | What::All) {
+        let o = DaemonOptions {
+            rate: a.rate,
+            seconds: a.seconds,
+            sse_clients: a.sse_clients,
+            rows: a.daemon_rows,
+            cancels: 5,
+            work_dir: work.join("daemon"),
+        };
+        std::fs::create_dir_all(&o.work_dir)?;
+        let r = bench::daemon(&o)?;
+        section(a.json, "daemon", &r, &mut json, || bench::print_daemon(&r))?;
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        println!("bench took {:.0} s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+fn section<T: serde::Serialize>(
+    as_json: bool,
+    name: &str,
+    value: &T,
+    json: &mut serde_json::Map<String, serde_json::Value>,
+    print: impl FnOnce(),
+) -> Result<()> {
+    if as_json {
+        json.insert(name.into(), serde_json::to_value(value)?);
+    } else {
+        println!("== {name}");
+        print();
+        println!();
+    }
+    Ok(())
+}
+
+/// CPU model, cores and architecture: a table means little without them.
+fn machine_line() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name") || l.starts_with("Model"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, v)| v.trim());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{model}, {cores} cores, {}", std::env::consts::ARCH)
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("millwright-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
