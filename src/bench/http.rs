@@ -171,10 +171,11 @@ pub fn sse(
                 ) => {}
             Err(e) => return Err(e),
         }
-        if connected.is_some() && buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            if let Some(f) = connected.take() {
-                f();
-            }
+        if connected.is_some()
+            && buf.windows(4).any(|w| w == b"\r\n\r\n")
+            && let Some(f) = connected.take()
+        {
+            f();
         }
         while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();

@@ -192,7 +192,7 @@ fn widen(table: &mut Table, n: usize) {
         table.sensors.truncate(n);
         return;
     }
-    let mut rng = Rng::new(0x5CA1_E5);
+    let mut rng = Rng::new(0x005C_A1E5);
     for k in real..n {
         let base = &table.sensors[k % real];
         let finite: Vec<f64> = base

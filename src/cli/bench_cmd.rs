@@ -70,7 +70,8 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         threads,
         ..TrainParams::default()
     };
-    let work = tempfile_dir()?;
+    let dir = WorkDir::new()?;
+    let work = dir.0.as_path();
     let mut json = serde_json::Map::new();
     let started = std::time::Instant::now();
     json.insert("machine".into(), machine_line().into());
@@ -123,7 +124,6 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         let r = bench::daemon(&o)?;
         section(a.json, "daemon", &r, &mut json, || bench::print_daemon(&r))?;
     }
-    let _ = std::fs::remove_dir_all(&work);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
@@ -161,8 +161,19 @@ fn machine_line() -> String {
     format!("{model}, {cores} cores, {}", std::env::consts::ARCH)
 }
 
-fn tempfile_dir() -> Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("millwright-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// Simulated machines and the daemon's state (hundreds of MB at 1M rows): removed even when a step fails.
+struct WorkDir(std::path::PathBuf);
+
+impl WorkDir {
+    fn new() -> Result<WorkDir> {
+        let dir = std::env::temp_dir().join(format!("millwright-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(WorkDir(dir))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
