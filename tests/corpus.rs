@@ -102,24 +102,9 @@ fn parse(raw: &[u8]) -> Reply {
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        body = dechunk(&body);
+        body = common::dechunk(&body);
     }
     Reply { status, body }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let start = eol + 2;
-        out.extend_from_slice(&b[start..(start + size).min(b.len())]);
-        b = b.get(start + size + 2..).unwrap_or_default();
-    }
-    out
 }
 
 /// What the substitutions `{demo}`, `{task}` and `{sensor0}` stand for.

@@ -26,11 +26,7 @@ fn timestamp_scales(reader: &SerializedFileReader<std::fs::File>) -> Vec<Option<
 pub fn read_parquet(path: &Path) -> Result<Frame, DataError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_rows(path))).unwrap_or_else(
         |panic| {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let why = crate::util::panic_message(panic.as_ref());
             Err(DataError::Format {
                 file: path.to_path_buf(),
                 message: format!("not a readable Parquet file (damaged metadata: {why})"),

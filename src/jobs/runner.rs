@@ -94,7 +94,7 @@ impl Runner {
             .unwrap_or_else(|panic| {
                 Err(MlError::Invalid(format!(
                     "training {t} hit an internal error ({}); please report it with the job log",
-                    panic_text(&panic)
+                    crate::util::panic_message(panic.as_ref())
                 )))
             });
             let secs = t0.elapsed().as_secs_f64();
@@ -248,12 +248,4 @@ impl Runner {
             j.finish(state, error);
         });
     }
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".into())
 }

@@ -19,3 +19,8 @@ fn proc_status_kb(key: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// The message a caught panic carried (`panic!` with a literal or a formatted string), for error reports.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "panic".into())
+}

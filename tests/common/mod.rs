@@ -204,7 +204,7 @@ fn parse_response(raw: &[u8]) -> Resp {
     Resp { status, headers, body }
 }
 
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
+pub fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
         let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { break };
