@@ -1,0 +1,2 @@
+//! (filled by the access work)
+use super::common as _;

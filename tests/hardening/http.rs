@@ -1,0 +1,2 @@
+//! (filled by the http work)
+use super::common as _;

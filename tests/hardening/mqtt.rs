@@ -1,0 +1,2 @@
+//! (filled by the mqtt work)
+use super::common as _;

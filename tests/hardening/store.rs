@@ -1,0 +1,2 @@
+//! (filled by the store work)
+use super::common as _;
