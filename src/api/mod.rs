@@ -1,11 +1,17 @@
 //! The HTTP API (the seed's paths and shapes) and, later, the page. [`serve`] takes a bound listener and a
-//! shutdown future, so tests start it on port 0 and one signal stops everything.
+//! shutdown future, so tests start it on port 0 and one signal stops everything. Connections are served by
+//! [`server`] (timeouts, a connection cap) and every request passes [`intake`] (auth before the body, body
+//! limits and budget) before its handler.
 mod auth;
 mod error;
+pub mod intake;
 mod models;
+pub mod server;
 mod tasks;
 
 pub use error::{ApiError, Body, Path, Query};
+pub use intake::HttpLimits;
+pub use server::{fd_limit, raise_fd_limit};
 
 use crate::data::MachineSummary;
 use crate::jobs::JobQueue;
@@ -45,6 +51,8 @@ pub struct AppState {
     pub health_extra: HealthExtra,
     /// Seconds since the epoch of the last request served, for the watchdog.
     pub heartbeat: Arc<AtomicU64>,
+    /// The `[http]` limits and the shared body budget (defaults until the daemon sets its config's).
+    pub http: Arc<HttpLimits>,
     summaries: Arc<Mutex<HashMap<String, (SystemTime, MachineSummary)>>>,
 }
 
@@ -64,6 +72,7 @@ impl AppState {
             admission_check: Arc::new(|_, _| None),
             health_extra: Arc::new(|| json!({})),
             heartbeat: Arc::new(AtomicU64::new(0)),
+            http: Arc::new(HttpLimits::default()),
             summaries: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -159,9 +168,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// Request bodies above this are refused (413); predictions may carry more readings.
-const BODY_LIMIT: usize = 1024 * 1024;
-const PREDICT_BODY_LIMIT: usize = 8 * 1024 * 1024;
+use intake::{BODY_LIMIT, PREDICT_BODY_LIMIT};
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -197,11 +204,13 @@ pub fn router(state: AppState) -> Router {
                 "this route does not take that method (see /api/openapi.json)",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), intake::intake))
         .with_state(state)
 }
 
 /// Serves until `shutdown` resolves; in-flight requests finish, new connections are refused.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     state.beat();
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let limits = state.http.clone();
+    server::serve(listener, router(state), limits, shutdown).await
 }

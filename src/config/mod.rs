@@ -51,6 +51,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub mqtt: MqttConfig,
     pub guard: GuardConfig,
+    pub http: HttpConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -221,6 +222,35 @@ impl Default for GuardConfig {
     }
 }
 
+/// Limits of the HTTP server, so slow, idle or hostile clients on the LAN cannot exhaust the daemon.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A request's line and headers must arrive within this many seconds of the connection opening (or of
+    /// the first byte of a later request on a kept-alive connection).
+    pub header_timeout_s: f64,
+    /// A request's body must arrive within this many seconds of its headers.
+    pub body_timeout_s: f64,
+    /// A kept-alive connection with no request (or a response nobody reads) is closed after this long.
+    pub idle_timeout_s: f64,
+    /// Connections open at once; lowered to fit the open-file limit.
+    pub max_connections: usize,
+    /// Memory (MB) all request bodies being received may hold together.
+    pub body_memory_mb: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout_s: 10.0,
+            body_timeout_s: 60.0,
+            idle_timeout_s: 30.0,
+            max_connections: 256,
+            body_memory_mb: 32,
+        }
+    }
+}
+
 impl Default for Config {
     /// `state_dir` follows this process's `$STATE_DIRECTORY`; [`load`] instead uses the
     /// environment it is given, so tests stay independent of how they were started.
@@ -237,6 +267,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             mqtt: MqttConfig::default(),
             guard: GuardConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -613,6 +644,7 @@ impl Config {
         self.validate_auth()?;
         self.mqtt.validate()?;
         self.guard.validate()?;
+        self.http.validate()?;
         Ok(())
     }
 
@@ -1011,6 +1043,39 @@ impl GuardConfig {
                 "guard.poll_interval_s",
                 render_f64(self.poll_interval_s),
                 "must be between 0.1 and 600 seconds",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl HttpConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value, max) in [
+            ("http.header_timeout_s", self.header_timeout_s, 300.0),
+            ("http.body_timeout_s", self.body_timeout_s, 3600.0),
+            ("http.idle_timeout_s", self.idle_timeout_s, 3600.0),
+        ] {
+            if !(value.is_finite() && (0.1..=max).contains(&value)) {
+                return Err(invalid(
+                    key,
+                    render_f64(value),
+                    format!("must be between 0.1 and {max} seconds"),
+                ));
+            }
+        }
+        if !(8..=65_536).contains(&self.max_connections) {
+            return Err(invalid(
+                "http.max_connections",
+                self.max_connections.to_string(),
+                "must be between 8 and 65536 (each open connection holds a file descriptor and up to 64 KB)",
+            ));
+        }
+        if !(8..=4096).contains(&self.body_memory_mb) {
+            return Err(invalid(
+                "http.body_memory_mb",
+                self.body_memory_mb.to_string(),
+                "must be between 8 and 4096 MB (at least the largest body a route takes: 8 MB for predict)",
             ));
         }
         Ok(())

@@ -108,6 +108,10 @@ pub(super) const SECTIONS: &[(&str, &str)] = &[
         "guard",
         "Resource guard: keeps training from overheating the Pi or starving it of memory or disk.",
     ),
+    (
+        "http",
+        "HTTP limits: slow, idle or hostile clients on the LAN cannot tie up the daemon.",
+    ),
 ];
 
 pub(super) const KEYS: &[KeySpec] = &[
@@ -335,6 +339,31 @@ pub(super) const KEYS: &[KeySpec] = &[
         "guard.poll_interval_s",
         Kind::Float,
         "Seconds between readings of temperature and memory (0.1..=600).",
+    ),
+    key(
+        "http.header_timeout_s",
+        Kind::Float,
+        "Seconds a client has to send a request's line and headers (0.1..=300); slower connections are closed.",
+    ),
+    key(
+        "http.body_timeout_s",
+        Kind::Float,
+        "Seconds a client has to send a request's body after its headers (0.1..=3600); raise it for slow links.",
+    ),
+    key(
+        "http.idle_timeout_s",
+        Kind::Float,
+        "Seconds a kept-alive connection may sit without a request, or a response go unread (0.1..=3600).",
+    ),
+    key(
+        "http.max_connections",
+        USIZE,
+        "Connections open at once (8..=65536), lowered to fit the open-file limit; past it the oldest one that has not sent a request is closed.",
+    ),
+    key(
+        "http.body_memory_mb",
+        U64,
+        "Memory (MB) all request bodies being received may hold together (8..=4096); further senders wait.",
     ),
 ];
 

@@ -104,6 +104,13 @@ fn full_config() -> Config {
             hot_threads: 2,
             poll_interval_s: 0.5,
         },
+        http: HttpConfig {
+            header_timeout_s: 5.0,
+            body_timeout_s: 30.5,
+            idle_timeout_s: 12.0,
+            max_connections: 100,
+            body_memory_mb: 64,
+        },
     }
 }
 
@@ -456,6 +463,13 @@ fn each_invalid_value_is_refused_naming_its_key() {
             "[guard]\nmemory_reserve_mb = -256",
             "guard.memory_reserve_mb",
         ),
+        ("[http]\nheader_timeout_s = 0.0", "http.header_timeout_s"),
+        ("[http]\nheader_timeout_s = nan", "http.header_timeout_s"),
+        ("[http]\nbody_timeout_s = 4000", "http.body_timeout_s"),
+        ("[http]\nidle_timeout_s = -1.0", "http.idle_timeout_s"),
+        ("[http]\nmax_connections = 4", "http.max_connections"),
+        ("[http]\nmax_connections = 100000", "http.max_connections"),
+        ("[http]\nbody_memory_mb = 4", "http.body_memory_mb"),
     ];
     for (text, key) in cases {
         let (msg, path) = err_text(text);

@@ -247,3 +247,49 @@ pub fn sse(addr: SocketAddr, path: &str, limit: Duration) -> Vec<(Instant, serde
     }
     events
 }
+
+impl Daemon {
+    /// Starts `millwright serve` (test token) through a wrapper that gets the binary and its arguments
+    /// after its own, e.g. `["sh", "-c", "ulimit -n 1024 && exec \"$0\" \"$@\""]`; `exec` keeps the pid.
+    pub fn start_wrapped(data_dir: &Path, state_dir: &Path, env: &[(&str, &str)], wrapper: &[&str]) -> Daemon {
+        let log = state_dir.with_extension("stderr.log");
+        std::fs::create_dir_all(state_dir).unwrap();
+        let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(env!("CARGO_BIN_EXE_millwright"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MILLWRIGHT_DATA_DIR", data_dir)
+            .env("MILLWRIGHT_STATE_DIR", state_dir)
+            .env("MILLWRIGHT_MQTT__ENABLED", "false")
+            .env("MILLWRIGHT_TRAINING__QUALITY", "fast")
+            .env("MILLWRIGHT_TRAINING__THREADS", "1")
+            .env("MILLWRIGHT_AUTH__TOKEN", TOKEN)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(err));
+        let mut child = cmd.spawn().expect("spawn the wrapped millwright serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("millwright listening on http://") {
+                    let _ = tx.send(rest.trim_end_matches('/').to_string());
+                }
+            }
+        });
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            panic!("daemon did not start; stderr:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        };
+        Daemon { child, addr: addr.parse().unwrap(), data_dir: data_dir.to_path_buf(), state_dir: state_dir.to_path_buf(), stderr_log: log }
+    }
+
+    /// The daemon's resident memory in MB (VmRSS).
+    pub fn rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()).map_or(0.0, |kb| kb / 1024.0)
+    }
+}

@@ -1,0 +1,245 @@
+//! What every request goes through before a handler sees it, so that a client without the token costs
+//! nothing and no client can make the daemon hold more than a bounded amount of request bodies:
+//!
+//! 1. A mutating method (POST, PUT, PATCH, DELETE) is authenticated from its headers alone, before a byte
+//!    of its body is read, and answered 401 at once — also when the client sent `Expect: 100-continue`,
+//!    which therefore never gets `100 Continue` (hyper sends it only when the body is first read). Logging
+//!    in and out are the exceptions.
+//! 2. A declared `Content-Length` above the route's limit is answered 413 before reading.
+//! 3. The body is then read here, whole, within `http.body_timeout_s` (408 otherwise), after reserving its
+//!    size (or the route's limit when the length is not declared) from a daemon-wide budget of
+//!    `http.body_memory_mb`; a sender that finds the budget spent waits, within the same deadline (503
+//!    after it). The handler gets the bytes in memory and the reservation is returned when it answers.
+//!
+//! Read-only routes take no body; one sent anyway is never read. The MQTT bridge's requests pass through
+//! here too (their bodies are already in memory and carry the token).
+use super::auth;
+use super::server::ConnHandle;
+use super::{ApiError, AppState};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body::Body as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+/// Request bodies above this are refused (413); predictions may carry more readings, logins are tiny.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+pub const PREDICT_BODY_LIMIT: usize = 8 * 1024 * 1024;
+pub const AUTH_BODY_LIMIT: usize = 16 * 1024;
+
+/// The `[http]` settings in the form the server uses, plus the shared body budget.
+pub struct HttpLimits {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub body_memory: usize,
+    budget: Arc<Semaphore>,
+}
+
+impl HttpLimits {
+    pub fn new(header_timeout: Duration, body_timeout: Duration, idle_timeout: Duration, max_connections: usize, body_memory: usize) -> HttpLimits {
+        let body_memory = body_memory.min(Semaphore::MAX_PERMITS);
+        HttpLimits { header_timeout, body_timeout, idle_timeout, max_connections, body_memory, budget: Arc::new(Semaphore::new(body_memory)) }
+    }
+
+    pub fn from_config(c: &crate::config::HttpConfig) -> HttpLimits {
+        let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::from_secs(60));
+        let mb = usize::try_from(c.body_memory_mb).unwrap_or(usize::MAX / (1 << 20)).saturating_mul(1 << 20);
+        HttpLimits::new(secs(c.header_timeout_s), secs(c.body_timeout_s), secs(c.idle_timeout_s), c.max_connections, mb)
+    }
+
+    /// Bytes of the body budget not reserved right now.
+    pub fn budget_free(&self) -> usize {
+        self.budget.available_permits()
+    }
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits::from_config(&crate::config::HttpConfig::default())
+    }
+}
+
+/// The largest body a route takes.
+pub fn body_limit(path: &str) -> usize {
+    if path.starts_with("/api/ml/predict/") {
+        PREDICT_BODY_LIMIT
+    } else if path.starts_with("/api/auth/") {
+        AUTH_BODY_LIMIT
+    } else {
+        BODY_LIMIT
+    }
+}
+
+fn is_mutating(m: &Method) -> bool {
+    matches!(*m, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+}
+
+/// Routes a client without the token must reach: logging in, and logging out (harmless, and the page calls
+/// it whatever its state).
+fn is_open(m: &Method, path: &str) -> bool {
+    *m == Method::POST && matches!(path, "/api/auth/login" | "/api/auth/logout")
+}
+
+fn size_text(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) { format!("{} MB", n >> 20) } else { format!("{} KB", n.div_ceil(1024)) }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the request body is too large (this route takes at most {})", size_text(limit)))
+        .details(serde_json::json!({ "limit_bytes": limit }))
+}
+
+#[derive(Debug)]
+enum ReadError {
+    TooLarge,
+    Timeout,
+    Broken(String),
+}
+
+/// Reads a whole body of at most `limit` bytes before `deadline`.
+async fn collect(body: Body, limit: usize, deadline: Instant) -> Result<Bytes, ReadError> {
+    let declared = body.size_hint().exact().and_then(|n| usize::try_from(n).ok());
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut body = std::pin::pin!(body);
+    loop {
+        let frame = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx));
+        match tokio::time::timeout_at(deadline, frame).await {
+            Err(_) => return Err(ReadError::Timeout),
+            Ok(None) => return Ok(Bytes::from(buf)),
+            Ok(Some(Err(e))) => return Err(ReadError::Broken(e.to_string())),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.len() > limit {
+                        return Err(ReadError::TooLarge);
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
+/// An answer given while the body may still be on its way: the connection is closed after it (gently, so
+/// the client reads the answer; see `server`).
+fn early(err: ApiError, conn: Option<&ConnHandle>) -> Response {
+    if let Some(c) = conn {
+        c.linger();
+    }
+    closing(err)
+}
+
+fn closing(err: ApiError) -> Response {
+    let mut resp = err.into_response();
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// The middleware (see the module doc).
+pub async fn intake(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let conn = req.extensions().get::<ConnHandle>().cloned();
+    let path = req.uri().path().to_string();
+    let has_body = req.body().size_hint().exact() != Some(0);
+    if is_mutating(req.method())
+        && !is_open(req.method(), &path)
+        && let Err(e) = auth::require(&state, req.headers())
+    {
+        return if has_body { early(e, conn.as_ref()) } else { e.into_response() };
+    }
+    if !has_body {
+        return next.run(req).await;
+    }
+    if !is_mutating(req.method()) {
+        // No read-only route takes a body; one sent anyway is dropped unread.
+        if let Some(c) = &conn {
+            c.linger();
+        }
+        let (parts, _) = req.into_parts();
+        return next.run(Request::from_parts(parts, Body::empty())).await;
+    }
+    let limit = body_limit(&path);
+    let declared = req.body().size_hint().exact().map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    if declared.is_some_and(|n| n > limit) {
+        return early(too_large(limit), conn.as_ref());
+    }
+    let limits = state.http.clone();
+    let deadline = Instant::now() + limits.body_timeout;
+    let reserve = u32::try_from(declared.unwrap_or(limit).min(limits.body_memory)).unwrap_or(u32::MAX);
+    let permit = match tokio::time::timeout_at(deadline, limits.budget.clone().acquire_many_owned(reserve)).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            tracing::warn!(route = %path, budget_mb = limits.body_memory >> 20, "request refused: the HTTP body budget (http.body_memory_mb) stayed spent for http.body_timeout_s");
+            let mut resp = early(
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the daemon is receiving too many request bodies at once (http.body_memory_mb); retry shortly"),
+                conn.as_ref(),
+            );
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        }
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match collect(body, limit, deadline).await {
+        Ok(b) => b,
+        Err(ReadError::TooLarge) => return early(too_large(limit), conn.as_ref()),
+        Err(ReadError::Timeout) => {
+            let secs = limits.body_timeout.as_secs_f64();
+            return closing(ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", format!("the request body did not arrive within {secs} s (http.body_timeout_s)")));
+        }
+        Err(ReadError::Broken(e)) => return closing(ApiError::bad_request(format!("the request body could not be read: {e}"))),
+    };
+    let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    drop(permit);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    #[test]
+    fn route_limits_and_their_wording() {
+        assert_eq!(body_limit("/api/ml/predict/m1"), PREDICT_BODY_LIMIT);
+        assert_eq!(body_limit("/api/auth/login"), AUTH_BODY_LIMIT);
+        assert_eq!(body_limit("/api/ml/train/batch"), BODY_LIMIT);
+        assert_eq!(size_text(PREDICT_BODY_LIMIT), "8 MB");
+        assert_eq!(size_text(AUTH_BODY_LIMIT), "16 KB");
+        assert!(is_open(&Method::POST, "/api/auth/login") && !is_open(&Method::POST, "/api/ml/train/batch"));
+        assert!(is_mutating(&Method::DELETE) && !is_mutating(&Method::GET));
+    }
+
+    fn trickle(chunks: usize, every: Duration) -> Body {
+        let s = futures_util::stream::iter(0..chunks).then(move |_| async move {
+            tokio::time::sleep(every).await;
+            Ok::<_, std::io::Error>(Bytes::from_static(b"0123456789"))
+        });
+        Body::from_stream(s)
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_within_the_deadline_and_the_limit() {
+        let soon = || Instant::now() + Duration::from_millis(300);
+        assert_eq!(collect(trickle(3, Duration::from_millis(10)), 100, soon()).await.unwrap().len(), 30);
+        assert!(matches!(collect(trickle(3, Duration::from_millis(10)), 25, soon()).await, Err(ReadError::TooLarge)));
+        // A body that never ends is cut at the deadline, however steadily it trickles.
+        let t0 = Instant::now();
+        assert!(matches!(collect(trickle(usize::MAX, Duration::from_millis(20)), usize::MAX, soon()).await, Err(ReadError::Timeout)));
+        assert!(t0.elapsed() < Duration::from_millis(500));
+    }
+
+    #[tokio::test]
+    async fn the_body_budget_is_shared_and_returned() {
+        let l = HttpLimits::new(Duration::from_secs(1), Duration::from_secs(1), Duration::from_secs(1), 8, 100);
+        let a = l.budget.clone().acquire_many_owned(60).await.unwrap();
+        assert_eq!(l.budget_free(), 40);
+        assert!(l.budget.clone().try_acquire_many_owned(60).is_err(), "a second large body waits");
+        drop(a);
+        assert_eq!(l.budget_free(), 100);
+    }
+}
