@@ -12,9 +12,11 @@
 //!   it restarts whenever a kept-alive connection goes idle, so it would also close idle connections at
 //!   the header timeout. Bodies get their deadline in [`super::intake`].
 //! - Connections are capped at `http.max_connections`, lowered to fit the open-file limit. At the cap a new
-//!   connection does not wait: the oldest connection that has not completed a request is closed (then the
-//!   one idle longest); only when every connection is busy is the newcomer refused with 503. The cap being
-//!   hit is logged, at most every 10 s.
+//!   connection does not wait: the oldest connection that has not completed a request is closed, else the
+//!   one idle longest, else the oldest event stream (a browser's EventSource reconnects by itself; without
+//!   this, a few hundred open streams would lock every other client out). Only when every connection is
+//!   serving an ordinary request is the newcomer refused with 503. The cap being hit is logged, at most
+//!   every 10 s.
 //! - A request answered before its body was read (401, 413) gets a short lingering close: the write side is
 //!   shut and the rest of the body discarded for up to 2 s, so the client reads the answer instead of a
 //!   reset.
@@ -103,6 +105,8 @@ pub struct Conn {
     idle_since: AtomicU64,
     head_started: AtomicU64,
     write_blocked: AtomicU64,
+    /// When the response in flight turned out to be an event stream (0: it is not).
+    streaming: AtomicU64,
     lingering: AtomicBool,
     linger_wanted: AtomicBool,
     closing: AtomicBool,
@@ -131,6 +135,7 @@ struct Snapshot {
     idle_since: u64,
     head_started: u64,
     write_blocked: u64,
+    streaming: u64,
     lingering: bool,
 }
 
@@ -145,6 +150,7 @@ impl Conn {
             idle_since: AtomicU64::new(now),
             head_started: AtomicU64::new(0),
             write_blocked: AtomicU64::new(0),
+            streaming: AtomicU64::new(0),
             lingering: AtomicBool::new(false),
             linger_wanted: AtomicBool::new(false),
             closing: AtomicBool::new(false),
@@ -165,6 +171,7 @@ impl Conn {
             idle_since: self.idle_since.load(Ordering::Relaxed),
             head_started: self.head_started.load(Ordering::Relaxed),
             write_blocked: self.write_blocked.load(Ordering::Relaxed),
+            streaming: self.streaming.load(Ordering::Relaxed),
             lingering: self.lingering.load(Ordering::Relaxed),
         }
     }
@@ -230,7 +237,7 @@ fn eviction_rank(s: &Snapshot) -> Option<(u8, u64)> {
     if s.lingering {
         Some((0, s.accepted))
     } else if s.in_flight > 0 {
-        None
+        (s.streaming != 0).then_some((3, s.streaming))
     } else if s.served == 0 {
         Some((1, s.accepted))
     } else {
@@ -637,6 +644,7 @@ impl Drop for Busy {
     fn drop(&mut self) {
         self.0.idle_since.store(self.0.now(), Ordering::Relaxed);
         self.0.write_blocked.store(0, Ordering::Relaxed);
+        self.0.streaming.store(0, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -663,6 +671,10 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
                 Ok(r) => r,
                 Err(never) => match never {},
             };
+            let stream = resp.headers().get(axum::http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+            if stream {
+                busy.0.streaming.store(busy.0.now(), Ordering::Relaxed);
+            }
             Ok(resp.map(|inner| Tracked { inner, _busy: busy }))
         })
     }
@@ -724,19 +736,21 @@ mod tests {
     }
 
     #[test]
-    fn eviction_prefers_lingering_then_oldest_without_a_request_then_longest_idle() {
+    fn eviction_prefers_lingering_then_oldest_without_a_request_then_longest_idle_then_oldest_stream() {
         let lingering = Snapshot { lingering: true, accepted: 900, ..Default::default() };
         let old_fresh = Snapshot { accepted: 10, ..Default::default() };
         let new_fresh = Snapshot { accepted: 500, ..Default::default() };
         let idle = Snapshot { accepted: 1, served: 3, idle_since: 2, ..Default::default() };
         let busy = Snapshot { accepted: 0, in_flight: 1, ..Default::default() };
-        let mut ranked: Vec<_> = [("idle", idle), ("busy", busy), ("new", new_fresh), ("lingering", lingering), ("old", old_fresh)]
+        let old_stream = Snapshot { in_flight: 1, served: 1, streaming: 5, ..Default::default() };
+        let new_stream = Snapshot { in_flight: 1, served: 1, streaming: 50, ..Default::default() };
+        let mut ranked: Vec<_> = [("new stream", new_stream), ("idle", idle), ("busy", busy), ("new", new_fresh), ("old stream", old_stream), ("lingering", lingering), ("old", old_fresh)]
             .into_iter()
             .filter_map(|(n, s)| eviction_rank(&s).map(|r| (r, n)))
             .collect();
         ranked.sort();
         let order: Vec<_> = ranked.into_iter().map(|(_, n)| n).collect();
-        assert_eq!(order, ["lingering", "old", "new", "idle"]);
+        assert_eq!(order, ["lingering", "old", "new", "idle", "old stream", "new stream"]);
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //! daemon under load. Per-step peak memory comes from resetting the kernel's high-water mark before each step.
 mod accuracy;
 mod daemon;
+mod hostile;
 mod http;
 mod measure;
 mod scaling;
 
 pub use accuracy::{AccuracyRow, accuracy, print as print_accuracy};
 pub use daemon::{DaemonOptions, DaemonReport, daemon, print as print_daemon};
+pub use hostile::{HostileOptions, HostileRow, hostile, print as print_hostile};
 pub use measure::{Probe, Sample, median, quantile};
 pub use scaling::{Case, ScalingRow, print as print_scaling, scaling};
 

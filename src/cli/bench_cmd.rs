@@ -1,5 +1,5 @@
-//! `millwright bench [accuracy|scaling|daemon|all]`: prints each table, or JSON with --json for scripts.
-use crate::bench::{self, Case, DaemonOptions};
+//! `millwright bench [accuracy|scaling|daemon|hostile|all]`: prints each table, or JSON with --json for scripts.
+use crate::bench::{self, Case, DaemonOptions, HostileOptions};
 use crate::ml::{TrainParams, eval};
 use anyhow::Result;
 
@@ -38,6 +38,12 @@ pub struct BenchArgs {
     /// Rows of the machine trained under load.
     #[arg(long, default_value_t = 50_000)]
     daemon_rows: usize,
+    /// Slowloris connections for `hostile`.
+    #[arg(long, default_value_t = 1_100)]
+    slow_connections: usize,
+    /// Unauthenticated 8 MB body senders for `hostile`.
+    #[arg(long, default_value_t = 200)]
+    body_senders: usize,
     /// Print JSON (one object with every table) instead of tables.
     #[arg(long)]
     json: bool,
@@ -48,6 +54,8 @@ enum What {
     Accuracy,
     Scaling,
     Daemon,
+    /// The daemon under misbehaving clients (slowloris, body senders, idle connections, fd limit, logins).
+    Hostile,
     All,
 }
 
@@ -123,6 +131,18 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         std::fs::create_dir_all(&o.work_dir)?;
         let r = bench::daemon(&o)?;
         section(a.json, "daemon", &r, &mut json, || bench::print_daemon(&r))?;
+    }
+    if matches!(a.what, What::Hostile | What::All) {
+        let o = HostileOptions {
+            slow_connections: a.slow_connections,
+            body_senders: a.body_senders,
+            idle_connections: 1_000,
+            login_seconds: 3.0,
+            work_dir: work.join("hostile"),
+        };
+        std::fs::create_dir_all(&o.work_dir)?;
+        let rows = bench::hostile(&o)?;
+        section(a.json, "hostile", &rows, &mut json, || bench::print_hostile(&rows))?;
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&json)?);

@@ -430,3 +430,49 @@ fn bodies_in_flight_share_one_memory_budget() {
     let (_, got) = until_closed(&mut b, Duration::from_secs(3));
     assert_eq!(status_of(&got), 202, "{}", String::from_utf8_lossy(&got));
 }
+
+#[test]
+fn event_streams_give_way_at_the_cap_instead_of_locking_everyone_out() {
+    let (_dir, data, state) = setup(20_000);
+    let d = Daemon::start(&data, &state, &[("MILLWRIGHT_HTTP__MAX_CONNECTIONS", "8")]);
+    let m = machine(&d);
+    let running = submit(&d, "batch", &m);
+    let waiting = submit(&d, "batch", &m);
+    // Every connection the cap allows becomes a silent, never-ending event stream (the task waits).
+    let streams: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = TcpStream::connect(d.addr).unwrap();
+            write!(s, "GET /api/ml/tasks/{waiting}/events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap();
+            assert!(String::from_utf8_lossy(&buf[..n]).contains("text/event-stream"));
+            s
+        })
+        .collect();
+    for _ in 0..4 {
+        let r = d.get("/api/health");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let closed = streams
+        .iter()
+        .filter(|s| {
+            s.set_nonblocking(true).unwrap();
+            let mut s: &TcpStream = s;
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => return true,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                    Err(_) => return true,
+                }
+            }
+        })
+        .count();
+    assert!(closed >= 1, "no stream gave way, yet health was answered?");
+    assert!(d.log().contains("HTTP connection cap reached"), "{}", d.log());
+    for id in [&waiting, &running] {
+        d.post(&format!("/api/ml/tasks/{id}/cancel"), &json!({}));
+    }
+}
