@@ -12,7 +12,8 @@
 //!    after it). The handler gets the bytes in memory and the reservation is returned when it answers.
 //!
 //! Read-only routes take no body; one sent anyway is never read. The MQTT bridge's requests pass through
-//! here too (their bodies are already in memory and carry the token).
+//! here too: they carry the token, and their bodies are already in memory, so no deadline applies to them
+//! (a deadline exists for clients on a connection; in-process callers may run without a timer).
 use super::auth;
 use super::server::ConnHandle;
 use super::{ApiError, AppState};
@@ -103,18 +104,21 @@ enum ReadError {
     Broken(String),
 }
 
-/// Reads a whole body of at most `limit` bytes before `deadline`.
-async fn collect(body: Body, limit: usize, deadline: Instant) -> Result<Bytes, ReadError> {
+/// Reads a whole body of at most `limit` bytes, before `deadline` if there is one.
+async fn collect(body: Body, limit: usize, deadline: Option<Instant>) -> Result<Bytes, ReadError> {
     let declared = body.size_hint().exact().and_then(|n| usize::try_from(n).ok());
     let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(limit));
     let mut body = std::pin::pin!(body);
     loop {
         let frame = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx));
-        match tokio::time::timeout_at(deadline, frame).await {
-            Err(_) => return Err(ReadError::Timeout),
-            Ok(None) => return Ok(Bytes::from(buf)),
-            Ok(Some(Err(e))) => return Err(ReadError::Broken(e.to_string())),
-            Ok(Some(Ok(frame))) => {
+        let next = match deadline {
+            Some(d) => tokio::time::timeout_at(d, frame).await.map_err(|_| ReadError::Timeout)?,
+            None => frame.await,
+        };
+        match next {
+            None => return Ok(Bytes::from(buf)),
+            Some(Err(e)) => return Err(ReadError::Broken(e.to_string())),
+            Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     if buf.len() + data.len() > limit {
                         return Err(ReadError::TooLarge);
@@ -169,11 +173,16 @@ pub async fn intake(State(state): State<AppState>, req: Request, next: Next) -> 
         return early(too_large(limit), conn.as_ref());
     }
     let limits = state.http.clone();
-    let deadline = Instant::now() + limits.body_timeout;
+    let deadline = conn.is_some().then(|| Instant::now() + limits.body_timeout);
     let reserve = u32::try_from(declared.unwrap_or(limit).min(limits.body_memory)).unwrap_or(u32::MAX);
-    let permit = match tokio::time::timeout_at(deadline, limits.budget.clone().acquire_many_owned(reserve)).await {
-        Ok(Ok(p)) => p,
-        _ => {
+    let acquire = limits.budget.clone().acquire_many_owned(reserve);
+    let permit = match deadline {
+        Some(d) => tokio::time::timeout_at(d, acquire).await.ok().and_then(Result::ok),
+        None => acquire.await.ok(),
+    };
+    let permit = match permit {
+        Some(p) => p,
+        None => {
             tracing::warn!(route = %path, budget_mb = limits.body_memory >> 20, "request refused: the HTTP body budget (http.body_memory_mb) stayed spent for http.body_timeout_s");
             let mut resp = early(
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the daemon is receiving too many request bodies at once (http.body_memory_mb); retry shortly"),
@@ -224,13 +233,39 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_are_read_within_the_deadline_and_the_limit() {
-        let soon = || Instant::now() + Duration::from_millis(300);
+        let soon = || Some(Instant::now() + Duration::from_millis(300));
         assert_eq!(collect(trickle(3, Duration::from_millis(10)), 100, soon()).await.unwrap().len(), 30);
         assert!(matches!(collect(trickle(3, Duration::from_millis(10)), 25, soon()).await, Err(ReadError::TooLarge)));
         // A body that never ends is cut at the deadline, however steadily it trickles.
         let t0 = Instant::now();
         assert!(matches!(collect(trickle(usize::MAX, Duration::from_millis(20)), usize::MAX, soon()).await, Err(ReadError::Timeout)));
         assert!(t0.elapsed() < Duration::from_millis(500));
+        // In-process callers (the MQTT bridge) have their bodies in memory: no deadline, no timer needed.
+        assert_eq!(collect(Body::from("{}"), 100, None).await.unwrap().len(), 2);
+    }
+
+    /// The MQTT bridge and the fuzzer call the router in-process, on runtimes that may have no timer.
+    #[test]
+    fn in_process_requests_need_no_timer_and_are_still_authenticated() {
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SledStore::open(&dir.path().join("jobs.sled")).unwrap();
+        let (queue, _) = crate::jobs::JobQueue::open(Arc::new(store), 3, 10, false).unwrap();
+        let registry = crate::registry::Registry::open(&dir.path().join("state"), 2, 50.0).unwrap();
+        let state = AppState::new(Arc::new(queue), Arc::new(registry), dir.path().join("data"), "t0k3n-0123456789abcdef".into(), true, crate::ml::TrainParams::default(), 3600.0, 3);
+        let app = super::super::router(state);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let call = |token: Option<&str>| {
+            let mut req = axum::http::Request::builder().method("POST").uri("/api/ml/predict/m1").header(header::CONTENT_TYPE, "application/json");
+            if let Some(t) = token {
+                req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+            }
+            let req = req.body(Body::from(r#"{"rows": []}"#)).unwrap();
+            rt.block_on(app.clone().oneshot(req)).unwrap().status()
+        };
+        assert_eq!(call(None), StatusCode::UNAUTHORIZED);
+        let status = call(Some("t0k3n-0123456789abcdef"));
+        assert!(status.is_client_error() && status != StatusCode::UNAUTHORIZED && status != StatusCode::REQUEST_TIMEOUT, "{status}");
     }
 
     #[tokio::test]

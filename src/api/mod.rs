@@ -21,6 +21,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
+use intake::{BODY_LIMIT, PREDICT_BODY_LIMIT};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::future::Future;
@@ -167,8 +168,6 @@ async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
-
-use intake::{BODY_LIMIT, PREDICT_BODY_LIMIT};
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()

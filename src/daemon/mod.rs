@@ -133,9 +133,7 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     state.admission_check = Arc::new(move |machine: &str, types: &[crate::ml::ModelType]| g.admission_check(machine, types));
     state.health_extra = Arc::new(move || guard.health());
     // --- end guard state wiring ---
-    // --- http limits (issue 13) ---
     state.http = Arc::new(api::HttpLimits::from_config(&cfg.http));
-    // --- end http limits ---
     Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate, bus })
 }
 
@@ -185,14 +183,12 @@ async fn signal() {
 }
 
 pub fn serve(cfg: Config) -> Result<()> {
-    // --- http limits (issue 13) ---
     // Each client connection is a file descriptor; the usual soft limit of 1,024 is far below the hard one.
     match api::raise_fd_limit() {
         Ok((old, new)) if new > old => tracing::info!(old, new, "raised the open-file limit (RLIMIT_NOFILE)"),
         Ok((old, _)) => tracing::info!(limit = old, "open-file limit (RLIMIT_NOFILE) already at its hard limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit (RLIMIT_NOFILE)"),
     }
-    // --- end http limits ---
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         // Each request's store and registry work runs on a blocking thread; tokio's default of 512 such threads
