@@ -60,7 +60,7 @@ const BACKLOG: i32 = 1024;
 /// Why a connection is closed by the server rather than by its client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum CloseReason {
+enum CloseReason {
     None = 0,
     HeaderTimeout = 1,
     IdleTimeout = 2,
@@ -97,7 +97,7 @@ impl CloseReason {
 
 /// One connection's state, shared by its task, its I/O wrapper, its requests and the reaper. Times are
 /// milliseconds since the table's epoch plus one, so 0 means "not set".
-pub struct Conn {
+struct Conn {
     epoch: Instant,
     accepted: u64,
     in_flight: AtomicU32,
@@ -246,7 +246,7 @@ fn eviction_rank(s: &Snapshot) -> Option<(u8, u64)> {
 }
 
 /// Every open connection.
-pub struct Table {
+struct Table {
     epoch: Instant,
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
@@ -681,7 +681,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 }
 
 /// A response body that keeps its connection marked busy until hyper has sent (or dropped) it.
-pub struct Tracked {
+struct Tracked {
     inner: axum::body::Body,
     _busy: Busy,
 }
