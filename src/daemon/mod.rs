@@ -130,7 +130,7 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     let mut state = AppState::new(queue.clone(), registry, cfg.data_dir.clone(), token, cfg.auth.required, training_defaults(cfg), cfg.training.max_time_limit_s, cfg.queue.capacity);
     // --- guard state wiring (issue 6): admission_check, health_extra ---
     let g = guard.clone();
-    state.admission_check = Arc::new(move |machine: &str, types: &[crate::ml::ModelType]| g.admission_check(machine, types));
+    state.admission_check = Arc::new(move |machine: &str, types: &[crate::ml::ModelType]| g.refusal(machine, types));
     state.health_extra = Arc::new(move || guard.health());
     // --- end guard state wiring ---
     Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate, bus })

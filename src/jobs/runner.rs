@@ -161,9 +161,11 @@ impl Runner {
                     Err(e) => tracing::error!(error = %e, "could not requeue the interrupted job"),
                 }
             }
-        } else if succeeded == 0 {
-            let errors: Vec<String> = results.iter().filter_map(|(k, v)| v.get("error").and_then(|e| e.as_str()).map(|e| format!("{k}: {e}"))).collect();
-            self.finish(&id, JobState::Failure, Some(errors.join("; ")), Some(result));
+        } else if succeeded < n {
+            // A batch is one request for a complete system: any model that failed fails the job, so neither a
+            // client polling the state nor the MQTT event reports success for a system that is not whole.
+            // The models that did train are saved and live, and the message says which.
+            self.finish(&id, JobState::Failure, Some(batch_failure(&results, succeeded, n)), Some(result));
         } else {
             self.finish(&id, JobState::Success, None, Some(result));
         }
@@ -247,5 +249,32 @@ impl Runner {
             j.result = result;
             j.finish(state, error);
         });
+    }
+}
+
+/// "classification: only one class …" for each failed model, then which models were kept (if any).
+fn batch_failure(results: &serde_json::Map<String, serde_json::Value>, succeeded: usize, n: usize) -> String {
+    let errors: Vec<String> = results.iter().filter_map(|(k, v)| v.get("error").and_then(|e| e.as_str()).map(|e| format!("{k}: {e}"))).collect();
+    let kept: Vec<&str> = results.iter().filter(|(_, v)| v.get("status").and_then(|s| s.as_str()) == Some("completed")).map(|(k, _)| k.as_str()).collect();
+    let mut msg = errors.join("; ");
+    if succeeded > 0 {
+        msg.push_str(&format!(" ({} of {n} models failed; {} trained and live)", n - succeeded, kept.join(", ")));
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partly_failed_batch_names_the_failures_and_the_kept_models() {
+        let mut r = serde_json::Map::new();
+        r.insert("classification".into(), json!({ "status": "failed", "error": "only one class" }));
+        r.insert("anomaly".into(), json!({ "status": "completed", "version": 1 }));
+        let msg = batch_failure(&r, 1, 2);
+        assert_eq!(msg, "classification: only one class (1 of 2 models failed; anomaly trained and live)");
+        r.remove("anomaly");
+        assert_eq!(batch_failure(&r, 0, 1), "classification: only one class");
     }
 }
