@@ -28,10 +28,33 @@ pub enum DataError {
     TooFewRows { file: PathBuf, rows: usize },
     #[error("{}: {message}", file.display())]
     Describe { file: PathBuf, message: String },
+    #[error("{}: {setting} leads outside the data folder ({} resolves to {}, which is not under {}); keep a machine's files inside the data folder (copy them there rather than linking to them)", file.display(), path.display(), resolved.display(), root.display())]
+    Outside { file: PathBuf, setting: String, path: PathBuf, resolved: PathBuf, root: PathBuf },
 }
 
 impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io { path: path.into(), source }
+    }
+
+    /// What went wrong without file names, paths or anything read from a file (cell values, column names,
+    /// parser excerpts): for clients that may not see the data folder's layout or content.
+    pub fn redacted(&self) -> String {
+        let what = match self {
+            DataError::InvalidMachineId { .. } => return self.to_string(),
+            DataError::UnknownMachine { id, .. } => return format!("unknown machine {id:?}"),
+            DataError::NoLayout { .. } => "no machine data found (expected train.parquet/train.csv (+ val, test) or a machine.toml)".to_string(),
+            DataError::Io { source, .. } => format!("a file of this machine cannot be read ({})", source.kind()),
+            DataError::Format { .. } => "a data file is not valid CSV or Parquet".to_string(),
+            DataError::Cell { row, expected, .. } => format!("row {row} of a data file has a cell that cannot be read as {expected}"),
+            DataError::MissingColumn { .. } => "a data file lacks a column the machine's description names".to_string(),
+            DataError::NonMonotonic { row, .. } => format!("row {row} of a data file has a timestamp that is not after the previous one"),
+            DataError::NoSensors { .. } => "a data file has no sensor columns".to_string(),
+            DataError::AllMissing { .. } => "a sensor column has no values at all".to_string(),
+            DataError::TooFewRows { rows, .. } => format!("only {rows} row(s); at least 2 rows are needed"),
+            DataError::Describe { .. } => "the machine.toml is not valid".to_string(),
+            DataError::Outside { .. } => "the machine's description names a file outside the data folder".to_string(),
+        };
+        format!("{what}; log in to see details")
     }
 }
