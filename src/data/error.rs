@@ -58,3 +58,34 @@ impl DataError {
         format!("{what}; log in to see details")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_messages_name_no_file_and_quote_nothing_read() {
+        let file = PathBuf::from("/srv/data/machines/m/secret-name.csv");
+        let canary = "canary-value";
+        let all = [
+            DataError::UnknownMachine { id: "m".into(), dir: file.clone() },
+            DataError::NoLayout { dir: file.clone() },
+            DataError::io(&file, std::io::Error::new(std::io::ErrorKind::PermissionDenied, canary)),
+            DataError::Format { file: file.clone(), message: canary.into() },
+            DataError::Cell { file: file.clone(), row: 3, column: canary.into(), value: canary.into(), expected: "a number" },
+            DataError::MissingColumn { file: file.clone(), column: canary.into(), available: canary.into() },
+            DataError::NonMonotonic { file: file.clone(), row: 4, life: canary.into(), previous: canary.into(), current: canary.into() },
+            DataError::NoSensors { file: file.clone() },
+            DataError::AllMissing { file: file.clone(), column: canary.into() },
+            DataError::TooFewRows { file: file.clone(), rows: 1 },
+            DataError::Describe { file: file.clone(), message: canary.into() },
+            DataError::Outside { file: file.clone(), setting: "rul_at_end".into(), path: file.clone(), resolved: "/etc/passwd".into(), root: "/srv/data".into() },
+        ];
+        for e in &all {
+            let r = e.redacted();
+            assert!(!r.contains("/srv") && !r.contains("/etc") && !r.contains(canary) && !r.contains("secret-name"), "{e:?} → {r}");
+            assert!(e.to_string().contains("/srv/data"), "the full message keeps the path: {e}");
+        }
+        assert!(all[4].redacted().contains("row 3") && all[4].redacted().ends_with("log in to see details"));
+    }
+}
