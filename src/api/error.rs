@@ -10,11 +10,21 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Option<serde_json::Value>,
+    /// The message for a client without the token when `message` may quote paths or file content.
+    pub redacted: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), details: None }
+        ApiError { status, code, message: message.into(), details: None, redacted: None }
+    }
+
+    /// The message a client may see: in full with the token, else without paths or file content.
+    pub fn message_for(&self, logged_in: bool) -> &str {
+        match (&self.redacted, logged_in) {
+            (Some(r), false) => r,
+            _ => &self.message,
+        }
     }
 
     pub fn details(mut self, d: serde_json::Value) -> ApiError {
@@ -60,11 +70,13 @@ impl IntoResponse for ApiError {
 impl From<crate::data::DataError> for ApiError {
     fn from(e: crate::data::DataError) -> Self {
         use crate::data::DataError as D;
-        match &e {
+        let mut out = match &e {
             D::InvalidMachineId { .. } => ApiError::bad_request(e.to_string()),
             D::UnknownMachine { id, .. } => ApiError::not_found(format!("unknown machine {id:?}")),
             _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_data", e.to_string()),
-        }
+        };
+        out.redacted = Some(e.redacted());
+        out
     }
 }
 

@@ -50,8 +50,10 @@ fn models_of(state: &AppState, id: &str) -> Result<Value, ApiError> {
     Ok(Value::Object(out))
 }
 
-#[utoipa::path(get, path = "/api/ml/train/machines/available", responses((status = 200, description = "machines with trainable data and which of the 4 models exist")))]
-pub async fn machines_available(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// A folder that does not load shows why; only a client with the token sees paths and what the files say.
+#[utoipa::path(get, path = "/api/ml/train/machines/available", responses((status = 200, description = "machines with trainable data and which of the 4 models exist; data_dir and load errors in full only with the token")))]
+pub async fn machines_available(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let logged_in = state.is_logged_in(&headers);
     let summaries = state.machine_summaries().await?;
     let mut machines = Vec::new();
     for (id, summary) in summaries {
@@ -63,10 +65,14 @@ pub async fn machines_available(State(state): State<AppState>) -> Result<Json<Va
                     "has_label": s.has_label, "has_rul": s.has_rul, "has_anomaly": s.has_anomaly, "interval_s": s.interval_s, "layout": s.layout,
                     "models": models, "models_trained": trained }));
             }
-            Err(e) => machines.push(json!({ "machine_id": id, "error": e })),
+            Err(e) => machines.push(json!({ "machine_id": id, "error": e.message_for(logged_in) })),
         }
     }
-    Ok(Json(json!({ "total": machines.len(), "machines": machines, "data_dir": state.data_dir.display().to_string() })))
+    let mut answer = json!({ "total": machines.len(), "machines": machines });
+    if logged_in {
+        answer["data_dir"] = json!(state.data_dir.display().to_string());
+    }
+    Ok(Json(answer))
 }
 
 #[utoipa::path(get, path = "/api/ml/models", responses((status = 200, description = "every machine's live models")))]

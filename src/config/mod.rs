@@ -51,6 +51,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub mqtt: MqttConfig,
     pub guard: GuardConfig,
+    pub http: HttpConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -221,6 +222,13 @@ impl Default for GuardConfig {
     }
 }
 
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Host names answered besides localhost, IP literals and the machine's own name; `"*"` = any.
+    pub allowed_hosts: Vec<String>,
+}
+
 impl Default for Config {
     /// `state_dir` follows this process's `$STATE_DIRECTORY`; [`load`] instead uses the
     /// environment it is given, so tests stay independent of how they were started.
@@ -237,6 +245,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             mqtt: MqttConfig::default(),
             guard: GuardConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -536,6 +545,11 @@ fn check_types(
                     });
                 }
             }
+            (schema::Kind::StrList, toml::Value::Array(items)) => {
+                if !items.iter().all(toml::Value::is_str) {
+                    return Err(wrong(value, schema::Kind::StrList.expected()));
+                }
+            }
             (schema::Kind::Choice(options), toml::Value::String(s)) => {
                 if !options.contains(&s.as_str()) {
                     return Err(ConfigError::Invalid {
@@ -613,6 +627,7 @@ impl Config {
         self.validate_auth()?;
         self.mqtt.validate()?;
         self.guard.validate()?;
+        self.http.validate()?;
         Ok(())
     }
 
@@ -728,6 +743,14 @@ impl Config {
                         .map(|p| render_path("auth.token_file", p))
                         .unwrap_or_default(),
                     "set either auth.token or auth.token_file, not both",
+                ));
+            }
+            // The same floor a token file must meet: a short token falls to guessing.
+            if token.chars().count() < 16 {
+                return Err(invalid(
+                    "auth.token",
+                    "***".into(),
+                    "must be at least 16 characters (e.g. the output of `openssl rand -hex 32`), or remove the key to have one generated into state_dir/token",
                 ));
             }
         }
@@ -963,6 +986,27 @@ fn validate_topic(key: &str, topic: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+impl HttpConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for name in &self.allowed_hosts {
+            let plain = name == "*"
+                || (!name.is_empty()
+                    && name.len() <= 253
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'));
+            if !plain {
+                return Err(invalid(
+                    "http.allowed_hosts",
+                    render_str("http.allowed_hosts", name),
+                    "each entry must be a host name such as \"mill.example.com\" (no scheme, port or path), or \"*\" for any name",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl GuardConfig {

@@ -133,6 +133,7 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     state.admission_check = Arc::new(move |machine: &str, types: &[crate::ml::ModelType]| g.refusal(machine, types));
     state.health_extra = Arc::new(move || guard.health());
     // --- end guard state wiring ---
+    state.allowed_hosts = Arc::new(api::AllowedHosts::new(&cfg.http.allowed_hosts));
     Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate, bus })
 }
 
