@@ -82,6 +82,8 @@ pub struct Daemon {
     pub gate: Arc<PauseGate>,
     /// Daemon-wide events (guard, models) for MQTT and the log; job changes come from `queue.subscribe()`.
     pub bus: Bus,
+    /// What the MQTT bridge tells `/api/health` (connected, instance id, twin).
+    pub mqtt_status: Arc<crate::mqtt::Status>,
 }
 
 pub fn start(cfg: &Config) -> Result<Daemon> {
@@ -134,7 +136,18 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     state.health_extra = Arc::new(move || guard.health());
     // --- end guard state wiring ---
     state.allowed_hosts = Arc::new(api::AllowedHosts::new(&cfg.http.allowed_hosts));
-    Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate, bus })
+    // --- mqtt health wiring (issue 13): the bridge's facts next to the guard's ---
+    let mqtt_status = Arc::new(crate::mqtt::Status::default());
+    let (guard_health, mqtt_health) = (state.health_extra.clone(), mqtt_status.clone());
+    state.health_extra = Arc::new(move || {
+        let mut v = guard_health();
+        if let (Some(obj), serde_json::Value::Object(mqtt)) = (v.as_object_mut(), mqtt_health.health()) {
+            obj.extend(mqtt);
+        }
+        v
+    });
+    // --- end mqtt health wiring ---
+    Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate, bus, mqtt_status })
 }
 
 impl Daemon {
@@ -211,7 +224,7 @@ async fn serve_async(cfg: Config) -> Result<()> {
     let server = tokio::spawn(api::serve(listener, daemon.state.clone(), async move { wait.wait().await }));
     // --- mqtt wiring (issue 5) ---
     // A broker that is down is retried in the background; only settings that cannot work stop the start.
-    let mqtt = crate::mqtt::Mqtt::start(&cfg, daemon.state.clone(), &daemon.bus, shutdown.clone()).context("starting MQTT (fix the [mqtt] settings, or set mqtt.enabled = false)")?;
+    let mqtt = crate::mqtt::Mqtt::start(&cfg, daemon.state.clone(), &daemon.bus, shutdown.clone(), daemon.mqtt_status.clone()).context("starting MQTT (fix the [mqtt] settings, or set mqtt.enabled = false)")?;
     // --- end mqtt wiring ---
     // --- systemd wiring (issue 8) ---
     // READY goes out here: the store is open, the port bound and the runner up. The MQTT loop's heartbeat
