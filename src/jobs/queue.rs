@@ -33,8 +33,9 @@ pub enum Next {
     Stopping,
 }
 
-/// How long [`JobQueue::next`] waits before looking at the queue (and the guard's verdict) again.
-const IDLE_TURN: Duration = Duration::from_millis(500);
+/// How long [`JobQueue::next`] (and the runner's loop) waits before looking at the queue (and the guard's
+/// verdict) again.
+pub(super) const IDLE_TURN: Duration = Duration::from_millis(500);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CancelOutcome {

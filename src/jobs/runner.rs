@@ -1,7 +1,7 @@
 //! The runner: one dedicated thread (never an async worker) that takes jobs in submission order and trains
 //! each model of the batch, reporting real progress into the job and saving finished models to the registry.
 use super::job::{Job, JobState};
-use super::queue::{JobQueue, Next};
+use super::queue::{IDLE_TURN, JobQueue, Next};
 use crate::data::{self, MachineId};
 use crate::ml::{self, Event, MlError, ModelType, PauseGate, TrainContext};
 use crate::registry::Registry;
@@ -10,9 +10,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// The longest the runner's loop waits for work before it turns (and beats) again.
-const IDLE_TURN: Duration = Duration::from_millis(500);
 
 /// Why a job should wait before starting (the resource guard plugs in here).
 pub type Admission = Arc<dyn Fn(&Job) -> Option<String> + Send + Sync>;
