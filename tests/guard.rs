@@ -1,6 +1,7 @@
 //! The resource guard against a real daemon: fake /sys and /proc trees (written as files under
 //! `guard.sysfs_root`) drive the temperature and memory numbers; disk and the daemon's RSS are real.
 mod common;
+use common::sysfs::{put, set_meminfo, set_temp};
 use common::{Daemon, fleet};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -23,23 +24,6 @@ fn bench(rows: usize) -> Bench {
     std::fs::create_dir_all(&root).unwrap();
     fleet(&data, 1, rows);
     Bench { data, state, root, _dir: dir }
-}
-
-fn put(root: &Path, rel: &str, text: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    // Written whole and renamed, so the daemon never reads half a file.
-    let tmp = p.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, &p).unwrap();
-}
-
-fn set_temp(root: &Path, celsius: f64) {
-    put(root, "sys/class/thermal/thermal_zone0/temp", &format!("{}\n", (celsius * 1000.0) as i64));
-}
-
-fn set_meminfo(root: &Path, total_mb: u64, available_mb: u64) {
-    put(root, "proc/meminfo", &format!("MemTotal:       {} kB\nMemFree:        {} kB\nMemAvailable:   {} kB\n", total_mb * 1024, available_mb * 1024, available_mb * 1024));
 }
 
 fn start(b: &Bench, env: &[(&str, &str)]) -> Daemon {

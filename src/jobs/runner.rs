@@ -1,7 +1,7 @@
 //! The runner: one dedicated thread (never an async worker) that takes jobs in submission order and trains
 //! each model of the batch, reporting real progress into the job and saving finished models to the registry.
 use super::job::{Job, JobState};
-use super::queue::JobQueue;
+use super::queue::{IDLE_TURN, JobQueue, Next};
 use crate::data::{self, MachineId};
 use crate::ml::{self, Event, MlError, ModelType, PauseGate, TrainContext};
 use crate::registry::Registry;
@@ -28,6 +28,8 @@ pub struct Runner {
 
 impl Runner {
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        // A job held at the pause gate waits there, not in this loop: the gate's wait beats for it.
+        self.gate.beat_into(self.heartbeat.clone());
         std::thread::Builder::new().name("millwright-runner".into()).spawn(move || self.run())
     }
 
@@ -36,17 +38,18 @@ impl Runner {
         self.heartbeat.store(now, Ordering::Relaxed);
     }
 
+    /// The heartbeat is bumped on every turn of this loop (at least every IDLE_TURN while idle, held by the
+    /// guard or not), so it means "this thread is alive and turning", which is what the watchdog asks.
     fn run(self) {
         loop {
             self.beat();
-            let admit = self.admit.clone();
-            let heartbeat = self.heartbeat.clone();
-            let admit_and_beat = move |job: &Job| {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-                heartbeat.store(now, Ordering::Relaxed);
-                admit(job)
+            crate::util::failpoint::hit("runner.idle");
+            let (job, cancel) = match self.queue.next_within(self.admit.as_ref(), IDLE_TURN) {
+                Next::Start(job, cancel) => (*job, cancel),
+                Next::Idle => continue,
+                Next::Stopping => break,
             };
-            let Some((job, cancel)) = self.queue.next(&admit_and_beat) else { break };
+            self.beat();
             let id = job.id.clone();
             let span = tracing::info_span!("job", task_id = %id, machine_id = %job.request.machine_id);
             let _g = span.enter();
@@ -177,6 +180,7 @@ impl Runner {
         let job_id = id.to_string();
         let heartbeat = self.heartbeat.clone();
         let last_stage = Mutex::new(String::new());
+        let warned = AtomicBool::new(false);
         let sink = Arc::new(move |e: &Event| {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             heartbeat.store(now, Ordering::Relaxed);
@@ -208,7 +212,12 @@ impl Runner {
                 }
             });
             if let Err(err) = result {
-                tracing::warn!(error = %err, "could not record progress");
+                // Once per model: on a full disk this would repeat five times a second.
+                if warned.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(error = %err, "could not record progress");
+                } else {
+                    tracing::warn!(error = %err, "could not record progress (said once per model)");
+                }
             }
         });
         let limit = Duration::from_secs_f64(params.time_limit_s);
