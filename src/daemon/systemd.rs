@@ -95,9 +95,27 @@ fn now_secs() -> u64 {
 
 fn notify(states: &[NotifyState]) {
     // A lost notification must never take the daemon down; systemd notices a missing READY by itself.
-    if let Err(e) = sd_notify::notify(states) {
+    if let Err(e) = send_nonblocking(states) {
         tracing::debug!(error = %e, "sd_notify failed");
     }
+}
+
+/// The notify protocol without ever blocking: these sends run on the async workers, and a notify socket
+/// whose reader stalls (a full receive buffer) would otherwise block them and take HTTP down with it. A
+/// message that cannot go out at once is dropped; the next tick sends a fresh one.
+fn send_nonblocking(states: &[NotifyState]) -> std::io::Result<()> {
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return Ok(()) };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => <UnixAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name)?,
+        None => UnixAddr::from_pathname(std::path::Path::new(&path))?,
+    };
+    let msg: String = states.iter().map(|s| format!("{s}\n")).collect();
+    let sock = UnixDatagram::unbound()?;
+    sock.set_nonblocking(true)?;
+    sock.send_to_addr(msg.as_bytes(), &addr)?;
+    Ok(())
 }
 
 /// How long READY waits for the runner thread's first heartbeat before announcing anyway.
