@@ -67,9 +67,12 @@ trap cleanup EXIT
 echo "== boot the container"
 systemd-nspawn -q -D "$run" --boot --console=pipe --register=no --keep-unit --private-network >"$log" 2>&1 &
 nspawn_pid=$!
+# nspawn forks a short-lived helper before the container's PID 1 exists: wait for the child that runs systemd.
 C=
-for _ in $(seq 100); do
-    C=$(pgrep -P "$nspawn_pid" | head -n1 || true)
+for _ in $(seq 200); do
+    for p in $(pgrep -P "$nspawn_pid" || true); do
+        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd ] && C=$p
+    done
     [ -n "$C" ] && break
     sleep 0.1
 done
