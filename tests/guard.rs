@@ -1,6 +1,7 @@
 //! The resource guard against a real daemon: fake /sys and /proc trees (written as files under
 //! `guard.sysfs_root`) drive the temperature and memory numbers; disk and the daemon's RSS are real.
 mod common;
+use common::sysfs::{put, set_meminfo, set_temp};
 use common::{Daemon, fleet};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -23,23 +24,6 @@ fn bench(rows: usize) -> Bench {
     std::fs::create_dir_all(&root).unwrap();
     fleet(&data, 1, rows);
     Bench { data, state, root, _dir: dir }
-}
-
-fn put(root: &Path, rel: &str, text: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    // Written whole and renamed, so the daemon never reads half a file.
-    let tmp = p.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, &p).unwrap();
-}
-
-fn set_temp(root: &Path, celsius: f64) {
-    put(root, "sys/class/thermal/thermal_zone0/temp", &format!("{}\n", (celsius * 1000.0) as i64));
-}
-
-fn set_meminfo(root: &Path, total_mb: u64, available_mb: u64) {
-    put(root, "proc/meminfo", &format!("MemTotal:       {} kB\nMemFree:        {} kB\nMemAvailable:   {} kB\n", total_mb * 1024, available_mb * 1024, available_mb * 1024));
 }
 
 fn start(b: &Bench, env: &[(&str, &str)]) -> Daemon {
@@ -297,15 +281,21 @@ fn a_daemon_past_memory_abort_stops_the_job_as_failure_with_numbers() {
     assert_eq!(d.get("/api/ml/models").json()["machines"].as_object().map_or(0, |m| m.len()), 0, "no partial model is kept");
 }
 
+/// A disk below its reserve does not free itself: the submission is refused at once (503 with the reason
+/// and numbers), not queued with 202 and failed a moment later; nothing is queued.
 #[test]
-fn a_job_that_would_eat_the_disk_reserve_fails_at_once_with_numbers() {
+fn a_job_that_would_eat_the_disk_reserve_is_refused_at_submission_with_numbers() {
     let b = bench(3_000);
     let d = start(&b, &[("MILLWRIGHT_GUARD__DISK_RESERVE_MB", "1000000000")]);
-    let id = submit(&d, json!({ "machine_id": machine(&d), "model_types": ["anomaly"] }));
-    let end = d.wait_task(&id, Duration::from_secs(20));
-    assert_eq!(end["status"], "FAILURE", "{end}");
-    let err = end["error"].as_str().unwrap();
+    let r = d.post("/api/ml/train/batch", &json!({ "machine_id": machine(&d), "model_types": ["anomaly"] }));
+    assert_eq!(r.status, 503, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"]["code"], "insufficient_resources", "{v}");
+    let err = v["error"]["message"].as_str().unwrap();
     assert!(err.contains("not enough disk space") && err.contains("MB free for the state folder") && err.contains("guard.disk_reserve_mb keeps 1000000000 MB"), "{err}");
+    assert!(v["error"]["details"]["free_mb"].is_u64(), "{v}");
+    assert!(!err.contains(&*b.state.to_string_lossy()), "no absolute path in an error: {err}");
+    assert_eq!(d.get("/api/ml/tasks").json()["total"], 0, "nothing was queued");
 }
 
 /// The memory estimate against real runs: each training runs in a fresh child process (this test binary

@@ -30,7 +30,7 @@ const OPEN_MUTATIONS: &[(&str, &str, &str)] = &[
     (
         "post",
         "/api/auth/logout",
-        "it only clears the caller's own cookie; no daemon state changes",
+        "it only revokes the caller's own session and clears its cookie",
     ),
 ];
 

@@ -3,54 +3,11 @@
 //! fallback; and the packaged default config staying equal to `millwright config --print-default`.
 //! (That a stalled runner stops the pings is tested on the watchdog loop itself, in src/daemon/systemd.rs.)
 mod common;
+use common::systemd::FakeSystemd;
 use common::{Daemon, fleet};
 use serde_json::json;
-use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-/// The systemd side of the protocol: a bound datagram socket collecting every message with its arrival time.
-struct FakeSystemd {
-    sock: UnixDatagram,
-    t0: Instant,
-    got: Vec<(Duration, String)>,
-}
-
-impl FakeSystemd {
-    fn bind(path: &Path) -> FakeSystemd {
-        let sock = UnixDatagram::bind(path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        FakeSystemd { sock, t0: Instant::now(), got: Vec::new() }
-    }
-
-    /// Reads messages until one satisfies `want` or `limit` passes; returns that message.
-    fn wait_for(&mut self, limit: Duration, want: impl Fn(&str) -> bool) -> Option<String> {
-        let end = Instant::now() + limit;
-        let mut buf = [0u8; 4096];
-        while Instant::now() < end {
-            if let Ok(n) = self.sock.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                self.got.push((self.t0.elapsed(), msg.clone()));
-                if want(&msg) {
-                    return Some(msg);
-                }
-            }
-        }
-        None
-    }
-
-    fn drain(&mut self, for_: Duration) {
-        self.wait_for(for_, |_| false);
-    }
-
-    fn pings(&self) -> Vec<Duration> {
-        self.got.iter().filter(|(_, m)| m.lines().any(|l| l == "WATCHDOG=1")).map(|(t, _)| *t).collect()
-    }
-
-    fn statuses(&self) -> Vec<String> {
-        self.got.iter().flat_map(|(_, m)| m.lines().filter_map(|l| l.strip_prefix("STATUS=")).map(str::to_string).collect::<Vec<_>>()).collect()
-    }
-}
+use std::time::Duration;
 
 fn setup(rows: usize) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let d = tempfile::tempdir().unwrap();

@@ -10,11 +10,21 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Option<serde_json::Value>,
+    /// The message for a client without the token when `message` may quote paths or file content.
+    pub redacted: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), details: None }
+        ApiError { status, code, message: message.into(), details: None, redacted: None }
+    }
+
+    /// The message a client may see: in full with the token, else without paths or file content.
+    pub fn message_for(&self, logged_in: bool) -> &str {
+        match (&self.redacted, logged_in) {
+            (Some(r), false) => r,
+            _ => &self.message,
+        }
     }
 
     pub fn details(mut self, d: serde_json::Value) -> ApiError {
@@ -60,11 +70,13 @@ impl IntoResponse for ApiError {
 impl From<crate::data::DataError> for ApiError {
     fn from(e: crate::data::DataError) -> Self {
         use crate::data::DataError as D;
-        match &e {
+        let mut out = match &e {
             D::InvalidMachineId { .. } => ApiError::bad_request(e.to_string()),
             D::UnknownMachine { id, .. } => ApiError::not_found(format!("unknown machine {id:?}")),
             _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_data", e.to_string()),
-        }
+        };
+        out.redacted = Some(e.redacted());
+        out
     }
 }
 
@@ -87,7 +99,35 @@ impl From<crate::jobs::JobError> for ApiError {
                 .details(json!({ "pending": pending, "capacity": capacity, "ahead": pending })),
             J::NotFound(_) => ApiError::not_found(e.to_string()),
             J::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string()),
+            J::Store(s) => ApiError::from_store(s),
             _ => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    /// A full disk is the operator's to fix, not a bug: 507 with the numbers and no file paths; a store that
+    /// stopped after a failed write is 503 until the daemon restarts.
+    fn from_store(e: &crate::store::StoreError) -> ApiError {
+        use crate::store::{StoreError as S, mb};
+        match e {
+            S::DiskFull { free, needed, .. } => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk_full",
+                format!("the disk is full: the job store needs at least {} free to record a change and {} are left; nothing was changed. Free space on the daemon's state disk (old models, data files, logs) and try again", mb(*needed), mb(*free)),
+            )
+            .details(json!({ "free_bytes": free, "needed_bytes": needed })),
+            S::Failed { disk_full: true, .. } => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk_full",
+                "the job store stopped taking changes when the disk filled up; nothing was changed. Free space on the daemon's state disk, then restart millwright",
+            ),
+            S::Failed { disk_full: false, cause } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_failed",
+                format!("the job store stopped taking changes after a failed write ({cause}); nothing was changed. Check the daemon's state disk, then restart millwright"),
+            ),
+            _ => ApiError::internal(format!("the job store failed: {e}")),
         }
     }
 }

@@ -4,12 +4,15 @@
 //! limits and budget) before its handler.
 mod auth;
 mod error;
+mod host;
 pub mod intake;
 mod models;
+mod redact;
 pub mod server;
 mod tasks;
 
 pub use error::{ApiError, Body, Path, Query};
+pub use host::AllowedHosts;
 pub use intake::HttpLimits;
 pub use server::{fd_limit, raise_fd_limit};
 
@@ -37,6 +40,17 @@ pub type AdmissionCheck = Arc<dyn Fn(&str, &[ModelType]) -> Option<Refusal> + Se
 /// Extra facts for /api/health from parts that are not the API's (guard, MQTT).
 pub type HealthExtra = Arc<dyn Fn() -> Value + Send + Sync>;
 
+/// The state folder is the registry's parent (`<state_dir>/models`).
+fn private_folders(data_dir: &std::path::Path, registry: &Registry) -> Vec<String> {
+    let mut out = redact::spellings(data_dir);
+    if let Some(state_dir) = registry.root().parent() {
+        out.extend(redact::spellings(state_dir));
+    }
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub queue: Arc<JobQueue>,
@@ -55,11 +69,18 @@ pub struct AppState {
     /// The `[http]` limits and the shared body budget (defaults until the daemon sets its config's).
     pub http: Arc<HttpLimits>,
     summaries: Arc<Mutex<HashMap<String, (SystemTime, MachineSummary)>>>,
+    /// Host names answered besides localhost and IP literals (`http.allowed_hosts` plus our own).
+    pub allowed_hosts: Arc<AllowedHosts>,
+    sessions: Arc<auth::Sessions>,
+    login_throttle: Arc<auth::LoginThrottle>,
+    /// The data and state folders as they may appear in answers, hidden from anonymous readers.
+    private_folders: Arc<Vec<String>>,
 }
 
 impl AppState {
     #[allow(clippy::too_many_arguments)]
     pub fn new(queue: Arc<JobQueue>, registry: Arc<Registry>, data_dir: PathBuf, token: String, auth_required: bool, defaults: TrainParams, max_time_limit_s: f64, queue_capacity: usize) -> AppState {
+        let private_folders = Arc::new(private_folders(&data_dir, &registry));
         AppState {
             queue,
             registry,
@@ -75,6 +96,10 @@ impl AppState {
             heartbeat: Arc::new(AtomicU64::new(0)),
             http: Arc::new(HttpLimits::default()),
             summaries: Arc::new(Mutex::new(HashMap::new())),
+            allowed_hosts: Arc::new(AllowedHosts::new(&[])),
+            sessions: Arc::new(auth::Sessions::default()),
+            login_throttle: Arc::new(auth::LoginThrottle::default()),
+            private_folders,
         }
     }
 
@@ -106,14 +131,14 @@ impl AppState {
     }
 
     /// Every machine folder with its summary or the reason it cannot be loaded.
-    pub async fn machine_summaries(&self) -> Result<Vec<(String, Result<MachineSummary, String>)>, ApiError> {
+    pub async fn machine_summaries(&self) -> Result<Vec<(String, Result<MachineSummary, ApiError>)>, ApiError> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let ids = crate::data::machine_ids(&me.data_dir).map_err(|e| ApiError::internal(e.to_string()))?;
             Ok(ids
                 .into_iter()
                 .map(|id| {
-                    let s = me.summary_blocking(&id).map_err(|e| e.message);
+                    let s = me.summary_blocking(&id);
                     (id, s)
                 })
                 .collect::<Vec<_>>())
@@ -122,14 +147,20 @@ impl AppState {
         .map_err(|e| ApiError::internal(e.to_string()))?
     }
 
+    /// Whether this request's client has the token (Bearer or a live session): it may see paths and file
+    /// content in errors.
+    pub fn is_logged_in(&self, headers: &axum::http::HeaderMap) -> bool {
+        auth::is_logged_in(self, headers)
+    }
+
     fn beat(&self) {
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         self.heartbeat.store(now, Ordering::Relaxed);
     }
 }
 
-#[utoipa::path(get, path = "/api/health", responses((status = 200, description = "version, uptime, queue, running job, guard and MQTT facts")))]
-async fn health(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(get, path = "/api/health", responses((status = 200, description = "version, uptime, queue, running job, guard and MQTT facts; disk paths only for a client with the token")))]
+async fn health(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Json<Value> {
     state.beat();
     let running = state.queue.running().map(|j| json!({ "task_id": j.id, "machine_id": j.request.machine_id, "model_type": j.progress.model_type, "progress_percent": j.progress.progress_percent, "stage": j.progress.stage }));
     let mut v = json!({
@@ -142,6 +173,9 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
     });
     if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), (state.health_extra)()) {
         obj.extend(extra);
+    }
+    if !state.is_logged_in(&headers) {
+        redact::paths(&mut v, &state.private_folders);
     }
     Json(v)
 }
@@ -204,6 +238,8 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), intake::intake))
+        // Outermost: a request for a foreign host name reaches no route at all.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), host::check))
         .with_state(state)
 }
 

@@ -12,6 +12,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
+/// A model file that fails its checksum: the client's one error shape, without the device's paths.
+fn damaged_model(t: ModelType, version: u32, message: &str) -> ApiError {
+    let reason = message.split(" (").nth(1).and_then(|r| r.split(')').next()).unwrap_or("checksum mismatch");
+    ApiError::new(StatusCode::CONFLICT, "model_damaged", format!("the {t} model file version {version} is damaged on disk ({reason}); delete this version or retrain"))
+        .details(json!({ "model_type": t, "version": version }))
+}
+
 fn model_type(s: &str) -> Result<ModelType, ApiError> {
     ModelType::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown model type {s:?}: use classification, regression, anomaly or timeseries")))
 }
@@ -19,6 +26,18 @@ fn model_type(s: &str) -> Result<ModelType, ApiError> {
 fn machine(s: &str) -> Result<(), ApiError> {
     crate::data::MachineId::parse(s)?;
     Ok(())
+}
+
+/// Each type's damaged versions (only types that have some), for listings beside the live ones.
+fn damaged_of(state: &AppState, id: &str) -> Result<Value, ApiError> {
+    let mut out = Map::new();
+    for t in ModelType::ALL {
+        let d = state.registry.damaged(id, t)?;
+        if !d.is_empty() {
+            out.insert(t.as_str().into(), json!(d));
+        }
+    }
+    Ok(Value::Object(out))
 }
 
 /// What exists for one machine: each type's live version, or nothing.
@@ -31,8 +50,10 @@ fn models_of(state: &AppState, id: &str) -> Result<Value, ApiError> {
     Ok(Value::Object(out))
 }
 
-#[utoipa::path(get, path = "/api/ml/train/machines/available", responses((status = 200, description = "machines with trainable data and which of the 4 models exist")))]
-pub async fn machines_available(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// A folder that does not load shows why; only a client with the token sees paths and what the files say.
+#[utoipa::path(get, path = "/api/ml/train/machines/available", responses((status = 200, description = "machines with trainable data and which of the 4 models exist; data_dir and load errors in full only with the token")))]
+pub async fn machines_available(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let logged_in = state.is_logged_in(&headers);
     let summaries = state.machine_summaries().await?;
     let mut machines = Vec::new();
     for (id, summary) in summaries {
@@ -44,10 +65,14 @@ pub async fn machines_available(State(state): State<AppState>) -> Result<Json<Va
                     "has_label": s.has_label, "has_rul": s.has_rul, "has_anomaly": s.has_anomaly, "interval_s": s.interval_s, "layout": s.layout,
                     "models": models, "models_trained": trained }));
             }
-            Err(e) => machines.push(json!({ "machine_id": id, "error": e })),
+            Err(e) => machines.push(json!({ "machine_id": id, "error": e.message_for(logged_in) })),
         }
     }
-    Ok(Json(json!({ "total": machines.len(), "machines": machines, "data_dir": state.data_dir.display().to_string() })))
+    let mut answer = json!({ "total": machines.len(), "machines": machines });
+    if logged_in {
+        answer["data_dir"] = json!(state.data_dir.display().to_string());
+    }
+    Ok(Json(answer))
 }
 
 #[utoipa::path(get, path = "/api/ml/models", responses((status = 200, description = "every machine's live models")))]
@@ -56,7 +81,14 @@ pub async fn all_models(State(state): State<AppState>) -> Result<Json<Value>, Ap
     for id in state.registry.machines()? {
         out.insert(id.clone(), models_of(&state, &id)?);
     }
-    Ok(Json(json!({ "machines": out })))
+    let mut damaged = Map::new();
+    for id in state.registry.machine_folders()? {
+        let d = damaged_of(&state, &id)?;
+        if d.as_object().is_some_and(|m| !m.is_empty()) {
+            damaged.insert(id, d);
+        }
+    }
+    Ok(Json(json!({ "machines": out, "damaged": damaged })))
 }
 
 #[utoipa::path(get, path = "/api/ml/models/{machine_id}", params(("machine_id" = String, Path)), responses((status = 200, description = "versions of each type"), (status = 400)))]
@@ -66,7 +98,7 @@ pub async fn machine_models(State(state): State<AppState>, Path(id): Path<String
     for t in ModelType::ALL {
         out.insert(t.as_str().into(), json!(state.registry.versions(&id, t)?));
     }
-    Ok(Json(json!({ "machine_id": id, "models": out })))
+    Ok(Json(json!({ "machine_id": id, "models": out, "damaged": damaged_of(&state, &id)? })))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -83,7 +115,8 @@ pub async fn model_detail(State(state): State<AppState>, Path((id, t)): Path<(St
         return Err(ApiError::not_found(format!("no {t} model for {id}")));
     }
     let report = state.registry.report(&id, t, q.version)?;
-    Ok(Json(json!({ "machine_id": id, "model_type": t, "versions": versions, "report": report })))
+    let damaged = state.registry.damaged(&id, t)?;
+    Ok(Json(json!({ "machine_id": id, "model_type": t, "versions": versions, "report": report, "damaged": damaged })))
 }
 
 #[utoipa::path(get, path = "/api/ml/models/{machine_id}/{model_type}/download", params(("machine_id" = String, Path), ("model_type" = String, Path), VersionQuery), responses((status = 200, description = "the bundle file"), (status = 404)))]
@@ -95,8 +128,19 @@ pub async fn download(State(state): State<AppState>, Path((id, t)): Path<(String
         None => state.registry.live(&id, t)?,
     }
     .ok_or_else(|| ApiError::not_found(format!("no {t} model{} for {id}", q.version.map_or(String::new(), |v| format!(" version {v}")))))?;
-    let path = state.registry.model_path(&id, t, Some(info.version))?;
-    let bytes = tokio::fs::read(&path).await.map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+    let registry = state.registry.clone();
+    let (id2, version) = (id.clone(), info.version);
+    let bytes = tokio::task::spawn_blocking(move || registry.read_checked(&id2, t, version))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| match e {
+            // The path stays in the log; the client learns what is wrong and what to do.
+            crate::registry::RegistryError::Corrupt { path, message } => {
+                tracing::warn!(path = %path.display(), "refused to serve a damaged model file: {message}");
+                damaged_model(t, version, &message)
+            }
+            other => other.into(),
+        })?;
     let name = format!("{id}-{t}-v{}.mwm", info.version);
     let mut resp = Bytes::from(bytes).into_response();
     let h = resp.headers_mut();
@@ -298,9 +342,21 @@ fn predict_blocking(
         None
     };
     let mut live = Vec::new();
+    // A damaged model file fails its own answer, not the other three.
+    let mut damaged: BTreeMap<ModelType, String> = BTreeMap::new();
     for t in ModelType::ALL {
-        if let Some(found) = state.registry.load_live(id, t)? {
-            live.push(found);
+        match state.registry.load_live(id, t) {
+            Ok(Some(found)) => live.push(found),
+            Ok(None) => {}
+            Err(crate::registry::RegistryError::Corrupt { path, message }) => {
+                tracing::warn!(path = %path.display(), model_type = %t, "live model is damaged: {message}");
+                damaged.insert(t, message);
+            }
+            Err(crate::registry::RegistryError::Ml(e)) => {
+                tracing::warn!(model_type = %t, "live model cannot be loaded: {e}");
+                damaged.insert(t, e.to_string());
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     let mid = crate::data::MachineId::parse(id)?;
@@ -317,6 +373,10 @@ fn predict_blocking(
     let mut missing = Vec::new();
     let mut live = live.into_iter().peekable();
     for t in ModelType::ALL {
+        if let Some(reason) = damaged.get(&t) {
+            predictions.insert(t.as_str().into(), json!({ "available": false, "damaged": true, "error": format!("the live {t} model file is damaged ({reason}): retrain it, or delete that version to use the previous one") }));
+            continue;
+        }
         let Some((info, payload)) = live.next_if(|(_, p)| p.model_type() == t) else {
             missing.push(t.as_str());
             predictions.insert(t.as_str().into(), json!({ "available": false, "message": format!("no {t} model for {id}: train it (POST /api/ml/train/{t})") }));
@@ -334,8 +394,9 @@ fn predict_blocking(
         };
         predictions.insert(t.as_str().into(), entry);
     }
+    let damaged: Vec<&str> = damaged.keys().map(|t| t.as_str()).collect();
     Ok(Json(
         json!({ "machine_id": id, "source": if given.is_some() { "request rows" } else { "the machine's latest data" },
-        "predictions": predictions, "missing_models": missing, "complete_system": missing.is_empty(), "ignored_sensors": ignored }),
+        "predictions": predictions, "missing_models": missing, "damaged_models": damaged, "complete_system": missing.is_empty() && damaged.is_empty(), "ignored_sensors": ignored }),
     ))
 }

@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -446,7 +447,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Arc<HttpLimits
             r = listener.accept() => r,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 if table.live() >= cap {
                     match table.victim() {
                         Some(v) => {
@@ -465,7 +466,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Arc<HttpLimits
                 let (id, conn) = table.insert();
                 let (router, builder, table) = (router.clone(), builder.clone(), table.clone());
                 tokio::spawn(async move {
-                    run(stream, conn, router, &builder).await;
+                    run(stream, peer, conn, router, &builder).await;
                     table.remove(id);
                 });
             }
@@ -531,9 +532,9 @@ enum Ending {
     Closed(CloseReason),
 }
 
-async fn run(stream: TcpStream, conn: Arc<Conn>, router: Router, builder: &hyper::server::conn::http1::Builder) {
+async fn run(stream: TcpStream, peer: SocketAddr, conn: Arc<Conn>, router: Router, builder: &hyper::server::conn::http1::Builder) {
     let io = TokioIo::new(Watched { stream, conn: conn.clone() });
-    let mut http = builder.serve_connection(io, ConnService { router, conn: conn.clone() });
+    let mut http = builder.serve_connection(io, ConnService { router, conn: conn.clone(), peer });
     let mut graceful = false;
     let ending = loop {
         tokio::select! {
@@ -649,11 +650,13 @@ impl Drop for Busy {
     }
 }
 
-/// Hands each request to the router with its connection attached.
+/// Hands each request to the router with its connection and the client's address (login throttling counts
+/// per address) attached.
 #[derive(Clone)]
 struct ConnService {
     router: Router,
     conn: Arc<Conn>,
+    peer: SocketAddr,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
@@ -665,6 +668,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         let busy = Busy::enter(self.conn.clone());
         let mut req = req.map(axum::body::Body::new);
         req.extensions_mut().insert(ConnHandle(self.conn.clone()));
+        req.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
         let router = self.router.clone();
         Box::pin(async move {
             let resp = match router.oneshot(req).await {

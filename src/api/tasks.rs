@@ -36,9 +36,8 @@ pub struct TrainBody {
 fn params(state: &AppState, b: &TrainBody) -> Result<TrainParams, ApiError> {
     let mut p = state.defaults.clone();
     if let Some(t) = b.time_limit.or(b.time_limit_per_model) {
-        if !(t.is_finite() && t > 0.0 && t <= state.max_time_limit_s) {
-            return Err(ApiError::bad_request(format!("time_limit must be between 1 and {} seconds, got {t}", state.max_time_limit_s)));
-        }
+        let range = (crate::ml::bounds::TIME_LIMIT_S.0, state.max_time_limit_s);
+        crate::ml::check_range("time_limit", t, range, " seconds (training.max_time_limit_s sets the upper end)").map_err(ApiError::bad_request)?;
         p.time_limit_s = t;
     }
     if let Some(q) = &b.quality {
@@ -57,6 +56,11 @@ fn params(state: &AppState, b: &TrainBody) -> Result<TrainParams, ApiError> {
         p.exclude_sensors = x.clone();
     }
     if let Some(t) = b.threads {
+        // The configured budget is a ceiling: the device may run other services beside training.
+        let ceiling = state.defaults.threads.max(1);
+        if t == 0 || t > ceiling {
+            return Err(ApiError::bad_request(format!("threads must be between 1 and {ceiling} (training.threads on this device), got {t}")));
+        }
         p.threads = t;
     }
     if let Some(s) = b.seed {

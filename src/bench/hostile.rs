@@ -200,7 +200,7 @@ impl Slowloris {
         let (s2, r2) = (stop.clone(), reconnects.clone());
         let connect = move || -> Option<TcpStream> {
             let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-            s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ").ok()?;
+            s.write_all(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").ok()?;
             s.set_nonblocking(true).ok()?;
             Some(s)
         };
@@ -276,7 +276,7 @@ fn body_senders(addr: SocketAddr, path: &str, n: usize, hold: Duration) -> (Vec<
                     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else { return (0, 0.0) };
                     let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
                     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-                    let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", 8 << 20);
+                    let head = format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", 8 << 20);
                     if s.write_all(head.as_bytes()).is_err() {
                         return (0, 0.0);
                     }
@@ -357,7 +357,7 @@ pub fn hostile(o: &HostileOptions) -> Result<Vec<HostileRow>, BenchError> {
     let mut idle = Vec::new();
     for _ in 0..o.idle_connections {
         let Ok(mut s) = TcpStream::connect_timeout(&d.addr, Duration::from_secs(2)) else { continue };
-        if write!(s, "GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n").is_ok() {
+        if write!(s, "GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n").is_ok() {
             idle.push(s);
         }
     }

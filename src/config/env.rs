@@ -96,6 +96,13 @@ fn parse_value(kind: Kind, raw: &str) -> toml::Value {
             .parse::<i64>()
             .ok()
             .map(toml::Value::Integer),
+        Kind::StrList => Some(toml::Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        )),
         Kind::Float => text
             .replace('_', "")
             .parse::<i64>()

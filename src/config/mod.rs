@@ -222,10 +222,13 @@ impl Default for GuardConfig {
     }
 }
 
-/// Limits of the HTTP server, so slow, idle or hostile clients on the LAN cannot exhaust the daemon.
+/// The HTTP API: the host names it answers to, and limits so slow, idle or hostile clients on the LAN cannot
+/// exhaust the daemon.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
+    /// Host names answered besides localhost, IP literals and the machine's own name; `"*"` = any.
+    pub allowed_hosts: Vec<String>,
     /// A request's line and headers must arrive within this many seconds of the connection opening (or of
     /// the first byte of a later request on a kept-alive connection).
     pub header_timeout_s: f64,
@@ -242,6 +245,7 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
+            allowed_hosts: Vec::new(),
             header_timeout_s: 10.0,
             body_timeout_s: 60.0,
             idle_timeout_s: 30.0,
@@ -567,6 +571,11 @@ fn check_types(
                     });
                 }
             }
+            (schema::Kind::StrList, toml::Value::Array(items)) => {
+                if !items.iter().all(toml::Value::is_str) {
+                    return Err(wrong(value, schema::Kind::StrList.expected()));
+                }
+            }
             (schema::Kind::Choice(options), toml::Value::String(s)) => {
                 if !options.contains(&s.as_str()) {
                     return Err(ConfigError::Invalid {
@@ -645,6 +654,7 @@ impl Config {
         self.mqtt.validate()?;
         self.guard.validate()?;
         self.http.validate()?;
+        self.http.validate_limits()?;
         Ok(())
     }
 
@@ -760,6 +770,14 @@ impl Config {
                         .map(|p| render_path("auth.token_file", p))
                         .unwrap_or_default(),
                     "set either auth.token or auth.token_file, not both",
+                ));
+            }
+            // The same floor a token file must meet: a short token falls to guessing.
+            if token.chars().count() < 16 {
+                return Err(invalid(
+                    "auth.token",
+                    "***".into(),
+                    "must be at least 16 characters (e.g. the output of `openssl rand -hex 32`), or remove the key to have one generated into state_dir/token",
                 ));
             }
         }
@@ -997,6 +1015,27 @@ fn validate_topic(key: &str, topic: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+impl HttpConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for name in &self.allowed_hosts {
+            let plain = name == "*"
+                || (!name.is_empty()
+                    && name.len() <= 253
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'));
+            if !plain {
+                return Err(invalid(
+                    "http.allowed_hosts",
+                    render_str("http.allowed_hosts", name),
+                    "each entry must be a host name such as \"mill.example.com\" (no scheme, port or path), or \"*\" for any name",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl GuardConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.sysfs_root.as_os_str().is_empty() {
@@ -1050,7 +1089,7 @@ impl GuardConfig {
 }
 
 impl HttpConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate_limits(&self) -> Result<(), ConfigError> {
         for (key, value, max) in [
             ("http.header_timeout_s", self.header_timeout_s, 300.0),
             ("http.body_timeout_s", self.body_timeout_s, 3600.0),

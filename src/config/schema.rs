@@ -14,6 +14,8 @@ pub(super) enum Kind {
     },
     Float,
     Choice(&'static [&'static str]),
+    /// A list of strings; from the environment, comma-separated.
+    StrList,
 }
 
 impl Kind {
@@ -25,6 +27,7 @@ impl Kind {
             Kind::UInt { .. } => "an integer".into(),
             Kind::Float => "a number".into(),
             Kind::Choice(options) => format!("one of {}", quoted_list(options)),
+            Kind::StrList => "a list of strings, e.g. [\"a\", \"b\"]".into(),
         }
     }
 }
@@ -108,10 +111,7 @@ pub(super) const SECTIONS: &[(&str, &str)] = &[
         "guard",
         "Resource guard: keeps training from overheating the Pi or starving it of memory or disk.",
     ),
-    (
-        "http",
-        "HTTP limits: slow, idle or hostile clients on the LAN cannot tie up the daemon.",
-    ),
+    ("http", "The HTTP API: its connections and the host names it answers to."),
 ];
 
 pub(super) const KEYS: &[KeySpec] = &[
@@ -339,6 +339,11 @@ pub(super) const KEYS: &[KeySpec] = &[
         "guard.poll_interval_s",
         Kind::Float,
         "Seconds between readings of temperature and memory (0.1..=600).",
+    ),
+    key(
+        "http.allowed_hosts",
+        Kind::StrList,
+        "Host names the API and page answer to besides localhost, IP addresses and this machine's host name; add the DNS name you open it by (\"*\" allows any name).",
     ),
     key(
         "http.header_timeout_s",

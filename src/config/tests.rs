@@ -105,6 +105,7 @@ fn full_config() -> Config {
             poll_interval_s: 0.5,
         },
         http: HttpConfig {
+            allowed_hosts: vec!["mill.example.com".into(), "pi-7.plant.lan".into()],
             header_timeout_s: 5.0,
             body_timeout_s: 30.5,
             idle_timeout_s: 12.0,
@@ -245,13 +246,13 @@ fn env_overrides_nested_keys_of_every_type() {
 #[test]
 fn string_keys_stay_strings_even_when_they_look_like_numbers() {
     let c = load_env(&[
-        ("MILLWRIGHT_AUTH__TOKEN", "123"),
+        ("MILLWRIGHT_AUTH__TOKEN", "12345678901234567"),
         ("MILLWRIGHT_MQTT__NODE_ID", "42"),
         ("MILLWRIGHT_MQTT__USERNAME", "true"),
         ("MILLWRIGHT_MQTT__PASSWORD", "1.5"),
     ])
     .unwrap();
-    assert_eq!(c.auth.token.as_deref(), Some("123"));
+    assert_eq!(c.auth.token.as_deref(), Some("12345678901234567"));
     assert_eq!(c.mqtt.node_id.as_deref(), Some("42"));
     assert_eq!(c.mqtt.username.as_deref(), Some("true"));
     assert_eq!(c.mqtt.password.as_deref(), Some("1.5"));
@@ -579,4 +580,28 @@ fn summary_hides_password_and_token() {
     // Unset secrets are not invented.
     let plain = defaults().summary();
     assert!(plain["auth"].get("token").is_none());
+}
+
+#[test]
+fn a_token_shorter_than_16_characters_is_refused_without_echoing_it() {
+    let (msg, _) = err_text("[auth]\ntoken = \"short-secret\"\n");
+    assert!(msg.contains("auth.token = ***") && msg.contains("at least 16 characters"), "{msg}");
+    assert!(!msg.contains("short-secret"), "{msg}");
+    let e = load_env(&[("MILLWRIGHT_AUTH__TOKEN", "abc")]).unwrap_err();
+    assert!(e.to_string().contains("MILLWRIGHT_AUTH__TOKEN"), "{e}");
+    load_env(&[("MILLWRIGHT_AUTH__TOKEN", "0123456789abcdef")]).unwrap();
+}
+
+#[test]
+fn allowed_hosts_from_file_and_environment() {
+    let (loaded, _) = load_text("[http]\nallowed_hosts = [\"mill.example.com\", \"*\"]\n", &[]);
+    assert_eq!(loaded.unwrap().http.allowed_hosts, ["mill.example.com", "*"]);
+    let c = load_env(&[("MILLWRIGHT_HTTP__ALLOWED_HOSTS", " a.example , b.example,")]).unwrap();
+    assert_eq!(c.http.allowed_hosts, ["a.example", "b.example"]);
+    let (msg, _) = err_text("[http]\nallowed_hosts = [\"http://mill.example.com:8080\"]\n");
+    assert!(msg.contains("http.allowed_hosts") && msg.contains("no scheme, port or path"), "{msg}");
+    let (msg, _) = err_text("[http]\nallowed_hosts = \"mill.example.com\"\n");
+    assert!(msg.contains("http.allowed_hosts") && msg.contains("a list of strings"), "{msg}");
+    let (msg, _) = err_text("[http]\nallowed_hosts = [1]\n");
+    assert!(msg.contains("a list of strings"), "{msg}");
 }

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::jobs::{JobQueue, Runner};
 use crate::ml::{PauseGate, Quality, TrainParams};
 use crate::registry::Registry;
-use crate::store::SledStore;
+use crate::store::{SledStore, StoreError};
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -82,17 +82,40 @@ pub struct Daemon {
     pub gate: Arc<PauseGate>,
     /// Daemon-wide events (guard, models) for MQTT and the log; job changes come from `queue.subscribe()`.
     pub bus: Bus,
+    /// What the MQTT bridge tells `/api/health` (connected, instance id, twin).
+    pub mqtt_status: Arc<crate::mqtt::Status>,
+    /// The queue's store, kept here for its backup (refreshed in the background and at stop).
+    pub store: Arc<SledStore>,
+}
+
+/// Opens the job store, repairing what can be repaired (see `store::recovery`), and says what it found.
+fn open_store(cfg: &Config) -> Result<Arc<SledStore>> {
+    let dir = cfg.state_dir.join("jobs.sled");
+    let (store, report) = match crate::store::recovery::open(&dir) {
+        Ok(opened) => opened,
+        // The message says it all (folder, free and needed space, what to do); no "opening the job store:" prefix.
+        Err(e @ StoreError::NoSpaceToOpen { .. }) => return Err(anyhow::anyhow!("not starting: {e}")),
+        Err(e) => return Err(anyhow::Error::new(e).context("opening the job store")),
+    };
+    let summary = crate::store::recovery::summary(&report);
+    if report.clean() {
+        tracing::info!(store = %dir.display(), "job store open: {summary}");
+    } else {
+        tracing::warn!(store = %dir.display(), "job store open after repairs: {summary}");
+    }
+    Ok(Arc::new(store))
 }
 
 pub fn start(cfg: &Config) -> Result<Daemon> {
     std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating the state folder {}", cfg.state_dir.display()))?;
+    // First: on a full disk the daemon must refuse before anything writes.
+    let store = open_store(cfg)?;
     ensure_demo_fleet(cfg)?;
     let token = token::load_or_create(cfg)?;
     if !cfg.auth.required {
         tracing::warn!("auth.required = false: ANYONE on the network can start, cancel and delete training. Only for closed test benches.");
     }
-    let store = SledStore::open(&cfg.state_dir.join("jobs.sled")).context("opening the job store")?;
-    let (queue, recovery) = JobQueue::open(Arc::new(store), cfg.queue.capacity, cfg.queue.retention, cfg.queue.requeue_interrupted)?;
+    let (queue, recovery) = JobQueue::open(store.clone(), cfg.queue.capacity, cfg.queue.retention, cfg.queue.requeue_interrupted)?;
     for id in &recovery.interrupted {
         tracing::warn!(task_id = %id, "job was interrupted by a restart; marked FAILURE");
     }
@@ -100,6 +123,8 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
         tracing::info!(task_id = %id, "interrupted job queued again");
     }
     let queue = Arc::new(queue);
+    let stopping = queue.clone();
+    store.spawn_backups(move || stopping.is_stopping()).context("starting the job store's backup")?;
     let registry = Arc::new(Registry::open(&cfg.state_dir, cfg.models.keep_versions, cfg.models.warn_size_mb).context("opening the model registry")?);
     let gate = Arc::new(PauseGate::default());
     let runner_heartbeat = Arc::new(AtomicU64::new(0));
@@ -130,11 +155,23 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     let mut state = AppState::new(queue.clone(), registry, cfg.data_dir.clone(), token, cfg.auth.required, training_defaults(cfg), cfg.training.max_time_limit_s, cfg.queue.capacity);
     // --- guard state wiring (issue 6): admission_check, health_extra ---
     let g = guard.clone();
-    state.admission_check = Arc::new(move |machine: &str, types: &[crate::ml::ModelType]| g.admission_check(machine, types));
+    state.admission_check = Arc::new(move |machine: &str, types: &[crate::ml::ModelType]| g.refusal(machine, types));
     state.health_extra = Arc::new(move || guard.health());
     // --- end guard state wiring ---
+    state.allowed_hosts = Arc::new(api::AllowedHosts::new(&cfg.http.allowed_hosts));
     state.http = Arc::new(api::HttpLimits::from_config(&cfg.http));
-    Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate, bus })
+    // --- mqtt health wiring (issue 13): the bridge's facts next to the guard's ---
+    let mqtt_status = Arc::new(crate::mqtt::Status::default());
+    let (guard_health, mqtt_health) = (state.health_extra.clone(), mqtt_status.clone());
+    state.health_extra = Arc::new(move || {
+        let mut v = guard_health();
+        if let (Some(obj), serde_json::Value::Object(mqtt)) = (v.as_object_mut(), mqtt_health.health()) {
+            obj.extend(mqtt);
+        }
+        v
+    });
+    // --- end mqtt health wiring ---
+    Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate, bus, mqtt_status, store })
 }
 
 impl Daemon {
@@ -157,6 +194,7 @@ impl Daemon {
         if let Err(e) = self.queue.flush() {
             tracing::error!(error = %e, "final flush of the job store failed");
         }
+        self.store.backup_now();
     }
 }
 
@@ -217,13 +255,13 @@ async fn serve_async(cfg: Config) -> Result<()> {
     let server = tokio::spawn(api::serve(listener, daemon.state.clone(), async move { wait.wait().await }));
     // --- mqtt wiring (issue 5) ---
     // A broker that is down is retried in the background; only settings that cannot work stop the start.
-    let mqtt = crate::mqtt::Mqtt::start(&cfg, daemon.state.clone(), &daemon.bus, shutdown.clone()).context("starting MQTT (fix the [mqtt] settings, or set mqtt.enabled = false)")?;
+    let mqtt = crate::mqtt::Mqtt::start(&cfg, daemon.state.clone(), &daemon.bus, shutdown.clone(), daemon.mqtt_status.clone()).context("starting MQTT (fix the [mqtt] settings, or set mqtt.enabled = false)")?;
     // --- end mqtt wiring ---
     // --- systemd wiring (issue 8) ---
     // READY goes out here: the store is open, the port bound and the runner up. The MQTT loop's heartbeat
     // counts only when MQTT runs (None = disabled).
     let systemd_beats = systemd::Heartbeats { runner: daemon.runner_heartbeat.clone(), http: daemon.state.heartbeat.clone(), mqtt: mqtt.as_ref().map(|m| m.heartbeat()) };
-    let systemd = systemd::start(systemd::Parts { queue: daemon.queue.clone(), beats: systemd_beats, gate: daemon.gate.clone(), addr }, shutdown.clone()).await;
+    let systemd = systemd::start(systemd::Parts { queue: daemon.queue.clone(), beats: systemd_beats, addr }, shutdown.clone()).await;
     // --- end systemd wiring ---
     shutdown.wait().await;
     let grace = Duration::from_secs(cfg.queue.shutdown_grace_s.min(9));

@@ -6,7 +6,6 @@
 //! `WATCHDOG_USEC` no watchdog runs.
 use super::Shutdown;
 use crate::jobs::JobQueue;
-use crate::ml::PauseGate;
 use sd_notify::NotifyState;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +16,8 @@ use tokio::task::JoinHandle;
 /// The liveness counters the watchdog reads: seconds since the epoch of each part's last sign of life.
 #[derive(Clone)]
 pub struct Heartbeats {
-    /// Bumped by the runner while it waits for work (every 500 ms) and on every progress event.
+    /// Bumped by the runner on every turn of its loop (at least every 500 ms while it waits for work or a
+    /// job is held by the guard), on every progress event, and while a job waits at the pause gate.
     pub runner: Arc<AtomicU64>,
     /// Bumped by every `/api/health` request; the watchdog sends one itself each tick.
     pub http: Arc<AtomicU64>,
@@ -31,8 +31,6 @@ pub struct Heartbeats {
 pub struct Parts {
     pub queue: Arc<JobQueue>,
     pub beats: Heartbeats,
-    /// A job held by the pause gate (thermal or memory guard) makes no progress events on purpose.
-    pub gate: Arc<PauseGate>,
     /// Where the HTTP server listens, for the watchdog's own health probe.
     pub addr: SocketAddr,
 }
@@ -44,29 +42,27 @@ pub struct Reading {
     pub runner: u64,
     pub http: u64,
     pub mqtt: Option<u64>,
-    pub runner_paused: bool,
 }
 
 impl Reading {
-    fn take(beats: &Heartbeats, gate: &PauseGate) -> Reading {
+    fn take(beats: &Heartbeats) -> Reading {
         Reading {
             now: now_secs(),
             runner: beats.runner.load(Ordering::Relaxed),
             http: beats.http.load(Ordering::Relaxed),
             mqtt: beats.mqtt.as_ref().map(|m| m.load(Ordering::Relaxed)),
-            runner_paused: gate.paused_reason().is_some(),
         }
     }
 }
 
 /// The parts whose last sign of life is older than `max_age`, each with its age in seconds; empty means the
-/// watchdog may ping. A part that never beat (0) counts as stale. A runner held by the pause gate is not
-/// stale: the guard keeps it waiting on purpose, possibly for many minutes.
+/// watchdog may ping. A part that never beat (0) counts as stale. There is no exemption for a runner the
+/// guard holds (paused for heat, waiting for memory): its waits beat too, so a stuck runner is seen then as well.
 pub fn stale_parts(r: &Reading, max_age: Duration) -> Vec<(&'static str, u64)> {
     let limit = max_age.as_secs().max(1);
     let age = |beat: u64| r.now.saturating_sub(beat);
     let mut stale = Vec::new();
-    if !r.runner_paused && age(r.runner) > limit {
+    if age(r.runner) > limit {
         stale.push(("runner", age(r.runner)));
     }
     if age(r.http) > limit {
@@ -99,9 +95,27 @@ fn now_secs() -> u64 {
 
 fn notify(states: &[NotifyState]) {
     // A lost notification must never take the daemon down; systemd notices a missing READY by itself.
-    if let Err(e) = sd_notify::notify(states) {
+    if let Err(e) = send_nonblocking(states) {
         tracing::debug!(error = %e, "sd_notify failed");
     }
+}
+
+/// The notify protocol without ever blocking: these sends run on the async workers, and a notify socket
+/// whose reader stalls (a full receive buffer) would otherwise block them and take HTTP down with it. A
+/// message that cannot go out at once is dropped; the next tick sends a fresh one.
+fn send_nonblocking(states: &[NotifyState]) -> std::io::Result<()> {
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return Ok(()) };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => <UnixAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name)?,
+        None => UnixAddr::from_pathname(std::path::Path::new(&path))?,
+    };
+    let msg: String = states.iter().map(|s| format!("{s}\n")).collect();
+    let sock = UnixDatagram::unbound()?;
+    sock.set_nonblocking(true)?;
+    sock.send_to_addr(msg.as_bytes(), &addr)?;
+    Ok(())
 }
 
 /// How long READY waits for the runner thread's first heartbeat before announcing anyway.
@@ -140,7 +154,7 @@ pub async fn start(parts: Parts, shutdown: Shutdown) -> Handle {
     let mut tasks = vec![tokio::spawn(status_loop(parts.queue.clone(), status, shutdown.clone()))];
     if let Some(interval) = sd_notify::watchdog_enabled() {
         tracing::info!(watchdog_s = interval.as_secs_f64(), "systemd watchdog enabled");
-        let watch = Watchdog { beats: parts.beats, gate: parts.gate, addr: probe_addr(parts.addr), interval };
+        let watch = Watchdog { beats: parts.beats, addr: probe_addr(parts.addr), interval };
         tasks.push(tokio::spawn(watch.run(shutdown, notify)));
     }
     Handle { tasks }
@@ -173,7 +187,6 @@ fn probe_addr(mut addr: SocketAddr) -> SocketAddr {
 
 struct Watchdog {
     beats: Heartbeats,
-    gate: Arc<PauseGate>,
     addr: SocketAddr,
     /// systemd's WATCHDOG_USEC: pings go out at half of it, and a part silent for longer is stale.
     interval: Duration,
@@ -198,7 +211,7 @@ impl Watchdog {
                     if shutdown.is_triggered() {
                         break;
                     }
-                    let stale = stale_parts(&Reading::take(&self.beats, &self.gate), self.interval);
+                    let stale = stale_parts(&Reading::take(&self.beats), self.interval);
                     let names: Vec<&'static str> = stale.iter().map(|(n, _)| *n).collect();
                     if stale.is_empty() {
                         send(&[NotifyState::Watchdog]);
@@ -256,7 +269,7 @@ mod tests {
     const MAX: Duration = Duration::from_secs(30);
 
     fn fresh(now: u64) -> Reading {
-        Reading { now, runner: now, http: now - 1, mqtt: None, runner_paused: false }
+        Reading { now, runner: now, http: now - 1, mqtt: None }
     }
 
     #[test]
@@ -274,10 +287,8 @@ mod tests {
     }
 
     #[test]
-    fn a_paused_runner_is_not_stalled_but_the_server_still_counts() {
-        let r = Reading { runner: 1, runner_paused: true, ..fresh(1_000) };
-        assert!(stale_parts(&r, MAX).is_empty());
-        let r = Reading { runner: 1, http: 2, runner_paused: true, ..fresh(1_000) };
+    fn a_stale_server_is_named_on_its_own() {
+        let r = Reading { http: 2, ..fresh(1_000) };
         assert_eq!(stale_parts(&r, MAX), vec![("http", 998)]);
     }
 
@@ -289,14 +300,14 @@ mod tests {
 
     #[test]
     fn parts_that_never_beat_are_stale() {
-        let r = Reading { now: 1_000, runner: 0, http: 0, mqtt: Some(0), runner_paused: false };
+        let r = Reading { now: 1_000, runner: 0, http: 0, mqtt: Some(0) };
         let names: Vec<_> = stale_parts(&r, MAX).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["runner", "http", "mqtt"]);
     }
 
     #[test]
     fn a_clock_step_backwards_does_not_look_like_a_stall() {
-        let r = Reading { now: 500, runner: 1_000, http: 1_000, mqtt: Some(1_000), runner_paused: false };
+        let r = Reading { now: 500, runner: 1_000, http: 1_000, mqtt: Some(1_000) };
         assert!(stale_parts(&r, MAX).is_empty());
     }
 
@@ -333,7 +344,7 @@ mod tests {
         });
         let runner = Arc::new(AtomicU64::new(now_secs()));
         let beats = Heartbeats { runner: runner.clone(), http: http.clone(), mqtt: None };
-        let watch = Watchdog { beats, gate: Arc::new(PauseGate::default()), addr, interval: Duration::from_secs(2) };
+        let watch = Watchdog { beats, addr, interval: Duration::from_secs(2) };
         let sent = Arc::new(std::sync::Mutex::new(Vec::<(Duration, String)>::new()));
         let t0 = Instant::now();
         let record = sent.clone();

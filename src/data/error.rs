@@ -28,10 +28,64 @@ pub enum DataError {
     TooFewRows { file: PathBuf, rows: usize },
     #[error("{}: {message}", file.display())]
     Describe { file: PathBuf, message: String },
+    #[error("{}: {setting} leads outside the data folder ({} resolves to {}, which is not under {}); keep a machine's files inside the data folder (copy them there rather than linking to them)", file.display(), path.display(), resolved.display(), root.display())]
+    Outside { file: PathBuf, setting: String, path: PathBuf, resolved: PathBuf, root: PathBuf },
 }
 
 impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io { path: path.into(), source }
+    }
+
+    /// What went wrong without file names, paths or anything read from a file (cell values, column names,
+    /// parser excerpts): for clients that may not see the data folder's layout or content.
+    pub fn redacted(&self) -> String {
+        let what = match self {
+            DataError::InvalidMachineId { .. } => return self.to_string(),
+            DataError::UnknownMachine { id, .. } => return format!("unknown machine {id:?}"),
+            DataError::NoLayout { .. } => "no machine data found (expected train.parquet/train.csv (+ val, test) or a machine.toml)".to_string(),
+            DataError::Io { source, .. } => format!("a file of this machine cannot be read ({})", source.kind()),
+            DataError::Format { .. } => "a data file is not valid CSV or Parquet".to_string(),
+            DataError::Cell { row, expected, .. } => format!("row {row} of a data file has a cell that cannot be read as {expected}"),
+            DataError::MissingColumn { .. } => "a data file lacks a column the machine's description names".to_string(),
+            DataError::NonMonotonic { row, .. } => format!("row {row} of a data file has a timestamp that is not after the previous one"),
+            DataError::NoSensors { .. } => "a data file has no sensor columns".to_string(),
+            DataError::AllMissing { .. } => "a sensor column has no values at all".to_string(),
+            DataError::TooFewRows { rows, .. } => format!("only {rows} row(s); at least 2 rows are needed"),
+            DataError::Describe { .. } => "the machine.toml is not valid".to_string(),
+            DataError::Outside { .. } => "the machine's description names a file outside the data folder".to_string(),
+        };
+        format!("{what}; log in to see details")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_messages_name_no_file_and_quote_nothing_read() {
+        let file = PathBuf::from("/srv/data/machines/m/secret-name.csv");
+        let canary = "canary-value";
+        let all = [
+            DataError::UnknownMachine { id: "m".into(), dir: file.clone() },
+            DataError::NoLayout { dir: file.clone() },
+            DataError::io(&file, std::io::Error::new(std::io::ErrorKind::PermissionDenied, canary)),
+            DataError::Format { file: file.clone(), message: canary.into() },
+            DataError::Cell { file: file.clone(), row: 3, column: canary.into(), value: canary.into(), expected: "a number" },
+            DataError::MissingColumn { file: file.clone(), column: canary.into(), available: canary.into() },
+            DataError::NonMonotonic { file: file.clone(), row: 4, life: canary.into(), previous: canary.into(), current: canary.into() },
+            DataError::NoSensors { file: file.clone() },
+            DataError::AllMissing { file: file.clone(), column: canary.into() },
+            DataError::TooFewRows { file: file.clone(), rows: 1 },
+            DataError::Describe { file: file.clone(), message: canary.into() },
+            DataError::Outside { file: file.clone(), setting: "rul_at_end".into(), path: file.clone(), resolved: "/etc/passwd".into(), root: "/srv/data".into() },
+        ];
+        for e in &all {
+            let r = e.redacted();
+            assert!(!r.contains("/srv") && !r.contains("/etc") && !r.contains(canary) && !r.contains("secret-name"), "{e:?} → {r}");
+            assert!(e.to_string().contains("/srv/data"), "the full message keeps the path: {e}");
+        }
+        assert!(all[4].redacted().contains("row 3") && all[4].redacted().ends_with("log in to see details"));
     }
 }

@@ -3,6 +3,7 @@ use super::describe::{ColumnRoles, FileSpec, MachineToml};
 use super::read::{Delimiter, Frame, TextOptions, read_file};
 use super::seed::{SourceFile, described_files, seed_files};
 use super::table::{Layout, Sensor, Split, Table};
+use super::confine::Confine;
 use super::{DataError, MachineId};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -15,21 +16,30 @@ pub fn machine_dir(data_dir: &Path, id: &MachineId) -> PathBuf {
     data_dir.join("machines").join(id.as_str())
 }
 
-/// Loads `<data_dir>/machines/<id>/` after validating the id.
+/// Loads `<data_dir>/machines/<id>/` after validating the id; every file it reads must resolve into the data
+/// folder (see [`Confine`]).
 pub fn load_machine(data_dir: &Path, id: &str) -> Result<Table, DataError> {
     let id = MachineId::parse(id)?;
     let dir = machine_dir(data_dir, &id);
     if !dir.is_dir() {
         return Err(DataError::UnknownMachine { id: id.to_string(), dir });
     }
-    load_machine_dir(&dir)
+    let confine = Confine::within(data_dir)?;
+    confine.check(&dir, "the machine folder", &dir)?;
+    load_folder(&dir, id.to_string(), &confine)
 }
 
-/// Loads any machine folder; the folder's name is the machine id.
+/// Loads any machine folder, as the operator named it (the examples read files beside the repository); the
+/// folder's name is the machine id.
 pub fn load_machine_dir(dir: &Path) -> Result<Table, DataError> {
     let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    load_folder(dir, id, &Confine::anywhere())
+}
+
+fn load_folder(dir: &Path, id: String, confine: &Confine) -> Result<Table, DataError> {
     let toml_path = dir.join(TOML_NAME);
     let desc = if toml_path.is_file() {
+        confine.check(&toml_path, TOML_NAME, dir)?;
         let text = std::fs::read_to_string(&toml_path).map_err(|e| DataError::io(&toml_path, e))?;
         MachineToml::parse(&text).map_err(|message| DataError::Describe { file: toml_path.clone(), message })?
     } else {
@@ -38,11 +48,15 @@ pub fn load_machine_dir(dir: &Path) -> Result<Table, DataError> {
     check_numbers(&desc.columns, &toml_path)?;
     let (sources, layout) = if desc.files.is_empty() {
         let (files, format) = seed_files(dir).ok_or_else(|| DataError::NoLayout { dir: dir.to_path_buf() })?;
+        for f in &files {
+            let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            confine.check(&f.path, &format!("the seed-layout file {name}"), dir)?;
+        }
         (files, Layout::Seed { format: format.to_string() })
     } else {
-        (described_files(dir, &toml_path, &desc)?, Layout::Described)
+        (described_files(dir, &toml_path, &desc, confine)?, Layout::Described)
     };
-    let mut builder = Builder::new(&desc.columns);
+    let mut builder = Builder::new(&desc.columns, confine);
     for (index, source) in sources.iter().enumerate() {
         let frame = read_file(&source.path, &text_options(source, &toml_path)?)?;
         builder.add_file(index, source, &frame, &toml_path)?;
@@ -50,7 +64,7 @@ pub fn load_machine_dir(dir: &Path) -> Result<Table, DataError> {
     let mut table = builder.finish(id, desc.machine.clone(), layout, sources.iter().map(|s| s.path.clone()).collect())?;
     apply_units(&mut table, &desc.units);
     if let Some(w) = &desc.anomaly_windows {
-        apply_windows(&mut table, dir, &toml_path, w)?;
+        apply_windows(&mut table, dir, &toml_path, w, confine)?;
     }
     table.split_hint = desc.split.clone();
     Ok(table)
@@ -98,6 +112,7 @@ struct Roles {
 
 struct Builder<'a> {
     roles: &'a ColumnRoles,
+    confine: &'a Confine,
     sensor_names: Option<Vec<String>>,
     timestamps: Vec<f64>,
     life: Vec<u32>,
@@ -112,9 +127,10 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(roles: &'a ColumnRoles) -> Self {
+    fn new(roles: &'a ColumnRoles, confine: &'a Confine) -> Self {
         Builder {
             roles,
+            confine,
             sensor_names: None,
             timestamps: Vec::new(),
             life: Vec::new(),
@@ -254,6 +270,7 @@ impl<'a> Builder<'a> {
     fn file_rul(&self, source: &SourceFile, frame: &Frame, roles: &Roles, times: &[f64], lives: &[u32], toml_path: &Path) -> Result<Option<Vec<f64>>, DataError> {
         if let Some(rel) = &source.spec.rul_at_end {
             let path = toml_path.parent().unwrap_or(Path::new(".")).join(rel);
+            self.confine.check(&path, &format!("rul_at_end = {rel:?}"), toml_path)?;
             let ends = read_number_list(&path)?;
             let order = life_order(lives);
             if order.len() != ends.len() {
@@ -396,8 +413,9 @@ fn unit_from_name(name: &str) -> &'static str {
 }
 
 /// NAB-style labelled windows become (or extend) the anomaly ground-truth column.
-fn apply_windows(table: &mut Table, dir: &Path, toml_path: &Path, spec: &super::describe::WindowsSpec) -> Result<(), DataError> {
+fn apply_windows(table: &mut Table, dir: &Path, toml_path: &Path, spec: &super::describe::WindowsSpec, confine: &Confine) -> Result<(), DataError> {
     let path = dir.join(&spec.path);
+    confine.check(&path, &format!("[anomaly_windows] path = {:?}", spec.path), toml_path)?;
     let describe = |message: String| DataError::Describe { file: toml_path.to_path_buf(), message };
     let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| describe(format!("{}: {e}", path.display())))?;

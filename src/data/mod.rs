@@ -1,6 +1,7 @@
 //! Machine data: a machine is a folder `<data_dir>/machines/<machine_id>/` holding the seed layout
 //! (`train/val/test` as Parquet or CSV) or a `machine.toml` that describes any CSV/Parquet files.
 //! Both load into one [`Table`]. [`simulate`] writes a demo fleet in the seed layout.
+mod confine;
 mod describe;
 mod error;
 mod id;

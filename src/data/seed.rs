@@ -1,5 +1,6 @@
 //! Recognising a folder's files: the seed layout by file names, or the `[[files]]` of a `machine.toml`.
 use super::DataError;
+use super::confine::Confine;
 use super::describe::{FileSpec, MachineToml};
 use super::table::Split;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ pub fn seed_files(dir: &Path) -> Option<(Vec<SourceFile>, &'static str)> {
     (out.first().is_some_and(|f| f.split == Some(Split::Train))).then_some((out, format))
 }
 
-pub fn described_files(dir: &Path, toml_path: &Path, desc: &MachineToml) -> Result<Vec<SourceFile>, DataError> {
+pub fn described_files(dir: &Path, toml_path: &Path, desc: &MachineToml, confine: &Confine) -> Result<Vec<SourceFile>, DataError> {
     let describe = |message: String| DataError::Describe { file: toml_path.to_path_buf(), message };
     let mut out = Vec::new();
     for spec in &desc.files {
@@ -35,7 +36,16 @@ pub fn described_files(dir: &Path, toml_path: &Path, desc: &MachineToml) -> Resu
             Some(s) => Some(Split::parse(s).ok_or_else(|| describe(format!("split {s:?} of {}: use train, val, test or healthy", spec.path)))?),
             None => None,
         };
-        let paths = expand(&dir.join(&spec.path)).map_err(describe)?;
+        let pattern = dir.join(&spec.path);
+        let setting = format!("[[files]] path = {:?}", spec.path);
+        // A pattern's folder is listed before any file is checked: it must not be a way to probe outside.
+        if spec.path.contains('*') {
+            confine.check(pattern.parent().unwrap_or(dir), &setting, toml_path)?;
+        }
+        let paths = expand(&pattern).map_err(describe)?;
+        for p in &paths {
+            confine.check(p, &setting, toml_path)?;
+        }
         out.extend(paths.into_iter().map(|path| SourceFile { path, spec: spec.clone(), split }));
     }
     let with_split = out.iter().filter(|f| f.split.is_some()).count();

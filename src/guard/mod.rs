@@ -173,20 +173,8 @@ impl Guard {
             return Some((HoldKind::Heat, reason, json!({ "temperature_c": now, "temp_resume_c": self.cfg.temp_resume_c })));
         }
         let r = self.readings();
-        for disk in &r.disks {
-            let Some(free) = disk.free_bytes else { continue };
-            let needed = self.cfg.disk_reserve_mb * MIB + MODEL_DISK_ALLOWANCE;
-            if free < needed {
-                let reason = format!(
-                    "not enough disk space: {} MB free for the {} folder {}, and guard.disk_reserve_mb keeps {} MB free (plus {} MB for the models)",
-                    free / MIB,
-                    disk.role,
-                    disk.path.display(),
-                    self.cfg.disk_reserve_mb,
-                    mb(MODEL_DISK_ALLOWANCE)
-                );
-                return Some((HoldKind::Disk, reason, json!({ "free_mb": free / MIB, "disk_reserve_mb": self.cfg.disk_reserve_mb, "folder": disk.path })));
-            }
+        if let Some((reason, numbers)) = self.disk_shortage(&r) {
+            return Some((HoldKind::Disk, reason, numbers));
         }
         let shape = self.shapes.shape(&job.request.machine_id)?;
         let estimate = estimate_bytes(&shape, &job.request.model_types, Some(&job.request.params));
@@ -201,6 +189,30 @@ impl Guard {
             return Some((HoldKind::Memory, reason, json!({ "estimate_mb": mb(estimate), "available_mb": headroom / MIB, "memory_reserve_mb": self.cfg.memory_reserve_mb, "rows": shape.rows, "sensors": shape.sensors.len() })));
         }
         None
+    }
+
+    /// A folder the daemon writes to with less free space than the reserve plus a model: (reason, numbers).
+    fn disk_shortage(&self, r: &Readings) -> Option<(String, Value)> {
+        let needed = self.cfg.disk_reserve_mb * MIB + MODEL_DISK_ALLOWANCE;
+        let (disk, free) = r.disks.iter().find_map(|d| d.free_bytes.filter(|f| *f < needed).map(|f| (d, f)))?;
+        let reason = format!(
+            "not enough disk space: {} MB free for the {} folder, and guard.disk_reserve_mb keeps {} MB free (plus {} MB for the models); free some space (old model versions, data) first",
+            free / MIB,
+            disk.role,
+            self.cfg.disk_reserve_mb,
+            mb(MODEL_DISK_ALLOWANCE)
+        );
+        Some((reason, json!({ "free_mb": free / MIB, "disk_reserve_mb": self.cfg.disk_reserve_mb, "folder_role": disk.role })))
+    }
+
+    /// A submission that cannot start now and will not by waiting: (message, numbers) for a 503. A disk below
+    /// its reserve rarely frees itself, so it is refused here rather than queued and failed a moment later.
+    pub fn refusal(&self, machine: &str, types: &[ModelType]) -> Option<crate::api::Refusal> {
+        if let Some((reason, numbers)) = self.disk_shortage(&self.readings()) {
+            bus::emit(&self.bus, "disk_refused", json!({ "machine_id": machine, "reason": reason }));
+            return Some((format!("refused by the resource guard: {reason}"), numbers));
+        }
+        self.admission_check(machine, types)
     }
 
     /// A submission that could never fit, however long it waited: (message, numbers) for a 503.

@@ -5,7 +5,7 @@ use crate::store::RecordStore;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::broadcast;
 
@@ -22,6 +22,20 @@ pub enum JobError {
     #[error("the daemon is shutting down; no new jobs")]
     ShuttingDown,
 }
+
+/// What [`JobQueue::next_within`] found.
+#[derive(Debug)]
+pub enum Next {
+    /// This job is now STARTED; the flag asks it to stop.
+    Start(Box<Job>, Arc<AtomicBool>),
+    /// Nothing could start within the wait.
+    Idle,
+    Stopping,
+}
+
+/// How long [`JobQueue::next`] (and the runner's loop) waits before looking at the queue (and the guard's
+/// verdict) again.
+pub(super) const IDLE_TURN: Duration = Duration::from_millis(500);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CancelOutcome {
@@ -45,6 +59,9 @@ pub struct JobQueue {
     inner: Mutex<Inner>,
     wake: Condvar,
     store: Arc<dyn RecordStore>,
+    /// The latest record of each job whose write failed (a full disk), written again before the next write
+    /// succeeds, so a job that changes no more (finished while the disk was full) is not left stale.
+    unsaved: Mutex<BTreeMap<u64, Vec<u8>>>,
     capacity: usize,
     retention: usize,
     events: broadcast::Sender<Arc<Job>>,
@@ -83,6 +100,7 @@ impl JobQueue {
             inner: Mutex::new(Inner { jobs, next_seq, running: None, abort_reason: None, stopping: false }),
             wake: Condvar::new(),
             store,
+            unsaved: Mutex::new(BTreeMap::new()),
             capacity,
             retention,
             events,
@@ -117,7 +135,7 @@ impl JobQueue {
                 let mut fresh = Job::new(uuid::Uuid::new_v4().to_string(), seq, copy_request);
                 fresh.requeued_from = Some(old_id.clone());
                 fresh.log(format!("queued again after job {old_id} was interrupted by a restart"));
-                self.persist(&fresh)?;
+                self.persist_new(&fresh)?;
                 out.requeued.push(fresh.id.clone());
                 inner.jobs.insert(seq, fresh);
             }
@@ -127,9 +145,36 @@ impl JobQueue {
         Ok(out)
     }
 
+    /// Writes a job that is not in the queue yet: when that fails, the caller refuses it, so nothing is kept
+    /// to write again later.
+    fn persist_new(&self, job: &Job) -> Result<(), JobError> {
+        let bytes = serde_json::to_vec(job).map_err(|e| JobError::Encode(e.to_string()))?;
+        self.write_unsaved();
+        self.store.put(job.seq, &bytes)?;
+        Ok(())
+    }
+
+    /// Writes again what failed earlier, oldest job first, until a write fails.
+    fn write_unsaved(&self) {
+        let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((&seq, older)) = unsaved.iter().next() {
+            if self.store.put(seq, older).is_err() {
+                break;
+            }
+            unsaved.remove(&seq);
+        }
+    }
+
+    /// Writes a job the queue holds; if that fails, its latest record is written again before the next
+    /// write (see `unsaved`).
     fn persist(&self, job: &Job) -> Result<(), JobError> {
         let bytes = serde_json::to_vec(job).map_err(|e| JobError::Encode(e.to_string()))?;
-        self.store.put(job.seq, &bytes)?;
+        self.unsaved.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.seq);
+        self.write_unsaved();
+        if let Err(e) = self.store.put(job.seq, &bytes) {
+            self.unsaved.lock().unwrap_or_else(|p| p.into_inner()).insert(job.seq, bytes);
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -159,7 +204,7 @@ impl JobQueue {
             inner.next_seq += 1;
             let mut job = Job::new(uuid::Uuid::new_v4().to_string(), seq, request);
             job.log(format!("queued: {} for {}", job.request.model_types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "), job.request.machine_id));
-            self.persist(&job)?;
+            self.persist_new(&job)?;
             self.store.flush()?;
             inner.jobs.insert(seq, job.clone());
             // Announced under the lock: subscribers see a job's snapshots in the order they happened.
@@ -235,10 +280,23 @@ impl JobQueue {
     /// Blocks until a PENDING job can start (or the queue stops); marks it STARTED, durable, and returns it
     /// with its cancel flag. `admit` may hold a job back (the resource guard): it returns a reason to wait.
     pub fn next(&self, admit: &dyn Fn(&Job) -> Option<String>) -> Option<(Job, Arc<AtomicBool>)> {
+        loop {
+            match self.next_within(admit, IDLE_TURN) {
+                Next::Start(job, flag) => return Some((*job, flag)),
+                Next::Idle => {}
+                Next::Stopping => return None,
+            }
+        }
+    }
+
+    /// Like [`JobQueue::next`], but gives up after `max_wait` with [`Next::Idle`], so the caller's loop
+    /// turns (and can show it is alive) while nothing can start.
+    pub fn next_within(&self, admit: &dyn Fn(&Job) -> Option<String>, max_wait: Duration) -> Next {
+        let deadline = Instant::now() + max_wait;
         let mut inner = self.lock();
         loop {
             if inner.stopping {
-                return None;
+                return Next::Stopping;
             }
             if let Some(key) = inner.jobs.iter().find(|(_, j)| j.state == JobState::Pending).map(|(k, _)| *k) {
                 let candidate = inner.jobs.get(&key).cloned();
@@ -256,7 +314,7 @@ impl JobQueue {
                     }
                     self.announce(&snapshot);
                     drop(inner);
-                    return Some((snapshot, flag));
+                    return Next::Start(Box::new(snapshot), flag);
                 }
                 if let (Some(job), Some(reason)) = (inner.jobs.get_mut(&key), hold)
                     && job.waiting_reason.as_deref() != Some(reason.as_str())
@@ -266,7 +324,12 @@ impl JobQueue {
                     self.announce(&snapshot);
                 }
             }
-            inner = match self.wake.wait_timeout(inner, Duration::from_millis(500)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Next::Idle;
+            }
+            // A held job is looked at again every IDLE_TURN at most: the guard's verdict changes with the device.
+            inner = match self.wake.wait_timeout(inner, left.min(IDLE_TURN)) {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
             };
@@ -346,7 +409,7 @@ impl JobQueue {
         let mut fresh = Job::new(uuid::Uuid::new_v4().to_string(), seq, original.request.clone());
         fresh.requeued_from = Some(original.id.clone());
         fresh.log(format!("queued again after job {} was interrupted by a shutdown", original.id));
-        self.persist(&fresh)?;
+        self.persist_new(&fresh)?;
         self.store.flush()?;
         inner.jobs.insert(seq, fresh.clone());
         self.announce(&fresh);
@@ -420,6 +483,42 @@ mod tests {
         drop(q);
         let (q, _) = open(d.path(), 50, 3);
         assert_eq!(q.list().len(), 3, "pruned records are gone from the store too");
+    }
+
+    #[test]
+    fn a_change_refused_on_a_full_disk_is_written_with_the_next_one_and_a_refused_submit_never_appears() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(d.path()).unwrap());
+        let (q, _) = JobQueue::open(store.clone(), 5, 10, true).unwrap();
+        let a = q.submit(request()).unwrap();
+        let b = q.submit(request()).unwrap();
+        q.next(&|_| None).unwrap();
+        store.set_write_floor(u64::MAX);
+        assert!(q.update(&a.id, true, |j| j.finish(JobState::Success, None)).is_err());
+        assert!(matches!(q.submit(request()), Err(JobError::Store(crate::store::StoreError::DiskFull { .. }))));
+        q.release(&a.id);
+        store.set_write_floor(0);
+        q.update(&b.id, true, |j| j.log("the disk has room again")).unwrap();
+        drop(q);
+        drop(store);
+        let (q, rec) = open(d.path(), 5, 10);
+        assert_eq!(q.get(&a.id).unwrap().state, JobState::Success, "a's end was written before b's change");
+        assert!(rec.interrupted.is_empty(), "{rec:?}");
+        assert_eq!(q.list().len(), 2, "the refused submission never appears");
+    }
+
+    #[test]
+    fn next_within_returns_idle_after_its_wait_and_starts_a_job_at_once() {
+        let d = tempfile::tempdir().unwrap();
+        let (q, _) = open(d.path(), 5, 10);
+        let t0 = std::time::Instant::now();
+        assert!(matches!(q.next_within(&|_| None, Duration::from_millis(120)), Next::Idle));
+        assert!(t0.elapsed() >= Duration::from_millis(100) && t0.elapsed() < Duration::from_secs(2));
+        let j = q.submit(request()).unwrap();
+        assert!(matches!(q.next_within(&|_| Some("held".into()), Duration::from_millis(50)), Next::Idle), "a held job does not start");
+        assert!(matches!(q.next_within(&|_| None, Duration::from_secs(5)), Next::Start(s, _) if s.id == j.id));
+        q.stop();
+        assert!(matches!(q.next_within(&|_| None, Duration::from_secs(5)), Next::Stopping));
     }
 
     #[test]

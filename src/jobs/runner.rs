@@ -1,7 +1,7 @@
 //! The runner: one dedicated thread (never an async worker) that takes jobs in submission order and trains
 //! each model of the batch, reporting real progress into the job and saving finished models to the registry.
 use super::job::{Job, JobState};
-use super::queue::JobQueue;
+use super::queue::{IDLE_TURN, JobQueue, Next};
 use crate::data::{self, MachineId};
 use crate::ml::{self, Event, MlError, ModelType, PauseGate, TrainContext};
 use crate::registry::Registry;
@@ -28,6 +28,8 @@ pub struct Runner {
 
 impl Runner {
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        // A job held at the pause gate waits there, not in this loop: the gate's wait beats for it.
+        self.gate.beat_into(self.heartbeat.clone());
         std::thread::Builder::new().name("millwright-runner".into()).spawn(move || self.run())
     }
 
@@ -36,17 +38,18 @@ impl Runner {
         self.heartbeat.store(now, Ordering::Relaxed);
     }
 
+    /// The heartbeat is bumped on every turn of this loop (at least every IDLE_TURN while idle, held by the
+    /// guard or not), so it means "this thread is alive and turning", which is what the watchdog asks.
     fn run(self) {
         loop {
             self.beat();
-            let admit = self.admit.clone();
-            let heartbeat = self.heartbeat.clone();
-            let admit_and_beat = move |job: &Job| {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-                heartbeat.store(now, Ordering::Relaxed);
-                admit(job)
+            crate::util::failpoint::hit("runner.idle");
+            let (job, cancel) = match self.queue.next_within(self.admit.as_ref(), IDLE_TURN) {
+                Next::Start(job, cancel) => (*job, cancel),
+                Next::Idle => continue,
+                Next::Stopping => break,
             };
-            let Some((job, cancel)) = self.queue.next(&admit_and_beat) else { break };
+            self.beat();
             let id = job.id.clone();
             let span = tracing::info_span!("job", task_id = %id, machine_id = %job.request.machine_id);
             let _g = span.enter();
@@ -161,9 +164,11 @@ impl Runner {
                     Err(e) => tracing::error!(error = %e, "could not requeue the interrupted job"),
                 }
             }
-        } else if succeeded == 0 {
-            let errors: Vec<String> = results.iter().filter_map(|(k, v)| v.get("error").and_then(|e| e.as_str()).map(|e| format!("{k}: {e}"))).collect();
-            self.finish(&id, JobState::Failure, Some(errors.join("; ")), Some(result));
+        } else if succeeded < n {
+            // A batch is one request for a complete system: any model that failed fails the job, so neither a
+            // client polling the state nor the MQTT event reports success for a system that is not whole.
+            // The models that did train are saved and live, and the message says which.
+            self.finish(&id, JobState::Failure, Some(batch_failure(&results, succeeded, n)), Some(result));
         } else {
             self.finish(&id, JobState::Success, None, Some(result));
         }
@@ -175,6 +180,7 @@ impl Runner {
         let job_id = id.to_string();
         let heartbeat = self.heartbeat.clone();
         let last_stage = Mutex::new(String::new());
+        let warned = AtomicBool::new(false);
         let sink = Arc::new(move |e: &Event| {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             heartbeat.store(now, Ordering::Relaxed);
@@ -206,7 +212,12 @@ impl Runner {
                 }
             });
             if let Err(err) = result {
-                tracing::warn!(error = %err, "could not record progress");
+                // Once per model: on a full disk this would repeat five times a second.
+                if warned.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(error = %err, "could not record progress");
+                } else {
+                    tracing::warn!(error = %err, "could not record progress (said once per model)");
+                }
             }
         });
         let limit = Duration::from_secs_f64(params.time_limit_s);
@@ -247,5 +258,32 @@ impl Runner {
             j.result = result;
             j.finish(state, error);
         });
+    }
+}
+
+/// "classification: only one class …" for each failed model, then which models were kept (if any).
+fn batch_failure(results: &serde_json::Map<String, serde_json::Value>, succeeded: usize, n: usize) -> String {
+    let errors: Vec<String> = results.iter().filter_map(|(k, v)| v.get("error").and_then(|e| e.as_str()).map(|e| format!("{k}: {e}"))).collect();
+    let kept: Vec<&str> = results.iter().filter(|(_, v)| v.get("status").and_then(|s| s.as_str()) == Some("completed")).map(|(k, _)| k.as_str()).collect();
+    let mut msg = errors.join("; ");
+    if succeeded > 0 {
+        msg.push_str(&format!(" ({} of {n} models failed; {} trained and live)", n - succeeded, kept.join(", ")));
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partly_failed_batch_names_the_failures_and_the_kept_models() {
+        let mut r = serde_json::Map::new();
+        r.insert("classification".into(), json!({ "status": "failed", "error": "only one class" }));
+        r.insert("anomaly".into(), json!({ "status": "completed", "version": 1 }));
+        let msg = batch_failure(&r, 1, 2);
+        assert_eq!(msg, "classification: only one class (1 of 2 models failed; anomaly trained and live)");
+        r.remove("anomaly");
+        assert_eq!(batch_failure(&r, 0, 1), "classification: only one class");
     }
 }

@@ -35,6 +35,8 @@ pub struct PauseGate {
     changed: Condvar,
     /// At most this many training threads while warm (0 = no cap); taken at the next candidate or model.
     thread_cap: std::sync::atomic::AtomicUsize,
+    /// Bumped (epoch seconds) on every turn of a wait at the gate: a job held here is alive, for the watchdog.
+    heartbeat: std::sync::OnceLock<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl PauseGate {
@@ -60,12 +62,21 @@ impl PauseGate {
         Some(self.thread_cap.load(Ordering::Relaxed)).filter(|c| *c > 0)
     }
 
+    /// Every later wait at this gate bumps `heartbeat` (the job runner's), so a paused job still shows its
+    /// thread turns; only the first call counts.
+    pub fn beat_into(&self, heartbeat: Arc<std::sync::atomic::AtomicU64>) {
+        let _ = self.heartbeat.set(heartbeat);
+    }
+
     pub fn paused_reason(&self) -> Option<String> {
         self.reason.lock().ok().and_then(|r| r.clone())
     }
 
     /// Waits up to `max` for a change; returns the reason if still paused.
     fn wait(&self, max: Duration) -> Option<String> {
+        if let Some(beat) = self.heartbeat.get() {
+            beat.store(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0), Ordering::Relaxed);
+        }
         let Ok(guard) = self.reason.lock() else { return None };
         if guard.is_none() {
             return None;
@@ -281,5 +292,22 @@ mod tests {
         let t0 = Instant::now();
         assert!(matches!(ctx.checkpoint(), Err(MlError::Cancelled)));
         assert!(t0.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_wait_at_the_gate_beats_the_heartbeat_it_was_given() {
+        let (ctx, _) = recording();
+        let beat = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        ctx.gate.beat_into(beat.clone());
+        assert!(ctx.checkpoint().is_ok());
+        assert_eq!(beat.load(Ordering::Relaxed), 0, "an open gate is not a wait");
+        ctx.gate.pause("SoC 80 °C");
+        let flag = ctx.cancel_flag();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(250));
+            flag.store(true, Ordering::Relaxed);
+        });
+        assert!(matches!(ctx.checkpoint(), Err(MlError::Cancelled)));
+        assert!(beat.load(Ordering::Relaxed) > 0, "waiting at a closed gate must beat");
     }
 }

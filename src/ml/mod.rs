@@ -11,7 +11,7 @@ pub mod split;
 
 mod params;
 pub use context::{Event, LeaderRow, PauseGate, TrainContext};
-pub use params::{ModelType, Quality, TrainParams};
+pub use params::{ModelType, Quality, TrainParams, bounds, check_range};
 
 use thiserror::Error;
 

@@ -123,24 +123,46 @@ impl Default for TrainParams {
     }
 }
 
+/// The accepted range of each numeric parameter, named in every refusal so a client can correct itself.
+/// Wide enough for any real plant, narrow enough that no value makes a trainer loop, allocate or overflow.
+pub mod bounds {
+    /// Hours: "fails within" shorter than an hour is not a maintenance horizon; over ten years is no horizon.
+    pub const HORIZON_HOURS: (f64, f64) = (1.0, 87_600.0);
+    /// Hours ahead: the forecaster's seasons and intervals are checked for up to two weeks.
+    pub const FORECAST_HOURS: (f64, f64) = (1.0, 336.0);
+    /// Share of healthy rows that may alarm: below 0.1 % no held-out set can calibrate it; half is not "rare".
+    pub const CONTAMINATION: (f64, f64) = (0.001, 0.5);
+    pub const RUL_CAP_HOURS: (f64, f64) = (1.0, 1_000_000.0);
+    /// Seconds per model; the daemon lowers the upper end to `training.max_time_limit_s`.
+    pub const TIME_LIMIT_S: (f64, f64) = (1.0, 7.0 * 86_400.0);
+    /// The daemon lowers this to `training.threads` (or the core count).
+    pub const THREADS_MAX: usize = 256;
+}
+
+/// `name` within `[lo, hi]` (both inclusive), finite; the message names the range.
+pub fn check_range(name: &str, v: f64, (lo, hi): (f64, f64), unit: &str) -> Result<(), String> {
+    if v.is_finite() && v >= lo && v <= hi {
+        Ok(())
+    } else {
+        Err(format!("{name} must be between {lo} and {hi}{unit}, got {v}"))
+    }
+}
+
 impl TrainParams {
-    /// Refuses values no trainer can honour, with the field and the fix.
+    /// Refuses values no trainer can honour, with the field, the accepted range and the fix.
     pub fn validate(&self) -> Result<(), String> {
-        let positive = |name: &str, v: f64| if v.is_finite() && v > 0.0 { Ok(()) } else { Err(format!("{name} must be a positive number, got {v}")) };
-        positive("time_limit", self.time_limit_s)?;
-        positive("horizon_hours", self.horizon_hours)?;
-        positive("forecast_hours", self.forecast_hours)?;
+        check_range("time_limit", self.time_limit_s, bounds::TIME_LIMIT_S, " seconds")?;
+        check_range("horizon_hours", self.horizon_hours, bounds::HORIZON_HOURS, " hours")?;
+        check_range("forecast_hours", self.forecast_hours, bounds::FORECAST_HOURS, " hours")?;
         if let Some(c) = self.rul_cap_hours {
-            positive("rul_cap_hours", c)?;
+            check_range("rul_cap_hours", c, bounds::RUL_CAP_HOURS, " hours")?;
         }
-        if !(self.contamination > 0.0 && self.contamination < 0.5) {
-            return Err(format!("contamination must be in (0, 0.5), got {}", self.contamination));
+        // The upper end is open: a threshold letting half the healthy rows alarm is no detector.
+        if !(self.contamination.is_finite() && self.contamination >= bounds::CONTAMINATION.0 && self.contamination < bounds::CONTAMINATION.1) {
+            return Err(format!("contamination must be at least {} and below {}, got {}", bounds::CONTAMINATION.0, bounds::CONTAMINATION.1, self.contamination));
         }
-        if self.threads == 0 || self.threads > 256 {
-            return Err(format!("threads must be 1..=256, got {}", self.threads));
-        }
-        if self.forecast_hours > 24.0 * 14.0 {
-            return Err(format!("forecast_hours must be at most 336 (two weeks), got {}", self.forecast_hours));
+        if self.threads == 0 || self.threads > bounds::THREADS_MAX {
+            return Err(format!("threads must be between 1 and {}, got {}", bounds::THREADS_MAX, self.threads));
         }
         Ok(())
     }
@@ -158,5 +180,24 @@ mod tests {
         assert!(TrainParams::default().validate().is_ok());
         assert!(TrainParams { contamination: 0.7, ..Default::default() }.validate().is_err());
         assert!(TrainParams { time_limit_s: -1.0, ..Default::default() }.validate().is_err());
+    }
+
+    #[test]
+    fn tiny_and_huge_numbers_are_refused_with_their_range() {
+        for (p, name) in [
+            (TrainParams { horizon_hours: 1e308, ..Default::default() }, "horizon_hours"),
+            (TrainParams { horizon_hours: 1e-300, ..Default::default() }, "horizon_hours"),
+            (TrainParams { contamination: 1e-300, ..Default::default() }, "contamination"),
+            (TrainParams { forecast_hours: 1e-300, ..Default::default() }, "forecast_hours"),
+            (TrainParams { time_limit_s: 0.0001, ..Default::default() }, "time_limit"),
+            (TrainParams { rul_cap_hours: Some(f64::INFINITY), ..Default::default() }, "rul_cap_hours"),
+            (TrainParams { threads: 257, ..Default::default() }, "threads"),
+        ] {
+            let e = p.validate().unwrap_err();
+            assert!(e.starts_with(name) && e.contains("between") || e.contains("at least"), "{name}: {e}");
+        }
+        // The ends of each range are accepted.
+        let edges = TrainParams { horizon_hours: 1.0, forecast_hours: 336.0, contamination: 0.001, time_limit_s: 1.0, threads: 1, ..Default::default() };
+        assert!(edges.validate().is_ok());
     }
 }

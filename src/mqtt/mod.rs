@@ -8,14 +8,21 @@
 //! a bus forwarder (guard events) and a publisher (info, health every 30 s, models, discovery).
 //! Everything reaches the broker through one bounded [`outbox::Outbox`] that drops rather than waits, so
 //! a slow or absent broker never slows training.
+//!
+//! Each install has an instance id ([`instance`]) in its state, info, health and responses; the session
+//! listens to its own `bridge/*` topics to notice a twin ([`twin`]), says so in the log and on
+//! `/api/health` ([`status`]), and lets only one of two twins answer requests.
 pub mod discovery;
+pub mod instance;
 pub mod outbox;
 pub mod publisher;
 pub mod requests;
 pub mod session;
 pub mod settings;
+pub mod status;
 pub mod topics;
 pub mod tracker;
+pub mod twin;
 
 use crate::api::AppState;
 use crate::config::Config;
@@ -32,10 +39,25 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use settings::Settings;
+pub use status::Status;
 pub use topics::Topics;
 
-pub const ONLINE: &str = r#"{"state":"online"}"#;
-pub const OFFLINE: &str = r#"{"state":"offline"}"#;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    Online,
+    Offline,
+}
+
+/// The `bridge/state` payload. Consumers read `state` (Home Assistant's availability template too); the
+/// instance id tells twins whose state, or whose last will, it is.
+pub fn availability(state: Availability, instance_id: &str) -> Vec<u8> {
+    let state = match state {
+        Availability::Online => "online",
+        Availability::Offline => "offline",
+    };
+    json!({ "state": state, "instance_id": instance_id }).to_string().into_bytes()
+}
+
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(30);
 /// If nobody calls [`Mqtt::finish`] after a shutdown (an error path), the session still ends by then.
 const FALLBACK_STOP: Duration = Duration::from_secs(15);
@@ -57,16 +79,19 @@ pub struct Mqtt {
 
 impl Mqtt {
     /// Starts the bridge when `mqtt.enabled`; a broker that is down is not an error (it is retried), a
-    /// setting that cannot work (unreadable password or CA file) is.
-    pub fn start(cfg: &Config, state: AppState, bus: &Bus, shutdown: Shutdown) -> Result<Option<Mqtt>, MqttError> {
+    /// setting that cannot work (unreadable password or CA file) is. `status` is what `/api/health` shows.
+    pub fn start(cfg: &Config, state: AppState, bus: &Bus, shutdown: Shutdown, status: Arc<Status>) -> Result<Option<Mqtt>, MqttError> {
         if !cfg.mqtt.enabled {
             return Ok(None);
         }
         // Only ring is compiled in; installing it as the process default keeps any rustls user working.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let settings = Settings::from_config(&cfg.mqtt)?;
+        let instance_id = instance::load_or_create(&cfg.state_dir);
+        // Before the publisher starts: a health message without our id would come back as a nameless twin.
+        status.set(status::Facts { instance_id: instance_id.clone(), answers_requests: cfg.mqtt.accept_requests, ..Default::default() });
+        let settings = Settings::from_config(&cfg.mqtt, &instance_id)?;
         let topics = settings.topics.clone();
-        tracing::info!(broker = %settings.broker, tls = settings.tls, user = cfg.mqtt.username.as_deref().unwrap_or("(none)"), client_id = %settings.client_id, base_topic = %topics.base(), "MQTT: connecting");
+        tracing::info!(broker = %settings.broker, tls = settings.tls, user = cfg.mqtt.username.as_deref().unwrap_or("(none)"), client_id = %settings.client_id, base_topic = %topics.base(), instance_id = %instance_id, "MQTT: connecting");
         let (client, eventloop) = rumqttc::AsyncClient::new(settings.options.clone(), outbox::CAPACITY);
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop_tx = Arc::new(stop_tx);
@@ -85,6 +110,7 @@ impl Mqtt {
             topics: topics.clone(),
             outbox: outbox.clone(),
             info: info(cfg, &settings),
+            online: Message { topic: topics.state(), payload: availability(Availability::Online, &instance_id), retain: true, qos: rumqttc::QoS::AtLeastOnce },
             homeassistant: cfg.mqtt.homeassistant,
             sysfs_root: cfg.guard.sysfs_root.clone(),
         };
@@ -93,6 +119,10 @@ impl Mqtt {
             tokio::spawn(forward_bus(bus.subscribe(), topics.clone(), outbox.clone(), told, stop_rx.clone())),
             tokio::spawn(run_publisher(publisher, refresh.clone(), machines_rx, stop_rx.clone())),
         ];
+        let twins = twin::Twins::new(
+            twin::Names { instance_id, node_id: settings.node_id.clone(), client_id: settings.client_id.clone(), base_topic: topics.base().to_string() },
+            cfg.mqtt.accept_requests,
+        );
         let mut session = session::Session::new(
             client,
             topics,
@@ -103,6 +133,8 @@ impl Mqtt {
             state.token.clone(),
             outbox,
             refresh,
+            twins,
+            status,
         );
         session.url = cfg.mqtt.url.clone();
         session.trust = match &cfg.mqtt.ca_file {
@@ -142,6 +174,7 @@ fn info(cfg: &Config, settings: &Settings) -> serde_json::Value {
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "node_id": settings.node_id,
+        "instance_id": settings.instance_id,
         "base_topic": settings.topics.base(),
         "requests": if cfg.mqtt.accept_requests { requests::NAMES.to_vec() } else { Vec::new() },
         "homeassistant": cfg.mqtt.homeassistant,

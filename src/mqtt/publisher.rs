@@ -1,4 +1,5 @@
-//! The retained state that is computed rather than streamed: `bridge/info`, `bridge/health` (every 30 s),
+//! The retained state that is computed rather than streamed: `bridge/info`, `bridge/health` (every 30 s,
+//! each time with `bridge/state` `online` again, so no stale `offline` from a twin's last will outlives one period),
 //! each machine's live models and last training, and Home Assistant discovery. Recomputed in full at
 //! every (re)connect, per machine after each job.
 use super::discovery;
@@ -20,6 +21,8 @@ pub struct Publisher {
     pub outbox: Outbox,
     /// Version, limits and the configuration summary (secrets already masked).
     pub info: Value,
+    /// This instance's `online` on `bridge/state`.
+    pub online: Message,
     pub homeassistant: bool,
     /// Where thermal zones are read when the health answer carries no temperature (the guard's root).
     pub sysfs_root: PathBuf,
@@ -71,8 +74,15 @@ impl Publisher {
         let temperature = find_number(&health, &["temperature_c", "soc_temperature_c", "soc_temp_c", "temp_c"]).or_else(|| thermal_zones(&self.sysfs_root));
         health["temperature_c"] = json!(temperature.map(|t| (t * 10.0).round() / 10.0));
         health["queue_depth"] = json!(self.state.queue.pending_count());
-        health["mqtt"] = json!({ "dropped_messages": self.outbox.dropped() });
+        // Next to the session's facts (connected, instance id, twin) that /api/health already carries.
+        match health.get_mut("mqtt").and_then(Value::as_object_mut) {
+            Some(m) => {
+                m.insert("dropped_messages".into(), json!(self.outbox.dropped()));
+            }
+            None => health["mqtt"] = json!({ "dropped_messages": self.outbox.dropped() }),
+        }
         health["ts"] = json!(crate::util::time::format_timestamp(crate::util::time::now_secs()));
+        self.outbox.send(self.online.clone());
         self.outbox.send(Message::state(self.topics.health(), &health));
     }
 

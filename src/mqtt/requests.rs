@@ -213,8 +213,9 @@ fn api_code(c: &str) -> &'static str {
     KNOWN.iter().find(|k| **k == c).copied().unwrap_or("error")
 }
 
-/// `{status: "ok", data, transaction?}` or `{status: "error", error, code, details?, transaction?}`.
-pub fn response(result: Result<Value, (Refused, Option<Value>)>, transaction: Option<Value>) -> Value {
+/// `{status: "ok", data, transaction?, instance_id}` or `{status: "error", error, code, details?, transaction?,
+/// instance_id}`; the instance id shows which daemon answered (two on one base topic are a misconfiguration).
+pub fn response(result: Result<Value, (Refused, Option<Value>)>, transaction: Option<Value>, instance_id: &str) -> Value {
     let mut v = match result {
         Ok(data) => json!({ "status": "ok", "data": data }),
         Err((r, details)) => {
@@ -228,6 +229,7 @@ pub fn response(result: Result<Value, (Refused, Option<Value>)>, transaction: Op
     if let Some(t) = transaction {
         v["transaction"] = t;
     }
+    v["instance_id"] = json!(instance_id);
     v
 }
 
@@ -281,9 +283,9 @@ mod tests {
 
     #[test]
     fn responses_echo_the_transaction() {
-        let ok = response(Ok(json!({"a":1})), Some(json!("t-1")));
-        assert_eq!(ok, json!({"status":"ok","data":{"a":1},"transaction":"t-1"}));
-        let err = response(Err((refuse("nope"), None)), None);
+        let ok = response(Ok(json!({"a":1})), Some(json!("t-1")), "i1");
+        assert_eq!(ok, json!({"status":"ok","data":{"a":1},"transaction":"t-1","instance_id":"i1"}));
+        let err = response(Err((refuse("nope"), None)), None, "i1");
         assert_eq!(err["status"], "error");
         assert_eq!(err["error"], "nope");
         assert!(err.get("transaction").is_none());

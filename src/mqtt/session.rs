@@ -1,13 +1,24 @@
 //! The connection: a link task that only drives rumqttc's event loop (reconnecting with back-off), and a
 //! session task that owns the client, remembers every retained message, republishes them all after each
-//! (re)connect (the broker may have restarted without persistence), and answers requests.
+//! (re)connect (the broker may have restarted without persistence), answers requests, and watches its own
+//! `bridge/*` topics for a twin.
+//!
+//! What rumqttc 0.25 does with a message over its incoming limit: it reads the fixed header, sees the size,
+//! and fails the whole connection (`PayloadSizeLimitExceeded`) before the topic is read. A retained one
+//! comes back with every subscribe, so each reconnect fails the same way. Hence: the limit is twice the
+//! largest valid request (a message up to that size is read and refused with an answer), an oversize drop
+//! is logged once with what to clear, and the back-off keeps growing instead of resetting at CONNACK.
 use super::outbox::{Message, Outbox};
 use super::requests;
+use super::status::{Facts, Status};
 use super::topics::Topics;
+use super::twin::{Change, Seen, Twins};
+use super::{Availability, availability};
 use axum::Router;
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, QoS, TlsError,
+    AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, QoS, StateError, TlsError,
 };
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,28 +28,53 @@ use tokio::task::JoinHandle;
 
 pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A connection that held this long resets the back-off and ends a twin's kick streak. Longer than
+/// [`MAX_BACKOFF`], so two daemons with one client id (each kicking the other out at its next attempt,
+/// at most that far apart) never reset each other's back-off.
+pub const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// Requests answered at once; more get a "busy" answer instead of piling up tasks.
 const MAX_REQUESTS_IN_FLIGHT: usize = 4;
+/// A retained request is parsed (for its `transaction`) only up to this size; it is refused anyway.
+const MAX_RETAINED_PARSE: usize = 64 * 1024;
+
+/// Why a connection ended, as far as the session needs to tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossCause {
+    /// No CONNACK: the broker is down, refuses us, or its certificate is not trusted.
+    Unreachable,
+    /// rumqttc refused an incoming message of this many bytes (over [`super::settings::MAX_INCOMING`]).
+    Oversize(usize),
+    /// The broker closed the connection (what it does to the older of two clients with one client id).
+    ClosedByPeer,
+    Other,
+}
 
 pub enum LinkEvent {
     Connected,
-    /// `untrusted`: why the broker's TLS certificate was refused, when that is what failed.
+    /// `untrusted`: why the broker's TLS certificate was refused, when that is what failed. `up_for`: how
+    /// long the connection had been up (None when connecting failed).
     Lost {
         reason: String,
         retry_in: Duration,
         untrusted: Option<String>,
+        cause: LossCause,
+        up_for: Option<Duration>,
     },
     Message(Publish),
 }
 
 /// Polls the event loop until told to stop or until our DISCONNECT has been written. Between failed
-/// attempts it waits 1 s, doubling to 30 s, so a dead broker costs nothing.
+/// attempts it waits 1 s, doubling to 30 s, so a dead broker costs nothing. The wait starts again at 1 s
+/// only after a connection held for [`STABLE_AFTER`]: one dropped right after CONNACK (a twin with our
+/// client id, a retained message too big to read) is a failed attempt too, or the loop would reconnect
+/// every second forever.
 pub async fn link(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, mut stop: watch::Receiver<bool>) {
     let mut backoff = MIN_BACKOFF;
+    let mut up_since: Option<Instant> = None;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff = MIN_BACKOFF;
+                up_since = Some(Instant::now());
                 if tx.send(LinkEvent::Connected).await.is_err() {
                     return;
                 }
@@ -54,11 +90,18 @@ pub async fn link(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, mut sto
                 if *stop.borrow() {
                     return;
                 }
+                let up_for = up_since.take().map(|t| t.elapsed());
+                if up_for.is_some_and(|d| d >= STABLE_AFTER) {
+                    backoff = MIN_BACKOFF;
+                }
+                let cause = if up_for.is_some() { loss_cause(&e) } else { LossCause::Unreachable };
                 if tx
                     .send(LinkEvent::Lost {
                         reason: e.to_string(),
                         retry_in: backoff,
                         untrusted: untrusted_certificate(&e),
+                        cause,
+                        up_for,
                     })
                     .await
                     .is_err()
@@ -73,6 +116,29 @@ pub async fn link(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, mut sto
             }
         }
     }
+}
+
+/// What ended a connection that had been up.
+pub fn loss_cause(e: &ConnectionError) -> LossCause {
+    use rumqttc::mqttbytes::Error as Wire;
+    let closed = |io: &std::io::Error| {
+        use std::io::ErrorKind as K;
+        matches!(io.kind(), K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe)
+    };
+    match e {
+        ConnectionError::MqttState(StateError::Deserialization(Wire::PayloadSizeLimitExceeded(n))) => LossCause::Oversize(*n),
+        ConnectionError::MqttState(StateError::ConnectionAborted) => LossCause::ClosedByPeer,
+        ConnectionError::MqttState(StateError::Io(io) | StateError::Deserialization(Wire::Io(io))) | ConnectionError::Io(io) if closed(io) => LossCause::ClosedByPeer,
+        _ => LossCause::Other,
+    }
+}
+
+/// Our own retained topics, which the session also listens to: another instance id there is a twin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Own {
+    State,
+    Info,
+    Health,
 }
 
 /// Why the broker's certificate was refused, in an operator's words. rustls' verdict arrives wrapped in an
@@ -124,6 +190,13 @@ pub struct Session {
     pub retained: BTreeMap<String, Message>,
     pub down_since: Option<Instant>,
     pub ever_connected: bool,
+    pub connected_since: Option<Instant>,
+    pub twins: Twins,
+    /// Whether this instance answered requests at the last look (to log when that changes).
+    answering: bool,
+    /// The size of the last message too big to read, until a connection holds again.
+    oversize: Option<usize>,
+    pub status: Arc<Status>,
     /// Epoch seconds, bumped every [`HEARTBEAT_EVERY`] by this loop, connected or not (for the watchdog).
     pub heartbeat: Arc<AtomicU64>,
 }
@@ -137,8 +210,9 @@ fn beat(heartbeat: &AtomicU64) {
 
 impl Session {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(client: AsyncClient, topics: Topics, broker: String, accept_requests: bool, homeassistant: bool, router: Router, token: Arc<String>, outbox: Outbox, refresh: Arc<Notify>) -> Session {
-        Session {
+    pub fn new(client: AsyncClient, topics: Topics, broker: String, accept_requests: bool, homeassistant: bool, router: Router, token: Arc<String>, outbox: Outbox, refresh: Arc<Notify>, twins: Twins, status: Arc<Status>) -> Session {
+        let answering = twins.answers_requests();
+        let session = Session {
             client,
             topics,
             url: broker.clone(),
@@ -158,7 +232,14 @@ impl Session {
             down_since: None,
             ever_connected: false,
             heartbeat: Arc::new(AtomicU64::new(0)),
-        }
+            connected_since: None,
+            twins,
+            answering,
+            oversize: None,
+            status,
+        };
+        session.publish_status();
+        session
     }
 
     pub async fn run(mut self, mut link_rx: mpsc::Receiver<LinkEvent>, mut outbox_rx: mpsc::Receiver<Message>, mut stop: watch::Receiver<bool>, link: JoinHandle<()>, helpers: Vec<JoinHandle<()>>) {
@@ -167,7 +248,10 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = super::stopped(&mut stop) => break,
-                _ = tick.tick() => beat(&self.heartbeat),
+                _ = tick.tick() => {
+                    beat(&self.heartbeat);
+                    self.look_around();
+                }
                 ev = link_rx.recv() => match ev {
                     Some(ev) => self.on_link(ev),
                     None => break,
@@ -191,7 +275,7 @@ impl Session {
         if self.connected {
             // Nothing trains once the daemon is gone, and consumers read the state topic first.
             self.publish(Message::clear(self.topics.jobs_current()));
-            let offline = self.client.publish(self.topics.state(), QoS::AtLeastOnce, true, super::OFFLINE.as_bytes().to_vec());
+            let offline = self.client.publish(self.topics.state(), QoS::AtLeastOnce, true, availability(Availability::Offline, self.twins.me()));
             let _ = tokio::time::timeout(Duration::from_secs(1), offline).await;
             let _ = tokio::time::timeout(Duration::from_secs(1), self.client.disconnect()).await;
             tracing::info!("MQTT: published offline and disconnected");
@@ -209,8 +293,20 @@ impl Session {
                 reason,
                 retry_in,
                 untrusted,
+                cause,
+                up_for,
             } => {
-                if let Some(why) = untrusted.filter(|_| !self.told_untrusted) {
+                let kicked_before = self.twins.kicked_out();
+                if let LossCause::Oversize(bytes) = cause {
+                    if self.oversize.is_none() {
+                        tracing::error!(broker = %self.broker, bytes, retry_in_s = retry_in.as_secs(), "MQTT: {}", self.oversize_message(bytes));
+                    } else {
+                        tracing::debug!(bytes, retry_in_s = retry_in.as_secs(), "MQTT: a message too big to read dropped the connection again");
+                    }
+                    self.oversize = Some(bytes);
+                } else if cause == LossCause::ClosedByPeer && kicked_before {
+                    tracing::debug!(broker = %self.broker, retry_in_s = retry_in.as_secs(), "MQTT: the broker closed the connection again (the twin above)");
+                } else if let Some(why) = untrusted.filter(|_| !self.told_untrusted) {
                     self.told_untrusted = true;
                     tracing::error!(
                         broker = %self.broker, error = %reason,
@@ -226,13 +322,105 @@ impl Session {
                     self.down_since = Some(Instant::now());
                 }
                 self.connected = false;
+                self.connected_since = None;
+                match cause {
+                    LossCause::Unreachable => self.twins.attempt_failed(),
+                    LossCause::ClosedByPeer if up_for.is_some_and(|d| d < STABLE_AFTER) => {
+                        if let Some(change) = self.twins.kicked() {
+                            self.on_twin(change);
+                        }
+                    }
+                    _ => {}
+                }
+                self.publish_status();
             }
             LinkEvent::Message(p) => self.on_message(p),
         }
     }
 
+    fn oversize_message(&self, bytes: usize) -> String {
+        let limit = super::settings::MAX_INCOMING;
+        format!(
+            "the broker sent a message of {bytes} bytes, more than the {limit} this daemon reads, and the MQTT client dropped the connection on it (before its topic could be read). \
+             A retained message does this again at every subscribe: list the retained messages and their sizes with \
+             `mosquitto_sub --retained-only -W 2 -F '%l %t' -t '{base}/bridge/#'` and clear the big one with `mosquitto_pub -r -n -t <topic>`. \
+             Reconnecting with growing back-off",
+            base = self.topics.base(),
+        )
+    }
+
+    /// Every couple of seconds: a connection that held ends the twin's kick streak and the oversize
+    /// warning; peers not heard for a while are forgotten.
+    fn look_around(&mut self) {
+        let mut changed = false;
+        if self.connected_since.is_some_and(|t| t.elapsed() >= STABLE_AFTER) {
+            if let Some(change) = self.twins.held() {
+                self.on_twin(change);
+            }
+            changed |= self.oversize.take().is_some();
+        }
+        for change in self.twins.expire(Instant::now()) {
+            self.on_twin(change);
+        }
+        if changed {
+            self.publish_status();
+        }
+    }
+
+    fn online(&self) -> Message {
+        Message { topic: self.topics.state(), payload: availability(Availability::Online, self.twins.me()), retain: true, qos: QoS::AtLeastOnce }
+    }
+
+    fn on_twin(&mut self, change: Change) {
+        match &change {
+            Change::NewPeer(peer) => {
+                let warning = self.twins.warning().unwrap_or_default();
+                tracing::error!(peer = %peer, instance_id = %self.twins.me(), "MQTT: {warning}");
+                // Answer with our own state, so the newcomer learns of this instance at once too.
+                if self.connected {
+                    self.send(&self.online());
+                }
+            }
+            Change::PeerGone(peer) => {
+                let remaining = self.twins.peers().len();
+                tracing::info!(peer = %peer, remaining, "MQTT: the other instance {peer} left this base topic");
+            }
+            Change::Kicked(_) => {
+                let warning = self.twins.warning().unwrap_or_default();
+                tracing::error!(instance_id = %self.twins.me(), "MQTT: {warning}");
+            }
+            Change::KicksStopped => tracing::info!("MQTT: the connection has held for {} s: no more sign of a second client with this client id", STABLE_AFTER.as_secs()),
+        }
+        let answering = self.twins.answers_requests();
+        if answering != self.answering && self.accept_requests {
+            match self.twins.leader() {
+                Some(l) if !answering => tracing::warn!(leader = %l, "MQTT: instance {l} answers requests on this base topic; this one leaves them to it"),
+                _ => tracing::info!("MQTT: this instance answers requests again"),
+            }
+        }
+        self.answering = answering;
+        self.publish_status();
+    }
+
+    /// What `/api/health` (and so `bridge/health` and the page) says about MQTT.
+    pub fn publish_status(&self) {
+        let mut warnings: Vec<String> = self.twins.warning().into_iter().collect();
+        if let Some(bytes) = self.oversize {
+            warnings.push(self.oversize_message(bytes));
+        }
+        self.status.set(Facts {
+            connected: self.connected,
+            instance_id: self.twins.me().to_string(),
+            twin: self.twins.is_twin(),
+            peers: self.twins.peers(),
+            answers_requests: self.twins.answers_requests(),
+            warnings,
+        });
+    }
+
     fn on_connect(&mut self) {
         self.connected = true;
+        self.connected_since = Some(Instant::now());
         self.told_untrusted = false;
         self.ever_connected = true;
         match self.down_since.take() {
@@ -246,9 +434,14 @@ impl Session {
         if self.homeassistant {
             let _ = self.client.try_subscribe(self.topics.ha_status(), QoS::AtLeastOnce);
         }
-        self.send(&Message { topic: self.topics.state(), payload: super::ONLINE.as_bytes().to_vec(), retain: true, qos: QoS::AtLeastOnce });
+        // Our own state, info and health come back to us; another instance id there is a twin.
+        for topic in [self.topics.state(), self.topics.info(), self.topics.health()] {
+            let _ = self.client.try_subscribe(topic, QoS::AtMostOnce);
+        }
+        self.send(&self.online());
         self.republish();
         self.refresh.notify_one();
+        self.publish_status();
     }
 
     fn republish(&self) {
@@ -261,7 +454,8 @@ impl Session {
         if self.connected {
             self.send(&msg);
         }
-        if msg.retain {
+        // `online` is sent first at every connect anyway (and again with each health message).
+        if msg.retain && msg.topic != self.topics.state() {
             let map = if self.topics.is_discovery(&msg.topic) { &mut self.discovery } else { &mut self.retained };
             map.insert(msg.topic.clone(), msg);
         }
@@ -284,22 +478,37 @@ impl Session {
             }
             return;
         }
+        if let Some(own) = self.own_topic(&topic) {
+            self.on_own(own, &p);
+            return;
+        }
         let Some(name) = self.topics.request_name(&topic).map(str::to_string) else { return };
         if !self.accept_requests {
             return;
         }
-        tracing::debug!(request = %name, bytes = p.payload.len(), "MQTT request");
-        let (transaction, body) = requests::parse_payload(&p.payload);
-        let reply_to = self.topics.response(&name);
-        if p.retain {
-            let refusal = requests::Refused { code: "bad_request", message: "retained requests are ignored (they would run again on every reconnect); publish the request without the retain flag".into() };
-            self.outbox.send(Message::transient(reply_to, &requests::response(Err((refusal, None)), transaction)));
+        if !self.twins.answers_requests() {
+            tracing::debug!(request = %name, leader = self.twins.leader().unwrap_or(""), "MQTT request left to the instance that answers them");
             return;
         }
+        tracing::debug!(request = %name, bytes = p.payload.len(), "MQTT request");
+        let reply_to = self.topics.response(&name);
+        let me = self.twins.me().to_string();
+        if p.retain {
+            tracing::warn!(
+                topic = %topic, bytes = p.payload.len(),
+                "MQTT: ignored a retained request on {topic} ({} bytes): it would run again at every reconnect. Publish requests without the retain flag, and clear this one with `mosquitto_pub -r -n -t '{topic}'`",
+                p.payload.len(),
+            );
+            let transaction = if p.payload.len() <= MAX_RETAINED_PARSE { requests::parse_payload(&p.payload).0 } else { None };
+            let refusal = requests::Refused { code: "bad_request", message: "retained requests are ignored (they would run again on every reconnect); publish the request without the retain flag".into() };
+            self.outbox.send(Message::transient(reply_to, &requests::response(Err((refusal, None)), transaction, &me)));
+            return;
+        }
+        let (transaction, body) = requests::parse_payload(&p.payload);
         let call = body.and_then(|map| requests::to_call(&name, map));
         let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
             let refusal = requests::Refused { code: "busy", message: format!("{MAX_REQUESTS_IN_FLIGHT} MQTT requests are already being answered; try again shortly") };
-            self.outbox.send(Message::transient(reply_to, &requests::response(Err((refusal, None)), transaction)));
+            self.outbox.send(Message::transient(reply_to, &requests::response(Err((refusal, None)), transaction, &me)));
             return;
         };
         let router = self.router.clone();
@@ -313,15 +522,88 @@ impl Session {
             if let Err((e, _)) = &result {
                 tracing::info!(request = %name, code = e.code, "MQTT request refused: {}", e.message);
             }
-            outbox.send(Message::transient(reply_to, &requests::response(result, transaction)));
+            outbox.send(Message::transient(reply_to, &requests::response(result, transaction, &me)));
             drop(permit);
         });
     }
 }
 
+impl Session {
+    fn own_topic(&self, topic: &str) -> Option<Own> {
+        if topic == self.topics.state() {
+            Some(Own::State)
+        } else if topic == self.topics.info() {
+            Some(Own::Info)
+        } else if topic == self.topics.health() {
+            Some(Own::Health)
+        } else {
+            None
+        }
+    }
+
+    /// A message on our own `bridge/state`, `bridge/info` or `bridge/health`. Ours carry our instance id;
+    /// anything else published there while we listen is another daemon. Retained copies that arrive with
+    /// the subscription do not count: they may be years old (a reinstalled Pi) or a twin's last will.
+    fn on_own(&mut self, own: Own, p: &Publish) {
+        if p.retain || p.payload.is_empty() {
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(&p.payload) else { return };
+        let id = instance_of(&v);
+        if id == Some(self.twins.me()) {
+            return;
+        }
+        // A millwright from before instance ids is a twin too, just a nameless one.
+        let id = id.unwrap_or("unknown");
+        let offline = own == Own::State && v["state"] == "offline";
+        let seen = if offline {
+            Seen::Gone
+        } else {
+            let answers_requests = (own == Own::Info).then(|| v["requests"].as_array().is_some_and(|r| !r.is_empty()));
+            Seen::Alive { answers_requests }
+        };
+        let change = self.twins.sighting(id, seen, Instant::now());
+        if offline && self.connected {
+            // A twin's last will (or its shutdown) must not leave this running instance shown offline.
+            tracing::info!(peer = %id, "MQTT: instance {id} published offline on this base topic; republished this instance's online");
+            self.send(&self.online());
+        }
+        if let Some(change) = change {
+            self.on_twin(change);
+        }
+    }
+}
+
+/// The instance id in one of our bridge messages: top level in state and info, under `mqtt` in health.
+fn instance_of(v: &Value) -> Option<&str> {
+    v.get("instance_id").and_then(Value::as_str).or_else(|| v.get("mqtt")?.get("instance_id")?.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn losses_are_told_apart() {
+        use rumqttc::mqttbytes::Error as Wire;
+        let state = |e: StateError| ConnectionError::MqttState(e);
+        assert_eq!(loss_cause(&state(StateError::Deserialization(Wire::PayloadSizeLimitExceeded(9_000_005)))), LossCause::Oversize(9_000_005));
+        assert_eq!(loss_cause(&state(StateError::ConnectionAborted)), LossCause::ClosedByPeer);
+        let reset = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(loss_cause(&state(StateError::Io(reset()))), LossCause::ClosedByPeer);
+        assert_eq!(loss_cause(&state(StateError::Deserialization(Wire::Io(reset())))), LossCause::ClosedByPeer);
+        assert_eq!(loss_cause(&ConnectionError::Io(reset())), LossCause::ClosedByPeer);
+        assert_eq!(loss_cause(&state(StateError::AwaitPingResp)), LossCause::Other);
+        assert_eq!(loss_cause(&ConnectionError::NetworkTimeout), LossCause::Other);
+    }
+
+    #[test]
+    fn instance_ids_are_found_in_state_info_and_health() {
+        assert_eq!(instance_of(&serde_json::json!({"state": "online", "instance_id": "a1"})), Some("a1"));
+        assert_eq!(instance_of(&serde_json::json!({"status": "ok", "mqtt": {"instance_id": "b2"}})), Some("b2"));
+        assert_eq!(instance_of(&serde_json::json!({"state": "offline"})), None);
+        assert_eq!(instance_of(&serde_json::json!(7)), None);
+    }
 
     #[test]
     fn only_certificate_verdicts_count_as_untrusted() {

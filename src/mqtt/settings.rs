@@ -11,14 +11,20 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Largest request we read: a prediction may carry 8 MB of readings (the HTTP limit), plus the topic.
-pub const MAX_INCOMING: usize = 8 * 1024 * 1024 + 64 * 1024;
+/// The largest request that can be valid: a prediction may carry 8 MB of readings (the HTTP limit).
+pub const MAX_REQUEST: usize = 8 * 1024 * 1024;
+/// Largest message we read: twice the largest valid request plus the topic, so a request somewhat too big
+/// (or a stray retained message) is read and answered with a clear refusal. rumqttc refuses anything bigger
+/// on its header and drops the connection, so this is also the memory one message can cost.
+pub const MAX_INCOMING: usize = 2 * MAX_REQUEST + 64 * 1024;
 /// Largest message we send; rumqttc drops the connection on a bigger one, so the outbox refuses them first.
 pub const MAX_OUTGOING: usize = 16 * 1024 * 1024;
 
 /// What the session needs besides the options.
 pub struct Settings {
     pub node_id: String,
+    /// This install's id ([`super::instance`]), also in the last will.
+    pub instance_id: String,
     pub topics: Topics,
     pub client_id: String,
     /// `host:port` as configured, for logs (never with credentials: the config refuses those in the url).
@@ -28,7 +34,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(cfg: &MqttConfig) -> Result<Settings, MqttError> {
+    pub fn from_config(cfg: &MqttConfig, instance_id: &str) -> Result<Settings, MqttError> {
         let node_id = match &cfg.node_id {
             Some(n) => n.clone(),
             None => sanitize_node_id(&hostname()),
@@ -45,7 +51,7 @@ impl Settings {
         options.set_max_packet_size(MAX_INCOMING, MAX_OUTGOING);
         // Enough room for a full republish burst (every retained topic) without dropping any.
         options.set_request_channel_capacity(1024);
-        options.set_last_will(LastWill::new(topics.state(), super::OFFLINE.as_bytes().to_vec(), QoS::AtLeastOnce, true));
+        options.set_last_will(LastWill::new(topics.state(), super::availability(super::Availability::Offline, instance_id), QoS::AtLeastOnce, true));
         if let Some(user) = &cfg.username {
             let password = match (&cfg.password, &cfg.password_file) {
                 (Some(p), _) => p.clone(),
@@ -58,7 +64,7 @@ impl Settings {
             let config = tls_config(cfg)?;
             options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(config))));
         }
-        Ok(Settings { node_id, topics, client_id, broker: format!("{host}:{port}"), tls, options })
+        Ok(Settings { node_id, instance_id: instance_id.to_string(), topics, client_id, broker: format!("{host}:{port}"), tls, options })
     }
 }
 
@@ -196,13 +202,16 @@ mod tests {
     #[test]
     fn defaults_derive_base_topic_and_client_id_from_the_node() {
         let cfg = MqttConfig { node_id: Some("pi7".into()), ..Default::default() };
-        let s = Settings::from_config(&cfg).unwrap();
+        let s = Settings::from_config(&cfg, "0123456789abcdef").unwrap();
         assert_eq!(s.topics.state(), "millwright/pi7/bridge/state");
         assert_eq!(s.client_id, "millwright-pi7");
         assert!(!s.tls);
         let will = s.options.last_will().unwrap();
         assert!(will.retain);
         assert_eq!(will.qos, QoS::AtLeastOnce);
+        // The will names the instance, so a twin can tell whose it is.
+        let payload: serde_json::Value = serde_json::from_slice(&will.message).unwrap();
+        assert_eq!(payload, serde_json::json!({"state": "offline", "instance_id": "0123456789abcdef"}));
     }
 
     #[test]
@@ -212,11 +221,11 @@ mod tests {
         std::fs::write(&empty, "\n").unwrap();
         for (pw, want) in [(dir.path().join("missing"), "mqtt.password_file"), (empty, "empty")] {
             let cfg = MqttConfig { username: Some("u".into()), password_file: Some(pw), ..Default::default() };
-            let e = Settings::from_config(&cfg).err().unwrap().to_string();
+            let e = Settings::from_config(&cfg, "0123456789abcdef").err().unwrap().to_string();
             assert!(e.contains(want), "{e}");
         }
         let cfg = MqttConfig { url: "mqtts://127.0.0.1:8883".into(), ca_file: Some(dir.path().join("nope.pem")), ..Default::default() };
-        let e = Settings::from_config(&cfg).err().unwrap().to_string();
+        let e = Settings::from_config(&cfg, "0123456789abcdef").err().unwrap().to_string();
         assert!(e.contains("mqtt.ca_file") && e.contains("nope.pem"), "{e}");
     }
 

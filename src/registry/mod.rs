@@ -42,6 +42,16 @@ pub struct VersionInfo {
     pub live: bool,
 }
 
+/// A version folder that exists but cannot be used, with the reason. A damaged version newer than the live
+/// one means an older model answers; listings show it so nobody mistakes that for the latest training.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DamagedVersion {
+    pub version: u32,
+    pub reason: String,
+    /// Newer than the live version: the live model is older than the latest training.
+    pub newer_than_live: bool,
+}
+
 /// What `meta.json` holds: a [`VersionInfo`] without `live`, which depends on the sibling versions.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Meta {
@@ -518,6 +528,34 @@ impl Registry {
             }
         }
         Ok(out)
+    }
+
+    /// Version folders that cannot be used (unreadable or inconsistent `meta.json`, missing model file),
+    /// newest first. Reads only the small meta files; a model file's checksum is checked when it is loaded.
+    pub fn damaged(&self, machine: &str, t: ModelType) -> Result<Vec<DamagedVersion>, RegistryError> {
+        let machine = parse_machine(machine)?;
+        let mut live_seen = false;
+        let mut out = Vec::new();
+        for (n, path) in version_dirs(&self.type_dir(&machine, t))? {
+            match read_meta(&path, machine.as_str(), t, n) {
+                Ok(_) => live_seen = true,
+                Err(reason) => out.push(DamagedVersion { version: n, reason, newer_than_live: !live_seen }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every machine folder in the registry, readable models or not, sorted.
+    pub fn machine_folders(&self) -> Result<Vec<String>, RegistryError> {
+        Ok(self.subdirs(&self.root)?.iter().filter_map(|d| d.file_name()?.to_str()).filter(|n| MachineId::parse(n).is_ok()).map(str::to_string).collect())
+    }
+
+    /// Reads a version's model file and checks its checksum, so a download never serves a damaged bundle.
+    pub fn read_checked(&self, machine: &str, t: ModelType, version: u32) -> Result<Vec<u8>, RegistryError> {
+        let path = self.model_path(machine, t, Some(version))?;
+        let bytes = fs::read(&path).map_err(|e| io_err(&path, e))?;
+        crate::ml::bundle::decode(&bytes).map_err(|e| RegistryError::Corrupt { path: path.clone(), message: format!("the model file is damaged ({e}); delete this version or retrain") })?;
+        Ok(bytes)
     }
 
     /// Machines with at least one readable model version, sorted.

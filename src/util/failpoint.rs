@@ -1,4 +1,4 @@
-//! Crash points: a test hook for the power-pull tests (`tests/power_pull.rs`), inert in production.
+//! Crash and hang points: test hooks for the power-pull and watchdog tests, inert in production.
 //!
 //! A power cut or `kill -9` lands at a moment no test can aim at by timing alone: between writing a model's
 //! temporary folder and renaming it, between renaming it and syncing its parent, between writing a job record
@@ -8,16 +8,23 @@
 //! buffered is flushed, which leaves the disk exactly as `kill -9` would.
 //!
 //! The variable uses the `MILLWRIGHT_TEST_` prefix because the config loader refuses every other unknown
-//! `MILLWRIGHT_*` variable and ignores that one. It is read once; unset, [`hit`] is one atomic load and a
-//! branch, so the points may sit on hot write paths.
+//! `MILLWRIGHT_*` variable and ignores that one. It is read once; unset, [`hit`] is two atomic loads and
+//! branches, so the points may sit on hot write paths.
+//!
+//! A thread that is alive but stuck (a deadlock, a syscall that never returns) is the other fault no timing
+//! can produce on demand. `MILLWRIGHT_TEST_HANG_AT` names a point the same way; the thread that reaches it
+//! sleeps there for good while the rest of the process runs on (`tests/hardening/watchdog.rs` proves that
+//! the systemd watchdog then stops pinging).
 //!
 //! Points: `registry.before_rename`, `registry.after_rename` (the model registry's commit),
 //! `fsx.before_rename` (inside `fsx::write_atomic`), `store.before_flush` and `store.after_flush` (the job
-//! store's durability barrier).
+//! store's durability barrier), `store.backup_before_rename` (the job store's backup), `runner.idle` (each
+//! turn of the job runner's loop, about every 500 ms while it waits for work).
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const ENV_VAR: &str = "MILLWRIGHT_TEST_CRASH_AT";
+pub const HANG_ENV_VAR: &str = "MILLWRIGHT_TEST_HANG_AT";
 
 struct Armed {
     name: String,
@@ -25,7 +32,15 @@ struct Armed {
     seen: AtomicU64,
 }
 
-static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
+impl Armed {
+    /// True on exactly the hit this point counts to.
+    fn fires(&self, name: &str) -> bool {
+        self.name == name && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth
+    }
+}
+
+static CRASH: OnceLock<Option<Armed>> = OnceLock::new();
+static HANG: OnceLock<Option<Armed>> = OnceLock::new();
 
 /// `name` or `name:N` with N ≥ 1; anything else disarms, since crashing at a guessed point would mislead.
 fn parse(spec: &str) -> Option<Armed> {
@@ -41,33 +56,37 @@ fn parse(spec: &str) -> Option<Armed> {
     })
 }
 
-fn armed() -> Option<&'static Armed> {
-    ARMED
-        .get_or_init(|| {
-            let raw = std::env::var(ENV_VAR).ok()?;
-            let armed = parse(&raw);
-            if armed.is_none() {
-                eprintln!(
-                    "{ENV_VAR}={raw:?} is not `name` or `name:N` (N ≥ 1); no crash point is armed"
-                );
-            }
-            armed
-        })
-        .as_ref()
+fn armed(cell: &'static OnceLock<Option<Armed>>, var: &str) -> Option<&'static Armed> {
+    cell.get_or_init(|| {
+        let raw = std::env::var(var).ok()?;
+        let armed = parse(&raw);
+        if armed.is_none() {
+            eprintln!("{var}={raw:?} is not `name` or `name:N` (N ≥ 1); no point is armed");
+        }
+        armed
+    })
+    .as_ref()
 }
 
-/// Aborts the process if `MILLWRIGHT_TEST_CRASH_AT` names this point and this is the hit it counts to.
+/// Aborts the process if `MILLWRIGHT_TEST_CRASH_AT` names this point and this is the hit it counts to;
+/// sleeps for good if `MILLWRIGHT_TEST_HANG_AT` does.
 #[inline]
 pub fn hit(name: &str) {
-    let Some(a) = armed() else { return };
-    if a.name != name {
-        return;
-    }
-    let n = a.seen.fetch_add(1, Ordering::SeqCst) + 1;
-    if n == a.nth {
+    if let Some(a) = armed(&CRASH, ENV_VAR)
+        && a.fires(name)
+    {
         // Written unbuffered before dying, so a test can tell this crash from an unplanned one.
-        eprintln!("millwright: crash point {name} hit {n} time(s): aborting ({ENV_VAR})");
+        eprintln!("millwright: crash point {name} hit {} time(s): aborting ({ENV_VAR})", a.nth);
         std::process::abort();
+    }
+    if let Some(a) = armed(&HANG, HANG_ENV_VAR)
+        && a.fires(name)
+    {
+        eprintln!("millwright: hang point {name} hit {} time(s): this thread sleeps for good ({HANG_ENV_VAR})", a.nth);
+        loop {
+            // park may return spuriously; the thread must stay stuck.
+            std::thread::park();
+        }
     }
 }
 
@@ -84,6 +103,14 @@ mod tests {
         assert!(parse("store.after_flush:0").is_none());
         assert!(parse("store.after_flush:x").is_none());
         assert!(parse("").is_none());
+    }
+
+    #[test]
+    fn a_point_fires_on_its_nth_hit_only() {
+        let a = parse("runner.idle:3").unwrap();
+        let fired: Vec<bool> = (0..5).map(|_| a.fires("runner.idle")).collect();
+        assert_eq!(fired, [false, false, true, false, false]);
+        assert!(!parse("runner.idle").unwrap().fires("store.after_flush"));
     }
 
     #[test]

@@ -248,6 +248,49 @@ pub fn sse(addr: SocketAddr, path: &str, limit: Duration) -> Vec<(Instant, serde
     events
 }
 
+/// Runs `millwright serve` with [`Daemon::start`]'s settings when it is expected to refuse to start: waits
+/// for it to exit (killing it and panicking after `limit`) and returns its exit status and stderr.
+pub fn serve_expecting_exit(data_dir: &Path, state_dir: &Path, env: &[(&str, &str)], limit: Duration) -> (std::process::ExitStatus, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_millwright"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MILLWRIGHT_DATA_DIR", data_dir)
+        .env("MILLWRIGHT_STATE_DIR", state_dir)
+        .env("MILLWRIGHT_MQTT__ENABLED", "false")
+        .env("MILLWRIGHT_AUTH__TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn millwright serve");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let t0 = Instant::now();
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("millwright serve was expected to exit but still ran after {limit:?}; stderr:\n{}", reader.join().unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, reader.join().unwrap_or_default())
+}
+
+/// Fake /sys and /proc files for the resource guard.
+pub mod sysfs;
+/// A fake systemd notify socket.
+pub mod systemd;
+
 impl Daemon {
     /// Starts `millwright serve` (test token) through a wrapper that gets the binary and its arguments
     /// after its own, e.g. `["sh", "-c", "ulimit -n 1024 && exec \"$0\" \"$@\""]`; `exec` keeps the pid.

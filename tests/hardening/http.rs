@@ -68,7 +68,7 @@ fn timeouts_close_partial_headers_endless_bodies_and_idle_connections_but_not_ss
     let partial = std::thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         let t0 = Instant::now();
-        s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+        s.write_all(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").unwrap();
         s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
         let mut buf = [0u8; 1024];
         while t0.elapsed() < Duration::from_secs(10) {
@@ -87,7 +87,7 @@ fn timeouts_close_partial_headers_endless_bodies_and_idle_connections_but_not_ss
     let endless = std::thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         let t0 = Instant::now();
-        write!(s, "POST /api/ml/train/batch HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n", auth()).unwrap();
+        write!(s, "POST /api/ml/train/batch HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n", auth()).unwrap();
         s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
@@ -105,7 +105,7 @@ fn timeouts_close_partial_headers_endless_bodies_and_idle_connections_but_not_ss
     // A kept-alive connection after one answer: closed 2 s after it.
     let idle = std::thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
         let mut buf = [0u8; 16384];
         let n = s.read(&mut buf).unwrap();
         assert_eq!(status_of(&buf[..n]), 200);
@@ -117,7 +117,7 @@ fn timeouts_close_partial_headers_endless_bodies_and_idle_connections_but_not_ss
     let running = submit(&d, "batch", &m);
     let waiting = submit(&d, "batch", &m);
     let mut sse = TcpStream::connect(addr).unwrap();
-    write!(sse, "GET /api/ml/tasks/{waiting}/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+    write!(sse, "GET /api/ml/tasks/{waiting}/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n").unwrap();
     let opened = Instant::now();
     let (_, first) = until_closed(&mut sse, Duration::from_millis(500));
     assert!(String::from_utf8_lossy(&first).contains("PENDING"), "{}", String::from_utf8_lossy(&first));
@@ -157,7 +157,7 @@ impl Slowloris {
         let (s2, r2, o2) = (stop.clone(), reconnects.clone(), open.clone());
         let connect = move || -> Option<TcpStream> {
             let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-            s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ").ok()?;
+            s.write_all(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").ok()?;
             s.set_nonblocking(true).ok()?;
             Some(s)
         };
@@ -278,7 +278,7 @@ fn body_holders(addr: SocketAddr, path: &str, n: usize, hold: Duration) -> Vec<u
                 .spawn(move || {
                     let Ok(mut s) = TcpStream::connect(addr) else { return 0 };
                     let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
-                    let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", 8 << 20);
+                    let head = format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", 8 << 20);
                     if s.write_all(head.as_bytes()).is_err() {
                         return 0;
                     }
@@ -354,7 +354,7 @@ fn bodies_are_refused_before_they_are_read() {
     let m = machine(&d);
     let head = |path: &str, extra: &str, len: usize| {
         let mut s = TcpStream::connect(d.addr).unwrap();
-        write!(s, "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n{extra}\r\n").unwrap();
+        write!(s, "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n{extra}\r\n").unwrap();
         s
     };
     let body_of = |raw: &[u8]| -> Value {
@@ -404,14 +404,14 @@ fn bodies_in_flight_share_one_memory_budget() {
     let m = machine(&d);
     // A holds the whole budget: an authenticated 8 MB predict body that stops after 1 KB.
     let mut a = TcpStream::connect(d.addr).unwrap();
-    write!(a, "POST /api/ml/predict/{m} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", auth(), 8 << 20).unwrap();
+    write!(a, "POST /api/ml/predict/{m} HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", auth(), 8 << 20).unwrap();
     a.write_all(&[b' '; 1024]).unwrap();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_millis(400));
     // B (small, authenticated, asks before sending) waits for A's reservation: no 100 Continue yet.
     let mut b = TcpStream::connect(d.addr).unwrap();
     let body = json!({ "machine_id": m, "model_types": ["anomaly"] }).to_string();
-    write!(b, "POST /api/ml/train/batch HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n", auth(), body.len()).unwrap();
+    write!(b, "POST /api/ml/train/batch HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n", auth(), body.len()).unwrap();
     b.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     let mut buf = [0u8; 4096];
     let continued = loop {
@@ -442,7 +442,7 @@ fn event_streams_give_way_at_the_cap_instead_of_locking_everyone_out() {
     let streams: Vec<TcpStream> = (0..8)
         .map(|_| {
             let mut s = TcpStream::connect(d.addr).unwrap();
-            write!(s, "GET /api/ml/tasks/{waiting}/events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            write!(s, "GET /api/ml/tasks/{waiting}/events HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut buf = [0u8; 4096];
             let n = s.read(&mut buf).unwrap();

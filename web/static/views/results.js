@@ -155,6 +155,15 @@ function versionsTable(machine, type, versions, shown) {
       h('td', {}, h('a', { href: api.downloadUrl(machine, type, v.version), download: '' }, 'download')))))));
 }
 
+// A version folder that cannot be read: when it is newer than the live one, an older model is answering.
+function damagedNotice(damaged, info) {
+  if (!damaged.length) return null;
+  const newer = damaged.filter((d) => d.newer_than_live);
+  const title = newer.length ? `Version ${newer.map((d) => d.version).join(', ')} cannot be read; v${info.version} answers instead.` : 'Some older versions cannot be read.';
+  return h('div', { id: 'damaged-versions' }, alertBox('bad', title, h('ul', {}, damaged.map((d) => h('li', {}, `v${d.version}: ${d.reason}`))),
+    'Retrain this model, or delete the damaged version.'));
+}
+
 export async function mount(root, args) {
   add(root, h('h1', {}, 'Results'));
   const { machines = {} } = await api.models();
@@ -206,6 +215,7 @@ export async function mount(root, args) {
       h('a', { class: 'btn', id: 'download-model', href: api.downloadUrl(machine, type, info.version), download: '' }, 'Download model'),
       h('a', { class: 'btn primary', id: 'test-predictions', href: `#/predict/${encodeURIComponent(machine)}` }, 'Test predictions')),
     h('p', { class: 'question' }, `“${TYPE_INFO[type].question}” — ${r.target ?? ''}`),
+    damagedNotice(detail.damaged ?? [], info),
     (r.warnings ?? []).length ? alertBox('warn', 'Warnings:', h('ul', {}, r.warnings.map((w) => h('li', {}, w)))) : null,
     h('section', { class: 'panel' }, h('h3', {}, 'Test metrics, each beside its baseline on the same rows'), metricCards(type, r),
       type === 'timeseries' ? perSensorTable(r.metrics ?? {}) : null),
