@@ -339,7 +339,7 @@ pub fn hostile(o: &HostileOptions) -> Result<Vec<HostileRow>, BenchError> {
     let train = logged_in_train(&d, &m.id);
     let reconnects = slow.reconnects.load(Ordering::Relaxed);
     drop(slow);
-    let outcome = format!("{train}; {reconnects} slow connections closed by the cap; cap logged: {}", log_has(&d, "HTTP connection cap reached"));
+    let outcome = format!("{train}; {reconnects} slow connections closed by the cap (and reopened by the attacker); cap logged: {}", log_has(&d, "HTTP connection cap reached"));
     row(format!("{} slowloris connections (a header byte every 2 s)", o.slow_connections), h, before, rss.peak(), outcome);
 
     let before = d.rss_mb();
