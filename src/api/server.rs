@@ -479,9 +479,12 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Arc<HttpLimits
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
+            // A connection reset or aborted before it was accepted concerns that client only.
+            Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused) => {}
             Err(e) => {
-                // ECONNABORTED and the like concern one client only.
+                // Anything else may repeat at once: pause rather than spin.
                 tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
