@@ -110,7 +110,13 @@ fn a_full_disk_refuses_the_start_leaves_the_store_intact_and_every_job_survives(
     let state = dir.path().join("state");
     let _tmpfs = Tmpfs::mount(&state, "16m");
     let sysroot = holding_sysroot(dir.path());
-    let mut d = start(&state, &sysroot);
+    // The resource guard refuses a submission once it has seen the disk below its reserve (a 503, tested in
+    // tests/guard.rs); here the disk fills between two of its readings, so the store itself meets ENOSPC.
+    let mut d = Daemon::start(
+        data_dir(),
+        &state,
+        &[("MILLWRIGHT_GUARD__SYSFS_ROOT", sysroot.to_str().unwrap()), ("MILLWRIGHT_GUARD__POLL_INTERVAL_S", "600"), ("MILLWRIGHT_GUARD__DISK_RESERVE_MB", "0")],
+    );
     let ids: Vec<String> = (0..3).map(|_| submit(&d)).collect();
     let filler = state.join("filler");
     fill(&filler);
