@@ -4,7 +4,13 @@ use serde_json::Value;
 use std::process::Command;
 
 fn bench(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_millwright")).arg("bench").args(args).arg("--json").current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_millwright"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "bench {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bench printed no JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout)))
 }
@@ -15,7 +21,10 @@ fn scaling_reports_each_model_and_the_batch_with_real_figures() {
     let rows = v["scaling"].as_array().unwrap();
     assert_eq!(rows.len(), 10, "{rows:?}");
     for r in rows {
-        assert!(r["seconds"].as_f64().unwrap() > 0.0 && r["peak_rss_mb"].as_f64().unwrap() > 1.0 && r["model_kb"].as_f64().unwrap() > 0.1, "{r}");
+        assert!(
+            r["seconds"].as_f64().unwrap() > 0.0 && r["peak_rss_mb"].as_f64().unwrap() > 1.0 && r["model_kb"].as_f64().unwrap() > 0.1,
+            "{r}"
+        );
     }
     let batch = rows.iter().find(|r| r["case"] == "3000x12" && r["model"] == "batch").unwrap();
     assert_eq!(batch["sensors"], 12);

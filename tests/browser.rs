@@ -34,7 +34,8 @@ fn require_browser_tools() {
 }
 
 fn screenshot_dir(sub: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     let dir = target.join("e2e-screenshots").join(sub);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -65,7 +66,10 @@ fn run_script(script: &str, daemon: &Daemon, outdir: &Path, limit: Duration) {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let out = child.wait_with_output().map(|o| (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())).unwrap_or_default();
+    let out = child
+        .wait_with_output()
+        .map(|o| (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned()))
+        .unwrap_or_default();
     println!("{script} ({:.1} s):\n{}", t0.elapsed().as_secs_f64(), out.0);
     match status {
         Some(s) if s.success() => {}

@@ -26,27 +26,15 @@ impl Reply {
         serde_json::from_slice(&self.body).ok()
     }
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body)
-            .chars()
-            .take(400)
-            .collect()
+        String::from_utf8_lossy(&self.body).chars().take(400).collect()
     }
 }
 
 /// Writes the body on its own thread while this one reads, so a server that answers 413 and closes before
 /// reading 10 MB is still heard (common::request writes everything first and can lose that answer).
-fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(String, String)],
-    body: Option<Vec<u8>>,
-) -> Reply {
+fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(String, String)], body: Option<Vec<u8>>) -> Reply {
     let Ok(mut s) = TcpStream::connect(addr) else {
-        return Reply {
-            status: 0,
-            body: b"connect failed".to_vec(),
-        };
+        return Reply { status: 0, body: b"connect failed".to_vec() };
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -58,10 +46,7 @@ fn send(
     }
     head.push_str("\r\n");
     if s.write_all(head.as_bytes()).is_err() {
-        return Reply {
-            status: 0,
-            body: b"write failed".to_vec(),
-        };
+        return Reply { status: 0, body: b"write failed".to_vec() };
     }
     let writer = body.and_then(|b| {
         let mut w = s.try_clone().ok()?;
@@ -87,21 +72,11 @@ fn send(
 }
 
 fn parse(raw: &[u8]) -> Reply {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(raw.len());
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let mut body = raw.get(split + 4..).unwrap_or_default().to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         body = common::dechunk(&body);
     }
     Reply { status, body }
@@ -118,9 +93,7 @@ struct Ctx {
 
 impl Ctx {
     fn fill(&self, s: &str) -> String {
-        s.replace("{demo}", &self.demo)
-            .replace("{task}", &self.task)
-            .replace("{sensor0}", &self.sensors[0])
+        s.replace("{demo}", &self.demo).replace("{task}", &self.task).replace("{sensor0}", &self.sensors[0])
     }
 
     /// The demo machine's last `n` rows as prediction rows, then the case's edits.
@@ -132,14 +105,7 @@ impl Ctx {
                 let mut row = serde_json::Map::new();
                 row.insert("timestamp".into(), json!(self.timestamps[i]));
                 for (s, vals) in self.sensors.iter().zip(&self.values) {
-                    row.insert(
-                        s.clone(),
-                        if vals[i].is_nan() {
-                            Value::Null
-                        } else {
-                            json!(vals[i])
-                        },
-                    );
+                    row.insert(s.clone(), if vals[i].is_nan() { Value::Null } else { json!(vals[i]) });
                 }
                 Value::Object(row)
             })
@@ -158,10 +124,7 @@ impl Ctx {
                 row.extend(extra.clone());
             }
         }
-        if let (Some(v), Some(last)) = (
-            spec.get("last_first_sensor"),
-            rows.last_mut().and_then(Value::as_object_mut),
-        ) {
+        if let (Some(v), Some(last)) = (spec.get("last_first_sensor"), rows.last_mut().and_then(Value::as_object_mut)) {
             last.insert(first.clone(), v.clone());
         }
         Value::Array(rows)
@@ -180,11 +143,7 @@ struct Outcome {
 
 fn check_error(r: &Reply, status: u16, code: Option<&str>, contains: &[String]) -> Option<String> {
     if r.status != status {
-        return Some(format!(
-            "status {} (wanted {status}): {}",
-            r.status,
-            r.text()
-        ));
+        return Some(format!("status {} (wanted {status}): {}", r.status, r.text()));
     }
     let v = r.json();
     if status >= 400 {
@@ -193,9 +152,7 @@ fn check_error(r: &Reply, status: u16, code: Option<&str>, contains: &[String]) 
         };
         let (c, m) = (v["error"]["code"].as_str(), v["error"]["message"].as_str());
         let (Some(c), Some(m)) = (c, m) else {
-            return Some(format!(
-                "not the error shape {{\"error\": {{code, message}}}}: {v}"
-            ));
+            return Some(format!("not the error shape {{\"error\": {{code, message}}}}: {v}"));
         };
         if m.trim().is_empty() {
             return Some(format!("empty error message: {v}"));
@@ -214,18 +171,12 @@ fn check_error(r: &Reply, status: u16, code: Option<&str>, contains: &[String]) 
 }
 
 fn http_case(d: &Daemon, ctx: &Ctx, file: &Path) -> Outcome {
-    let name = format!(
-        "http/{}",
-        file.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    );
-    let case: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let name = format!("http/{}", file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+    let case: Value =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap_or_default()).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     let method = case["method"].as_str().unwrap_or("GET");
     let path = ctx.fill(case["path"].as_str().unwrap_or("/"));
-    let fill_json =
-        |v: &Value| serde_json::from_str::<Value>(&ctx.fill(&v.to_string())).unwrap_or(Value::Null);
+    let fill_json = |v: &Value| serde_json::from_str::<Value>(&ctx.fill(&v.to_string())).unwrap_or(Value::Null);
     let body: Option<Vec<u8>> = if let Some(spec) = case.get("rows_from_demo") {
         let mut b = case.get("body").map(fill_json).unwrap_or_else(|| json!({}));
         b["rows"] = ctx.rows(spec);
@@ -235,22 +186,11 @@ fn http_case(d: &Daemon, ctx: &Ctx, file: &Path) -> Outcome {
     } else if let Some(t) = case["body_text"].as_str() {
         Some(ctx.fill(t).into_bytes())
     } else if let Some(h) = case["body_hex"].as_str() {
-        Some(
-            (0..h.len())
-                .step_by(2)
-                .filter_map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
-                .collect(),
-        )
+        Some((0..h.len()).step_by(2).filter_map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok()).collect())
     } else {
         case.get("body_generator").map(|g| {
             let mut b = ctx.fill(g["prefix"].as_str().unwrap_or("")).into_bytes();
-            b.extend(
-                g["repeat"]
-                    .as_str()
-                    .unwrap_or("x")
-                    .repeat(g["count"].as_u64().unwrap_or(0) as usize)
-                    .into_bytes(),
-            );
+            b.extend(g["repeat"].as_str().unwrap_or("x").repeat(g["count"].as_u64().unwrap_or(0) as usize).into_bytes());
             b.extend(g["suffix"].as_str().unwrap_or("").as_bytes());
             b
         })
@@ -264,20 +204,11 @@ fn http_case(d: &Daemon, ctx: &Ctx, file: &Path) -> Outcome {
         headers.push(("Content-Type".into(), "application/json".into()));
     }
     // A null header value means "send no such header".
-    headers.extend(
-        given
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))),
-    );
+    headers.extend(given.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))));
     let e = &case["expect"];
     let status = e["status"].as_u64().unwrap_or(0) as u16;
-    let contains: Vec<String> = e["message_contains"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(|s| ctx.fill(s))
-        .collect();
+    let contains: Vec<String> =
+        e["message_contains"].as_array().into_iter().flatten().filter_map(Value::as_str).map(|s| ctx.fill(s)).collect();
     let t0 = Instant::now();
     let r = send(d.addr, method, &path, &headers, body);
     let ms = t0.elapsed().as_millis();
@@ -288,14 +219,10 @@ fn http_case(d: &Daemon, ctx: &Ctx, file: &Path) -> Outcome {
         let v = r.json().unwrap_or(Value::Null);
         problem = pairs.iter().find_map(|p| {
             let (ptr, want) = (p[0].as_str().unwrap_or(""), &p[1]);
-            (v.pointer(ptr) != Some(want))
-                .then(|| format!("{ptr} is {:?}, wanted {want}", v.pointer(ptr)))
+            (v.pointer(ptr) != Some(want)).then(|| format!("{ptr} is {:?}, wanted {want}", v.pointer(ptr)))
         });
     }
-    let code = r
-        .json()
-        .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
-        .unwrap_or_default();
+    let code = r.json().and_then(|v| v["error"]["code"].as_str().map(str::to_string)).unwrap_or_default();
     Outcome {
         name,
         want: format!("{status} {}", e["code"].as_str().unwrap_or("")),
@@ -307,9 +234,7 @@ fn http_case(d: &Daemon, ctx: &Ctx, file: &Path) -> Outcome {
 }
 
 fn said(r: &Reply) -> String {
-    r.json()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .unwrap_or_default()
+    r.json().and_then(|v| v["error"]["message"].as_str().map(str::to_string)).unwrap_or_default()
 }
 
 fn get(d: &Daemon, path: &str) -> Reply {
@@ -317,29 +242,16 @@ fn get(d: &Daemon, path: &str) -> Reply {
 }
 
 fn post(d: &Daemon, path: &str, body: &Value) -> Reply {
-    let h = [
-        ("Authorization".to_string(), format!("Bearer {TOKEN}")),
-        ("Content-Type".to_string(), "application/json".to_string()),
-    ];
-    send(
-        d.addr,
-        "POST",
-        path,
-        &h,
-        Some(body.to_string().into_bytes()),
-    )
+    let h = [("Authorization".to_string(), format!("Bearer {TOKEN}")), ("Content-Type".to_string(), "application/json".to_string())];
+    send(d.addr, "POST", path, &h, Some(body.to_string().into_bytes()))
 }
 
 /// Polls a task until it ends or `limit` passes; returns the last snapshot.
 fn wait(d: &Daemon, id: &str, limit: Duration) -> Value {
     let t0 = Instant::now();
     loop {
-        let v = get(d, &format!("/api/ml/tasks/{id}"))
-            .json()
-            .unwrap_or(Value::Null);
-        if ["SUCCESS", "FAILURE", "REVOKED"].contains(&v["status"].as_str().unwrap_or(""))
-            || t0.elapsed() > limit
-        {
+        let v = get(d, &format!("/api/ml/tasks/{id}")).json().unwrap_or(Value::Null);
+        if ["SUCCESS", "FAILURE", "REVOKED"].contains(&v["status"].as_str().unwrap_or("")) || t0.elapsed() > limit {
             return v;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -347,27 +259,14 @@ fn wait(d: &Daemon, id: &str, limit: Duration) -> Value {
 }
 
 fn data_case(d: &Daemon, dir: &Path) -> Outcome {
-    let id = dir
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let case: toml::Table =
-        toml::from_str(&std::fs::read_to_string(dir.join("case.toml")).unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let id = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let case: toml::Table = toml::from_str(&std::fs::read_to_string(dir.join("case.toml")).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let name = format!("data/{id}");
-    let route = case
-        .get("route")
-        .and_then(|v| v.as_str())
-        .unwrap_or("batch");
-    let mut body = case
-        .get("body")
-        .and_then(|b| serde_json::to_value(b).ok())
-        .unwrap_or_else(|| json!({}));
+    let route = case.get("route").and_then(|v| v.as_str()).unwrap_or("batch");
+    let mut body = case.get("body").and_then(|b| serde_json::to_value(b).ok()).unwrap_or_else(|| json!({}));
     body["machine_id"] = json!(id);
-    let expect = case
-        .get("expect")
-        .and_then(|v| v.as_str())
-        .unwrap_or("refused");
+    let expect = case.get("expect").and_then(|v| v.as_str()).unwrap_or("refused");
     let contains: Vec<String> = case
         .get("message_contains")
         .and_then(|v| v.as_array())
@@ -375,24 +274,14 @@ fn data_case(d: &Daemon, dir: &Path) -> Outcome {
         .flatten()
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect();
-    let limit = Duration::from_secs(
-        case.get("timeout_s")
-            .and_then(|v| v.as_integer())
-            .unwrap_or(60) as u64,
-    );
+    let limit = Duration::from_secs(case.get("timeout_s").and_then(|v| v.as_integer()).unwrap_or(60) as u64);
     let t0 = Instant::now();
     let r = post(d, &format!("/api/ml/train/{route}"), &body);
     if expect == "refused" {
-        let status = case
-            .get("status")
-            .and_then(|v| v.as_integer())
-            .unwrap_or(422) as u16;
+        let status = case.get("status").and_then(|v| v.as_integer()).unwrap_or(422) as u16;
         let code = case.get("code").and_then(|v| v.as_str());
         let problem = check_error(&r, status, code, &contains);
-        let got_code = r
-            .json()
-            .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
-            .unwrap_or_default();
+        let got_code = r.json().and_then(|v| v["error"]["code"].as_str().map(str::to_string)).unwrap_or_default();
         return Outcome {
             name,
             want: format!("{status} {}", code.unwrap_or("")),
@@ -402,22 +291,9 @@ fn data_case(d: &Daemon, dir: &Path) -> Outcome {
             problem,
         };
     }
-    let want = if expect == "success" {
-        "SUCCESS"
-    } else {
-        "FAILURE"
-    };
-    let mut out = Outcome {
-        name,
-        want: format!("202 → {want}"),
-        got: format!("{}", r.status),
-        ms: 0,
-        said: said(&r),
-        problem: None,
-    };
-    let task = r
-        .json()
-        .and_then(|v| v["task_id"].as_str().map(str::to_string));
+    let want = if expect == "success" { "SUCCESS" } else { "FAILURE" };
+    let mut out = Outcome { name, want: format!("202 → {want}"), got: format!("{}", r.status), ms: 0, said: said(&r), problem: None };
+    let task = r.json().and_then(|v| v["task_id"].as_str().map(str::to_string));
     let (202, Some(task)) = (r.status, task) else {
         out.problem = Some(format!("not accepted: {} {}", r.status, r.text()));
         out.ms = t0.elapsed().as_millis();
@@ -430,17 +306,11 @@ fn data_case(d: &Daemon, dir: &Path) -> Outcome {
     let error = v["error"].as_str().unwrap_or("");
     out.said = error.to_string();
     if status != want {
-        out.problem = Some(format!(
-            "task ended {status} (wanted {want}) after {:?}; error: {error}",
-            t0.elapsed()
-        ));
+        out.problem = Some(format!("task ended {status} (wanted {want}) after {:?}; error: {error}", t0.elapsed()));
     } else if want == "FAILURE" {
         if error.trim().is_empty() {
             out.problem = Some(format!("FAILURE without an error message: {v}"));
-        } else if let Some(p) = contains
-            .iter()
-            .find(|p| !error.to_lowercase().contains(&p.to_lowercase()))
-        {
+        } else if let Some(p) = contains.iter().find(|p| !error.to_lowercase().contains(&p.to_lowercase())) {
             out.problem = Some(format!("error does not say {p:?}: {error}"));
         }
     }
@@ -449,11 +319,7 @@ fn data_case(d: &Daemon, dir: &Path) -> Outcome {
 
 /// Writes what a case's `[[generate]]` entries describe: bytes too large or too binary to commit usefully.
 fn generate(dir: &Path, g: &toml::Table) {
-    let file = dir.join(
-        g.get("file")
-            .and_then(|v| v.as_str())
-            .unwrap_or("train.parquet"),
-    );
+    let file = dir.join(g.get("file").and_then(|v| v.as_str()).unwrap_or("train.parquet"));
     let int = |k: &str| g.get(k).and_then(|v| v.as_integer());
     let float = |k: &str| g.get(k).and_then(|v| v.as_float());
     match g.get("kind").and_then(|v| v.as_str()) {
@@ -473,23 +339,14 @@ fn generate(dir: &Path, g: &toml::Table) {
             let n = int("rows").unwrap_or(100) as usize;
             let ts: Vec<f64> = (0..n).map(|i| 1.7e9 + 3600.0 * i as f64).collect();
             let rul: Vec<f64> = (0..n).map(|i| (n - 1 - i) as f64).collect();
-            let mut temp: Vec<f64> = (0..n)
-                .map(|i| 40.0 + 0.1 * i as f64 + (i as f64 / 5.0).sin())
-                .collect();
+            let mut temp: Vec<f64> = (0..n).map(|i| 40.0 + 0.1 * i as f64 + (i as f64 / 5.0).sin()).collect();
             let vib: Vec<f64> = (0..n).map(|i| 1.0 + 0.01 * i as f64).collect();
             if let Some(r) = int("inf_at_row") {
                 temp[r as usize] = f64::INFINITY;
             }
-            let table = millwright::data::write::OutTable {
-                timestamps: &ts,
-                columns: vec![("rul", &rul), ("temp_C", &temp), ("vib_mm_s", &vib)],
-            };
-            millwright::data::write::write_table(
-                &file,
-                &table,
-                millwright::data::write::Format::Parquet,
-            )
-            .unwrap();
+            let table =
+                millwright::data::write::OutTable { timestamps: &ts, columns: vec![("rul", &rul), ("temp_C", &temp), ("vib_mm_s", &vib)] };
+            millwright::data::write::write_table(&file, &table, millwright::data::write::Format::Parquet).unwrap();
             let mut bytes = std::fs::read(&file).unwrap();
             let len = bytes.len();
             if let Some(f) = float("truncate_to") {
@@ -498,15 +355,8 @@ fn generate(dir: &Path, g: &toml::Table) {
             if let Some(k) = int("truncate_bytes") {
                 bytes.truncate(len - k as usize);
             }
-            if let (Some(at), Some(with)) = (
-                int("overwrite_at"),
-                g.get("overwrite").and_then(|v| v.as_str()),
-            ) {
-                let at = if at < 0 {
-                    (len as i64 + at) as usize
-                } else {
-                    at as usize
-                };
+            if let (Some(at), Some(with)) = (int("overwrite_at"), g.get("overwrite").and_then(|v| v.as_str())) {
+                let at = if at < 0 { (len as i64 + at) as usize } else { at as usize };
                 bytes[at..at + with.len()].copy_from_slice(with.as_bytes());
             }
             if let (Some(a), Some(b)) = (float("zero_from"), float("zero_to")) {
@@ -525,26 +375,14 @@ fn copy_case(from: &Path, to: &Path) {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
     }
-    let case: toml::Table =
-        toml::from_str(&std::fs::read_to_string(from.join("case.toml")).unwrap()).unwrap();
-    for g in case
-        .get("generate")
-        .and_then(|v| v.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_table())
-    {
+    let case: toml::Table = toml::from_str(&std::fs::read_to_string(from.join("case.toml")).unwrap()).unwrap();
+    for g in case.get("generate").and_then(|v| v.as_array()).into_iter().flatten().filter_map(|v| v.as_table()) {
         generate(to, g);
     }
 }
 
 fn sorted(dir: &Path, want_dir: bool) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir() == want_dir)
-        .collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir() == want_dir).collect();
     v.retain(|p| want_dir || p.extension().is_some_and(|e| e == "json"));
     v.sort();
     v
@@ -569,10 +407,7 @@ fn bad_input_corpus_gets_clear_answers_and_the_daemon_stays_healthy() {
     // Predict cases need live models: train the demo machine first.
     let r = post(&d, "/api/ml/train/batch", &json!({ "machine_id": demo }));
     assert_eq!(r.status, 202, "{}", r.text());
-    let task = r
-        .json()
-        .and_then(|v| v["task_id"].as_str().map(str::to_string))
-        .unwrap();
+    let task = r.json().and_then(|v| v["task_id"].as_str().map(str::to_string)).unwrap();
     let v = wait(&d, &task, Duration::from_secs(120));
     assert_eq!(v["status"], "SUCCESS", "the demo machine must train: {v}");
     let ctx = Ctx {
@@ -590,16 +425,8 @@ fn bad_input_corpus_gets_clear_answers_and_the_daemon_stays_healthy() {
         let health = get(d, "/api/health");
         let alive = matches!(d.child.try_wait(), Ok(None));
         if !alive || health.status != 200 || health.json().is_none_or(|v| v["status"] != "ok") {
-            let after = format!(
-                "daemon unhealthy after this case (alive: {alive}, health: {} {})",
-                health.status,
-                health.text()
-            );
-            outcome.problem = Some(
-                outcome
-                    .problem
-                    .map_or(after.clone(), |p| format!("{p}; {after}")),
-            );
+            let after = format!("daemon unhealthy after this case (alive: {alive}, health: {} {})", health.status, health.text());
+            outcome.problem = Some(outcome.problem.map_or(after.clone(), |p| format!("{p}; {after}")));
         }
         outcomes.push(outcome);
     };
@@ -612,19 +439,9 @@ fn bad_input_corpus_gets_clear_answers_and_the_daemon_stays_healthy() {
         run(o, &mut d, &mut outcomes);
     }
 
-    println!(
-        "\n{:<48} {:<34} {:<34} {:>7}",
-        "case", "expected", "got", "ms"
-    );
+    println!("\n{:<48} {:<34} {:<34} {:>7}", "case", "expected", "got", "ms");
     for o in &outcomes {
-        println!(
-            "{:<48} {:<34} {:<34} {:>7} {}",
-            o.name,
-            o.want,
-            o.got,
-            o.ms,
-            if o.problem.is_some() { "FAIL" } else { "ok" }
-        );
+        println!("{:<48} {:<34} {:<34} {:>7} {}", o.name, o.want, o.got, o.ms, if o.problem.is_some() { "FAIL" } else { "ok" });
         if !o.said.is_empty() {
             println!("    {}", o.said.chars().take(200).collect::<String>());
         }
@@ -637,10 +454,7 @@ fn bad_input_corpus_gets_clear_answers_and_the_daemon_stays_healthy() {
         t_start.elapsed().as_secs_f64(),
         (t_cases - t_start).as_secs_f64()
     );
-    let failed: Vec<String> = outcomes
-        .iter()
-        .filter_map(|o| o.problem.as_ref().map(|p| format!("{}: {p}", o.name)))
-        .collect();
+    let failed: Vec<String> = outcomes.iter().filter_map(|o| o.problem.as_ref().map(|p| format!("{}: {p}", o.name))).collect();
     assert!(
         failed.is_empty(),
         "{} of {} corpus cases failed:\n{}\n--- daemon log tail ---\n{}",
@@ -649,11 +463,7 @@ fn bad_input_corpus_gets_clear_answers_and_the_daemon_stays_healthy() {
         failed.join("\n"),
         tail(&d.log())
     );
-    assert!(
-        outcomes.len() >= MIN_CASES,
-        "the corpus must hold at least {MIN_CASES} cases, found {}",
-        outcomes.len()
-    );
+    assert!(outcomes.len() >= MIN_CASES, "the corpus must hold at least {MIN_CASES} cases, found {}", outcomes.len());
 }
 
 fn tail(log: &str) -> String {

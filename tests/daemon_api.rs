@@ -112,10 +112,28 @@ fn errors_have_one_shape_and_the_right_status() {
         (415, d.post_raw("/api/ml/train/batch", br#"{"machine_id": "x"}"#, &[("Authorization", &auth)])),
         (413, d.post_raw("/api/ml/train/batch", &vec![b' '; 2 * 1024 * 1024], h)),
         (401, request(d.addr, "POST", "/api/ml/train/batch", Some(br#"{"machine_id":"x"}"#), &[("Content-Type", "application/json")])),
-        (401, request(d.addr, "POST", "/api/ml/train/batch", Some(br#"{"machine_id":"x"}"#), &[("Content-Type", "application/json"), ("Authorization", "Bearer wrong")])),
+        (
+            401,
+            request(
+                d.addr,
+                "POST",
+                "/api/ml/train/batch",
+                Some(br#"{"machine_id":"x"}"#),
+                &[("Content-Type", "application/json"), ("Authorization", "Bearer wrong")],
+            ),
+        ),
         (401, request(d.addr, "DELETE", &format!("/api/ml/models/{m}/anomaly"), None, &[])),
         (401, request(d.addr, "POST", &format!("/api/ml/predict/{m}"), Some(b"{}"), &[])),
-        (401, request(d.addr, "POST", &format!("/api/ml/train/batch?token={TOKEN}"), Some(br#"{"machine_id":"x"}"#), &[("Content-Type", "application/json")])),
+        (
+            401,
+            request(
+                d.addr,
+                "POST",
+                &format!("/api/ml/train/batch?token={TOKEN}"),
+                Some(br#"{"machine_id":"x"}"#),
+                &[("Content-Type", "application/json")],
+            ),
+        ),
         (400, d.post(&format!("/api/ml/predict/{m}"), &json!({ "rows": [] }))),
         (400, d.post(&format!("/api/ml/predict/{m}"), &json!({ "rows": [{ "timestamp": "yesterday" }] }))),
     ];
@@ -135,11 +153,25 @@ fn openapi_covers_every_route() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     for p in [
-        "/api/ml/train/classification", "/api/ml/train/regression", "/api/ml/train/anomaly", "/api/ml/train/timeseries", "/api/ml/train/batch",
-        "/api/ml/tasks/{task_id}", "/api/ml/tasks/{task_id}/cancel", "/api/ml/tasks", "/api/ml/tasks/{task_id}/events",
-        "/api/ml/train/machines/available", "/api/ml/models", "/api/ml/models/{machine_id}", "/api/ml/models/{machine_id}/{model_type}",
-        "/api/ml/models/{machine_id}/{model_type}/download", "/api/ml/predict/{machine_id}", "/api/health", "/api/openapi.json",
-        "/api/auth/login", "/api/auth/logout",
+        "/api/ml/train/classification",
+        "/api/ml/train/regression",
+        "/api/ml/train/anomaly",
+        "/api/ml/train/timeseries",
+        "/api/ml/train/batch",
+        "/api/ml/tasks/{task_id}",
+        "/api/ml/tasks/{task_id}/cancel",
+        "/api/ml/tasks",
+        "/api/ml/tasks/{task_id}/events",
+        "/api/ml/train/machines/available",
+        "/api/ml/models",
+        "/api/ml/models/{machine_id}",
+        "/api/ml/models/{machine_id}/{model_type}",
+        "/api/ml/models/{machine_id}/{model_type}/download",
+        "/api/ml/predict/{machine_id}",
+        "/api/health",
+        "/api/openapi.json",
+        "/api/auth/login",
+        "/api/auth/logout",
     ] {
         assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
     }
@@ -161,13 +193,20 @@ fn login_cookie_and_generated_token_file() {
     assert!(!d.log().contains(token.trim()), "the token must never be logged");
     let bad = d.post_raw("/api/auth/login", br#"{"token":"nope"}"#, &[("Content-Type", "application/json")]);
     assert_eq!(bad.status, 401);
-    let ok = d.post_raw("/api/auth/login", format!("{{\"token\":\"{}\"}}", token.trim()).as_bytes(), &[("Content-Type", "application/json")]);
+    let ok =
+        d.post_raw("/api/auth/login", format!("{{\"token\":\"{}\"}}", token.trim()).as_bytes(), &[("Content-Type", "application/json")]);
     assert_eq!(ok.status, 200);
     let cookie = ok.header("set-cookie").unwrap().to_string();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     let pair = cookie.split(';').next().unwrap();
     let m = first_machine(&d);
-    let r = request(d.addr, "POST", "/api/ml/train/anomaly", Some(format!("{{\"machine_id\":\"{m}\"}}").as_bytes()), &[("Content-Type", "application/json"), ("Cookie", pair)]);
+    let r = request(
+        d.addr,
+        "POST",
+        "/api/ml/train/anomaly",
+        Some(format!("{{\"machine_id\":\"{m}\"}}").as_bytes()),
+        &[("Content-Type", "application/json"), ("Cookie", pair)],
+    );
     assert_eq!(r.status, 202, "{}", r.text());
     let out = d.post_raw("/api/auth/logout", b"", &[]);
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));

@@ -144,7 +144,14 @@ fn twenty_concurrent_clients_are_accepted_or_cleanly_refused_and_run_one_at_a_ti
             let m = machines[i % 4].clone();
             std::thread::spawn(move || {
                 let body = json!({ "machine_id": m, "model_types": ["anomaly"] }).to_string();
-                common::request(addr, "POST", "/api/ml/train/batch", Some(body.as_bytes()), &[("Authorization", &format!("Bearer {}", common::TOKEN)), ("Content-Type", "application/json")]).status
+                common::request(
+                    addr,
+                    "POST",
+                    "/api/ml/train/batch",
+                    Some(body.as_bytes()),
+                    &[("Authorization", &format!("Bearer {}", common::TOKEN)), ("Content-Type", "application/json")],
+                )
+                .status
             })
         })
         .collect();

@@ -1,6 +1,6 @@
 //! Loading real datasets through their `machine.toml`, the seed layout in both formats, and every bad-data error.
-use millwright::data::{self, DataError, Split};
 use millwright::data::write::{Format, OutTable, write_table};
+use millwright::data::{self, DataError, Split};
 use std::path::{Path, PathBuf};
 
 fn example(name: &str) -> Option<PathBuf> {
@@ -157,7 +157,8 @@ fn bad_data_gets_precise_errors() {
     let msg = load_err(&[("machine.toml", "[columns]\nbogus = 1\n"), ("train.csv", "timestamp,t\n1,2\n2,3\n")]);
     assert!(msg.contains("machine.toml") && msg.contains("bogus"), "{msg}");
 
-    let msg = load_err(&[("machine.toml", "[[files]]\npath = \"x.csv\"\n[columns]\nlabel = \"fail\"\n"), ("x.csv", "timestamp,t\n1,2\n2,3\n")]);
+    let msg =
+        load_err(&[("machine.toml", "[[files]]\npath = \"x.csv\"\n[columns]\nlabel = \"fail\"\n"), ("x.csv", "timestamp,t\n1,2\n2,3\n")]);
     assert!(msg.contains("x.csv") && msg.contains("\"fail\""), "{msg}");
 }
 
@@ -174,7 +175,10 @@ fn machine_ids_are_validated_before_touching_the_disk() {
 fn described_table_with_whitespace_and_explicit_names() {
     let d = tempfile::tempdir().unwrap();
     let m = d.path().join("machines/press");
-    write(&m, "machine.toml", r#"
+    write(
+        &m,
+        "machine.toml",
+        r#"
 [machine]
 name = "Press 7"
 family = "hydraulic"
@@ -191,7 +195,8 @@ rul_from_end = true
 ignore = ["junk"]
 [units]
 pressure = "bar"
-"#);
+"#,
+    );
     write(&m, "runs.txt", "1 1 10.0 0\n1 2 10.5 0  \n1 3 11.0 0\n2 1 9.0 0\n2 2 9.5 0\n");
     let t = data::load_machine(d.path(), "press").unwrap();
     assert_eq!(t.display_name(), "Press 7");

@@ -67,7 +67,8 @@ fn wait_for(d: &Daemon, id: &str, limit: Duration, what: &str, f: impl Fn(&Value
 /// The deterministic parts of a saved model's report (timings and dates differ between runs).
 fn report_core(d: &Daemon, m: &str, t: &str, version: u64) -> Value {
     let r = d.get(&format!("/api/ml/models/{m}/{t}?version={version}")).json()["report"].clone();
-    let board: Vec<Value> = r["leaderboard"].as_array().unwrap().iter().map(|row| json!([row["model"], row["validation_score"], row["chosen"]])).collect();
+    let board: Vec<Value> =
+        r["leaderboard"].as_array().unwrap().iter().map(|row| json!([row["model"], row["validation_score"], row["chosen"]])).collect();
     json!({ "headline": r["headline"], "metrics": r["metrics"], "baseline": r["baseline"], "confusion": r["confusion"], "features": r["feature_importance"], "samples": r["samples"], "leaderboard": board })
 }
 
@@ -89,7 +90,10 @@ fn a_heat_spike_pauses_a_batch_visibly_and_the_result_equals_an_unpaused_run() {
         let mut seen = Vec::new();
         loop {
             let v = common::request(addr, "GET", &format!("/api/ml/tasks/{hot_id}"), None, &[]).json();
-            seen.push((v["progress"]["progress_percent"].as_f64().unwrap_or(0.0), v["progress"]["stage"].as_str().unwrap_or("").to_string()));
+            seen.push((
+                v["progress"]["progress_percent"].as_f64().unwrap_or(0.0),
+                v["progress"]["stage"].as_str().unwrap_or("").to_string(),
+            ));
             if ["SUCCESS", "FAILURE", "REVOKED"].contains(&v["status"].as_str().unwrap_or("")) {
                 return (seen, v);
             }
@@ -116,7 +120,9 @@ fn a_heat_spike_pauses_a_batch_visibly_and_the_result_equals_an_unpaused_run() {
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(task(&d, &hot)["progress"]["stage"], "paused: SoC 80 °C");
     set_temp(&b.root, 60.0);
-    wait_for(&d, &hot, Duration::from_secs(20), "the job never resumed", |v| !v["progress"]["stage"].as_str().unwrap_or("").starts_with("paused"));
+    wait_for(&d, &hot, Duration::from_secs(20), "the job never resumed", |v| {
+        !v["progress"]["stage"].as_str().unwrap_or("").starts_with("paused")
+    });
     assert_eq!(guard(&d)["state"], "ok");
 
     let (seen, end) = sampler.join().unwrap();
@@ -215,7 +221,12 @@ fn a_job_that_does_not_fit_now_waits_with_numbers_and_starts_when_memory_frees()
     let v = wait_for(&d, &id, Duration::from_secs(20), "no waiting reason", |v| v["waiting_reason"].is_string());
     assert_eq!(v["status"], "PENDING");
     let reason = v["waiting_reason"].as_str().unwrap();
-    assert!(reason.starts_with("waiting for memory: the job needs about ") && reason.contains("100 MB are available") && reason.contains("256 MB"), "{reason}");
+    assert!(
+        reason.starts_with("waiting for memory: the job needs about ")
+            && reason.contains("100 MB are available")
+            && reason.contains("256 MB"),
+        "{reason}"
+    );
     let g = guard(&d);
     assert_eq!(g["state"], "refusing", "{g}");
     assert_eq!(g["reason"], reason);
@@ -274,7 +285,11 @@ fn a_daemon_past_memory_abort_stops_the_job_as_failure_with_numbers() {
     let d = start(&b, &[("MILLWRIGHT_GUARD__MEMORY_ABORT_MB", "1")]);
     let id = submit(&d, json!({ "machine_id": machine(&d), "model_types": ["classification", "regression"] }));
     let end = d.wait_task(&id, LONG);
-    let end = if end["status"] == "REVOKED" { wait_for(&d, &id, Duration::from_secs(5), "REVOKED was not turned into FAILURE", |v| v["status"] == "FAILURE") } else { end };
+    let end = if end["status"] == "REVOKED" {
+        wait_for(&d, &id, Duration::from_secs(5), "REVOKED was not turned into FAILURE", |v| v["status"] == "FAILURE")
+    } else {
+        end
+    };
     assert_eq!(end["status"], "FAILURE", "{end}");
     let err = end["error"].as_str().unwrap();
     assert!(err.contains("the daemon used") && err.contains("over its limit of 1 MB (guard.memory_abort_mb = 1)"), "{err}");
@@ -292,7 +307,12 @@ fn a_job_that_would_eat_the_disk_reserve_is_refused_at_submission_with_numbers()
     let v = r.json();
     assert_eq!(v["error"]["code"], "insufficient_resources", "{v}");
     let err = v["error"]["message"].as_str().unwrap();
-    assert!(err.contains("not enough disk space") && err.contains("MB free for the state folder") && err.contains("guard.disk_reserve_mb keeps 1000000000 MB"), "{err}");
+    assert!(
+        err.contains("not enough disk space")
+            && err.contains("MB free for the state folder")
+            && err.contains("guard.disk_reserve_mb keeps 1000000000 MB"),
+        "{err}"
+    );
     assert!(v["error"]["details"]["free_mb"].is_u64(), "{v}");
     assert!(!err.contains(&*b.state.to_string_lossy()), "no absolute path in an error: {err}");
     assert_eq!(d.get("/api/ml/tasks").json()["total"], 0, "nothing was queued");
@@ -316,7 +336,11 @@ fn the_memory_estimate_covers_real_runs_without_wild_overestimates() {
                 .unwrap();
             let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "{text}");
-            let line = text.lines().find(|l| l.contains("estimate vs measured")).unwrap_or_else(|| panic!("the child did not measure: {text}")).to_string();
+            let line = text
+                .lines()
+                .find(|l| l.contains("estimate vs measured"))
+                .unwrap_or_else(|| panic!("the child did not measure: {text}"))
+                .to_string();
             let nums: Vec<f64> = line.split("ESTIMATE ").nth(1).unwrap().split_whitespace().map(|x| x.parse().unwrap()).collect();
             let (estimate, measured) = (nums[0], nums[1]);
             eprintln!("{line}");

@@ -4,15 +4,15 @@
 //! reproduces a fault found on the release build and fails on the code before its fix.
 mod common;
 
-#[path = "hardening/watchdog.rs"]
-mod watchdog;
-#[path = "hardening/store.rs"]
-mod store;
-#[path = "hardening/http.rs"]
-mod http;
 #[path = "hardening/access.rs"]
 mod access;
-#[path = "hardening/mqtt.rs"]
-mod mqtt;
+#[path = "hardening/http.rs"]
+mod http;
 #[path = "hardening/limits.rs"]
 mod limits;
+#[path = "hardening/mqtt.rs"]
+mod mqtt;
+#[path = "hardening/store.rs"]
+mod store;
+#[path = "hardening/watchdog.rs"]
+mod watchdog;

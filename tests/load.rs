@@ -47,21 +47,12 @@ fn put(root: &Path, rel: &str, text: &str) {
 }
 
 fn set_temp(root: &Path, celsius: f64) {
-    put(
-        root,
-        "sys/class/thermal/thermal_zone0/temp",
-        &format!("{}\n", (celsius * 1000.0) as i64),
-    );
+    put(root, "sys/class/thermal/thermal_zone0/temp", &format!("{}\n", (celsius * 1000.0) as i64));
 }
 
 fn proc_status(pid: u32, key: &str) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    s.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn rss_mb(pid: u32) -> Option<f64> {
@@ -73,12 +64,7 @@ fn threads(pid: u32) -> usize {
 }
 
 /// One request that never panics: (status, body, latency); status 0 when the connection failed.
-fn try_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> (u16, Value, Duration) {
+fn try_request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value, Duration) {
     let t0 = Instant::now();
     let Ok(mut s) = TcpStream::connect_timeout(&addr, ANSWER_BOUND * 2) else {
         return (0, Value::Null, t0.elapsed());
@@ -97,15 +83,8 @@ fn try_request(
     let _ = s.read_to_end(&mut raw);
     let elapsed = t0.elapsed();
     let text = String::from_utf8_lossy(&raw);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let json = text.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
     (status, json, elapsed)
 }
 
@@ -124,29 +103,18 @@ fn burst(addr: SocketAddr, machine: &str, each: usize, ahead: usize) -> Burst {
             let (body, start) = (body.clone(), start.clone());
             std::thread::spawn(move || {
                 start.wait();
-                (0..each)
-                    .map(|_| try_request(addr, "POST", "/api/ml/train/batch", Some(&body)))
-                    .collect::<Vec<_>>()
+                (0..each).map(|_| try_request(addr, "POST", "/api/ml/train/batch", Some(&body))).collect::<Vec<_>>()
             })
         })
         .collect();
-    let mut out = Burst {
-        accepted: Vec::new(),
-        refused: 0,
-        latencies: Vec::new(),
-    };
+    let mut out = Burst { accepted: Vec::new(), refused: 0, latencies: Vec::new() };
     for (status, v, latency) in handles.into_iter().flat_map(|h| h.join().unwrap()) {
         out.latencies.push(latency);
         match status {
-            202 => out
-                .accepted
-                .push(v["task_id"].as_str().unwrap().to_string()),
+            202 => out.accepted.push(v["task_id"].as_str().unwrap().to_string()),
             429 => {
                 assert_eq!(v["error"]["code"], "queue_full", "{v}");
-                assert_eq!(
-                    v["error"]["details"]["ahead"], ahead,
-                    "a refusal says how many wait: {v}"
-                );
+                assert_eq!(v["error"]["details"]["ahead"], ahead, "a refusal says how many wait: {v}");
                 assert_eq!(v["error"]["details"]["capacity"], CAPACITY, "{v}");
                 out.refused += 1;
             }
@@ -161,10 +129,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn tasks(d: &Daemon) -> Vec<Value> {
-    d.get("/api/ml/tasks").json()["tasks"]
-        .as_array()
-        .unwrap()
-        .clone()
+    d.get("/api/ml/tasks").json()["tasks"].as_array().unwrap().clone()
 }
 
 fn count(all: &[Value], status: &str) -> usize {
@@ -182,11 +147,7 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 #[test]
 fn a_thousand_submissions_from_fifty_clients_fill_the_queue_exactly_and_nothing_stalls() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, state, root) = (
-        dir.path().join("data"),
-        dir.path().join("state"),
-        dir.path().join("sysroot"),
-    );
+    let (data, state, root) = (dir.path().join("data"), dir.path().join("state"), dir.path().join("sysroot"));
     // Enough rows that a job outlasts the cool-down window of phase 2.
     fleet(&data, 1, 20_000);
     set_temp(&root, 85.0);
@@ -203,15 +164,10 @@ fn a_thousand_submissions_from_fifty_clients_fill_the_queue_exactly_and_nothing_
     );
     let pid = d.child.id();
     let addr = d.addr;
-    let m = d.get("/api/ml/train/machines/available").json()["machines"][0]["machine_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    wait_until(
-        "the guard never read the fake 85 °C",
-        Duration::from_secs(10),
-        || d.get("/api/health").json()["guard"]["state"] == "paused",
-    );
+    let m = d.get("/api/ml/train/machines/available").json()["machines"][0]["machine_id"].as_str().unwrap().to_string();
+    wait_until("the guard never read the fake 85 °C", Duration::from_secs(10), || {
+        d.get("/api/health").json()["guard"]["state"] == "paused"
+    });
     std::thread::sleep(Duration::from_millis(300));
     let idle_rss = rss_mb(pid).unwrap();
     let idle_threads = threads(pid);
@@ -225,10 +181,7 @@ fn a_thousand_submissions_from_fifty_clients_fill_the_queue_exactly_and_nothing_
             let mut polls = 0;
             while !stop.load(Ordering::SeqCst) {
                 let (status, v, latency) = try_request(addr, "GET", "/api/health", None);
-                assert!(
-                    status == 200 && v["status"] == "ok",
-                    "health answered {status} after {latency:?}: {v}"
-                );
+                assert!(status == 200 && v["status"] == "ok", "health answered {status} after {latency:?}: {v}");
                 worst = worst.max(latency);
                 polls += 1;
                 std::thread::sleep(Duration::from_millis(100));
@@ -261,48 +214,25 @@ fn a_thousand_submissions_from_fifty_clients_fill_the_queue_exactly_and_nothing_
     let took_a = t_a.elapsed();
     std::thread::sleep(Duration::from_millis(200));
     let end_a = Instant::now();
-    assert_eq!(
-        a.accepted.len(),
-        CAPACITY,
-        "exactly the capacity is accepted while nothing runs"
-    );
+    assert_eq!(a.accepted.len(), CAPACITY, "exactly the capacity is accepted while nothing runs");
     assert_eq!(a.refused, CLIENTS * PHASE_A_EACH - CAPACITY);
     let all = tasks(&d);
-    assert_eq!(
-        (all.len(), count(&all, "PENDING")),
-        (CAPACITY, CAPACITY),
-        "the accepted jobs wait, none runs"
-    );
+    assert_eq!((all.len(), count(&all, "PENDING")), (CAPACITY, CAPACITY), "the accepted jobs wait, none runs");
 
     // Phase 2: cool until the runner takes the first job, heat again so it pauses; one slot is free.
     set_temp(&root, 40.0);
-    wait_until(
-        "no job started after cooling",
-        Duration::from_secs(30),
-        || d.get("/api/health").json()["running"].is_object(),
-    );
+    wait_until("no job started after cooling", Duration::from_secs(30), || d.get("/api/health").json()["running"].is_object());
     set_temp(&root, 85.0);
-    wait_until(
-        "the running job never paused",
-        Duration::from_secs(60),
-        || {
-            let h = d.get("/api/health").json();
-            h["running"].is_null()
-                || h["running"]["stage"]
-                    .as_str()
-                    .is_some_and(|s| s.starts_with("paused"))
-        },
-    );
+    wait_until("the running job never paused", Duration::from_secs(60), || {
+        let h = d.get("/api/health").json();
+        h["running"].is_null() || h["running"]["stage"].as_str().is_some_and(|s| s.starts_with("paused"))
+    });
     let pending = d.get("/api/ml/tasks").json()["pending"].as_u64().unwrap() as usize;
     assert!(pending < CAPACITY, "a job left the queue");
     let t_b = Instant::now();
     let b = burst(addr, &m, PHASE_B_EACH, CAPACITY);
     let took_b = t_b.elapsed();
-    assert_eq!(
-        b.accepted.len(),
-        CAPACITY - pending,
-        "exactly the freed slots are taken ({pending} were waiting)"
-    );
+    assert_eq!(b.accepted.len(), CAPACITY - pending, "exactly the freed slots are taken ({pending} were waiting)");
     assert_eq!(b.refused, CLIENTS * PHASE_B_EACH - (CAPACITY - pending));
     let all = tasks(&d);
     assert_eq!(count(&all, "PENDING"), CAPACITY, "{all:?}");
@@ -311,13 +241,7 @@ fn a_thousand_submissions_from_fifty_clients_fill_the_queue_exactly_and_nothing_
     stop.store(true, Ordering::SeqCst);
     let (polls, worst_health) = health.join().unwrap();
     let samples = rss.join().unwrap();
-    let peak_of = |from: Instant, to: Instant| {
-        samples
-            .iter()
-            .filter(|(t, ..)| *t >= from && *t <= to)
-            .map(|s| s.1)
-            .fold(0.0, f64::max)
-    };
+    let peak_of = |from: Instant, to: Instant| samples.iter().filter(|(t, ..)| *t >= from && *t <= to).map(|s| s.1).fold(0.0, f64::max);
     let peak_threads = samples.iter().map(|s| s.2).max().unwrap_or(0);
     eprintln!("load: daemon threads idle {idle_threads}, peak {peak_threads}");
     let peak_a1 = peak_of(t_a, end_a1);
@@ -328,11 +252,7 @@ fn a_thousand_submissions_from_fifty_clients_fill_the_queue_exactly_and_nothing_
 
     let mut lat: Vec<Duration> = a.latencies.iter().chain(&b.latencies).copied().collect();
     lat.sort();
-    let (p50, p99, max) = (
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        *lat.last().unwrap(),
-    );
+    let (p50, p99, max) = (percentile(&lat, 0.5), percentile(&lat, 0.99), *lat.last().unwrap());
     eprintln!(
         "load: {} submissions from {CLIENTS} clients: phase 1 {} accepted / {} refused in {:.2} s, phase 2 {} accepted ({} were waiting) / {} refused in {:.2} s",
         lat.len(),
@@ -344,9 +264,7 @@ fn a_thousand_submissions_from_fifty_clients_fill_the_queue_exactly_and_nothing_
         b.refused,
         took_b.as_secs_f64()
     );
-    eprintln!(
-        "load: submission latency p50 {p50:?}, p99 {p99:?}, max {max:?}; health: {polls} polls all ok, slowest {worst_health:?}"
-    );
+    eprintln!("load: submission latency p50 {p50:?}, p99 {p99:?}, max {max:?}; health: {polls} polls all ok, slowest {worst_health:?}");
     eprintln!(
         "load: daemon RSS idle {idle_rss:.1} MB, peak {peak_a1:.1} MB during the first 400 submissions, {peak_a2:.1} MB during the next 400, peak {peak_rss:.1} MB with a job training in phase 2, {after_rss:.1} MB after ({} samples; bounds +{RSS_GROWTH_BOUND_MB} MB for submissions, {RSS_BOUND_MB} MB overall)",
         samples.len()
@@ -354,27 +272,18 @@ fn a_thousand_submissions_from_fifty_clients_fill_the_queue_exactly_and_nothing_
     assert_eq!(lat.len(), CLIENTS * (PHASE_A_EACH + PHASE_B_EACH));
     assert!(max < ANSWER_BOUND, "a submission took {max:?}");
     assert!(worst_health < ANSWER_BOUND, "health took {worst_health:?}");
-    assert!(
-        peak_a < idle_rss + RSS_GROWTH_BOUND_MB,
-        "800 submissions took RSS from {idle_rss:.1} MB to {peak_a:.1} MB"
-    );
-    assert!(
-        peak_a2 < peak_a1 + RSS_REPEAT_MARGIN_MB,
-        "a second burst of 400 grew RSS from {peak_a1:.1} MB to {peak_a2:.1} MB"
-    );
+    assert!(peak_a < idle_rss + RSS_GROWTH_BOUND_MB, "800 submissions took RSS from {idle_rss:.1} MB to {peak_a:.1} MB");
+    assert!(peak_a2 < peak_a1 + RSS_REPEAT_MARGIN_MB, "a second burst of 400 grew RSS from {peak_a1:.1} MB to {peak_a2:.1} MB");
     assert!(peak_rss < RSS_BOUND_MB, "RSS peaked at {peak_rss:.1} MB");
 
     // The daemon is still itself: it cools, runs the queue, and cancels cleanly.
     set_temp(&root, 40.0);
     let first = &a.accepted[0];
-    for t in tasks(&d).iter().filter(|t| {
-        t["task_id"] != first.as_str()
-            && ["PENDING", "STARTED", "PROGRESS"].contains(&t["status"].as_str().unwrap())
-    }) {
-        d.post(
-            &format!("/api/ml/tasks/{}/cancel", t["task_id"].as_str().unwrap()),
-            &json!({}),
-        );
+    for t in tasks(&d)
+        .iter()
+        .filter(|t| t["task_id"] != first.as_str() && ["PENDING", "STARTED", "PROGRESS"].contains(&t["status"].as_str().unwrap()))
+    {
+        d.post(&format!("/api/ml/tasks/{}/cancel", t["task_id"].as_str().unwrap()), &json!({}));
     }
     let end = d.wait_task(first, Duration::from_secs(240));
     assert_eq!(end["status"], "SUCCESS", "{end}");

@@ -25,7 +25,12 @@ fn setup(rows: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
 }
 
 fn start(data: &Path, state: &Path, url: &str, extra: &[(&str, &str)]) -> Daemon {
-    let mut env = vec![("MILLWRIGHT_MQTT__ENABLED", "true"), ("MILLWRIGHT_MQTT__URL", url), ("MILLWRIGHT_MQTT__NODE_ID", "test1"), ("MILLWRIGHT_MQTT__KEEPALIVE_S", "5")];
+    let mut env = vec![
+        ("MILLWRIGHT_MQTT__ENABLED", "true"),
+        ("MILLWRIGHT_MQTT__URL", url),
+        ("MILLWRIGHT_MQTT__NODE_ID", "test1"),
+        ("MILLWRIGHT_MQTT__KEEPALIVE_S", "5"),
+    ];
     env.extend_from_slice(extra);
     Daemon::start(data, state, &env)
 }
@@ -131,7 +136,8 @@ fn progress_of_a_real_training_job_rises_at_most_once_a_second_per_stage() {
     let stages: std::collections::BTreeSet<String> = progress.iter().map(|p| p.json()["stage"].as_str().unwrap().to_string()).collect();
     eprintln!("{} progress messages over {} stages", progress.len(), stages.len());
 
-    let kinds: Vec<String> = events(&sub).iter().filter(|e| e["data"]["task_id"] == id.as_str()).map(|e| e["type"].as_str().unwrap().to_string()).collect();
+    let kinds: Vec<String> =
+        events(&sub).iter().filter(|e| e["data"]["task_id"] == id.as_str()).map(|e| e["type"].as_str().unwrap().to_string()).collect();
     assert_eq!(kinds, ["job_queued", "job_started", "job_done"]);
     // While running, jobs/current carried the job; now it is emptied.
     let current = sub.on(&topic("jobs/current"));
@@ -152,7 +158,10 @@ fn progress_of_a_real_training_job_rises_at_most_once_a_second_per_stage() {
     let training = late.wait_topic(&topic(&format!("machines/{m}/training")), SHORT).json();
     assert_eq!(training["status"], "SUCCESS");
     std::thread::sleep(Duration::from_millis(500));
-    assert!(late.all().iter().all(|m| !m.topic.contains("/tasks/") && !m.topic.ends_with("bridge/event") && m.topic != topic("jobs/current")), "only state is retained");
+    assert!(
+        late.all().iter().all(|m| !m.topic.contains("/tasks/") && !m.topic.ends_with("bridge/event") && m.topic != topic("jobs/current")),
+        "only state is retained"
+    );
 }
 
 #[test]
@@ -165,7 +174,11 @@ fn every_request_is_answered_with_its_transaction_and_bad_ones_get_clear_errors(
     sub.publish(&topic("bridge/request/health_check"), br#"{"transaction":"r1"}"#, true);
     let daemon = start(&data, &state, &broker.url(), &[]);
     sub.wait(SHORT, "online", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
-    let r = sub.wait(SHORT, "refusal of a retained request", |m| m.topic == topic("bridge/response/health_check") && m.json()["transaction"] == "r1").json();
+    let r = sub
+        .wait(SHORT, "refusal of a retained request", |m| {
+            m.topic == topic("bridge/response/health_check") && m.json()["transaction"] == "r1"
+        })
+        .json();
     assert_eq!(r["status"], "error", "{r}");
     assert!(r["error"].as_str().unwrap().contains("retained"), "{r}");
     sub.publish(&topic("bridge/request/health_check"), b"", true);
@@ -256,7 +269,8 @@ fn requests_are_ignored_when_not_accepted() {
 fn a_30_second_broker_outage_during_a_job_loses_nothing_that_matters() {
     let (d, data, state) = setup(30_000);
     let mut broker = Broker::start(&d.path().join("broker"));
-    let daemon = start(&data, &state, &broker.url(), &[("MILLWRIGHT_TRAINING__QUALITY", "best"), ("MILLWRIGHT_LOG_LEVEL", "millwright=debug,info")]);
+    let daemon =
+        start(&data, &state, &broker.url(), &[("MILLWRIGHT_TRAINING__QUALITY", "best"), ("MILLWRIGHT_LOG_LEVEL", "millwright=debug,info")]);
     let sub = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
     sub.wait(SHORT, "online", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
     let m = machine(&daemon);
@@ -307,7 +321,9 @@ fn a_30_second_broker_outage_during_a_job_loses_nothing_that_matters() {
         let end = daemon.wait_task(id, LONG);
         assert_eq!(end["status"], "SUCCESS", "the outage must not affect training: {end}");
     }
-    late.wait(SHORT, "job_done after the outage", |m| m.topic == topic("bridge/event") && m.json()["type"] == "job_done" && m.json()["data"]["task_id"] == ids[1].as_str());
+    late.wait(SHORT, "job_done after the outage", |m| {
+        m.topic == topic("bridge/event") && m.json()["type"] == "job_done" && m.json()["data"]["task_id"] == ids[1].as_str()
+    });
     // Back-off: a handful of attempts in 30 s, not a tight loop.
     let retries = daemon.log().matches("MQTT: still no connection").count();
     eprintln!("reconnect attempts logged during the outage: {retries}");
@@ -325,13 +341,57 @@ fn tls_with_a_self_signed_ca_and_a_password() {
     let (d, data, state) = setup(2_000);
     let dir = d.path().join("tls");
     std::fs::create_dir_all(&dir).unwrap();
-    openssl(&dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=millwright test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=millwright test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
     openssl(&dir, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
     std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    openssl(&dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem"]);
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
     let passwd = dir.join("passwd");
-    let mosquitto_passwd = ["/usr/bin/mosquitto_passwd", "/usr/sbin/mosquitto_passwd"].into_iter().find(|p| Path::new(p).exists()).unwrap_or("mosquitto_passwd");
-    let st = std::process::Command::new(mosquitto_passwd).args(["-b", "-c"]).arg(&passwd).args(["plant", "s3cret-Pa55"]).status().expect("mosquitto_passwd (package mosquitto)");
+    let mosquitto_passwd = ["/usr/bin/mosquitto_passwd", "/usr/sbin/mosquitto_passwd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("mosquitto_passwd");
+    let st = std::process::Command::new(mosquitto_passwd)
+        .args(["-b", "-c"])
+        .arg(&passwd)
+        .args(["plant", "s3cret-Pa55"])
+        .status()
+        .expect("mosquitto_passwd (package mosquitto)");
     assert!(st.success());
     let (tls_port, plain_port) = (mqtt_helpers::free_port(), mqtt_helpers::free_port());
     let conf = format!(
@@ -348,7 +408,12 @@ fn tls_with_a_self_signed_ca_and_a_password() {
     std::fs::write(&pwfile, "s3cret-Pa55\n").unwrap();
     let url = format!("mqtts://127.0.0.1:{tls_port}");
     let (ca, pw) = (dir.join("ca.pem").display().to_string(), pwfile.display().to_string());
-    let daemon = start(&data, &state, &url, &[("MILLWRIGHT_MQTT__USERNAME", "plant"), ("MILLWRIGHT_MQTT__PASSWORD_FILE", &pw), ("MILLWRIGHT_MQTT__CA_FILE", &ca)]);
+    let daemon = start(
+        &data,
+        &state,
+        &url,
+        &[("MILLWRIGHT_MQTT__USERNAME", "plant"), ("MILLWRIGHT_MQTT__PASSWORD_FILE", &pw), ("MILLWRIGHT_MQTT__CA_FILE", &ca)],
+    );
     // The test listens on the password-protected plain listener; the daemon's port only speaks TLS.
     let sub = Sub::connect_with(plain_port, &[&format!("{BASE}/#")], Some(Login { user: "plant", password: "s3cret-Pa55" }), None);
     sub.wait(SHORT, "online over TLS", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
@@ -360,10 +425,18 @@ fn tls_with_a_self_signed_ca_and_a_password() {
     // A wrong password: refused by the broker, the daemon keeps serving and keeps retrying calmly.
     let state2 = d.path().join("state2");
     std::fs::write(&pwfile, "wrong\n").unwrap();
-    let bad = Daemon::start(&data, &state2, &[
-        ("MILLWRIGHT_MQTT__ENABLED", "true"), ("MILLWRIGHT_MQTT__URL", &url), ("MILLWRIGHT_MQTT__NODE_ID", "test2"),
-        ("MILLWRIGHT_MQTT__USERNAME", "plant"), ("MILLWRIGHT_MQTT__PASSWORD_FILE", &pw), ("MILLWRIGHT_MQTT__CA_FILE", &ca),
-    ]);
+    let bad = Daemon::start(
+        &data,
+        &state2,
+        &[
+            ("MILLWRIGHT_MQTT__ENABLED", "true"),
+            ("MILLWRIGHT_MQTT__URL", &url),
+            ("MILLWRIGHT_MQTT__NODE_ID", "test2"),
+            ("MILLWRIGHT_MQTT__USERNAME", "plant"),
+            ("MILLWRIGHT_MQTT__PASSWORD_FILE", &pw),
+            ("MILLWRIGHT_MQTT__CA_FILE", &ca),
+        ],
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(bad.get("/api/health").status, 200);
     assert!(bad.log().contains("no connection to the broker"), "{}", bad.log());
@@ -382,13 +455,31 @@ fn home_assistant_discovery_is_retained_and_republished_when_it_comes_online() {
     std::fs::write(zone.join("temp"), "55300\n").unwrap();
     let sysfs = sys.display().to_string();
     // Every model counts as oversize here, to see the model_oversize event and flag.
-    let daemon = start(&data, &state, &broker.url(), &[("MILLWRIGHT_MQTT__HOMEASSISTANT", "true"), ("MILLWRIGHT_GUARD__SYSFS_ROOT", &sysfs), ("MILLWRIGHT_MODELS__WARN_SIZE_MB", "0.000001")]);
+    let daemon = start(
+        &data,
+        &state,
+        &broker.url(),
+        &[
+            ("MILLWRIGHT_MQTT__HOMEASSISTANT", "true"),
+            ("MILLWRIGHT_GUARD__SYSFS_ROOT", &sysfs),
+            ("MILLWRIGHT_MODELS__WARN_SIZE_MB", "0.000001"),
+        ],
+    );
     let m = machine(&daemon);
     let watcher = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
     watcher.wait(SHORT, "online", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
 
     let sub = Sub::connect(broker.port, &["homeassistant/#", &format!("{BASE}/#")]);
-    let expect = ["soc_temperature", "queue_depth", "job_progress", &format!("{m}_classification_metric"), &format!("{m}_regression_metric"), &format!("{m}_anomaly_metric"), &format!("{m}_timeseries_metric"), &format!("{m}_training")];
+    let expect = [
+        "soc_temperature",
+        "queue_depth",
+        "job_progress",
+        &format!("{m}_classification_metric"),
+        &format!("{m}_regression_metric"),
+        &format!("{m}_anomaly_metric"),
+        &format!("{m}_timeseries_metric"),
+        &format!("{m}_training"),
+    ];
     for object in expect {
         let t = format!("homeassistant/sensor/test1/{object}/config");
         let c = sub.wait_topic(&t, SHORT);
@@ -416,9 +507,12 @@ fn home_assistant_discovery_is_retained_and_republished_when_it_comes_online() {
     let id = r.json()["task_id"].as_str().unwrap().to_string();
     daemon.wait_task(&id, LONG);
     let t = format!("homeassistant/sensor/test1/{m}_anomaly_metric/config");
-    let named = sub.wait(SHORT, "metric-named discovery", |x| x.topic == t && x.json()["name"].as_str().unwrap_or("").split(' ').count() > 2);
+    let named =
+        sub.wait(SHORT, "metric-named discovery", |x| x.topic == t && x.json()["name"].as_str().unwrap_or("").split(' ').count() > 2);
     eprintln!("discovery name after training: {}", named.json()["name"]);
-    let model = sub.wait(SHORT, "the live anomaly model", |x| x.topic == topic(&format!("machines/{m}/models/anomaly")) && !x.payload.is_empty()).json();
+    let model = sub
+        .wait(SHORT, "the live anomaly model", |x| x.topic == topic(&format!("machines/{m}/models/anomaly")) && !x.payload.is_empty())
+        .json();
     assert!(model["headline"]["value"].is_number());
     assert_eq!(model["oversize"], true, "{model}");
     let ev = sub.wait(SHORT, "model_oversize", |x| x.topic == topic("bridge/event") && x.json()["type"] == "model_oversize").json();
@@ -454,19 +548,13 @@ impl HealthWatch {
             }
             (ok, failed, slowest)
         });
-        HealthWatch {
-            stop,
-            handle: Some(handle),
-        }
+        HealthWatch { stop, handle: Some(handle) }
     }
 
     /// (answered, failed, slowest answer)
     fn finish(mut self) -> (usize, usize, Duration) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.handle
-            .take()
-            .map(|h| h.join().unwrap())
-            .unwrap_or_default()
+        self.handle.take().map(|h| h.join().unwrap()).unwrap_or_default()
     }
 }
 
@@ -477,12 +565,7 @@ fn health_ok(addr: std::net::SocketAddr) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if write!(
-        s,
-        "GET /api/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .is_err()
-    {
+    if write!(s, "GET /api/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").is_err() {
         return false;
     }
     let mut raw = Vec::new();
@@ -498,23 +581,12 @@ const TYPES: [&str; 4] = ["classification", "regression", "anomaly", "timeseries
 fn assert_retained_state_republished(port: u16, m: &str, limit: Duration) -> Duration {
     let t0 = Instant::now();
     let sub = Sub::connect(port, &[&format!("{BASE}/#")]);
-    sub.wait(limit, "republished online", |x| {
-        x.topic == topic("bridge/state") && state_of(x) == "online"
-    });
-    let mut wanted: Vec<String> = ["bridge/info", "bridge/health"]
-        .iter()
-        .map(|t| topic(t))
-        .collect();
-    wanted.extend(
-        TYPES
-            .iter()
-            .map(|t| topic(&format!("machines/{m}/models/{t}"))),
-    );
+    sub.wait(limit, "republished online", |x| x.topic == topic("bridge/state") && state_of(x) == "online");
+    let mut wanted: Vec<String> = ["bridge/info", "bridge/health"].iter().map(|t| topic(t)).collect();
+    wanted.extend(TYPES.iter().map(|t| topic(&format!("machines/{m}/models/{t}"))));
     wanted.push(topic(&format!("machines/{m}/training")));
     for t in &wanted {
-        sub.wait(limit, &format!("republished {t}"), |x| {
-            x.topic == *t && !x.payload.is_empty()
-        });
+        sub.wait(limit, &format!("republished {t}"), |x| x.topic == *t && !x.payload.is_empty());
     }
     let took = t0.elapsed();
     // What the broker now stores, as any newcomer sees it: retained copies, not live messages.
@@ -523,14 +595,9 @@ fn assert_retained_state_republished(port: u16, m: &str, limit: Duration) -> Dur
         let msg = fresh.wait_topic(t, SHORT);
         assert!(msg.retain, "{t} is not retained on the restarted broker");
     }
-    assert_eq!(
-        state_of(&fresh.wait_topic(&topic("bridge/state"), SHORT)),
-        "online"
-    );
+    assert_eq!(state_of(&fresh.wait_topic(&topic("bridge/state"), SHORT)), "online");
     for t in TYPES {
-        let v = fresh
-            .wait_topic(&topic(&format!("machines/{m}/models/{t}")), SHORT)
-            .json();
+        let v = fresh.wait_topic(&topic(&format!("machines/{m}/models/{t}")), SHORT).json();
         assert!(v["version"].as_u64().unwrap_or(0) >= 1, "{t}: {v}");
     }
     took
@@ -547,15 +614,10 @@ fn broker_down_up_down_during_a_job_batch_keeps_jobs_http_and_retained_state() {
         &data,
         &state,
         &broker.url(),
-        &[
-            ("MILLWRIGHT_TRAINING__QUALITY", "standard"),
-            ("MILLWRIGHT_LOG_LEVEL", "millwright=debug,info"),
-        ],
+        &[("MILLWRIGHT_TRAINING__QUALITY", "standard"), ("MILLWRIGHT_LOG_LEVEL", "millwright=debug,info")],
     );
     let sub = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
-    sub.wait(SHORT, "online", |x| {
-        x.topic == topic("bridge/state") && state_of(x) == "online"
-    });
+    sub.wait(SHORT, "online", |x| x.topic == topic("bridge/state") && state_of(x) == "online");
     let m = machine(&daemon);
     let health = HealthWatch::start(daemon.addr);
 
@@ -571,18 +633,11 @@ fn broker_down_up_down_during_a_job_batch_keeps_jobs_http_and_retained_state() {
     assert_eq!(first["status"], "SUCCESS", "{first}");
     eprintln!("first batch done after {:?}", started.elapsed());
     for t in TYPES {
-        sub.wait(SHORT, "a live model", |x| {
-            x.topic == topic(&format!("machines/{m}/models/{t}")) && !x.payload.is_empty()
-        });
+        sub.wait(SHORT, "a live model", |x| x.topic == topic(&format!("machines/{m}/models/{t}")) && !x.payload.is_empty());
     }
     daemon.wait_running(&ids[1], LONG);
 
-    let status_of = |id: &str| {
-        daemon.get(&format!("/api/ml/tasks/{id}")).json()["status"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
-    };
+    let status_of = |id: &str| daemon.get(&format!("/api/ml/tasks/{id}")).json()["status"].as_str().unwrap_or("").to_string();
     let mut during = Vec::new();
     let mut republish = Vec::new();
     for outage in 1..=2 {
@@ -591,11 +646,7 @@ fn broker_down_up_down_during_a_job_batch_keeps_jobs_http_and_retained_state() {
         std::thread::sleep(OUTAGE);
         during.push(ids.iter().map(|id| status_of(id)).collect::<Vec<_>>());
         broker.restart();
-        eprintln!(
-            "outage {outage}: broker down {:?}; jobs then {:?}",
-            down.elapsed(),
-            during.last().unwrap()
-        );
+        eprintln!("outage {outage}: broker down {:?}; jobs then {:?}", down.elapsed(), during.last().unwrap());
         // Fresh broker, empty memory: everything retained must come back from the daemon.
         let took = assert_retained_state_republished(broker.port, &m, Duration::from_secs(20));
         eprintln!("outage {outage}: retained state republished {took:?} after the broker returned");
@@ -608,10 +659,7 @@ fn broker_down_up_down_during_a_job_batch_keeps_jobs_http_and_retained_state() {
 
     for id in &ids {
         let end = daemon.wait_task(id, LONG);
-        assert_eq!(
-            end["status"], "SUCCESS",
-            "the outages must not affect training: {end}"
-        );
+        assert_eq!(end["status"], "SUCCESS", "the outages must not affect training: {end}");
     }
     // The end of the last job reaches the restored broker, live (to the subscriber that lived through
     // both outages) and then retained for newcomers.
@@ -621,65 +669,31 @@ fn broker_down_up_down_during_a_job_batch_keeps_jobs_http_and_retained_state() {
         x.topic == training_topic && x.json()["task_id"] == last && x.json()["status"] == "SUCCESS"
     });
     sub.wait(SHORT, "job_done for the last job", |x| {
-        x.topic == topic("bridge/event")
-            && x.json()["type"] == "job_done"
-            && x.json()["data"]["task_id"] == last
+        x.topic == topic("bridge/event") && x.json()["type"] == "job_done" && x.json()["data"]["task_id"] == last
     });
     let late = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
     let training = late.wait_topic(&training_topic, SHORT);
     assert!(training.retain);
     assert_eq!(
-        (
-            training.json()["task_id"].as_str(),
-            training.json()["status"].as_str()
-        ),
+        (training.json()["task_id"].as_str(), training.json()["status"].as_str()),
         (Some(last), Some("SUCCESS")),
         "{}",
         training.json()
     );
-    let r = late.request(
-        BASE,
-        "health_check",
-        r#"{"transaction":"after-faults"}"#,
-        SHORT,
-    );
-    assert_eq!(
-        r["status"], "ok",
-        "requests are answered after the outages: {r}"
-    );
+    let r = late.request(BASE, "health_check", r#"{"transaction":"after-faults"}"#, SHORT);
+    assert_eq!(r["status"], "ok", "requests are answered after the outages: {r}");
 
     let (answered, failed, slowest) = health.finish();
-    eprintln!(
-        "HTTP health during the test: {answered} answered, {failed} failed, slowest {slowest:?}"
-    );
-    assert_eq!(
-        failed, 0,
-        "the daemon stopped answering HTTP during the broker faults"
-    );
+    eprintln!("HTTP health during the test: {answered} answered, {failed} failed, slowest {slowest:?}");
+    assert_eq!(failed, 0, "the daemon stopped answering HTTP during the broker faults");
     assert!(answered > 20, "only {answered} health answers");
-    assert!(
-        slowest < Duration::from_secs(2),
-        "a health answer took {slowest:?}"
-    );
+    assert!(slowest < Duration::from_secs(2), "a health answer took {slowest:?}");
     let log = daemon.log();
-    assert_eq!(
-        log.matches("MQTT: no connection to the broker").count(),
-        2,
-        "one warning per outage:\n{log}"
-    );
-    assert_eq!(
-        log.matches("MQTT: connected again; republishing state")
-            .count(),
-        2,
-        "{log}"
-    );
+    assert_eq!(log.matches("MQTT: no connection to the broker").count(), 2, "one warning per outage:\n{log}");
+    assert_eq!(log.matches("MQTT: connected again; republishing state").count(), 2, "{log}");
     assert!(!log.contains("panicked"), "{log}");
     eprintln!("down/up/down test took {:?}", started.elapsed());
-    assert!(
-        started.elapsed() < Duration::from_secs(240),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(240), "took {:?}", started.elapsed());
 }
 
 #[test]
@@ -689,11 +703,7 @@ fn tls_with_a_ca_the_daemon_does_not_trust_is_refused_with_a_clear_log_line() {
     std::fs::create_dir_all(&dir).unwrap();
     // CA A signs the broker's certificate. The daemon is given CA B (same name, another key: a regenerated
     // CA) or CA C (another CA altogether).
-    for (name, cn) in [
-        ("ca_a", "millwright test CA"),
-        ("ca_b", "millwright test CA"),
-        ("ca_c", "another plant CA"),
-    ] {
+    for (name, cn) in [("ca_a", "millwright test CA"), ("ca_b", "millwright test CA"), ("ca_c", "another plant CA")] {
         openssl(
             &dir,
             &[
@@ -713,26 +723,8 @@ fn tls_with_a_ca_the_daemon_does_not_trust_is_refused_with_a_clear_log_line() {
             ],
         );
     }
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
+    openssl(&dir, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
     openssl(
         &dir,
         &[
@@ -772,73 +764,32 @@ fn tls_with_a_ca_the_daemon_does_not_trust_is_refused_with_a_clear_log_line() {
         let t0 = Instant::now();
         let daemon = start(&data, &state, &url, &[("MILLWRIGHT_MQTT__CA_FILE", &ca)]);
         let line = loop {
-            if let Some(l) = daemon
-                .log()
-                .lines()
-                .find(|l| l.to_ascii_lowercase().contains("not trusted"))
-            {
+            if let Some(l) = daemon.log().lines().find(|l| l.to_ascii_lowercase().contains("not trusted")) {
                 break l.to_string();
             }
-            assert!(
-                t0.elapsed() < SHORT,
-                "{wrong}: no 'not trusted' line within {SHORT:?}; log:\n{}",
-                daemon.log()
-            );
+            assert!(t0.elapsed() < SHORT, "{wrong}: no 'not trusted' line within {SHORT:?}; log:\n{}", daemon.log());
             std::thread::sleep(Duration::from_millis(100));
         };
         eprintln!("{wrong}: refused after {:?}: {line}", t0.elapsed());
-        assert!(
-            line.contains(&url),
-            "the line names the broker URL {url}: {line}"
-        );
-        assert!(
-            line.contains(&ca),
-            "the line names the CA file {ca}: {line}"
-        );
-        assert!(
-            line.contains("mqtt.ca_file"),
-            "the line names the setting to fix: {line}"
-        );
-        assert!(
-            line.contains(" ERROR ") || line.contains(" WARN "),
-            "{line}"
-        );
+        assert!(line.contains(&url), "the line names the broker URL {url}: {line}");
+        assert!(line.contains(&ca), "the line names the CA file {ca}: {line}");
+        assert!(line.contains("mqtt.ca_file"), "the line names the setting to fix: {line}");
+        assert!(line.contains(" ERROR ") || line.contains(" WARN "), "{line}");
 
         // Retries go on calmly: the clear line once, HTTP keeps serving, training does not wait on MQTT.
         std::thread::sleep(Duration::from_secs(4));
         let log = daemon.log();
-        assert_eq!(
-            log.lines()
-                .filter(|l| l.to_ascii_lowercase().contains("not trusted"))
-                .count(),
-            1,
-            "told once per outage:\n{log}"
-        );
+        assert_eq!(log.lines().filter(|l| l.to_ascii_lowercase().contains("not trusted")).count(), 1, "told once per outage:\n{log}");
         assert!(!log.contains("MQTT: connected"), "{log}");
         assert_eq!(daemon.get("/api/health").json()["status"], "ok");
         let m = machine(&daemon);
-        let r = daemon.post(
-            "/api/ml/train/batch",
-            &json!({ "machine_id": m, "model_types": ["anomaly"] }),
-        );
+        let r = daemon.post("/api/ml/train/batch", &json!({ "machine_id": m, "model_types": ["anomaly"] }));
         assert_eq!(r.status, 202, "{}", r.text());
         let end = daemon.wait_task(r.json()["task_id"].as_str().unwrap(), LONG);
         assert_eq!(end["status"], "SUCCESS", "{end}");
     }
     // The broker saw the handshakes and refused them; nothing was ever published through it.
     let published: Vec<String> = watcher.all().iter().map(|x| x.topic.clone()).collect();
-    assert!(
-        published.is_empty(),
-        "messages went through a broker the daemon does not trust: {published:?}"
-    );
-    eprintln!(
-        "broker's view:\n{}",
-        broker
-            .log()
-            .lines()
-            .filter(|l| !l.contains("test-sub"))
-            .take(8)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert!(published.is_empty(), "messages went through a broker the daemon does not trust: {published:?}");
+    eprintln!("broker's view:\n{}", broker.log().lines().filter(|l| !l.contains("test-sub")).take(8).collect::<Vec<_>>().join("\n"));
 }

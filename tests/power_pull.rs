@@ -60,40 +60,20 @@ impl Moment {
         let mut rng = Rng::new(seed);
         let mut pick = |lo: u64, hi: u64| lo + rng.next_u64() % (hi - lo + 1);
         match kind {
-            Kind::AfterSubmit => Moment::AfterSubmit {
-                delay_ms: pick(0, 40),
-            },
-            Kind::MidTraining => Moment::MidTraining {
-                delay_ms: pick(0, 4_000),
-            },
+            Kind::AfterSubmit => Moment::AfterSubmit { delay_ms: pick(0, 40) },
+            Kind::MidTraining => Moment::MidTraining { delay_ms: pick(0, 4_000) },
             // Store flushes: 1 at start-up, 1 per submission, then per job 1 start + 2 per model + 1 finish.
             // From the 9th on, the crash falls in the runner's writes, after the submissions in practice.
             // The point comes from the seed's residue, so the five seeds of a kind cover every point (see `seeds`).
             Kind::StoreWrite => match seed % 3 {
-                0 => Moment::CrashPoint {
-                    point: "store.before_flush",
-                    nth: pick(9, 6 + JOBS as u64 * 6),
-                },
-                1 => Moment::CrashPoint {
-                    point: "store.after_flush",
-                    nth: pick(9, 6 + JOBS as u64 * 6),
-                },
+                0 => Moment::CrashPoint { point: "store.before_flush", nth: pick(9, 6 + JOBS as u64 * 6) },
+                1 => Moment::CrashPoint { point: "store.after_flush", nth: pick(9, 6 + JOBS as u64 * 6) },
                 // write_atomic runs about three times per model commit (counter, bundle, meta).
-                _ => Moment::CrashPoint {
-                    point: "fsx.before_rename",
-                    nth: pick(1, 3 * TYPES.len() as u64 * JOBS as u64 - 3),
-                },
+                _ => Moment::CrashPoint { point: "fsx.before_rename", nth: pick(1, 3 * TYPES.len() as u64 * JOBS as u64 - 3) },
             },
             Kind::ModelCommit => {
-                let point = if seed.is_multiple_of(2) {
-                    "registry.before_rename"
-                } else {
-                    "registry.after_rename"
-                };
-                Moment::CrashPoint {
-                    point,
-                    nth: pick(1, (TYPES.len() * JOBS) as u64 - 2),
-                }
+                let point = if seed.is_multiple_of(2) { "registry.before_rename" } else { "registry.after_rename" };
+                Moment::CrashPoint { point, nth: pick(1, (TYPES.len() * JOBS) as u64 - 2) }
             }
         }
     }
@@ -102,9 +82,7 @@ impl Moment {
 fn seeds(kind: Kind) -> Vec<u64> {
     if let Ok(s) = std::env::var("MILLWRIGHT_POWER_PULL_SEED") {
         let s = s.trim();
-        let parsed = s
-            .strip_prefix("0x")
-            .map_or_else(|| s.parse(), |h| u64::from_str_radix(h, 16));
+        let parsed = s.strip_prefix("0x").map_or_else(|| s.parse(), |h| u64::from_str_radix(h, 16));
         return vec![parsed.expect("MILLWRIGHT_POWER_PULL_SEED is a number (decimal or 0x hex)")];
     }
     let mut state = BASE_SEED ^ (kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -142,36 +120,23 @@ fn try_request(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>)
         common::TOKEN,
         bytes.len()
     );
-    if s.write_all(head.as_bytes())
-        .and_then(|_| s.write_all(bytes.as_bytes()))
-        .is_err()
-    {
+    if s.write_all(head.as_bytes()).and_then(|_| s.write_all(bytes.as_bytes())).is_err() {
         return (0, Value::Null);
     }
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 fn machine(d: &Daemon) -> String {
-    d.get("/api/ml/train/machines/available").json()["machines"][0]["machine_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    d.get("/api/ml/train/machines/available").json()["machines"][0]["machine_id"].as_str().unwrap().to_string()
 }
 
 fn tasks(d: &Daemon) -> Vec<Value> {
-    d.get("/api/ml/tasks").json()["tasks"]
-        .as_array()
-        .unwrap()
-        .clone()
+    d.get("/api/ml/tasks").json()["tasks"].as_array().unwrap().clone()
 }
 
 fn status_of(t: &Value) -> &str {
@@ -200,9 +165,7 @@ fn remove_core_dump(pid: u32) {
     for name in [format!("core.{pid}"), "core".to_string()] {
         let p = PathBuf::from(&name);
         if p.is_file()
-            && std::fs::metadata(&p)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(120))
+            && std::fs::metadata(&p).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(120))
         {
             let _ = std::fs::remove_file(p);
         }
@@ -229,10 +192,7 @@ fn hidden_entries(state: &Path) -> Vec<PathBuf> {
 /// loads and is of its type, its meta names it) and the API lists exactly those versions, newest live.
 fn check_models(d: &Daemon, m: &str, ctx: &str) -> usize {
     let hidden = hidden_entries(&d.state_dir);
-    assert!(
-        hidden.is_empty(),
-        "{ctx}: leftovers of an interrupted save are still there: {hidden:?}"
-    );
+    assert!(hidden.is_empty(), "{ctx}: leftovers of an interrupted save are still there: {hidden:?}");
     let listed = d.get(&format!("/api/ml/models/{m}")).json();
     let mut total = 0;
     for t in TYPES {
@@ -261,21 +221,10 @@ fn check_models(d: &Daemon, m: &str, ctx: &str) -> usize {
                 .unwrap_or_else(|e| panic!("{ctx}: {}/report.json: {e}", v.display()));
             on_disk.insert(n);
         }
-        let api: BTreeSet<u32> = listed["models"][t]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v["version"].as_u64().unwrap() as u32)
-            .collect();
-        assert_eq!(
-            api, on_disk,
-            "{ctx}: the API lists other {t} versions than the disk holds"
-        );
+        let api: BTreeSet<u32> = listed["models"][t].as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap() as u32).collect();
+        assert_eq!(api, on_disk, "{ctx}: the API lists other {t} versions than the disk holds");
         if let Some(newest) = on_disk.last() {
-            assert_eq!(
-                listed["models"][t][0]["version"], *newest,
-                "{ctx}: {t}: the newest version is live"
-            );
+            assert_eq!(listed["models"][t][0]["version"], *newest, "{ctx}: {t}: the newest version is live");
             assert_eq!(listed["models"][t][0]["live"], true, "{ctx}");
         }
         total += on_disk.len();
@@ -303,18 +252,11 @@ fn crash_run(kind: Kind, seed: u64, run: usize) {
         Moment::CrashPoint { point, nth } => Some(format!("{point}:{nth}")),
         _ => None,
     };
-    let env: Vec<(&str, &str)> = crash_env
-        .iter()
-        .map(|v| ("MILLWRIGHT_TEST_CRASH_AT", v.as_str()))
-        .collect();
+    let env: Vec<(&str, &str)> = crash_env.iter().map(|v| ("MILLWRIGHT_TEST_CRASH_AT", v.as_str())).collect();
     let mut d = Daemon::start(data, &state, &env);
     let m = machine(&d);
     let body = json!({ "machine_id": m, "model_types": TYPES });
-    let mut obs = Observed {
-        acked: Vec::new(),
-        running: None,
-        crash_log: None,
-    };
+    let mut obs = Observed { acked: Vec::new(), running: None, crash_log: None };
     for _ in 0..JOBS {
         let (status, v) = try_request(d.addr, "POST", "/api/ml/train/batch", Some(&body));
         match status {
@@ -334,10 +276,7 @@ fn crash_run(kind: Kind, seed: u64, run: usize) {
             std::thread::sleep(Duration::from_millis(delay_ms));
             let h = d.get("/api/health").json();
             // A job at under 90 % cannot finish in the millisecond before the kill lands.
-            if h["running"]["progress_percent"]
-                .as_f64()
-                .is_some_and(|p| p < 90.0)
-            {
+            if h["running"]["progress_percent"].as_f64().is_some_and(|p| p < 90.0) {
                 obs.running = h["running"]["task_id"].as_str().map(str::to_string);
             }
             d.kill9();
@@ -349,29 +288,16 @@ fn crash_run(kind: Kind, seed: u64, run: usize) {
                 tasks(&d).iter().map(status_of).collect::<Vec<_>>()
             );
             let log = d.log();
-            let line = log
-                .lines()
-                .find(|l| l.contains("millwright: crash point"))
-                .map(str::to_string);
-            assert!(
-                line.as_deref().is_some_and(|l| l.contains(point)),
-                "{ctx}: the daemon died, but not at the crash point:\n{log}"
-            );
+            let line = log.lines().find(|l| l.contains("millwright: crash point")).map(str::to_string);
+            assert!(line.as_deref().is_some_and(|l| l.contains(point)), "{ctx}: the daemon died, but not at the crash point:\n{log}");
             obs.crash_log = line;
             remove_core_dump(d.child.id());
         }
     }
     let died = Instant::now();
     let hidden_at_crash = hidden_entries(&state);
-    if let Moment::CrashPoint {
-        point: "registry.before_rename",
-        ..
-    } = moment
-    {
-        assert!(
-            hidden_at_crash.iter().any(|p| p.is_dir()),
-            "{ctx}: the crash left no temp model folder to sweep: {hidden_at_crash:?}"
-        );
+    if let Moment::CrashPoint { point: "registry.before_rename", .. } = moment {
+        assert!(hidden_at_crash.iter().any(|p| p.is_dir()), "{ctx}: the crash left no temp model folder to sweep: {hidden_at_crash:?}");
     }
     let log_len = d.log().len();
     drop(d);
@@ -381,62 +307,28 @@ fn crash_run(kind: Kind, seed: u64, run: usize) {
     let restart = died.elapsed();
     let all = tasks(&d);
     let restart_log = d.log().split_off(log_len);
-    assert!(
-        !restart_log.contains("dropping an unreadable job record"),
-        "{ctx}: a job record was torn:\n{restart_log}"
-    );
+    assert!(!restart_log.contains("dropping an unreadable job record"), "{ctx}: a job record was torn:\n{restart_log}");
 
     let mut count: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &all {
         *count.entry(t["task_id"].as_str().unwrap()).or_default() += 1;
     }
-    assert!(
-        count.values().all(|c| *c == 1),
-        "{ctx}: a task id is listed twice: {count:?}"
-    );
+    assert!(count.values().all(|c| *c == 1), "{ctx}: a task id is listed twice: {count:?}");
     for id in &obs.acked {
-        assert!(
-            count.contains_key(id.as_str()),
-            "{ctx}: acknowledged job {id} was lost"
-        );
+        assert!(count.contains_key(id.as_str()), "{ctx}: acknowledged job {id} was lost");
     }
-    let interrupted: Vec<&Value> = all
-        .iter()
-        .filter(|t| t["error"] == "interrupted by restart")
-        .collect();
-    assert!(
-        interrupted.len() <= 1,
-        "{ctx}: one job runs at a time, yet {} were interrupted",
-        interrupted.len()
-    );
+    let interrupted: Vec<&Value> = all.iter().filter(|t| t["error"] == "interrupted by restart").collect();
+    assert!(interrupted.len() <= 1, "{ctx}: one job runs at a time, yet {} were interrupted", interrupted.len());
     for t in &interrupted {
         assert_eq!(status_of(t), "FAILURE", "{ctx}: {t}");
         let id = t["task_id"].as_str().unwrap();
         let copies: Vec<&Value> = all.iter().filter(|c| c["requeued_from"] == id).collect();
-        assert_eq!(
-            copies.len(),
-            1,
-            "{ctx}: interrupted job {id} has {} requeued copies",
-            copies.len()
-        );
-        assert_eq!(
-            copies[0]["model_types"], t["model_types"],
-            "{ctx}: the copy asks for the same models"
-        );
-        assert_eq!(
-            copies[0]["params"], t["params"],
-            "{ctx}: the copy asks with the same parameters"
-        );
+        assert_eq!(copies.len(), 1, "{ctx}: interrupted job {id} has {} requeued copies", copies.len());
+        assert_eq!(copies[0]["model_types"], t["model_types"], "{ctx}: the copy asks for the same models");
+        assert_eq!(copies[0]["params"], t["params"], "{ctx}: the copy asks with the same parameters");
     }
-    let copies: Vec<&Value> = all
-        .iter()
-        .filter(|t| !t["requeued_from"].is_null())
-        .collect();
-    assert_eq!(
-        copies.len(),
-        interrupted.len(),
-        "{ctx}: only interrupted jobs are copied"
-    );
+    let copies: Vec<&Value> = all.iter().filter(|t| !t["requeued_from"].is_null()).collect();
+    assert_eq!(copies.len(), interrupted.len(), "{ctx}: only interrupted jobs are copied");
     // Unacknowledged submissions (the daemon died answering them) may or may not have been recorded.
     let unacked = all.len() - obs.acked.len() - copies.len();
     assert!(
@@ -452,53 +344,24 @@ fn crash_run(kind: Kind, seed: u64, run: usize) {
             "FAILURE" => t["error"] == "interrupted by restart",
             _ => false,
         };
-        assert!(
-            fine,
-            "{ctx}: a job in a state the crash cannot explain: {t}"
-        );
+        assert!(fine, "{ctx}: a job in a state the crash cannot explain: {t}");
     }
-    let sure_running = obs.running.is_some()
-        || matches!(
-            moment,
-            Moment::CrashPoint {
-                point: "registry.before_rename" | "registry.after_rename",
-                ..
-            }
-        );
+    let sure_running =
+        obs.running.is_some() || matches!(moment, Moment::CrashPoint { point: "registry.before_rename" | "registry.after_rename", .. });
     if sure_running {
-        assert_eq!(
-            interrupted.len(),
-            1,
-            "{ctx}: the job running at the crash must come back interrupted"
-        );
+        assert_eq!(interrupted.len(), 1, "{ctx}: the job running at the crash must come back interrupted");
     }
     if let Some(id) = &obs.running {
-        assert_eq!(
-            interrupted[0]["task_id"],
-            id.as_str(),
-            "{ctx}: the wrong job was marked interrupted"
-        );
+        assert_eq!(interrupted[0]["task_id"], id.as_str(), "{ctx}: the wrong job was marked interrupted");
     }
-    assert!(
-        all.iter()
-            .filter(|t| ["STARTED", "PROGRESS"].contains(&status_of(t)))
-            .count()
-            <= 1,
-        "{ctx}: two jobs running"
-    );
+    assert!(all.iter().filter(|t| ["STARTED", "PROGRESS"].contains(&status_of(t))).count() <= 1, "{ctx}: two jobs running");
     let versions_after_crash = check_models(&d, &m, &ctx);
 
     // Most runs keep only the copies, to stay quick; every fifth lets all waiting jobs run too.
     let run_all = run.is_multiple_of(5);
-    let copy_ids: BTreeSet<String> = copies
-        .iter()
-        .map(|t| t["task_id"].as_str().unwrap().to_string())
-        .collect();
+    let copy_ids: BTreeSet<String> = copies.iter().map(|t| t["task_id"].as_str().unwrap().to_string()).collect();
     if !run_all {
-        for t in all
-            .iter()
-            .filter(|t| !finished(t) && !copy_ids.contains(t["task_id"].as_str().unwrap()))
-        {
+        for t in all.iter().filter(|t| !finished(t) && !copy_ids.contains(t["task_id"].as_str().unwrap())) {
             let id = t["task_id"].as_str().unwrap();
             d.post(&format!("/api/ml/tasks/{id}/cancel"), &json!({}));
         }
@@ -507,21 +370,14 @@ fn crash_run(kind: Kind, seed: u64, run: usize) {
         let id = t["task_id"].as_str().unwrap();
         let end = d.wait_task(id, LONG);
         if copy_ids.contains(id) || (run_all && status_of(t) != "FAILURE") {
-            assert_eq!(
-                end["status"], "SUCCESS",
-                "{ctx}: {id} after the restart: {}",
-                end["error"]
-            );
+            assert_eq!(end["status"], "SUCCESS", "{ctx}: {id} after the restart: {}", end["error"]);
         }
     }
     let versions = check_models(&d, &m, &ctx);
     if !copy_ids.is_empty() || run_all {
         let p = d.post(&format!("/api/ml/predict/{m}"), &json!({})).json();
         for t in TYPES {
-            assert!(
-                p["predictions"][t]["version"].as_u64().is_some(),
-                "{ctx}: no {t} prediction after recovery: {p}"
-            );
+            assert!(p["predictions"][t]["version"].as_u64().is_some(), "{ctx}: no {t} prediction after recovery: {p}");
         }
     }
     eprintln!(
@@ -529,18 +385,12 @@ fn crash_run(kind: Kind, seed: u64, run: usize) {
         t_run.elapsed().as_secs_f64(),
         obs.acked.len(),
         interrupted.len(),
-        if obs.running.is_some() {
-            " (seen running at the kill)"
-        } else {
-            ""
-        },
+        if obs.running.is_some() { " (seen running at the kill)" } else { "" },
         restart.as_secs_f64(),
         hidden_at_crash.len(),
         versions_after_crash,
         versions,
-        obs.crash_log
-            .map(|l| format!("; {}", l.trim()))
-            .unwrap_or_default()
+        obs.crash_log.map(|l| format!("; {}", l.trim())).unwrap_or_default()
     );
 }
 

@@ -42,13 +42,7 @@ fn disk_mb(dir: &Path) -> f64 {
             return 0;
         };
         if meta.is_dir() {
-            std::fs::read_dir(p)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| walk(&e.path()))
-                .sum::<u64>()
-                + meta.blocks() * 512
+            std::fs::read_dir(p).into_iter().flatten().flatten().map(|e| walk(&e.path())).sum::<u64>() + meta.blocks() * 512
         } else {
             meta.blocks() * 512
         }
@@ -71,10 +65,7 @@ fn max_of(samples: &[&Sample], f: impl Fn(&Sample) -> f64) -> f64 {
 #[test]
 #[ignore = "long: cargo test --release --test soak -- --ignored --nocapture (MILLWRIGHT_SOAK_SECS, default 600)"]
 fn continuous_small_jobs_do_not_grow_memory_or_the_store_beyond_retention() {
-    let secs: u64 = std::env::var("MILLWRIGHT_SOAK_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(600);
+    let secs: u64 = std::env::var("MILLWRIGHT_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
     let every = Duration::from_secs(if secs >= 300 { 5 } else { 2 });
     let dir = tempfile::tempdir().unwrap();
     let (data, state) = (dir.path().join("data"), dir.path().join("state"));
@@ -83,10 +74,7 @@ fn continuous_small_jobs_do_not_grow_memory_or_the_store_beyond_retention() {
     let d = Daemon::start(
         &data,
         &state,
-        &[
-            ("MILLWRIGHT_QUEUE__RETENTION", retention.as_str()),
-            ("MILLWRIGHT_MODELS__KEEP_VERSIONS", keep.as_str()),
-        ],
+        &[("MILLWRIGHT_QUEUE__RETENTION", retention.as_str()), ("MILLWRIGHT_MODELS__KEEP_VERSIONS", keep.as_str())],
     );
     let pid = d.child.id();
     let machines: Vec<String> = d.get("/api/ml/train/machines/available").json()["machines"]
@@ -108,26 +96,17 @@ fn continuous_small_jobs_do_not_grow_memory_or_the_store_beyond_retention() {
         let tasks = list["tasks"].as_array().unwrap();
         for t in tasks {
             let status = t["status"].as_str().unwrap();
-            if ["SUCCESS", "FAILURE", "REVOKED"].contains(&status)
-                && seen_done.insert(t["task_id"].as_str().unwrap().to_string())
-            {
+            if ["SUCCESS", "FAILURE", "REVOKED"].contains(&status) && seen_done.insert(t["task_id"].as_str().unwrap().to_string()) {
                 assert_eq!(status, "SUCCESS", "a soak job failed: {t}");
                 succeeded += 1;
             }
         }
-        assert!(
-            tasks.len() <= RETENTION + 3,
-            "{} jobs listed with retention {RETENTION} and at most 2 waiting + 1 running",
-            tasks.len()
-        );
+        assert!(tasks.len() <= RETENTION + 3, "{} jobs listed with retention {RETENTION} and at most 2 waiting + 1 running", tasks.len());
         // Two waiting at most: the runner never idles, the queue never refuses.
         if list["pending"].as_u64().unwrap() < 2 {
             let m = &machines[submitted % machines.len()];
             let t = TYPES[(submitted / machines.len()) % TYPES.len()];
-            let r = d.post(
-                "/api/ml/train/batch",
-                &json!({ "machine_id": m, "model_types": [t] }),
-            );
+            let r = d.post("/api/ml/train/batch", &json!({ "machine_id": m, "model_types": [t] }));
             assert_eq!(r.status, 202, "{}", r.text());
             submitted += 1;
         }
@@ -136,12 +115,7 @@ fn continuous_small_jobs_do_not_grow_memory_or_the_store_beyond_retention() {
             let h = d.get("/api/health").json();
             assert_eq!(h["status"], "ok");
             // Predictions load the live models: the cache must not hold on to pruned versions.
-            let p: Value = d
-                .post(
-                    &format!("/api/ml/predict/{}", machines[predictions % machines.len()]),
-                    &json!({}),
-                )
-                .json();
+            let p: Value = d.post(&format!("/api/ml/predict/{}", machines[predictions % machines.len()]), &json!({})).json();
             assert!(p["predictions"].is_object(), "{p}");
             predictions += 1;
             samples.push(Sample {
@@ -163,26 +137,16 @@ fn continuous_small_jobs_do_not_grow_memory_or_the_store_beyond_retention() {
     // Every type folder keeps at most keep_versions versions.
     for e in std::fs::read_dir(state.join("models")).unwrap().flatten() {
         for t in std::fs::read_dir(e.path()).unwrap().flatten() {
-            let versions = std::fs::read_dir(t.path())
-                .unwrap()
-                .flatten()
-                .filter(|v| v.file_name().to_string_lossy().starts_with('v'))
-                .count();
-            assert!(
-                versions <= KEEP_VERSIONS,
-                "{} holds {versions} versions",
-                t.path().display()
-            );
+            let versions =
+                std::fs::read_dir(t.path()).unwrap().flatten().filter(|v| v.file_name().to_string_lossy().starts_with('v')).count();
+            assert!(versions <= KEEP_VERSIONS, "{} holds {versions} versions", t.path().display());
         }
     }
 
     let half = secs as f64 / 2.0;
     let first: Vec<&Sample> = samples.iter().filter(|s| s.at < half).collect();
     let second: Vec<&Sample> = samples.iter().filter(|s| s.at >= half).collect();
-    assert!(
-        first.len() >= 3 && second.len() >= 3,
-        "too few samples: run longer"
-    );
+    assert!(first.len() >= 3 && second.len() >= 3, "too few samples: run longer");
     let (rss1, rss2) = (max_of(&first, |s| s.rss), max_of(&second, |s| s.rss));
     let (st1, st2) = (max_of(&first, |s| s.store), max_of(&second, |s| s.store));
     let (mo1, mo2) = (max_of(&first, |s| s.models), max_of(&second, |s| s.models));
@@ -200,16 +164,7 @@ fn continuous_small_jobs_do_not_grow_memory_or_the_store_beyond_retention() {
         "the second half ran {} jobs, the first {jobs_first}: something slowed down",
         succeeded - jobs_first
     );
-    assert!(
-        rss2 <= rss1 * RSS_MARGIN + RSS_MARGIN_MB,
-        "RSS grew: {rss1:.1} → {rss2:.1} MB"
-    );
-    assert!(
-        st2 <= st1 * STORE_MARGIN + STORE_MARGIN_MB,
-        "the job store grew: {st1:.2} → {st2:.2} MB"
-    );
-    assert!(
-        mo2 <= mo1 * 1.10 + 0.5,
-        "the model registry grew: {mo1:.2} → {mo2:.2} MB"
-    );
+    assert!(rss2 <= rss1 * RSS_MARGIN + RSS_MARGIN_MB, "RSS grew: {rss1:.1} → {rss2:.1} MB");
+    assert!(st2 <= st1 * STORE_MARGIN + STORE_MARGIN_MB, "the job store grew: {st1:.2} → {st2:.2} MB");
+    assert!(mo2 <= mo1 * 1.10 + 0.5, "the model registry grew: {mo1:.2} → {mo2:.2} MB");
 }

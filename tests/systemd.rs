@@ -47,7 +47,11 @@ fn notify_protocol_ready_status_watchdog_and_stopping() {
     assert!(training.is_some(), "no training status; got {:?}", systemd.statuses());
     let done = d.wait_task(&task, Duration::from_secs(240));
     assert_eq!(done["status"], "SUCCESS", "{done}");
-    assert!(systemd.wait_for(Duration::from_secs(5), |m| m.contains("STATUS=idle; 0 queued")).is_some(), "status did not return to idle: {:?}", systemd.statuses());
+    assert!(
+        systemd.wait_for(Duration::from_secs(5), |m| m.contains("STATUS=idle; 0 queued")).is_some(),
+        "status did not return to idle: {:?}",
+        systemd.statuses()
+    );
     // Pings kept coming while the job trained: the runner beats on every progress event.
     let during: Vec<_> = systemd.pings().into_iter().filter(|t| *t > pings[pings.len() - 1]).collect();
     assert!(!during.is_empty(), "no pings during training");
@@ -73,7 +77,11 @@ fn without_watchdog_usec_there_are_no_pings_and_without_notify_socket_nothing_br
 
     // A watchdog meant for another process (WATCHDOG_PID) is not ours either.
     let state2 = dir.path().join("state2");
-    let mut d = Daemon::start(&data, &state2, &[("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "1000000"), ("WATCHDOG_PID", "1")]);
+    let mut d = Daemon::start(
+        &data,
+        &state2,
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "1000000"), ("WATCHDOG_PID", "1")],
+    );
     systemd.got.clear();
     systemd.drain(Duration::from_millis(2_500));
     assert!(systemd.got.iter().any(|(_, m)| m.contains("READY=1")));

@@ -30,7 +30,10 @@ fn all_four_beat_their_baselines_and_round_trip() {
     for t in ModelType::ALL {
         let mut trained = ml::train(t, &table, &params(), &ctx()).unwrap_or_else(|e| panic!("{t}: {e}"));
         let h = &trained.report.headline;
-        eprintln!("{t}: {} = {:.4} vs {} {:.4} ({} bytes)", h.metric, h.value, h.baseline_name, h.baseline, trained.report.model_size_bytes);
+        eprintln!(
+            "{t}: {} = {:.4} vs {} {:.4} ({} bytes)",
+            h.metric, h.value, h.baseline_name, h.baseline, trained.report.model_size_bytes
+        );
         assert!(h.improvement > 0.05, "{t} must beat its baseline by > 5 %: {h:?}");
         assert!(!trained.report.split.method.is_empty());
         let dir = d.path().join("models").join(t.as_str());
@@ -74,7 +77,13 @@ fn progress_is_frequent_monotonic_and_cancel_is_fast() {
     let events: Arc<Mutex<Vec<(Instant, Event)>>> = Arc::new(Mutex::new(Vec::new()));
     let e2 = events.clone();
     let cancel = Arc::new(AtomicBool::new(false));
-    let ctx = TrainContext::new(Arc::new(move |e: &Event| e2.lock().unwrap().push((Instant::now(), e.clone()))), cancel.clone(), Arc::new(PauseGate::default()), Duration::from_secs(600), 2);
+    let ctx = TrainContext::new(
+        Arc::new(move |e: &Event| e2.lock().unwrap().push((Instant::now(), e.clone()))),
+        cancel.clone(),
+        Arc::new(PauseGate::default()),
+        Duration::from_secs(600),
+        2,
+    );
     let p = TrainParams { quality: Quality::Best, threads: 2, ..TrainParams::default() };
     let handle = std::thread::spawn(move || {
         let r = ml::train(ModelType::Regression, &table, &p, &ctx);
@@ -89,7 +98,13 @@ fn progress_is_frequent_monotonic_and_cancel_is_fast() {
     assert!(matches!(result, Err(ml::MlError::Cancelled)), "{result:?}");
     assert!(latency < Duration::from_secs(1), "cancel took {latency:?}");
     let ev = events.lock().unwrap();
-    let progress: Vec<(Instant, f64)> = ev.iter().filter_map(|(t, e)| match e { Event::Progress { fraction, .. } => Some((*t, *fraction)), _ => None }).collect();
+    let progress: Vec<(Instant, f64)> = ev
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::Progress { fraction, .. } => Some((*t, *fraction)),
+            _ => None,
+        })
+        .collect();
     assert!(progress.len() >= 5, "{} progress events", progress.len());
     assert!(progress.windows(2).all(|w| w[1].1 >= w[0].1), "progress went backwards");
     let max_gap = progress.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap();

@@ -63,7 +63,8 @@ fn parts(data: &[u8], max: usize) -> Vec<&[u8]> {
 /// any file, but the fuzzer must not read /proc or the rest of the disk.
 fn stays_inside(toml: &MachineToml) -> bool {
     let ok = |p: &str| !p.starts_with('/') && !p.starts_with('\\') && !p.contains("..") && !p.contains(':');
-    toml.files.iter().all(|f| ok(&f.path) && f.rul_at_end.as_deref().is_none_or(ok)) && toml.anomaly_windows.as_ref().is_none_or(|w| ok(&w.path))
+    toml.files.iter().all(|f| ok(&f.path) && f.rul_at_end.as_deref().is_none_or(ok))
+        && toml.anomaly_windows.as_ref().is_none_or(|w| ok(&w.path))
 }
 
 fn check(t: &Table) {

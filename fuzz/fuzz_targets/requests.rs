@@ -75,7 +75,13 @@ fn world() -> &'static World {
         std::fs::create_dir_all(&machine).expect("fuzz data dir");
         let mut csv = String::from("timestamp,rul,temp_C,vib_mm_s\n");
         for i in 0..48 {
-            csv.push_str(&format!("{},{},{},{}\n", 1_600_000_000 + i * 3600, 47 - i, 20.0 + f64::from(i) * 0.1, 1.0 + f64::from(i % 5) * 0.01));
+            csv.push_str(&format!(
+                "{},{},{},{}\n",
+                1_600_000_000 + i * 3600,
+                47 - i,
+                20.0 + f64::from(i) * 0.1,
+                1.0 + f64::from(i % 5) * 0.01
+            ));
         }
         std::fs::write(machine.join("train.csv"), csv).expect("fuzz machine");
         let (queue, _) = JobQueue::open(Arc::new(MemStore::default()), 3, 10, false).expect("fuzz queue");
@@ -139,7 +145,13 @@ async fn mqtt(app: &axum::Router, name: &str, payload: &[u8]) {
             assert!(call.path.starts_with("/api/") && !call.path.contains(".."), "unchecked path {:?}", call.path);
             let result = dispatch(app, TOKEN, call.clone()).await;
             if let Err((r, _)) = &result {
-                assert!(!matches!(r.code, "internal" | "error" | "too_large"), "mqtt {name} → {} {}: {}", call.method, call.path, r.message);
+                assert!(
+                    !matches!(r.code, "internal" | "error" | "too_large"),
+                    "mqtt {name} → {} {}: {}",
+                    call.method,
+                    call.path,
+                    r.message
+                );
             }
             result
         }

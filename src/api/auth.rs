@@ -106,7 +106,9 @@ fn cross_origin(what: String) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "cross_origin",
-        format!("{what}: the login cookie is honoured only for requests from this daemon's own page; scripts send `Authorization: Bearer <token>` instead"),
+        format!(
+            "{what}: the login cookie is honoured only for requests from this daemon's own page; scripts send `Authorization: Bearer <token>` instead"
+        ),
     )
 }
 

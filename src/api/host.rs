@@ -105,10 +105,31 @@ mod tests {
     #[test]
     fn localhost_ip_literals_own_and_listed_names_pass() {
         let a = AllowedHosts::new(&["Mill.Example.com".to_string()]);
-        for ok in ["localhost", "localhost:8080", "LOCALHOST.", "app.localhost:1", "127.0.0.1:8080", "10.0.0.7", "[::1]:8080", "[fe80::1]", "mill.example.com", "mill.example.com:8080", "MILL.example.com."] {
+        for ok in [
+            "localhost",
+            "localhost:8080",
+            "LOCALHOST.",
+            "app.localhost:1",
+            "127.0.0.1:8080",
+            "10.0.0.7",
+            "[::1]:8080",
+            "[fe80::1]",
+            "mill.example.com",
+            "mill.example.com:8080",
+            "MILL.example.com.",
+        ] {
             assert!(a.allows(ok), "{ok}");
         }
-        for bad in ["evil.example", "evil.example:8080", "127.0.0.1.evil.example", "mill.example.com.evil", "localhost.evil", "[::1", "", "2130706433x"] {
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "127.0.0.1.evil.example",
+            "mill.example.com.evil",
+            "localhost.evil",
+            "[::1",
+            "",
+            "2130706433x",
+        ] {
             assert!(!a.allows(bad), "{bad}");
         }
         for own in machine_host_names() {

@@ -44,9 +44,22 @@ pub struct HttpLimits {
 }
 
 impl HttpLimits {
-    pub fn new(header_timeout: Duration, body_timeout: Duration, idle_timeout: Duration, max_connections: usize, body_memory: usize) -> HttpLimits {
+    pub fn new(
+        header_timeout: Duration,
+        body_timeout: Duration,
+        idle_timeout: Duration,
+        max_connections: usize,
+        body_memory: usize,
+    ) -> HttpLimits {
         let body_memory = body_memory.min(Semaphore::MAX_PERMITS);
-        HttpLimits { header_timeout, body_timeout, idle_timeout, max_connections, body_memory, budget: Arc::new(Semaphore::new(body_memory)) }
+        HttpLimits {
+            header_timeout,
+            body_timeout,
+            idle_timeout,
+            max_connections,
+            body_memory,
+            budget: Arc::new(Semaphore::new(body_memory)),
+        }
     }
 
     pub fn from_config(c: &crate::config::HttpConfig) -> HttpLimits {
@@ -93,8 +106,12 @@ fn size_text(n: usize) -> String {
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the request body is too large (this route takes at most {})", size_text(limit)))
-        .details(serde_json::json!({ "limit_bytes": limit }))
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("the request body is too large (this route takes at most {})", size_text(limit)),
+    )
+    .details(serde_json::json!({ "limit_bytes": limit }))
 }
 
 #[derive(Debug)]
@@ -185,7 +202,11 @@ pub async fn intake(State(state): State<AppState>, req: Request, next: Next) -> 
         None => {
             tracing::warn!(route = %path, budget_mb = limits.body_memory >> 20, "request refused: the HTTP body budget (http.body_memory_mb) stayed spent for http.body_timeout_s");
             let mut resp = early(
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the daemon is receiving too many request bodies at once (http.body_memory_mb); retry shortly"),
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the daemon is receiving too many request bodies at once (http.body_memory_mb); retry shortly",
+                ),
                 conn.as_ref(),
             );
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -198,7 +219,11 @@ pub async fn intake(State(state): State<AppState>, req: Request, next: Next) -> 
         Err(ReadError::TooLarge) => return early(too_large(limit), conn.as_ref()),
         Err(ReadError::Timeout) => {
             let secs = limits.body_timeout.as_secs_f64();
-            return closing(ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", format!("the request body did not arrive within {secs} s (http.body_timeout_s)")));
+            return closing(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the request body did not arrive within {secs} s (http.body_timeout_s)"),
+            ));
         }
         Err(ReadError::Broken(e)) => return closing(ApiError::bad_request(format!("the request body could not be read: {e}"))),
     };
@@ -252,11 +277,21 @@ mod tests {
         let store = crate::store::SledStore::open(&dir.path().join("jobs.sled")).unwrap();
         let (queue, _) = crate::jobs::JobQueue::open(Arc::new(store), 3, 10, false).unwrap();
         let registry = crate::registry::Registry::open(&dir.path().join("state"), 2, 50.0).unwrap();
-        let state = AppState::new(Arc::new(queue), Arc::new(registry), dir.path().join("data"), "t0k3n-0123456789abcdef".into(), true, crate::ml::TrainParams::default(), 3600.0, 3);
+        let state = AppState::new(
+            Arc::new(queue),
+            Arc::new(registry),
+            dir.path().join("data"),
+            "t0k3n-0123456789abcdef".into(),
+            true,
+            crate::ml::TrainParams::default(),
+            3600.0,
+            3,
+        );
         let app = super::super::router(state);
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let call = |token: Option<&str>| {
-            let mut req = axum::http::Request::builder().method("POST").uri("/api/ml/predict/m1").header(header::CONTENT_TYPE, "application/json");
+            let mut req =
+                axum::http::Request::builder().method("POST").uri("/api/ml/predict/m1").header(header::CONTENT_TYPE, "application/json");
             if let Some(t) = token {
                 req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
             }

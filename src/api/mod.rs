@@ -79,7 +79,16 @@ pub struct AppState {
 
 impl AppState {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(queue: Arc<JobQueue>, registry: Arc<Registry>, data_dir: PathBuf, token: String, auth_required: bool, defaults: TrainParams, max_time_limit_s: f64, queue_capacity: usize) -> AppState {
+    pub fn new(
+        queue: Arc<JobQueue>,
+        registry: Arc<Registry>,
+        data_dir: PathBuf,
+        token: String,
+        auth_required: bool,
+        defaults: TrainParams,
+        max_time_limit_s: f64,
+        queue_capacity: usize,
+    ) -> AppState {
         let private_folders = Arc::new(private_folders(&data_dir, &registry));
         AppState {
             queue,
@@ -184,11 +193,27 @@ async fn health(State(state): State<AppState>, headers: axum::http::HeaderMap) -
 #[openapi(
     info(title = "millwright", description = "Trains and serves the four predictive-maintenance models of each machine."),
     paths(
-        health, openapi_json, auth::login, auth::logout, auth::status,
-        tasks::train_classification, tasks::train_regression, tasks::train_anomaly, tasks::train_timeseries, tasks::train_batch,
-        tasks::get_task, tasks::list_tasks, tasks::cancel_task, tasks::task_events,
-        models::machines_available, models::all_models, models::machine_models, models::model_detail, models::download,
-        models::delete_model, models::predict,
+        health,
+        openapi_json,
+        auth::login,
+        auth::logout,
+        auth::status,
+        tasks::train_classification,
+        tasks::train_regression,
+        tasks::train_anomaly,
+        tasks::train_timeseries,
+        tasks::train_batch,
+        tasks::get_task,
+        tasks::list_tasks,
+        tasks::cancel_task,
+        tasks::task_events,
+        models::machines_available,
+        models::all_models,
+        models::machine_models,
+        models::model_detail,
+        models::download,
+        models::delete_model,
+        models::predict,
     ),
     components(schemas(tasks::TrainBody, models::PredictBody, auth::LoginBody))
 )]
@@ -225,7 +250,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/ml/models/{machine_id}/{model_type}", get(models::model_detail).delete(models::delete_model))
         .route("/api/ml/models/{machine_id}/{model_type}/download", get(models::download))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
-    let predict = Router::new().route("/api/ml/predict/{machine_id}", post(models::predict)).layer(DefaultBodyLimit::max(PREDICT_BODY_LIMIT));
+    let predict =
+        Router::new().route("/api/ml/predict/{machine_id}", post(models::predict)).layer(DefaultBodyLimit::max(PREDICT_BODY_LIMIT));
     api.merge(predict)
         .merge(crate::web::router())
         .fallback(|| async { ApiError::not_found("no such route (see /api/openapi.json)") })
@@ -244,7 +270,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` resolves; in-flight requests finish, new connections are refused.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     state.beat();
     let limits = state.http.clone();
     server::serve(listener, router(state), limits, shutdown).await

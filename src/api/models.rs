@@ -15,12 +15,17 @@ use std::collections::BTreeMap;
 /// A model file that fails its checksum: the client's one error shape, without the device's paths.
 fn damaged_model(t: ModelType, version: u32, message: &str) -> ApiError {
     let reason = message.split(" (").nth(1).and_then(|r| r.split(')').next()).unwrap_or("checksum mismatch");
-    ApiError::new(StatusCode::CONFLICT, "model_damaged", format!("the {t} model file version {version} is damaged on disk ({reason}); delete this version or retrain"))
-        .details(json!({ "model_type": t, "version": version }))
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "model_damaged",
+        format!("the {t} model file version {version} is damaged on disk ({reason}); delete this version or retrain"),
+    )
+    .details(json!({ "model_type": t, "version": version }))
 }
 
 fn model_type(s: &str) -> Result<ModelType, ApiError> {
-    ModelType::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown model type {s:?}: use classification, regression, anomaly or timeseries")))
+    ModelType::parse(s)
+        .ok_or_else(|| ApiError::bad_request(format!("unknown model type {s:?}: use classification, regression, anomaly or timeseries")))
 }
 
 fn machine(s: &str) -> Result<(), ApiError> {
@@ -107,7 +112,11 @@ pub struct VersionQuery {
 }
 
 #[utoipa::path(get, path = "/api/ml/models/{machine_id}/{model_type}", params(("machine_id" = String, Path), ("model_type" = String, Path), VersionQuery), responses((status = 200, description = "versions and the report"), (status = 404)))]
-pub async fn model_detail(State(state): State<AppState>, Path((id, t)): Path<(String, String)>, Query(q): Query<VersionQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn model_detail(
+    State(state): State<AppState>,
+    Path((id, t)): Path<(String, String)>,
+    Query(q): Query<VersionQuery>,
+) -> Result<Json<Value>, ApiError> {
     machine(&id)?;
     let t = model_type(&t)?;
     let versions = state.registry.versions(&id, t)?;
@@ -120,7 +129,11 @@ pub async fn model_detail(State(state): State<AppState>, Path((id, t)): Path<(St
 }
 
 #[utoipa::path(get, path = "/api/ml/models/{machine_id}/{model_type}/download", params(("machine_id" = String, Path), ("model_type" = String, Path), VersionQuery), responses((status = 200, description = "the bundle file"), (status = 404)))]
-pub async fn download(State(state): State<AppState>, Path((id, t)): Path<(String, String)>, Query(q): Query<VersionQuery>) -> Result<Response, ApiError> {
+pub async fn download(
+    State(state): State<AppState>,
+    Path((id, t)): Path<(String, String)>,
+    Query(q): Query<VersionQuery>,
+) -> Result<Response, ApiError> {
     machine(&id)?;
     let t = model_type(&t)?;
     let info = match q.version {
@@ -152,7 +165,12 @@ pub async fn download(State(state): State<AppState>, Path((id, t)): Path<(String
 }
 
 #[utoipa::path(delete, path = "/api/ml/models/{machine_id}/{model_type}", params(("machine_id" = String, Path), ("model_type" = String, Path), VersionQuery), responses((status = 200, description = "deleted"), (status = 401), (status = 404)))]
-pub async fn delete_model(State(state): State<AppState>, headers: HeaderMap, Path((id, t)): Path<(String, String)>, Query(q): Query<VersionQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn delete_model(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, t)): Path<(String, String)>,
+    Query(q): Query<VersionQuery>,
+) -> Result<Json<Value>, ApiError> {
     auth::require(&state, &headers)?;
     machine(&id)?;
     let t = model_type(&t)?;
@@ -192,7 +210,10 @@ fn recent_from_rows(rows: &[Map<String, Value>], time_in_life_h: Option<f64>) ->
         timestamps.push(ts);
         for (k, v) in row.iter().filter(|(k, _)| *k != "timestamp") {
             let value = match v {
-                Value::Number(n) => n.as_f64().filter(|x| x.is_finite()).ok_or_else(|| ApiError::bad_request(format!("rows[{i}].{k} is not a finite number")))?,
+                Value::Number(n) => n
+                    .as_f64()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| ApiError::bad_request(format!("rows[{i}].{k} is not a finite number")))?,
                 Value::Null => f64::NAN,
                 _ => return Err(ApiError::bad_request(format!("rows[{i}].{k} must be a number or null"))),
             };
@@ -217,11 +238,9 @@ pub async fn predict(
     auth::require(&state, &headers)?;
     machine(&id)?;
     let raw = raw.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "the request body is too large (predict: at most 8 MB)",
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the request body is too large (predict: at most 8 MB)")
+        }
         _ => ApiError::bad_request(format!("cannot read the request body: {}", e.body_text())),
     })?;
     // An empty body (or `{}`) means "use the machine's own latest data".
@@ -243,9 +262,7 @@ pub async fn predict(
     if let Some(h) = body.time_in_life_h
         && !(h.is_finite() && h >= 0.0)
     {
-        return Err(ApiError::bad_request(format!(
-            "time_in_life_h must be a number of hours >= 0, got {h}"
-        )));
+        return Err(ApiError::bad_request(format!("time_in_life_h must be a number of hours >= 0, got {h}")));
     }
     let given = match &body.rows {
         Some(rows) => Some(recent_from_rows(rows, body.time_in_life_h)?),
@@ -263,21 +280,14 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .map(|m| m.trim().to_ascii_lowercase())
-        .is_some_and(|m| {
-            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
-        })
+        .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")))
 }
 
 /// The sensors a model reads from the request's rows.
 fn needed_sensors(payload: &crate::ml::model::Payload) -> Vec<String> {
     match payload {
-        crate::ml::model::Payload::Forecast(m) => {
-            m.sensors.iter().map(|s| s.sensor.clone()).collect()
-        }
-        other => other
-            .feature_spec()
-            .map(|s| s.sensors.clone())
-            .unwrap_or_default(),
+        crate::ml::model::Payload::Forecast(m) => m.sensors.iter().map(|s| s.sensor.clone()).collect(),
+        other => other.feature_spec().map(|s| s.sensors.clone()).unwrap_or_default(),
     }
 }
 
@@ -285,10 +295,7 @@ fn needed_sensors(payload: &crate::ml::model::Payload) -> Vec<String> {
 /// sent instead, which catches typos), rather than answered with four identical per-model errors.
 fn check_readings(
     recent: &Recent,
-    live: &[(
-        crate::registry::VersionInfo,
-        std::sync::Arc<crate::ml::model::Payload>,
-    )],
+    live: &[(crate::registry::VersionInfo, std::sync::Arc<crate::ml::model::Payload>)],
 ) -> Result<Vec<String>, ApiError> {
     let mut needed: Vec<String> = Vec::new();
     for (_, payload) in live {
@@ -298,49 +305,24 @@ fn check_readings(
             }
         }
     }
-    let missing: Vec<&String> = needed
-        .iter()
-        .filter(|s| !recent.sensors.contains_key(*s))
-        .collect();
-    let unknown: Vec<String> = recent
-        .sensors
-        .keys()
-        .filter(|k| !needed.contains(k))
-        .cloned()
-        .collect();
+    let missing: Vec<&String> = needed.iter().filter(|s| !recent.sensors.contains_key(*s)).collect();
+    let unknown: Vec<String> = recent.sensors.keys().filter(|k| !needed.contains(k)).cloned().collect();
     if !missing.is_empty() {
         let names = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
-        let hint = if unknown.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; the rows also carry sensors no model uses: {}",
-                unknown.join(", ")
-            )
-        };
+        let hint =
+            if unknown.is_empty() { String::new() } else { format!("; the rows also carry sensors no model uses: {}", unknown.join(", ")) };
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "missing_sensors",
-            format!(
-                "rows lack sensor(s) the live models need: {}{hint}",
-                names(&missing)
-            ),
+            format!("rows lack sensor(s) the live models need: {}{hint}", names(&missing)),
         )
         .details(json!({ "missing": missing, "needed": needed, "unknown": unknown })));
     }
     Ok(unknown)
 }
 
-fn predict_blocking(
-    state: &AppState,
-    id: &str,
-    given: Option<Recent>,
-) -> Result<Json<Value>, ApiError> {
-    let table = if given.is_none() {
-        Some(crate::data::load_machine(&state.data_dir, id)?)
-    } else {
-        None
-    };
+fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>) -> Result<Json<Value>, ApiError> {
+    let table = if given.is_none() { Some(crate::data::load_machine(&state.data_dir, id)?) } else { None };
     let mut live = Vec::new();
     // A damaged model file fails its own answer, not the other three.
     let mut damaged: BTreeMap<ModelType, String> = BTreeMap::new();
@@ -361,9 +343,7 @@ fn predict_blocking(
     }
     let mid = crate::data::MachineId::parse(id)?;
     if live.is_empty() && !crate::data::machine_dir(&state.data_dir, &mid).is_dir() {
-        return Err(ApiError::not_found(format!(
-            "unknown machine {id:?}: no data folder and no trained model"
-        )));
+        return Err(ApiError::not_found(format!("unknown machine {id:?}: no data folder and no trained model")));
     }
     let ignored = match &given {
         Some(r) => check_readings(r, &live)?,
@@ -379,7 +359,10 @@ fn predict_blocking(
         }
         let Some((info, payload)) = live.next_if(|(_, p)| p.model_type() == t) else {
             missing.push(t.as_str());
-            predictions.insert(t.as_str().into(), json!({ "available": false, "message": format!("no {t} model for {id}: train it (POST /api/ml/train/{t})") }));
+            predictions.insert(
+                t.as_str().into(),
+                json!({ "available": false, "message": format!("no {t} model for {id}: train it (POST /api/ml/train/{t})") }),
+            );
             continue;
         };
         let recent = match (&given, &table) {
@@ -395,8 +378,6 @@ fn predict_blocking(
         predictions.insert(t.as_str().into(), entry);
     }
     let damaged: Vec<&str> = damaged.keys().map(|t| t.as_str()).collect();
-    Ok(Json(
-        json!({ "machine_id": id, "source": if given.is_some() { "request rows" } else { "the machine's latest data" },
-        "predictions": predictions, "missing_models": missing, "damaged_models": damaged, "complete_system": missing.is_empty() && damaged.is_empty(), "ignored_sensors": ignored }),
-    ))
+    Ok(Json(json!({ "machine_id": id, "source": if given.is_some() { "request rows" } else { "the machine's latest data" },
+        "predictions": predictions, "missing_models": missing, "damaged_models": damaged, "complete_system": missing.is_empty() && damaged.is_empty(), "ignored_sensors": ignored })))
 }

@@ -258,7 +258,13 @@ struct Table {
 
 impl Table {
     fn new() -> Table {
-        Table { epoch: Instant::now(), next_id: AtomicU64::new(1), conns: Mutex::new(HashMap::new()), live: AtomicUsize::new(0), emptied: Notify::new() }
+        Table {
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(1),
+            conns: Mutex::new(HashMap::new()),
+            live: AtomicUsize::new(0),
+            emptied: Notify::new(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
@@ -423,7 +429,12 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
 
 /// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets requests in flight
 /// finish and closes idle connections.
-pub async fn serve(listener: TcpListener, router: Router, limits: Arc<HttpLimits>, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Arc<HttpLimits>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let cap = effective_cap(limits.max_connections, fd_limit());
     if cap < limits.max_connections {
         tracing::warn!(
@@ -480,7 +491,11 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Arc<HttpLimits
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             // A connection reset or aborted before it was accepted concerns that client only.
-            Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused
+                ) => {}
             Err(e) => {
                 // Anything else may repeat at once: pause rather than spin.
                 tracing::debug!(error = %e, "accept failed");
@@ -505,7 +520,8 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Arc<HttpLimits
 
 /// The answer when every connection is serving a request.
 fn refuse(stream: TcpStream) {
-    const BODY: &str = r#"{"error":{"code":"too_many_connections","message":"every HTTP connection is busy (http.max_connections); retry shortly"}}"#;
+    const BODY: &str =
+        r#"{"error":{"code":"too_many_connections","message":"every HTTP connection is busy (http.max_connections); retry shortly"}}"#;
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{BODY}",
         BODY.len()
@@ -678,7 +694,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
                 Ok(r) => r,
                 Err(never) => match never {},
             };
-            let stream = resp.headers().get(axum::http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+            let stream =
+                resp.headers().get(axum::http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
             if stream {
                 busy.0.streaming.store(busy.0.now(), Ordering::Relaxed);
             }
@@ -751,10 +768,18 @@ mod tests {
         let busy = Snapshot { accepted: 0, in_flight: 1, ..Default::default() };
         let old_stream = Snapshot { in_flight: 1, served: 1, streaming: 5, ..Default::default() };
         let new_stream = Snapshot { in_flight: 1, served: 1, streaming: 50, ..Default::default() };
-        let mut ranked: Vec<_> = [("new stream", new_stream), ("idle", idle), ("busy", busy), ("new", new_fresh), ("old stream", old_stream), ("lingering", lingering), ("old", old_fresh)]
-            .into_iter()
-            .filter_map(|(n, s)| eviction_rank(&s).map(|r| (r, n)))
-            .collect();
+        let mut ranked: Vec<_> = [
+            ("new stream", new_stream),
+            ("idle", idle),
+            ("busy", busy),
+            ("new", new_fresh),
+            ("old stream", old_stream),
+            ("lingering", lingering),
+            ("old", old_fresh),
+        ]
+        .into_iter()
+        .filter_map(|(n, s)| eviction_rank(&s).map(|r| (r, n)))
+        .collect();
         ranked.sort();
         let order: Vec<_> = ranked.into_iter().map(|(_, n)| n).collect();
         assert_eq!(order, ["lingering", "old", "new", "idle", "old stream", "new stream"]);

@@ -37,7 +37,8 @@ fn params(state: &AppState, b: &TrainBody) -> Result<TrainParams, ApiError> {
     let mut p = state.defaults.clone();
     if let Some(t) = b.time_limit.or(b.time_limit_per_model) {
         let range = (crate::ml::bounds::TIME_LIMIT_S.0, state.max_time_limit_s);
-        crate::ml::check_range("time_limit", t, range, " seconds (training.max_time_limit_s sets the upper end)").map_err(ApiError::bad_request)?;
+        crate::ml::check_range("time_limit", t, range, " seconds (training.max_time_limit_s sets the upper end)")
+            .map_err(ApiError::bad_request)?;
         p.time_limit_s = t;
     }
     if let Some(q) = &b.quality {
@@ -59,7 +60,9 @@ fn params(state: &AppState, b: &TrainBody) -> Result<TrainParams, ApiError> {
         // The configured budget is a ceiling: the device may run other services beside training.
         let ceiling = state.defaults.threads.max(1);
         if t == 0 || t > ceiling {
-            return Err(ApiError::bad_request(format!("threads must be between 1 and {ceiling} (training.threads on this device), got {t}")));
+            return Err(ApiError::bad_request(format!(
+                "threads must be between 1 and {ceiling} (training.threads on this device), got {t}"
+            )));
         }
         p.threads = t;
     }
@@ -75,11 +78,7 @@ async fn check_machine(state: &AppState, id: &str, params: &TrainParams) -> Resu
     crate::data::MachineId::parse(id)?;
     let summary = state.machine_summary(id).await?;
     // A misspelt exclusion would silently train on the sensor the user meant to drop.
-    if let Some(bad) = params
-        .exclude_sensors
-        .iter()
-        .find(|s| !summary.sensor_names.contains(s))
-    {
+    if let Some(bad) = params.exclude_sensors.iter().find(|s| !summary.sensor_names.contains(s)) {
         return Err(ApiError::bad_request(format!(
             "exclude_sensors: {id} has no sensor {bad:?} (sensors: {})",
             summary.sensor_names.join(", ")
@@ -90,7 +89,12 @@ async fn check_machine(state: &AppState, id: &str, params: &TrainParams) -> Resu
     Ok(())
 }
 
-async fn submit(state: &AppState, headers: &HeaderMap, body: TrainBody, types: Vec<ModelType>) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn submit(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: TrainBody,
+    types: Vec<ModelType>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth::require(state, headers)?;
     let params = params(state, &body)?;
     check_machine(state, &body.machine_id, &params).await?;
@@ -132,13 +136,15 @@ single_route!(train_timeseries, "/api/ml/train/timeseries", ModelType::Timeserie
 
 /// A batch for one machine: all four models unless `model_types` says otherwise.
 #[utoipa::path(post, path = "/api/ml/train/batch", request_body = TrainBody, responses((status = 202, description = "queued"), (status = 400), (status = 401), (status = 404), (status = 429, description = "queue full"), (status = 503)))]
-pub async fn train_batch(State(state): State<AppState>, headers: HeaderMap, Body(body): Body<TrainBody>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn train_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body<TrainBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let types = match &body.model_types {
         None => ModelType::ALL.to_vec(),
         Some(list) if list.is_empty() => {
-            return Err(ApiError::bad_request(
-                "model_types is empty: give at least one, or omit it for all four",
-            ));
+            return Err(ApiError::bad_request("model_types is empty: give at least one, or omit it for all four"));
         }
         Some(list) => model_list(list)?,
     };
@@ -150,12 +156,13 @@ pub async fn train_batch(State(state): State<AppState>, headers: HeaderMap, Body
 fn model_list(list: &[String]) -> Result<Vec<ModelType>, ApiError> {
     let mut out: Vec<ModelType> = Vec::new();
     for name in list {
-        let t = ModelType::parse(name.trim())
-            .ok_or_else(|| ApiError::bad_request(format!("model_types: unknown model type {name:?}: use classification, regression, anomaly or timeseries")))?;
+        let t = ModelType::parse(name.trim()).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "model_types: unknown model type {name:?}: use classification, regression, anomaly or timeseries"
+            ))
+        })?;
         if out.contains(&t) {
-            return Err(ApiError::bad_request(format!(
-                "model_types lists {t} twice"
-            )));
+            return Err(ApiError::bad_request(format!("model_types lists {t} twice")));
         }
         out.push(t);
     }
@@ -235,14 +242,19 @@ pub async fn cancel_task(State(state): State<AppState>, headers: HeaderMap, Path
     use crate::jobs::CancelOutcome as C;
     match outcome {
         C::RemovedPending => Ok(Json(json!({ "success": true, "task_id": id, "status": "REVOKED", "message": "removed from the queue" }))),
-        C::Signalled => Ok(Json(json!({ "success": true, "task_id": id, "status": "CANCELLING", "message": "stopping at the next safe point (under a second); finished models of the batch are kept" }))),
+        C::Signalled => Ok(Json(
+            json!({ "success": true, "task_id": id, "status": "CANCELLING", "message": "stopping at the next safe point (under a second); finished models of the batch are kept" }),
+        )),
         C::AlreadyFinished(s) => Err(ApiError::conflict(format!("task {id} already ended ({s:?})")).details(json!({ "status": s }))),
     }
 }
 
 /// Server-Sent Events: the task's status now, then every change as it happens, until it ends.
 #[utoipa::path(get, path = "/api/ml/tasks/{task_id}/events", params(("task_id" = String, Path)), responses((status = 200, description = "text/event-stream of TaskStatusResponse"), (status = 404)))]
-pub async fn task_events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+pub async fn task_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let first = find(&state, &id)?;
     let rx = state.queue.subscribe();
     let queue = state.queue.clone();
@@ -251,7 +263,12 @@ pub async fn task_events(State(state): State<AppState>, Path(id): Path<String>) 
 }
 
 /// The first snapshot, then the job's changes; ends right after the snapshot that shows it finished.
-fn async_stream(first: Job, rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Job>>, queue: std::sync::Arc<crate::jobs::JobQueue>, id: String) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+fn async_stream(
+    first: Job,
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Job>>,
+    queue: std::sync::Arc<crate::jobs::JobQueue>,
+    id: String,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     struct St {
         first: Option<Job>,
         rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Job>>,

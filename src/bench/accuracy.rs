@@ -15,21 +15,9 @@ struct Anchor {
 
 /// From ../shared/datasets/README.md (measured on this class of machine) and issue 9.
 const ANCHORS: &[Anchor] = &[
-    Anchor {
-        dataset: "cmapss-fd001",
-        metric: "RMSE last cycle",
-        text: "AutoGluon 12.3 (122 s, 41.8 MB); LightGBM 12.7",
-    },
-    Anchor {
-        dataset: "ai4i2020",
-        metric: "f1",
-        text: "AutoGluon 0.78 (57 MB); LightGBM 0.80 (0.5 s, 0.33 MB)",
-    },
-    Anchor {
-        dataset: "ai4i2020",
-        metric: "roc_auc",
-        text: "AutoGluon 0.974",
-    },
+    Anchor { dataset: "cmapss-fd001", metric: "RMSE last cycle", text: "AutoGluon 12.3 (122 s, 41.8 MB); LightGBM 12.7" },
+    Anchor { dataset: "ai4i2020", metric: "f1", text: "AutoGluon 0.78 (57 MB); LightGBM 0.80 (0.5 s, 0.33 MB)" },
+    Anchor { dataset: "ai4i2020", metric: "roc_auc", text: "AutoGluon 0.974" },
 ];
 
 /// What issue 9 asks of a protocol's headline: a metric bound, a train-time bound and a model-size bound.
@@ -51,14 +39,7 @@ const TARGETS: &[Target] = &[
         max_seconds: 5.0,
         max_model_bytes: 2_000_000,
     },
-    Target {
-        dataset: "ai4i2020",
-        metric: "f1",
-        higher_is_better: true,
-        bound: 0.80,
-        max_seconds: 5.0,
-        max_model_bytes: 2_000_000,
-    },
+    Target { dataset: "ai4i2020", metric: "f1", higher_is_better: true, bound: 0.80, max_seconds: 5.0, max_model_bytes: 2_000_000 },
 ];
 
 #[derive(Clone, Debug, Serialize)]
@@ -80,19 +61,11 @@ pub struct AccuracyRow {
 
 /// Runs each dataset's protocol `repeats` times (models are seeded, so the metrics repeat exactly; times and
 /// memory are medians). A dataset whose files are missing is reported as an error, not skipped.
-pub fn accuracy(
-    datasets: &[String],
-    params: &TrainParams,
-    repeats: usize,
-) -> Result<Vec<AccuracyRow>, BenchError> {
+pub fn accuracy(datasets: &[String], params: &TrainParams, repeats: usize) -> Result<Vec<AccuracyRow>, BenchError> {
     let mut out = Vec::new();
     for name in datasets {
-        let dir = eval::example_dir(name).ok_or_else(|| {
-            BenchError::Missing(format!(
-                "examples/{name}/machine.toml (known: {})",
-                eval::DATASETS.join(", ")
-            ))
-        })?;
+        let dir = eval::example_dir(name)
+            .ok_or_else(|| BenchError::Missing(format!("examples/{name}/machine.toml (known: {})", eval::DATASETS.join(", "))))?;
         let table = crate::data::load_machine_dir(&dir)?;
         let mut runs = Vec::new();
         for _ in 0..repeats.max(1) {
@@ -100,20 +73,8 @@ pub fn accuracy(
             let rows = eval::run_protocol(&table, params)?;
             runs.push((rows, probe.stop()));
         }
-        let seconds = |i: usize| {
-            median(
-                &runs
-                    .iter()
-                    .map(|(r, _)| r[i].train_seconds)
-                    .collect::<Vec<_>>(),
-            )
-        };
-        let peak_mb = median(
-            &runs
-                .iter()
-                .map(|(_, s)| s.peak_rss_bytes as f64 / 1e6)
-                .collect::<Vec<_>>(),
-        );
+        let seconds = |i: usize| median(&runs.iter().map(|(r, _)| r[i].train_seconds).collect::<Vec<_>>());
+        let peak_mb = median(&runs.iter().map(|(_, s)| s.peak_rss_bytes as f64 / 1e6).collect::<Vec<_>>());
         let Some((first, _)) = runs.first() else {
             continue;
         };
@@ -124,19 +85,13 @@ pub fn accuracy(
                 metric: r.metric.clone(),
                 value: r.value,
                 baseline: r.baseline,
-                anchor: ANCHORS
-                    .iter()
-                    .find(|a| a.dataset == name && a.metric == r.metric)
-                    .map(|a| a.text.to_string()),
+                anchor: ANCHORS.iter().find(|a| a.dataset == name && a.metric == r.metric).map(|a| a.text.to_string()),
                 train_seconds: seconds(i),
                 peak_rss_mb: peak_mb,
                 model_kb: r.model_size_bytes as f64 / 1024.0,
                 verdict: None,
             };
-            row.verdict = TARGETS
-                .iter()
-                .find(|t| t.dataset == name && t.metric == r.metric)
-                .map(|t| verdict(t, &row, r.model_size_bytes));
+            row.verdict = TARGETS.iter().find(|t| t.dataset == name && t.metric == r.metric).map(|t| verdict(t, &row, r.model_size_bytes));
             out.push(row);
         }
     }
@@ -145,49 +100,23 @@ pub fn accuracy(
 
 fn verdict(t: &Target, row: &AccuracyRow, model_bytes: u64) -> String {
     let mut missed = Vec::new();
-    let metric_ok = if t.higher_is_better {
-        row.value >= t.bound
-    } else {
-        row.value <= t.bound
-    };
+    let metric_ok = if t.higher_is_better { row.value >= t.bound } else { row.value <= t.bound };
     if !metric_ok {
-        missed.push(format!(
-            "{} {:.3} vs target {}{}",
-            t.metric,
-            row.value,
-            if t.higher_is_better { "≥ " } else { "≤ " },
-            t.bound
-        ));
+        missed.push(format!("{} {:.3} vs target {}{}", t.metric, row.value, if t.higher_is_better { "≥ " } else { "≤ " }, t.bound));
     }
     if row.train_seconds > t.max_seconds {
         missed.push(format!("{:.2} s > {} s", row.train_seconds, t.max_seconds));
     }
     if model_bytes > t.max_model_bytes {
-        missed.push(format!(
-            "{} KB > {} KB",
-            model_bytes / 1024,
-            t.max_model_bytes / 1024
-        ));
+        missed.push(format!("{} KB > {} KB", model_bytes / 1024, t.max_model_bytes / 1024));
     }
-    if missed.is_empty() {
-        "met".into()
-    } else {
-        format!("MISSED: {}", missed.join("; "))
-    }
+    if missed.is_empty() { "met".into() } else { format!("MISSED: {}", missed.join("; ")) }
 }
 
 pub fn print(rows: &[AccuracyRow]) {
     println!(
         "{:<24} {:<15} {:<16} {:>9} {:>9} {:>8} {:>8} {:>8}  {:<10} anchor",
-        "dataset",
-        "model",
-        "metric",
-        "value",
-        "baseline",
-        "train s",
-        "peak MB",
-        "model KB",
-        "target"
+        "dataset", "model", "metric", "value", "baseline", "train s", "peak MB", "model KB", "target"
     );
     for r in rows {
         println!(
@@ -230,12 +159,6 @@ mod tests {
         let t = &TARGETS[0];
         assert_eq!(verdict(t, &row(11.7, 4.0), 180_000), "met");
         let v = verdict(t, &row(12.9, 6.5), 3_000_000);
-        assert!(
-            v.starts_with("MISSED")
-                && v.contains("12.900")
-                && v.contains("6.50 s")
-                && v.contains("KB"),
-            "{v}"
-        );
+        assert!(v.starts_with("MISSED") && v.contains("12.900") && v.contains("6.50 s") && v.contains("KB"), "{v}");
     }
 }

@@ -78,42 +78,18 @@ impl Daemon {
     }
 
     fn rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let kb = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok());
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kb =
+            status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok());
         kb.map_or(f64::NAN, |kb| kb * 1024.0 / 1e6)
     }
 }
 
 pub fn daemon(o: &DaemonOptions) -> Result<DaemonReport, BenchError> {
     let data = o.work_dir.join("data");
-    let busy = simulate_machine(
-        0,
-        &FleetOptions {
-            out_dir: data.clone(),
-            machines: 1,
-            rows: o.rows,
-            ..FleetOptions::default()
-        },
-    )?;
-    let small = simulate_machine(
-        1,
-        &FleetOptions {
-            out_dir: data.clone(),
-            machines: 2,
-            rows: 5_000,
-            ..FleetOptions::default()
-        },
-    )?;
-    let d = spawn(
-        &data,
-        &o.work_dir.join("state"),
-        &o.work_dir.join("daemon.log"),
-    )?;
+    let busy = simulate_machine(0, &FleetOptions { out_dir: data.clone(), machines: 1, rows: o.rows, ..FleetOptions::default() })?;
+    let small = simulate_machine(1, &FleetOptions { out_dir: data.clone(), machines: 2, rows: 5_000, ..FleetOptions::default() })?;
+    let d = spawn(&data, &o.work_dir.join("state"), &o.work_dir.join("daemon.log"))?;
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss_mb = d.rss_mb();
     let mut c = d.conn();
@@ -123,15 +99,9 @@ pub fn daemon(o: &DaemonOptions) -> Result<DaemonReport, BenchError> {
     wait_end(&mut c, &warm, Duration::from_secs(600))?;
 
     let load = load_phase(&d, o, &busy.id, &small.id)?;
-    let cancel_latency_s = (0..o.cancels)
-        .map(|_| cancel_once(&d, &busy.id))
-        .collect::<Result<Vec<_>, _>>()?;
+    let cancel_latency_s = (0..o.cancels).map(|_| cancel_once(&d, &busy.id)).collect::<Result<Vec<_>, _>>()?;
     let fan = sse_fan_out(&d, o.sse_clients, &busy.id, &small.id)?;
-    Ok(DaemonReport {
-        idle_rss_mb,
-        cancel_latency_s,
-        ..merge(load, fan, o)
-    })
+    Ok(DaemonReport { idle_rss_mb, cancel_latency_s, ..merge(load, fan, o) })
 }
 
 struct LoadResult {
@@ -175,32 +145,13 @@ fn merge(l: LoadResult, f: FanOut, o: &DaemonOptions) -> DaemonReport {
 /// Three batches queue on the busy machine, then `rate` requests/s arrive on a fixed schedule for `seconds`:
 /// 40 % task status, 30 % machine list, 30 % predictions. Latency counts from each request's scheduled time,
 /// so a stalled server cannot hide behind fewer requests (no coordinated omission).
-fn load_phase(
-    d: &Daemon,
-    o: &DaemonOptions,
-    busy: &str,
-    small: &str,
-) -> Result<LoadResult, BenchError> {
+fn load_phase(d: &Daemon, o: &DaemonOptions, busy: &str, small: &str) -> Result<LoadResult, BenchError> {
     let mut c = d.conn();
-    let batches = (0..3)
-        .map(|_| submit(&mut c, busy))
-        .collect::<Result<Vec<_>, _>>()?;
+    let batches = (0..3).map(|_| submit(&mut c, busy)).collect::<Result<Vec<_>, _>>()?;
     let first = batches[0].clone();
     let addr = d.addr;
-    let watcher = std::thread::spawn(move || {
-        sse(
-            addr,
-            &format!("/api/ml/tasks/{first}/events"),
-            Duration::from_secs(900),
-            || {},
-        )
-    });
-    wait_status(
-        &mut c,
-        &batches[0],
-        |s| s == "PROGRESS",
-        Duration::from_secs(60),
-    )?;
+    let watcher = std::thread::spawn(move || sse(addr, &format!("/api/ml/tasks/{first}/events"), Duration::from_secs(900), || {}));
+    wait_status(&mut c, &batches[0], |s| s == "PROGRESS", Duration::from_secs(60))?;
 
     let total = (o.rate * o.seconds).round().max(1.0) as usize;
     let next = AtomicUsize::new(0);
@@ -208,11 +159,8 @@ fn load_phase(
     let stop = AtomicBool::new(false);
     let max_rss = Mutex::new(0.0f64);
     let t0 = Instant::now() + Duration::from_millis(100);
-    let paths = [
-        format!("/api/ml/tasks/{}", batches[0]),
-        "/api/ml/train/machines/available".to_string(),
-        format!("/api/ml/predict/{small}"),
-    ];
+    let paths =
+        [format!("/api/ml/tasks/{}", batches[0]), "/api/ml/train/machines/available".to_string(), format!("/api/ml/predict/{small}")];
     std::thread::scope(|s| {
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
@@ -241,11 +189,7 @@ fn load_phase(
                             4..=6 => 1,
                             _ => 2,
                         };
-                        let r = if kind == 2 {
-                            conn.post(&paths[2], &json!({}))
-                        } else {
-                            conn.get(&paths[kind])
-                        };
+                        let r = if kind == 2 { conn.post(&paths[2], &json!({})) } else { conn.get(&paths[kind]) };
                         let ok = r.is_ok_and(|r| r.status == 200);
                         if let Ok(mut v) = samples.lock() {
                             v.push((kind, due.elapsed().as_secs_f64() * 1e3, ok));
@@ -268,18 +212,9 @@ fn load_phase(
     for id in &batches {
         wait_end(&mut c, id, Duration::from_secs(60))?;
     }
-    let events = watcher
-        .join()
-        .map_err(|_| BenchError::Daemon("the SSE watcher thread panicked".into()))??;
-    let times: Vec<Instant> = events
-        .iter()
-        .filter(|(_, v)| v["status"] == "PROGRESS")
-        .map(|(t, _)| *t)
-        .collect();
-    let progress: Vec<f64> = times
-        .windows(2)
-        .map(|w| (w[1] - w[0]).as_secs_f64())
-        .collect();
+    let events = watcher.join().map_err(|_| BenchError::Daemon("the SSE watcher thread panicked".into()))??;
+    let times: Vec<Instant> = events.iter().filter(|(_, v)| v["status"] == "PROGRESS").map(|(t, _)| *t).collect();
+    let progress: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
 
     let samples = samples.into_inner().unwrap_or_default();
     let latency = ["status", "machines", "predict"]
@@ -315,17 +250,11 @@ fn cancel_once(d: &Daemon, machine: &str) -> Result<f64, BenchError> {
     let t = Instant::now();
     let r = c.post(&format!("/api/ml/tasks/{id}/cancel"), &json!({}))?;
     if r.status >= 300 {
-        return Err(BenchError::Daemon(format!(
-            "cancel answered {}: {}",
-            r.status,
-            String::from_utf8_lossy(&r.body)
-        )));
+        return Err(BenchError::Daemon(format!("cancel answered {}: {}", r.status, String::from_utf8_lossy(&r.body))));
     }
     let end = wait_end(&mut c, &id, Duration::from_secs(30))?;
     if end != "REVOKED" {
-        return Err(BenchError::Daemon(format!(
-            "a cancelled batch ended {end}, not REVOKED"
-        )));
+        return Err(BenchError::Daemon(format!("a cancelled batch ended {end}, not REVOKED")));
     }
     Ok(t.elapsed().as_secs_f64())
 }
@@ -358,21 +287,11 @@ fn sse_fan_out(d: &Daemon, clients: usize, busy: &str, small: &str) -> Result<Fa
     wait_end(&mut c, &watched, Duration::from_secs(600))?;
     let mut all: Vec<Vec<(Instant, Value)>> = Vec::new();
     for s in streams {
-        all.push(
-            s.join()
-                .map_err(|_| BenchError::Daemon("an SSE client thread panicked".into()))?
-                .unwrap_or_default(),
-        );
+        all.push(s.join().map_err(|_| BenchError::Daemon("an SSE client thread panicked".into()))?.unwrap_or_default());
     }
-    let got_final = all
-        .iter()
-        .filter(|ev| {
-            ev.last()
-                .is_some_and(|(_, v)| v["status"].as_str().is_some_and(|s| TERMINAL.contains(&s)))
-        })
-        .count();
-    let mut arrivals: std::collections::HashMap<String, Vec<Instant>> =
-        std::collections::HashMap::new();
+    let got_final =
+        all.iter().filter(|ev| ev.last().is_some_and(|(_, v)| v["status"].as_str().is_some_and(|s| TERMINAL.contains(&s)))).count();
+    let mut arrivals: std::collections::HashMap<String, Vec<Instant>> = std::collections::HashMap::new();
     for ev in &all {
         for (t, v) in ev {
             arrivals.entry(v.to_string()).or_default().push(*t);
@@ -384,25 +303,14 @@ fn sse_fan_out(d: &Daemon, clients: usize, busy: &str, small: &str) -> Result<Fa
         .filter_map(|ts| Some((*ts.iter().max()? - *ts.iter().min()?).as_secs_f64() * 1e3))
         .collect();
     let events_per_client = median(&all.iter().map(|e| e.len() as f64).collect::<Vec<_>>());
-    Ok(FanOut {
-        connected: connected.load(Ordering::SeqCst),
-        got_final,
-        events_per_client,
-        spreads_ms,
-        rss_mb,
-    })
+    Ok(FanOut { connected: connected.load(Ordering::SeqCst), got_final, events_per_client, spreads_ms, rss_mb })
 }
 
 fn submit(c: &mut Conn, machine: &str) -> Result<String, BenchError> {
     let r = c.post("/api/ml/train/batch", &json!({ "machine_id": machine }))?;
     let id = r.json()["task_id"].as_str().map(str::to_string);
-    id.filter(|_| r.status < 300).ok_or_else(|| {
-        BenchError::Daemon(format!(
-            "submitting a batch answered {}: {}",
-            r.status,
-            String::from_utf8_lossy(&r.body)
-        ))
-    })
+    id.filter(|_| r.status < 300)
+        .ok_or_else(|| BenchError::Daemon(format!("submitting a batch answered {}: {}", r.status, String::from_utf8_lossy(&r.body))))
 }
 
 fn status(c: &mut Conn, id: &str) -> Result<String, BenchError> {
@@ -410,12 +318,7 @@ fn status(c: &mut Conn, id: &str) -> Result<String, BenchError> {
     Ok(r.json()["status"].as_str().unwrap_or("").to_string())
 }
 
-fn wait_status(
-    c: &mut Conn,
-    id: &str,
-    want: impl Fn(&str) -> bool,
-    limit: Duration,
-) -> Result<String, BenchError> {
+fn wait_status(c: &mut Conn, id: &str, want: impl Fn(&str) -> bool, limit: Duration) -> Result<String, BenchError> {
     let t0 = Instant::now();
     loop {
         let s = status(c, id)?;
@@ -423,9 +326,7 @@ fn wait_status(
             return Ok(s);
         }
         if t0.elapsed() > limit {
-            return Err(BenchError::Daemon(format!(
-                "task {id} still {s} after {limit:?}"
-            )));
+            return Err(BenchError::Daemon(format!("task {id} still {s} after {limit:?}")));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -437,14 +338,9 @@ fn wait_end(c: &mut Conn, id: &str, limit: Duration) -> Result<String, BenchErro
 
 /// This very binary as `serve` on a free loopback port, with its own token, data and state, MQTT off.
 fn spawn(data: &Path, state: &Path, log: &Path) -> Result<Daemon, BenchError> {
-    let exe = std::env::current_exe()
-        .map_err(|e| BenchError::Daemon(format!("cannot find this binary: {e}")))?;
-    let token = format!(
-        "bench-{:016x}",
-        crate::util::rng::Rng::new(std::process::id() as u64).next_u64()
-    );
-    let err = std::fs::File::create(log)
-        .map_err(|e| BenchError::Daemon(format!("{}: {e}", log.display())))?;
+    let exe = std::env::current_exe().map_err(|e| BenchError::Daemon(format!("cannot find this binary: {e}")))?;
+    let token = format!("bench-{:016x}", crate::util::rng::Rng::new(std::process::id() as u64).next_u64());
+    let err = std::fs::File::create(log).map_err(|e| BenchError::Daemon(format!("{}: {e}", log.display())))?;
     let mut child = Command::new(exe)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("MILLWRIGHT_DATA_DIR", data)
@@ -466,68 +362,34 @@ fn spawn(data: &Path, state: &Path, log: &Path) -> Result<Daemon, BenchError> {
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .ok()
-        .and_then(|a| a.parse().ok());
-    let daemon = Daemon {
-        child,
-        addr: addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
-        token,
-    };
+    let addr = rx.recv_timeout(Duration::from_secs(60)).ok().and_then(|a| a.parse().ok());
+    let daemon = Daemon { child, addr: addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))), token };
     if addr.is_none() {
-        return Err(BenchError::Daemon(format!(
-            "the daemon did not start; see {}",
-            log.display()
-        )));
+        return Err(BenchError::Daemon(format!("the daemon did not start; see {}", log.display())));
     }
     Ok(daemon)
 }
 
 pub fn print(r: &DaemonReport) {
-    println!(
-        "idle RSS {:.1} MB; max RSS under load {:.1} MB",
-        r.idle_rss_mb, r.max_rss_under_load_mb
-    );
+    println!("idle RSS {:.1} MB; max RSS under load {:.1} MB", r.idle_rss_mb, r.max_rss_under_load_mb);
     println!(
         "load: {:.0} req/s offered, {:.1} req/s answered, a batch training {}",
         r.offered_rate,
         r.achieved_rate,
-        if r.trained_throughout {
-            "throughout"
-        } else {
-            "for part of the window only"
-        }
+        if r.trained_throughout { "throughout" } else { "for part of the window only" }
     );
-    println!(
-        "{:<10} {:>6} {:>7} {:>9} {:>9} {:>9}",
-        "request", "sent", "errors", "p50 ms", "p99 ms", "max ms"
-    );
+    println!("{:<10} {:>6} {:>7} {:>9} {:>9} {:>9}", "request", "sent", "errors", "p50 ms", "p99 ms", "max ms");
     for l in &r.latency {
-        println!(
-            "{:<10} {:>6} {:>7} {:>9.2} {:>9.2} {:>9.2}",
-            l.kind, l.sent, l.errors, l.p50_ms, l.p99_ms, l.max_ms
-        );
+        println!("{:<10} {:>6} {:>7} {:>9.2} {:>9.2} {:>9.2}", l.kind, l.sent, l.errors, l.p50_ms, l.p99_ms, l.max_ms);
     }
     println!(
         "progress events: {} (interval p50 {:.2} s, max {:.2} s)",
         r.progress_events, r.progress_interval_p50_s, r.progress_interval_max_s
     );
     let c = &r.cancel_latency_s;
-    println!(
-        "cancel latency: median {:.3} s, max {:.3} s over {} cancels",
-        median(c),
-        c.iter().copied().fold(f64::NAN, f64::max),
-        c.len()
-    );
+    println!("cancel latency: median {:.3} s, max {:.3} s over {} cancels", median(c), c.iter().copied().fold(f64::NAN, f64::max), c.len());
     println!(
         "SSE: {} clients, {} connected, {} got the final state, {:.0} events each; fan-out spread p50 {:.2} ms, p99 {:.2} ms; daemon RSS {:.1} MB",
-        r.sse_clients,
-        r.sse_connected,
-        r.sse_got_final,
-        r.sse_events_per_client,
-        r.sse_spread_p50_ms,
-        r.sse_spread_p99_ms,
-        r.sse_rss_mb
+        r.sse_clients, r.sse_connected, r.sse_got_final, r.sse_events_per_client, r.sse_spread_p50_ms, r.sse_spread_p99_ms, r.sse_rss_mb
     );
 }

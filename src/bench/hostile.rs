@@ -249,7 +249,12 @@ fn logged_in_train(d: &Daemon, machine: &str) -> String {
         Err(e) => return format!("login: {e}"),
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(s, "POST /api/auth/login HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{login}", d.addr, login.len());
+    let _ = write!(
+        s,
+        "POST /api/auth/login HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{login}",
+        d.addr,
+        login.len()
+    );
     let mut raw = String::new();
     let _ = s.read_to_string(&mut raw);
     let Some(cookie) = raw.lines().find_map(|l| l.strip_prefix("set-cookie: ")).and_then(|c| c.split(';').next()) else {
@@ -276,7 +281,10 @@ fn body_senders(addr: SocketAddr, path: &str, n: usize, hold: Duration) -> (Vec<
                     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else { return (0, 0.0) };
                     let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
                     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-                    let head = format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", 8 << 20);
+                    let head = format!(
+                        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        8 << 20
+                    );
                     if s.write_all(head.as_bytes()).is_err() {
                         return (0, 0.0);
                     }
@@ -285,7 +293,8 @@ fn body_senders(addr: SocketAddr, path: &str, n: usize, hold: Duration) -> (Vec<
                         std::thread::spawn(move || {
                             let mut buf = [0u8; 256];
                             let n = r.read(&mut buf).unwrap_or(0);
-                            let status = String::from_utf8_lossy(&buf[..n]).split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0u16);
+                            let status =
+                                String::from_utf8_lossy(&buf[..n]).split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0u16);
                             (status, t0.elapsed().as_secs_f64() * 1e3)
                         })
                     });
@@ -323,7 +332,15 @@ pub fn hostile(o: &HostileOptions) -> Result<Vec<HostileRow>, BenchError> {
     std::thread::sleep(Duration::from_secs(1));
     let mut rows = Vec::new();
     let mut row = |scenario: String, h: Health, before: f64, peak: f64, outcome: String| {
-        rows.push(HostileRow { scenario, health_p50_ms: h.p50_ms, health_max_ms: h.max_ms, health_failed: h.failed, rss_before_mb: before, rss_peak_mb: peak, outcome });
+        rows.push(HostileRow {
+            scenario,
+            health_p50_ms: h.p50_ms,
+            health_max_ms: h.max_ms,
+            health_failed: h.failed,
+            rss_before_mb: before,
+            rss_peak_mb: peak,
+            outcome,
+        });
     };
 
     let before = d.rss_mb();
@@ -339,7 +356,10 @@ pub fn hostile(o: &HostileOptions) -> Result<Vec<HostileRow>, BenchError> {
     let train = logged_in_train(&d, &m.id);
     let reconnects = slow.reconnects.load(Ordering::Relaxed);
     drop(slow);
-    let outcome = format!("{train}; {reconnects} slow connections closed by the cap (and reopened by the attacker); cap logged: {}", log_has(&d, "HTTP connection cap reached"));
+    let outcome = format!(
+        "{train}; {reconnects} slow connections closed by the cap (and reopened by the attacker); cap logged: {}",
+        log_has(&d, "HTTP connection cap reached")
+    );
     row(format!("{} slowloris connections (a header byte every 2 s)", o.slow_connections), h, before, rss.peak(), outcome);
 
     let before = d.rss_mb();
@@ -350,7 +370,13 @@ pub fn hostile(o: &HostileOptions) -> Result<Vec<HostileRow>, BenchError> {
     std::thread::sleep(Duration::from_millis(300));
     let h = probe_health(d.addr);
     let (statuses, answer_ms) = attack.join().unwrap_or_default();
-    row(format!("{} unauthenticated 8 MB predict bodies, held open", o.body_senders), h, before, rss.peak(), format!("{}; answered in {answer_ms:.1} ms (median)", count_of(&statuses)));
+    row(
+        format!("{} unauthenticated 8 MB predict bodies, held open", o.body_senders),
+        h,
+        before,
+        rss.peak(),
+        format!("{}; answered in {answer_ms:.1} ms (median)", count_of(&statuses)),
+    );
 
     let before = d.rss_mb();
     let rss = RssPeak::start(d.child.id());
@@ -365,18 +391,21 @@ pub fn hostile(o: &HostileOptions) -> Result<Vec<HostileRow>, BenchError> {
     let h = probe_health(d.addr);
     let open_after = |socks: &[TcpStream]| {
         let mut buf = [0u8; 4096];
-        socks.iter().filter(|s| {
-            let _ = s.set_nonblocking(true);
-            let mut s: &TcpStream = s;
-            loop {
-                match s.read(&mut buf) {
-                    Ok(0) => return false,
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
-                    Err(_) => return false,
+        socks
+            .iter()
+            .filter(|s| {
+                let _ = s.set_nonblocking(true);
+                let mut s: &TcpStream = s;
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => return false,
+                        Ok(_) => continue,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                        Err(_) => return false,
+                    }
                 }
-            }
-        }).count()
+            })
+            .count()
     };
     let open_now = open_after(&idle);
     std::thread::sleep(Duration::from_secs(IDLE_TIMEOUT_S + 1).saturating_sub(made.elapsed()));
@@ -387,7 +416,9 @@ pub fn hostile(o: &HostileOptions) -> Result<Vec<HostileRow>, BenchError> {
         h,
         before,
         rss.peak(),
-        format!("{open_now} still open after the probes (the cap closes the longest idle), {open_later} after idle_timeout_s = {IDLE_TIMEOUT_S}"),
+        format!(
+            "{open_now} still open after the probes (the cap closes the longest idle), {open_later} after idle_timeout_s = {IDLE_TIMEOUT_S}"
+        ),
     );
 
     let before = d.rss_mb();
@@ -417,7 +448,13 @@ pub fn hostile(o: &HostileOptions) -> Result<Vec<HostileRow>, BenchError> {
     drop(d);
 
     // The hard limit of a stock unit without LimitNOFILE=; the configured cap is lowered to fit it.
-    let d = spawn(&data, &o.work_dir.join("state-ulimit"), &o.work_dir.join("daemon-ulimit.log"), Some(1024), &[("MILLWRIGHT_HTTP__MAX_CONNECTIONS", "4096")])?;
+    let d = spawn(
+        &data,
+        &o.work_dir.join("state-ulimit"),
+        &o.work_dir.join("daemon-ulimit.log"),
+        Some(1024),
+        &[("MILLWRIGHT_HTTP__MAX_CONNECTIONS", "4096")],
+    )?;
     std::thread::sleep(Duration::from_secs(1));
     let before = d.rss_mb();
     let rss = RssPeak::start(d.child.id());

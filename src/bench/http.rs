@@ -24,11 +24,7 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(addr: SocketAddr, token: &str) -> Conn {
-        Conn {
-            addr,
-            token: token.to_string(),
-            stream: None,
-        }
+        Conn { addr, token: token.to_string(), stream: None }
     }
 
     pub fn get(&mut self, path: &str) -> std::io::Result<Response> {
@@ -39,12 +35,7 @@ impl Conn {
         self.send("POST", path, Some(body.to_string().as_bytes()))
     }
 
-    pub fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Option<&[u8]>,
-    ) -> std::io::Result<Response> {
+    pub fn send(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<Response> {
         // A kept-alive connection the server has since closed fails on first use; one fresh retry covers it.
         match self.try_send(method, path, body) {
             Ok(r) => Ok(r),
@@ -55,12 +46,7 @@ impl Conn {
         }
     }
 
-    fn try_send(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Option<&[u8]>,
-    ) -> std::io::Result<Response> {
+    fn try_send(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<Response> {
         if self.stream.is_none() {
             let s = TcpStream::connect(self.addr)?;
             s.set_nodelay(true)?;
@@ -70,15 +56,9 @@ impl Conn {
         let Some(reader) = self.stream.as_mut() else {
             return Err(std::io::ErrorKind::NotConnected.into());
         };
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n",
-            self.addr, self.token
-        );
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n", self.addr, self.token);
         if let Some(b) = body {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                b.len()
-            ));
+            head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
         }
         head.push_str("\r\n");
         let mut out = head.into_bytes();
@@ -98,11 +78,7 @@ fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
     if r.read_line(&mut line)? == 0 {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("no status line"))?;
+    let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("no status line"))?;
     let (mut length, mut chunked) = (None, false);
     loop {
         line.clear();
@@ -116,9 +92,7 @@ fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
         if let Some((k, v)) = l.split_once(':') {
             if k.eq_ignore_ascii_case("content-length") {
                 length = v.trim().parse::<usize>().ok();
-            } else if k.eq_ignore_ascii_case("transfer-encoding")
-                && v.to_ascii_lowercase().contains("chunked")
-            {
+            } else if k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked") {
                 chunked = true;
             }
         }
@@ -145,18 +119,10 @@ fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
 
 /// Reads a task's server-sent events until the stream ends or `limit` passes; returns when each `data:` line
 /// arrived and its JSON. `connected` is called once the response headers are in.
-pub fn sse(
-    addr: SocketAddr,
-    path: &str,
-    limit: Duration,
-    connected: impl FnOnce(),
-) -> std::io::Result<Vec<(Instant, serde_json::Value)>> {
+pub fn sse(addr: SocketAddr, path: &str, limit: Duration, connected: impl FnOnce()) -> std::io::Result<Vec<(Instant, serde_json::Value)>> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_millis(200)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n"
-    )?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n")?;
     let t0 = Instant::now();
     let (mut buf, mut events, mut chunk) = (Vec::new(), Vec::new(), [0u8; 8192]);
     let mut connected = Some(connected);
@@ -164,11 +130,7 @@ pub fn sse(
         match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(e) => return Err(e),
         }
         if connected.is_some()

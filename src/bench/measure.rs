@@ -17,16 +17,11 @@ impl Probe {
     /// and not to an earlier, larger one in the same process (Linux ≥ 4.0, `clear_refs` value 5).
     pub fn start() -> Probe {
         let _ = std::fs::write("/proc/self/clear_refs", "5");
-        Probe {
-            start: Instant::now(),
-        }
+        Probe { start: Instant::now() }
     }
 
     pub fn stop(self) -> Sample {
-        Sample {
-            seconds: self.start.elapsed().as_secs_f64(),
-            peak_rss_bytes: crate::util::peak_rss_bytes().unwrap_or(0),
-        }
+        Sample { seconds: self.start.elapsed().as_secs_f64(), peak_rss_bytes: crate::util::peak_rss_bytes().unwrap_or(0) }
     }
 }
 
@@ -38,11 +33,7 @@ pub fn median(values: &[f64]) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
-    }
+    if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 }
 }
 
 /// The q-quantile (0..=1) by nearest rank; NaN when empty.
@@ -80,11 +71,7 @@ mod tests {
         drop(block);
         // Other tests run in this process at the same time, so only the lower bound is certain.
         if s.peak_rss_bytes > 0 {
-            assert!(
-                s.peak_rss_bytes >= 64 << 20,
-                "peak {} should include the 64 MB block",
-                s.peak_rss_bytes
-            );
+            assert!(s.peak_rss_bytes >= 64 << 20, "peak {} should include the 64 MB block", s.peak_rss_bytes);
         }
     }
 }

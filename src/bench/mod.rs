@@ -20,9 +20,7 @@ pub enum BenchError {
     Data(#[from] crate::data::DataError),
     #[error(transparent)]
     Ml(#[from] crate::ml::MlError),
-    #[error(
-        "{0} is missing; run the bench from the repository root, where examples/ and ../shared/datasets are"
-    )]
+    #[error("{0} is missing; run the bench from the repository root, where examples/ and ../shared/datasets are")]
     Missing(String),
     #[error("{0}")]
     Invalid(String),

@@ -25,11 +25,7 @@ pub struct Case {
 impl Case {
     /// "50000" (the demo machine's own sensors) or "50000x30"; `threads` comes from the command line.
     pub fn parse(text: &str, threads: usize) -> Result<Case, BenchError> {
-        let bad = || {
-            BenchError::Invalid(format!(
-                "{text:?}: write a case as ROWS or ROWSxSENSORS, e.g. 50000 or 200000x10"
-            ))
-        };
+        let bad = || BenchError::Invalid(format!("{text:?}: write a case as ROWS or ROWSxSENSORS, e.g. 50000 or 200000x10"));
         let (rows, sensors) = match text.split_once('x') {
             Some((r, s)) => (r, Some(s.parse::<usize>().map_err(|_| bad())?)),
             None => (text, None),
@@ -38,11 +34,7 @@ impl Case {
         if rows < crate::data::simulate::MIN_ROWS || sensors == Some(0) {
             return Err(bad());
         }
-        Ok(Case {
-            rows,
-            sensors,
-            threads,
-        })
+        Ok(Case { rows, sensors, threads })
     }
 
     fn label(&self) -> String {
@@ -71,19 +63,11 @@ pub struct ScalingRow {
 
 /// Simulates machine 0 of the demo fleet at each size (into `work_dir`), loads it like any machine, widens it
 /// to the asked sensor count, then trains the four models `repeats` times; figures are medians.
-pub fn scaling(
-    cases: &[Case],
-    params: &TrainParams,
-    repeats: usize,
-    work_dir: &std::path::Path,
-) -> Result<Vec<ScalingRow>, BenchError> {
+pub fn scaling(cases: &[Case], params: &TrainParams, repeats: usize, work_dir: &std::path::Path) -> Result<Vec<ScalingRow>, BenchError> {
     let mut out = Vec::new();
     for case in cases {
         let table = machine(case, work_dir)?;
-        let params = TrainParams {
-            threads: case.threads,
-            ..params.clone()
-        };
+        let params = TrainParams { threads: case.threads, ..params.clone() };
         let mut per_type: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); ModelType::ALL.len()];
         let mut batches = Vec::new();
         for _ in 0..repeats.max(1) {
@@ -91,26 +75,16 @@ pub fn scaling(
             let mut kb = 0.0;
             for (i, t) in ModelType::ALL.iter().enumerate() {
                 let probe = Probe::start();
-                let ctx = TrainContext::detached(
-                    Duration::from_secs_f64(params.time_limit_s),
-                    params.threads,
-                );
+                let ctx = TrainContext::detached(Duration::from_secs_f64(params.time_limit_s), params.threads);
                 let trained = train(*t, &table, &params, &ctx)?;
                 let s = probe.stop();
-                let size = trained
-                    .payload
-                    .bundle_size(&trained.report, &data_fingerprint(&table))?
-                    as f64
-                    / 1024.0;
+                let size = trained.payload.bundle_size(&trained.report, &data_fingerprint(&table))? as f64 / 1024.0;
                 kb += size;
                 per_type[i].push((s.seconds, s.peak_rss_bytes as f64 / 1e6, size));
             }
             // The per-type probes reset the high-water mark, so the batch's peak is the largest of theirs.
             let b = batch.stop();
-            let peak = per_type
-                .iter()
-                .filter_map(|v| v.last().map(|x| x.1))
-                .fold(0.0, f64::max);
+            let peak = per_type.iter().filter_map(|v| v.last().map(|x| x.1)).fold(0.0, f64::max);
             batches.push((b.seconds, peak, kb));
         }
         let mut row = |model: &str, runs: &[(f64, f64, f64)]| {
@@ -127,10 +101,7 @@ pub fn scaling(
                 seconds_per_10k_rows: seconds / (table.n_rows() as f64 / 10_000.0),
                 verdict: None,
             };
-            if model == "batch"
-                && case.sensors.is_none()
-                && case.rows == crate::data::simulate::FleetOptions::default().rows
-            {
+            if model == "batch" && case.sensors.is_none() && case.rows == crate::data::simulate::FleetOptions::default().rows {
                 r.verdict = Some(demo_verdict(&r));
             }
             out.push(r);
@@ -149,33 +120,18 @@ fn demo_verdict(r: &ScalingRow) -> String {
         missed.push(format!("{:.1} s > {DEMO_MAX_SECONDS} s", r.seconds));
     }
     if r.peak_rss_mb > DEMO_MAX_PEAK_MB {
-        missed.push(format!(
-            "{:.0} MB peak > {DEMO_MAX_PEAK_MB} MB",
-            r.peak_rss_mb
-        ));
+        missed.push(format!("{:.0} MB peak > {DEMO_MAX_PEAK_MB} MB", r.peak_rss_mb));
     }
     if r.model_kb / 1024.0 > DEMO_MAX_MODELS_MB {
-        missed.push(format!(
-            "{:.1} MB of models > {DEMO_MAX_MODELS_MB} MB",
-            r.model_kb / 1024.0
-        ));
+        missed.push(format!("{:.1} MB of models > {DEMO_MAX_MODELS_MB} MB", r.model_kb / 1024.0));
     }
-    if missed.is_empty() {
-        "met".into()
-    } else {
-        format!("MISSED: {}", missed.join("; "))
-    }
+    if missed.is_empty() { "met".into() } else { format!("MISSED: {}", missed.join("; ")) }
 }
 
 /// The demo fleet's first machine (a motor, 9 sensors) at `case.rows`, widened or narrowed to `case.sensors`.
 fn machine(case: &Case, work_dir: &std::path::Path) -> Result<Table, BenchError> {
     let dir = work_dir.join(format!("rows-{}", case.rows));
-    let opts = FleetOptions {
-        out_dir: dir.clone(),
-        machines: 1,
-        rows: case.rows,
-        ..FleetOptions::default()
-    };
+    let opts = FleetOptions { out_dir: dir.clone(), machines: 1, rows: case.rows, ..FleetOptions::default() };
     let sim = simulate_machine(0, &opts)?;
     let mut table = crate::data::load_machine(&dir, &sim.id)?;
     if let Some(n) = case.sensors {
@@ -195,27 +151,12 @@ fn widen(table: &mut Table, n: usize) {
     let mut rng = Rng::new(0x005C_A1E5);
     for k in real..n {
         let base = &table.sensors[k % real];
-        let finite: Vec<f64> = base
-            .values
-            .iter()
-            .copied()
-            .filter(|v| v.is_finite())
-            .collect();
+        let finite: Vec<f64> = base.values.iter().copied().filter(|v| v.is_finite()).collect();
         let mean = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
-        let sd = (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>()
-            / finite.len().max(1) as f64)
-            .sqrt();
+        let sd = (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / finite.len().max(1) as f64).sqrt();
         let gain = rng.range(0.5, 2.0);
-        let values = base
-            .values
-            .iter()
-            .map(|v| v * gain + 0.3 * sd * gain * rng.normal())
-            .collect();
-        let sensor = Sensor {
-            name: format!("aux_{:02}_{}", k, base.name),
-            unit: base.unit.clone(),
-            values,
-        };
+        let values = base.values.iter().map(|v| v * gain + 0.3 * sd * gain * rng.normal()).collect();
+        let sensor = Sensor { name: format!("aux_{:02}_{}", k, base.name), unit: base.unit.clone(), values };
         table.sensors.push(sensor);
     }
 }
@@ -223,16 +164,7 @@ fn widen(table: &mut Table, n: usize) {
 pub fn print(rows: &[ScalingRow]) {
     println!(
         "{:<14} {:>9} {:>7} {:>7} {:<15} {:>9} {:>11} {:>8} {:>9} {:>9}",
-        "case",
-        "rows",
-        "sensors",
-        "threads",
-        "model",
-        "seconds",
-        "s/10k rows",
-        "peak MB",
-        "model KB",
-        "target"
+        "case", "rows", "sensors", "threads", "model", "seconds", "s/10k rows", "peak MB", "model KB", "target"
     );
     for r in rows {
         println!(
@@ -257,22 +189,8 @@ mod tests {
 
     #[test]
     fn cases_parse_and_refuse_nonsense() {
-        assert_eq!(
-            Case::parse("50000", 2).ok(),
-            Some(Case {
-                rows: 50_000,
-                sensors: None,
-                threads: 2
-            })
-        );
-        assert_eq!(
-            Case::parse("1_000_000x10", 1).ok(),
-            Some(Case {
-                rows: 1_000_000,
-                sensors: Some(10),
-                threads: 1
-            })
-        );
+        assert_eq!(Case::parse("50000", 2).ok(), Some(Case { rows: 50_000, sensors: None, threads: 2 }));
+        assert_eq!(Case::parse("1_000_000x10", 1).ok(), Some(Case { rows: 1_000_000, sensors: Some(10), threads: 1 }));
         for bad in ["", "x10", "50000x", "50000x0", "10", "5e4", "-3"] {
             assert!(Case::parse(bad, 1).is_err(), "{bad:?} accepted");
         }
@@ -281,11 +199,7 @@ mod tests {
     #[test]
     fn widening_keeps_the_real_sensors_and_adds_distinct_names() {
         let dir = tempfile::tempdir().unwrap();
-        let case = Case {
-            rows: 2_000,
-            sensors: Some(30),
-            threads: 1,
-        };
+        let case = Case { rows: 2_000, sensors: Some(30), threads: 1 };
         let t = machine(&case, dir.path()).unwrap();
         assert_eq!(t.sensors.len(), 30);
         let mut names: Vec<&str> = t.sensors.iter().map(|s| s.name.as_str()).collect();
@@ -293,14 +207,7 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), 30);
         assert!(t.sensors.iter().all(|s| s.values.len() == t.n_rows()));
-        let narrow = machine(
-            &Case {
-                sensors: Some(3),
-                ..case
-            },
-            dir.path(),
-        )
-        .unwrap();
+        let narrow = machine(&Case { sensors: Some(3), ..case }, dir.path()).unwrap();
         assert_eq!(narrow.sensors.len(), 3);
         // Bitwise: simulated dropouts are NaN, which never equals itself.
         assert_eq!(narrow.sensors[0].name, t.sensors[0].name);

@@ -17,11 +17,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     datasets: Vec<String>,
     /// Machine sizes for `scaling`: ROWS (the demo machine's own 9 sensors) or ROWSxSENSORS.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "50000,10000x10,50000x10,200000x10,1000000x10,50000x30"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "50000,10000x10,50000x10,200000x10,1000000x10,50000x30")]
     cases: Vec<String>,
     /// Also train the demo machine with the guard's hot thread budget (`guard.hot_threads`, default 1).
     #[arg(long)]
@@ -60,64 +56,34 @@ enum What {
 }
 
 pub fn bench(a: &BenchArgs) -> Result<()> {
-    anyhow::ensure!(
-        (1..=100).contains(&a.repeat),
-        "--repeat must be between 1 and 100"
-    );
-    anyhow::ensure!(
-        a.rate.is_finite() && a.rate > 0.0 && a.rate <= 10_000.0,
-        "--rate must be between 0 and 10000 requests/s"
-    );
-    anyhow::ensure!(
-        a.seconds.is_finite() && a.seconds > 0.0 && a.seconds <= 3_600.0,
-        "--seconds must be between 0 and 3600"
-    );
+    anyhow::ensure!((1..=100).contains(&a.repeat), "--repeat must be between 1 and 100");
+    anyhow::ensure!(a.rate.is_finite() && a.rate > 0.0 && a.rate <= 10_000.0, "--rate must be between 0 and 10000 requests/s");
+    anyhow::ensure!(a.seconds.is_finite() && a.seconds > 0.0 && a.seconds <= 3_600.0, "--seconds must be between 0 and 3600");
     let threads = a.threads.unwrap_or_else(|| TrainParams::default().threads);
     anyhow::ensure!(threads >= 1, "--threads must be at least 1");
-    let params = TrainParams {
-        threads,
-        ..TrainParams::default()
-    };
+    let params = TrainParams { threads, ..TrainParams::default() };
     let dir = WorkDir::new()?;
     let work = dir.0.as_path();
     let mut json = serde_json::Map::new();
     let started = std::time::Instant::now();
     json.insert("machine".into(), machine_line().into());
     if !a.json {
-        println!(
-            "millwright {} bench on {}\n",
-            env!("CARGO_PKG_VERSION"),
-            machine_line()
-        );
+        println!("millwright {} bench on {}\n", env!("CARGO_PKG_VERSION"), machine_line());
     }
     if matches!(a.what, What::Accuracy | What::All) {
-        let datasets: Vec<String> = if a.datasets.is_empty() {
-            eval::DATASETS.iter().map(|s| s.to_string()).collect()
-        } else {
-            a.datasets.clone()
-        };
+        let datasets: Vec<String> =
+            if a.datasets.is_empty() { eval::DATASETS.iter().map(|s| s.to_string()).collect() } else { a.datasets.clone() };
         let rows = bench::accuracy(&datasets, &params, a.repeat)?;
-        section(a.json, "accuracy", &rows, &mut json, || {
-            bench::print_accuracy(&rows)
-        })?;
+        section(a.json, "accuracy", &rows, &mut json, || bench::print_accuracy(&rows))?;
     }
     if matches!(a.what, What::Scaling | What::All) {
-        let mut cases = a
-            .cases
-            .iter()
-            .map(|c| Case::parse(c, threads))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut cases = a.cases.iter().map(|c| Case::parse(c, threads)).collect::<Result<Vec<_>, _>>()?;
         if a.hot {
             let hot = crate::config::Config::default().guard.hot_threads;
-            cases.push(Case {
-                threads: hot,
-                ..Case::parse("50000", threads)?
-            });
+            cases.push(Case { threads: hot, ..Case::parse("50000", threads)? });
         }
         let rows = bench::scaling(&cases, &params, a.repeat, &work.join("scaling"))?;
-        section(a.json, "scaling", &rows, &mut json, || {
-            bench::print_scaling(&rows)
-        })?;
+        section(a.json, "scaling", &rows, &mut json, || bench::print_scaling(&rows))?;
     }
     if matches!(a.what, What::Daemon | What::All) {
         let o = DaemonOptions {

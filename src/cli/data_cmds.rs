@@ -60,7 +60,11 @@ pub fn machines(data_dir: &Path, json: bool) -> Result<()> {
     let t0 = Instant::now();
     let all = data::list_machines(data_dir)?;
     if all.is_empty() {
-        println!("no machines in {} — create the demo fleet with `millwright simulate --out {}`", data_dir.join("machines").display(), data_dir.display());
+        println!(
+            "no machines in {} — create the demo fleet with `millwright simulate --out {}`",
+            data_dir.join("machines").display(),
+            data_dir.display()
+        );
         return Ok(());
     }
     let mut rows = Vec::new();
@@ -75,10 +79,24 @@ pub fn machines(data_dir: &Path, json: bool) -> Result<()> {
         let v = serde_json::json!({ "machines": rows, "errors": failures.iter().map(|(id, e)| serde_json::json!({"id": id, "error": e})).collect::<Vec<_>>() });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{:<40} {:<11} {:>8} {:>7} {:>5}  {:<5} {:<5} {:<7} layout", "machine", "family", "rows", "sensors", "lives", "label", "rul", "anomaly");
+        println!(
+            "{:<40} {:<11} {:>8} {:>7} {:>5}  {:<5} {:<5} {:<7} layout",
+            "machine", "family", "rows", "sensors", "lives", "label", "rul", "anomaly"
+        );
         for m in &rows {
             let yn = |b: bool| if b { "yes" } else { "-" };
-            println!("{:<40} {:<11} {:>8} {:>7} {:>5}  {:<5} {:<5} {:<7} {}", m.id, m.family, m.rows, m.sensors, m.lives, yn(m.has_label), yn(m.has_rul), yn(m.has_anomaly), m.layout);
+            println!(
+                "{:<40} {:<11} {:>8} {:>7} {:>5}  {:<5} {:<5} {:<7} {}",
+                m.id,
+                m.family,
+                m.rows,
+                m.sensors,
+                m.lives,
+                yn(m.has_label),
+                yn(m.has_rul),
+                yn(m.has_anomaly),
+                m.layout
+            );
         }
         for (id, e) in &failures {
             println!("{id:<40} cannot load: {e}");
@@ -108,15 +126,32 @@ pub fn inspect(data_dir: &Path, machine: &str) -> Result<()> {
     for src in &t.sources {
         println!("file      {}", src.display());
     }
-    println!("rows      {}  lives {} ({})  interval {} s", s.rows, s.lives, if t.lives_known { "from the data" } else { "one series per file" }, s.interval_s);
+    println!(
+        "rows      {}  lives {} ({})  interval {} s",
+        s.rows,
+        s.lives,
+        if t.lives_known { "from the data" } else { "one series per file" },
+        s.interval_s
+    );
     if let (Some(a), Some(b)) = (t.timestamps.first(), t.timestamps.last()) {
         println!("time      {} … {}", crate::util::time::format_timestamp(*a), crate::util::time::format_timestamp(*b));
     }
     if let Some(split) = &t.given_split {
         let count = |x: data::Split| split.iter().filter(|s| **s == x).count();
-        println!("split     given: train {} / val {} / test {} / healthy {}", count(data::Split::Train), count(data::Split::Val), count(data::Split::Test), count(data::Split::Healthy));
+        println!(
+            "split     given: train {} / val {} / test {} / healthy {}",
+            count(data::Split::Train),
+            count(data::Split::Val),
+            count(data::Split::Test),
+            count(data::Split::Healthy)
+        );
     }
-    println!("targets   label: {}  rul: {}  anomaly: {}", describe_col(t.label.as_deref()), describe_col(t.rul.as_deref()), describe_col(t.anomaly.as_deref()));
+    println!(
+        "targets   label: {}  rul: {}  anomaly: {}",
+        describe_col(t.label.as_deref()),
+        describe_col(t.rul.as_deref()),
+        describe_col(t.anomaly.as_deref())
+    );
     println!("\n{:<36} {:>8} {:>12} {:>12} {:>12} {:>8}", "sensor", "unit", "min", "mean", "max", "missing");
     for sensor in &t.sensors {
         let st = stats(&sensor.values);

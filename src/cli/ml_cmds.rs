@@ -91,7 +91,13 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     let params = a.params()?;
     let t0 = Instant::now();
     let table = load_any(&a.data.dir()?, &a.machine)?;
-    eprintln!("loaded {} ({} rows, {} sensors) in {:.2} s", table.machine_id, table.n_rows(), table.sensors.len(), t0.elapsed().as_secs_f64());
+    eprintln!(
+        "loaded {} ({} rows, {} sensors) in {:.2} s",
+        table.machine_id,
+        table.n_rows(),
+        table.sensors.len(),
+        t0.elapsed().as_secs_f64()
+    );
     let mut outcomes = Vec::new();
     for (i, t) in types.iter().enumerate() {
         let result = train_one(*t, &table, &params, &a.out, i, types.len()).map_err(|e| format!("{e:#}"));
@@ -129,7 +135,13 @@ fn train_one(t: ModelType, table: &Table, params: &TrainParams, out: &Path, inde
         }
         Event::Log { .. } | Event::Leaderboard { .. } => {}
     });
-    let ctx = TrainContext::new(sink, Arc::new(AtomicBool::new(false)), Arc::new(PauseGate::default()), Duration::from_secs_f64(params.time_limit_s), params.threads);
+    let ctx = TrainContext::new(
+        sink,
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(PauseGate::default()),
+        Duration::from_secs_f64(params.time_limit_s),
+        params.threads,
+    );
     let result = ml::train(t, table, params, &ctx);
     bar.finish_and_clear();
     let mut trained = result.with_context(|| format!("{t} model"))?;
@@ -144,7 +156,8 @@ fn progress_bar(t: ModelType, index: usize, total: usize) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
-    let style = ProgressStyle::with_template("{prefix:>28} [{bar:30}] {percent:>3}% {elapsed:>4} {wide_msg}").map(|s| s.progress_chars("=> "));
+    let style =
+        ProgressStyle::with_template("{prefix:>28} [{bar:30}] {percent:>3}% {elapsed:>4} {wide_msg}").map(|s| s.progress_chars("=> "));
     if let Ok(s) = style {
         bar.set_style(s);
     }
@@ -177,7 +190,12 @@ fn print_summary(outcomes: &[Outcome], total_s: f64) {
             Err(e) => println!("{:<15} FAILED: {e}", o.model_type.as_str()),
         }
     }
-    println!("total {:.1} s, models {:.1} KB, peak RSS {:.0} MB", total_s, size as f64 / 1024.0, crate::util::peak_rss_bytes().unwrap_or(0) as f64 / 1e6);
+    println!(
+        "total {:.1} s, models {:.1} KB, peak RSS {:.0} MB",
+        total_s,
+        size as f64 / 1024.0,
+        crate::util::peak_rss_bytes().unwrap_or(0) as f64 / 1e6
+    );
 }
 
 #[derive(clap::Args)]
@@ -197,7 +215,10 @@ pub fn predict(a: &PredictArgs) -> Result<()> {
     for t in ModelType::ALL {
         let path = a.models.join(&table.machine_id).join(t.as_str()).join(ml::MODEL_FILE);
         if !path.is_file() {
-            answers.insert(t.as_str().into(), serde_json::json!({ "missing": format!("no {t} model at {} — train it first", path.display()) }));
+            answers.insert(
+                t.as_str().into(),
+                serde_json::json!({ "missing": format!("no {t} model at {} — train it first", path.display()) }),
+            );
             continue;
         }
         let (header, payload) = Payload::load(&path)?;
@@ -250,11 +271,21 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
         ..TrainParams::default()
     };
     let rows = ml::eval::run_protocol(&table, &params)?;
-    println!("{:<26} {:<15} {:<22} {:>10} {:>10} {:>9} {:>10} {:>10}", "dataset", "model", "metric", "value", "baseline", "train s", "peak MB", "size KB");
+    println!(
+        "{:<26} {:<15} {:<22} {:>10} {:>10} {:>9} {:>10} {:>10}",
+        "dataset", "model", "metric", "value", "baseline", "train s", "peak MB", "size KB"
+    );
     for r in rows {
         println!(
             "{:<26} {:<15} {:<22} {:>10.4} {:>10.4} {:>9.2} {:>10.0} {:>10.1}",
-            table.machine_id, r.model_type, r.metric, r.value, r.baseline, r.train_seconds, r.peak_rss_bytes as f64 / 1e6, r.model_size_bytes as f64 / 1024.0
+            table.machine_id,
+            r.model_type,
+            r.metric,
+            r.value,
+            r.baseline,
+            r.train_seconds,
+            r.peak_rss_bytes as f64 / 1e6,
+            r.model_size_bytes as f64 / 1024.0
         );
     }
     Ok(())

@@ -8,11 +8,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "millwright", version, about = "Trains the four predictive-maintenance models of a machine, on the device beside it.",
+#[command(
+    name = "millwright",
+    version,
+    about = "Trains the four predictive-maintenance models of a machine, on the device beside it.",
     long_about = "millwright trains, per machine, a failure classifier, a remaining-useful-life regressor, an anomaly detector \
 and a 24 h sensor forecaster from the machine's sensor history.\n\nA machine is a folder DATA_DIR/machines/<id>/ holding \
 train/val/test .parquet or .csv files (the seed layout) or a machine.toml describing any CSV/Parquet files.\n\n\
-Start with:  millwright simulate && millwright machines")]
+Start with:  millwright simulate && millwright machines"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,9 +64,7 @@ enum Command {
     /// Answer with every trained model of a machine for its latest data.
     Predict(ml_cmds::PredictArgs),
     /// Show a model file's header: type, version, features, data fingerprint, metrics.
-    InspectModel {
-        file: PathBuf,
-    },
+    InspectModel { file: PathBuf },
     /// Run the standard protocol of a shared dataset (or train and evaluate any machine).
     Eval(ml_cmds::EvalArgs),
     /// Measure accuracy on the shared datasets, scaling with rows and sensors, and the daemon under load
@@ -133,7 +135,8 @@ fn init_logging(level: &str) {
         Ok(None) => None,
         Err(e) => Some(format!("journald is not reachable ({e}); logging to stderr")),
     };
-    let _ = registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal())).try_init();
+    let _ =
+        registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal())).try_init();
     if let Some(note) = fallback_note {
         tracing::warn!("{note}");
     }
@@ -173,7 +176,9 @@ pub fn main() -> ExitCode {
             init_logging(&cfg.log_level);
             crate::daemon::serve(cfg)
         }),
-        Command::Healthcheck { config, timeout } => config.load().and_then(|cfg| crate::daemon::healthcheck(&cfg, std::time::Duration::from_secs_f64(timeout.clamp(0.1, 60.0)))),
+        Command::Healthcheck { config, timeout } => {
+            config.load().and_then(|cfg| crate::daemon::healthcheck(&cfg, std::time::Duration::from_secs_f64(timeout.clamp(0.1, 60.0))))
+        }
         Command::Config { config, print_default } => {
             if print_default {
                 print!("{}", crate::config::print_default());

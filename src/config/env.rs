@@ -14,18 +14,12 @@ fn is_ignored(rest_upper: &str) -> bool {
 
 /// The variable that sets `key` (`queue.capacity` → `MILLWRIGHT_QUEUE__CAPACITY`).
 pub(super) fn var_name(key: &str) -> String {
-    format!(
-        "{ENV_PREFIX}{}",
-        key.replace('.', "__").to_ascii_uppercase()
-    )
+    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_ascii_uppercase())
 }
 
 /// Sets every overridden key in `table`; returns which variable set which key, so later errors
 /// can name the variable instead of the file.
-pub(super) fn apply(
-    table: &mut toml::Table,
-    env: &[(String, String)],
-) -> Result<HashMap<String, Origin>, ConfigError> {
+pub(super) fn apply(table: &mut toml::Table, env: &[(String, String)]) -> Result<HashMap<String, Origin>, ConfigError> {
     let mut origins = HashMap::new();
     for (name, raw) in env {
         let Some(rest) = strip_prefix_ignore_case(name, ENV_PREFIX) else {
@@ -37,11 +31,7 @@ pub(super) fn apply(
         }
         let key = rest.to_ascii_lowercase().replace("__", ".");
         let Some(spec) = schema::spec(&key) else {
-            return Err(ConfigError::UnknownEnv {
-                var: name.clone(),
-                suggestion: schema::suggest(&key).map(str::to_string),
-                key,
-            });
+            return Err(ConfigError::UnknownEnv { var: name.clone(), suggestion: schema::suggest(&key).map(str::to_string), key });
         };
         let (section, leaf) = match spec.key.split_once('.') {
             Some((s, l)) => (Some(s), l),
@@ -50,9 +40,7 @@ pub(super) fn apply(
         let target = match section {
             None => &mut *table,
             Some(s) => {
-                let entry = table
-                    .entry(s.to_string())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let entry = table.entry(s.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
                 match entry {
                     toml::Value::Table(t) => t,
                     // The file checker refuses a non-table section before we get here.
@@ -74,8 +62,7 @@ pub(super) fn apply(
 
 fn strip_prefix_ignore_case<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
     let head = name.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &name[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix).then(|| &name[prefix.len()..])
 }
 
 /// Text from the environment as the key's type, if it reads as one; otherwise a string, which
@@ -91,17 +78,9 @@ fn parse_value(kind: Kind, raw: &str) -> toml::Value {
             "false" | "0" | "no" | "off" => Some(toml::Value::Boolean(false)),
             _ => None,
         },
-        Kind::UInt { .. } => text
-            .replace('_', "")
-            .parse::<i64>()
-            .ok()
-            .map(toml::Value::Integer),
+        Kind::UInt { .. } => text.replace('_', "").parse::<i64>().ok().map(toml::Value::Integer),
         Kind::StrList => Some(toml::Value::Array(
-            text.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| toml::Value::String(s.to_string()))
-                .collect(),
+            text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.to_string())).collect(),
         )),
         Kind::Float => text
             .replace('_', "")

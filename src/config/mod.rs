@@ -68,13 +68,7 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig {
-            capacity: 16,
-            requeue_interrupted: true,
-            retention: 200,
-            shutdown: "cancel_and_requeue".into(),
-            shutdown_grace_s: 8,
-        }
+        QueueConfig { capacity: 16, requeue_interrupted: true, retention: 200, shutdown: "cancel_and_requeue".into(), shutdown_grace_s: 8 }
     }
 }
 
@@ -87,10 +81,7 @@ pub struct ModelsConfig {
 
 impl Default for ModelsConfig {
     fn default() -> Self {
-        ModelsConfig {
-            keep_versions: 3,
-            warn_size_mb: 500.0,
-        }
+        ModelsConfig { keep_versions: 3, warn_size_mb: 500.0 }
     }
 }
 
@@ -108,12 +99,7 @@ pub struct TrainingConfig {
 
 impl Default for TrainingConfig {
     fn default() -> Self {
-        TrainingConfig {
-            threads: 0,
-            default_time_limit_s: 900.0,
-            quality: "standard".into(),
-            max_time_limit_s: 3600.0 * 4.0,
-        }
+        TrainingConfig { threads: 0, default_time_limit_s: 900.0, quality: "standard".into(), max_time_limit_s: 3600.0 * 4.0 }
     }
 }
 
@@ -129,11 +115,7 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig {
-            required: true,
-            token: None,
-            token_file: None,
-        }
+        AuthConfig { required: true, token: None, token_file: None }
     }
 }
 
@@ -301,17 +283,11 @@ impl fmt::Display for Origin {
 }
 
 fn prefix(origin: &Option<Origin>) -> String {
-    origin
-        .as_ref()
-        .map(|o| format!("{o}: "))
-        .unwrap_or_default()
+    origin.as_ref().map(|o| format!("{o}: ")).unwrap_or_default()
 }
 
 fn did_you_mean(suggestion: &Option<String>) -> String {
-    suggestion
-        .as_ref()
-        .map(|s| format!(" (did you mean \"{s}\"?)"))
-        .unwrap_or_default()
+    suggestion.as_ref().map(|s| format!(" (did you mean \"{s}\"?)")).unwrap_or_default()
 }
 
 fn did_you_mean_env(suggestion: &Option<String>) -> String {
@@ -337,31 +313,13 @@ pub enum ConfigError {
     #[error("config {}: {message}", .path.display())]
     Syntax { path: PathBuf, message: String },
     #[error("unknown key \"{key}\" in {}{}", .path.display(), did_you_mean(.suggestion))]
-    UnknownKey {
-        key: String,
-        path: PathBuf,
-        suggestion: Option<String>,
-    },
+    UnknownKey { key: String, path: PathBuf, suggestion: Option<String> },
     #[error("unknown environment variable {var}: \"{key}\" is not a config key{}", did_you_mean_env(.suggestion))]
-    UnknownEnv {
-        var: String,
-        key: String,
-        suggestion: Option<String>,
-    },
+    UnknownEnv { var: String, key: String, suggestion: Option<String> },
     #[error("{}{key} = {value}: expected {expected}", prefix(.origin))]
-    WrongType {
-        origin: Option<Origin>,
-        key: String,
-        value: String,
-        expected: String,
-    },
+    WrongType { origin: Option<Origin>, key: String, value: String, expected: String },
     #[error("{}{key} = {value} is invalid: {reason}", prefix(.origin))]
-    Invalid {
-        origin: Option<Origin>,
-        key: String,
-        value: String,
-        reason: String,
-    },
+    Invalid { origin: Option<Origin>, key: String, value: String, reason: String },
 }
 
 impl ConfigError {
@@ -378,19 +336,9 @@ impl ConfigError {
 
     fn with_origin(self, origins: &HashMap<String, Origin>, file: Option<&Path>) -> Self {
         match self {
-            ConfigError::Invalid {
-                origin: None,
-                key,
-                value,
-                reason,
-            } => {
+            ConfigError::Invalid { origin: None, key, value, reason } => {
                 let origin = origin_of(&key, origins, file);
-                ConfigError::Invalid {
-                    origin,
-                    key,
-                    value,
-                    reason,
-                }
+                ConfigError::Invalid { origin, key, value, reason }
             }
             other => other,
         }
@@ -398,10 +346,7 @@ impl ConfigError {
 }
 
 fn origin_of(key: &str, origins: &HashMap<String, Origin>, file: Option<&Path>) -> Option<Origin> {
-    origins
-        .get(key)
-        .cloned()
-        .or_else(|| file.map(|p| Origin::File(p.to_path_buf())))
+    origins.get(key).cloned().or_else(|| file.map(|p| Origin::File(p.to_path_buf())))
 }
 
 /// Loads the configuration: defaults, then the file, then `MILLWRIGHT_*` variables from `env`,
@@ -413,16 +358,8 @@ pub fn load(path: Option<&Path>, env: &[(String, String)]) -> Result<Config, Con
     load_with_default_path(path, Path::new(DEFAULT_PATH), env)
 }
 
-fn load_with_default_path(
-    path: Option<&Path>,
-    default_path: &Path,
-    env: &[(String, String)],
-) -> Result<Config, ConfigError> {
-    let from_env = env
-        .iter()
-        .rev()
-        .find(|(k, v)| k == CONFIG_PATH_VAR && !v.is_empty())
-        .map(|(_, v)| PathBuf::from(v));
+fn load_with_default_path(path: Option<&Path>, default_path: &Path, env: &[(String, String)]) -> Result<Config, ConfigError> {
+    let from_env = env.iter().rev().find(|(k, v)| k == CONFIG_PATH_VAR && !v.is_empty()).map(|(_, v)| PathBuf::from(v));
     let file: Option<PathBuf> = match path.map(Path::to_path_buf).or(from_env) {
         Some(explicit) => {
             if !explicit.exists() {
@@ -435,10 +372,7 @@ fn load_with_default_path(
 
     let mut table = match &file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
             parse_file(&text, path)?
         }
         None => toml::Table::new(),
@@ -447,31 +381,18 @@ fn load_with_default_path(
     let origins = env::apply(&mut table, env)?;
 
     if !table.contains_key("state_dir") {
-        let state_directory = env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "STATE_DIRECTORY")
-            .map(|(_, v)| v.as_str());
+        let state_directory = env.iter().rev().find(|(k, _)| k == "STATE_DIRECTORY").map(|(_, v)| v.as_str());
         let dir = default_state_dir(state_directory);
-        table.insert(
-            "state_dir".into(),
-            toml::Value::String(dir.to_string_lossy().into_owned()),
-        );
+        table.insert("state_dir".into(), toml::Value::String(dir.to_string_lossy().into_owned()));
     }
 
     check_types(&mut table, &origins, file.as_deref())?;
 
-    let config: Config = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: file
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("(defaults and environment)")),
-            message: e.message().trim().to_string(),
-        })?;
-    config
-        .validate()
-        .map_err(|e| e.with_origin(&origins, file.as_deref()))?;
+    let config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Syntax {
+        path: file.clone().unwrap_or_else(|| PathBuf::from("(defaults and environment)")),
+        message: e.message().trim().to_string(),
+    })?;
+    config.validate().map_err(|e| e.with_origin(&origins, file.as_deref()))?;
     Ok(config)
 }
 
@@ -480,15 +401,9 @@ fn load_with_default_path(
 fn parse_file(text: &str, path: &Path) -> Result<toml::Table, ConfigError> {
     let table: toml::Table = text
         .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-    let unknown = |key: String| ConfigError::UnknownKey {
-        suggestion: schema::suggest(&key).map(str::to_string),
-        key,
-        path: path.to_path_buf(),
-    };
+        .map_err(|e: toml::de::Error| ConfigError::Syntax { path: path.to_path_buf(), message: e.to_string().trim_end().to_string() })?;
+    let unknown =
+        |key: String| ConfigError::UnknownKey { suggestion: schema::suggest(&key).map(str::to_string), key, path: path.to_path_buf() };
     for (name, value) in &table {
         if schema::is_section(name) {
             let toml::Value::Table(section) = value else {
@@ -521,11 +436,7 @@ fn parse_file(text: &str, path: &Path) -> Result<toml::Table, ConfigError> {
 
 /// Checks each present value against its key's type before serde sees it, so a wrong type is
 /// reported as `key = value: expected ...` (and a secret's value is not echoed).
-fn check_types(
-    table: &mut toml::Table,
-    origins: &HashMap<String, Origin>,
-    file: Option<&Path>,
-) -> Result<(), ConfigError> {
+fn check_types(table: &mut toml::Table, origins: &HashMap<String, Origin>, file: Option<&Path>) -> Result<(), ConfigError> {
     for spec in schema::KEYS {
         let (section, leaf) = match spec.key.split_once('.') {
             Some((s, l)) => (Some(s), l),
@@ -550,9 +461,7 @@ fn check_types(
             (schema::Kind::Bool, toml::Value::Boolean(_)) => {}
             (schema::Kind::Float, toml::Value::Float(_)) => {}
             // An integer where a number is expected is fine: `temp_pause_c = 75`.
-            (schema::Kind::Float, toml::Value::Integer(i)) => {
-                *value = toml::Value::Float(*i as f64)
-            }
+            (schema::Kind::Float, toml::Value::Integer(i)) => *value = toml::Value::Float(*i as f64),
             (schema::Kind::UInt { max }, toml::Value::Integer(i)) => {
                 if *i < 0 {
                     return Err(ConfigError::Invalid {
@@ -617,12 +526,7 @@ fn render_f64(f: f64) -> String {
 }
 
 fn invalid(key: &str, value: String, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        origin: None,
-        key: key.to_string(),
-        value,
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { origin: None, key: key.to_string(), value, reason: reason.into() }
 }
 
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
@@ -640,11 +544,7 @@ impl Config {
         }
         for (key, path) in [("data_dir", &self.data_dir), ("state_dir", &self.state_dir)] {
             if path.as_os_str().is_empty() {
-                return Err(invalid(
-                    key,
-                    render_path(key, path),
-                    "must not be empty (use \".\" for the working directory)",
-                ));
+                return Err(invalid(key, render_path(key, path), "must not be empty (use \".\" for the working directory)"));
             }
         }
         validate_log_level(&self.log_level)?;
@@ -701,38 +601,20 @@ impl Config {
             ));
         }
         if !(m.warn_size_mb.is_finite() && m.warn_size_mb > 0.0) {
-            return Err(invalid(
-                "models.warn_size_mb",
-                render_f64(m.warn_size_mb),
-                "must be a number greater than 0 (MB)",
-            ));
+            return Err(invalid("models.warn_size_mb", render_f64(m.warn_size_mb), "must be a number greater than 0 (MB)"));
         }
         let t = &self.training;
         if t.threads > 1024 {
-            return Err(invalid(
-                "training.threads",
-                t.threads.to_string(),
-                "must be at most 1024 (0 uses all cores)",
-            ));
+            return Err(invalid("training.threads", t.threads.to_string(), "must be at most 1024 (0 uses all cores)"));
         }
         if !(t.max_time_limit_s.is_finite() && t.max_time_limit_s >= 1.0) {
-            return Err(invalid(
-                "training.max_time_limit_s",
-                render_f64(t.max_time_limit_s),
-                "must be at least 1 second",
-            ));
+            return Err(invalid("training.max_time_limit_s", render_f64(t.max_time_limit_s), "must be at least 1 second"));
         }
-        if !(t.default_time_limit_s.is_finite()
-            && t.default_time_limit_s >= 1.0
-            && t.default_time_limit_s <= t.max_time_limit_s)
-        {
+        if !(t.default_time_limit_s.is_finite() && t.default_time_limit_s >= 1.0 && t.default_time_limit_s <= t.max_time_limit_s) {
             return Err(invalid(
                 "training.default_time_limit_s",
                 render_f64(t.default_time_limit_s),
-                format!(
-                    "must be between 1 and training.max_time_limit_s ({}) seconds",
-                    render_f64(t.max_time_limit_s)
-                ),
+                format!("must be between 1 and training.max_time_limit_s ({}) seconds", render_f64(t.max_time_limit_s)),
             ));
         }
         if !QUALITIES.contains(&t.quality.as_str()) {
@@ -765,10 +647,7 @@ impl Config {
             if a.token_file.is_some() {
                 return Err(invalid(
                     "auth.token_file",
-                    a.token_file
-                        .as_deref()
-                        .map(|p| render_path("auth.token_file", p))
-                        .unwrap_or_default(),
+                    a.token_file.as_deref().map(|p| render_path("auth.token_file", p)).unwrap_or_default(),
                     "set either auth.token or auth.token_file, not both",
                 ));
             }
@@ -784,24 +663,16 @@ impl Config {
         if let Some(path) = &a.token_file
             && path.as_os_str().is_empty()
         {
-            return Err(invalid(
-                "auth.token_file",
-                "\"\"".into(),
-                "must not be empty (remove the key instead)",
-            ));
+            return Err(invalid("auth.token_file", "\"\"".into(), "must not be empty (remove the key instead)"));
         }
         Ok(())
     }
 
     /// The parsed `listen` address.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen.parse().map_err(|_| {
-            invalid(
-                "listen",
-                render_str("listen", &self.listen),
-                "must be an IP address and port such as \"0.0.0.0:8080\"",
-            )
-        })
+        self.listen
+            .parse()
+            .map_err(|_| invalid("listen", render_str("listen", &self.listen), "must be an IP address and port such as \"0.0.0.0:8080\""))
     }
 
     /// The effective configuration for logs and the status API: secrets become `"***"`, unset
@@ -826,24 +697,15 @@ impl Config {
 fn validate_log_level(level: &str) -> Result<(), ConfigError> {
     let value = render_str("log_level", level);
     if level.trim().is_empty() {
-        return Err(invalid(
-            "log_level",
-            value,
-            "must not be empty (use \"info\")",
-        ));
+        return Err(invalid("log_level", value, "must not be empty (use \"info\")"));
     }
     // A single word must be a level: "infoo" is a typo, not a target name. Directive lists
     // ("millwright=debug,warn") are left to the log filter, which reports its own errors.
-    if !level.contains(['=', ','])
-        && !LOG_LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
-    {
+    if !level.contains(['=', ',']) && !LOG_LEVELS.contains(&level.trim().to_ascii_lowercase().as_str()) {
         return Err(invalid(
             "log_level",
             value,
-            format!(
-                "must be one of {} or a list of tracing directives",
-                schema::quoted_list(LOG_LEVELS)
-            ),
+            format!("must be one of {} or a list of tracing directives", schema::quoted_list(LOG_LEVELS)),
         ));
     }
     Ok(())
@@ -855,10 +717,7 @@ impl MqttConfig {
         if self.password.is_some() && self.password_file.is_some() {
             return Err(invalid(
                 "mqtt.password_file",
-                self.password_file
-                    .as_deref()
-                    .map(|p| render_path("mqtt.password_file", p))
-                    .unwrap_or_default(),
+                self.password_file.as_deref().map(|p| render_path("mqtt.password_file", p)).unwrap_or_default(),
                 "set either mqtt.password or mqtt.password_file, not both",
             ));
         }
@@ -878,45 +737,27 @@ impl MqttConfig {
             if let Some(p) = path
                 && p.as_os_str().is_empty()
             {
-                return Err(invalid(
-                    key,
-                    "\"\"".into(),
-                    "must not be empty (remove the key instead)",
-                ));
+                return Err(invalid(key, "\"\"".into(), "must not be empty (remove the key instead)"));
             }
         }
-        for (key, path) in [
-            ("mqtt.ca_file", &self.ca_file),
-            ("mqtt.client_cert", &self.client_cert),
-            ("mqtt.client_key", &self.client_key),
-        ] {
+        for (key, path) in [("mqtt.ca_file", &self.ca_file), ("mqtt.client_cert", &self.client_cert), ("mqtt.client_key", &self.client_key)]
+        {
             if let Some(p) = path
                 && !tls
             {
                 return Err(invalid(
                     key,
                     render_path(key, p),
-                    format!(
-                        "only applies to TLS: use an mqtts:// url (mqtt.url is \"{}\")",
-                        self.url
-                    ),
+                    format!("only applies to TLS: use an mqtts:// url (mqtt.url is \"{}\")", self.url),
                 ));
             }
         }
         match (&self.client_cert, &self.client_key) {
             (Some(cert), None) => {
-                return Err(invalid(
-                    "mqtt.client_cert",
-                    render_path("mqtt.client_cert", cert),
-                    "needs mqtt.client_key as well",
-                ));
+                return Err(invalid("mqtt.client_cert", render_path("mqtt.client_cert", cert), "needs mqtt.client_key as well"));
             }
             (None, Some(key)) => {
-                return Err(invalid(
-                    "mqtt.client_key",
-                    render_path("mqtt.client_key", key),
-                    "needs mqtt.client_cert as well",
-                ));
+                return Err(invalid("mqtt.client_key", render_path("mqtt.client_key", key), "needs mqtt.client_cert as well"));
             }
             _ => {}
         }
@@ -941,11 +782,7 @@ impl MqttConfig {
         }
         validate_topic("mqtt.discovery_prefix", &self.discovery_prefix)?;
         if let Some(node) = &self.node_id
-            && (node.is_empty()
-                || node.len() > 64
-                || !node
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            && (node.is_empty() || node.len() > 64 || !node.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
         {
             return Err(invalid(
                 "mqtt.node_id",
@@ -970,9 +807,7 @@ fn validate_mqtt_url(url: &str) -> Result<bool, ConfigError> {
     };
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     if authority.contains('@') {
-        return Err(bad(
-            "must not contain a user name or password; use mqtt.username and mqtt.password_file",
-        ));
+        return Err(bad("must not contain a user name or password; use mqtt.username and mqtt.password_file"));
     }
     if authority.contains(['/', '?', '#']) {
         return Err(bad("must be only mqtt(s)://host:port, without a path"));
@@ -1001,11 +836,7 @@ fn validate_mqtt_url(url: &str) -> Result<bool, ConfigError> {
 }
 
 fn validate_topic(key: &str, topic: &str) -> Result<(), ConfigError> {
-    if topic.is_empty()
-        || topic.contains(['+', '#', '\0'])
-        || topic.starts_with('/')
-        || topic.ends_with('/')
-    {
+    if topic.is_empty() || topic.contains(['+', '#', '\0']) || topic.starts_with('/') || topic.ends_with('/') {
         return Err(invalid(
             key,
             render_str(key, topic),
@@ -1021,9 +852,7 @@ impl HttpConfig {
             let plain = name == "*"
                 || (!name.is_empty()
                     && name.len() <= 253
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'));
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'));
             if !plain {
                 return Err(invalid(
                     "http.allowed_hosts",
@@ -1039,35 +868,19 @@ impl HttpConfig {
 impl GuardConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.sysfs_root.as_os_str().is_empty() {
-            return Err(invalid(
-                "guard.sysfs_root",
-                "\"\"".into(),
-                "must not be empty (use \"/\")",
-            ));
+            return Err(invalid("guard.sysfs_root", "\"\"".into(), "must not be empty (use \"/\")"));
         }
-        if !(self.temp_pause_c.is_finite() && self.temp_pause_c > 0.0 && self.temp_pause_c <= 125.0)
-        {
-            return Err(invalid(
-                "guard.temp_pause_c",
-                render_f64(self.temp_pause_c),
-                "must be a temperature between 0 and 125 °C",
-            ));
+        if !(self.temp_pause_c.is_finite() && self.temp_pause_c > 0.0 && self.temp_pause_c <= 125.0) {
+            return Err(invalid("guard.temp_pause_c", render_f64(self.temp_pause_c), "must be a temperature between 0 and 125 °C"));
         }
         if !(self.temp_resume_c.is_finite() && self.temp_resume_c >= 0.0) {
-            return Err(invalid(
-                "guard.temp_resume_c",
-                render_f64(self.temp_resume_c),
-                "must be a temperature of 0 °C or more",
-            ));
+            return Err(invalid("guard.temp_resume_c", render_f64(self.temp_resume_c), "must be a temperature of 0 °C or more"));
         }
         if self.temp_resume_c >= self.temp_pause_c {
             return Err(invalid(
                 "guard.temp_resume_c",
                 render_f64(self.temp_resume_c),
-                format!(
-                    "must be below guard.temp_pause_c ({}), or a paused job would never resume",
-                    render_f64(self.temp_pause_c)
-                ),
+                format!("must be below guard.temp_pause_c ({}), or a paused job would never resume", render_f64(self.temp_pause_c)),
             ));
         }
         if self.hot_threads < 1 {
@@ -1078,11 +891,7 @@ impl GuardConfig {
             ));
         }
         if !(self.poll_interval_s.is_finite() && (0.1..=600.0).contains(&self.poll_interval_s)) {
-            return Err(invalid(
-                "guard.poll_interval_s",
-                render_f64(self.poll_interval_s),
-                "must be between 0.1 and 600 seconds",
-            ));
+            return Err(invalid("guard.poll_interval_s", render_f64(self.poll_interval_s), "must be between 0.1 and 600 seconds"));
         }
         Ok(())
     }
@@ -1096,11 +905,7 @@ impl HttpConfig {
             ("http.idle_timeout_s", self.idle_timeout_s, 3600.0),
         ] {
             if !(value.is_finite() && (0.1..=max).contains(&value)) {
-                return Err(invalid(
-                    key,
-                    render_f64(value),
-                    format!("must be between 0.1 and {max} seconds"),
-                ));
+                return Err(invalid(key, render_f64(value), format!("must be between 0.1 and {max} seconds")));
             }
         }
         if !(8..=65_536).contains(&self.max_connections) {

@@ -33,11 +33,7 @@ impl Kind {
 }
 
 pub(super) fn quoted_list(options: &[&str]) -> String {
-    options
-        .iter()
-        .map(|o| format!("\"{o}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
+    options.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", ")
 }
 
 pub(super) struct KeySpec {
@@ -52,43 +48,18 @@ pub(super) struct KeySpec {
 }
 
 const fn key(key: &'static str, kind: Kind, doc: &'static str) -> KeySpec {
-    KeySpec {
-        key,
-        kind,
-        secret: false,
-        example: None,
-        doc,
-    }
+    KeySpec { key, kind, secret: false, example: None, doc }
 }
 
-const fn optional(
-    key: &'static str,
-    kind: Kind,
-    example: &'static str,
-    doc: &'static str,
-) -> KeySpec {
-    KeySpec {
-        key,
-        kind,
-        secret: false,
-        example: Some(example),
-        doc,
-    }
+const fn optional(key: &'static str, kind: Kind, example: &'static str, doc: &'static str) -> KeySpec {
+    KeySpec { key, kind, secret: false, example: Some(example), doc }
 }
 
 const fn secret(key: &'static str, example: &'static str, doc: &'static str) -> KeySpec {
-    KeySpec {
-        key,
-        kind: Kind::Str,
-        secret: true,
-        example: Some(example),
-        doc,
-    }
+    KeySpec { key, kind: Kind::Str, secret: true, example: Some(example), doc }
 }
 
-const USIZE: Kind = Kind::UInt {
-    max: usize::MAX as u64,
-};
+const USIZE: Kind = Kind::UInt { max: usize::MAX as u64 };
 const U64: Kind = Kind::UInt { max: u64::MAX };
 
 pub(super) const SHUTDOWN_CHOICES: &[&str] = &["cancel_and_requeue", "finish_safe_point"];
@@ -98,104 +69,47 @@ pub(super) const QUALITY_CHOICES: &[&str] = &["fast", "standard", "best"];
 pub(super) const SECTIONS: &[(&str, &str)] = &[
     ("queue", "Training jobs wait here; one runs at a time."),
     ("models", "Trained model versions kept on disk."),
-    (
-        "training",
-        "Limits applied to every training job unless the request asks for less.",
-    ),
+    ("training", "Limits applied to every training job unless the request asks for less."),
     ("auth", "Bearer token required by the HTTP API."),
-    (
-        "mqtt",
-        "Status and results published to an MQTT broker (and requests taken from it).",
-    ),
-    (
-        "guard",
-        "Resource guard: keeps training from overheating the Pi or starving it of memory or disk.",
-    ),
+    ("mqtt", "Status and results published to an MQTT broker (and requests taken from it)."),
+    ("guard", "Resource guard: keeps training from overheating the Pi or starving it of memory or disk."),
     ("http", "The HTTP API: its connections and the host names it answers to."),
 ];
 
 pub(super) const KEYS: &[KeySpec] = &[
-    key(
-        "listen",
-        Kind::Str,
-        "Address and port of the HTTP API; 127.0.0.1:8080 keeps it reachable from this machine only.",
-    ),
-    key(
-        "data_dir",
-        Kind::Path,
-        "Where machine data sets live; relative paths are resolved from the working directory.",
-    ),
+    key("listen", Kind::Str, "Address and port of the HTTP API; 127.0.0.1:8080 keeps it reachable from this machine only."),
+    key("data_dir", Kind::Path, "Where machine data sets live; relative paths are resolved from the working directory."),
     optional(
         "state_dir",
         Kind::Path,
         "state_dir = \"state\"",
         "Queue, models and the generated token; defaults to systemd's $STATE_DIRECTORY, else \"state\".",
     ),
-    key(
-        "log_level",
-        Kind::Str,
-        "trace, debug, info, warn or error, or tracing directives such as \"millwright=debug,warn\".",
-    ),
+    key("log_level", Kind::Str, "trace, debug, info, warn or error, or tracing directives such as \"millwright=debug,warn\"."),
     key(
         "queue.capacity",
         Kind::UInt { max: 10_000 },
         "Jobs that may wait at once (1..=10000); further submissions are refused until one finishes.",
     ),
-    key(
-        "queue.requeue_interrupted",
-        Kind::Bool,
-        "Put jobs that were running when the daemon stopped back in the queue at start-up.",
-    ),
-    key(
-        "queue.retention",
-        USIZE,
-        "Finished jobs kept so their status and results stay visible; older ones are forgotten.",
-    ),
+    key("queue.requeue_interrupted", Kind::Bool, "Put jobs that were running when the daemon stopped back in the queue at start-up."),
+    key("queue.retention", USIZE, "Finished jobs kept so their status and results stay visible; older ones are forgotten."),
     key(
         "queue.shutdown",
         Kind::Choice(SHUTDOWN_CHOICES),
         "On stop: \"cancel_and_requeue\" the running job, or \"finish_safe_point\" (let it reach a save point first).",
     ),
-    key(
-        "queue.shutdown_grace_s",
-        U64,
-        "Seconds a stopping job gets; keep below systemd's TimeoutStopSec (90 s by default).",
-    ),
-    key(
-        "models.keep_versions",
-        USIZE,
-        "Versions kept per model (at least 1); raise it to be able to roll back further.",
-    ),
-    key(
-        "models.warn_size_mb",
-        Kind::Float,
-        "A model bundle larger than this many MB is logged as a warning (the SD card fills up).",
-    ),
-    key(
-        "training.threads",
-        USIZE,
-        "Worker threads per job; 0 uses all cores, fewer leaves room for other services.",
-    ),
-    key(
-        "training.default_time_limit_s",
-        Kind::Float,
-        "Time limit of a job whose request names none; at most max_time_limit_s.",
-    ),
+    key("queue.shutdown_grace_s", U64, "Seconds a stopping job gets; keep below systemd's TimeoutStopSec (90 s by default)."),
+    key("models.keep_versions", USIZE, "Versions kept per model (at least 1); raise it to be able to roll back further."),
+    key("models.warn_size_mb", Kind::Float, "A model bundle larger than this many MB is logged as a warning (the SD card fills up)."),
+    key("training.threads", USIZE, "Worker threads per job; 0 uses all cores, fewer leaves room for other services."),
+    key("training.default_time_limit_s", Kind::Float, "Time limit of a job whose request names none; at most max_time_limit_s."),
     key(
         "training.quality",
         Kind::Choice(QUALITY_CHOICES),
         "Default search effort: \"fast\", \"standard\" or \"best\" (slower, sometimes better).",
     ),
-    key(
-        "training.max_time_limit_s",
-        Kind::Float,
-        "Longest time limit a request may ask for.",
-    ),
-    key(
-        "auth.required",
-        Kind::Bool,
-        "Require the bearer token; turn off only when the API is reachable from trusted hosts alone.",
-    ),
+    key("training.max_time_limit_s", Kind::Float, "Longest time limit a request may ask for."),
+    key("auth.required", Kind::Bool, "Require the bearer token; turn off only when the API is reachable from trusted hosts alone."),
     secret(
         "auth.token",
         "token = \"change-me-to-a-long-random-string\"",
@@ -207,27 +121,10 @@ pub(super) const KEYS: &[KeySpec] = &[
         "token_file = \"/etc/millwright/token\"",
         "Read the token from this file instead (keeps it out of the config).",
     ),
-    key(
-        "mqtt.enabled",
-        Kind::Bool,
-        "Connect to the broker; turn off when there is none.",
-    ),
-    key(
-        "mqtt.url",
-        Kind::Str,
-        "Broker as mqtt://host:port or mqtts://host:port (TLS).",
-    ),
-    optional(
-        "mqtt.username",
-        Kind::Str,
-        "username = \"millwright\"",
-        "Broker user name, when the broker requires a login.",
-    ),
-    secret(
-        "mqtt.password",
-        "password = \"secret\"",
-        "Broker password (prefer password_file, which keeps it out of this file).",
-    ),
+    key("mqtt.enabled", Kind::Bool, "Connect to the broker; turn off when there is none."),
+    key("mqtt.url", Kind::Str, "Broker as mqtt://host:port or mqtts://host:port (TLS)."),
+    optional("mqtt.username", Kind::Str, "username = \"millwright\"", "Broker user name, when the broker requires a login."),
+    secret("mqtt.password", "password = \"secret\"", "Broker password (prefer password_file, which keeps it out of this file)."),
     optional(
         "mqtt.password_file",
         Kind::Path,
@@ -246,23 +143,14 @@ pub(super) const KEYS: &[KeySpec] = &[
         "client_cert = \"/etc/millwright/client.pem\"",
         "Client certificate (PEM) for brokers that require mutual TLS; needs client_key.",
     ),
-    optional(
-        "mqtt.client_key",
-        Kind::Path,
-        "client_key = \"/etc/millwright/client.key\"",
-        "Private key (PEM) of client_cert.",
-    ),
+    optional("mqtt.client_key", Kind::Path, "client_key = \"/etc/millwright/client.key\"", "Private key (PEM) of client_cert."),
     optional(
         "mqtt.client_id",
         Kind::Str,
         "client_id = \"millwright-pi1\"",
         "MQTT client id; defaults to one derived from node_id. Must be unique per broker.",
     ),
-    key(
-        "mqtt.keepalive_s",
-        U64,
-        "Seconds between keep-alive pings (0..=65535); lower it if a NAT or firewall drops idle connections.",
-    ),
+    key("mqtt.keepalive_s", U64, "Seconds between keep-alive pings (0..=65535); lower it if a NAT or firewall drops idle connections."),
     optional(
         "mqtt.base_topic",
         Kind::Str,
@@ -275,71 +163,27 @@ pub(super) const KEYS: &[KeySpec] = &[
         "node_id = \"pi1\"",
         "Name of this device in topics and in Home Assistant; defaults to the host name.",
     ),
-    key(
-        "mqtt.homeassistant",
-        Kind::Bool,
-        "Publish Home Assistant discovery messages so the device appears there by itself.",
-    ),
-    key(
-        "mqtt.accept_requests",
-        Kind::Bool,
-        "Accept training and prediction requests over MQTT, not only over HTTP.",
-    ),
-    key(
-        "mqtt.discovery_prefix",
-        Kind::Str,
-        "Home Assistant's discovery prefix; change it only if Home Assistant's was changed.",
-    ),
-    key(
-        "guard.sysfs_root",
-        Kind::Path,
-        "Root under which /sys and /proc are read; change only for tests or containers.",
-    ),
-    key(
-        "guard.temp_pause_c",
-        Kind::Float,
-        "SoC temperature (°C) at which training pauses; the Pi throttles itself at 80-85.",
-    ),
-    key(
-        "guard.temp_resume_c",
-        Kind::Float,
-        "Temperature (°C) at which a paused job resumes; must be below temp_pause_c.",
-    ),
-    key(
-        "guard.pause_max_s",
-        U64,
-        "A job paused for heat longer than this many seconds is stopped.",
-    ),
-    key(
-        "guard.memory_reserve_mb",
-        U64,
-        "Memory (MB) kept free for the system and other services while training.",
-    ),
+    key("mqtt.homeassistant", Kind::Bool, "Publish Home Assistant discovery messages so the device appears there by itself."),
+    key("mqtt.accept_requests", Kind::Bool, "Accept training and prediction requests over MQTT, not only over HTTP."),
+    key("mqtt.discovery_prefix", Kind::Str, "Home Assistant's discovery prefix; change it only if Home Assistant's was changed."),
+    key("guard.sysfs_root", Kind::Path, "Root under which /sys and /proc are read; change only for tests or containers."),
+    key("guard.temp_pause_c", Kind::Float, "SoC temperature (°C) at which training pauses; the Pi throttles itself at 80-85."),
+    key("guard.temp_resume_c", Kind::Float, "Temperature (°C) at which a paused job resumes; must be below temp_pause_c."),
+    key("guard.pause_max_s", U64, "A job paused for heat longer than this many seconds is stopped."),
+    key("guard.memory_reserve_mb", U64, "Memory (MB) kept free for the system and other services while training."),
     key(
         "guard.memory_abort_mb",
         U64,
         "Memory (MB) a job may use at most; past it the job is aborted rather than letting the kernel kill processes.",
     ),
-    key(
-        "guard.wait_max_s",
-        U64,
-        "Longest a job waits for memory or cooling before it starts; after that it fails.",
-    ),
-    key(
-        "guard.disk_reserve_mb",
-        U64,
-        "Free disk (MB) kept on the data/state file system; jobs that would go below it fail.",
-    ),
+    key("guard.wait_max_s", U64, "Longest a job waits for memory or cooling before it starts; after that it fails."),
+    key("guard.disk_reserve_mb", U64, "Free disk (MB) kept on the data/state file system; jobs that would go below it fail."),
     key(
         "guard.hot_threads",
         USIZE,
         "Threads used while the SoC is warm (between temp_resume_c and temp_pause_c), to cool down without stopping.",
     ),
-    key(
-        "guard.poll_interval_s",
-        Kind::Float,
-        "Seconds between readings of temperature and memory (0.1..=600).",
-    ),
+    key("guard.poll_interval_s", Kind::Float, "Seconds between readings of temperature and memory (0.1..=600)."),
     key(
         "http.allowed_hosts",
         Kind::StrList,
@@ -365,11 +209,7 @@ pub(super) const KEYS: &[KeySpec] = &[
         USIZE,
         "Connections open at once (8..=65536), lowered to fit the open-file limit; past it the oldest one that has not sent a request is closed.",
     ),
-    key(
-        "http.body_memory_mb",
-        U64,
-        "Memory (MB) all request bodies being received may hold together (8..=4096); further senders wait.",
-    ),
+    key("http.body_memory_mb", U64, "Memory (MB) all request bodies being received may hold together (8..=4096); further senders wait."),
 ];
 
 pub(super) fn spec(key: &str) -> Option<&'static KeySpec> {
@@ -390,16 +230,10 @@ pub(super) fn is_secret(key: &str) -> bool {
 pub(super) fn suggest(unknown: &str) -> Option<&'static str> {
     let unknown = unknown.to_ascii_lowercase();
     let leaf = unknown.rsplit('.').next().unwrap_or(&unknown);
-    if let Some(s) = KEYS
-        .iter()
-        .find(|s| s.key.rsplit('.').next() == Some(leaf) && s.key != unknown)
-    {
+    if let Some(s) = KEYS.iter().find(|s| s.key.rsplit('.').next() == Some(leaf) && s.key != unknown) {
         return Some(s.key);
     }
-    let (best, distance) = KEYS
-        .iter()
-        .map(|s| (s.key, levenshtein(&unknown, s.key)))
-        .min_by_key(|(_, d)| *d)?;
+    let (best, distance) = KEYS.iter().map(|s| (s.key, levenshtein(&unknown, s.key))).min_by_key(|(_, d)| *d)?;
     let tolerance = (unknown.chars().count() / 3).max(2);
     (distance <= tolerance).then_some(best)
 }
@@ -407,10 +241,7 @@ pub(super) fn suggest(unknown: &str) -> Option<&'static str> {
 /// For a mistyped section header (`[gaurd]`).
 pub(super) fn suggest_section(unknown: &str) -> Option<&'static str> {
     let unknown = unknown.to_ascii_lowercase();
-    let (best, distance) = SECTIONS
-        .iter()
-        .map(|(s, _)| (*s, levenshtein(&unknown, s)))
-        .min_by_key(|(_, d)| *d)?;
+    let (best, distance) = SECTIONS.iter().map(|(s, _)| (*s, levenshtein(&unknown, s))).min_by_key(|(_, d)| *d)?;
     (distance <= 2).then_some(best)
 }
 

@@ -35,10 +35,7 @@ pub fn print_default() -> String {
     for (section, doc) in SECTIONS {
         out.push_str(&format!("\n# {doc}\n[{section}]\n"));
         let values = defaults.get(*section).and_then(toml::Value::as_table);
-        for spec in KEYS
-            .iter()
-            .filter(|s| s.key.split_once('.').is_some_and(|(s, _)| s == *section))
-        {
+        for spec in KEYS.iter().filter(|s| s.key.split_once('.').is_some_and(|(s, _)| s == *section)) {
             let leaf = spec.key.split_once('.').map_or(spec.key, |(_, l)| l);
             write_key(&mut out, spec, leaf, values.and_then(|t| t.get(leaf)));
         }

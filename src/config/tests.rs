@@ -4,18 +4,12 @@ use std::path::{Path, PathBuf};
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Defaults as `load` produces them with no `STATE_DIRECTORY` in its environment.
 fn defaults() -> Config {
-    Config {
-        state_dir: PathBuf::from("state"),
-        ..Config::default()
-    }
+    Config { state_dir: PathBuf::from("state"), ..Config::default() }
 }
 
 fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
@@ -32,11 +26,7 @@ fn load_text(text: &str, vars: &[(&str, &str)]) -> (Result<Config, ConfigError>,
 }
 
 fn load_env(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    load_with_default_path(
-        None,
-        Path::new("/nonexistent/millwright/config.toml"),
-        &env(vars),
-    )
+    load_with_default_path(None, Path::new("/nonexistent/millwright/config.toml"), &env(vars))
 }
 
 fn err_text(text: &str) -> (String, PathBuf) {
@@ -60,21 +50,9 @@ fn full_config() -> Config {
             shutdown: "finish_safe_point".into(),
             shutdown_grace_s: 20,
         },
-        models: ModelsConfig {
-            keep_versions: 5,
-            warn_size_mb: 123.5,
-        },
-        training: TrainingConfig {
-            threads: 2,
-            default_time_limit_s: 60.0,
-            quality: "best".into(),
-            max_time_limit_s: 600.5,
-        },
-        auth: AuthConfig {
-            required: false,
-            token: None,
-            token_file: Some("/etc/millwright/token".into()),
-        },
+        models: ModelsConfig { keep_versions: 5, warn_size_mb: 123.5 },
+        training: TrainingConfig { threads: 2, default_time_limit_s: 60.0, quality: "best".into(), max_time_limit_s: 600.5 },
+        auth: AuthConfig { required: false, token: None, token_file: Some("/etc/millwright/token".into()) },
         mqtt: MqttConfig {
             enabled: false,
             url: "mqtts://broker.local:8883".into(),
@@ -125,11 +103,7 @@ fn defaults_are_valid() {
 fn state_dir_defaults_to_first_systemd_state_directory() {
     let c = load_env(&[("STATE_DIRECTORY", "/var/lib/millwright:/var/lib/other")]).unwrap();
     assert_eq!(c.state_dir, PathBuf::from("/var/lib/millwright"));
-    let c = load_env(&[
-        ("STATE_DIRECTORY", "/var/lib/a"),
-        ("MILLWRIGHT_STATE_DIR", "/x"),
-    ])
-    .unwrap();
+    let c = load_env(&[("STATE_DIRECTORY", "/var/lib/a"), ("MILLWRIGHT_STATE_DIR", "/x")]).unwrap();
     assert_eq!(c.state_dir, PathBuf::from("/x"));
 }
 
@@ -160,11 +134,7 @@ fn print_default_parses_back_to_defaults() {
     // Every key is mentioned, with its documentation line.
     for spec in schema::KEYS {
         let leaf = spec.key.rsplit('.').next().unwrap();
-        assert!(
-            text.contains(&format!("{leaf} =")),
-            "{} missing from template",
-            spec.key
-        );
+        assert!(text.contains(&format!("{leaf} =")), "{} missing from template", spec.key);
         assert!(text.contains(spec.doc), "doc of {} missing", spec.key);
     }
     for (section, _) in schema::SECTIONS {
@@ -188,11 +158,7 @@ fn print_default_parses_back_to_defaults() {
 fn key_table_lists_exactly_the_fields_of_config() {
     fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeSet<String>) {
         for (k, v) in table {
-            let key = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
             match v {
                 toml::Value::Table(t) => flatten(&key, t, out),
                 _ => {
@@ -262,10 +228,7 @@ fn string_keys_stay_strings_even_when_they_look_like_numbers() {
 fn env_wins_over_file_and_empty_unsets() {
     let (loaded, _) = load_text(
         "listen = \"127.0.0.1:1\"\n[queue]\ncapacity = 3\n[mqtt]\nnode_id = \"filenode\"\n",
-        &[
-            ("MILLWRIGHT_QUEUE__CAPACITY", "9"),
-            ("MILLWRIGHT_MQTT__NODE_ID", ""),
-        ],
+        &[("MILLWRIGHT_QUEUE__CAPACITY", "9"), ("MILLWRIGHT_MQTT__NODE_ID", "")],
     );
     let c = loaded.unwrap();
     assert_eq!(c.queue.capacity, 9);
@@ -275,13 +238,7 @@ fn env_wins_over_file_and_empty_unsets() {
 
 #[test]
 fn non_config_variables_are_ignored() {
-    let c = load_env(&[
-        ("MILLWRIGHT_LOG", "debug"),
-        ("MILLWRIGHT_TEST_SLOW", "1"),
-        ("PATH", "/usr/bin"),
-        ("MILLWRIGHTX", "1"),
-    ])
-    .unwrap();
+    let c = load_env(&[("MILLWRIGHT_LOG", "debug"), ("MILLWRIGHT_TEST_SLOW", "1"), ("PATH", "/usr/bin"), ("MILLWRIGHTX", "1")]).unwrap();
     assert_eq!(c, defaults());
 }
 
@@ -289,12 +246,7 @@ fn non_config_variables_are_ignored() {
 fn millwright_config_names_the_file_when_no_path_is_given() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, "[queue]\ncapacity = 5\n");
-    let c = load_with_default_path(
-        None,
-        Path::new("/nonexistent"),
-        &env(&[("MILLWRIGHT_CONFIG", path.to_str().unwrap())]),
-    )
-    .unwrap();
+    let c = load_with_default_path(None, Path::new("/nonexistent"), &env(&[("MILLWRIGHT_CONFIG", path.to_str().unwrap())])).unwrap();
     assert_eq!(c.queue.capacity, 5);
     let err = load_env(&[("MILLWRIGHT_CONFIG", "/nonexistent/x.toml")]).unwrap_err();
     assert!(matches!(err, ConfigError::NotFound { .. }), "{err}");
@@ -311,13 +263,7 @@ fn default_path_is_read_when_it_exists() {
 #[test]
 fn unknown_key_in_file_is_refused_with_a_suggestion() {
     let (msg, path) = err_text("[queue]\ncapacty = 3\n");
-    assert_eq!(
-        msg,
-        format!(
-            "unknown key \"queue.capacty\" in {} (did you mean \"queue.capacity\"?)",
-            path.display()
-        )
-    );
+    assert_eq!(msg, format!("unknown key \"queue.capacty\" in {} (did you mean \"queue.capacity\"?)", path.display()));
     let (msg, _) = err_text("capacity = 3\n");
     assert!(msg.contains("did you mean \"queue.capacity\"?"), "{msg}");
     let (msg, _) = err_text("[mqtt]\npasword = \"x\"\n");
@@ -326,10 +272,7 @@ fn unknown_key_in_file_is_refused_with_a_suggestion() {
     assert!(msg.contains("unknown key \"nonsense\""), "{msg}");
     assert!(!msg.contains("did you mean"), "{msg}");
     let (msg, _) = err_text("[gaurd]\ntemp_pause_c = 70\n");
-    assert!(
-        msg.contains("unknown key \"gaurd\"") && msg.contains("did you mean \"guard\"?"),
-        "{msg}"
-    );
+    assert!(msg.contains("unknown key \"gaurd\"") && msg.contains("did you mean \"guard\"?"), "{msg}");
 }
 
 #[test]
@@ -340,9 +283,7 @@ fn unknown_env_variable_is_refused_with_a_suggestion() {
     assert!(msg.contains("did you mean queue.capacity"), "{msg}");
     assert!(msg.contains("MILLWRIGHT_QUEUE__CAPACITY"), "{msg}");
     // A single underscore between section and key is the likeliest slip.
-    let msg = load_env(&[("MILLWRIGHT_GUARD_TEMP_PAUSE_C", "70")])
-        .unwrap_err()
-        .to_string();
+    let msg = load_env(&[("MILLWRIGHT_GUARD_TEMP_PAUSE_C", "70")]).unwrap_err().to_string();
     assert!(msg.contains("guard.temp_pause_c"), "{msg}");
     // A section alone is not a key.
     assert!(load_env(&[("MILLWRIGHT_QUEUE", "3")]).is_err());
@@ -351,37 +292,18 @@ fn unknown_env_variable_is_refused_with_a_suggestion() {
 #[test]
 fn wrong_types_name_key_value_and_expectation() {
     let (msg, path) = err_text("[queue]\ncapacity = \"lots\"\n");
-    assert_eq!(
-        msg,
-        format!(
-            "config {}: queue.capacity = \"lots\": expected an integer",
-            path.display()
-        )
-    );
+    assert_eq!(msg, format!("config {}: queue.capacity = \"lots\": expected an integer", path.display()));
     let (msg, _) = err_text("[mqtt]\nenabled = \"yes please\"\n");
-    assert!(
-        msg.contains("mqtt.enabled = \"yes please\": expected true or false"),
-        "{msg}"
-    );
+    assert!(msg.contains("mqtt.enabled = \"yes please\": expected true or false"), "{msg}");
     let (msg, _) = err_text("listen = 8080\n");
     assert!(msg.contains("listen = 8080: expected a string"), "{msg}");
     let (msg, _) = err_text("queue = 3\n");
     assert!(msg.contains("queue = 3: expected a section"), "{msg}");
 
-    let err = load_env(&[("MILLWRIGHT_QUEUE__CAPACITY", "lots")])
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        err,
-        "environment variable MILLWRIGHT_QUEUE__CAPACITY: queue.capacity = \"lots\": expected an integer"
-    );
-    let err = load_env(&[("MILLWRIGHT_MQTT__ENABLED", "maybe")])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("mqtt.enabled = \"maybe\": expected true or false"),
-        "{err}"
-    );
+    let err = load_env(&[("MILLWRIGHT_QUEUE__CAPACITY", "lots")]).unwrap_err().to_string();
+    assert_eq!(err, "environment variable MILLWRIGHT_QUEUE__CAPACITY: queue.capacity = \"lots\": expected an integer");
+    let err = load_env(&[("MILLWRIGHT_MQTT__ENABLED", "maybe")]).unwrap_err().to_string();
+    assert!(err.contains("mqtt.enabled = \"maybe\": expected true or false"), "{err}");
 }
 
 #[test]
@@ -398,10 +320,7 @@ fn capacity_zero_message_has_file_key_value_and_fix() {
     let (msg, path) = err_text("[queue]\ncapacity = 0\n");
     assert_eq!(
         msg,
-        format!(
-            "config {}: queue.capacity = 0 is invalid: must be between 1 and 10000 (the number of jobs that may wait)",
-            path.display()
-        )
+        format!("config {}: queue.capacity = 0 is invalid: must be between 1 and 10000 (the number of jobs that may wait)", path.display())
     );
 }
 
@@ -416,38 +335,23 @@ fn each_invalid_value_is_refused_naming_its_key() {
         ("[models]\nwarn_size_mb = -5.0", "models.warn_size_mb"),
         ("[models]\nwarn_size_mb = nan", "models.warn_size_mb"),
         ("[training]\nquality = \"great\"", "training.quality"),
-        (
-            "[training]\ndefault_time_limit_s = 20000",
-            "training.default_time_limit_s",
-        ),
-        (
-            "[training]\nmax_time_limit_s = 0",
-            "training.max_time_limit_s",
-        ),
+        ("[training]\ndefault_time_limit_s = 20000", "training.default_time_limit_s"),
+        ("[training]\nmax_time_limit_s = 0", "training.max_time_limit_s"),
         ("listen = \"localhost:8080\"", "listen"),
         ("listen = \"8080\"", "listen"),
         ("log_level = \"infoo\"", "log_level"),
         ("data_dir = \"\"", "data_dir"),
         ("[auth]\ntoken = \"\"", "auth.token"),
-        (
-            "[auth]\ntoken = \"abc\"\ntoken_file = \"/t\"",
-            "auth.token_file",
-        ),
+        ("[auth]\ntoken = \"abc\"\ntoken_file = \"/t\"", "auth.token_file"),
         ("[mqtt]\nurl = \"http://broker:1883\"", "mqtt.url"),
         ("[mqtt]\nurl = \"broker:1883\"", "mqtt.url"),
         ("[mqtt]\nurl = \"mqtt://\"", "mqtt.url"),
         ("[mqtt]\nurl = \"mqtt://broker:0\"", "mqtt.url"),
         ("[mqtt]\nurl = \"mqtt://u:p@broker:1883\"", "mqtt.url"),
         ("[mqtt]\npassword = \"p\"", "mqtt.username"),
-        (
-            "[mqtt]\nusername = \"u\"\npassword = \"p\"\npassword_file = \"/p\"",
-            "mqtt.password_file",
-        ),
+        ("[mqtt]\nusername = \"u\"\npassword = \"p\"\npassword_file = \"/p\"", "mqtt.password_file"),
         ("[mqtt]\nca_file = \"/ca.pem\"", "mqtt.ca_file"),
-        (
-            "[mqtt]\nurl = \"mqtts://b:8883\"\nclient_cert = \"/c.pem\"",
-            "mqtt.client_cert",
-        ),
+        ("[mqtt]\nurl = \"mqtts://b:8883\"\nclient_cert = \"/c.pem\"", "mqtt.client_cert"),
         ("[mqtt]\nkeepalive_s = 70000", "mqtt.keepalive_s"),
         ("[mqtt]\nbase_topic = \"plant/#\"", "mqtt.base_topic"),
         ("[mqtt]\nnode_id = \"my pi\"", "mqtt.node_id"),
@@ -460,10 +364,7 @@ fn each_invalid_value_is_refused_naming_its_key() {
         ("[guard]\nhot_threads = 0", "guard.hot_threads"),
         ("[guard]\npoll_interval_s = 0.0", "guard.poll_interval_s"),
         ("[guard]\npoll_interval_s = inf", "guard.poll_interval_s"),
-        (
-            "[guard]\nmemory_reserve_mb = -256",
-            "guard.memory_reserve_mb",
-        ),
+        ("[guard]\nmemory_reserve_mb = -256", "guard.memory_reserve_mb"),
         ("[http]\nheader_timeout_s = 0.0", "http.header_timeout_s"),
         ("[http]\nheader_timeout_s = nan", "http.header_timeout_s"),
         ("[http]\nbody_timeout_s = 4000", "http.body_timeout_s"),
@@ -475,36 +376,18 @@ fn each_invalid_value_is_refused_naming_its_key() {
     for (text, key) in cases {
         let (msg, path) = err_text(text);
         let expected_prefix = format!("config {}: {key} = ", path.display());
-        assert!(
-            msg.starts_with(&expected_prefix),
-            "{text:?} gave {msg:?}, wanted prefix {expected_prefix:?}"
-        );
+        assert!(msg.starts_with(&expected_prefix), "{text:?} gave {msg:?}, wanted prefix {expected_prefix:?}");
     }
 }
 
 #[test]
 fn invalid_env_values_name_the_variable() {
-    let err = load_env(&[("MILLWRIGHT_GUARD__TEMP_PAUSE_C", "nan")])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with("environment variable MILLWRIGHT_GUARD__TEMP_PAUSE_C: guard.temp_pause_c = nan is invalid"),
-        "{err}"
-    );
-    let err = load_env(&[("MILLWRIGHT_QUEUE__CAPACITY", "0")])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("MILLWRIGHT_QUEUE__CAPACITY: queue.capacity = 0 is invalid"),
-        "{err}"
-    );
-    let err = load_env(&[("MILLWRIGHT_MQTT__URL", "ws://x")])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("MILLWRIGHT_MQTT__URL: mqtt.url = \"ws://x\" is invalid"),
-        "{err}"
-    );
+    let err = load_env(&[("MILLWRIGHT_GUARD__TEMP_PAUSE_C", "nan")]).unwrap_err().to_string();
+    assert!(err.starts_with("environment variable MILLWRIGHT_GUARD__TEMP_PAUSE_C: guard.temp_pause_c = nan is invalid"), "{err}");
+    let err = load_env(&[("MILLWRIGHT_QUEUE__CAPACITY", "0")]).unwrap_err().to_string();
+    assert!(err.contains("MILLWRIGHT_QUEUE__CAPACITY: queue.capacity = 0 is invalid"), "{err}");
+    let err = load_env(&[("MILLWRIGHT_MQTT__URL", "ws://x")]).unwrap_err().to_string();
+    assert!(err.contains("MILLWRIGHT_MQTT__URL: mqtt.url = \"ws://x\" is invalid"), "{err}");
 }
 
 #[test]
@@ -519,21 +402,12 @@ fn validate_without_origin_still_names_key() {
     let mut c = Config::default();
     c.queue.shutdown = "later".into();
     assert_eq!(c.validate().unwrap_err().key(), Some("queue.shutdown"));
-    assert!(
-        err.to_string()
-            .starts_with("models.keep_versions = 0 is invalid: "),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("models.keep_versions = 0 is invalid: "), "{err}");
 }
 
 #[test]
 fn accepted_variants() {
-    for url in [
-        "mqtt://127.0.0.1:1883",
-        "mqtts://broker.example.org",
-        "mqtt://[::1]:1883",
-        "MQTT://host/",
-    ] {
+    for url in ["mqtt://127.0.0.1:1883", "mqtts://broker.example.org", "mqtt://[::1]:1883", "MQTT://host/"] {
         let mut c = defaults();
         c.mqtt.url = url.into();
         c.validate().unwrap_or_else(|e| panic!("{url}: {e}"));
@@ -550,19 +424,13 @@ fn accepted_variants() {
 fn missing_explicit_file_is_an_error() {
     let err = load(Some(Path::new("/nonexistent/millwright.toml")), &[]).unwrap_err();
     assert!(matches!(err, ConfigError::NotFound { .. }));
-    assert!(
-        err.to_string().contains("/nonexistent/millwright.toml"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("/nonexistent/millwright.toml"), "{err}");
 }
 
 #[test]
 fn syntax_errors_keep_file_and_line() {
     let (msg, path) = err_text("[queue]\ncapacity = = 3\n");
-    assert!(
-        msg.starts_with(&format!("config {}: ", path.display())),
-        "{msg}"
-    );
+    assert!(msg.starts_with(&format!("config {}: ", path.display())), "{msg}");
     assert!(msg.contains("line 2"), "{msg}");
 }
 

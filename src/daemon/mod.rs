@@ -125,7 +125,8 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     let queue = Arc::new(queue);
     let stopping = queue.clone();
     store.spawn_backups(move || stopping.is_stopping()).context("starting the job store's backup")?;
-    let registry = Arc::new(Registry::open(&cfg.state_dir, cfg.models.keep_versions, cfg.models.warn_size_mb).context("opening the model registry")?);
+    let registry =
+        Arc::new(Registry::open(&cfg.state_dir, cfg.models.keep_versions, cfg.models.warn_size_mb).context("opening the model registry")?);
     let gate = Arc::new(PauseGate::default());
     let runner_heartbeat = Arc::new(AtomicU64::new(0));
     let bus = bus::new();
@@ -152,7 +153,16 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     .spawn()
     .context("starting the job runner")?;
     #[allow(unused_mut)]
-    let mut state = AppState::new(queue.clone(), registry, cfg.data_dir.clone(), token, cfg.auth.required, training_defaults(cfg), cfg.training.max_time_limit_s, cfg.queue.capacity);
+    let mut state = AppState::new(
+        queue.clone(),
+        registry,
+        cfg.data_dir.clone(),
+        token,
+        cfg.auth.required,
+        training_defaults(cfg),
+        cfg.training.max_time_limit_s,
+        cfg.queue.capacity,
+    );
     // --- guard state wiring (issue 6): admission_check, health_extra ---
     let g = guard.clone();
     state.admission_check = Arc::new(move |machine: &str, types: &[crate::ml::ModelType]| g.refusal(machine, types));
@@ -240,7 +250,9 @@ pub fn serve(cfg: Config) -> Result<()> {
 
 async fn serve_async(cfg: Config) -> Result<()> {
     let mut daemon = tokio::task::block_in_place(|| start(&cfg))?;
-    let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("binding {} (set `listen` or MILLWRIGHT_LISTEN)", cfg.listen))?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("binding {} (set `listen` or MILLWRIGHT_LISTEN)", cfg.listen))?;
     let addr = listener.local_addr()?;
     // Scripts and tests read this line to find the port when listening on port 0.
     println!("millwright listening on http://{addr}/");
@@ -255,12 +267,17 @@ async fn serve_async(cfg: Config) -> Result<()> {
     let server = tokio::spawn(api::serve(listener, daemon.state.clone(), async move { wait.wait().await }));
     // --- mqtt wiring (issue 5) ---
     // A broker that is down is retried in the background; only settings that cannot work stop the start.
-    let mqtt = crate::mqtt::Mqtt::start(&cfg, daemon.state.clone(), &daemon.bus, shutdown.clone(), daemon.mqtt_status.clone()).context("starting MQTT (fix the [mqtt] settings, or set mqtt.enabled = false)")?;
+    let mqtt = crate::mqtt::Mqtt::start(&cfg, daemon.state.clone(), &daemon.bus, shutdown.clone(), daemon.mqtt_status.clone())
+        .context("starting MQTT (fix the [mqtt] settings, or set mqtt.enabled = false)")?;
     // --- end mqtt wiring ---
     // --- systemd wiring (issue 8) ---
     // READY goes out here: the store is open, the port bound and the runner up. The MQTT loop's heartbeat
     // counts only when MQTT runs (None = disabled).
-    let systemd_beats = systemd::Heartbeats { runner: daemon.runner_heartbeat.clone(), http: daemon.state.heartbeat.clone(), mqtt: mqtt.as_ref().map(|m| m.heartbeat()) };
+    let systemd_beats = systemd::Heartbeats {
+        runner: daemon.runner_heartbeat.clone(),
+        http: daemon.state.heartbeat.clone(),
+        mqtt: mqtt.as_ref().map(|m| m.heartbeat()),
+    };
     let systemd = systemd::start(systemd::Parts { queue: daemon.queue.clone(), beats: systemd_beats, addr }, shutdown.clone()).await;
     // --- end systemd wiring ---
     shutdown.wait().await;

@@ -255,7 +255,11 @@ async fn health_probe(addr: SocketAddr, limit: Duration) -> std::io::Result<()> 
                 Err(e) => return Err(e),
             }
         }
-        if head.starts_with(STATUS_OK) { Ok(()) } else { Err(std::io::Error::other(format!("answer {:?}", String::from_utf8_lossy(&head)))) }
+        if head.starts_with(STATUS_OK) {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!("answer {:?}", String::from_utf8_lossy(&head))))
+        }
     };
     tokio::time::timeout(limit, probe).await.unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer")))
 }
@@ -371,7 +375,8 @@ mod tests {
         shutdown.trigger();
         looped.await.unwrap();
         let sent = sent.lock().unwrap();
-        let pings_between = |a: f64, b: f64| sent.iter().filter(|(t, s)| s == "WATCHDOG=1" && t.as_secs_f64() >= a && t.as_secs_f64() < b).count();
+        let pings_between =
+            |a: f64, b: f64| sent.iter().filter(|(t, s)| s == "WATCHDOG=1" && t.as_secs_f64() >= a && t.as_secs_f64() < b).count();
         assert!(pings_between(0.0, 3.0) >= 2, "an alive runner must be pinged for: {sent:?}");
         // Stale once silent for more than 2 s (whole seconds): no pings from 6.1 s until it beats again.
         assert_eq!(pings_between(6.1, silent_end.as_secs_f64()), 0, "a silent runner must withhold pings: {sent:?}");

@@ -10,7 +10,11 @@ pub fn load_or_create(cfg: &Config) -> Result<String> {
     if path.is_file() {
         let t = std::fs::read_to_string(&path).with_context(|| format!("reading the token from {}", path.display()))?;
         let t = t.trim().to_string();
-        anyhow::ensure!(t.len() >= 16, "{}: the token is shorter than 16 characters; delete the file to have a new one generated", path.display());
+        anyhow::ensure!(
+            t.len() >= 16,
+            "{}: the token is shorter than 16 characters; delete the file to have a new one generated",
+            path.display()
+        );
         return Ok(t);
     }
     let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());

@@ -43,7 +43,9 @@ impl DataError {
         let what = match self {
             DataError::InvalidMachineId { .. } => return self.to_string(),
             DataError::UnknownMachine { id, .. } => return format!("unknown machine {id:?}"),
-            DataError::NoLayout { .. } => "no machine data found (expected train.parquet/train.csv (+ val, test) or a machine.toml)".to_string(),
+            DataError::NoLayout { .. } => {
+                "no machine data found (expected train.parquet/train.csv (+ val, test) or a machine.toml)".to_string()
+            }
             DataError::Io { source, .. } => format!("a file of this machine cannot be read ({})", source.kind()),
             DataError::Format { .. } => "a data file is not valid CSV or Parquet".to_string(),
             DataError::Cell { row, expected, .. } => format!("row {row} of a data file has a cell that cannot be read as {expected}"),
@@ -79,7 +81,13 @@ mod tests {
             DataError::AllMissing { file: file.clone(), column: canary.into() },
             DataError::TooFewRows { file: file.clone(), rows: 1 },
             DataError::Describe { file: file.clone(), message: canary.into() },
-            DataError::Outside { file: file.clone(), setting: "rul_at_end".into(), path: file.clone(), resolved: "/etc/passwd".into(), root: "/srv/data".into() },
+            DataError::Outside {
+                file: file.clone(),
+                setting: "rul_at_end".into(),
+                path: file.clone(),
+                resolved: "/etc/passwd".into(),
+                root: "/srv/data".into(),
+            },
         ];
         for e in &all {
             let r = e.redacted();

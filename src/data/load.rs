@@ -1,9 +1,9 @@
 //! Assembling a [`Table`] from a machine folder: find the files, give each column its role, check the data.
+use super::confine::Confine;
 use super::describe::{ColumnRoles, FileSpec, MachineToml};
 use super::read::{Delimiter, Frame, TextOptions, read_file};
 use super::seed::{SourceFile, described_files, seed_files};
 use super::table::{Layout, Sensor, Split, Table};
-use super::confine::Confine;
 use super::{DataError, MachineId};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -73,10 +73,7 @@ fn load_folder(dir: &Path, id: String, confine: &Confine) -> Result<Table, DataE
 /// A zero or negative step would make time stand still or run backwards, which surfaces later as a
 /// confusing "timestamp not after the previous one"; name the key instead.
 fn check_numbers(roles: &ColumnRoles, toml_path: &Path) -> Result<(), DataError> {
-    for (key, value) in [
-        ("step_seconds", roles.step_seconds),
-        ("rul_cap_hours", roles.rul_cap_hours),
-    ] {
+    for (key, value) in [("step_seconds", roles.step_seconds), ("rul_cap_hours", roles.rul_cap_hours)] {
         if let Some(v) = value
             && !(v.is_finite() && v > 0.0)
         {
@@ -227,7 +224,13 @@ impl<'a> Builder<'a> {
                 .text(c)
                 .iter()
                 .enumerate()
-                .map(|(r, v)| levels.iter().position(|l| l == v).map(|p| p as f64).ok_or_else(|| frame.cell_error(c, r, v, "one of the listed categories")))
+                .map(|(r, v)| {
+                    levels
+                        .iter()
+                        .position(|l| l == v)
+                        .map(|p| p as f64)
+                        .ok_or_else(|| frame.cell_error(c, r, v, "one of the listed categories"))
+                })
                 .collect(),
         }
     }
@@ -267,7 +270,15 @@ impl<'a> Builder<'a> {
         Ok(out)
     }
 
-    fn file_rul(&self, source: &SourceFile, frame: &Frame, roles: &Roles, times: &[f64], lives: &[u32], toml_path: &Path) -> Result<Option<Vec<f64>>, DataError> {
+    fn file_rul(
+        &self,
+        source: &SourceFile,
+        frame: &Frame,
+        roles: &Roles,
+        times: &[f64],
+        lives: &[u32],
+        toml_path: &Path,
+    ) -> Result<Option<Vec<f64>>, DataError> {
         if let Some(rel) = &source.spec.rul_at_end {
             let path = toml_path.parent().unwrap_or(Path::new(".")).join(rel);
             self.confine.check(&path, &format!("rul_at_end = {rel:?}"), toml_path)?;
@@ -276,7 +287,13 @@ impl<'a> Builder<'a> {
             if order.len() != ends.len() {
                 return Err(DataError::Describe {
                     file: toml_path.to_path_buf(),
-                    message: format!("{} has {} RUL values but {} has {} units", path.display(), ends.len(), frame.file.display(), order.len()),
+                    message: format!(
+                        "{} has {} RUL values but {} has {} units",
+                        path.display(),
+                        ends.len(),
+                        frame.file.display(),
+                        order.len()
+                    ),
                 });
             }
             let end_of: HashMap<u32, f64> = order.iter().copied().zip(ends).collect();
@@ -295,11 +312,8 @@ impl<'a> Builder<'a> {
             return Err(DataError::TooFewRows { file, rows: n });
         }
         let names = self.sensor_names.unwrap_or_default();
-        let sensors: Vec<Sensor> = names
-            .into_iter()
-            .zip(self.sensors)
-            .map(|(name, values)| Sensor { unit: String::new(), name, values })
-            .collect();
+        let sensors: Vec<Sensor> =
+            names.into_iter().zip(self.sensors).map(|(name, values)| Sensor { unit: String::new(), name, values }).collect();
         if let Some(s) = sensors.iter().find(|s| s.values.iter().all(|v| v.is_nan())) {
             return Err(DataError::AllMissing { file, column: s.name.clone() });
         }
@@ -363,7 +377,13 @@ fn read_number_list(path: &Path) -> Result<Vec<f64>, DataError> {
     text.split_whitespace()
         .enumerate()
         .map(|(i, tok)| {
-            tok.parse::<f64>().map_err(|_| DataError::Cell { file: path.to_path_buf(), row: i + 1, column: "rul".into(), value: tok.into(), expected: "a number" })
+            tok.parse::<f64>().map_err(|_| DataError::Cell {
+                file: path.to_path_buf(),
+                row: i + 1,
+                column: "rul".into(),
+                value: tok.into(),
+                expected: "a number",
+            })
         })
         .collect()
 }
@@ -387,7 +407,8 @@ fn check_monotonic(frame: &Frame, times: &[f64], lives: &[u32]) -> Result<(), Da
 }
 
 fn median_interval(t: &Table) -> f64 {
-    let mut diffs: Vec<f64> = (1..t.n_rows()).filter(|&i| t.life[i] == t.life[i - 1]).map(|i| t.timestamps[i] - t.timestamps[i - 1]).collect();
+    let mut diffs: Vec<f64> =
+        (1..t.n_rows()).filter(|&i| t.life[i] == t.life[i - 1]).map(|i| t.timestamps[i] - t.timestamps[i - 1]).collect();
     if diffs.is_empty() {
         return 1.0;
     }
@@ -405,15 +426,34 @@ fn apply_units(table: &mut Table, units: &BTreeMap<String, String>) {
 /// The legacy naming convention puts the unit last (`bearing_temp_C`, `rms_velocity_mm_s`).
 fn unit_from_name(name: &str) -> &'static str {
     const SUFFIXES: [(&str, &str); 16] = [
-        ("_mm_s", "mm/s"), ("_m3h", "m³/h"), ("_l_min", "l/min"), ("_kW", "kW"), ("_rpm", "rpm"), ("_bar", "bar"),
-        ("_psia", "psia"), ("_dBA", "dB(A)"), ("_pct", "%"), ("_percent", "%"), ("_Nm", "N·m"), ("_C", "°C"),
-        ("_K", "K"), ("_A", "A"), ("_V", "V"), ("_hz", "Hz"),
+        ("_mm_s", "mm/s"),
+        ("_m3h", "m³/h"),
+        ("_l_min", "l/min"),
+        ("_kW", "kW"),
+        ("_rpm", "rpm"),
+        ("_bar", "bar"),
+        ("_psia", "psia"),
+        ("_dBA", "dB(A)"),
+        ("_pct", "%"),
+        ("_percent", "%"),
+        ("_Nm", "N·m"),
+        ("_C", "°C"),
+        ("_K", "K"),
+        ("_A", "A"),
+        ("_V", "V"),
+        ("_hz", "Hz"),
     ];
     SUFFIXES.iter().find(|(s, _)| name.ends_with(s)).map_or("", |(_, u)| u)
 }
 
 /// NAB-style labelled windows become (or extend) the anomaly ground-truth column.
-fn apply_windows(table: &mut Table, dir: &Path, toml_path: &Path, spec: &super::describe::WindowsSpec, confine: &Confine) -> Result<(), DataError> {
+fn apply_windows(
+    table: &mut Table,
+    dir: &Path,
+    toml_path: &Path,
+    spec: &super::describe::WindowsSpec,
+    confine: &Confine,
+) -> Result<(), DataError> {
     let path = dir.join(&spec.path);
     confine.check(&path, &format!("[anomaly_windows] path = {:?}", spec.path), toml_path)?;
     let describe = |message: String| DataError::Describe { file: toml_path.to_path_buf(), message };

@@ -74,11 +74,9 @@ impl Frame {
     pub fn numeric(&self, idx: usize) -> Result<Vec<f64>, DataError> {
         match &self.columns[idx] {
             RawColumn::Num(v) | RawColumn::Time(v) => Ok(v.clone()),
-            RawColumn::Text(cells) => cells
-                .iter()
-                .enumerate()
-                .map(|(r, c)| parse_number(c).ok_or_else(|| self.cell_error(idx, r, c, "a number")))
-                .collect(),
+            RawColumn::Text(cells) => {
+                cells.iter().enumerate().map(|(r, c)| parse_number(c).ok_or_else(|| self.cell_error(idx, r, c, "a number"))).collect()
+            }
         }
     }
 
@@ -90,11 +88,9 @@ impl Frame {
                 }
                 Ok(v.clone())
             }
-            RawColumn::Text(cells) => cells
-                .iter()
-                .enumerate()
-                .map(|(r, c)| parse_timestamp(c).ok_or_else(|| self.cell_error(idx, r, c, "a timestamp")))
-                .collect(),
+            RawColumn::Text(cells) => {
+                cells.iter().enumerate().map(|(r, c)| parse_timestamp(c).ok_or_else(|| self.cell_error(idx, r, c, "a timestamp"))).collect()
+            }
         }
     }
 
@@ -131,45 +127,25 @@ fn parse_number(cell: &str) -> Option<f64> {
 
 /// Binary files and UTF-16 exports would otherwise surface as puzzling cell errors quoting mojibake.
 fn check_text(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let bad = |message: String| {
-        Err(DataError::Format {
-            file: path.to_path_buf(),
-            message,
-        })
-    };
+    let bad = |message: String| Err(DataError::Format { file: path.to_path_buf(), message });
     if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
         return bad("the file is UTF-16 text; save it as UTF-8 (CSV UTF-8 in Excel)".into());
     }
     if let Some(at) = bytes.iter().position(|b| *b == 0) {
-        return bad(format!(
-            "not a text file: NUL byte at offset {at} (is it binary, or a different format renamed?)"
-        ));
+        return bad(format!("not a text file: NUL byte at offset {at} (is it binary, or a different format renamed?)"));
     }
     let head = &bytes[..bytes.len().min(64 * 1024)];
     let text = String::from_utf8_lossy(head);
-    let odd = text
-        .chars()
-        .filter(|c| {
-            *c == char::REPLACEMENT_CHARACTER
-                || (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-        })
-        .count();
+    let odd = text.chars().filter(|c| *c == char::REPLACEMENT_CHARACTER || (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))).count();
     if odd * 20 > text.chars().count().max(1) {
-        return bad(format!(
-            "not a text file: {odd} of the first {} characters are not text (is it binary?)",
-            text.chars().count()
-        ));
+        return bad(format!("not a text file: {odd} of the first {} characters are not text (is it binary?)", text.chars().count()));
     }
     Ok(())
 }
 
 pub fn read_file(path: &Path, text: &TextOptions) -> Result<Frame, DataError> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    if ext == "parquet" || ext == "pq" {
-        super::read_parquet::read_parquet(path)
-    } else {
-        read_text(path, text)
-    }
+    if ext == "parquet" || ext == "pq" { super::read_parquet::read_parquet(path) } else { read_text(path, text) }
 }
 
 fn read_text(path: &Path, opts: &TextOptions) -> Result<Frame, DataError> {
@@ -179,11 +155,9 @@ fn read_text(path: &Path, opts: &TextOptions) -> Result<Frame, DataError> {
     // Excel and some exporters (AI4I's copy among them) start with a byte-order mark.
     let content = content.strip_prefix('\u{feff}').unwrap_or(&content);
     let rows: Vec<Vec<String>> = match opts.delimiter {
-        Delimiter::Whitespace => content
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| l.split_whitespace().map(str::to_string).collect())
-            .collect(),
+        Delimiter::Whitespace => {
+            content.lines().filter(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().map(str::to_string).collect()).collect()
+        }
         Delimiter::Byte(b) => {
             let mut rdr = csv::ReaderBuilder::new().delimiter(b).has_headers(false).flexible(true).from_reader(content.as_bytes());
             let mut out = Vec::new();

@@ -24,37 +24,22 @@ fn timestamp_scales(reader: &SerializedFileReader<std::fs::File>) -> Vec<Option<
 /// The parquet crate asserts on some malformed footers (negative column offsets, for one) instead of
 /// returning an error; a damaged upload must be a clear "bad file", not a dead request or job thread.
 pub fn read_parquet(path: &Path) -> Result<Frame, DataError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_rows(path))).unwrap_or_else(
-        |panic| {
-            let why = crate::util::panic_message(panic.as_ref());
-            Err(DataError::Format {
-                file: path.to_path_buf(),
-                message: format!("not a readable Parquet file (damaged metadata: {why})"),
-            })
-        },
-    )
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_rows(path))).unwrap_or_else(|panic| {
+        let why = crate::util::panic_message(panic.as_ref());
+        Err(DataError::Format { file: path.to_path_buf(), message: format!("not a readable Parquet file (damaged metadata: {why})") })
+    })
 }
 
 fn read_rows(path: &Path) -> Result<Frame, DataError> {
-    let bad = |message: String| DataError::Format {
-        file: path.to_path_buf(),
-        message,
-    };
+    let bad = |message: String| DataError::Format { file: path.to_path_buf(), message };
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader = SerializedFileReader::new(file).map_err(|e| {
-        bad(format!(
-            "not a readable Parquet file (truncated, damaged, or another format renamed): {e}"
-        ))
-    })?;
+    let reader = SerializedFileReader::new(file)
+        .map_err(|e| bad(format!("not a readable Parquet file (truncated, damaged, or another format renamed): {e}")))?;
     let scales = timestamp_scales(&reader);
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
-    let names: Vec<String> = (0..schema.num_columns())
-        .map(|i| schema.column(i).name().to_string())
-        .collect();
+    let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
     // The footer's row count is only a hint: a damaged or hostile file may claim billions of rows.
-    let n_rows = usize::try_from(reader.metadata().file_metadata().num_rows())
-        .unwrap_or(0)
-        .min(1 << 20);
+    let n_rows = usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0).min(1 << 20);
     let mut nums: Vec<Vec<f64>> = names.iter().map(|_| Vec::with_capacity(n_rows)).collect();
     let mut texts: Vec<Option<Vec<String>>> = names.iter().map(|_| None).collect();
     let mut is_time: Vec<bool> = scales.iter().map(Option::is_some).collect();
@@ -143,16 +128,9 @@ mod tests {
     fn damaged_footer_is_a_format_error_not_a_panic() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("train.parquet");
-        std::fs::write(
-            &p,
-            include_bytes!("../../fuzz/seeds/parquet/regress_negative_offset.parquet"),
-        )
-        .unwrap();
+        std::fs::write(&p, include_bytes!("../../fuzz/seeds/parquet/regress_negative_offset.parquet")).unwrap();
         let err = read_parquet(&p).err().unwrap();
         assert!(matches!(err, DataError::Format { .. }), "{err}");
-        assert!(
-            err.to_string().contains("not a readable Parquet file"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("not a readable Parquet file"), "{err}");
     }
 }

@@ -33,7 +33,9 @@ pub fn described_files(dir: &Path, toml_path: &Path, desc: &MachineToml, confine
     let mut out = Vec::new();
     for spec in &desc.files {
         let split = match &spec.split {
-            Some(s) => Some(Split::parse(s).ok_or_else(|| describe(format!("split {s:?} of {}: use train, val, test or healthy", spec.path)))?),
+            Some(s) => {
+                Some(Split::parse(s).ok_or_else(|| describe(format!("split {s:?} of {}: use train, val, test or healthy", spec.path)))?)
+            }
             None => None,
         };
         let pattern = dir.join(&spec.path);
@@ -116,7 +118,8 @@ mod tests {
         for n in ["10.csv", "2.csv", "1.csv", "x.txt"] {
             std::fs::write(d.path().join(n), "").unwrap();
         }
-        let got: Vec<String> = expand(&d.path().join("*.csv")).unwrap().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let got: Vec<String> =
+            expand(&d.path().join("*.csv")).unwrap().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(got, ["1.csv", "2.csv", "10.csv"]);
     }
 }

@@ -127,7 +127,13 @@ impl Guard {
     /// cgroup limit minus the reserve is tighter (systemd would kill the whole daemon there).
     fn abort_bytes(&self, r: &Readings) -> u64 {
         let configured = self.cfg.memory_abort_mb * MIB;
-        let cgroup = r.memory.cgroup.as_ref().and_then(|c| c.limit_bytes()).filter(|&l| l > 2 * self.reserve_bytes()).map(|l| l - self.reserve_bytes());
+        let cgroup = r
+            .memory
+            .cgroup
+            .as_ref()
+            .and_then(|c| c.limit_bytes())
+            .filter(|&l| l > 2 * self.reserve_bytes())
+            .map(|l| l - self.reserve_bytes());
         cgroup.map_or(configured, |c| c.min(configured))
     }
 
@@ -169,7 +175,8 @@ impl Guard {
     fn judge(&self, job: &Job) -> Option<(HoldKind, String, Value)> {
         if let Some(p) = &lock(&self.status).paused {
             let now = lock(&self.latest).temperature_c.unwrap_or(p.at_c);
-            let reason = format!("waiting for the SoC to cool: {now:.0} °C, starts below {} °C (guard.temp_resume_c)", self.cfg.temp_resume_c);
+            let reason =
+                format!("waiting for the SoC to cool: {now:.0} °C, starts below {} °C (guard.temp_resume_c)", self.cfg.temp_resume_c);
             return Some((HoldKind::Heat, reason, json!({ "temperature_c": now, "temp_resume_c": self.cfg.temp_resume_c })));
         }
         let r = self.readings();
@@ -186,7 +193,11 @@ impl Guard {
                 headroom / MIB,
                 self.cfg.memory_reserve_mb
             );
-            return Some((HoldKind::Memory, reason, json!({ "estimate_mb": mb(estimate), "available_mb": headroom / MIB, "memory_reserve_mb": self.cfg.memory_reserve_mb, "rows": shape.rows, "sensors": shape.sensors.len() })));
+            return Some((
+                HoldKind::Memory,
+                reason,
+                json!({ "estimate_mb": mb(estimate), "available_mb": headroom / MIB, "memory_reserve_mb": self.cfg.memory_reserve_mb, "rows": shape.rows, "sensors": shape.sensors.len() }),
+            ));
         }
         None
     }
@@ -237,7 +248,11 @@ impl Guard {
             ceiling / MIB,
             self.cfg.memory_reserve_mb
         );
-        bus::emit(&self.bus, "memory_refused", json!({ "machine_id": machine, "estimate_mb": mb(estimate), "ceiling_mb": ceiling / MIB, "memory_reserve_mb": self.cfg.memory_reserve_mb, "never_fits": true }));
+        bus::emit(
+            &self.bus,
+            "memory_refused",
+            json!({ "machine_id": machine, "estimate_mb": mb(estimate), "ceiling_mb": ceiling / MIB, "memory_reserve_mb": self.cfg.memory_reserve_mb, "never_fits": true }),
+        );
         let numbers = json!({
             "estimate_mb": mb(estimate),
             "ceiling_mb": ceiling / MIB,

@@ -63,7 +63,11 @@ fn thermal(guard: &Guard, queue: &JobQueue, gate: &PauseGate, r: &super::Reading
         Some(Change::Pause(p)) => {
             tracing::warn!(temperature_c = p.at_c, limit_c = cfg.temp_pause_c, "SoC too hot: training pauses at its next safe point");
             gate.pause(p.reason.clone());
-            bus::emit(&guard.bus, "thermal_pause", json!({ "temperature_c": p.at_c, "temp_pause_c": cfg.temp_pause_c, "temp_resume_c": cfg.temp_resume_c, "task_id": running.as_ref().map(|j| j.id.clone()), "reason": p.reason }));
+            bus::emit(
+                &guard.bus,
+                "thermal_pause",
+                json!({ "temperature_c": p.at_c, "temp_pause_c": cfg.temp_pause_c, "temp_resume_c": cfg.temp_resume_c, "task_id": running.as_ref().map(|j| j.id.clone()), "reason": p.reason }),
+            );
             lock(&guard.status).paused = Some(p);
         }
         Some(Change::Resume { after, temperature_c }) => {
@@ -74,7 +78,11 @@ fn thermal(guard: &Guard, queue: &JobQueue, gate: &PauseGate, r: &super::Reading
             lock(&guard.status).paused = None;
             gate.resume();
             memo.paused_job = None;
-            bus::emit(&guard.bus, "thermal_resume", json!({ "temperature_c": temperature_c, "paused_s": after.as_secs_f64(), "task_id": running.as_ref().map(|j| j.id.clone()) }));
+            bus::emit(
+                &guard.bus,
+                "thermal_resume",
+                json!({ "temperature_c": temperature_c, "paused_s": after.as_secs_f64(), "task_id": running.as_ref().map(|j| j.id.clone()) }),
+            );
         }
         None => {}
     }
@@ -99,7 +107,11 @@ fn thermal(guard: &Guard, queue: &JobQueue, gate: &PauseGate, r: &super::Reading
             cfg.temp_resume_c,
             cfg.pause_max_s
         );
-        bus::emit(&guard.bus, "thermal_abort", json!({ "task_id": job.id, "machine_id": job.request.machine_id, "temperature_c": t, "paused_s": held.as_secs_f64(), "pause_max_s": cfg.pause_max_s }));
+        bus::emit(
+            &guard.bus,
+            "thermal_abort",
+            json!({ "task_id": job.id, "machine_id": job.request.machine_id, "temperature_c": t, "paused_s": held.as_secs_f64(), "pause_max_s": cfg.pause_max_s }),
+        );
         abort(queue, &job.id, reason);
     }
 }
@@ -114,7 +126,11 @@ fn throttle(guard: &Guard, r: &super::Readings, memo: &mut Memo) {
         tracing::warn!(raw = format!("0x{:x}", t.raw), "Raspberry Pi firmware reports: {}", t.now.describe());
     }
     if memo.throttle_now.is_some() || live != 0 {
-        bus::emit(&guard.bus, "throttle", json!({ "raw": format!("0x{:x}", t.raw), "now": t.now, "since_boot": t.since_boot, "summary": t.now.describe() }));
+        bus::emit(
+            &guard.bus,
+            "throttle",
+            json!({ "raw": format!("0x{:x}", t.raw), "now": t.now, "since_boot": t.since_boot, "summary": t.now.describe() }),
+        );
     }
     memo.throttle_now = Some(live);
 }
@@ -133,7 +149,11 @@ fn memory(guard: &Guard, queue: &JobQueue, r: &super::Readings, memo: &mut Memo)
         guard.cfg.memory_abort_mb
     );
     tracing::warn!(task_id = %job.id, rss_mb = mb(rss), limit_mb = limit / MIB, "memory limit passed: stopping the running job");
-    bus::emit(&guard.bus, "memory_abort", json!({ "task_id": job.id, "machine_id": job.request.machine_id, "rss_mb": mb(rss), "limit_mb": limit / MIB, "memory_abort_mb": guard.cfg.memory_abort_mb }));
+    bus::emit(
+        &guard.bus,
+        "memory_abort",
+        json!({ "task_id": job.id, "machine_id": job.request.machine_id, "rss_mb": mb(rss), "limit_mb": limit / MIB, "memory_abort_mb": guard.cfg.memory_abort_mb }),
+    );
     abort(queue, &job.id, reason);
 }
 
@@ -153,7 +173,12 @@ fn held(guard: &Guard, queue: &JobQueue) {
         }
         let message = match hold.kind {
             HoldKind::Disk => format!("refused by the resource guard: {}", hold.reason),
-            _ => format!("refused by the resource guard after waiting {:.0} s (guard.wait_max_s = {}): {}", waited.as_secs_f64(), guard.cfg.wait_max_s, hold.reason),
+            _ => format!(
+                "refused by the resource guard after waiting {:.0} s (guard.wait_max_s = {}): {}",
+                waited.as_secs_f64(),
+                guard.cfg.wait_max_s,
+                hold.reason
+            ),
         };
         let outcome = queue.update(&id, true, |j| {
             // The runner may have started it since the check above; only a job still waiting is failed.
@@ -169,7 +194,8 @@ fn held(guard: &Guard, queue: &JobQueue) {
         match outcome {
             Ok(j) if j.state == JobState::Failure => {
                 tracing::warn!(task_id = %id, "{message}");
-                let mut data = json!({ "task_id": id, "machine_id": j.request.machine_id, "reason": message, "waited_s": waited.as_secs_f64() });
+                let mut data =
+                    json!({ "task_id": id, "machine_id": j.request.machine_id, "reason": message, "waited_s": waited.as_secs_f64() });
                 if let (Some(d), serde_json::Value::Object(n)) = (data.as_object_mut(), hold.numbers) {
                     d.extend(n);
                 }
@@ -234,13 +260,17 @@ mod tests {
         let (guard, queue, mut rx) = setup(d.path());
         let mut job = queue.submit(request()).unwrap();
         let m = job.progress.models.get_mut("anomaly").unwrap();
-        (m.status, m.oversize, m.version, m.size_bytes, m.warning) = ("SUCCESS".into(), true, Some(3), Some(600 << 20), Some("model is 600.0 MB".into()));
+        (m.status, m.oversize, m.version, m.size_bytes, m.warning) =
+            ("SUCCESS".into(), true, Some(3), Some(600 << 20), Some("model is 600.0 MB".into()));
         let mut memo = Memo::default();
         oversize(&guard, &job, &mut memo);
         oversize(&guard, &job, &mut memo);
         let e = rx.try_recv().unwrap();
         assert_eq!(e.kind, "model_oversize");
-        assert_eq!((e.data["model_type"].as_str(), e.data["version"].as_u64(), e.data["machine_id"].as_str()), (Some("anomaly"), Some(3), Some("m1")));
+        assert_eq!(
+            (e.data["model_type"].as_str(), e.data["version"].as_u64(), e.data["machine_id"].as_str()),
+            (Some("anomaly"), Some(3), Some("m1"))
+        );
         assert!(rx.try_recv().is_err(), "announced once, not on every job update");
     }
 

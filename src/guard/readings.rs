@@ -203,9 +203,17 @@ impl Probe {
         let dir = mounts.iter().map(|m| m.join(&rel)).find(|d| d.join("memory.current").is_file())?;
         let limit = |f: &str| read_text(&dir.join(f)).filter(|s| s != "max").and_then(|s| s.parse().ok());
         let events = read_text(&dir.join("memory.events"))
-            .map(|s| s.lines().filter_map(|l| l.split_once(' ')).filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?))).collect())
+            .map(|s| {
+                s.lines().filter_map(|l| l.split_once(' ')).filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?))).collect()
+            })
             .unwrap_or_default();
-        Some(Cgroup { path: format!("/{rel}"), max_bytes: limit("memory.max"), high_bytes: limit("memory.high"), current_bytes: limit("memory.current"), events })
+        Some(Cgroup {
+            path: format!("/{rel}"),
+            max_bytes: limit("memory.max"),
+            high_bytes: limit("memory.high"),
+            current_bytes: limit("memory.current"),
+            events,
+        })
     }
 }
 
@@ -216,7 +224,10 @@ fn read_text(path: &Path) -> Option<String> {
 /// (MemTotal, MemAvailable) in bytes from /proc/meminfo's kB lines.
 fn meminfo(text: &str) -> (Option<u64>, Option<u64>) {
     let field = |key: &str| {
-        text.lines().find_map(|l| l.strip_prefix(key)).and_then(|rest| rest.trim_start_matches(':').split_whitespace().next()?.parse::<u64>().ok()).map(|kb| kb * 1024)
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.trim_start_matches(':').split_whitespace().next()?.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
     };
     (field("MemTotal"), field("MemAvailable"))
 }

@@ -22,7 +22,9 @@ pub enum Change {
 pub fn step(paused: Option<&Paused>, reading: Option<f64>, pause_c: f64, resume_c: f64, now: Instant) -> Option<Change> {
     match (paused, reading) {
         (None, Some(t)) if t >= pause_c => Some(Change::Pause(Paused { since: now, at_c: t, reason: format!("SoC {t:.0} °C") })),
-        (Some(p), Some(t)) if t < resume_c => Some(Change::Resume { after: now.saturating_duration_since(p.since), temperature_c: Some(t) }),
+        (Some(p), Some(t)) if t < resume_c => {
+            Some(Change::Resume { after: now.saturating_duration_since(p.since), temperature_c: Some(t) })
+        }
         (Some(p), None) => Some(Change::Resume { after: now.saturating_duration_since(p.since), temperature_c: None }),
         _ => None,
     }

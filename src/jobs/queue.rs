@@ -203,7 +203,11 @@ impl JobQueue {
             let seq = inner.next_seq;
             inner.next_seq += 1;
             let mut job = Job::new(uuid::Uuid::new_v4().to_string(), seq, request);
-            job.log(format!("queued: {} for {}", job.request.model_types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "), job.request.machine_id));
+            job.log(format!(
+                "queued: {} for {}",
+                job.request.model_types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "),
+                job.request.machine_id
+            ));
             self.persist_new(&job)?;
             self.store.flush()?;
             inner.jobs.insert(seq, job.clone());
@@ -529,7 +533,9 @@ mod tests {
         let j = q.submit(request()).unwrap();
         let allow = Arc::new(AtomicBool::new(false));
         let (q2, a2) = (q.clone(), allow.clone());
-        let t = std::thread::spawn(move || q2.next(&|_| if a2.load(Ordering::SeqCst) { None } else { Some("waiting for memory".into()) }).map(|(j, _)| j.id));
+        let t = std::thread::spawn(move || {
+            q2.next(&|_| if a2.load(Ordering::SeqCst) { None } else { Some("waiting for memory".into()) }).map(|(j, _)| j.id)
+        });
         std::thread::sleep(Duration::from_millis(700));
         assert_eq!(q.get(&j.id).unwrap().waiting_reason.as_deref(), Some("waiting for memory"));
         allow.store(true, Ordering::SeqCst);

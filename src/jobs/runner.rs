@@ -175,7 +175,17 @@ impl Runner {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn train_one(&self, id: &str, t: ModelType, table: &data::Table, params: &ml::TrainParams, cancel: &Arc<AtomicBool>, i: usize, n: usize, started: Instant) -> Result<ml::Trained, MlError> {
+    fn train_one(
+        &self,
+        id: &str,
+        t: ModelType,
+        table: &data::Table,
+        params: &ml::TrainParams,
+        cancel: &Arc<AtomicBool>,
+        i: usize,
+        n: usize,
+        started: Instant,
+    ) -> Result<ml::Trained, MlError> {
         let queue = self.queue.clone();
         let job_id = id.to_string();
         let heartbeat = self.heartbeat.clone();
@@ -263,8 +273,10 @@ impl Runner {
 
 /// "classification: only one class …" for each failed model, then which models were kept (if any).
 fn batch_failure(results: &serde_json::Map<String, serde_json::Value>, succeeded: usize, n: usize) -> String {
-    let errors: Vec<String> = results.iter().filter_map(|(k, v)| v.get("error").and_then(|e| e.as_str()).map(|e| format!("{k}: {e}"))).collect();
-    let kept: Vec<&str> = results.iter().filter(|(_, v)| v.get("status").and_then(|s| s.as_str()) == Some("completed")).map(|(k, _)| k.as_str()).collect();
+    let errors: Vec<String> =
+        results.iter().filter_map(|(k, v)| v.get("error").and_then(|e| e.as_str()).map(|e| format!("{k}: {e}"))).collect();
+    let kept: Vec<&str> =
+        results.iter().filter(|(_, v)| v.get("status").and_then(|s| s.as_str()) == Some("completed")).map(|(k, _)| k.as_str()).collect();
     let mut msg = errors.join("; ");
     if succeeded > 0 {
         msg.push_str(&format!(" ({} of {n} models failed; {} trained and live)", n - succeeded, kept.join(", ")));

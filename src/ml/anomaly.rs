@@ -88,7 +88,10 @@ fn vouched_healthy(table: &Table) -> (Vec<usize>, Vec<usize>, Vec<String>) {
                 heads.extend(r.start..(r.start + n).min(r.end));
             }
         }
-        notes.push(format!("the first {n} rows of each run are normal by the data's description ({} rows); they are fitted on and never scored", heads.len()));
+        notes.push(format!(
+            "the first {n} rows of each run are normal by the data's description ({} rows); they are fitted on and never scored",
+            heads.len()
+        ));
     }
     (reference, heads, notes)
 }
@@ -109,7 +112,8 @@ fn plan(table: &Table, params: &TrainParams, gap: usize) -> Result<Plan, MlError
         }
         let split = table.given_split.as_deref().unwrap_or_default();
         let head_set: std::collections::HashSet<usize> = heads.iter().copied().collect();
-        let test: Vec<usize> = (0..table.n_rows()).filter(|i| split.get(*i).is_none_or(|s| *s == Split::Test) && !head_set.contains(i)).collect();
+        let test: Vec<usize> =
+            (0..table.n_rows()).filter(|i| split.get(*i).is_none_or(|s| *s == Split::Test) && !head_set.contains(i)).collect();
         fit.sort_unstable();
         holdout.sort_unstable();
         let summary = SplitSummary {
@@ -169,7 +173,13 @@ fn truth(table: &Table, params: &TrainParams, rows: &[usize]) -> Option<(Vec<usi
                 y.push(false);
             }
         }
-        return Some((keep, y, format!("proxy: the last {h} h before failure (positive) vs the first half of each life (negative); rows between are not scored")));
+        return Some((
+            keep,
+            y,
+            format!(
+                "proxy: the last {h} h before failure (positive) vs the first half of each life (negative); rows between are not scored"
+            ),
+        ));
     }
     if let Some(l) = &table.label {
         let keep: Vec<usize> = rows.iter().copied().filter(|&r| l[r].is_finite()).collect();
@@ -212,14 +222,22 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let (probe, _) = anomaly_spec(table, params, &all);
     let plan = plan(table, params, probe.min_rows())?;
     if plan.fit.len() < 20 || plan.holdout.is_empty() {
-        return Err(MlError::Invalid(format!("only {} healthy rows to fit on and {} to calibrate on; the anomaly detector needs at least 20 and 1", plan.fit.len(), plan.holdout.len())));
+        return Err(MlError::Invalid(format!(
+            "only {} healthy rows to fit on and {} to calibrate on; the anomaly detector needs at least 20 and 1",
+            plan.fit.len(),
+            plan.holdout.len()
+        )));
     }
     let (spec, dropped) = anomaly_spec(table, params, &plan.fit);
     if spec.sensors.is_empty() {
         return Err(MlError::Invalid("every sensor is constant or excluded on the healthy rows".into()));
     }
     let mut report = Report::new(ModelType::Anomaly, &table.machine_id);
-    report.target = format!("abnormal behaviour relative to {}; threshold lets {:.1} % of held-out healthy rows alarm", plan.fit_rule, params.contamination * 100.0);
+    report.target = format!(
+        "abnormal behaviour relative to {}; threshold lets {:.1} % of held-out healthy rows alarm",
+        plan.fit_rule,
+        params.contamination * 100.0
+    );
     sw.lap("split");
     ctx.checkpoint()?;
 
@@ -235,7 +253,8 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         ctx.progress(f, || format!("detectors {:.0} %", f * 100.0));
         ctx.checkpoint().is_ok()
     };
-    let ensemble = Ensemble::fit(&fit, &holdout, &config, &mut progress).map_err(|e| if ctx.is_cancelled() { MlError::Cancelled } else { MlError::Detector(e) })?;
+    let ensemble = Ensemble::fit(&fit, &holdout, &config, &mut progress)
+        .map_err(|e| if ctx.is_cancelled() { MlError::Cancelled } else { MlError::Detector(e) })?;
     sw.lap("fit");
     ctx.checkpoint()?;
 
@@ -271,14 +290,23 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     Ok((Payload::Anomaly(model), report))
 }
 
-fn evaluate(table: &Table, params: &TrainParams, ctx: &TrainContext, model: &AnomalyModel, plan: &Plan, report: &mut Report) -> Result<(), MlError> {
+fn evaluate(
+    table: &Table,
+    params: &TrainParams,
+    ctx: &TrainContext,
+    model: &AnomalyModel,
+    plan: &Plan,
+    report: &mut Report,
+) -> Result<(), MlError> {
     let threshold = model.ensemble.threshold;
     let holdout_scores: Vec<f64> = score_rows(model, table, &plan.holdout, ctx)?;
     let healthy_alarm_rate = holdout_scores.iter().filter(|s| **s > threshold).count() as f64 / holdout_scores.len().max(1) as f64;
     let Some((rows, y, truth_name)) = truth(table, params, &plan.test) else {
         report.headline = Headline::new("healthy_alarm_rate", healthy_alarm_rate, params.contamination, "target contamination", false);
         report.metrics = json!({ "healthy_alarm_rate": healthy_alarm_rate, "threshold": threshold, "truth": "none: the data has no anomaly labels, RUL or failure label" });
-        report.warnings.push("no ground truth or proxy for anomalies: only the false-alarm rate on held-out healthy rows is reported".into());
+        report
+            .warnings
+            .push("no ground truth or proxy for anomalies: only the false-alarm rate on held-out healthy rows is reported".into());
         return Ok(());
     };
     if rows.is_empty() {
@@ -328,7 +356,13 @@ fn score_samples(scores: &[f64], y: &[bool], threshold: f64) -> serde_json::Valu
 impl AnomalyModel {
     pub fn describe(&self) -> String {
         let names: Vec<&str> = self.ensemble.members.iter().map(|m| m.detector.name()).collect();
-        format!("anomaly ensemble ({}) on {} features, threshold {:.4}, contamination {}", names.join(" + "), self.spec.n_features(), self.ensemble.threshold, self.contamination)
+        format!(
+            "anomaly ensemble ({}) on {} features, threshold {:.4}, contamination {}",
+            names.join(" + "),
+            self.spec.n_features(),
+            self.ensemble.threshold,
+            self.contamination
+        )
     }
 
     pub fn predict(&self, recent: &Recent) -> Result<AnomalyAnswer, MlError> {
@@ -341,12 +375,19 @@ impl AnomalyModel {
             .iter()
             .map(|sensor| {
                 let prefix = format!("{sensor}__");
-                let share: f64 = names.iter().zip(&s.contributions).filter(|(n, _)| *n == sensor || n.starts_with(&prefix)).map(|(_, c)| c).sum();
+                let share: f64 =
+                    names.iter().zip(&s.contributions).filter(|(n, _)| *n == sensor || n.starts_with(&prefix)).map(|(_, c)| c).sum();
                 (sensor.clone(), share)
             })
             .collect();
         per_sensor.sort_by(|a, b| b.1.total_cmp(&a.1));
         per_sensor.truncate(5);
-        Ok(AnomalyAnswer { anomaly_score: s.score, threshold: self.ensemble.threshold, is_anomaly: s.score > self.ensemble.threshold, top_sensors: per_sensor, detectors: s.per_detector })
+        Ok(AnomalyAnswer {
+            anomaly_score: s.score,
+            threshold: self.ensemble.threshold,
+            is_anomaly: s.score > self.ensemble.threshold,
+            top_sensors: per_sensor,
+            detectors: s.per_detector,
+        })
     }
 }

@@ -154,10 +154,8 @@ pub fn read_header(path: &Path) -> Result<BundleHeader, BundleError> {
     (&mut file).take(PREFIX_LEN as u64).read_to_end(&mut prefix).map_err(io_err)?;
     let header_len = check_prefix(&prefix)?;
 
-    let payload_at = (PREFIX_LEN as u64)
-        .checked_add(header_len)
-        .and_then(|n| n.checked_add(PAYLOAD_LEN_LEN as u64))
-        .ok_or(BundleError::Truncated)?;
+    let payload_at =
+        (PREFIX_LEN as u64).checked_add(header_len).and_then(|n| n.checked_add(PAYLOAD_LEN_LEN as u64)).ok_or(BundleError::Truncated)?;
     if payload_at > file_len {
         return Err(BundleError::Truncated);
     }
@@ -170,10 +168,7 @@ pub fn read_header(path: &Path) -> Result<BundleHeader, BundleError> {
     })?;
     let header_len = header_len as usize;
     let payload_len = read_u64(&rest, header_len);
-    let end = payload_at
-        .checked_add(payload_len)
-        .and_then(|n| n.checked_add(CRC_LEN as u64))
-        .ok_or(BundleError::Truncated)?;
+    let end = payload_at.checked_add(payload_len).and_then(|n| n.checked_add(CRC_LEN as u64)).ok_or(BundleError::Truncated)?;
     if end > file_len {
         return Err(BundleError::Truncated);
     }

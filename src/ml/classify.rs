@@ -10,14 +10,19 @@ use serde_json::json;
 /// The label column if the data has one, else "RUL ≤ horizon". Never built from sensor readings.
 pub fn target(table: &Table, params: &TrainParams) -> Result<(Vec<f64>, String), MlError> {
     if let Some(label) = &table.label {
-        return Ok((label.iter().map(|v| if v.is_finite() { f64::from(u8::from(*v >= 0.5)) } else { f64::NAN }).collect(), "the data's failure label".into()));
+        return Ok((
+            label.iter().map(|v| if v.is_finite() { f64::from(u8::from(*v >= 0.5)) } else { f64::NAN }).collect(),
+            "the data's failure label".into(),
+        ));
     }
     if let Some(rul) = &table.rul {
         let h = params.horizon_hours;
         let y = rul.iter().map(|r| if r.is_finite() { f64::from(u8::from(*r <= h)) } else { f64::NAN }).collect();
         return Ok((y, format!("failure within {h} h (RUL ≤ {h} h)")));
     }
-    Err(MlError::Unsupported("classification needs a failure label or a RUL column to define \"fails soon\"; this machine has neither".into()))
+    Err(MlError::Unsupported(
+        "classification needs a failure label or a RUL column to define \"fails soon\"; this machine has neither".into(),
+    ))
 }
 
 fn as_bool(y: &[f32]) -> Vec<bool> {
@@ -33,7 +38,10 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let ytr = as_bool(&p.train.y);
     let positives = ytr.iter().filter(|b| **b).count();
     if positives == 0 || positives == ytr.len() {
-        return Err(MlError::Invalid(format!("the training rows hold only one class ({positives} positives of {}); nothing to learn", ytr.len())));
+        return Err(MlError::Invalid(format!(
+            "the training rows hold only one class ({positives} positives of {}); nothing to learn",
+            ytr.len()
+        )));
     }
     if positives < 20 {
         report.warnings.push(format!("only {positives} positive training rows: metrics will be noisy"));

@@ -75,7 +75,10 @@ impl PauseGate {
     /// Waits up to `max` for a change; returns the reason if still paused.
     fn wait(&self, max: Duration) -> Option<String> {
         if let Some(beat) = self.heartbeat.get() {
-            beat.store(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0), Ordering::Relaxed);
+            beat.store(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+                Ordering::Relaxed,
+            );
         }
         let Ok(guard) = self.reason.lock() else { return None };
         if guard.is_none() {
@@ -202,7 +205,11 @@ impl TrainContext {
         while let Some(reason) = self.gate.paused_reason() {
             if !announced {
                 let (fraction, stage) = self.state.lock().map(|s| (s.fraction, s.stage.clone())).unwrap_or_default();
-                (self.sink)(&Event::Progress { fraction, stage: format!("paused: {reason}"), message: format!("{stage} paused: {reason}") });
+                (self.sink)(&Event::Progress {
+                    fraction,
+                    stage: format!("paused: {reason}"),
+                    message: format!("{stage} paused: {reason}"),
+                });
                 announced = true;
             }
             if self.is_cancelled() {
@@ -244,7 +251,15 @@ mod tests {
         ctx.progress(0.0, String::new);
         std::thread::sleep(EMIT_EVERY);
         ctx.progress(0.5, String::new);
-        let fractions: Vec<f64> = events.lock().unwrap().iter().filter_map(|e| match e { Event::Progress { fraction, .. } => Some(*fraction), _ => None }).collect();
+        let fractions: Vec<f64> = events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Progress { fraction, .. } => Some(*fraction),
+                _ => None,
+            })
+            .collect();
         assert!(fractions.windows(2).all(|w| w[1] >= w[0]), "{fractions:?}");
         assert!(ctx.fraction() >= 0.4);
     }

@@ -18,22 +18,12 @@ pub struct ProtocolRow {
 }
 
 /// The shared datasets with a standard protocol, each described by `examples/<name>/machine.toml`.
-pub const DATASETS: [&str; 4] = [
-    "cmapss-fd001",
-    "ai4i2020",
-    "skab-valve1",
-    "nab-ambient-temperature",
-];
+pub const DATASETS: [&str; 4] = ["cmapss-fd001", "ai4i2020", "skab-valve1", "nab-ambient-temperature"];
 
 /// `examples/<name>` under the working directory, else under the source tree this binary was built from.
 pub fn example_dir(name: &str) -> Option<std::path::PathBuf> {
     let built_from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    [
-        std::path::Path::new("examples").join(name),
-        built_from.join(name),
-    ]
-    .into_iter()
-    .find(|p| p.join("machine.toml").is_file())
+    [std::path::Path::new("examples").join(name), built_from.join(name)].into_iter().find(|p| p.join("machine.toml").is_file())
 }
 
 /// Which models a dataset's protocol trains: C-MAPSS → RUL, AI4I → classification, SKAB → anomaly,
@@ -53,9 +43,7 @@ pub fn run_protocol(table: &Table, params: &TrainParams) -> Result<Vec<ProtocolR
     for t in protocol_models(table) {
         let ctx = TrainContext::detached(Duration::from_secs_f64(params.time_limit_s), params.threads);
         let trained = train(t, table, params, &ctx)?;
-        let size = trained
-            .payload
-            .bundle_size(&trained.report, &super::train::data_fingerprint(table))?;
+        let size = trained.payload.bundle_size(&trained.report, &super::train::data_fingerprint(table))?;
         let r = &trained.report;
         let base = |metric: &str, value: f64, baseline: f64| ProtocolRow {
             model_type: t.as_str().into(),
@@ -74,26 +62,10 @@ pub fn run_protocol(table: &Table, params: &TrainParams) -> Result<Vec<ProtocolR
             rows.push(base("NASA score", score, f64::NAN));
             continue;
         }
-        rows.push(base(
-            &r.headline.metric,
-            r.headline.value,
-            r.headline.baseline,
-        ));
-        for key in [
-            "f1",
-            "roc_auc",
-            "pr_auc",
-            "precision",
-            "recall",
-            "mae",
-            "r2",
-            "mase",
-            "smape",
-            "mape",
-            "coverage95",
-        ]
-        .into_iter()
-        .filter(|k| *k != r.headline.metric)
+        rows.push(base(&r.headline.metric, r.headline.value, r.headline.baseline));
+        for key in ["f1", "roc_auc", "pr_auc", "precision", "recall", "mae", "r2", "mase", "smape", "mape", "coverage95"]
+            .into_iter()
+            .filter(|k| *k != r.headline.metric)
         {
             if let Some(v) = r.metrics.get(key).and_then(|v| v.as_f64()) {
                 let b = r.baseline.get(key).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
@@ -108,7 +80,8 @@ pub fn run_protocol(table: &Table, params: &TrainParams) -> Result<Vec<ProtocolR
 fn cmapss_last_cycle(table: &Table, m: &super::model::RegressorModel) -> Result<(f64, f64, f64), MlError> {
     let split = table.given_split.as_ref().ok_or_else(|| MlError::Invalid("C-MAPSS needs its given train/test split".into()))?;
     let rul = table.rul.as_ref().ok_or_else(|| MlError::Invalid("C-MAPSS needs RUL".into()))?;
-    let last_rows: Vec<usize> = table.life_ranges().into_iter().filter(|(_, r)| split[r.start] == Split::Test).map(|(_, r)| r.end - 1).collect();
+    let last_rows: Vec<usize> =
+        table.life_ranges().into_iter().filter(|(_, r)| split[r.start] == Split::Test).map(|(_, r)| r.end - 1).collect();
     let x = features_for_rows(&m.spec, table, &last_rows)?;
     let gx = super::gbdt::Matrix::new(x.n_rows, x.n_cols, x.data)?;
     let pred: Vec<f64> = m.model.predict_matrix(&gx).into_iter().map(|v| v.clamp(0.0, m.cap_hours)).collect();

@@ -49,11 +49,7 @@ pub enum FeatureError {
     #[error("too few rows for prediction: need {min_rows}, got {n}")]
     TooFewRows { min_rows: usize, n: usize },
     #[error("mismatched lengths: {what} has {got} values, expected {expected}")]
-    LengthMismatch {
-        what: String,
-        expected: usize,
-        got: usize,
-    },
+    LengthMismatch { what: String, expected: usize, got: usize },
     #[error("empty input: {0}")]
     Empty(String),
     #[error("row {row} is out of range: the table has {n_rows} rows")]
@@ -112,12 +108,7 @@ impl FeatureSpec {
     /// at least one window of >= 3 rows. Sensors are all of the table's minus `exclude`, minus sensors that
     /// are constant (all valid readings equal, or none valid) on `fit_rows` (all rows when `fit_rows` is
     /// empty); those are returned so the report can warn.
-    pub fn for_table(
-        table: &Table,
-        exclude: &[String],
-        fit_rows: &[usize],
-        time_in_life: bool,
-    ) -> (FeatureSpec, Vec<String>) {
+    pub fn for_table(table: &Table, exclude: &[String], fit_rows: &[usize], time_in_life: bool) -> (FeatureSpec, Vec<String>) {
         let interval_s = usable_interval(table.interval_s);
         let windows = windows_for(interval_s, median_life_rows(table));
         let (sensors, dropped) = pick_sensors(table, exclude, fit_rows);
@@ -174,9 +165,7 @@ impl FeatureSpec {
             return Err(FeatureError::InvalidSpec("a window of 0 rows".into()));
         }
         if self.n_features() == 0 {
-            return Err(FeatureError::InvalidSpec(
-                "the spec produces no features".into(),
-            ));
+            return Err(FeatureError::InvalidSpec("the spec produces no features".into()));
         }
         Ok(())
     }
@@ -197,19 +186,13 @@ impl FeatureMatrix {
     }
 
     pub fn row(&self, row: usize) -> Vec<f32> {
-        (0..self.n_cols)
-            .map(|c| self.data[c * self.n_rows + row])
-            .collect()
+        (0..self.n_cols).map(|c| self.data[c * self.n_rows + row]).collect()
     }
 }
 
 /// Feature matrix of `rows` (strictly ascending, any subset) of the table; see the module docs for the
 /// rules. An empty `rows` gives a matrix with no rows.
-pub fn features_for_rows(
-    spec: &FeatureSpec,
-    table: &Table,
-    rows: &[usize],
-) -> Result<FeatureMatrix, FeatureError> {
+pub fn features_for_rows(spec: &FeatureSpec, table: &Table, rows: &[usize]) -> Result<FeatureMatrix, FeatureError> {
     spec.validate()?;
     let n_table = table.n_rows();
     check_len("life", n_table, table.life.len())?;
@@ -217,9 +200,7 @@ pub fn features_for_rows(
     let columns = sensor_columns_of(spec, table)?;
     let runs = runs_for_rows(table, rows, spec.min_rows());
     let mut m = FeatureMatrix::zeros(rows.len(), spec.n_features());
-    let time = spec
-        .time_in_life
-        .then(|| time_in_life_for_rows(table, rows));
+    let time = spec.time_in_life.then(|| time_in_life_for_rows(table, rows));
     fill(spec, &columns, &runs, time.as_deref(), &mut m);
     Ok(m)
 }
@@ -227,23 +208,13 @@ pub fn features_for_rows(
 /// Feature row of the last row of `sensors` (the recent values of `spec.sensors[k]`, one run of consecutive
 /// rows of one life, oldest first, at least `spec.min_rows()` long). `time_in_life_h` is that of the last
 /// row. Equals bit for bit what [`features_for_rows`] computed for that row in training.
-pub fn features_for_last_row(
-    spec: &FeatureSpec,
-    sensors: &[Vec<f64>],
-    time_in_life_h: Option<f64>,
-) -> Result<Vec<f32>, FeatureError> {
+pub fn features_for_last_row(spec: &FeatureSpec, sensors: &[Vec<f64>], time_in_life_h: Option<f64>) -> Result<Vec<f32>, FeatureError> {
     let n = check_run(spec, sensors, time_in_life_h)?;
     // Windows only look `min_rows` back, so older history cannot change the result; skipping it saves work.
     let keep = spec.min_rows().min(n);
     let columns: Vec<&[f64]> = sensors.iter().map(|s| &s[n - keep..]).collect();
-    let runs = [Run {
-        start: 0,
-        len: keep,
-        emit: vec![(keep - 1, 0)],
-    }];
-    let time = time_in_life_h
-        .filter(|_| spec.time_in_life)
-        .map(|t| vec![t as f32]);
+    let runs = [Run { start: 0, len: keep, emit: vec![(keep - 1, 0)] }];
+    let time = time_in_life_h.filter(|_| spec.time_in_life).map(|t| vec![t as f32]);
     let mut m = FeatureMatrix::zeros(1, spec.n_features());
     fill(spec, &columns, &runs, time.as_deref(), &mut m);
     Ok(m.data)
@@ -260,19 +231,10 @@ pub fn features_for_run(
 ) -> Result<FeatureMatrix, FeatureError> {
     let n = check_run(spec, sensors, start_time_in_life_h)?;
     let columns: Vec<&[f64]> = sensors.iter().map(|s| s.as_slice()).collect();
-    let runs = [Run {
-        start: 0,
-        len: n,
-        emit: (0..n).map(|i| (i, i)).collect(),
-    }];
+    let runs = [Run { start: 0, len: n, emit: (0..n).map(|i| (i, i)).collect() }];
     let step_h = spec.interval_hours();
-    let time = start_time_in_life_h
-        .filter(|_| spec.time_in_life)
-        .map(|t0| {
-            (0..n)
-                .map(|k| (t0 + k as f64 * step_h) as f32)
-                .collect::<Vec<_>>()
-        });
+    let time =
+        start_time_in_life_h.filter(|_| spec.time_in_life).map(|t0| (0..n).map(|k| (t0 + k as f64 * step_h) as f32).collect::<Vec<_>>());
     let mut m = FeatureMatrix::zeros(n, spec.n_features());
     fill(spec, &columns, &runs, time.as_deref(), &mut m);
     Ok(m)
@@ -280,11 +242,7 @@ pub fn features_for_run(
 
 impl FeatureMatrix {
     fn zeros(n_rows: usize, n_cols: usize) -> Self {
-        FeatureMatrix {
-            n_rows,
-            n_cols,
-            data: vec![0.0; n_rows * n_cols],
-        }
+        FeatureMatrix { n_rows, n_cols, data: vec![0.0; n_rows * n_cols] }
     }
 }
 
@@ -292,19 +250,11 @@ impl FeatureMatrix {
 // Choosing the spec
 
 fn usable_interval(interval_s: f64) -> f64 {
-    if interval_s.is_finite() && interval_s > 0.0 {
-        interval_s
-    } else {
-        FALLBACK_INTERVAL_S
-    }
+    if interval_s.is_finite() && interval_s > 0.0 { interval_s } else { FALLBACK_INTERVAL_S }
 }
 
 fn median_life_rows(table: &Table) -> usize {
-    let mut lens: Vec<usize> = table
-        .life_ranges()
-        .into_iter()
-        .map(|(_, r)| r.len())
-        .collect();
+    let mut lens: Vec<usize> = table.life_ranges().into_iter().map(|(_, r)| r.len()).collect();
     if lens.is_empty() {
         return 0;
     }
@@ -313,12 +263,8 @@ fn median_life_rows(table: &Table) -> usize {
 }
 
 fn windows_for(interval_s: f64, median_life: usize) -> Vec<usize> {
-    let mut windows: Vec<usize> = TARGET_WINDOW_HOURS
-        .iter()
-        .map(|h| {
-            ((h * 3600.0 / interval_s).round() as usize).clamp(MIN_WINDOW_ROWS, MAX_WINDOW_ROWS)
-        })
-        .collect();
+    let mut windows: Vec<usize> =
+        TARGET_WINDOW_HOURS.iter().map(|h| ((h * 3600.0 / interval_s).round() as usize).clamp(MIN_WINDOW_ROWS, MAX_WINDOW_ROWS)).collect();
     windows.sort_unstable();
     windows.dedup();
     let smallest = windows[0];
@@ -330,11 +276,7 @@ fn windows_for(interval_s: f64, median_life: usize) -> Vec<usize> {
     windows
 }
 
-fn pick_sensors(
-    table: &Table,
-    exclude: &[String],
-    fit_rows: &[usize],
-) -> (Vec<String>, Vec<String>) {
+fn pick_sensors(table: &Table, exclude: &[String], fit_rows: &[usize]) -> (Vec<String>, Vec<String>) {
     let mut kept = Vec::new();
     let mut dropped = Vec::new();
     for sensor in table.sensors.iter().filter(|s| !exclude.contains(&s.name)) {
@@ -362,29 +304,14 @@ fn is_constant(values: &[f64], fit_rows: &[usize]) -> bool {
             Some(f) => f == v,
         }
     };
-    if fit_rows.is_empty() {
-        values.iter().all(|&v| check(v))
-    } else {
-        fit_rows
-            .iter()
-            .filter_map(|&r| values.get(r))
-            .all(|&v| check(v))
-    }
+    if fit_rows.is_empty() { values.iter().all(|&v| check(v)) } else { fit_rows.iter().filter_map(|&r| values.get(r)).all(|&v| check(v)) }
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Input checks
 
 fn check_len(what: &str, expected: usize, got: usize) -> Result<(), FeatureError> {
-    if expected == got {
-        Ok(())
-    } else {
-        Err(FeatureError::LengthMismatch {
-            what: what.to_string(),
-            expected,
-            got,
-        })
-    }
+    if expected == got { Ok(()) } else { Err(FeatureError::LengthMismatch { what: what.to_string(), expected, got }) }
 }
 
 fn check_rows(rows: &[usize], n_rows: usize) -> Result<(), FeatureError> {
@@ -393,41 +320,25 @@ fn check_rows(rows: &[usize], n_rows: usize) -> Result<(), FeatureError> {
             return Err(FeatureError::RowOutOfRange { row, n_rows });
         }
         if k > 0 && rows[k - 1] >= row {
-            return Err(FeatureError::UnsortedRows {
-                prev: rows[k - 1],
-                row,
-            });
+            return Err(FeatureError::UnsortedRows { prev: rows[k - 1], row });
         }
     }
     Ok(())
 }
 
-fn sensor_columns_of<'t>(
-    spec: &FeatureSpec,
-    table: &'t Table,
-) -> Result<Vec<&'t [f64]>, FeatureError> {
+fn sensor_columns_of<'t>(spec: &FeatureSpec, table: &'t Table) -> Result<Vec<&'t [f64]>, FeatureError> {
     spec.sensors
         .iter()
         .map(|name| {
-            let sensor = table
-                .sensor(name)
-                .ok_or_else(|| FeatureError::UnknownSensor(name.clone()))?;
-            check_len(
-                &format!("sensor `{name}`"),
-                table.n_rows(),
-                sensor.values.len(),
-            )?;
+            let sensor = table.sensor(name).ok_or_else(|| FeatureError::UnknownSensor(name.clone()))?;
+            check_len(&format!("sensor `{name}`"), table.n_rows(), sensor.values.len())?;
             Ok(sensor.values.as_slice())
         })
         .collect()
 }
 
 /// Validates a prediction-time run and returns its length.
-fn check_run(
-    spec: &FeatureSpec,
-    sensors: &[Vec<f64>],
-    time_h: Option<f64>,
-) -> Result<usize, FeatureError> {
+fn check_run(spec: &FeatureSpec, sensors: &[Vec<f64>], time_h: Option<f64>) -> Result<usize, FeatureError> {
     spec.validate()?;
     check_len("sensors", spec.sensors.len(), sensors.len())?;
     if spec.time_in_life && time_h.is_none() {
@@ -445,10 +356,7 @@ fn check_run(
         return Err(FeatureError::Empty("no rows of sensor history".into()));
     }
     if n < spec.min_rows() {
-        return Err(FeatureError::TooFewRows {
-            min_rows: spec.min_rows(),
-            n,
-        });
+        return Err(FeatureError::TooFewRows { min_rows: spec.min_rows(), n });
     }
     Ok(n)
 }
@@ -480,11 +388,7 @@ fn runs_for_rows(table: &Table, rows: &[usize], warmup: usize) -> Vec<Run> {
         let start = rows[first].saturating_sub(warmup - 1).max(range.start);
         let end = rows[next - 1] + 1;
         let emit = (first..next).map(|k| (rows[k] - start, k)).collect();
-        runs.push(Run {
-            start,
-            len: end - start,
-            emit,
-        });
+        runs.push(Run { start, len: end - start, emit });
     }
     runs
 }
@@ -503,13 +407,7 @@ fn time_in_life_for_rows(table: &Table, rows: &[usize]) -> Vec<f32> {
 }
 
 /// Writes all sensor columns (in parallel over sensors when the work is large) and the time column.
-fn fill(
-    spec: &FeatureSpec,
-    columns: &[&[f64]],
-    runs: &[Run],
-    time: Option<&[f32]>,
-    m: &mut FeatureMatrix,
-) {
+fn fill(spec: &FeatureSpec, columns: &[&[f64]], runs: &[Run], time: Option<&[f32]>, m: &mut FeatureMatrix) {
     let n_rows = m.n_rows;
     let block = spec.per_sensor() * n_rows;
     let (sensor_part, time_part) = m.data.split_at_mut(block * columns.len());
@@ -519,15 +417,9 @@ fn fill(
     if block == 0 {
         return;
     }
-    let mut jobs: Vec<(&[f64], &mut [f32])> = columns
-        .iter()
-        .copied()
-        .zip(sensor_part.chunks_mut(block))
-        .collect();
+    let mut jobs: Vec<(&[f64], &mut [f32])> = columns.iter().copied().zip(sensor_part.chunks_mut(block)).collect();
     let work: usize = runs.iter().map(|r| r.len).sum::<usize>() * columns.len();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(jobs.len());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len());
     if threads <= 1 || work < PARALLEL_MIN_CELLS {
         run_jobs(spec, runs, n_rows, &mut jobs);
         return;
@@ -559,43 +451,22 @@ struct Scratch {
 }
 
 /// The features of one sensor over one run, written to `out` (this sensor's block of columns).
-fn sensor_features(
-    spec: &FeatureSpec,
-    ys: &[f64],
-    emit: &[(usize, usize)],
-    out: &mut [f32],
-    n_rows: usize,
-    scratch: &mut Scratch,
-) {
+fn sensor_features(spec: &FeatureSpec, ys: &[f64], emit: &[(usize, usize)], out: &mut [f32], n_rows: usize, scratch: &mut Scratch) {
     let mut col = 0;
     if spec.raw {
         for &(pos, row) in emit {
-            out[row] = if ys[pos].is_finite() {
-                ys[pos] as f32
-            } else {
-                f32::NAN
-            };
+            out[row] = if ys[pos].is_finite() { ys[pos] as f32 } else { f32::NAN };
         }
         col = 1;
     }
     if spec.windows.is_empty() || spec.stats.is_empty() {
         return;
     }
-    let needs_sums = spec
-        .stats
-        .iter()
-        .any(|s| matches!(s, Stat::Mean | Stat::Std | Stat::Slope));
+    let needs_sums = spec.stats.iter().any(|s| matches!(s, Stat::Mean | Stat::Std | Stat::Slope));
     if needs_sums {
         scratch.sums.build(ys, spec.min_rows());
     }
-    let ctx = WindowCtx {
-        stats: &spec.stats,
-        ys,
-        emit,
-        n_rows,
-        interval_h: spec.interval_hours(),
-        needs_sums,
-    };
+    let ctx = WindowCtx { stats: &spec.stats, ys, emit, n_rows, interval_h: spec.interval_hours(), needs_sums };
     for &w in &spec.windows {
         let cols = &mut out[col * n_rows..(col + spec.stats.len()) * n_rows];
         window_features(&ctx, w, cols, scratch);
@@ -617,14 +488,7 @@ struct WindowCtx<'a> {
 /// One window's stats for every emitted position. Min/max come from monotonic deques (exact, so history
 /// cannot perturb them); mean/std/slope from [`PowerSums`].
 fn window_features(ctx: &WindowCtx, w: usize, cols: &mut [f32], scratch: &mut Scratch) {
-    let WindowCtx {
-        stats,
-        ys,
-        emit,
-        n_rows,
-        interval_h,
-        needs_sums,
-    } = *ctx;
+    let WindowCtx { stats, ys, emit, n_rows, interval_h, needs_sums } = *ctx;
     let Scratch { sums, min_q, max_q } = scratch;
     min_q.clear();
     max_q.clear();
@@ -643,11 +507,7 @@ fn window_features(ctx: &WindowCtx, w: usize, cols: &mut [f32], scratch: &mut Sc
         }
         next.next();
         // An empty min deque means no valid reading in the window, so every stat is NaN.
-        let moments = if needs_sums && !min_q.is_empty() {
-            sums.window(lo, pos + 1)
-        } else {
-            Moments::default()
-        };
+        let moments = if needs_sums && !min_q.is_empty() { sums.window(lo, pos + 1) } else { Moments::default() };
         for (k, stat) in stats.iter().enumerate() {
             let v = match stat {
                 Stat::Mean => moments.mean(),
@@ -662,13 +522,7 @@ fn window_features(ctx: &WindowCtx, w: usize, cols: &mut [f32], scratch: &mut Sc
 }
 
 /// Keeps the deque's values monotonic so its front is the window's extreme; missing readings never enter.
-fn push_monotonic(
-    q: &mut VecDeque<usize>,
-    ys: &[f64],
-    pos: usize,
-    y: f64,
-    dominates: impl Fn(f64, f64) -> bool,
-) {
+fn push_monotonic(q: &mut VecDeque<usize>, ys: &[f64], pos: usize, y: f64, dominates: impl Fn(f64, f64) -> bool) {
     if !y.is_finite() {
         return;
     }
@@ -698,18 +552,7 @@ struct Moments {
 
 impl Moments {
     fn of(y: f64) -> Self {
-        if y.is_finite() {
-            Moments {
-                c: 1.0,
-                x: 0.0,
-                x2: 0.0,
-                s: y,
-                q: y * y,
-                t: 0.0,
-            }
-        } else {
-            Moments::default()
-        }
+        if y.is_finite() { Moments { c: 1.0, x: 0.0, x2: 0.0, s: y, q: y * y, t: 0.0 } } else { Moments::default() }
     }
 
     /// `self` followed by `right`, which starts `offset` rows later; positions of `right` are re-based.
@@ -725,11 +568,7 @@ impl Moments {
     }
 
     fn mean(&self) -> f64 {
-        if self.c == 0.0 {
-            f64::NAN
-        } else {
-            self.s / self.c
-        }
+        if self.c == 0.0 { f64::NAN } else { self.s / self.c }
     }
 
     fn std(&self) -> f64 {
@@ -821,9 +660,7 @@ mod tests {
             .map(|s| Sensor {
                 name: format!("s{s}"),
                 unit: String::new(),
-                values: (0..n)
-                    .map(|i| 100.0 * s as f64 + (i % 97) as f64 * 0.1 + rng.normal())
-                    .collect(),
+                values: (0..n).map(|i| 100.0 * s as f64 + (i % 97) as f64 * 0.1 + rng.normal()).collect(),
             })
             .collect();
         Table {
@@ -860,12 +697,7 @@ mod tests {
     /// Reference: each stat computed directly from the window's valid values.
     fn naive(ys: &[f64], w: usize, stat: Stat, interval_h: f64) -> f64 {
         let lo = ys.len().saturating_sub(w);
-        let pts: Vec<(f64, f64)> = ys[lo..]
-            .iter()
-            .enumerate()
-            .filter(|(_, y)| y.is_finite())
-            .map(|(t, &y)| (t as f64, y))
-            .collect();
+        let pts: Vec<(f64, f64)> = ys[lo..].iter().enumerate().filter(|(_, y)| y.is_finite()).map(|(t, &y)| (t as f64, y)).collect();
         if pts.is_empty() {
             return f64::NAN;
         }
@@ -879,11 +711,7 @@ mod tests {
             Stat::Slope => {
                 let xm = pts.iter().map(|p| p.0).sum::<f64>() / n;
                 let sxx: f64 = pts.iter().map(|p| (p.0 - xm).powi(2)).sum();
-                if sxx == 0.0 {
-                    0.0
-                } else {
-                    pts.iter().map(|p| (p.0 - xm) * (p.1 - mean)).sum::<f64>() / sxx / interval_h
-                }
+                if sxx == 0.0 { 0.0 } else { pts.iter().map(|p| (p.0 - xm) * (p.1 - mean)).sum::<f64>() / sxx / interval_h }
             }
         }
     }
@@ -893,10 +721,7 @@ mod tests {
         let t = table(&[300, 300], 2, 3600.0, 1);
         let spec = spec_for(&t);
         assert_eq!(spec.windows, vec![6, 24, 72]);
-        assert_eq!(
-            spec.window_seconds,
-            vec![6.0 * 3600.0, 24.0 * 3600.0, 72.0 * 3600.0]
-        );
+        assert_eq!(spec.window_seconds, vec![6.0 * 3600.0, 24.0 * 3600.0, 72.0 * 3600.0]);
         assert_eq!(spec.min_rows(), 72);
     }
 
@@ -930,11 +755,7 @@ mod tests {
         t.sensors[1].values[3] = f64::NAN;
         t.sensors[2].values.iter_mut().for_each(|v| *v = f64::NAN);
         // Varies only outside the fitting rows: constant for the model.
-        t.sensors[3]
-            .values
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, v)| *v = if i < 50 { 1.0 } else { i as f64 });
+        t.sensors[3].values.iter_mut().enumerate().for_each(|(i, v)| *v = if i < 50 { 1.0 } else { i as f64 });
         let fit: Vec<usize> = (0..50).collect();
         let (spec, dropped) = FeatureSpec::for_table(&t, &["s0".to_string()], &fit, false);
         assert!(spec.sensors.is_empty());
@@ -1026,15 +847,10 @@ mod tests {
         let spec = spec_for(&t);
         let rows = all_rows(&t);
         let base = features_for_rows(&spec, &t, &rows).unwrap();
-        let rows_equal = |m: &FeatureMatrix, range: std::ops::Range<usize>| {
-            range.clone().all(|i| bits(&base.row(i)) == bits(&m.row(i)))
-        };
+        let rows_equal = |m: &FeatureMatrix, range: std::ops::Range<usize>| range.clone().all(|i| bits(&base.row(i)) == bits(&m.row(i)));
         // A future row of life 1 (rows 200..350).
         let mut future = t.clone();
-        future
-            .sensors
-            .iter_mut()
-            .for_each(|s| s.values[300] += 1000.0);
+        future.sensors.iter_mut().for_each(|s| s.values[300] += 1000.0);
         let m = features_for_rows(&spec, &future, &rows).unwrap();
         assert!(rows_equal(&m, 0..300));
         assert!(!rows_equal(&m, 300..301));
@@ -1042,10 +858,7 @@ mod tests {
         let mut others = t.clone();
         for s in &mut others.sensors {
             let (head, tail) = s.values.split_at_mut(350);
-            head[..200]
-                .iter_mut()
-                .chain(tail)
-                .for_each(|v| *v = -3.0 * *v + 17.0);
+            head[..200].iter_mut().chain(tail).for_each(|v| *v = -3.0 * *v + 17.0);
         }
         let m = features_for_rows(&spec, &others, &rows).unwrap();
         assert!(rows_equal(&m, 200..350));
@@ -1070,46 +883,25 @@ mod tests {
     fn last_row_and_run_paths_equal_training_bit_for_bit() {
         let mut t = table(&[400, 300], 3, 3600.0, 11);
         t.sensors[1].values[350] = f64::NAN;
-        t.sensors[2]
-            .values
-            .iter_mut()
-            .skip(360)
-            .step_by(3)
-            .for_each(|v| *v = f64::NAN);
+        t.sensors[2].values.iter_mut().skip(360).step_by(3).for_each(|v| *v = f64::NAN);
         let spec = spec_for(&t);
         let full = features_for_rows(&spec, &t, &all_rows(&t)).unwrap();
         let w = spec.min_rows();
         for last in [w - 1 + 400, 500, 699, w - 1, 399] {
             let life_start = if last >= 400 { 400 } else { 0 };
             let available = last + 1 - life_start;
-            for history in [w, w + 17, available]
-                .into_iter()
-                .filter(|&h| h <= available)
-            {
+            for history in [w, w + 17, available].into_iter().filter(|&h| h <= available) {
                 let lo = last + 1 - history;
-                let sensors: Vec<Vec<f64>> = t
-                    .sensors
-                    .iter()
-                    .map(|s| s.values[lo..=last].to_vec())
-                    .collect();
+                let sensors: Vec<Vec<f64>> = t.sensors.iter().map(|s| s.values[lo..=last].to_vec()).collect();
                 let hours = (t.timestamps[last] - t.timestamps[life_start]) / 3600.0;
                 let row = features_for_last_row(&spec, &sensors, Some(hours)).unwrap();
-                assert_eq!(
-                    bits(&row),
-                    bits(&full.row(last)),
-                    "last {last} history {history}"
-                );
-                let run =
-                    features_for_run(&spec, &sensors, Some(hours - (history - 1) as f64)).unwrap();
+                assert_eq!(bits(&row), bits(&full.row(last)), "last {last} history {history}");
+                let run = features_for_run(&spec, &sensors, Some(hours - (history - 1) as f64)).unwrap();
                 assert_eq!(bits(&run.row(history - 1)), bits(&full.row(last)));
             }
         }
         // A run starting at the life start matches training on every row.
-        let sensors: Vec<Vec<f64>> = t
-            .sensors
-            .iter()
-            .map(|s| s.values[400..700].to_vec())
-            .collect();
+        let sensors: Vec<Vec<f64>> = t.sensors.iter().map(|s| s.values[400..700].to_vec()).collect();
         let run = features_for_run(&spec, &sensors, Some(0.0)).unwrap();
         for k in 0..300 {
             assert_eq!(bits(&run.row(k)), bits(&full.row(400 + k)), "run row {k}");
@@ -1122,52 +914,22 @@ mod tests {
         let spec = spec_for(&t);
         let short = vec![vec![1.0; 71], vec![1.0; 71]];
         let err = features_for_last_row(&spec, &short, Some(1.0)).unwrap_err();
-        assert_eq!(
-            err,
-            FeatureError::TooFewRows {
-                min_rows: 72,
-                n: 71
-            }
-        );
-        assert_eq!(
-            err.to_string(),
-            "too few rows for prediction: need 72, got 71"
-        );
-        assert!(matches!(
-            features_for_run(&spec, &short, Some(1.0)),
-            Err(FeatureError::TooFewRows { .. })
-        ));
+        assert_eq!(err, FeatureError::TooFewRows { min_rows: 72, n: 71 });
+        assert_eq!(err.to_string(), "too few rows for prediction: need 72, got 71");
+        assert!(matches!(features_for_run(&spec, &short, Some(1.0)), Err(FeatureError::TooFewRows { .. })));
         let ok = vec![vec![1.0; 72], vec![1.0; 72]];
-        assert!(matches!(
-            features_for_last_row(&spec, &ok, None),
-            Err(FeatureError::MissingTimeInLife)
-        ));
-        assert!(matches!(
-            features_for_last_row(&spec, &[vec![1.0; 72]], Some(1.0)),
-            Err(FeatureError::LengthMismatch { .. })
-        ));
+        assert!(matches!(features_for_last_row(&spec, &ok, None), Err(FeatureError::MissingTimeInLife)));
+        assert!(matches!(features_for_last_row(&spec, &[vec![1.0; 72]], Some(1.0)), Err(FeatureError::LengthMismatch { .. })));
         assert!(matches!(
             features_for_last_row(&spec, &[vec![1.0; 72], vec![1.0; 73]], Some(1.0)),
             Err(FeatureError::LengthMismatch { .. })
         ));
-        assert!(matches!(
-            features_for_last_row(&spec, &[vec![], vec![]], Some(1.0)),
-            Err(FeatureError::Empty(_))
-        ));
+        assert!(matches!(features_for_last_row(&spec, &[vec![], vec![]], Some(1.0)), Err(FeatureError::Empty(_))));
         let mut unknown = spec.clone();
         unknown.sensors.push("nope".into());
-        assert_eq!(
-            features_for_rows(&unknown, &t, &[0]).unwrap_err(),
-            FeatureError::UnknownSensor("nope".into())
-        );
-        assert!(matches!(
-            features_for_rows(&spec, &t, &[3, 2]),
-            Err(FeatureError::UnsortedRows { .. })
-        ));
-        assert!(matches!(
-            features_for_rows(&spec, &t, &[300]),
-            Err(FeatureError::RowOutOfRange { .. })
-        ));
+        assert_eq!(features_for_rows(&unknown, &t, &[0]).unwrap_err(), FeatureError::UnknownSensor("nope".into()));
+        assert!(matches!(features_for_rows(&spec, &t, &[3, 2]), Err(FeatureError::UnsortedRows { .. })));
+        assert!(matches!(features_for_rows(&spec, &t, &[300]), Err(FeatureError::RowOutOfRange { .. })));
     }
 
     #[test]
@@ -1195,9 +957,7 @@ mod tests {
         let start = std::time::Instant::now();
         let _ = features_for_rows(&spec_fast, &fast, &rows).unwrap();
         let minutely = start.elapsed();
-        eprintln!(
-            "features 50000 x 10 sensors: hourly windows {hourly:?}, 1-minute windows {minutely:?}"
-        );
+        eprintln!("features 50000 x 10 sensors: hourly windows {hourly:?}, 1-minute windows {minutely:?}");
         assert_eq!(m.data.len(), 50_000 * 161);
         if !cfg!(debug_assertions) {
             assert!(hourly.as_secs_f64() < 0.5 && minutely.as_secs_f64() < 0.5);

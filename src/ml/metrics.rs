@@ -103,11 +103,7 @@ impl Confusion {
 
 /// num / den with the module's 0/0 → 0.0 convention.
 fn ratio(num: u64, den: u64) -> f64 {
-    if den == 0 {
-        0.0
-    } else {
-        num as f64 / den as f64
-    }
+    if den == 0 { 0.0 } else { num as f64 / den as f64 }
 }
 
 /// One group of rows sharing the same score.
@@ -153,11 +149,7 @@ fn rank(y: &[bool], scores: &[f64]) -> Option<Ranked> {
             None => true,
         };
         if start_new {
-            groups.push(ScoreGroup {
-                score: s,
-                pos: 0,
-                neg: 0,
-            });
+            groups.push(ScoreGroup { score: s, pos: 0, neg: 0 });
         }
         if let Some(g) = groups.last_mut() {
             if label { g.pos += 1 } else { g.neg += 1 }
@@ -165,13 +157,7 @@ fn rank(y: &[bool], scores: &[f64]) -> Option<Ranked> {
     }
     let pos = nan_pos + groups.iter().map(|g| g.pos).sum::<u64>();
     let neg = nan_neg + groups.iter().map(|g| g.neg).sum::<u64>();
-    Some(Ranked {
-        groups,
-        nan_pos,
-        nan_neg,
-        pos,
-        neg,
-    })
+    Some(Ranked { groups, nan_pos, nan_neg, pos, neg })
 }
 
 /// Area under the ROC curve: the probability that a random positive scores
@@ -358,10 +344,7 @@ pub struct AlwaysPositiveBaseline {
 /// must beat when the majority baseline's F1 is 0.
 pub fn always_positive_baseline(y_test: &[bool]) -> AlwaysPositiveBaseline {
     let c = Confusion::from_predictions(y_test, &vec![true; y_test.len()]);
-    AlwaysPositiveBaseline {
-        always_positive_f1: c.f1(),
-        prevalence: positive_rate(y_test),
-    }
+    AlwaysPositiveBaseline { always_positive_f1: c.f1(), prevalence: positive_rate(y_test) }
 }
 
 fn positive_rate(y: &[bool]) -> f64 {
@@ -377,19 +360,11 @@ fn positive_rate(y: &[bool]) -> f64 {
 /// (`rate` 0) precision follows the 0/0 → 0 convention; with no positives
 /// (or empty `y`) all three are 0.
 pub fn random_detector_baseline(y: &[bool], rate: f64) -> (f64, f64, f64) {
-    let rate = if rate.is_nan() {
-        0.0
-    } else {
-        rate.clamp(0.0, 1.0)
-    };
+    let rate = if rate.is_nan() { 0.0 } else { rate.clamp(0.0, 1.0) };
     let prevalence = positive_rate(y);
     let precision = if rate > 0.0 { prevalence } else { 0.0 };
     let recall = if prevalence > 0.0 { rate } else { 0.0 };
-    let f1 = if precision + recall > 0.0 {
-        2.0 * precision * recall / (precision + recall)
-    } else {
-        0.0
-    };
+    let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
     (precision, recall, f1)
 }
 
@@ -425,20 +400,11 @@ pub struct RegressionMetrics {
 /// infinite values are kept, so a diverged model shows up as `inf` rather
 /// than disappearing. `None` when the lengths differ or no pair survives,
 /// because RMSE/MAE of nothing would otherwise read as a perfect 0.
-pub fn regression_metrics(
-    actual: &[f64],
-    pred: &[f64],
-    critical_limit: f64,
-) -> Option<RegressionMetrics> {
+pub fn regression_metrics(actual: &[f64], pred: &[f64], critical_limit: f64) -> Option<RegressionMetrics> {
     if actual.len() != pred.len() {
         return None;
     }
-    let pairs: Vec<(f64, f64)> = actual
-        .iter()
-        .zip(pred)
-        .filter(|(a, p)| !a.is_nan() && !p.is_nan())
-        .map(|(&a, &p)| (a, p))
-        .collect();
+    let pairs: Vec<(f64, f64)> = actual.iter().zip(pred).filter(|(a, p)| !a.is_nan() && !p.is_nan()).map(|(&a, &p)| (a, p)).collect();
     let skipped = (actual.len() - pairs.len()) as u64;
     if pairs.is_empty() {
         return None;
@@ -457,11 +423,7 @@ pub fn regression_metrics(
         sq += d * d;
         abs += d.abs();
         signed += d;
-        nasa += if d < 0.0 {
-            (-d / 13.0).exp() - 1.0
-        } else {
-            (d / 10.0).exp() - 1.0
-        };
+        nasa += if d < 0.0 { (-d / 13.0).exp() - 1.0 } else { (d / 10.0).exp() - 1.0 };
         if a <= critical_limit {
             crit_abs += d.abs();
             crit_n += 1;
@@ -472,15 +434,8 @@ pub fn regression_metrics(
     // Two-pass SS_tot: the one-pass formula cancels catastrophically when
     // RUL values are large and close together.
     let mean_actual = actual_sum / n;
-    let ss_tot: f64 = pairs
-        .iter()
-        .map(|&(a, _)| (a - mean_actual) * (a - mean_actual))
-        .sum();
-    let r2 = if pairs.len() >= 2 && ss_tot > 0.0 && ss_tot.is_finite() {
-        Some(1.0 - sq / ss_tot)
-    } else {
-        None
-    };
+    let ss_tot: f64 = pairs.iter().map(|&(a, _)| (a - mean_actual) * (a - mean_actual)).sum();
+    let r2 = if pairs.len() >= 2 && ss_tot > 0.0 && ss_tot.is_finite() { Some(1.0 - sq / ss_tot) } else { None };
 
     Some(RegressionMetrics {
         rmse: (sq / n).sqrt(),
@@ -488,11 +443,7 @@ pub fn regression_metrics(
         r2,
         bias: signed / n,
         nasa_score: nasa,
-        mae_critical: if crit_n > 0 {
-            Some(crit_abs / crit_n as f64)
-        } else {
-            None
-        },
+        mae_critical: if crit_n > 0 { Some(crit_abs / crit_n as f64) } else { None },
         n: pairs.len() as u64,
         skipped,
     })
@@ -520,11 +471,7 @@ pub fn interval_coverage(actual: &[f64], lo: &[f64], hi: &[f64]) -> Option<f64> 
             covered += 1;
         }
     }
-    if total == 0 {
-        None
-    } else {
-        Some(covered as f64 / total as f64)
-    }
+    if total == 0 { None } else { Some(covered as f64 / total as f64) }
 }
 
 /// The `q`-quantile with linear interpolation between order statistics
@@ -589,10 +536,7 @@ mod tests {
     struct Lcg(u64);
     impl Lcg {
         fn next(&mut self) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             self.0 >> 33
         }
     }
@@ -628,15 +572,7 @@ mod tests {
         let s = [0.9, 0.5, 0.5, 0.1, 0.2, 0.7];
         let c = Confusion::at_threshold(&y, &s, 0.5);
         // >= threshold is positive: rows 0,1,2,5 flagged.
-        assert_eq!(
-            c,
-            Confusion {
-                tp: 2,
-                fp: 2,
-                tn: 1,
-                fn_: 1
-            }
-        );
+        assert_eq!(c, Confusion { tp: 2, fp: 2, tn: 1, fn_: 1 });
         assert!(close(c.precision(), 0.5));
         assert!(close(c.recall(), 2.0 / 3.0));
         assert!(close(c.f1(), 4.0 / 7.0));
@@ -662,27 +598,14 @@ mod tests {
     #[test]
     fn confusion_nan_score_is_negative_and_mismatch_truncates() {
         let c = Confusion::at_threshold(&[true, false], &[f64::NAN, f64::NAN], f64::NEG_INFINITY);
-        assert_eq!(
-            c,
-            Confusion {
-                tp: 0,
-                fp: 0,
-                tn: 1,
-                fn_: 1
-            }
-        );
+        assert_eq!(c, Confusion { tp: 0, fp: 0, tn: 1, fn_: 1 });
         let c = Confusion::at_threshold(&[true, true, true], &[1.0], 0.5);
         assert_eq!(c.n(), 1);
     }
 
     #[test]
     fn confusion_serializes_fn_key() {
-        let c = Confusion {
-            tp: 1,
-            fp: 2,
-            tn: 3,
-            fn_: 4,
-        };
+        let c = Confusion { tp: 1, fp: 2, tn: 3, fn_: 4 };
         let json = serde_json::to_string(&c).unwrap_or_default();
         assert_eq!(json, r#"{"tp":1,"fp":2,"tn":3,"fn":4}"#);
         let back: Confusion = serde_json::from_str(&json).unwrap_or_default();
@@ -748,10 +671,7 @@ mod tests {
         // NaN positive ranks below the negative: the model missed it.
         assert_eq!(roc_auc(&[true, false], &[f64::NAN, 0.0]), Some(0.0));
         assert_eq!(roc_auc(&[true, false], &[f64::NAN, f64::NAN]), Some(0.5));
-        assert_eq!(
-            roc_auc(&[true, false], &[f64::NEG_INFINITY, f64::NAN]),
-            Some(1.0)
-        );
+        assert_eq!(roc_auc(&[true, false], &[f64::NEG_INFINITY, f64::NAN]), Some(1.0));
     }
 
     // ---------- Average precision ----------
@@ -801,10 +721,7 @@ mod tests {
     fn brute_best_f1(y: &[bool], s: &[f64]) -> f64 {
         let mut cands: Vec<f64> = s.iter().copied().filter(|x| !x.is_nan()).collect();
         cands.push(f64::INFINITY);
-        cands
-            .iter()
-            .map(|&t| Confusion::at_threshold(y, s, t).f1())
-            .fold(0.0, f64::max)
+        cands.iter().map(|&t| Confusion::at_threshold(y, s, t).f1()).fold(0.0, f64::max)
     }
 
     #[test]
@@ -822,15 +739,7 @@ mod tests {
         for _ in 0..200 {
             let n = 1 + (g.next() % 30) as usize;
             let y: Vec<bool> = (0..n).map(|_| g.next().is_multiple_of(4)).collect();
-            let s: Vec<f64> = (0..n)
-                .map(|_| {
-                    if g.next().is_multiple_of(15) {
-                        f64::NAN
-                    } else {
-                        (g.next() % 10) as f64 / 10.0
-                    }
-                })
-                .collect();
+            let s: Vec<f64> = (0..n).map(|_| if g.next().is_multiple_of(15) { f64::NAN } else { (g.next() % 10) as f64 / 10.0 }).collect();
             match best_f1_threshold(&y, &s) {
                 Some((t, f1)) => {
                     assert_eq!(Confusion::at_threshold(&y, &s, t).f1(), f1, "{y:?} {s:?}");
@@ -845,10 +754,7 @@ mod tests {
     fn best_f1_midpoint_and_tie_break_high() {
         // Perfect separation: cut between 0.4 and 0.6.
         let y = labels(&[0, 0, 1, 1]);
-        assert_eq!(
-            best_f1_threshold(&y, &[0.2, 0.4, 0.6, 0.8]),
-            Some((0.5, 1.0))
-        );
+        assert_eq!(best_f1_threshold(&y, &[0.2, 0.4, 0.6, 0.8]), Some((0.5, 1.0)));
         // Cut at 0.9 (tp1 fp0 fn1) and at 0.1 (tp2 fp2 fn0) both give F1 2/3:
         // the higher threshold wins.
         let y = labels(&[1, 0, 0, 1]);
@@ -871,20 +777,14 @@ mod tests {
         let (t, _) = best_f1_threshold(&y, &[f64::NEG_INFINITY, 0.0]).unwrap_or((f64::NAN, 0.0));
         assert_eq!(t, 0.0);
         let (t, _) = best_f1_threshold(&y, &[f64::MAX, f64::INFINITY]).unwrap_or((f64::NAN, 0.0));
-        assert_eq!(
-            Confusion::at_threshold(&y, &[f64::MAX, f64::INFINITY], t).f1(),
-            1.0
-        );
+        assert_eq!(Confusion::at_threshold(&y, &[f64::MAX, f64::INFINITY], t).f1(), 1.0);
     }
 
     #[test]
     fn best_f1_degenerate() {
         assert_eq!(best_f1_threshold(&[], &[]), None);
         assert_eq!(best_f1_threshold(&[false, false], &[0.1, 0.2]), None);
-        assert_eq!(
-            best_f1_threshold(&[true, false], &[f64::NAN, f64::NAN]),
-            None
-        );
+        assert_eq!(best_f1_threshold(&[true, false], &[f64::NAN, f64::NAN]), None);
         assert_eq!(best_f1_threshold(&[true, false], &[0.1]), None);
         // All-equal scores: the only cut flags everything.
         let y = labels(&[1, 0, 0, 0]);
@@ -899,15 +799,7 @@ mod tests {
     fn classification_metrics_fields() {
         let y = labels(&[0, 0, 1, 1]);
         let m = classification_metrics(&y, &[0.1, 0.4, 0.35, 0.8], 0.5);
-        assert_eq!(
-            m.confusion,
-            Confusion {
-                tp: 1,
-                fp: 0,
-                tn: 2,
-                fn_: 1
-            }
-        );
+        assert_eq!(m.confusion, Confusion { tp: 1, fp: 0, tn: 2, fn_: 1 });
         assert_eq!(m.precision, 1.0);
         assert_eq!(m.recall, 0.5);
         assert!(close(m.f1, 2.0 / 3.0));
@@ -939,15 +831,7 @@ mod tests {
         assert_eq!(m.roc_auc, Some(0.5));
         assert!(close(m.pr_auc.unwrap_or(f64::NAN), 0.2));
         // Majority = negative: accuracy looks good, F1 is 0.
-        assert_eq!(
-            m.confusion,
-            Confusion {
-                tp: 0,
-                fp: 0,
-                tn: 8,
-                fn_: 2
-            }
-        );
+        assert_eq!(m.confusion, Confusion { tp: 0, fp: 0, tn: 8, fn_: 2 });
         assert_eq!(m.f1, 0.0);
         assert!(close(m.accuracy, 0.8));
         let ap = always_positive_baseline(&y_test);
@@ -958,25 +842,9 @@ mod tests {
     #[test]
     fn prior_baseline_majority_positive_and_degenerate() {
         let m = prior_baseline(&labels(&[1, 1, 0]), &labels(&[1, 0]));
-        assert_eq!(
-            m.confusion,
-            Confusion {
-                tp: 1,
-                fp: 1,
-                tn: 0,
-                fn_: 0
-            }
-        );
+        assert_eq!(m.confusion, Confusion { tp: 1, fp: 1, tn: 0, fn_: 0 });
         let m = prior_baseline(&[], &labels(&[1, 0]));
-        assert_eq!(
-            m.confusion,
-            Confusion {
-                tp: 0,
-                fp: 0,
-                tn: 1,
-                fn_: 1
-            }
-        );
+        assert_eq!(m.confusion, Confusion { tp: 0, fp: 0, tn: 1, fn_: 1 });
         let m = prior_baseline(&labels(&[1]), &[]);
         assert_eq!(m.n, 0);
         let ap = always_positive_baseline(&[false, false]);
@@ -1005,9 +873,7 @@ mod tests {
         let actual = [10.0, 20.0, 30.0, 40.0];
         let pred = [12.0, 18.0, 30.0, 44.0];
         let m = regression_metrics(&actual, &pred, 20.0);
-        let Some(m) = m else {
-            panic!("expected metrics")
-        };
+        let Some(m) = m else { panic!("expected metrics") };
         // d = [2, -2, 0, 4]
         assert!(close(m.rmse, (24.0_f64 / 4.0).sqrt()));
         assert!(close(m.mae, 2.0));
@@ -1016,8 +882,7 @@ mod tests {
         assert!(close(m.r2.unwrap_or(f64::NAN), 1.0 - 24.0 / 500.0));
         // Critical rows: actual 10 and 20 → |d| 2 and 2.
         assert_eq!(m.mae_critical, Some(2.0));
-        let nasa =
-            (0.2_f64.exp() - 1.0) + ((2.0_f64 / 13.0).exp() - 1.0) + 0.0 + (0.4_f64.exp() - 1.0);
+        let nasa = (0.2_f64.exp() - 1.0) + ((2.0_f64 / 13.0).exp() - 1.0) + 0.0 + (0.4_f64.exp() - 1.0);
         assert!(close(m.nasa_score, nasa));
         assert_eq!((m.n, m.skipped), (4, 0));
     }
@@ -1026,10 +891,7 @@ mod tests {
     fn regression_perfect() {
         let a = [5.0, 6.0, 7.0];
         let m = regression_metrics(&a, &a, 0.0);
-        assert_eq!(
-            m.map(|m| (m.rmse, m.mae, m.bias, m.nasa_score, m.r2)),
-            Some((0.0, 0.0, 0.0, 0.0, Some(1.0)))
-        );
+        assert_eq!(m.map(|m| (m.rmse, m.mae, m.bias, m.nasa_score, m.r2)), Some((0.0, 0.0, 0.0, 0.0, Some(1.0))));
         assert_eq!(m.and_then(|m| m.mae_critical), None);
     }
 
@@ -1037,9 +899,7 @@ mod tests {
     fn nasa_score_penalises_late_more() {
         let late = regression_metrics(&[50.0], &[60.0], 0.0).map(|m| m.nasa_score);
         let early = regression_metrics(&[50.0], &[40.0], 0.0).map(|m| m.nasa_score);
-        let (Some(late), Some(early)) = (late, early) else {
-            panic!("expected metrics")
-        };
+        let (Some(late), Some(early)) = (late, early) else { panic!("expected metrics") };
         assert!(close(late, 1.0_f64.exp() - 1.0));
         assert!(close(early, (10.0_f64 / 13.0).exp() - 1.0));
         assert!(late > early);
@@ -1053,14 +913,8 @@ mod tests {
         let m = regression_metrics(&[1.0, f64::NAN, 3.0, 4.0], &[1.0, 2.0, f64::NAN, 5.0], 10.0);
         assert_eq!(m.map(|m| (m.n, m.skipped)), Some((2, 2)));
         // Constant actuals: R² undefined; single row likewise.
-        assert_eq!(
-            regression_metrics(&[3.0, 3.0], &[1.0, 2.0], 0.0).map(|m| m.r2),
-            Some(None)
-        );
-        assert_eq!(
-            regression_metrics(&[3.0], &[1.0], 0.0).map(|m| m.r2),
-            Some(None)
-        );
+        assert_eq!(regression_metrics(&[3.0, 3.0], &[1.0, 2.0], 0.0).map(|m| m.r2), Some(None));
+        assert_eq!(regression_metrics(&[3.0], &[1.0], 0.0).map(|m| m.r2), Some(None));
         // A diverged prediction stays visible.
         let m = regression_metrics(&[1.0, 2.0], &[f64::INFINITY, 2.0], 0.0);
         assert_eq!(m.map(|m| m.rmse), Some(f64::INFINITY));

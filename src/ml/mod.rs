@@ -41,9 +41,9 @@ pub enum MlError {
 
 pub mod anomaly;
 pub mod classify;
+pub mod eval;
 pub mod model;
 pub mod predict;
-pub mod eval;
 pub mod regress;
 pub mod report;
 mod supervised;

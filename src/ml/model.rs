@@ -60,11 +60,7 @@ impl Payload {
 
     /// Writes the bundle atomically; returns its size in bytes.
     pub fn save(&self, path: &Path, report: &Report, fingerprint: &str) -> Result<u64, MlError> {
-        Ok(bundle::write(
-            path,
-            &self.header(report, fingerprint),
-            &self.encode()?,
-        )?)
+        Ok(bundle::write(path, &self.header(report, fingerprint), &self.encode()?)?)
     }
 
     /// The bundle's size on disk, without writing it (benchmarks and protocols report it).
@@ -93,7 +89,12 @@ impl Payload {
         }
         let payload = Payload::decode(&bytes)?;
         if payload.model_type().as_str() != header.model_type {
-            return Err(MlError::Invalid(format!("{}: header says {} but the payload is a {} model", path.display(), header.model_type, payload.model_type())));
+            return Err(MlError::Invalid(format!(
+                "{}: header says {} but the payload is a {} model",
+                path.display(),
+                header.model_type,
+                payload.model_type()
+            )));
         }
         Ok((header, payload))
     }
@@ -124,7 +125,10 @@ impl Recent {
     pub fn last_row_features(&self, spec: &FeatureSpec) -> Result<Vec<f32>, MlError> {
         let cols = self.columns_for(&spec.sensors)?;
         let til = if spec.time_in_life {
-            Some(self.time_in_life_h.ok_or_else(|| MlError::Invalid("this model needs time_in_life_h (hours since the current life began)".into()))?)
+            Some(
+                self.time_in_life_h
+                    .ok_or_else(|| MlError::Invalid("this model needs time_in_life_h (hours since the current life began)".into()))?,
+            )
         } else {
             None
         };
@@ -199,6 +203,12 @@ impl RegressorModel {
         } else {
             "low"
         };
-        Ok(RulAnswer { rul_hours: h, rul_days: h / 24.0, urgency: class.into(), at_cap: h >= self.cap_hours * 0.98, cap_hours: self.cap_hours })
+        Ok(RulAnswer {
+            rul_hours: h,
+            rul_days: h / 24.0,
+            urgency: class.into(),
+            at_cap: h >= self.cap_hours * 0.98,
+            cap_hours: self.cap_hours,
+        })
     }
 }

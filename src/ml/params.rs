@@ -40,7 +40,8 @@ impl ModelType {
         }
         let mut out: Vec<ModelType> = Vec::new();
         for part in s.split(',').filter(|p| !p.trim().is_empty()) {
-            let t = Self::parse(part).ok_or_else(|| format!("unknown model type {part:?}: use classification, regression, anomaly, timeseries or all"))?;
+            let t = Self::parse(part)
+                .ok_or_else(|| format!("unknown model type {part:?}: use classification, regression, anomaly, timeseries or all"))?;
             if !out.contains(&t) {
                 out.push(t);
             }
@@ -141,11 +142,7 @@ pub mod bounds {
 
 /// `name` within `[lo, hi]` (both inclusive), finite; the message names the range.
 pub fn check_range(name: &str, v: f64, (lo, hi): (f64, f64), unit: &str) -> Result<(), String> {
-    if v.is_finite() && v >= lo && v <= hi {
-        Ok(())
-    } else {
-        Err(format!("{name} must be between {lo} and {hi}{unit}, got {v}"))
-    }
+    if v.is_finite() && v >= lo && v <= hi { Ok(()) } else { Err(format!("{name} must be between {lo} and {hi}{unit}, got {v}")) }
 }
 
 impl TrainParams {
@@ -158,8 +155,16 @@ impl TrainParams {
             check_range("rul_cap_hours", c, bounds::RUL_CAP_HOURS, " hours")?;
         }
         // The upper end is open: a threshold letting half the healthy rows alarm is no detector.
-        if !(self.contamination.is_finite() && self.contamination >= bounds::CONTAMINATION.0 && self.contamination < bounds::CONTAMINATION.1) {
-            return Err(format!("contamination must be at least {} and below {}, got {}", bounds::CONTAMINATION.0, bounds::CONTAMINATION.1, self.contamination));
+        if !(self.contamination.is_finite()
+            && self.contamination >= bounds::CONTAMINATION.0
+            && self.contamination < bounds::CONTAMINATION.1)
+        {
+            return Err(format!(
+                "contamination must be at least {} and below {}, got {}",
+                bounds::CONTAMINATION.0,
+                bounds::CONTAMINATION.1,
+                self.contamination
+            ));
         }
         if self.threads == 0 || self.threads > bounds::THREADS_MAX {
             return Err(format!("threads must be between 1 and {}, got {}", bounds::THREADS_MAX, self.threads));
@@ -197,7 +202,14 @@ mod tests {
             assert!(e.starts_with(name) && e.contains("between") || e.contains("at least"), "{name}: {e}");
         }
         // The ends of each range are accepted.
-        let edges = TrainParams { horizon_hours: 1.0, forecast_hours: 336.0, contamination: 0.001, time_limit_s: 1.0, threads: 1, ..Default::default() };
+        let edges = TrainParams {
+            horizon_hours: 1.0,
+            forecast_hours: 336.0,
+            contamination: 0.001,
+            time_limit_s: 1.0,
+            threads: 1,
+            ..Default::default()
+        };
         assert!(edges.validate().is_ok());
     }
 }

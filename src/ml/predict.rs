@@ -1,6 +1,6 @@
 //! Answers from a loaded model for recent readings, and the recent readings of a machine's own data.
-use super::model::{Payload, Recent, UrgencyHours};
 use super::MlError;
+use super::model::{Payload, Recent, UrgencyHours};
 use crate::data::Table;
 use std::collections::BTreeMap;
 
@@ -37,8 +37,16 @@ pub fn answer(payload: &Payload, recent: &Recent, urgency: &UrgencyHours) -> Res
 /// One line about a model, for `inspect-model`.
 pub fn describe(payload: &Payload) -> String {
     match payload {
-        Payload::Classifier(m) => format!("classifier: {} trees on {} features, threshold {:.4}, target {}", m.model.n_trees(), m.spec.n_features(), m.threshold, m.target),
-        Payload::Regressor(m) => format!("RUL regressor: {} trees on {} features, cap {} h", m.model.n_trees(), m.spec.n_features(), m.cap_hours),
+        Payload::Classifier(m) => format!(
+            "classifier: {} trees on {} features, threshold {:.4}, target {}",
+            m.model.n_trees(),
+            m.spec.n_features(),
+            m.threshold,
+            m.target
+        ),
+        Payload::Regressor(m) => {
+            format!("RUL regressor: {} trees on {} features, cap {} h", m.model.n_trees(), m.spec.n_features(), m.cap_hours)
+        }
         Payload::Anomaly(m) => m.describe(),
         Payload::Forecast(m) => m.describe(),
     }

@@ -82,7 +82,14 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     report.baseline = json!({ "name": "training mean", "value_hours": train_mean, "metrics": base });
     report.leaderboard = board
         .iter()
-        .map(|(name, s, secs, trees)| LeaderRow { model: (*name).into(), metric: "validation RMSE (h)".into(), validation_score: *s, chosen: *name == chosen.name, fit_seconds: *secs, detail: format!("{trees} trees") })
+        .map(|(name, s, secs, trees)| LeaderRow {
+            model: (*name).into(),
+            metric: "validation RMSE (h)".into(),
+            validation_score: *s,
+            chosen: *name == chosen.name,
+            fit_seconds: *secs,
+            detail: format!("{trees} trees"),
+        })
         .collect();
     report.feature_importance = top_importance(&p.spec.names(), &chosen.model.feature_importance_gain(), 20);
     report.samples = predicted_vs_actual(table, &p, &yte, &pred);

@@ -39,11 +39,7 @@ pub enum SplitError {
     #[error("cannot split an empty table")]
     EmptyTable,
     #[error("{what} has {got} entries but the table has {expected} rows")]
-    LengthMismatch {
-        what: String,
-        expected: usize,
-        got: usize,
-    },
+    LengthMismatch { what: String, expected: usize, got: usize },
     #[error("too few rows to split: {n_rows} rows, {detail}")]
     TooFewRows { n_rows: usize, detail: String },
     #[error("the {set} set would be empty: {reason}")]
@@ -74,12 +70,7 @@ pub struct SplitPlan {
     pub notes: Vec<String>,
 }
 
-pub fn plan_split(
-    table: &Table,
-    seed: u64,
-    gap_rows: usize,
-    needs_label: Option<&[f64]>,
-) -> Result<SplitPlan, SplitError> {
+pub fn plan_split(table: &Table, seed: u64, gap_rows: usize, needs_label: Option<&[f64]>) -> Result<SplitPlan, SplitError> {
     let n = table.n_rows();
     if n == 0 {
         return Err(SplitError::EmptyTable);
@@ -90,27 +81,14 @@ pub fn plan_split(
         check_len("given split", n, given.len())?;
         given_plan(table, given, seed, gap_rows)?
     } else if hint.method == SplitMethod::Stratified {
-        let label = needs_label
-            .or(table.label.as_deref())
-            .ok_or(SplitError::NoLabel)?;
+        let label = needs_label.or(table.label.as_deref()).ok_or(SplitError::NoLabel)?;
         check_len("label", n, label.len())?;
-        let (test_f, val_f) = fractions(
-            hint.test_fraction,
-            hint.val_fraction,
-            STRATIFIED_TEST,
-            STRATIFIED_VAL_OF_REST,
-        )?;
+        let (test_f, val_f) = fractions(hint.test_fraction, hint.val_fraction, STRATIFIED_TEST, STRATIFIED_VAL_OF_REST)?;
         stratified_plan(table, label, hint.seed.unwrap_or(seed), test_f, val_f)?
     } else {
-        let (test_f, val_f) = fractions(
-            hint.test_fraction,
-            hint.val_fraction,
-            DEFAULT_TEST,
-            DEFAULT_VAL_OF_REST,
-        )?;
+        let (test_f, val_f) = fractions(hint.test_fraction, hint.val_fraction, DEFAULT_TEST, DEFAULT_VAL_OF_REST)?;
         let n_lives = table.n_lives();
-        let by_life =
-            table.lives_known && n_lives >= 3 && hint.method != SplitMethod::Chronological;
+        let by_life = table.lives_known && n_lives >= 3 && hint.method != SplitMethod::Chronological;
         if by_life {
             by_life_plan(table, seed, test_f, val_f)?
         } else {
@@ -118,11 +96,7 @@ pub fn plan_split(
             if hint.method == SplitMethod::ByLife {
                 plan.notes.push(format!(
                     "split by life was asked for but {}; split chronologically instead",
-                    if table.lives_known {
-                        format!("there are only {n_lives} lives")
-                    } else {
-                        "lives are unknown".into()
-                    }
+                    if table.lives_known { format!("there are only {n_lives} lives") } else { "lives are unknown".into() }
                 ));
             }
             plan
@@ -135,58 +109,29 @@ pub fn plan_split(
 // ---------------------------------------------------------------------------------------------------------
 // The four methods
 
-fn given_plan(
-    table: &Table,
-    given: &[Split],
-    seed: u64,
-    gap_rows: usize,
-) -> Result<SplitPlan, SplitError> {
-    let rows_of =
-        |want: Split| -> Vec<usize> { (0..given.len()).filter(|&i| given[i] == want).collect() };
+fn given_plan(table: &Table, given: &[Split], seed: u64, gap_rows: usize) -> Result<SplitPlan, SplitError> {
+    let rows_of = |want: Split| -> Vec<usize> { (0..given.len()).filter(|&i| given[i] == want).collect() };
     let mut plan = empty_plan("given", seed);
     plan.train = rows_of(Split::Train);
     plan.val = rows_of(Split::Val);
     plan.test = rows_of(Split::Test);
     plan.healthy = rows_of(Split::Healthy);
     if plan.train.is_empty() {
-        return Err(SplitError::EmptySet {
-            set: "train",
-            reason: "the data's own split has no training rows".into(),
-        });
+        return Err(SplitError::EmptySet { set: "train", reason: "the data's own split has no training rows".into() });
     }
     let mut rng = Rng::new(seed);
     if plan.test.is_empty() {
-        let carved = carve(
-            table,
-            &plan.train,
-            "test",
-            CarvePick::LastLives,
-            gap_rows,
-            &mut rng,
-        )?;
+        let carved = carve(table, &plan.train, "test", CarvePick::LastLives, gap_rows, &mut rng)?;
         apply_carve(&mut plan, carved, Target::Test);
     }
     if plan.val.is_empty() {
-        let carved = carve(
-            table,
-            &plan.train,
-            "validation",
-            CarvePick::RandomLives,
-            gap_rows,
-            &mut rng,
-        )?;
+        let carved = carve(table, &plan.train, "validation", CarvePick::RandomLives, gap_rows, &mut rng)?;
         apply_carve(&mut plan, carved, Target::Val);
     }
     Ok(plan)
 }
 
-fn stratified_plan(
-    table: &Table,
-    label: &[f64],
-    seed: u64,
-    test_f: f64,
-    val_f: f64,
-) -> Result<SplitPlan, SplitError> {
+fn stratified_plan(table: &Table, label: &[f64], seed: u64, test_f: f64, val_f: f64) -> Result<SplitPlan, SplitError> {
     let mut plan = empty_plan("stratified", seed);
     let mut rng = Rng::new(seed);
     for class in label_classes(label) {
@@ -206,26 +151,18 @@ fn stratified_plan(
         positive_rate(label, &plan.test)
     ));
     if table.lives_known && table.n_lives() > 1 {
-        plan.notes.push(
-            "rows are treated as independent: rows of one life may land in different sets".into(),
-        );
+        plan.notes.push("rows are treated as independent: rows of one life may land in different sets".into());
     }
     Ok(plan)
 }
 
-fn by_life_plan(
-    table: &Table,
-    seed: u64,
-    test_f: f64,
-    val_f: f64,
-) -> Result<SplitPlan, SplitError> {
+fn by_life_plan(table: &Table, seed: u64, test_f: f64, val_f: f64) -> Result<SplitPlan, SplitError> {
     let mut lives = lives_in_order(table, &(0..table.n_rows()).collect::<Vec<_>>());
     let n_lives = lives.len();
-    let (n_test, n_val) =
-        three_way_counts(n_lives, test_f, val_f).ok_or_else(|| SplitError::TooFewRows {
-            n_rows: table.n_rows(),
-            detail: format!("{n_lives} lives, a split by life needs at least 3"),
-        })?;
+    let (n_test, n_val) = three_way_counts(n_lives, test_f, val_f).ok_or_else(|| SplitError::TooFewRows {
+        n_rows: table.n_rows(),
+        detail: format!("{n_lives} lives, a split by life needs at least 3"),
+    })?;
     Rng::new(seed).shuffle(&mut lives);
     let test_set: HashSet<u32> = lives[..n_test].iter().copied().collect();
     let val_set: HashSet<u32> = lives[n_test..n_test + n_val].iter().copied().collect();
@@ -248,20 +185,11 @@ fn by_life_plan(
     Ok(plan)
 }
 
-fn chronological_plan(
-    table: &Table,
-    seed: u64,
-    gap: usize,
-    test_f: f64,
-    val_f: f64,
-) -> Result<SplitPlan, SplitError> {
+fn chronological_plan(table: &Table, seed: u64, gap: usize, test_f: f64, val_f: f64) -> Result<SplitPlan, SplitError> {
     let n = table.n_rows();
     let too_few = || SplitError::TooFewRows {
         n_rows: n,
-        detail: format!(
-            "a chronological split with {gap} gap rows needs at least {}",
-            3 + 2 * gap
-        ),
+        detail: format!("a chronological split with {gap} gap rows needs at least {}", 3 + 2 * gap),
     };
     let usable = n.checked_sub(2 * gap).ok_or_else(too_few)?;
     let (n_test, n_val) = three_way_counts(usable, test_f, val_f).ok_or_else(too_few)?;
@@ -307,36 +235,19 @@ struct Carved {
 
 /// Splits `train` into what stays and what goes to the missing set: by lives when lives are known and there
 /// are at least two, else the last rows with `gap` rows dropped in between.
-fn carve(
-    table: &Table,
-    train: &[usize],
-    what: &str,
-    pick: CarvePick,
-    gap: usize,
-    rng: &mut Rng,
-) -> Result<Carved, SplitError> {
+fn carve(table: &Table, train: &[usize], what: &str, pick: CarvePick, gap: usize, rng: &mut Rng) -> Result<Carved, SplitError> {
     let lives = lives_in_order(table, train);
     if table.lives_known && lives.len() >= 2 {
         return Ok(carve_lives(table, train, lives, what, pick, rng));
     }
     let mut carved = carve_rows(train, what, gap)?;
     if table.lives_known {
-        carved.note.push_str(&format!(
-            " (only {} training life, so it is shared)",
-            lives.len()
-        ));
+        carved.note.push_str(&format!(" (only {} training life, so it is shared)", lives.len()));
     }
     Ok(carved)
 }
 
-fn carve_lives(
-    table: &Table,
-    train: &[usize],
-    mut lives: Vec<u32>,
-    what: &str,
-    pick: CarvePick,
-    rng: &mut Rng,
-) -> Carved {
+fn carve_lives(table: &Table, train: &[usize], mut lives: Vec<u32>, what: &str, pick: CarvePick, rng: &mut Rng) -> Carved {
     let n_lives = lives.len();
     let n_carve = ((n_lives as f64 * CARVE_FRACTION).round() as usize).clamp(1, n_lives - 1);
     let chosen: HashSet<u32> = match pick {
@@ -346,20 +257,12 @@ fn carve_lives(
             lives[..n_carve].iter().copied().collect()
         }
     };
-    let (carved, keep) = train
-        .iter()
-        .partition(|&&i| chosen.contains(&table.life[i]));
+    let (carved, keep) = train.iter().partition(|&&i| chosen.contains(&table.life[i]));
     let which = match pick {
         CarvePick::LastLives => "the last",
         CarvePick::RandomLives => "a random",
     };
-    Carved {
-        keep,
-        carved,
-        by_life: true,
-        gap: 0,
-        note: format!("{what} carved from {which} {n_carve} of {n_lives} training lives"),
-    }
+    Carved { keep, carved, by_life: true, gap: 0, note: format!("{what} carved from {which} {n_carve} of {n_lives} training lives") }
 }
 
 fn carve_rows(train: &[usize], what: &str, gap: usize) -> Result<Carved, SplitError> {
@@ -374,9 +277,7 @@ fn carve_rows(train: &[usize], what: &str, gap: usize) -> Result<Carved, SplitEr
         carved: train[n - n_carve..].to_vec(),
         by_life: false,
         gap,
-        note: format!(
-            "{what} is the last {n_carve} of {n} training rows, with {gap} rows dropped before it"
-        ),
+        note: format!("{what} is the last {n_carve} of {n} training rows, with {gap} rows dropped before it"),
     })
 }
 
@@ -387,14 +288,7 @@ fn apply_carve(plan: &mut SplitPlan, c: Carved, target: Target) {
         Target::Test => (&mut plan.test, "test"),
     };
     *set = c.carved;
-    plan.method.push_str(&format!(
-        "+{tag}_{}",
-        if c.by_life {
-            "by_life"
-        } else {
-            "chronological"
-        }
-    ));
+    plan.method.push_str(&format!("+{tag}_{}", if c.by_life { "by_life" } else { "chronological" }));
     plan.gap_rows = plan.gap_rows.max(c.gap);
     plan.notes.push(c.note);
 }
@@ -419,35 +313,15 @@ fn empty_plan(method: &str, seed: u64) -> SplitPlan {
 }
 
 fn check_len(what: &str, expected: usize, got: usize) -> Result<(), SplitError> {
-    if expected == got {
-        Ok(())
-    } else {
-        Err(SplitError::LengthMismatch {
-            what: what.to_string(),
-            expected,
-            got,
-        })
-    }
+    if expected == got { Ok(()) } else { Err(SplitError::LengthMismatch { what: what.to_string(), expected, got }) }
 }
 
 /// Hint fractions override the method's defaults; a description file can hold anything.
-fn fractions(
-    test: Option<f64>,
-    val: Option<f64>,
-    default_test: f64,
-    default_val: f64,
-) -> Result<(f64, f64), SplitError> {
+fn fractions(test: Option<f64>, val: Option<f64>, default_test: f64, default_val: f64) -> Result<(f64, f64), SplitError> {
     let check = |name: &'static str, v: f64| {
-        if v > 0.0 && v < 1.0 {
-            Ok(v)
-        } else {
-            Err(SplitError::BadFraction { name, value: v })
-        }
+        if v > 0.0 && v < 1.0 { Ok(v) } else { Err(SplitError::BadFraction { name, value: v }) }
     };
-    Ok((
-        check("test_fraction", test.unwrap_or(default_test))?,
-        check("val_fraction", val.unwrap_or(default_val))?,
-    ))
+    Ok((check("test_fraction", test.unwrap_or(default_test))?, check("val_fraction", val.unwrap_or(default_val))?))
 }
 
 /// Test and validation counts out of `n` units with at least one unit in each of the three sets, or None
@@ -477,16 +351,9 @@ fn positive_rate(label: &[f64], rows: &[usize]) -> String {
 }
 
 fn require_non_empty(plan: &SplitPlan, n_rows: usize, unit: &str) -> Result<(), SplitError> {
-    for (set, rows) in [
-        ("train", &plan.train),
-        ("validation", &plan.val),
-        ("test", &plan.test),
-    ] {
+    for (set, rows) in [("train", &plan.train), ("validation", &plan.val), ("test", &plan.test)] {
         if rows.is_empty() {
-            return Err(SplitError::EmptySet {
-                set,
-                reason: format!("only {n_rows} {unit} to split"),
-            });
+            return Err(SplitError::EmptySet { set, reason: format!("only {n_rows} {unit} to split") });
         }
     }
     Ok(())
@@ -495,28 +362,17 @@ fn require_non_empty(plan: &SplitPlan, n_rows: usize, unit: &str) -> Result<(), 
 /// Distinct lives of `rows`, in order of first appearance.
 fn lives_in_order(table: &Table, rows: &[usize]) -> Vec<u32> {
     let mut seen = HashSet::new();
-    rows.iter()
-        .map(|&i| table.life[i])
-        .filter(|l| seen.insert(*l))
-        .collect()
+    rows.iter().map(|&i| table.life[i]).filter(|l| seen.insert(*l)).collect()
 }
 
 fn count_lives(table: &Table, rows: &[usize]) -> usize {
-    rows.iter()
-        .map(|&i| table.life[i])
-        .collect::<HashSet<_>>()
-        .len()
+    rows.iter().map(|&i| table.life[i]).collect::<HashSet<_>>().len()
 }
 
 /// Sorts the sets, counts lives, and says so when a life ended up in two sets (only possible with a given
 /// split, a stratified split, or a chronological split of known lives).
 fn finish(table: &Table, plan: &mut SplitPlan) {
-    for set in [
-        &mut plan.train,
-        &mut plan.val,
-        &mut plan.test,
-        &mut plan.healthy,
-    ] {
+    for set in [&mut plan.train, &mut plan.val, &mut plan.test, &mut plan.healthy] {
         set.sort_unstable();
     }
     plan.train_lives = count_lives(table, &plan.train);
@@ -525,22 +381,16 @@ fn finish(table: &Table, plan: &mut SplitPlan) {
     if table.lives_known && plan.method != "stratified" {
         let shared = shared_lives(table, plan);
         if shared > 0 {
-            plan.notes.push(format!(
-                "{shared} lives have rows in more than one of train/validation/test"
-            ));
+            plan.notes.push(format!("{shared} lives have rows in more than one of train/validation/test"));
         }
     }
 }
 
 fn shared_lives(table: &Table, plan: &SplitPlan) -> usize {
-    let sets: Vec<HashSet<u32>> = [&plan.train, &plan.val, &plan.test]
-        .iter()
-        .map(|rows| rows.iter().map(|&i| table.life[i]).collect())
-        .collect();
+    let sets: Vec<HashSet<u32>> =
+        [&plan.train, &plan.val, &plan.test].iter().map(|rows| rows.iter().map(|&i| table.life[i]).collect()).collect();
     let all: HashSet<u32> = sets.iter().flatten().copied().collect();
-    all.iter()
-        .filter(|l| sets.iter().filter(|s| s.contains(l)).count() > 1)
-        .count()
+    all.iter().filter(|l| sets.iter().filter(|s| s.contains(l)).count() > 1).count()
 }
 
 #[cfg(test)]
@@ -550,11 +400,7 @@ mod tests {
 
     fn table(lives: &[usize], lives_known: bool) -> Table {
         let n: usize = lives.iter().sum();
-        let life: Vec<u32> = lives
-            .iter()
-            .enumerate()
-            .flat_map(|(id, &len)| std::iter::repeat_n(id as u32, len))
-            .collect();
+        let life: Vec<u32> = lives.iter().enumerate().flat_map(|(id, &len)| std::iter::repeat_n(id as u32, len)).collect();
         Table {
             machine_id: "m".into(),
             meta: MachineMeta::default(),
@@ -598,11 +444,7 @@ mod tests {
         assert_sound(&t, &p);
         assert_eq!(p.method, "by_life");
         assert_eq!((p.train_lives, p.val_lives, p.test_lives), (14, 3, 3));
-        let (a, b, c) = (
-            lives_of(&t, &p.train),
-            lives_of(&t, &p.val),
-            lives_of(&t, &p.test),
-        );
+        let (a, b, c) = (lives_of(&t, &p.train), lives_of(&t, &p.val), lives_of(&t, &p.test));
         assert!(a.is_disjoint(&b) && a.is_disjoint(&c) && b.is_disjoint(&c));
         assert_eq!(p.train.len() + p.val.len() + p.test.len(), t.n_rows());
         let again = plan_split(&t, 7, 10, None).unwrap();
@@ -638,24 +480,14 @@ mod tests {
     #[test]
     fn missing_val_is_carved_from_training_lives() {
         let mut t = table(&[20; 100], true);
-        t.given_split = Some(
-            (0..2000)
-                .map(|i| if i < 1600 { Split::Train } else { Split::Test })
-                .collect(),
-        );
+        t.given_split = Some((0..2000).map(|i| if i < 1600 { Split::Train } else { Split::Test }).collect());
         let p = plan_split(&t, 3, 5, None).unwrap();
         assert_sound(&t, &p);
         assert_eq!(p.method, "given+val_by_life");
         assert_eq!((p.train_lives, p.val_lives, p.test_lives), (64, 16, 20));
         assert!(lives_of(&t, &p.train).is_disjoint(&lives_of(&t, &p.val)));
         assert_eq!(p.test, (1600..2000).collect::<Vec<_>>());
-        assert!(
-            p.notes
-                .iter()
-                .any(|n| n.contains("16 of 80 training lives")),
-            "{:?}",
-            p.notes
-        );
+        assert!(p.notes.iter().any(|n| n.contains("16 of 80 training lives")), "{:?}", p.notes);
     }
 
     #[test]
@@ -689,36 +521,21 @@ mod tests {
         let t = table(&[500, 500], true);
         let p = plan_split(&t, 1, 0, None).unwrap();
         assert_eq!(p.method, "chronological");
-        assert!(
-            p.notes.iter().any(|n| n.contains("more than one")),
-            "{:?}",
-            p.notes
-        );
+        assert!(p.notes.iter().any(|n| n.contains("more than one")), "{:?}", p.notes);
     }
 
     #[test]
     fn stratified_keeps_the_positive_rate_and_is_deterministic() {
         let mut t = table(&[10_000], false);
         let mut rng = Rng::new(5);
-        t.label = Some(
-            (0..10_000)
-                .map(|_| if rng.uniform() < 0.034 { 1.0 } else { 0.0 })
-                .collect(),
-        );
-        t.split_hint = SplitHint {
-            method: SplitMethod::Stratified,
-            test_fraction: None,
-            val_fraction: None,
-            seed: None,
-            healthy_head_rows: None,
-        };
+        t.label = Some((0..10_000).map(|_| if rng.uniform() < 0.034 { 1.0 } else { 0.0 }).collect());
+        t.split_hint =
+            SplitHint { method: SplitMethod::Stratified, test_fraction: None, val_fraction: None, seed: None, healthy_head_rows: None };
         let p = plan_split(&t, 42, 100, None).unwrap();
         assert_sound(&t, &p);
         assert_eq!(p.method, "stratified");
         let label = t.label.as_deref().unwrap();
-        let rate = |rows: &[usize]| {
-            rows.iter().filter(|&&i| label[i] >= 0.5).count() as f64 / rows.len() as f64
-        };
+        let rate = |rows: &[usize]| rows.iter().filter(|&&i| label[i] >= 0.5).count() as f64 / rows.len() as f64;
         let overall = rate(&(0..10_000).collect::<Vec<_>>());
         for set in [&p.train, &p.val, &p.test] {
             assert!((rate(set) - overall).abs() < 0.01);
@@ -726,10 +543,7 @@ mod tests {
         assert_eq!(p.test.len(), 2000);
         assert_eq!(p.val.len(), 1600);
         let again = plan_split(&t, 42, 100, None).unwrap();
-        assert_eq!(
-            (&again.train, &again.val, &again.test),
-            (&p.train, &p.val, &p.test)
-        );
+        assert_eq!((&again.train, &again.val, &again.test), (&p.train, &p.val, &p.test));
         assert_ne!(plan_split(&t, 43, 100, None).unwrap().test, p.test);
         // The hint's seed wins over the caller's.
         t.split_hint.seed = Some(9);
@@ -739,10 +553,7 @@ mod tests {
         // An explicit label wins over the table's, and a missing one is an error.
         let other: Vec<f64> = (0..10_000).map(|i| f64::from(i % 10 == 0)).collect();
         let p = plan_split(&t, 1, 0, Some(&other)).unwrap();
-        assert!(
-            (p.test.iter().filter(|&&i| other[i] >= 0.5).count() as f64 / 2000.0 - 0.1).abs()
-                < 1e-9
-        );
+        assert!((p.test.iter().filter(|&&i| other[i] >= 0.5).count() as f64 / 2000.0 - 0.1).abs() < 1e-9);
         t.label = None;
         assert_eq!(plan_split(&t, 1, 0, None).unwrap_err(), SplitError::NoLabel);
     }
@@ -754,41 +565,19 @@ mod tests {
         assert!(matches!(err, SplitError::TooFewRows { n_rows: 2, .. }));
         assert!(err.to_string().contains("needs at least 3"), "{err}");
         let t = table(&[20], false);
-        assert!(matches!(
-            plan_split(&t, 1, 10, None),
-            Err(SplitError::TooFewRows { .. })
-        ));
+        assert!(matches!(plan_split(&t, 1, 10, None), Err(SplitError::TooFewRows { .. })));
         assert!(plan_split(&t, 1, 8, None).is_ok());
-        assert_eq!(
-            plan_split(&table(&[], false), 1, 0, None).unwrap_err(),
-            SplitError::EmptyTable
-        );
+        assert_eq!(plan_split(&table(&[], false), 1, 0, None).unwrap_err(), SplitError::EmptyTable);
         let mut t = table(&[10], false);
         t.given_split = Some(vec![Split::Test; 10]);
-        assert!(matches!(
-            plan_split(&t, 1, 0, None),
-            Err(SplitError::EmptySet { set: "train", .. })
-        ));
+        assert!(matches!(plan_split(&t, 1, 0, None), Err(SplitError::EmptySet { set: "train", .. })));
         t.given_split = Some(vec![Split::Train; 9]);
-        assert!(matches!(
-            plan_split(&t, 1, 0, None),
-            Err(SplitError::LengthMismatch { .. })
-        ));
-        t.given_split = Some(
-            (0..10)
-                .map(|i| if i < 1 { Split::Train } else { Split::Test })
-                .collect(),
-        );
-        assert!(matches!(
-            plan_split(&t, 1, 0, None),
-            Err(SplitError::TooFewRows { .. })
-        ));
+        assert!(matches!(plan_split(&t, 1, 0, None), Err(SplitError::LengthMismatch { .. })));
+        t.given_split = Some((0..10).map(|i| if i < 1 { Split::Train } else { Split::Test }).collect());
+        assert!(matches!(plan_split(&t, 1, 0, None), Err(SplitError::TooFewRows { .. })));
         let mut t = table(&[100], false);
         t.split_hint.test_fraction = Some(1.5);
-        assert!(matches!(
-            plan_split(&t, 1, 0, None),
-            Err(SplitError::BadFraction { .. })
-        ));
+        assert!(matches!(plan_split(&t, 1, 0, None), Err(SplitError::BadFraction { .. })));
     }
 
     #[test]

@@ -37,7 +37,14 @@ fn rows_are_independent(table: &Table) -> bool {
     table.given_split.is_none() && table.split_hint.method == SplitMethod::Stratified
 }
 
-pub fn prepare(table: &Table, params: &TrainParams, ctx: &TrainContext, target: &[f64], stratify: bool, sw: &mut Stopwatch) -> Result<Prepared, MlError> {
+pub fn prepare(
+    table: &Table,
+    params: &TrainParams,
+    ctx: &TrainContext,
+    target: &[f64],
+    stratify: bool,
+    sw: &mut Stopwatch,
+) -> Result<Prepared, MlError> {
     ctx.stage("split", 0.0, 0.05, "splitting by life / time without leaks");
     let all_rows: Vec<usize> = (0..table.n_rows()).collect();
     let til = time_in_life_allowed(table);
@@ -125,16 +132,46 @@ pub fn candidates(objective: Objective, quality: Quality, seed: u64, threads: us
     };
     let base = gbdt::Params { objective, seed, threads, num_rounds: rounds, early_stopping_rounds: 100, ..gbdt::Params::default() };
     let weighted = objective == Objective::Binary;
-    let wide = gbdt::Params { learning_rate: 0.05, num_leaves: 31, min_data_in_leaf: 20, feature_fraction: 0.8, bagging_fraction: 0.8, ..base.clone() };
+    let wide = gbdt::Params {
+        learning_rate: 0.05,
+        num_leaves: 31,
+        min_data_in_leaf: 20,
+        feature_fraction: 0.8,
+        bagging_fraction: 0.8,
+        ..base.clone()
+    };
     let mut out = vec![
         Candidate { name: "gbdt-31-leaves", params: wide.clone(), class_weighted: weighted },
-        Candidate { name: "gbdt-7-leaves", params: gbdt::Params { learning_rate: 0.08, num_leaves: 7, min_data_in_leaf: 40, feature_fraction: 0.6, bagging_fraction: 0.8, lambda_l2: 5.0, ..base.clone() }, class_weighted: weighted },
+        Candidate {
+            name: "gbdt-7-leaves",
+            params: gbdt::Params {
+                learning_rate: 0.08,
+                num_leaves: 7,
+                min_data_in_leaf: 40,
+                feature_fraction: 0.6,
+                bagging_fraction: 0.8,
+                lambda_l2: 5.0,
+                ..base.clone()
+            },
+            class_weighted: weighted,
+        },
     ];
     if weighted {
         out.insert(1, Candidate { name: "gbdt-31-leaves-unweighted", params: wide, class_weighted: false });
     }
     if quality == Quality::Best {
-        out.push(Candidate { name: "gbdt-63-leaves", params: gbdt::Params { learning_rate: 0.03, num_leaves: 63, min_data_in_leaf: 10, feature_fraction: 0.7, bagging_fraction: 0.7, ..base }, class_weighted: weighted });
+        out.push(Candidate {
+            name: "gbdt-63-leaves",
+            params: gbdt::Params {
+                learning_rate: 0.03,
+                num_leaves: 63,
+                min_data_in_leaf: 10,
+                feature_fraction: 0.7,
+                bagging_fraction: 0.7,
+                ..base
+            },
+            class_weighted: weighted,
+        });
     }
     out
 }
@@ -146,7 +183,14 @@ pub struct Fitted {
 }
 
 /// Trains one candidate with progress and cancel at every round. Time running out keeps what is trained.
-pub fn fit_candidate(c: &Candidate, p: &Prepared, weights: Option<&[f32]>, ctx: &TrainContext, lo: f64, hi: f64) -> Result<Fitted, MlError> {
+pub fn fit_candidate(
+    c: &Candidate,
+    p: &Prepared,
+    weights: Option<&[f32]>,
+    ctx: &TrainContext,
+    lo: f64,
+    hi: f64,
+) -> Result<Fitted, MlError> {
     let t0 = Instant::now();
     let mut cancelled = false;
     let mut monitor = |info: &RoundInfo| {
@@ -169,5 +213,12 @@ pub fn fit_candidate(c: &Candidate, p: &Prepared, weights: Option<&[f32]>, ctx: 
 }
 
 pub fn leader(name: &str, metric: &str, score: f64, f: &Fitted, chosen: bool) -> LeaderRow {
-    LeaderRow { model: name.into(), metric: metric.into(), validation_score: score, chosen, fit_seconds: f.seconds, detail: format!("{} trees", f.model.n_trees()) }
+    LeaderRow {
+        model: name.into(),
+        metric: metric.into(),
+        validation_score: score,
+        chosen,
+        fit_seconds: f.seconds,
+        detail: format!("{} trees", f.model.n_trees()),
+    }
 }

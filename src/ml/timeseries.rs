@@ -109,7 +109,10 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let n = series.first().map_or(0, Vec::len);
     let test_len = h * TEST_ORIGINS.min(n / (h * 4)).max(1);
     if n < test_len + 3 * h.max(2) {
-        return Err(MlError::Invalid(format!("{n} points on the grid: too short to forecast {h} steps and test it; need at least {}", test_len + 3 * h.max(2))));
+        return Err(MlError::Invalid(format!(
+            "{n} points on the grid: too short to forecast {h} steps and test it; need at least {}",
+            test_len + 3 * h.max(2)
+        )));
     }
     let train_len = n - test_len;
     sw.lap("resample");
@@ -125,13 +128,16 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
             ctx.progress(lo + (hi - lo) * f, || format!("{}: {:.0} %", s.name, f * 100.0));
             ctx.checkpoint().is_ok()
         };
-        let selected = forecast::select_and_fit(&y[..train_len], period, h, SELECT_ORIGINS, &mut progress).map_err(|e| cancel_or(e, ctx))?;
+        let selected =
+            forecast::select_and_fit(&y[..train_len], period, h, SELECT_ORIGINS, &mut progress).map_err(|e| cancel_or(e, ctx))?;
         let kind = selected.model.kind;
         let eff_period = selected.period;
         let make = |hist: &[f64]| forecast::Model::fit(kind, hist, eff_period, &mut |_| true);
-        let test = forecast::backtest(y, eff_period, h, TEST_ORIGINS, make, &mut |_| ctx.checkpoint().is_ok()).map_err(|e| cancel_or(e, ctx))?;
+        let test =
+            forecast::backtest(y, eff_period, h, TEST_ORIGINS, make, &mut |_| ctx.checkpoint().is_ok()).map_err(|e| cancel_or(e, ctx))?;
         let naive_make = |hist: &[f64]| forecast::Model::fit(ModelKind::SeasonalNaive, hist, eff_period, &mut |_| true);
-        let naive = forecast::backtest(y, eff_period, h, TEST_ORIGINS, naive_make, &mut |_| ctx.checkpoint().is_ok()).map_err(|e| cancel_or(e, ctx))?;
+        let naive = forecast::backtest(y, eff_period, h, TEST_ORIGINS, naive_make, &mut |_| ctx.checkpoint().is_ok())
+            .map_err(|e| cancel_or(e, ctx))?;
         let mape = test_mape(y, train_len, h, kind, eff_period, &selected.model.empirical);
         for (name, score) in &selected.leaderboard {
             board.push(LeaderRow {
@@ -146,7 +152,8 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         // The deployed model is refitted on everything, keeping the backtest's error quantiles for intervals.
         let mut deployed = forecast::Model::fit(kind, y, eff_period, &mut |_| true)?;
         deployed.empirical = selected.model.empirical.clone();
-        per_sensor.push(json!({ "sensor": s.name, "unit": s.unit, "model": kind.name(), "test": test, "seasonal_naive": naive, "mape": mape }));
+        per_sensor
+            .push(json!({ "sensor": s.name, "unit": s.unit, "model": kind.name(), "test": test, "seasonal_naive": naive, "mape": mape }));
         fitted.push((s.name.clone(), deployed, test, naive, mape, eff_period));
         ctx.checkpoint()?;
     }
@@ -177,7 +184,10 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         method: "chronological (rolling origin)".into(),
         train_rows: train_len,
         test_rows: test_len,
-        notes: vec![format!("models chosen by a {SELECT_ORIGINS}-origin backtest on the training period; metrics from {} origins on the last {test_len} points", test_len / h)],
+        notes: vec![format!(
+            "models chosen by a {SELECT_ORIGINS}-origin backtest on the training period; metrics from {} origins on the last {test_len} points",
+            test_len / h
+        )],
         ..Default::default()
     };
     report.data = super::report::DataSummary {
@@ -226,7 +236,16 @@ fn test_mape(y: &[f64], train_len: usize, h: usize, kind: ModelKind, period: usi
 
 /// Forecast vs held-out truth at the first test origin, for up to four sensors, with intervals.
 #[allow(clippy::too_many_arguments)]
-fn forecast_samples(table: &Table, sensors: &[&crate::data::Sensor], series: &[Vec<f64>], train_len: usize, h: usize, step: f64, fitted: &[Fitted], end_row: usize) -> serde_json::Value {
+fn forecast_samples(
+    table: &Table,
+    sensors: &[&crate::data::Sensor],
+    series: &[Vec<f64>],
+    train_len: usize,
+    h: usize,
+    step: f64,
+    fitted: &[Fitted],
+    end_row: usize,
+) -> serde_json::Value {
     let n = series.first().map_or(0, Vec::len);
     let t_end = table.timestamps[end_row - 1];
     let t_origin = t_end - (n - train_len) as f64 * step;
@@ -254,7 +273,14 @@ impl ForecastModel {
 
     pub fn describe(&self) -> String {
         let kinds: Vec<String> = self.sensors.iter().map(|s| format!("{}={}", s.sensor, s.model.kind.name())).collect();
-        format!("forecaster: {} sensors, {} steps of {} s, period {}: {}", self.sensors.len(), self.horizon, self.interval_s, self.period, kinds.join(", "))
+        format!(
+            "forecaster: {} sensors, {} steps of {} s, period {}: {}",
+            self.sensors.len(),
+            self.horizon,
+            self.interval_s,
+            self.period,
+            kinds.join(", ")
+        )
     }
 
     /// Forecasts from the given history: the stored state when the history ends where training ended, else
@@ -267,10 +293,18 @@ impl ForecastModel {
             let model = if same_end {
                 sf.model.clone()
             } else {
-                let values = recent.sensors.get(&sf.sensor).ok_or_else(|| MlError::Invalid(format!("sensor {:?} is missing from the readings", sf.sensor)))?;
+                let values = recent
+                    .sensors
+                    .get(&sf.sensor)
+                    .ok_or_else(|| MlError::Invalid(format!("sensor {:?} is missing from the readings", sf.sensor)))?;
                 let y = resample(&recent.timestamps, values, self.interval_s)?;
                 if y.len() < self.period.max(2) * 2 {
-                    return Err(MlError::Invalid(format!("{} readings on the {} s grid; the forecaster needs at least {}", y.len(), self.interval_s, self.period.max(2) * 2)));
+                    return Err(MlError::Invalid(format!(
+                        "{} readings on the {} s grid; the forecaster needs at least {}",
+                        y.len(),
+                        self.interval_s,
+                        self.period.max(2) * 2
+                    )));
                 }
                 let mut m = forecast::Model::fit(sf.model.kind, &y, sf.period, &mut |_| true)?;
                 m.empirical = sf.model.empirical.clone();
@@ -278,7 +312,16 @@ impl ForecastModel {
             };
             let f = model.forecast(self.horizon);
             let timestamps = (1..=self.horizon).map(|k| crate::util::time::format_timestamp(last + k as f64 * self.interval_s)).collect();
-            out.push(SensorForecast { sensor: sf.sensor.clone(), model: sf.model.kind.name().into(), timestamps, mean: f.mean, lo80: f.lo80, hi80: f.hi80, lo95: f.lo95, hi95: f.hi95 });
+            out.push(SensorForecast {
+                sensor: sf.sensor.clone(),
+                model: sf.model.kind.name().into(),
+                timestamps,
+                mean: f.mean,
+                lo80: f.lo80,
+                hi80: f.hi80,
+                lo95: f.lo95,
+                hi95: f.hi95,
+            });
         }
         Ok(ForecastAnswer {
             horizon_hours: self.horizon as f64 * self.interval_s / 3600.0,

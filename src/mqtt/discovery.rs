@@ -43,7 +43,14 @@ pub fn node_configs(topics: &Topics) -> Vec<(String, Value)> {
             "{{ value_json.temperature_c if value_json.temperature_c is not none else 'unknown' }}",
             json!({ "device_class": "temperature", "unit_of_measurement": "°C", "state_class": "measurement", "entity_category": "diagnostic" }),
         ),
-        sensor(topics, "queue_depth", "Training queue depth", topics.health(), "{{ value_json.queue_depth }}", json!({ "state_class": "measurement", "icon": "mdi:tray-full" })),
+        sensor(
+            topics,
+            "queue_depth",
+            "Training queue depth",
+            topics.health(),
+            "{{ value_json.queue_depth }}",
+            json!({ "state_class": "measurement", "icon": "mdi:tray-full" }),
+        ),
         sensor(
             topics,
             "job_progress",

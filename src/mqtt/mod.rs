@@ -103,14 +103,25 @@ impl Mqtt {
         let told = Arc::new(Mutex::new(HashSet::new()));
 
         let link = tokio::spawn(session::link(eventloop, link_tx, stop_rx.clone()));
-        let watcher = JobWatcher { queue: state.queue.clone(), topics: topics.clone(), outbox: outbox.clone(), machines: machines_tx, told: told.clone() };
+        let watcher = JobWatcher {
+            queue: state.queue.clone(),
+            topics: topics.clone(),
+            outbox: outbox.clone(),
+            machines: machines_tx,
+            told: told.clone(),
+        };
         let publisher = publisher::Publisher {
             state: state.clone(),
             router: router.clone(),
             topics: topics.clone(),
             outbox: outbox.clone(),
             info: info(cfg, &settings),
-            online: Message { topic: topics.state(), payload: availability(Availability::Online, &instance_id), retain: true, qos: rumqttc::QoS::AtLeastOnce },
+            online: Message {
+                topic: topics.state(),
+                payload: availability(Availability::Online, &instance_id),
+                retain: true,
+                qos: rumqttc::QoS::AtLeastOnce,
+            },
             homeassistant: cfg.mqtt.homeassistant,
             sysfs_root: cfg.guard.sysfs_root.clone(),
         };
@@ -120,7 +131,12 @@ impl Mqtt {
             tokio::spawn(run_publisher(publisher, refresh.clone(), machines_rx, stop_rx.clone())),
         ];
         let twins = twin::Twins::new(
-            twin::Names { instance_id, node_id: settings.node_id.clone(), client_id: settings.client_id.clone(), base_topic: topics.base().to_string() },
+            twin::Names {
+                instance_id,
+                node_id: settings.node_id.clone(),
+                client_id: settings.client_id.clone(),
+                base_topic: topics.base().to_string(),
+            },
             cfg.mqtt.accept_requests,
         );
         let mut session = session::Session::new(
@@ -273,7 +289,13 @@ impl JobWatcher {
     }
 }
 
-async fn forward_bus(mut rx: tokio::sync::broadcast::Receiver<crate::daemon::BusEvent>, topics: Topics, outbox: Outbox, told: Arc<Mutex<HashSet<String>>>, mut stop: watch::Receiver<bool>) {
+async fn forward_bus(
+    mut rx: tokio::sync::broadcast::Receiver<crate::daemon::BusEvent>,
+    topics: Topics,
+    outbox: Outbox,
+    told: Arc<Mutex<HashSet<String>>>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             r = rx.recv() => match r {
@@ -290,7 +312,12 @@ async fn forward_bus(mut rx: tokio::sync::broadcast::Receiver<crate::daemon::Bus
     }
 }
 
-async fn run_publisher(publisher: publisher::Publisher, refresh: Arc<Notify>, mut machines: mpsc::Receiver<String>, mut stop: watch::Receiver<bool>) {
+async fn run_publisher(
+    publisher: publisher::Publisher,
+    refresh: Arc<Notify>,
+    mut machines: mpsc::Receiver<String>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(HEALTH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

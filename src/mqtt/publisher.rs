@@ -71,7 +71,8 @@ impl Publisher {
             Ok(v) => v,
             Err((e, _)) => json!({ "status": "error", "error": e.message }),
         };
-        let temperature = find_number(&health, &["temperature_c", "soc_temperature_c", "soc_temp_c", "temp_c"]).or_else(|| thermal_zones(&self.sysfs_root));
+        let temperature = find_number(&health, &["temperature_c", "soc_temperature_c", "soc_temp_c", "temp_c"])
+            .or_else(|| thermal_zones(&self.sysfs_root));
         health["temperature_c"] = json!(temperature.map(|t| (t * 10.0).round() / 10.0));
         health["queue_depth"] = json!(self.state.queue.pending_count());
         // Next to the session's facts (connected, instance id, twin) that /api/health already carries.
@@ -118,7 +119,8 @@ impl Publisher {
         }
         if self.homeassistant {
             // A config for every type, named by its metric once one is trained.
-            let named: Vec<(ModelType, Option<String>)> = ModelType::ALL.iter().map(|t| (*t, metrics.iter().find(|(m, _)| m == t).and_then(|(_, n)| n.clone()))).collect();
+            let named: Vec<(ModelType, Option<String>)> =
+                ModelType::ALL.iter().map(|t| (*t, metrics.iter().find(|(m, _)| m == t).and_then(|(_, n)| n.clone()))).collect();
             for (topic, config) in discovery::machine_configs(&self.topics, machine_id, &named) {
                 self.outbox.send(Message::state(topic, &config));
             }

@@ -38,7 +38,14 @@ pub fn parse_payload(payload: &[u8]) -> (Option<Value>, Result<Map<String, Value
     }
     let value: Value = match serde_json::from_slice(payload) {
         Ok(v) => v,
-        Err(e) => return (None, Err(refuse(format!("the payload is not JSON ({e}); send an object such as {{\"machine_id\": \"...\", \"transaction\": \"1\"}}")))),
+        Err(e) => {
+            return (
+                None,
+                Err(refuse(format!(
+                    "the payload is not JSON ({e}); send an object such as {{\"machine_id\": \"...\", \"transaction\": \"1\"}}"
+                ))),
+            );
+        }
     };
     match value {
         Value::Object(mut map) => {
@@ -73,7 +80,9 @@ fn machine(id: &str) -> Result<(), Refused> {
 }
 
 fn model_type(t: &str) -> Result<&'static str, Refused> {
-    crate::ml::ModelType::parse(t).map(|t| t.as_str()).ok_or_else(|| refuse(format!("unknown model_type {t:?}: use classification, regression, anomaly or timeseries")))
+    crate::ml::ModelType::parse(t)
+        .map(|t| t.as_str())
+        .ok_or_else(|| refuse(format!("unknown model_type {t:?}: use classification, regression, anomaly or timeseries")))
 }
 
 fn task_id(id: &str) -> Result<(), Refused> {
@@ -194,7 +203,9 @@ pub async fn dispatch(router: &Router, token: &str, call: Call) -> Result<Value,
         Err(never) => match never {},
     };
     let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER).await.map_err(|_| (Refused { code: "too_large", message: "the answer is too large for MQTT; use the HTTP API".into() }, None))?;
+    let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER)
+        .await
+        .map_err(|_| (Refused { code: "too_large", message: "the answer is too large for MQTT; use the HTTP API".into() }, None))?;
     let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     if status.is_success() {
         return Ok(body);
@@ -209,7 +220,19 @@ pub async fn dispatch(router: &Router, token: &str, call: Call) -> Result<Value,
 
 /// The API's codes are `&'static str` there too; map back so the response carries the same word.
 fn api_code(c: &str) -> &'static str {
-    const KNOWN: &[&str] = &["bad_request", "not_found", "conflict", "internal", "unauthorized", "queue_full", "shutting_down", "insufficient_resources", "too_large", "unsupported_media_type", "bad_data"];
+    const KNOWN: &[&str] = &[
+        "bad_request",
+        "not_found",
+        "conflict",
+        "internal",
+        "unauthorized",
+        "queue_full",
+        "shutting_down",
+        "insufficient_resources",
+        "too_large",
+        "unsupported_media_type",
+        "bad_data",
+    ];
     KNOWN.iter().find(|k| **k == c).copied().unwrap_or("error")
 }
 
@@ -262,7 +285,10 @@ mod tests {
         assert_eq!(serde_json::from_slice::<Value>(&c.body.unwrap()).unwrap(), json!({"machine_id":"m1","time_limit":5}));
         assert_eq!(call("cancel", r#"{"task_id":"ab-12"}"#).unwrap().path, "/api/ml/tasks/ab-12/cancel");
         assert_eq!(call("jobs", "").unwrap().path, "/api/ml/tasks");
-        assert_eq!(call("jobs", r#"{"machine_id":"m1","status":"success","limit":3}"#).unwrap().path, "/api/ml/tasks?machine_id=m1&status=success&limit=3");
+        assert_eq!(
+            call("jobs", r#"{"machine_id":"m1","status":"success","limit":3}"#).unwrap().path,
+            "/api/ml/tasks?machine_id=m1&status=success&limit=3"
+        );
         assert_eq!(call("models", r#"{"machine_id":"m1","model_type":"regression"}"#).unwrap().path, "/api/ml/models/m1/regression");
         let p = call("predict", r#"{"machine_id":"m1"}"#).unwrap();
         assert_eq!((p.path.as_str(), p.body), ("/api/ml/predict/m1", None));

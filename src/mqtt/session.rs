@@ -15,9 +15,7 @@ use super::topics::Topics;
 use super::twin::{Change, Seen, Twins};
 use super::{Availability, availability};
 use axum::Router;
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, QoS, StateError, TlsError,
-};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, QoS, StateError, TlsError};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -96,13 +94,7 @@ pub async fn link(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, mut sto
                 }
                 let cause = if up_for.is_some() { loss_cause(&e) } else { LossCause::Unreachable };
                 if tx
-                    .send(LinkEvent::Lost {
-                        reason: e.to_string(),
-                        retry_in: backoff,
-                        untrusted: untrusted_certificate(&e),
-                        cause,
-                        up_for,
-                    })
+                    .send(LinkEvent::Lost { reason: e.to_string(), retry_in: backoff, untrusted: untrusted_certificate(&e), cause, up_for })
                     .await
                     .is_err()
                 {
@@ -128,7 +120,11 @@ pub fn loss_cause(e: &ConnectionError) -> LossCause {
     match e {
         ConnectionError::MqttState(StateError::Deserialization(Wire::PayloadSizeLimitExceeded(n))) => LossCause::Oversize(*n),
         ConnectionError::MqttState(StateError::ConnectionAborted) => LossCause::ClosedByPeer,
-        ConnectionError::MqttState(StateError::Io(io) | StateError::Deserialization(Wire::Io(io))) | ConnectionError::Io(io) if closed(io) => LossCause::ClosedByPeer,
+        ConnectionError::MqttState(StateError::Io(io) | StateError::Deserialization(Wire::Io(io))) | ConnectionError::Io(io)
+            if closed(io) =>
+        {
+            LossCause::ClosedByPeer
+        }
         _ => LossCause::Other,
     }
 }
@@ -147,9 +143,9 @@ enum Own {
 pub fn untrusted_certificate(e: &ConnectionError) -> Option<String> {
     let verdict = match e {
         ConnectionError::Tls(TlsError::TLS(r)) => Some(r),
-        ConnectionError::Tls(TlsError::Io(io)) | ConnectionError::Io(io) => io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        ConnectionError::Tls(TlsError::Io(io)) | ConnectionError::Io(io) => {
+            io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        }
         _ => None,
     };
     let rustls::Error::InvalidCertificate(cert) = verdict? else {
@@ -210,7 +206,19 @@ fn beat(heartbeat: &AtomicU64) {
 
 impl Session {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(client: AsyncClient, topics: Topics, broker: String, accept_requests: bool, homeassistant: bool, router: Router, token: Arc<String>, outbox: Outbox, refresh: Arc<Notify>, twins: Twins, status: Arc<Status>) -> Session {
+    pub fn new(
+        client: AsyncClient,
+        topics: Topics,
+        broker: String,
+        accept_requests: bool,
+        homeassistant: bool,
+        router: Router,
+        token: Arc<String>,
+        outbox: Outbox,
+        refresh: Arc<Notify>,
+        twins: Twins,
+        status: Arc<Status>,
+    ) -> Session {
         let answering = twins.answers_requests();
         let session = Session {
             client,
@@ -242,7 +250,14 @@ impl Session {
         session
     }
 
-    pub async fn run(mut self, mut link_rx: mpsc::Receiver<LinkEvent>, mut outbox_rx: mpsc::Receiver<Message>, mut stop: watch::Receiver<bool>, link: JoinHandle<()>, helpers: Vec<JoinHandle<()>>) {
+    pub async fn run(
+        mut self,
+        mut link_rx: mpsc::Receiver<LinkEvent>,
+        mut outbox_rx: mpsc::Receiver<Message>,
+        mut stop: watch::Receiver<bool>,
+        link: JoinHandle<()>,
+        helpers: Vec<JoinHandle<()>>,
+    ) {
         let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
         loop {
             tokio::select! {
@@ -275,7 +290,8 @@ impl Session {
         if self.connected {
             // Nothing trains once the daemon is gone, and consumers read the state topic first.
             self.publish(Message::clear(self.topics.jobs_current()));
-            let offline = self.client.publish(self.topics.state(), QoS::AtLeastOnce, true, availability(Availability::Offline, self.twins.me()));
+            let offline =
+                self.client.publish(self.topics.state(), QoS::AtLeastOnce, true, availability(Availability::Offline, self.twins.me()));
             let _ = tokio::time::timeout(Duration::from_secs(1), offline).await;
             let _ = tokio::time::timeout(Duration::from_secs(1), self.client.disconnect()).await;
             tracing::info!("MQTT: published offline and disconnected");
@@ -289,19 +305,17 @@ impl Session {
     fn on_link(&mut self, ev: LinkEvent) {
         match ev {
             LinkEvent::Connected => self.on_connect(),
-            LinkEvent::Lost {
-                reason,
-                retry_in,
-                untrusted,
-                cause,
-                up_for,
-            } => {
+            LinkEvent::Lost { reason, retry_in, untrusted, cause, up_for } => {
                 let kicked_before = self.twins.kicked_out();
                 if let LossCause::Oversize(bytes) = cause {
                     if self.oversize.is_none() {
                         tracing::error!(broker = %self.broker, bytes, retry_in_s = retry_in.as_secs(), "MQTT: {}", self.oversize_message(bytes));
                     } else {
-                        tracing::debug!(bytes, retry_in_s = retry_in.as_secs(), "MQTT: a message too big to read dropped the connection again");
+                        tracing::debug!(
+                            bytes,
+                            retry_in_s = retry_in.as_secs(),
+                            "MQTT: a message too big to read dropped the connection again"
+                        );
                     }
                     self.oversize = Some(bytes);
                 } else if cause == LossCause::ClosedByPeer && kicked_before {
@@ -368,7 +382,12 @@ impl Session {
     }
 
     fn online(&self) -> Message {
-        Message { topic: self.topics.state(), payload: availability(Availability::Online, self.twins.me()), retain: true, qos: QoS::AtLeastOnce }
+        Message {
+            topic: self.topics.state(),
+            payload: availability(Availability::Online, self.twins.me()),
+            retain: true,
+            qos: QoS::AtLeastOnce,
+        }
     }
 
     fn on_twin(&mut self, change: Change) {
@@ -389,12 +408,17 @@ impl Session {
                 let warning = self.twins.warning().unwrap_or_default();
                 tracing::error!(instance_id = %self.twins.me(), "MQTT: {warning}");
             }
-            Change::KicksStopped => tracing::info!("MQTT: the connection has held for {} s: no more sign of a second client with this client id", STABLE_AFTER.as_secs()),
+            Change::KicksStopped => tracing::info!(
+                "MQTT: the connection has held for {} s: no more sign of a second client with this client id",
+                STABLE_AFTER.as_secs()
+            ),
         }
         let answering = self.twins.answers_requests();
         if answering != self.answering && self.accept_requests {
             match self.twins.leader() {
-                Some(l) if !answering => tracing::warn!(leader = %l, "MQTT: instance {l} answers requests on this base topic; this one leaves them to it"),
+                Some(l) if !answering => {
+                    tracing::warn!(leader = %l, "MQTT: instance {l} answers requests on this base topic; this one leaves them to it")
+                }
                 _ => tracing::info!("MQTT: this instance answers requests again"),
             }
         }
@@ -424,7 +448,9 @@ impl Session {
         self.told_untrusted = false;
         self.ever_connected = true;
         match self.down_since.take() {
-            Some(t) => tracing::info!(broker = %self.broker, after_s = t.elapsed().as_secs(), base_topic = %self.topics.base(), "MQTT: connected again; republishing state"),
+            Some(t) => {
+                tracing::info!(broker = %self.broker, after_s = t.elapsed().as_secs(), base_topic = %self.topics.base(), "MQTT: connected again; republishing state")
+            }
             None => tracing::info!(broker = %self.broker, base_topic = %self.topics.base(), "MQTT: connected"),
         }
         // A clean session forgets subscriptions: subscribe again every time.
@@ -500,14 +526,22 @@ impl Session {
                 p.payload.len(),
             );
             let transaction = if p.payload.len() <= MAX_RETAINED_PARSE { requests::parse_payload(&p.payload).0 } else { None };
-            let refusal = requests::Refused { code: "bad_request", message: "retained requests are ignored (they would run again on every reconnect); publish the request without the retain flag".into() };
+            let refusal = requests::Refused {
+                code: "bad_request",
+                message:
+                    "retained requests are ignored (they would run again on every reconnect); publish the request without the retain flag"
+                        .into(),
+            };
             self.outbox.send(Message::transient(reply_to, &requests::response(Err((refusal, None)), transaction, &me)));
             return;
         }
         let (transaction, body) = requests::parse_payload(&p.payload);
         let call = body.and_then(|map| requests::to_call(&name, map));
         let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
-            let refusal = requests::Refused { code: "busy", message: format!("{MAX_REQUESTS_IN_FLIGHT} MQTT requests are already being answered; try again shortly") };
+            let refusal = requests::Refused {
+                code: "busy",
+                message: format!("{MAX_REQUESTS_IN_FLIGHT} MQTT requests are already being answered; try again shortly"),
+            };
             self.outbox.send(Message::transient(reply_to, &requests::response(Err((refusal, None)), transaction, &me)));
             return;
         };
@@ -587,7 +621,10 @@ mod tests {
     fn losses_are_told_apart() {
         use rumqttc::mqttbytes::Error as Wire;
         let state = |e: StateError| ConnectionError::MqttState(e);
-        assert_eq!(loss_cause(&state(StateError::Deserialization(Wire::PayloadSizeLimitExceeded(9_000_005)))), LossCause::Oversize(9_000_005));
+        assert_eq!(
+            loss_cause(&state(StateError::Deserialization(Wire::PayloadSizeLimitExceeded(9_000_005)))),
+            LossCause::Oversize(9_000_005)
+        );
         assert_eq!(loss_cause(&state(StateError::ConnectionAborted)), LossCause::ClosedByPeer);
         let reset = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         assert_eq!(loss_cause(&state(StateError::Io(reset()))), LossCause::ClosedByPeer);
@@ -607,35 +644,15 @@ mod tests {
 
     #[test]
     fn only_certificate_verdicts_count_as_untrusted() {
-        let wrapped = |e: rustls::Error| {
-            ConnectionError::Tls(TlsError::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                e,
-            )))
-        };
-        let unknown = untrusted_certificate(&wrapped(rustls::Error::InvalidCertificate(
-            rustls::CertificateError::UnknownIssuer,
-        )));
+        let wrapped = |e: rustls::Error| ConnectionError::Tls(TlsError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)));
+        let unknown = untrusted_certificate(&wrapped(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)));
         assert!(unknown.is_some_and(|w| w.contains("not signed by a CA")));
         assert!(
-            untrusted_certificate(&wrapped(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::Expired
-            )))
-            .is_some_and(|w| w.contains("expired"))
+            untrusted_certificate(&wrapped(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired)))
+                .is_some_and(|w| w.contains("expired"))
         );
-        assert_eq!(
-            untrusted_certificate(&wrapped(rustls::Error::DecryptError)),
-            None
-        );
-        assert_eq!(
-            untrusted_certificate(&ConnectionError::Io(std::io::Error::from(
-                std::io::ErrorKind::ConnectionRefused
-            ))),
-            None
-        );
-        assert_eq!(
-            untrusted_certificate(&ConnectionError::NetworkTimeout),
-            None
-        );
+        assert_eq!(untrusted_certificate(&wrapped(rustls::Error::DecryptError)), None);
+        assert_eq!(untrusted_certificate(&ConnectionError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))), None);
+        assert_eq!(untrusted_certificate(&ConnectionError::NetworkTimeout), None);
     }
 }

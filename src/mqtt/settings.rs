@@ -51,7 +51,12 @@ impl Settings {
         options.set_max_packet_size(MAX_INCOMING, MAX_OUTGOING);
         // Enough room for a full republish burst (every retained topic) without dropping any.
         options.set_request_channel_capacity(1024);
-        options.set_last_will(LastWill::new(topics.state(), super::availability(super::Availability::Offline, instance_id), QoS::AtLeastOnce, true));
+        options.set_last_will(LastWill::new(
+            topics.state(),
+            super::availability(super::Availability::Offline, instance_id),
+            QoS::AtLeastOnce,
+            true,
+        ));
         if let Some(user) = &cfg.username {
             let password = match (&cfg.password, &cfg.password_file) {
                 (Some(p), _) => p.clone(),
@@ -99,7 +104,11 @@ pub fn parse_url(url: &str) -> Result<(bool, String, u16), MqttError> {
 }
 
 fn read_password(file: &Path) -> Result<String, MqttError> {
-    let text = std::fs::read_to_string(file).map_err(|e| MqttError::File { key: "mqtt.password_file", path: file.to_path_buf(), message: e.to_string() })?;
+    let text = std::fs::read_to_string(file).map_err(|e| MqttError::File {
+        key: "mqtt.password_file",
+        path: file.to_path_buf(),
+        message: e.to_string(),
+    })?;
     // Files written by `echo` end with a newline that is not part of the password.
     let password = text.trim_end_matches(['\n', '\r']).to_string();
     if password.is_empty() {
@@ -130,7 +139,10 @@ fn tls_config(cfg: &MqttConfig) -> Result<rustls::ClientConfig, MqttError> {
                 let _ = roots.add(cert);
             }
             if roots.is_empty() {
-                return Err(MqttError::Setting { key: "mqtt.ca_file", message: "mqtts:// needs a CA: the system has no CA certificates; set mqtt.ca_file".into() });
+                return Err(MqttError::Setting {
+                    key: "mqtt.ca_file",
+                    message: "mqtts:// needs a CA: the system has no CA certificates; set mqtt.ca_file".into(),
+                });
             }
         }
     }
@@ -148,10 +160,16 @@ fn tls_config(cfg: &MqttConfig) -> Result<rustls::ClientConfig, MqttError> {
             if certs.is_empty() {
                 return Err(cert_err("holds no PEM certificate".into()));
             }
-            let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| MqttError::File { key: "mqtt.client_key", path: key_path.clone(), message: format!("no usable PEM private key: {e}") })?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| MqttError::File { key: "mqtt.client_key", path: key_path.clone(), message: format!("does not fit the client certificate: {e}") })?
+            let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| MqttError::File {
+                key: "mqtt.client_key",
+                path: key_path.clone(),
+                message: format!("no usable PEM private key: {e}"),
+            })?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| MqttError::File {
+                key: "mqtt.client_key",
+                path: key_path.clone(),
+                message: format!("does not fit the client certificate: {e}"),
+            })?
         }
         _ => builder.with_no_client_auth(),
     };

@@ -103,7 +103,8 @@ impl Tracker {
     /// What a new snapshot of `job` should publish, in order.
     pub fn observe(&mut self, job: &Job, now: Instant) -> Vec<Note> {
         let mut notes = Vec::new();
-        let phase = (job.progress.stage.clone(), job.state, job.progress.model_type.map(|t| t.as_str().to_string()), job.progress.batch_index);
+        let phase =
+            (job.progress.stage.clone(), job.state, job.progress.model_type.map(|t| t.as_str().to_string()), job.progress.batch_index);
         let first = !self.jobs.contains_key(&job.id);
         let seen = self.jobs.entry(job.id.clone()).or_insert_with(|| Seen {
             state: JobState::Pending,
@@ -129,7 +130,8 @@ impl Tracker {
             }
         }
         let changed = first || seen.phase != phase || seen.state != job.state;
-        let due = seen.last_progress.is_none_or(|t| now.duration_since(t) >= PROGRESS_INTERVAL) && job.progress.progress_percent != seen.last_percent;
+        let due = seen.last_progress.is_none_or(|t| now.duration_since(t) >= PROGRESS_INTERVAL)
+            && job.progress.progress_percent != seen.last_percent;
         let publish_progress = (job.state.is_running() || job.state.is_finished()) && (changed || due);
         if publish_progress && (job.state.is_running() || was_running || seen.last_progress.is_some()) {
             seen.last_progress = Some(now);
@@ -178,7 +180,15 @@ mod tests {
     use crate::ml::{ModelType, TrainParams};
 
     fn job() -> Job {
-        Job::new("t1".into(), 1, JobRequest { machine_id: "m1".into(), model_types: vec![ModelType::Classification, ModelType::Anomaly], params: TrainParams::default() })
+        Job::new(
+            "t1".into(),
+            1,
+            JobRequest {
+                machine_id: "m1".into(),
+                model_types: vec![ModelType::Classification, ModelType::Anomaly],
+                params: TrainParams::default(),
+            },
+        )
     }
 
     fn kinds(notes: &[Note]) -> Vec<String> {

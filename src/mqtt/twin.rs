@@ -107,7 +107,8 @@ impl Twins {
 
     /// Forgets peers not heard from for [`PEER_TIMEOUT`] (killed while the broker could not tell).
     pub fn expire(&mut self, now: Instant) -> Vec<Change> {
-        let old: Vec<String> = self.peers.iter().filter(|(_, p)| now.duration_since(p.last_seen) > PEER_TIMEOUT).map(|(id, _)| id.clone()).collect();
+        let old: Vec<String> =
+            self.peers.iter().filter(|(_, p)| now.duration_since(p.last_seen) > PEER_TIMEOUT).map(|(id, _)| id.clone()).collect();
         old.into_iter().filter_map(|id| self.peers.remove(&id).map(|_| Change::PeerGone(id))).collect()
     }
 
@@ -165,7 +166,15 @@ mod tests {
     use super::*;
 
     fn twins(me: &str) -> Twins {
-        Twins::new(Names { instance_id: me.into(), node_id: "raspberrypi".into(), client_id: "millwright-raspberrypi".into(), base_topic: "millwright/raspberrypi".into() }, true)
+        Twins::new(
+            Names {
+                instance_id: me.into(),
+                node_id: "raspberrypi".into(),
+                client_id: "millwright-raspberrypi".into(),
+                base_topic: "millwright/raspberrypi".into(),
+            },
+            true,
+        )
     }
 
     #[test]

@@ -234,10 +234,7 @@ fn read_meta(dir: &Path, machine: &str, t: ModelType, n: u32) -> Result<Meta, St
     let bytes = fs::read(dir.join(META_FILE)).map_err(|e| format!("{META_FILE}: {e}"))?;
     let mut meta: Meta = serde_json::from_slice(&bytes).map_err(|e| format!("{META_FILE}: {e}"))?;
     if meta.version != n || meta.machine_id != machine || meta.model_type != t {
-        return Err(format!(
-            "{META_FILE} describes {} {} v{}, not the folder it is in",
-            meta.machine_id, meta.model_type, meta.version
-        ));
+        return Err(format!("{META_FILE} describes {} {} v{}, not the folder it is in", meta.machine_id, meta.model_type, meta.version));
     }
     if !dir.join(MODEL_FILE).is_file() {
         return Err(format!("{MODEL_FILE} is missing"));
@@ -312,7 +309,9 @@ impl Registry {
                         match remove_any(&path) {
                             Ok(()) => tracing::info!(path = %path.display(), "removed the leftover of an interrupted model save"),
                             // Leftovers are never listed, so one that cannot go yet is only clutter.
-                            Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not remove the leftover of an interrupted model save"),
+                            Err(e) => {
+                                tracing::warn!(path = %path.display(), error = %e, "could not remove the leftover of an interrupted model save")
+                            }
                         }
                     }
                 }
@@ -327,8 +326,7 @@ impl Registry {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err(dir, e)),
         };
-        let mut out: Vec<PathBuf> =
-            entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect();
+        let mut out: Vec<PathBuf> = entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect();
         out.sort();
         Ok(out)
     }
@@ -379,14 +377,12 @@ impl Registry {
         let tmp = type_dir.join(format!(".{}.tmp-{}", version_name(version), std::process::id()));
         let final_dir = type_dir.join(version_name(version));
 
-        let filled = self
-            .fill_version(&tmp, machine, t, version, trained, job_id, write)
-            .and_then(|meta| {
-                crate::util::failpoint::hit("registry.before_rename");
-                fs::rename(&tmp, &final_dir).map_err(|e| io_err(&final_dir, e))?;
-                crate::util::failpoint::hit("registry.after_rename");
-                Ok(meta)
-            });
+        let filled = self.fill_version(&tmp, machine, t, version, trained, job_id, write).and_then(|meta| {
+            crate::util::failpoint::hit("registry.before_rename");
+            fs::rename(&tmp, &final_dir).map_err(|e| io_err(&final_dir, e))?;
+            crate::util::failpoint::hit("registry.after_rename");
+            Ok(meta)
+        });
         let meta = match filled {
             Ok(meta) => meta,
             Err(e) => {
@@ -434,7 +430,11 @@ impl Registry {
         {
             return Err(RegistryError::DiskFull {
                 path: tmp.to_path_buf(),
-                message: format!("saving leaves {} MB free, below guard.disk_reserve_mb = {} MB; the previous version stays live", free >> 20, reserve >> 20),
+                message: format!(
+                    "saving leaves {} MB free, below guard.disk_reserve_mb = {} MB; the previous version stays live",
+                    free >> 20,
+                    reserve >> 20
+                ),
             });
         }
         let (oversize, warning) = self.size_verdict(size);
@@ -547,14 +547,23 @@ impl Registry {
 
     /// Every machine folder in the registry, readable models or not, sorted.
     pub fn machine_folders(&self) -> Result<Vec<String>, RegistryError> {
-        Ok(self.subdirs(&self.root)?.iter().filter_map(|d| d.file_name()?.to_str()).filter(|n| MachineId::parse(n).is_ok()).map(str::to_string).collect())
+        Ok(self
+            .subdirs(&self.root)?
+            .iter()
+            .filter_map(|d| d.file_name()?.to_str())
+            .filter(|n| MachineId::parse(n).is_ok())
+            .map(str::to_string)
+            .collect())
     }
 
     /// Reads a version's model file and checks its checksum, so a download never serves a damaged bundle.
     pub fn read_checked(&self, machine: &str, t: ModelType, version: u32) -> Result<Vec<u8>, RegistryError> {
         let path = self.model_path(machine, t, Some(version))?;
         let bytes = fs::read(&path).map_err(|e| io_err(&path, e))?;
-        crate::ml::bundle::decode(&bytes).map_err(|e| RegistryError::Corrupt { path: path.clone(), message: format!("the model file is damaged ({e}); delete this version or retrain") })?;
+        crate::ml::bundle::decode(&bytes).map_err(|e| RegistryError::Corrupt {
+            path: path.clone(),
+            message: format!("the model file is damaged ({e}); delete this version or retrain"),
+        })?;
         Ok(bytes)
     }
 
@@ -595,7 +604,8 @@ impl Registry {
                 if !dir.is_dir() {
                     return Err(not_found());
                 }
-                let meta = read_meta(&dir, machine.as_str(), t, v).map_err(|message| RegistryError::Corrupt { path: dir.clone(), message })?;
+                let meta =
+                    read_meta(&dir, machine.as_str(), t, v).map_err(|message| RegistryError::Corrupt { path: dir.clone(), message })?;
                 Ok((meta, dir))
             }
         }
@@ -637,7 +647,10 @@ impl Registry {
                 let path = self.type_dir(&machine, t).join(version_name(meta.version)).join(MODEL_FILE);
                 let (_, payload) = Payload::load(&path)?;
                 if payload.model_type() != t {
-                    return Err(RegistryError::Corrupt { path, message: format!("holds a {} model, not a {t} model", payload.model_type()) });
+                    return Err(RegistryError::Corrupt {
+                        path,
+                        message: format!("holds a {} model, not a {t} model", payload.model_type()),
+                    });
                 }
                 Arc::new(payload)
             }
@@ -658,10 +671,9 @@ impl Registry {
             && read_counter(&type_dir).is_none_or(|c| c <= *newest)
         {
             // Folders made before the counter existed would otherwise free their numbers once deleted.
-            let next = newest.checked_add(1).ok_or_else(|| RegistryError::Corrupt {
-                path: type_dir.clone(),
-                message: "version numbers are exhausted".into(),
-            })?;
+            let next = newest
+                .checked_add(1)
+                .ok_or_else(|| RegistryError::Corrupt { path: type_dir.clone(), message: "version numbers are exhausted".into() })?;
             write_counter(&type_dir, next)?;
         }
         let targets: Vec<&(u32, PathBuf)> = dirs.iter().filter(|(n, _)| version.is_none_or(|v| v == *n)).collect();

@@ -15,10 +15,10 @@
 //!
 //! An I/O error that is not damage (permissions, another daemon holding the store's lock) is reported and
 //! nothing is touched.
+use super::StoreError;
 use super::backup::Backup;
 use super::frame::Framed;
 use super::sled_store::{Contents, Counters, Handles, OPEN_FLOOR_BYTES, SledStore, free_bytes, is_disk_full};
-use super::StoreError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -48,7 +48,11 @@ pub struct OpenReport {
 impl OpenReport {
     /// True when the store was taken as it was found.
     pub fn clean(&self) -> bool {
-        self.removed_leftovers.is_empty() && self.moved_aside.is_none() && self.restored == 0 && self.lost.is_empty() && self.damaged.is_empty()
+        self.removed_leftovers.is_empty()
+            && self.moved_aside.is_none()
+            && self.restored == 0
+            && self.lost.is_empty()
+            && self.damaged.is_empty()
     }
 }
 
@@ -137,7 +141,8 @@ fn move_aside(dir: &Path) -> Result<PathBuf, StoreError> {
         target = dir.with_file_name(format!("{name}.damaged-{stamp}-{n}"));
         n += 1;
     }
-    std::fs::rename(dir, &target).map_err(|e| open_error(dir, format!("it is damaged and could not be moved aside to {}: {e}", target.display())))?;
+    std::fs::rename(dir, &target)
+        .map_err(|e| open_error(dir, format!("it is damaged and could not be moved aside to {}: {e}", target.display())))?;
     Ok(target)
 }
 
@@ -168,7 +173,10 @@ pub fn open(dir: &Path) -> Result<(SledStore, OpenReport), StoreError> {
         Ok(h) => Some(SledStore::from_handles(dir, h, Counters::default())),
         Err(OpenFailure::NoSpace(why)) => return Err(no_space(why)),
         Err(OpenFailure::Other(why)) => {
-            return Err(open_error(dir, format!("{why}. Nothing was changed; check the folder's permissions and that no other millwright uses this state folder")));
+            return Err(open_error(
+                dir,
+                format!("{why}. Nothing was changed; check the folder's permissions and that no other millwright uses this state folder"),
+            ));
         }
         Err(OpenFailure::Damaged(why)) => {
             report.removed_leftovers = remove_leftovers(dir);
@@ -207,7 +215,9 @@ pub fn open(dir: &Path) -> Result<(SledStore, OpenReport), StoreError> {
             match try_open(dir) {
                 Ok(h) => SledStore::from_handles(dir, h, Counters::default()),
                 Err(OpenFailure::NoSpace(why)) => return Err(no_space(why)),
-                Err(OpenFailure::Damaged(why) | OpenFailure::Other(why)) => return Err(open_error(dir, format!("a fresh store could not be created either: {why}"))),
+                Err(OpenFailure::Damaged(why) | OpenFailure::Other(why)) => {
+                    return Err(open_error(dir, format!("a fresh store could not be created either: {why}")));
+                }
             }
         }
     };
@@ -234,7 +244,9 @@ fn reconcile(store: &SledStore, found: Contents, backup: Option<&Backup>, report
     }
     match found.meta {
         Some(m) if m.records != found.records.len() as u64 => why.push(format!("its own count says {} records", m.records)),
-        Some(m) if m.revision < backup_revision => why.push(format!("it is older than its backup (write {} < {backup_revision})", m.revision)),
+        Some(m) if m.revision < backup_revision => {
+            why.push(format!("it is older than its backup (write {} < {backup_revision})", m.revision))
+        }
         Some(_) => {}
         // No count: a new store, or one written before counts existed. Intact unless a backup says otherwise.
         None if backup_records > 0 => why.push("its own record count is gone".to_string()),

@@ -77,7 +77,8 @@ pub(super) fn free_bytes(path: &Path) -> Option<u64> {
 
 pub(super) fn is_disk_full(e: &std::io::Error) -> bool {
     // ENOSPC and EDQUOT.
-    matches!(e.raw_os_error(), Some(28) | Some(122)) || matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+    matches!(e.raw_os_error(), Some(28) | Some(122))
+        || matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
 }
 
 impl SledStore {
@@ -326,7 +327,6 @@ impl SledStore {
             }
         })
     }
-
 }
 
 impl RecordStore for SledStore {
@@ -346,7 +346,9 @@ impl RecordStore for SledStore {
             if k.as_ref() == META_KEY {
                 continue;
             }
-            let key = <[u8; 8]>::try_from(k.as_ref()).map(u64::from_be_bytes).map_err(|_| StoreError::Io(format!("a key of {} bytes in the jobs tree", k.len())))?;
+            let key = <[u8; 8]>::try_from(k.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Io(format!("a key of {} bytes in the jobs tree", k.len())))?;
             let f = frame::decode(&v).map_err(|message| StoreError::Corrupt { key, message })?;
             out.push((key, f.payload));
         }

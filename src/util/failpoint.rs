@@ -49,11 +49,7 @@ fn parse(spec: &str) -> Option<Armed> {
         Some((name, n)) => (name, n.parse::<u64>().ok().filter(|n| *n >= 1)?),
         None => (spec, 1),
     };
-    (!name.is_empty()).then(|| Armed {
-        name: name.to_string(),
-        nth,
-        seen: AtomicU64::new(0),
-    })
+    (!name.is_empty()).then(|| Armed { name: name.to_string(), nth, seen: AtomicU64::new(0) })
 }
 
 fn armed(cell: &'static OnceLock<Option<Armed>>, var: &str) -> Option<&'static Armed> {

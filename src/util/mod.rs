@@ -22,5 +22,9 @@ fn proc_status_kb(key: &str) -> Option<u64> {
 
 /// The message a caught panic carried (`panic!` with a literal or a formatted string), for error reports.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "panic".into())
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }

@@ -19,10 +19,7 @@ pub fn parse_timestamp(text: &str) -> Option<f64> {
             return Some(dt.and_utc().timestamp_micros() as f64 / 1e6);
         }
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|dt| dt.and_utc().timestamp() as f64)
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|dt| dt.and_utc().timestamp() as f64)
 }
 
 /// RFC 3339 text in UTC, seconds precision (what the API and reports show).

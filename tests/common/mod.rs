@@ -105,7 +105,13 @@ impl Daemon {
     }
 
     pub fn post(&self, path: &str, body: &serde_json::Value) -> Resp {
-        request(self.addr, "POST", path, Some(body.to_string().as_bytes()), &[("Authorization", &format!("Bearer {TOKEN}")), ("Content-Type", "application/json")])
+        request(
+            self.addr,
+            "POST",
+            path,
+            Some(body.to_string().as_bytes()),
+            &[("Authorization", &format!("Bearer {TOKEN}")), ("Content-Type", "application/json")],
+        )
     }
 
     pub fn post_raw(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Resp {
@@ -158,7 +164,8 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("status {} body is not JSON ({e}): {}", self.status, String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("status {} body is not JSON ({e}): {}", self.status, String::from_utf8_lossy(&self.body)))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -196,7 +203,8 @@ fn parse_response(raw: &[u8]) -> Resp {
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers: Vec<(String, String)> = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
     let mut body = raw.get(split + 4..).unwrap_or_default().to_vec();
     if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
         body = dechunk(&body);
@@ -250,7 +258,12 @@ pub fn sse(addr: SocketAddr, path: &str, limit: Duration) -> Vec<(Instant, serde
 
 /// Runs `millwright serve` with [`Daemon::start`]'s settings when it is expected to refuse to start: waits
 /// for it to exit (killing it and panicking after `limit`) and returns its exit status and stderr.
-pub fn serve_expecting_exit(data_dir: &Path, state_dir: &Path, env: &[(&str, &str)], limit: Duration) -> (std::process::ExitStatus, String) {
+pub fn serve_expecting_exit(
+    data_dir: &Path,
+    state_dir: &Path,
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> (std::process::ExitStatus, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_millwright"));
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .env_clear()
@@ -333,6 +346,10 @@ impl Daemon {
     /// The daemon's resident memory in MB (VmRSS).
     pub fn rss_mb(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()).map_or(0.0, |kb| kb / 1024.0)
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
     }
 }

@@ -15,7 +15,9 @@ fn find_binary(name: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("`{name}` not found: these tests need a real Mosquitto broker. Install it with `apt-get install -y mosquitto mosquitto-clients` (CI does).");
+    panic!(
+        "`{name}` not found: these tests need a real Mosquitto broker. Install it with `apt-get install -y mosquitto mosquitto-clients` (CI does)."
+    );
 }
 
 pub fn free_port() -> u16 {
@@ -51,7 +53,13 @@ impl Broker {
 
     fn run(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("mosquitto.log")).unwrap();
-        let child = Command::new(find_binary("mosquitto")).arg("-c").arg(&self.conf).stdout(Stdio::null()).stderr(Stdio::from(log)).spawn().expect("spawn mosquitto");
+        let child = Command::new(find_binary("mosquitto"))
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn mosquitto");
         self.child = Some(child);
         let t0 = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -101,7 +109,8 @@ pub struct Msg {
 
 impl Msg {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.payload).unwrap_or_else(|e| panic!("{} is not JSON ({e}): {}", self.topic, String::from_utf8_lossy(&self.payload)))
+        serde_json::from_slice(&self.payload)
+            .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {}", self.topic, String::from_utf8_lossy(&self.payload)))
     }
 }
 
@@ -148,7 +157,12 @@ impl Sub {
                         *connected2.lock().unwrap() = true;
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {}
-                    Ok(Event::Incoming(Packet::Publish(p))) => log2.lock().unwrap().push(Msg { topic: p.topic.clone(), payload: p.payload.to_vec(), retain: p.retain, at: Instant::now() }),
+                    Ok(Event::Incoming(Packet::Publish(p))) => log2.lock().unwrap().push(Msg {
+                        topic: p.topic.clone(),
+                        payload: p.payload.to_vec(),
+                        retain: p.retain,
+                        at: Instant::now(),
+                    }),
                     Ok(_) => {}
                     Err(rumqttc::ConnectionError::RequestsDone) => break,
                     Err(_) => {
@@ -189,7 +203,11 @@ impl Sub {
                 return m;
             }
             if t0.elapsed() > limit {
-                let seen: Vec<String> = self.all().iter().map(|m| format!("{} {}", m.topic, String::from_utf8_lossy(&m.payload).chars().take(160).collect::<String>())).collect();
+                let seen: Vec<String> = self
+                    .all()
+                    .iter()
+                    .map(|m| format!("{} {}", m.topic, String::from_utf8_lossy(&m.payload).chars().take(160).collect::<String>()))
+                    .collect();
                 panic!("no MQTT message {what} within {limit:?}; seen:\n{}", seen.join("\n"));
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -209,10 +227,15 @@ impl Sub {
         let topic = format!("{base}/bridge/response/{name}");
         let before = self.all().len();
         self.publish(&format!("{base}/bridge/request/{name}"), payload.as_bytes(), false);
-        let want: Option<serde_json::Value> = serde_json::from_str::<serde_json::Value>(payload).ok().and_then(|v| v.get("transaction").cloned());
+        let want: Option<serde_json::Value> =
+            serde_json::from_str::<serde_json::Value>(payload).ok().and_then(|v| v.get("transaction").cloned());
         let t0 = Instant::now();
         loop {
-            let found = self.all().into_iter().skip(before).find(|m| m.topic == topic && want.as_ref().is_none_or(|t| m.json().get("transaction") == Some(t)));
+            let found = self
+                .all()
+                .into_iter()
+                .skip(before)
+                .find(|m| m.topic == topic && want.as_ref().is_none_or(|t| m.json().get("transaction") == Some(t)));
             if let Some(m) = found {
                 return m.json();
             }

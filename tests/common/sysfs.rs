@@ -16,5 +16,14 @@ pub fn set_temp(root: &Path, celsius: f64) {
 }
 
 pub fn set_meminfo(root: &Path, total_mb: u64, available_mb: u64) {
-    put(root, "proc/meminfo", &format!("MemTotal:       {} kB\nMemFree:        {} kB\nMemAvailable:   {} kB\n", total_mb * 1024, available_mb * 1024, available_mb * 1024));
+    put(
+        root,
+        "proc/meminfo",
+        &format!(
+            "MemTotal:       {} kB\nMemFree:        {} kB\nMemAvailable:   {} kB\n",
+            total_mb * 1024,
+            available_mb * 1024,
+            available_mb * 1024
+        ),
+    );
 }

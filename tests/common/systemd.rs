@@ -43,7 +43,10 @@ impl FakeSystemd {
     }
 
     pub fn statuses(&self) -> Vec<String> {
-        self.got.iter().flat_map(|(_, m)| m.lines().filter_map(|l| l.strip_prefix("STATUS=")).map(str::to_string).collect::<Vec<_>>()).collect()
+        self.got
+            .iter()
+            .flat_map(|(_, m)| m.lines().filter_map(|l| l.strip_prefix("STATUS=")).map(str::to_string).collect::<Vec<_>>())
+            .collect()
     }
 
     /// When READY=1 arrived.

@@ -72,9 +72,15 @@ fn machine_files_outside_the_data_folder_are_refused_and_never_quoted() {
     std::os::unix::fs::symlink("/etc/passwd", machines_dir.join("leak-toml-link/machine.toml")).unwrap();
     let inside_csv = "timestamp,unit,s1\n2024-01-01T00:00:00Z,1,1\n2024-01-01T00:01:00Z,1,2\n2024-01-01T00:02:00Z,1,3\n";
     write(&machines_dir.join("leak-rul/data.csv"), inside_csv);
-    write(&machines_dir.join("leak-rul/machine.toml"), &format!("{}rul_at_end = {:?}\n[columns]\nunit = \"unit\"\n", describe("data.csv"), token_file.to_str().unwrap()));
+    write(
+        &machines_dir.join("leak-rul/machine.toml"),
+        &format!("{}rul_at_end = {:?}\n[columns]\nunit = \"unit\"\n", describe("data.csv"), token_file.to_str().unwrap()),
+    );
     write(&machines_dir.join("leak-windows/data.csv"), inside_csv);
-    write(&machines_dir.join("leak-windows/machine.toml"), &format!("{}[anomaly_windows]\npath = \"../../../state/token\"\n", describe("data.csv")));
+    write(
+        &machines_dir.join("leak-windows/machine.toml"),
+        &format!("{}[anomaly_windows]\npath = \"../../../state/token\"\n", describe("data.csv")),
+    );
     std::os::unix::fs::symlink(&outside, machines_dir.join("leak-folder-link")).unwrap();
     let passwd_line = std::fs::read_to_string("/etc/passwd").unwrap().lines().next().unwrap_or("root:x:0:0").to_string();
     let secrets = [token.as_str(), &token[..16], &token[token.len() - 16..], passwd_line.as_str(), "root:x:"];
@@ -104,7 +110,13 @@ fn machine_files_outside_the_data_folder_are_refused_and_never_quoted() {
     }
     // A good machine beside them still loads, and training a bad one is refused with the same reason.
     assert!(full["machines"].as_array().unwrap().iter().any(|m| m["rows"].as_u64().unwrap_or(0) > 0), "{full}");
-    let r = request(d.addr, "POST", "/api/ml/train/anomaly", Some(br#"{"machine_id":"leak-token-abs"}"#), &[("Authorization", &auth), ("Content-Type", "application/json")]);
+    let r = request(
+        d.addr,
+        "POST",
+        "/api/ml/train/anomaly",
+        Some(br#"{"machine_id":"leak-token-abs"}"#),
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+    );
     assert_eq!(r.status, 422, "{}", r.text());
     assert!(r.text().contains("outside the data folder") && !r.text().contains(&token), "{}", r.text());
 }
@@ -126,7 +138,13 @@ fn load_errors_quote_file_content_only_for_a_client_with_the_token() {
 }
 
 fn login(addr: SocketAddr, token: &str) -> Resp {
-    request(addr, "POST", "/api/auth/login", Some(json!({ "token": token }).to_string().as_bytes()), &[("Content-Type", "application/json")])
+    request(
+        addr,
+        "POST",
+        "/api/auth/login",
+        Some(json!({ "token": token }).to_string().as_bytes()),
+        &[("Content-Type", "application/json")],
+    )
 }
 
 #[test]
@@ -222,7 +240,10 @@ fn the_login_cookie_works_only_from_our_own_page_and_logout_revokes_it() {
     let value = pair.split_once('=').unwrap().1;
     assert!(!value.contains(TOKEN) && value.len() >= 32, "the cookie must carry a session id, not the token: {set}");
 
-    let r = d.post("/api/ml/train/batch", &json!({ "machine_id": m, "model_types": ["regression", "classification"], "time_limit_per_model": 600 }));
+    let r = d.post(
+        "/api/ml/train/batch",
+        &json!({ "machine_id": m, "model_types": ["regression", "classification"], "time_limit_per_model": 600 }),
+    );
     assert_eq!(r.status, 202, "{}", r.text());
     let job = r.json()["task_id"].as_str().unwrap().to_string();
     d.wait_running(&job, LONG);
@@ -299,7 +320,14 @@ fn foreign_host_names_are_refused_and_local_names_and_addresses_pass() {
             assert!(v["error"]["message"].as_str().unwrap().contains("http.allowed_hosts"), "{body}");
         }
     }
-    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}"), "10.1.2.3".to_string(), format!("mill.example.com:{port}"), "MILL.example.com.".to_string()] {
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        "10.1.2.3".to_string(),
+        format!("mill.example.com:{port}"),
+        "MILL.example.com.".to_string(),
+    ] {
         let (status, body) = get_with_host(d.addr, "/api/health", Some(&host));
         assert_eq!(status, 200, "{host}: {body}");
     }
@@ -331,10 +359,23 @@ fn health_and_the_machine_list_show_paths_only_with_the_token() {
         assert_eq!(anon.status, 200);
         let mut all = Vec::new();
         strings(&anon.json(), &mut all);
-        let leaks: Vec<&String> = all.iter().filter(|s| s.contains(root.to_str().unwrap()) || s.contains(tmp.path().to_str().unwrap()) || s.starts_with('/') || *s == "data_dir" || *s == "path").collect();
+        let leaks: Vec<&String> = all
+            .iter()
+            .filter(|s| {
+                s.contains(root.to_str().unwrap())
+                    || s.contains(tmp.path().to_str().unwrap())
+                    || s.starts_with('/')
+                    || *s == "data_dir"
+                    || *s == "path"
+            })
+            .collect();
         assert!(leaks.is_empty(), "{path} without the token shows {leaks:?}: {}", anon.text());
         let full = request(d.addr, "GET", path, None, &[("Authorization", &auth)]);
-        assert!(full.text().contains(data.to_str().unwrap()) || full.text().contains(state.to_str().unwrap()), "{path} with the token keeps the paths: {}", full.text());
+        assert!(
+            full.text().contains(data.to_str().unwrap()) || full.text().contains(state.to_str().unwrap()),
+            "{path} with the token keeps the paths: {}",
+            full.text()
+        );
     }
     let v = request(d.addr, "GET", "/api/ml/train/machines/available", None, &[("Authorization", &auth)]).json();
     assert_eq!(v["data_dir"], data.to_str().unwrap());

@@ -122,7 +122,11 @@ fn timeouts_close_partial_headers_endless_bodies_and_idle_connections_but_not_ss
     let (_, first) = until_closed(&mut sse, Duration::from_millis(500));
     assert!(String::from_utf8_lossy(&first).contains("PENDING"), "{}", String::from_utf8_lossy(&first));
     std::thread::sleep(Duration::from_secs(4).saturating_sub(opened.elapsed()));
-    assert_eq!(d.get(&format!("/api/ml/tasks/{waiting}")).json()["status"], "PENDING", "the job ahead must still run (the stream stays silent)");
+    assert_eq!(
+        d.get(&format!("/api/ml/tasks/{waiting}")).json()["status"],
+        "PENDING",
+        "the job ahead must still run (the stream stays silent)"
+    );
     let r = d.post(&format!("/api/ml/tasks/{waiting}/cancel"), &json!({}));
     assert_eq!(r.status, 200, "{}", r.text());
     let (_, later) = until_closed(&mut sse, Duration::from_secs(5));
@@ -217,7 +221,13 @@ fn survive_slowloris(d: &Daemon) -> Vec<Duration> {
         assert_eq!(r.status, 200, "health under attack: {}", r.text());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let login = request(d.addr, "POST", "/api/auth/login", Some(json!({ "token": TOKEN }).to_string().as_bytes()), &[("Content-Type", "application/json")]);
+    let login = request(
+        d.addr,
+        "POST",
+        "/api/auth/login",
+        Some(json!({ "token": TOKEN }).to_string().as_bytes()),
+        &[("Content-Type", "application/json")],
+    );
     assert_eq!(login.status, 200, "login under attack: {}", login.text());
     let cookie = login.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
     let origin = format!("http://{}", d.addr);
@@ -278,7 +288,10 @@ fn body_holders(addr: SocketAddr, path: &str, n: usize, hold: Duration) -> Vec<u
                 .spawn(move || {
                     let Ok(mut s) = TcpStream::connect(addr) else { return 0 };
                     let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
-                    let head = format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", 8 << 20);
+                    let head = format!(
+                        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        8 << 20
+                    );
                     if s.write_all(head.as_bytes()).is_err() {
                         return 0;
                     }
@@ -354,7 +367,8 @@ fn bodies_are_refused_before_they_are_read() {
     let m = machine(&d);
     let head = |path: &str, extra: &str, len: usize| {
         let mut s = TcpStream::connect(d.addr).unwrap();
-        write!(s, "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n{extra}\r\n").unwrap();
+        write!(s, "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n{extra}\r\n")
+            .unwrap();
         s
     };
     let body_of = |raw: &[u8]| -> Value {

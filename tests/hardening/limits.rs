@@ -45,7 +45,10 @@ fn the_thread_budget_is_a_ceiling_and_every_number_has_a_named_range() {
         let msg = refused(&d, json!({ "machine_id": m, "model_types": ["anomaly"], field: value }));
         assert!(msg.contains(range), "{field} = {value}: {msg}");
     }
-    let ok = d.post("/api/ml/train/batch", &json!({ "machine_id": m, "model_types": ["anomaly"], "threads": 1, "contamination": 0.001, "forecast_hours": 336 }));
+    let ok = d.post(
+        "/api/ml/train/batch",
+        &json!({ "machine_id": m, "model_types": ["anomaly"], "threads": 1, "contamination": 0.001, "forecast_hours": 336 }),
+    );
     assert_eq!(ok.status, 202, "the ends of each range are accepted: {}", ok.text());
     d.wait_task(ok.json()["task_id"].as_str().unwrap(), LONG);
 }

@@ -23,7 +23,12 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn start(data: &Path, state: &Path, url: &str, node: &str, extra: &[(&str, &str)]) -> Daemon {
-    let mut env = vec![("MILLWRIGHT_MQTT__ENABLED", "true"), ("MILLWRIGHT_MQTT__URL", url), ("MILLWRIGHT_MQTT__NODE_ID", node), ("MILLWRIGHT_MQTT__KEEPALIVE_S", "5")];
+    let mut env = vec![
+        ("MILLWRIGHT_MQTT__ENABLED", "true"),
+        ("MILLWRIGHT_MQTT__URL", url),
+        ("MILLWRIGHT_MQTT__NODE_ID", node),
+        ("MILLWRIGHT_MQTT__KEEPALIVE_S", "5"),
+    ];
     env.extend_from_slice(extra);
     Daemon::start(data, state, &env)
 }
@@ -94,7 +99,11 @@ fn a_9_mb_retained_request_neither_breaks_the_session_nor_runs() {
     eprintln!("connects in 20 s with a 9 MB retained request: {n}");
     assert!(n <= 2, "{n} connects in 20 s:\n{}", broker.log());
     let health = mqtt_health(&daemon);
-    assert_eq!((health["connected"].as_bool(), health["twin"].as_bool()), (Some(true), Some(false)), "a lone daemon hearing its own messages is no twin: {health}");
+    assert_eq!(
+        (health["connected"].as_bool(), health["twin"].as_bool()),
+        (Some(true), Some(false)),
+        "a lone daemon hearing its own messages is no twin: {health}"
+    );
     let r = watcher.request(&base, "health_check", r#"{"transaction":"at-20s"}"#, SHORT);
     assert_eq!(r["status"], "ok", "{r}");
     let log = daemon.log();
@@ -124,7 +133,11 @@ fn a_message_over_the_limit_costs_reconnects_with_growing_back_off_and_one_clear
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("more than the") && l.contains("bytes")).collect();
     assert_eq!(lines.len(), 1, "told once:\n{log}");
     // The size is the packet's (payload, topic and packet id).
-    assert!(lines[0].contains(" ERROR ") && lines[0].contains("a message of 200000") && lines[0].contains("mosquitto_pub -r -n"), "{}", lines[0]);
+    assert!(
+        lines[0].contains(" ERROR ") && lines[0].contains("a message of 200000") && lines[0].contains("mosquitto_pub -r -n"),
+        "{}",
+        lines[0]
+    );
     let health = mqtt_health(&daemon);
     assert!(health["warnings"].to_string().contains("more than the"), "{health}");
     assert_eq!(daemon.get("/api/health").status, 200);
@@ -151,7 +164,8 @@ fn two_daemons_with_one_node_id_are_told_apart_back_off_and_the_survivor_stays_o
     let t0 = Instant::now();
 
     // Both say so, in the log and on /api/health.
-    let took = wait_for(Duration::from_secs(30), "a twin reported by both", || mqtt_health(&a)["twin"] == true && mqtt_health(&b)["twin"] == true);
+    let took =
+        wait_for(Duration::from_secs(30), "a twin reported by both", || mqtt_health(&a)["twin"] == true && mqtt_health(&b)["twin"] == true);
     eprintln!("twin reported by both {took:?} after the second start");
     for d in [&a, &b] {
         let h = mqtt_health(d);
@@ -167,7 +181,12 @@ fn two_daemons_with_one_node_id_are_told_apart_back_off_and_the_survivor_stays_o
     std::thread::sleep(Duration::from_secs(20));
     let (c1, seen1) = (connects(&broker, "millwright-pi"), watcher.all().len());
     let states = watcher.all().iter().filter(|m| m.topic == format!("{base}/bridge/state") && m.at >= window).count();
-    eprintln!("in 20 s, {:?} after the second start: {} connects, {} messages, {states} on bridge/state", window.duration_since(t0), c1 - c0, seen1 - seen0);
+    eprintln!(
+        "in 20 s, {:?} after the second start: {} connects, {} messages, {states} on bridge/state",
+        window.duration_since(t0),
+        c1 - c0,
+        seen1 - seen0
+    );
     assert!(c1 - c0 <= 6, "{} connects in 20 s", c1 - c0);
     assert!(seen1 - seen0 <= 150, "{} messages in 20 s", seen1 - seen0);
     assert!(states <= 20, "{states} state messages in 20 s");
@@ -187,7 +206,9 @@ fn two_daemons_with_one_node_id_are_told_apart_back_off_and_the_survivor_stays_o
     // Before the kill: the survivor answers the will within a millisecond, before kill9() returns.
     let killed = Instant::now();
     victim.kill9();
-    let back = watcher.wait(HEALTH_PERIOD + Duration::from_secs(5), "the survivor online again", |m| state_is(m, &base, "online") && m.json()["instance_id"] == survivor_id && m.at >= killed);
+    let back = watcher.wait(HEALTH_PERIOD + Duration::from_secs(5), "the survivor online again", |m| {
+        state_is(m, &base, "online") && m.json()["instance_id"] == survivor_id && m.at >= killed
+    });
     eprintln!("survivor online {:?} after kill -9 of the connected twin", back.at.duration_since(killed));
     let late = Sub::connect(broker.port, &[&format!("{base}/bridge/state")]);
     let retained = late.wait_topic(&format!("{base}/bridge/state"), SHORT).json();
@@ -215,10 +236,18 @@ fn two_daemons_with_their_own_client_ids_on_one_base_topic_answer_each_request_o
     eprintln!("twin seen by both {took:?} after the second start");
     let (ha, hb) = (mqtt_health(&a), mqtt_health(&b));
     assert_eq!((&ha["peers"][0], &hb["peers"][0]), (&hb["instance_id"], &ha["instance_id"]), "{ha}\n{hb}");
-    assert_eq!((ha["connected"].as_bool(), hb["connected"].as_bool()), (Some(true), Some(true)), "different client ids: both stay connected");
+    assert_eq!(
+        (ha["connected"].as_bool(), hb["connected"].as_bool()),
+        (Some(true), Some(true)),
+        "different client ids: both stay connected"
+    );
     // Exactly one of them answers: the lower instance id.
     assert_ne!(ha["answers_requests"], hb["answers_requests"], "{ha}\n{hb}");
-    let (leader_id, follower_id) = if ha["answers_requests"] == true { (ha["instance_id"].clone(), hb["instance_id"].clone()) } else { (hb["instance_id"].clone(), ha["instance_id"].clone()) };
+    let (leader_id, follower_id) = if ha["answers_requests"] == true {
+        (ha["instance_id"].clone(), hb["instance_id"].clone())
+    } else {
+        (hb["instance_id"].clone(), ha["instance_id"].clone())
+    };
     assert!(leader_id.as_str() < follower_id.as_str());
     for d in [&a, &b] {
         let log = d.log();
@@ -226,7 +255,8 @@ fn two_daemons_with_their_own_client_ids_on_one_base_topic_answer_each_request_o
     }
 
     let m = a.get("/api/ml/train/machines/available").json()["machines"][0]["machine_id"].as_str().unwrap().to_string();
-    let r = watcher.request(&base, "train", &json!({ "machine_id": m, "model_types": ["anomaly"], "transaction": "t1" }).to_string(), SHORT);
+    let r =
+        watcher.request(&base, "train", &json!({ "machine_id": m, "model_types": ["anomaly"], "transaction": "t1" }).to_string(), SHORT);
     assert_eq!((r["status"].as_str(), &r["instance_id"]), (Some("ok"), &leader_id), "{r}");
     std::thread::sleep(Duration::from_secs(2));
     let answers = watcher.on(&format!("{base}/bridge/response/train")).iter().filter(|m| m.json()["transaction"] == "t1").count();
@@ -240,7 +270,9 @@ fn two_daemons_with_their_own_client_ids_on_one_base_topic_answer_each_request_o
     // Before the kill: the survivor answers the will within a millisecond, before kill9() returns.
     let killed = Instant::now();
     victim.kill9();
-    let back = watcher.wait(SHORT, "the survivor online after the will", |m| state_is(m, &base, "online") && m.json()["instance_id"] == follower_id && m.at >= killed);
+    let back = watcher.wait(SHORT, "the survivor online after the will", |m| {
+        state_is(m, &base, "online") && m.json()["instance_id"] == follower_id && m.at >= killed
+    });
     eprintln!("survivor online {:?} after kill -9 of the twin that answered", back.at.duration_since(killed));
     let late = Sub::connect(broker.port, &[&format!("{base}/bridge/state")]);
     let retained = late.wait_topic(&format!("{base}/bridge/state"), SHORT).json();

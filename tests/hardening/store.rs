@@ -37,7 +37,11 @@ fn holding_sysroot(dir: &Path) -> PathBuf {
 }
 
 fn start(state: &Path, sysroot: &Path) -> Daemon {
-    Daemon::start(data_dir(), state, &[("MILLWRIGHT_GUARD__SYSFS_ROOT", sysroot.to_str().unwrap()), ("MILLWRIGHT_GUARD__POLL_INTERVAL_S", "0.2")])
+    Daemon::start(
+        data_dir(),
+        state,
+        &[("MILLWRIGHT_GUARD__SYSFS_ROOT", sysroot.to_str().unwrap()), ("MILLWRIGHT_GUARD__POLL_INTERVAL_S", "0.2")],
+    )
 }
 
 fn submit(d: &Daemon) -> String {
@@ -49,7 +53,12 @@ fn submit(d: &Daemon) -> String {
 
 /// Task id → status, as the daemon lists them.
 fn tasks(d: &Daemon) -> BTreeMap<String, String> {
-    d.get("/api/ml/tasks?limit=1000").json()["tasks"].as_array().unwrap().iter().map(|t| (t["task_id"].as_str().unwrap().to_string(), t["status"].as_str().unwrap().to_string())).collect()
+    d.get("/api/ml/tasks?limit=1000").json()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["task_id"].as_str().unwrap().to_string(), t["status"].as_str().unwrap().to_string()))
+        .collect()
 }
 
 /// Every file under `dir` with its size and content hash, to prove a refused start touched nothing.
@@ -115,20 +124,30 @@ fn a_full_disk_refuses_the_start_leaves_the_store_intact_and_every_job_survives(
     let mut d = Daemon::start(
         data_dir(),
         &state,
-        &[("MILLWRIGHT_GUARD__SYSFS_ROOT", sysroot.to_str().unwrap()), ("MILLWRIGHT_GUARD__POLL_INTERVAL_S", "600"), ("MILLWRIGHT_GUARD__DISK_RESERVE_MB", "0")],
+        &[
+            ("MILLWRIGHT_GUARD__SYSFS_ROOT", sysroot.to_str().unwrap()),
+            ("MILLWRIGHT_GUARD__POLL_INTERVAL_S", "600"),
+            ("MILLWRIGHT_GUARD__DISK_RESERVE_MB", "0"),
+        ],
     );
     let ids: Vec<String> = (0..3).map(|_| submit(&d)).collect();
     let filler = state.join("filler");
     fill(&filler);
 
     // A submission on the full disk: the one error shape, 507, a plain message.
-    let r = d.post("/api/ml/train/batch", &json!({ "machine_id": d.get("/api/ml/train/machines/available").json()["machines"][0]["machine_id"] }));
+    let r = d.post(
+        "/api/ml/train/batch",
+        &json!({ "machine_id": d.get("/api/ml/train/machines/available").json()["machines"][0]["machine_id"] }),
+    );
     assert_eq!(r.status, 507, "{}", r.text());
     let e = r.json()["error"].clone();
     assert_eq!(e["code"], "disk_full", "{e}");
     let msg = e["message"].as_str().unwrap();
     assert!(msg.starts_with("the disk is full") && msg.contains("nothing was changed"), "{msg}");
-    assert!(!msg.contains("Os {") && !msg.contains("StorageFull") && !msg.contains(state.to_str().unwrap()), "no debug text and no path: {msg}");
+    assert!(
+        !msg.contains("Os {") && !msg.contains("StorageFull") && !msg.contains(state.to_str().unwrap()),
+        "no debug text and no path: {msg}"
+    );
     assert!(e["details"]["needed_bytes"].as_u64().unwrap() > e["details"]["free_bytes"].as_u64().unwrap(), "{e}");
     assert_eq!(tasks(&d).len(), 3, "nothing was queued");
     // Still serving.
@@ -143,7 +162,10 @@ fn a_full_disk_refuses_the_start_leaves_the_store_intact_and_every_job_survives(
         let (status, stderr) = serve_expecting_exit(data_dir(), &state, &env, Duration::from_secs(30));
         assert!(!status.success(), "attempt {attempt}: a start on a full disk must fail: {stderr}");
         assert!(stderr.contains("not starting: not enough free space to open the job store"), "attempt {attempt}: {stderr}");
-        assert!(stderr.contains(store.to_str().unwrap()) && stderr.contains("MB free") && stderr.contains("needs at least 8.0 MB"), "attempt {attempt}: the folder and the numbers: {stderr}");
+        assert!(
+            stderr.contains(store.to_str().unwrap()) && stderr.contains("MB free") && stderr.contains("needs at least 8.0 MB"),
+            "attempt {attempt}: the folder and the numbers: {stderr}"
+        );
         assert!(stderr.contains("free space there"), "attempt {attempt}: the advice: {stderr}");
         assert_eq!(fingerprint(&store), before, "attempt {attempt}: the store changed");
     }
@@ -266,10 +288,17 @@ fn a_zeroed_emptied_or_halved_db_is_restored_from_the_backup_with_a_warning() {
     for (name, damage) in damages {
         let log = start_damaged(dir.path(), &pristine, &ids, name, damage);
         assert!(log.contains("job store open after repairs: 9 job records"), "{name}:\n{log}");
-        let warning = log.lines().find(|l| l.contains("restored from the backup") && l.contains("WARN")).unwrap_or_else(|| panic!("{name}: no warning with the restore:\n{log}"));
+        let warning = log
+            .lines()
+            .find(|l| l.contains("restored from the backup") && l.contains("WARN"))
+            .unwrap_or_else(|| panic!("{name}: no warning with the restore:\n{log}"));
         assert!(warning.contains("the backup of") && warning.contains("holds 9"), "{name}: the counts before and after: {warning}");
         if log.contains("moved aside") {
-            let aside: Vec<String> = std::fs::read_dir(dir.path().join(name)).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("jobs.sled.damaged-")).collect();
+            let aside: Vec<String> = std::fs::read_dir(dir.path().join(name))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("jobs.sled.damaged-"))
+                .collect();
             assert_eq!(aside.len(), 1, "{name}: the damaged store is kept: {aside:?}");
             assert!(log.contains(&aside[0]), "{name}: the log names where the damaged store went:\n{log}");
         }

@@ -42,7 +42,12 @@ fn start(b: &Bench, period: Duration, env: &[(&str, &str)]) -> (Daemon, FakeSyst
     ];
     all.extend_from_slice(env);
     let d = Daemon::start(&b.data, &b.state, &all);
-    assert!(systemd.wait_for(Duration::from_secs(15), |m| m.lines().any(|l| l == "READY=1")).is_some(), "no READY=1: {:?}\n{}", systemd.got, d.log());
+    assert!(
+        systemd.wait_for(Duration::from_secs(15), |m| m.lines().any(|l| l == "READY=1")).is_some(),
+        "no READY=1: {:?}\n{}",
+        systemd.got,
+        d.log()
+    );
     (d, systemd)
 }
 
@@ -57,7 +62,13 @@ fn assert_pinged_throughout(what: &str, systemd: &mut FakeSystemd, d: &Daemon, p
     marks.extend(&pings);
     marks.push(to);
     let worst = marks.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
-    eprintln!("{what}: {} pings in {:.1} s (WATCHDOG_USEC {} ms), longest gap {:.2} s", pings.len(), (to - from).as_secs_f64(), period.as_millis(), worst.as_secs_f64());
+    eprintln!(
+        "{what}: {} pings in {:.1} s (WATCHDOG_USEC {} ms), longest gap {:.2} s",
+        pings.len(),
+        (to - from).as_secs_f64(),
+        period.as_millis(),
+        worst.as_secs_f64()
+    );
     assert!(
         worst <= period,
         "{what}: the watchdog went {:.2} s without a ping (period {:.1} s); systemd would restart the daemon. pings: {pings:?}\nstatuses: {:?}\n{}",
@@ -145,7 +156,11 @@ fn a_daemon_whose_mqtt_broker_is_down_keeps_the_pings_coming() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("mqtt://127.0.0.1:{closed}");
     let b = bench(2_000);
-    let (d, mut systemd) = start(&b, period, &[("MILLWRIGHT_MQTT__ENABLED", "true"), ("MILLWRIGHT_MQTT__URL", &url), ("MILLWRIGHT_MQTT__NODE_ID", "watchdog1")]);
+    let (d, mut systemd) = start(
+        &b,
+        period,
+        &[("MILLWRIGHT_MQTT__ENABLED", "true"), ("MILLWRIGHT_MQTT__URL", &url), ("MILLWRIGHT_MQTT__NODE_ID", "watchdog1")],
+    );
     assert_pinged_throughout("MQTT broker down", &mut systemd, &d, period, 10);
     assert!(d.log().contains("MQTT: no connection to the broker"), "the broker really was down:\n{}", d.log());
 }

@@ -202,7 +202,13 @@ fn operating_load(rng: &mut Rng, timestamps: &[f64], levels: &[f64; 3], dt_h: f6
             let p = if now != shift { p_at_shift_change } else { p_mid_shift };
             shift = now;
             if rng.uniform() < p {
-                let weights = if is_weekend(t) { &WEEKEND } else if now % 3 == 2 { &NIGHT_SHIFT } else { &DAY_SHIFT };
+                let weights = if is_weekend(t) {
+                    &WEEKEND
+                } else if now % 3 == 2 {
+                    &NIGHT_SHIFT
+                } else {
+                    &DAY_SHIFT
+                };
                 state = pick_weighted(rng, weights);
             }
             // Within a regime the duty still wanders a little (batch sizes, product mix).

@@ -430,8 +430,20 @@ static CATALOGUE: [Model; 10] = [
     Model { slug: "pump_flowserve_ansi", family: "pump", manufacturer: "Flowserve", model: "Mark 3 ANSI 3x2-13", rating: 3.0 },
     Model { slug: "compressor_atlas_copco_ga30", family: "compressor", manufacturer: "Atlas Copco", model: "GA 30", rating: 1.0 },
     Model { slug: "fan_ebm_papst_a3g710", family: "fan", manufacturer: "ebm-papst", model: "A3G710-AU21-01", rating: 1.0 },
-    Model { slug: "hydraulic_beckwood_press", family: "hydraulic", manufacturer: "Beckwood", model: "150-ton four-post press power unit", rating: 1.0 },
-    Model { slug: "compressor_ingersoll_rand_2545", family: "compressor", manufacturer: "Ingersoll Rand", model: "2545 two-stage", rating: 0.25 },
+    Model {
+        slug: "hydraulic_beckwood_press",
+        family: "hydraulic",
+        manufacturer: "Beckwood",
+        model: "150-ton four-post press power unit",
+        rating: 1.0,
+    },
+    Model {
+        slug: "compressor_ingersoll_rand_2545",
+        family: "compressor",
+        manufacturer: "Ingersoll Rand",
+        model: "2545 two-stage",
+        rating: 0.25,
+    },
     Model { slug: "cnc_dmg_mori_nlx", family: "cnc", manufacturer: "DMG MORI", model: "NLX 2500", rating: 1.2 },
 ];
 

@@ -12,11 +12,11 @@ mod output;
 mod tests;
 
 pub use engine::{Life, MachineData, START_EPOCH_S, generate};
-pub use families::{Effect, Family, FailureMode, How, Kind, Model, SensorSpec, Shape, catalogue, families, family};
+pub use families::{Effect, FailureMode, Family, How, Kind, Model, SensorSpec, Shape, catalogue, families, family};
 pub use output::assign_splits;
 
-use crate::data::{DataError, MachineId};
 use crate::data::write::Format;
+use crate::data::{DataError, MachineId};
 use std::path::{Path, PathBuf};
 
 /// The CLI refuses fewer rows too: shorter histories cannot hold several lives of a few rows each.
@@ -88,10 +88,8 @@ fn worker_failed(out_dir: &Path) -> DataError {
 /// Simulates and writes machine `index` of the fleet described by `opts`.
 pub fn simulate_machine(index: usize, opts: &FleetOptions) -> Result<SimulatedMachine, DataError> {
     check_options(opts)?;
-    let (model, family) = model_of(index).ok_or_else(|| DataError::Format {
-        file: opts.out_dir.clone(),
-        message: format!("no simulated family for machine {index}"),
-    })?;
+    let (model, family) = model_of(index)
+        .ok_or_else(|| DataError::Format { file: opts.out_dir.clone(), message: format!("no simulated family for machine {index}") })?;
     let id = MachineId::parse(&machine_id(index))?;
     let data = generate(model, family, opts.rows, opts.interval_s, machine_seed(opts.seed, index));
     let machines_dir = opts.out_dir.join("machines");

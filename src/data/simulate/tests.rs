@@ -133,7 +133,8 @@ fn ids_are_valid_unique_and_cover_every_family() {
 
 #[test]
 fn same_seed_same_bytes_and_machine_k_independent_of_fleet_size() {
-    let (a, b, c, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b, c, d) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     simulate_fleet(&options(a.path(), 3, 3_000, 7)).unwrap();
     simulate_fleet(&options(b.path(), 3, 3_000, 7)).unwrap();
     simulate_fleet(&options(c.path(), 3, 3_000, 8)).unwrap();
@@ -383,4 +384,3 @@ fn default_fleet_is_fast() {
     assert_eq!(fleet.len(), 10);
     assert!(fleet.iter().all(|m| m.rows == 50_000));
 }
-

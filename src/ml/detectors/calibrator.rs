@@ -46,11 +46,7 @@ impl Calibrator {
         let (scores, quantiles) = thin(scores, quantiles, MAX_KNOTS);
         let spread = hi - quantile_sorted(&sorted, 0.5);
         let floor = 1e-12 * hi.abs().max(lo.abs()).max(1.0);
-        Ok(Calibrator {
-            scores,
-            quantiles,
-            tail_scale: spread.max(floor),
-        })
+        Ok(Calibrator { scores, quantiles, tail_scale: spread.max(floor) })
     }
 
     /// Calibrated score in [0, 1]. NaN maps to 1: a detector that cannot score a row should alarm

@@ -32,13 +32,9 @@ pub enum AnyDetector {
 impl AnyDetector {
     pub fn fit(kind: &DetectorKind, rows: &Rows, progress: Progress<'_>) -> Result<Self> {
         Ok(match kind {
-            DetectorKind::IsolationForest(c) => {
-                AnyDetector::IsolationForest(IsolationForest::fit(rows, c, progress)?)
-            }
+            DetectorKind::IsolationForest(c) => AnyDetector::IsolationForest(IsolationForest::fit(rows, c, progress)?),
             DetectorKind::RobustZ(a) => AnyDetector::RobustZ(RobustZ::fit(rows, *a, progress)?),
-            DetectorKind::Mahalanobis(c) => {
-                AnyDetector::Mahalanobis(Mahalanobis::fit(rows, c, progress)?)
-            }
+            DetectorKind::Mahalanobis(c) => AnyDetector::Mahalanobis(Mahalanobis::fit(rows, c, progress)?),
             DetectorKind::Pca(c) => AnyDetector::Pca(PcaReconstruction::fit(rows, c, progress)?),
         })
     }
@@ -114,10 +110,7 @@ impl Default for EnsembleConfig {
     fn default() -> Self {
         EnsembleConfig {
             detectors: vec![
-                (
-                    DetectorKind::IsolationForest(IsolationForestConfig::default()),
-                    1.0,
-                ),
+                (DetectorKind::IsolationForest(IsolationForestConfig::default()), 1.0),
                 (DetectorKind::RobustZ(Aggregate::Max), 1.0),
                 (DetectorKind::Mahalanobis(MahalanobisConfig::default()), 1.0),
             ],
@@ -157,19 +150,11 @@ impl Ensemble {
     /// Trains every detector on `train` and calibrates it on `holdout` (healthy rows the detectors
     /// never saw: calibrating on training rows would make every score look ordinary), then sets
     /// the threshold for `config.contamination` from the holdout's ensemble scores.
-    pub fn fit(
-        train: &Rows,
-        holdout: &Rows,
-        config: &EnsembleConfig,
-        progress: Progress<'_>,
-    ) -> Result<Self> {
+    pub fn fit(train: &Rows, holdout: &Rows, config: &EnsembleConfig, progress: Progress<'_>) -> Result<Self> {
         train.validate_for_training(2)?;
         holdout.validate_for_training(1)?;
         if holdout.n_cols != train.n_cols {
-            return Err(DetectorError::ColumnMismatch {
-                got: holdout.n_cols,
-                expected: train.n_cols,
-            });
+            return Err(DetectorError::ColumnMismatch { got: holdout.n_cols, expected: train.n_cols });
         }
         validate_config(config)?;
         report(progress, 0.0)?;
@@ -179,23 +164,12 @@ impl Ensemble {
         for (j, (kind, weight)) in config.detectors.iter().enumerate() {
             let base = j as f64 / k;
             let detector = AnyDetector::fit(kind, train, &mut |f| progress(base + 0.8 * f / k))?;
-            let scores = score_with_progress(&detector, holdout, &mut |f| {
-                progress(base + (0.8 + 0.2 * f) / k)
-            })?;
+            let scores = score_with_progress(&detector, holdout, &mut |f| progress(base + (0.8 + 0.2 * f) / k))?;
             let calibrator = Calibrator::fit(&scores)?;
-            members.push(Member {
-                detector,
-                calibrator,
-                weight: *weight,
-            });
+            members.push(Member { detector, calibrator, weight: *weight });
         }
-        let mut ensemble = Ensemble {
-            n_cols: train.n_cols,
-            members,
-            threshold: 1.0,
-            contamination: config.contamination,
-            combine: config.combine,
-        };
+        let mut ensemble =
+            Ensemble { n_cols: train.n_cols, members, threshold: 1.0, contamination: config.contamination, combine: config.combine };
         let held_out: Vec<f64> = holdout.iter().map(|r| ensemble.score(r).score).collect();
         ensemble.threshold = threshold_for_contamination(&held_out, config.contamination)?;
         report(progress, 1.0)?;
@@ -215,23 +189,11 @@ impl Ensemble {
             weights += m.weight;
             per_detector.push((m.detector.name().to_string(), calibrated));
             // Detectors that consider the row more anomalous get more say in the explanation.
-            attributed += add_normalised(
-                &mut contributions,
-                &m.detector.contributions(row),
-                m.weight * evidence,
-            );
+            attributed += add_normalised(&mut contributions, &m.detector.contributions(row), m.weight * evidence);
         }
         normalise_or_uniform(&mut contributions, attributed);
-        let score = if weights > 0.0 {
-            self.combine.finish(total / weights).clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        EnsembleScore {
-            score,
-            per_detector,
-            contributions,
-        }
+        let score = if weights > 0.0 { self.combine.finish(total / weights).clamp(0.0, 1.0) } else { 0.0 };
+        EnsembleScore { score, per_detector, contributions }
     }
 
     pub fn is_anomaly(&self, row: &[f64]) -> bool {
@@ -241,33 +203,20 @@ impl Ensemble {
 
 fn validate_config(config: &EnsembleConfig) -> Result<()> {
     if config.detectors.is_empty() {
-        return Err(DetectorError::InvalidParameter(
-            "ensemble needs at least one detector".into(),
-        ));
+        return Err(DetectorError::InvalidParameter("ensemble needs at least one detector".into()));
     }
-    let bad_weight = config
-        .detectors
-        .iter()
-        .any(|(_, w)| !(w.is_finite() && *w >= 0.0));
+    let bad_weight = config.detectors.iter().any(|(_, w)| !(w.is_finite() && *w >= 0.0));
     let total: f64 = config.detectors.iter().map(|(_, w)| w).sum();
     if bad_weight || total <= 0.0 {
-        return Err(DetectorError::InvalidParameter(
-            "weights must be finite, >= 0 and not all 0".into(),
-        ));
+        return Err(DetectorError::InvalidParameter("weights must be finite, >= 0 and not all 0".into()));
     }
     if !(0.0..1.0).contains(&config.contamination) {
-        return Err(DetectorError::InvalidParameter(
-            "contamination must be in [0, 1)".into(),
-        ));
+        return Err(DetectorError::InvalidParameter("contamination must be in [0, 1)".into()));
     }
     Ok(())
 }
 
-fn score_with_progress(
-    detector: &dyn Detector,
-    rows: &Rows,
-    progress: &mut dyn FnMut(f64) -> bool,
-) -> Result<Vec<f64>> {
+fn score_with_progress(detector: &dyn Detector, rows: &Rows, progress: &mut dyn FnMut(f64) -> bool) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(rows.n_rows);
     for (i, r) in rows.iter().enumerate() {
         if i % ROWS_PER_REPORT == 0 {
@@ -310,9 +259,7 @@ fn normalise_or_uniform(c: &mut [f64], total: f64) {
 /// of healthy rows will score above it. Non-finite scores are ignored.
 pub fn threshold_for_contamination(held_out_scores: &[f64], contamination: f64) -> Result<f64> {
     if !(0.0..1.0).contains(&contamination) {
-        return Err(DetectorError::InvalidParameter(
-            "contamination must be in [0, 1)".into(),
-        ));
+        return Err(DetectorError::InvalidParameter("contamination must be in [0, 1)".into()));
     }
     let sorted = sorted_finite(held_out_scores.iter().copied());
     if sorted.is_empty() {
@@ -329,8 +276,7 @@ mod tests {
 
     fn all_kinds() -> EnsembleConfig {
         let mut cfg = EnsembleConfig::default();
-        cfg.detectors
-            .push((DetectorKind::Pca(PcaConfig::default()), 0.5));
+        cfg.detectors.push((DetectorKind::Pca(PcaConfig::default()), 0.5));
         cfg
     }
 
@@ -344,12 +290,8 @@ mod tests {
             cfg.contamination = 0.05;
             cfg.combine = combine;
             let ens = Ensemble::fit(&train, &holdout, &cfg, &mut |_| true).unwrap();
-            let fpr =
-                fresh.iter().filter(|r| ens.is_anomaly(r)).count() as f64 / fresh.n_rows as f64;
-            assert!(
-                (0.03..=0.075).contains(&fpr),
-                "{combine:?}: false alarm rate {fpr}"
-            );
+            let fpr = fresh.iter().filter(|r| ens.is_anomaly(r)).count() as f64 / fresh.n_rows as f64;
+            assert!((0.03..=0.075).contains(&fpr), "{combine:?}: false alarm rate {fpr}");
             let s = ens.score(fresh.row(0));
             assert_eq!(s.per_detector.len(), 4);
             assert!((s.contributions.iter().sum::<f64>() - 1.0).abs() < 1e-9);
@@ -361,8 +303,7 @@ mod tests {
     fn anomaly_scores_high_and_explains_the_right_column() {
         let train = correlated(3000, 3, 0.8, 34);
         let holdout = correlated(1000, 3, 0.8, 35);
-        let ens =
-            Ensemble::fit(&train, &holdout, &EnsembleConfig::default(), &mut |_| true).unwrap();
+        let ens = Ensemble::fit(&train, &holdout, &EnsembleConfig::default(), &mut |_| true).unwrap();
         let row = [10.0, -3.0, 0.0, 9.0, 0.0];
         let s = ens.score(&row);
         assert!(s.score > ens.threshold, "{s:?} vs {}", ens.threshold);
@@ -388,12 +329,7 @@ mod tests {
             for ((na, va), (nb, vb)) in a.per_detector.iter().zip(&b.per_detector) {
                 assert!(na == nb && close(*va, *vb));
             }
-            assert!(
-                a.contributions
-                    .iter()
-                    .zip(&b.contributions)
-                    .all(|(x, y)| close(*x, *y))
-            );
+            assert!(a.contributions.iter().zip(&b.contributions).all(|(x, y)| close(*x, *y)));
         }
         assert_eq!(ens.threshold, back.threshold);
     }
@@ -409,32 +345,19 @@ mod tests {
             calls < 20
         });
         assert_eq!(r.err(), Some(DetectorError::Cancelled));
-        assert!(
-            started.elapsed().as_millis() < 500,
-            "{:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed().as_millis() < 500, "{:?}", started.elapsed());
     }
 
     #[test]
     fn rejects_bad_config() {
         let train = correlated(100, 0, 0.5, 40);
-        let cfg = EnsembleConfig {
-            contamination: 1.5,
-            ..EnsembleConfig::default()
-        };
+        let cfg = EnsembleConfig { contamination: 1.5, ..EnsembleConfig::default() };
         assert!(Ensemble::fit(&train, &train, &cfg, &mut |_| true).is_err());
-        let cfg = EnsembleConfig {
-            detectors: vec![],
-            ..EnsembleConfig::default()
-        };
+        let cfg = EnsembleConfig { detectors: vec![], ..EnsembleConfig::default() };
         assert!(Ensemble::fit(&train, &train, &cfg, &mut |_| true).is_err());
         let narrow = Rows::new(1, 1, vec![0.0]).unwrap();
         assert!(Ensemble::fit(&train, &narrow, &EnsembleConfig::default(), &mut |_| true).is_err());
         assert!(threshold_for_contamination(&[], 0.1).is_err());
-        assert_eq!(
-            threshold_for_contamination(&[1.0, 2.0, 3.0], 0.0).unwrap(),
-            3.0
-        );
+        assert_eq!(threshold_for_contamination(&[1.0, 2.0, 3.0], 0.0).unwrap(), 3.0);
     }
 }

@@ -19,11 +19,7 @@ pub struct IsolationForestConfig {
 
 impl Default for IsolationForestConfig {
     fn default() -> Self {
-        IsolationForestConfig {
-            n_trees: 100,
-            sample_size: 256,
-            seed: 0x5EED,
-        }
+        IsolationForestConfig { n_trees: 100, sample_size: 256, seed: 0x5EED }
     }
 }
 
@@ -56,22 +52,13 @@ pub fn average_path_length(n: usize) -> f64 {
 }
 
 impl IsolationForest {
-    pub fn fit(
-        rows: &Rows,
-        config: &IsolationForestConfig,
-        progress: Progress<'_>,
-    ) -> Result<Self> {
+    pub fn fit(rows: &Rows, config: &IsolationForestConfig, progress: Progress<'_>) -> Result<Self> {
         rows.validate_for_training(2)?;
         if rows.n_cols >= LEAF as usize {
-            return Err(DetectorError::TooManyColumns {
-                got: rows.n_cols,
-                max: LEAF as usize - 1,
-            });
+            return Err(DetectorError::TooManyColumns { got: rows.n_cols, max: LEAF as usize - 1 });
         }
         if config.n_trees == 0 || config.sample_size < 2 {
-            return Err(DetectorError::InvalidParameter(
-                "isolation forest needs n_trees >= 1 and sample_size >= 2".into(),
-            ));
+            return Err(DetectorError::InvalidParameter("isolation forest needs n_trees >= 1 and sample_size >= 2".into()));
         }
         report(progress, 0.0)?;
         let imputer = Imputer::fit(rows);
@@ -91,22 +78,8 @@ impl IsolationForest {
         let mut buf = Vec::with_capacity(rows.n_cols);
         for t in 0..config.n_trees {
             let mut rng = base.fork(t as u64);
-            draw_sample(
-                rows,
-                &forest.imputer,
-                psi,
-                &mut perm,
-                &mut rng,
-                &mut sample,
-                &mut buf,
-            );
-            let mut builder = TreeBuilder {
-                forest: &mut forest,
-                sample: &sample,
-                n_cols: rows.n_cols,
-                height_limit,
-                rng: &mut rng,
-            };
+            draw_sample(rows, &forest.imputer, psi, &mut perm, &mut rng, &mut sample, &mut buf);
+            let mut builder = TreeBuilder { forest: &mut forest, sample: &sample, n_cols: rows.n_cols, height_limit, rng: &mut rng };
             let root = builder.forest.push_node();
             let mut idx: Vec<usize> = (0..psi).collect();
             builder.build(root, &mut idx, 0);
@@ -133,8 +106,7 @@ impl IsolationForest {
                 };
                 let threshold = self.value.get(node).copied().unwrap_or(0.0) as f64;
                 let go_right = x.get(f).copied().unwrap_or(0.0) >= threshold;
-                node =
-                    self.left.get(node).copied().unwrap_or(u32::MAX) as usize + go_right as usize;
+                node = self.left.get(node).copied().unwrap_or(u32::MAX) as usize + go_right as usize;
             }
             total += self.value.get(node).copied().unwrap_or(0.0) as f64;
         }
@@ -185,21 +157,15 @@ impl TreeBuilder<'_> {
     }
 
     fn build(&mut self, node: u32, idx: &mut [usize], depth: usize) {
-        let split = if depth >= self.height_limit || idx.len() <= 1 {
-            None
-        } else {
-            self.choose_split(idx)
-        };
+        let split = if depth >= self.height_limit || idx.len() <= 1 { None } else { self.choose_split(idx) };
         let Some((feature, threshold)) = split else {
-            self.forest.value[node as usize] =
-                (depth as f64 + average_path_length(idx.len())) as f32;
+            self.forest.value[node as usize] = (depth as f64 + average_path_length(idx.len())) as f32;
             return;
         };
         let n_left = partition(idx, |&i| self.at(i, feature) < threshold as f64);
         if n_left == 0 || n_left == idx.len() {
             // f32 rounding pushed the threshold outside the range: nothing separates, so stop here.
-            self.forest.value[node as usize] =
-                (depth as f64 + average_path_length(idx.len())) as f32;
+            self.forest.value[node as usize] = (depth as f64 + average_path_length(idx.len())) as f32;
             return;
         }
         let left = self.forest.push_node();
@@ -225,9 +191,7 @@ impl TreeBuilder<'_> {
         }
         let start = self.rng.below(self.n_cols);
         let n_cols = self.n_cols;
-        (0..n_cols)
-            .map(|k| (start + k) % n_cols)
-            .find_map(|f| self.threshold_on(idx, f).map(|t| (f, t)))
+        (0..n_cols).map(|k| (start + k) % n_cols).find_map(|f| self.threshold_on(idx, f).map(|t| (f, t)))
     }
 
     fn threshold_on(&mut self, idx: &[usize], f: usize) -> Option<f32> {
@@ -237,11 +201,7 @@ impl TreeBuilder<'_> {
             lo = lo.min(x);
             hi = hi.max(x);
         }
-        if hi > lo {
-            Some((lo + self.rng.next_f64() * (hi - lo)) as f32)
-        } else {
-            None
-        }
+        if hi > lo { Some((lo + self.rng.next_f64() * (hi - lo)) as f32) } else { None }
     }
 }
 
@@ -299,21 +259,10 @@ mod tests {
     #[test]
     fn ranks_shifted_points_above_inliers() {
         let (rows, is_out) = shifted_rows(3000, 5, 0.02, 1);
-        let forest =
-            IsolationForest::fit(&rows, &IsolationForestConfig::default(), &mut |_| true).unwrap();
+        let forest = IsolationForest::fit(&rows, &IsolationForestConfig::default(), &mut |_| true).unwrap();
         let scores: Vec<f64> = rows.iter().map(|r| forest.score(r)).collect();
-        let pos: Vec<f64> = scores
-            .iter()
-            .zip(&is_out)
-            .filter(|(_, o)| **o)
-            .map(|(s, _)| *s)
-            .collect();
-        let neg: Vec<f64> = scores
-            .iter()
-            .zip(&is_out)
-            .filter(|(_, o)| !**o)
-            .map(|(s, _)| *s)
-            .collect();
+        let pos: Vec<f64> = scores.iter().zip(&is_out).filter(|(_, o)| **o).map(|(s, _)| *s).collect();
+        let neg: Vec<f64> = scores.iter().zip(&is_out).filter(|(_, o)| !**o).map(|(s, _)| *s).collect();
         assert!(pos.len() > 20);
         let a = auc(&pos, &neg);
         assert!(a > 0.95, "auc {a}");
@@ -324,10 +273,7 @@ mod tests {
     fn deterministic_for_seed_and_handles_nan() {
         let mut rows = gaussian(500, 3, 2);
         rows.data[4] = f64::NAN;
-        let cfg = IsolationForestConfig {
-            n_trees: 20,
-            ..Default::default()
-        };
+        let cfg = IsolationForestConfig { n_trees: 20, ..Default::default() };
         let a = IsolationForest::fit(&rows, &cfg, &mut |_| true).unwrap();
         let b = IsolationForest::fit(&rows, &cfg, &mut |_| true).unwrap();
         assert_eq!(a, b);
@@ -338,8 +284,7 @@ mod tests {
     #[test]
     fn constant_data_does_not_panic() {
         let rows = Rows::new(50, 2, vec![1.0; 100]).unwrap();
-        let f =
-            IsolationForest::fit(&rows, &IsolationForestConfig::default(), &mut |_| true).unwrap();
+        let f = IsolationForest::fit(&rows, &IsolationForestConfig::default(), &mut |_| true).unwrap();
         assert!(f.score(&[1.0, 1.0]).is_finite());
     }
 
@@ -358,11 +303,7 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         let cfg = IsolationForestConfig::default();
-        assert!(
-            IsolationForest::fit(&Rows::new(0, 2, vec![]).unwrap(), &cfg, &mut |_| true).is_err()
-        );
-        assert!(
-            IsolationForest::fit(&Rows::new(3, 0, vec![]).unwrap(), &cfg, &mut |_| true).is_err()
-        );
+        assert!(IsolationForest::fit(&Rows::new(0, 2, vec![]).unwrap(), &cfg, &mut |_| true).is_err());
+        assert!(IsolationForest::fit(&Rows::new(3, 0, vec![]).unwrap(), &cfg, &mut |_| true).is_err());
     }
 }

@@ -27,13 +27,7 @@ pub struct MahalanobisConfig {
 
 impl Default for MahalanobisConfig {
     fn default() -> Self {
-        MahalanobisConfig {
-            keep_fraction: 0.75,
-            c_steps: 4,
-            ridge: 1e-3,
-            max_rows: 20_000,
-            seed: 0x5EED,
-        }
+        MahalanobisConfig { keep_fraction: 0.75, c_steps: 4, ridge: 1e-3, max_rows: 20_000, seed: 0x5EED }
     }
 }
 
@@ -58,9 +52,7 @@ impl Mahalanobis {
     pub fn fit(rows: &Rows, config: &MahalanobisConfig, progress: Progress<'_>) -> Result<Self> {
         rows.validate_for_training(2)?;
         if !(config.keep_fraction > 0.0 && config.keep_fraction <= 1.0) || config.max_rows < 2 {
-            return Err(DetectorError::InvalidParameter(
-                "mahalanobis needs 0 < keep_fraction <= 1 and max_rows >= 2".into(),
-            ));
+            return Err(DetectorError::InvalidParameter("mahalanobis needs 0 < keep_fraction <= 1 and max_rows >= 2".into()));
         }
         report(progress, 0.0)?;
         let imputer = Imputer::fit(rows);
@@ -71,9 +63,7 @@ impl Mahalanobis {
         // Progress: each C-step is a fit pass plus a distance pass, plus the final pair.
         let passes = 2 * (config.c_steps + 1);
         let mut subset: Vec<usize> = (0..n).collect();
-        let mut fit = fit_subset(&z, p, &subset, config.ridge, &mut |f| {
-            report_part(progress, 0, passes, f)
-        })?;
+        let mut fit = fit_subset(&z, p, &subset, config.ridge, &mut |f| report_part(progress, 0, passes, f))?;
         let mut d2 = distances(&z, p, &fit, &mut |f| report_part(progress, 1, passes, f))?;
         for step in 1..=config.c_steps {
             let next = closest(&d2, keep);
@@ -81,26 +71,13 @@ impl Mahalanobis {
                 break;
             }
             subset = next;
-            fit = fit_subset(&z, p, &subset, config.ridge, &mut |f| {
-                report_part(progress, 2 * step, passes, f)
-            })?;
-            d2 = distances(&z, p, &fit, &mut |f| {
-                report_part(progress, 2 * step + 1, passes, f)
-            })?;
+            fit = fit_subset(&z, p, &subset, config.ridge, &mut |f| report_part(progress, 2 * step, passes, f))?;
+            d2 = distances(&z, p, &fit, &mut |f| report_part(progress, 2 * step + 1, passes, f))?;
         }
         let median_d2 = quantile_sorted(&sorted_finite(d2), 0.5);
-        let d2_scale = if median_d2 > 0.0 {
-            chi2_median(p) / median_d2
-        } else {
-            1.0
-        };
+        let d2_scale = if median_d2 > 0.0 { chi2_median(p) / median_d2 } else { 1.0 };
         report(progress, 1.0)?;
-        Ok(Mahalanobis {
-            imputer,
-            mean: fit.mean,
-            chol: fit.chol,
-            d2_scale,
-        })
+        Ok(Mahalanobis { imputer, mean: fit.mean, chol: fit.chol, d2_scale })
     }
 
     /// Standardised deviation from the centre and its image under Σ⁻¹'s half: (d, L⁻¹d).
@@ -114,22 +91,12 @@ impl Mahalanobis {
     }
 }
 
-fn report_part(
-    progress: &mut dyn FnMut(f64) -> bool,
-    pass: usize,
-    passes: usize,
-    f: f64,
-) -> Result<()> {
+fn report_part(progress: &mut dyn FnMut(f64) -> bool, pass: usize, passes: usize, f: f64) -> Result<()> {
     report(progress, (pass as f64 + f) / passes as f64)
 }
 
 /// Imputed, standardised rows (a seeded random subset when there are more than `max_rows`).
-pub(super) fn standardised_sample(
-    rows: &Rows,
-    imputer: &Imputer,
-    max_rows: usize,
-    seed: u64,
-) -> Vec<f64> {
+pub(super) fn standardised_sample(rows: &Rows, imputer: &Imputer, max_rows: usize, seed: u64) -> Vec<f64> {
     let mut picked: Vec<usize> = (0..rows.n_rows).collect();
     if rows.n_rows > max_rows {
         let mut rng = SplitMix64::new(seed);
@@ -147,13 +114,7 @@ pub(super) fn standardised_sample(
     z
 }
 
-fn fit_subset(
-    z: &[f64],
-    p: usize,
-    subset: &[usize],
-    ridge: f64,
-    progress: &mut dyn FnMut(f64) -> Result<()>,
-) -> Result<Fit> {
+fn fit_subset(z: &[f64], p: usize, subset: &[usize], ridge: f64, progress: &mut dyn FnMut(f64) -> Result<()>) -> Result<Fit> {
     let (mean, mut cov) = moments(z, p, subset, progress)?;
     let mean_var = (0..p).map(|a| cov[a * p + a]).sum::<f64>() / p as f64;
     // The absolute floor keeps a fully constant subset (all variances 0) invertible.
@@ -166,12 +127,7 @@ fn fit_subset(
 }
 
 /// Mean and (n-1)-normalised covariance (p×p row-major) of the rows `subset` of `z`.
-pub(super) fn moments(
-    z: &[f64],
-    p: usize,
-    subset: &[usize],
-    progress: &mut dyn FnMut(f64) -> Result<()>,
-) -> Result<(Vec<f64>, Vec<f64>)> {
+pub(super) fn moments(z: &[f64], p: usize, subset: &[usize], progress: &mut dyn FnMut(f64) -> Result<()>) -> Result<(Vec<f64>, Vec<f64>)> {
     let n = subset.len().max(1) as f64;
     let mut mean = vec![0.0; p];
     for &i in subset {
@@ -206,12 +162,7 @@ pub(super) fn moments(
     Ok((mean, cov))
 }
 
-fn distances(
-    z: &[f64],
-    p: usize,
-    fit: &Fit,
-    progress: &mut dyn FnMut(f64) -> Result<()>,
-) -> Result<Vec<f64>> {
+fn distances(z: &[f64], p: usize, fit: &Fit, progress: &mut dyn FnMut(f64) -> Result<()>) -> Result<Vec<f64>> {
     let n = z.len() / p;
     let mut out = Vec::with_capacity(n);
     let mut d = vec![0.0; p];
@@ -260,10 +211,7 @@ impl Detector for Mahalanobis {
     fn contributions(&self, row: &[f64]) -> Vec<f64> {
         let (d, y) = self.solve(row);
         let w = backward(&self.chol, &y);
-        d.iter()
-            .zip(&w)
-            .map(|(a, b)| (a * b * self.d2_scale).max(0.0))
-            .collect()
+        d.iter().zip(&w).map(|(a, b)| (a * b * self.d2_scale).max(0.0)).collect()
     }
 }
 
@@ -283,18 +231,8 @@ mod tests {
         let healthy_maha: Vec<f64> = rows.iter().map(|r| maha.score(r)).collect();
         let healthy_rz: Vec<f64> = rows.iter().map(|r| rz.score(r)).collect();
         let q99 = |v: &[f64]| quantile_sorted(&sorted_finite(v.iter().copied()), 0.99);
-        assert!(
-            maha.score(&odd) > 3.0 * q99(&healthy_maha),
-            "maha {} vs {}",
-            maha.score(&odd),
-            q99(&healthy_maha)
-        );
-        assert!(
-            rz.score(&odd) < q99(&healthy_rz),
-            "robust z {} vs {}",
-            rz.score(&odd),
-            q99(&healthy_rz)
-        );
+        assert!(maha.score(&odd) > 3.0 * q99(&healthy_maha), "maha {} vs {}", maha.score(&odd), q99(&healthy_maha));
+        assert!(rz.score(&odd) < q99(&healthy_rz), "robust z {} vs {}", rz.score(&odd), q99(&healthy_rz));
         let c = maha.contributions(&odd);
         assert!(c[0] + c[1] > 5.0 * (c[2] + c[3]));
         assert!(c.iter().all(|v| *v >= 0.0));

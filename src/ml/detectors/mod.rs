@@ -19,10 +19,7 @@ mod robust_z;
 mod stats;
 
 pub use calibrator::Calibrator;
-pub use ensemble::{
-    AnyDetector, Combine, DetectorKind, Ensemble, EnsembleConfig, EnsembleScore, Member,
-    threshold_for_contamination,
-};
+pub use ensemble::{AnyDetector, Combine, DetectorKind, Ensemble, EnsembleConfig, EnsembleScore, Member, threshold_for_contamination};
 pub use iforest::{IsolationForest, IsolationForestConfig};
 pub use mahalanobis::{Mahalanobis, MahalanobisConfig};
 pub use pca::{PcaConfig, PcaReconstruction};
@@ -42,12 +39,7 @@ pub enum DetectorError {
     #[error("no feature columns")]
     NoColumns,
     #[error("data has {len} values but {n_rows} rows x {n_cols} columns need {expected}")]
-    Shape {
-        len: usize,
-        n_rows: usize,
-        n_cols: usize,
-        expected: usize,
-    },
+    Shape { len: usize, n_rows: usize, n_cols: usize, expected: usize },
     #[error("too few rows: {got}, need at least {need}")]
     TooFewRows { got: usize, need: usize },
     #[error("too many columns: {got}, at most {max}")]
@@ -79,11 +71,7 @@ pub struct Rows {
 impl Rows {
     /// Checks that `data` really holds `n_rows * n_cols` values.
     pub fn new(n_rows: usize, n_cols: usize, data: Vec<f64>) -> Result<Self> {
-        let rows = Rows {
-            n_rows,
-            n_cols,
-            data,
-        };
+        let rows = Rows { n_rows, n_cols, data };
         rows.validate()?;
         Ok(rows)
     }
@@ -93,12 +81,7 @@ impl Rows {
         let n_cols = columns.len();
         let n_rows = columns.first().map_or(0, Vec::len);
         if let Some(bad) = columns.iter().find(|c| c.len() != n_rows) {
-            return Err(DetectorError::Shape {
-                len: bad.len(),
-                n_rows,
-                n_cols,
-                expected: n_rows,
-            });
+            return Err(DetectorError::Shape { len: bad.len(), n_rows, n_cols, expected: n_rows });
         }
         let mut data = Vec::with_capacity(n_rows * n_cols);
         for r in 0..n_rows {
@@ -136,10 +119,7 @@ impl Rows {
             return Err(DetectorError::Empty);
         }
         if self.n_rows < min_rows {
-            return Err(DetectorError::TooFewRows {
-                got: self.n_rows,
-                need: min_rows,
-            });
+            return Err(DetectorError::TooFewRows { got: self.n_rows, need: min_rows });
         }
         Ok(())
     }
@@ -152,12 +132,7 @@ impl Rows {
 fn check_shape(len: usize, n_rows: usize, n_cols: usize) -> Result<()> {
     let expected = n_rows.checked_mul(n_cols);
     if expected != Some(len) {
-        return Err(DetectorError::Shape {
-            len,
-            n_rows,
-            n_cols,
-            expected: expected.unwrap_or(usize::MAX),
-        });
+        return Err(DetectorError::Shape { len, n_rows, n_cols, expected: expected.unwrap_or(usize::MAX) });
     }
     Ok(())
 }
@@ -177,11 +152,7 @@ pub trait Detector {
 
 /// Calls `progress` and turns a "stop" answer into the error every trainer returns.
 pub(crate) fn report(progress: &mut dyn FnMut(f64) -> bool, fraction: f64) -> Result<()> {
-    if progress(fraction.clamp(0.0, 1.0)) {
-        Ok(())
-    } else {
-        Err(DetectorError::Cancelled)
-    }
+    if progress(fraction.clamp(0.0, 1.0)) { Ok(()) } else { Err(DetectorError::Cancelled) }
 }
 
 /// Scores every row of `rows` with `detector` (helper for calibration and evaluation).
@@ -207,21 +178,13 @@ pub(crate) mod testutil {
                 data.push(rng.normal());
             }
         }
-        Rows {
-            n_rows: n,
-            n_cols: cols,
-            data,
-        }
+        Rows { n_rows: n, n_cols: cols, data }
     }
 
     pub fn gaussian(n: usize, cols: usize, seed: u64) -> Rows {
         let mut rng = SplitMix64::new(seed);
         let data = (0..n * cols).map(|_| rng.normal()).collect();
-        Rows {
-            n_rows: n,
-            n_cols: cols,
-            data,
-        }
+        Rows { n_rows: n, n_cols: cols, data }
     }
 
     /// Probability that a random positive outranks a random negative (ties count half).

@@ -17,11 +17,7 @@ pub struct PcaConfig {
 
 impl Default for PcaConfig {
     fn default() -> Self {
-        PcaConfig {
-            variance_explained: 0.9,
-            max_rows: 20_000,
-            seed: 0x5EED,
-        }
+        PcaConfig { variance_explained: 0.9, max_rows: 20_000, seed: 0x5EED }
     }
 }
 
@@ -37,12 +33,8 @@ pub struct PcaReconstruction {
 impl PcaReconstruction {
     pub fn fit(rows: &Rows, config: &PcaConfig, progress: Progress<'_>) -> Result<Self> {
         rows.validate_for_training(2)?;
-        if !(config.variance_explained > 0.0 && config.variance_explained <= 1.0)
-            || config.max_rows < 2
-        {
-            return Err(DetectorError::InvalidParameter(
-                "pca needs 0 < variance_explained <= 1 and max_rows >= 2".into(),
-            ));
+        if !(config.variance_explained > 0.0 && config.variance_explained <= 1.0) || config.max_rows < 2 {
+            return Err(DetectorError::InvalidParameter("pca needs 0 < variance_explained <= 1 and max_rows >= 2".into()));
         }
         report(progress, 0.0)?;
         let imputer = Imputer::fit(rows);
@@ -54,12 +46,7 @@ impl PcaReconstruction {
         let (values, vectors) = symmetric_eigen(&cov, p);
         let k = components_to_keep(&values, config.variance_explained);
         report(progress, 1.0)?;
-        Ok(PcaReconstruction {
-            imputer,
-            mean,
-            components: vectors[..k * p].to_vec(),
-            k,
-        })
+        Ok(PcaReconstruction { imputer, mean, components: vectors[..k * p].to_vec(), k })
     }
 
     /// Residual of the standardised row after projecting onto the kept components.

@@ -61,10 +61,7 @@ mod tests {
         assert!(d.score(&[0.0, 8.0, 0.0]) > 6.0);
         let c = d.contributions(&[0.0, 8.0, 0.0]);
         assert!(c[1] > c[0] && c[1] > c[2]);
-        let rms = RobustZ {
-            aggregate: Aggregate::Rms,
-            ..d.clone()
-        };
+        let rms = RobustZ { aggregate: Aggregate::Rms, ..d.clone() };
         assert!(rms.score(&[0.0, 8.0, 0.0]) < d.score(&[0.0, 8.0, 0.0]));
     }
 }

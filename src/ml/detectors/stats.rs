@@ -154,12 +154,7 @@ mod tests {
 
     #[test]
     fn imputer_fills_nan_and_inf() {
-        let rows = Rows::new(
-            4,
-            2,
-            vec![1.0, f64::NAN, 2.0, f64::NAN, 3.0, f64::NAN, 4.0, f64::NAN],
-        )
-        .unwrap();
+        let rows = Rows::new(4, 2, vec![1.0, f64::NAN, 2.0, f64::NAN, 3.0, f64::NAN, 4.0, f64::NAN]).unwrap();
         let imp = Imputer::fit(&rows);
         assert_eq!(imp.medians, vec![2.5, 0.0]);
         assert_eq!(imp.scales[1], 1.0);

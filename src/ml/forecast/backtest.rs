@@ -3,8 +3,7 @@
 use super::metrics::{coverage, seasonal_naive_mae, smape};
 use super::models::ModelKind;
 use super::{
-    ForecastError, Forecaster, MIN_ORIGINS_FOR_EMPIRICAL, Model, Progress, Result, State,
-    check_finite, effective_period, fill_gaps, report,
+    ForecastError, Forecaster, MIN_ORIGINS_FOR_EMPIRICAL, Model, Progress, Result, State, check_finite, effective_period, fill_gaps, report,
 };
 use serde::{Deserialize, Serialize};
 
@@ -63,9 +62,7 @@ fn run_backtest(
 ) -> Result<Detailed> {
     check_finite(series)?;
     if h == 0 || n_origins == 0 {
-        return Err(ForecastError::InvalidParameter(
-            "backtest needs h >= 1 and n_origins >= 1".into(),
-        ));
+        return Err(ForecastError::InvalidParameter("backtest needs h >= 1 and n_origins >= 1".into()));
     }
     let origins = origin_points(series.len(), period, h, n_origins)?;
     let mut abs_errors = vec![Vec::with_capacity(origins.len()); h];
@@ -108,10 +105,7 @@ fn origin_points(n: usize, period: usize, h: usize, n_origins: usize) -> Result<
     if n < need {
         return Err(ForecastError::TooShort { got: n, need });
     }
-    let mut origins: Vec<usize> = (0..n_origins)
-        .map_while(|i| (n - h).checked_sub(i * h))
-        .filter(|&o| o >= min_train)
-        .collect();
+    let mut origins: Vec<usize> = (0..n_origins).map_while(|i| (n - h).checked_sub(i * h)).filter(|&o| o >= min_train).collect();
     origins.reverse();
     if origins.is_empty() {
         return Err(ForecastError::TooShort { got: n, need });
@@ -124,36 +118,17 @@ fn origin_points(n: usize, period: usize, h: usize, n_origins: usize) -> Result<
 ///
 /// Gaps are filled first. A constant series gets a naive model with zero-width intervals; a series
 /// too short for even one backtest origin gets a naive model and an empty leaderboard.
-pub fn select_and_fit(
-    series: &[f64],
-    period: usize,
-    h: usize,
-    n_origins: usize,
-    progress: Progress<'_>,
-) -> Result<Selected> {
+pub fn select_and_fit(series: &[f64], period: usize, h: usize, n_origins: usize, progress: Progress<'_>) -> Result<Selected> {
     if h == 0 || n_origins == 0 {
-        return Err(ForecastError::InvalidParameter(
-            "select_and_fit needs h >= 1 and n_origins >= 1".into(),
-        ));
+        return Err(ForecastError::InvalidParameter("select_and_fit needs h >= 1 and n_origins >= 1".into()));
     }
     let y = fill_gaps(series)?;
     let m = effective_period(period, y.len());
     report(progress, 0.0)?;
     if is_constant(&y) {
-        let model = Model {
-            kind: ModelKind::Naive,
-            state: State::Naive {
-                last: y[y.len() - 1],
-            },
-            sigma: 0.0,
-            empirical: vec![],
-        };
+        let model = Model { kind: ModelKind::Naive, state: State::Naive { last: y[y.len() - 1] }, sigma: 0.0, empirical: vec![] };
         report(progress, 1.0)?;
-        return Ok(Selected {
-            model,
-            leaderboard: vec![],
-            period: m,
-        });
+        return Ok(Selected { model, leaderboard: vec![], period: m });
     }
     let candidates = ModelKind::candidates(m);
     let units = (candidates.len() + 1) as f64;
@@ -161,9 +136,7 @@ pub fn select_and_fit(
     let mut best: Option<(ModelKind, Detailed)> = None;
     for (i, &kind) in candidates.iter().enumerate() {
         let mut fit = |train: &[f64], p: Progress<'_>| Model::fit(kind, train, m, p);
-        let result = run_backtest(&y, m, h, n_origins, &mut fit, &mut |f| {
-            progress((i as f64 + f) / units)
-        });
+        let result = run_backtest(&y, m, h, n_origins, &mut fit, &mut |f| progress((i as f64 + f) / units));
         let detailed = match result {
             Ok(d) => d,
             Err(ForecastError::Cancelled) => return Err(ForecastError::Cancelled),
@@ -173,10 +146,7 @@ pub fn select_and_fit(
             Err(_) => continue,
         };
         leaderboard.push((kind.name().to_string(), detailed.score.clone()));
-        if best
-            .as_ref()
-            .is_none_or(|(_, b)| detailed.score.mae < b.score.mae)
-        {
+        if best.as_ref().is_none_or(|(_, b)| detailed.score.mae < b.score.mae) {
             best = Some((kind, detailed));
         }
     }
@@ -193,19 +163,11 @@ pub fn select_and_fit(
         None => Model::fit(ModelKind::Naive, &y, m, refit_progress)?,
     };
     report(progress, 1.0)?;
-    Ok(Selected {
-        model,
-        leaderboard,
-        period: m,
-    })
+    Ok(Selected { model, leaderboard, period: m })
 }
 
 fn is_constant(y: &[f64]) -> bool {
-    let (lo, hi) = y
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(*v), hi.max(*v))
-        });
+    let (lo, hi) = y.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
     hi - lo <= 1e-12 * lo.abs().max(hi.abs()).max(1e-300)
 }
 

@@ -44,11 +44,7 @@ struct Init {
 impl EtsState {
     /// Fits α, β, φ (and γ when `m > 1`) on `y`; returns the final state and the residual sd
     /// (after an `m`-step burn-in, where the heuristic initial state still dominates).
-    pub fn fit(
-        y: &[f64],
-        m: usize,
-        progress: &mut dyn FnMut(f64) -> bool,
-    ) -> Result<(EtsState, f64)> {
+    pub fn fit(y: &[f64], m: usize, progress: &mut dyn FnMut(f64) -> bool) -> Result<(EtsState, f64)> {
         let m = m.max(1);
         let need = if m > 1 { 2 * m + 2 } else { 4 };
         if y.len() < need {
@@ -76,15 +72,7 @@ impl EtsState {
             return Err(ForecastError::Cancelled);
         }
         let params = decode(&best, seasonal);
-        let mut state = EtsState {
-            alpha: 0.0,
-            beta: 0.0,
-            gamma: 0.0,
-            phi: 1.0,
-            level: 0.0,
-            trend: 0.0,
-            seasonal: vec![],
-        };
+        let mut state = EtsState { alpha: 0.0, beta: 0.0, gamma: 0.0, phi: 1.0, level: 0.0, trend: 0.0, seasonal: vec![] };
         let (_, sigma) = run(y, m, &init, params, Some(&mut state));
         report(progress, 1.0)?;
         Ok((state, sigma))
@@ -97,11 +85,7 @@ impl EtsState {
             .map(|k| {
                 phi_k *= self.phi;
                 damp_sum += phi_k;
-                let s = if self.seasonal.is_empty() {
-                    0.0
-                } else {
-                    self.seasonal[k % self.seasonal.len()]
-                };
+                let s = if self.seasonal.is_empty() { 0.0 } else { self.seasonal[k % self.seasonal.len()] };
                 self.level + damp_sum * self.trend + s
             })
             .collect()
@@ -138,17 +122,8 @@ fn decode(theta: &[f64], seasonal: bool) -> Params {
     let alpha = 0.001 + 0.998 * sigmoid(t(0));
     let beta = alpha * 0.999 * sigmoid(t(1));
     let phi = 0.8 + 0.18 * sigmoid(t(2 + seasonal as usize));
-    let gamma = if seasonal {
-        (1.0 - alpha) * 0.999 * sigmoid(t(2))
-    } else {
-        0.0
-    };
-    Params {
-        alpha,
-        beta,
-        gamma,
-        phi,
-    }
+    let gamma = if seasonal { (1.0 - alpha) * 0.999 * sigmoid(t(2)) } else { 0.0 };
+    Params { alpha, beta, gamma, phi }
 }
 
 /// Period means give level/trend; the average within-period deviation gives the seasonal shape.
@@ -156,16 +131,10 @@ fn initial_state(y: &[f64], m: usize) -> Init {
     if m <= 1 {
         let k = (y.len() - 1).min(10);
         let trend = (y[k] - y[0]) / k.max(1) as f64;
-        return Init {
-            level: y[0] - trend,
-            trend,
-            seasonal: vec![],
-        };
+        return Init { level: y[0] - trend, trend, seasonal: vec![] };
     }
     let periods = (y.len() / m).clamp(2, 4);
-    let means: Vec<f64> = (0..periods)
-        .map(|j| y[j * m..(j + 1) * m].iter().sum::<f64>() / m as f64)
-        .collect();
+    let means: Vec<f64> = (0..periods).map(|j| y[j * m..(j + 1) * m].iter().sum::<f64>() / m as f64).collect();
     let trend = (means[periods - 1] - means[0]) / ((periods - 1) * m) as f64;
     let mut seasonal = vec![0.0; m];
     for (j, mean) in means.iter().enumerate() {
@@ -176,11 +145,7 @@ fn initial_state(y: &[f64], m: usize) -> Init {
     }
     let avg = seasonal.iter().sum::<f64>() / m as f64;
     seasonal.iter_mut().for_each(|s| *s -= avg);
-    Init {
-        level: means[0] - trend * (m as f64 + 1.0) / 2.0,
-        trend,
-        seasonal,
-    }
+    Init { level: means[0] - trend * (m as f64 + 1.0) / 2.0, trend, seasonal }
 }
 
 /// Runs the recursion; returns (SSE, residual sd after burn-in) and optionally the final state.
@@ -215,15 +180,7 @@ fn run(y: &[f64], m: usize, init: &Init, p: Params, out: Option<&mut EtsState>) 
         if m > 1 {
             seasonal.rotate_left(n % m);
         }
-        *state = EtsState {
-            alpha: p.alpha,
-            beta: p.beta,
-            gamma: p.gamma,
-            phi: p.phi,
-            level,
-            trend,
-            seasonal,
-        };
+        *state = EtsState { alpha: p.alpha, beta: p.beta, gamma: p.gamma, phi: p.phi, level, trend, seasonal };
     }
     (sse, sigma)
 }
@@ -247,16 +204,8 @@ pub fn nelder_mead(f: &mut dyn FnMut(&[f64]) -> f64, start: &[f64], max_evals: u
         if (values[n] - values[0]).abs() <= 1e-10 * (values[0].abs() + 1e-12) {
             break;
         }
-        let centroid: Vec<f64> = (0..n)
-            .map(|d| simplex[..n].iter().map(|v| v[d]).sum::<f64>() / n as f64)
-            .collect();
-        let along = |t: f64| -> Vec<f64> {
-            centroid
-                .iter()
-                .zip(&simplex[n])
-                .map(|(c, w)| c + t * (w - c))
-                .collect()
-        };
+        let centroid: Vec<f64> = (0..n).map(|d| simplex[..n].iter().map(|v| v[d]).sum::<f64>() / n as f64).collect();
+        let along = |t: f64| -> Vec<f64> { centroid.iter().zip(&simplex[n]).map(|(c, w)| c + t * (w - c)).collect() };
         let reflected = along(-1.0);
         let fr = f(&reflected);
         evals += 1;
@@ -264,39 +213,25 @@ pub fn nelder_mead(f: &mut dyn FnMut(&[f64]) -> f64, start: &[f64], max_evals: u
             let expanded = along(-2.0);
             let fe = f(&expanded);
             evals += 1;
-            (simplex[n], values[n]) = if fe < fr {
-                (expanded, fe)
-            } else {
-                (reflected, fr)
-            };
+            (simplex[n], values[n]) = if fe < fr { (expanded, fe) } else { (reflected, fr) };
         } else if fr < values[n - 1] {
             (simplex[n], values[n]) = (reflected, fr);
         } else {
-            let contracted = if fr < values[n] {
-                along(-0.5)
-            } else {
-                along(0.5)
-            };
+            let contracted = if fr < values[n] { along(-0.5) } else { along(0.5) };
             let fc = f(&contracted);
             evals += 1;
             if fc < values[n].min(fr) {
                 (simplex[n], values[n]) = (contracted, fc);
             } else {
                 for i in 1..=n {
-                    simplex[i] = simplex[0]
-                        .iter()
-                        .zip(&simplex[i])
-                        .map(|(b, v)| b + 0.5 * (v - b))
-                        .collect();
+                    simplex[i] = simplex[0].iter().zip(&simplex[i]).map(|(b, v)| b + 0.5 * (v - b)).collect();
                     values[i] = f(&simplex[i]);
                     evals += 1;
                 }
             }
         }
     }
-    let best = (0..values.len())
-        .min_by(|&a, &b| values[a].total_cmp(&values[b]))
-        .unwrap_or(0);
+    let best = (0..values.len()).min_by(|&a, &b| values[a].total_cmp(&values[b])).unwrap_or(0);
     simplex.swap_remove(best)
 }
 
@@ -308,10 +243,7 @@ mod tests {
     fn nelder_mead_finds_quadratic_minimum() {
         let mut f = |x: &[f64]| (x[0] - 1.0).powi(2) + 3.0 * (x[1] + 2.0).powi(2);
         let x = nelder_mead(&mut f, &[0.0, 0.0], 400);
-        assert!(
-            (x[0] - 1.0).abs() < 1e-3 && (x[1] + 2.0).abs() < 1e-3,
-            "{x:?}"
-        );
+        assert!((x[0] - 1.0).abs() < 1e-3 && (x[1] + 2.0).abs() < 1e-3, "{x:?}");
     }
 
     #[test]
@@ -328,14 +260,8 @@ mod tests {
 
     #[test]
     fn too_short_and_cancel() {
-        assert!(matches!(
-            EtsState::fit(&[1.0, 2.0], 1, &mut |_| true),
-            Err(ForecastError::TooShort { .. })
-        ));
+        assert!(matches!(EtsState::fit(&[1.0, 2.0], 1, &mut |_| true), Err(ForecastError::TooShort { .. })));
         let y: Vec<f64> = (0..500).map(|t| (t as f64 * 0.3).sin()).collect();
-        assert!(matches!(
-            EtsState::fit(&y, 24, &mut |_| false),
-            Err(ForecastError::Cancelled)
-        ));
+        assert!(matches!(EtsState::fit(&y, 24, &mut |_| false), Err(ForecastError::Cancelled)));
     }
 }

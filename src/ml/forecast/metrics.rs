@@ -10,11 +10,7 @@ pub fn mae(actual: &[f64], pred: &[f64]) -> f64 {
 pub fn smape(actual: &[f64], pred: &[f64]) -> f64 {
     mean(pairs(actual, pred).map(|(a, p)| {
         let denom = a.abs() + p.abs();
-        if denom > 0.0 {
-            200.0 * (a - p).abs() / denom
-        } else {
-            0.0
-        }
+        if denom > 0.0 { 200.0 * (a - p).abs() / denom } else { 0.0 }
     }))
 }
 
@@ -38,20 +34,11 @@ pub fn mape_skipping_near_zero(actual: &[f64], pred: &[f64], eps: f64) -> Option
 /// In-sample MAE of the seasonal-naive forecast `y[t-period]` (lag 1 when the series is shorter
 /// than two periods). `None` with fewer than two values.
 pub fn seasonal_naive_mae(train: &[f64], period: usize) -> Option<f64> {
-    let lag = if period >= 1 && train.len() >= period.saturating_mul(2) {
-        period
-    } else {
-        1
-    };
+    let lag = if period >= 1 && train.len() >= period.saturating_mul(2) { period } else { 1 };
     if train.len() <= lag {
         return None;
     }
-    Some(mean(
-        train
-            .windows(lag + 1)
-            .map(|w| (w[lag] - w[0]).abs())
-            .filter(|e| e.is_finite()),
-    ))
+    Some(mean(train.windows(lag + 1).map(|w| (w[lag] - w[0]).abs()).filter(|e| e.is_finite())))
 }
 
 /// Mean absolute scaled error: MAE over the in-sample seasonal-naive MAE of `train`. `None` when
@@ -63,22 +50,11 @@ pub fn mase(actual: &[f64], pred: &[f64], train: &[f64], period: usize) -> Optio
 
 /// Share of actual values inside [lo, hi].
 pub fn coverage(actual: &[f64], lo: &[f64], hi: &[f64]) -> f64 {
-    mean(
-        actual
-            .iter()
-            .zip(lo)
-            .zip(hi)
-            .filter(|((a, _), _)| a.is_finite())
-            .map(|((a, l), u)| if *l <= *a && *a <= *u { 1.0 } else { 0.0 }),
-    )
+    mean(actual.iter().zip(lo).zip(hi).filter(|((a, _), _)| a.is_finite()).map(|((a, l), u)| if *l <= *a && *a <= *u { 1.0 } else { 0.0 }))
 }
 
 fn pairs<'a>(actual: &'a [f64], pred: &'a [f64]) -> impl Iterator<Item = (f64, f64)> + 'a {
-    actual
-        .iter()
-        .zip(pred)
-        .map(|(a, p)| (*a, *p))
-        .filter(|(a, p)| a.is_finite() && p.is_finite())
+    actual.iter().zip(pred).map(|(a, p)| (*a, *p)).filter(|(a, p)| a.is_finite() && p.is_finite())
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
@@ -96,10 +72,7 @@ mod tests {
         assert_eq!(mae(&[], &[]), 0.0);
         assert_eq!(smape(&[0.0, 0.0], &[0.0, 0.0]), 0.0);
         assert!((smape(&[1.0], &[3.0]) - 100.0).abs() < 1e-12);
-        assert_eq!(
-            mape_skipping_near_zero(&[0.0, 2.0], &[1.0, 1.0], 1e-9),
-            Some((50.0, 1))
-        );
+        assert_eq!(mape_skipping_near_zero(&[0.0, 2.0], &[1.0, 1.0], 1e-9), Some((50.0, 1)));
         assert_eq!(mape_skipping_near_zero(&[0.0], &[1.0], 1e-9), None);
         assert_eq!(mase(&[1.0], &[1.0], &[5.0, 5.0, 5.0], 1), None);
         assert_eq!(mase(&[2.0], &[1.0], &[0.0, 1.0, 2.0], 1), Some(1.0));

@@ -57,11 +57,7 @@ pub type Result<T> = std::result::Result<T, ForecastError>;
 pub type Progress<'a> = &'a mut dyn FnMut(f64) -> bool;
 
 pub(crate) fn report(progress: &mut dyn FnMut(f64) -> bool, fraction: f64) -> Result<()> {
-    if progress(fraction.clamp(0.0, 1.0)) {
-        Ok(())
-    } else {
-        Err(ForecastError::Cancelled)
-    }
+    if progress(fraction.clamp(0.0, 1.0)) { Ok(()) } else { Err(ForecastError::Cancelled) }
 }
 
 /// Point forecast and central 80 % / 95 % prediction intervals, one value per step ahead.
@@ -93,20 +89,10 @@ pub struct Model {
 impl Model {
     /// Fits `kind` on a gap-free series. `period` is the seasonal period in steps (1 = none); it is
     /// reduced to 1 when the series holds fewer than three periods.
-    pub fn fit(
-        kind: ModelKind,
-        series: &[f64],
-        period: usize,
-        progress: Progress<'_>,
-    ) -> Result<Model> {
+    pub fn fit(kind: ModelKind, series: &[f64], period: usize, progress: Progress<'_>) -> Result<Model> {
         check_finite(series)?;
         let (state, sigma) = models::fit_state(kind, series, period, progress)?;
-        Ok(Model {
-            kind,
-            state,
-            sigma: if sigma.is_finite() { sigma } else { 0.0 },
-            empirical: vec![],
-        })
+        Ok(Model { kind, state, sigma: if sigma.is_finite() { sigma } else { 0.0 }, empirical: vec![] })
     }
 }
 
@@ -187,21 +173,13 @@ pub fn period_from_interval(interval_seconds: f64) -> usize {
         return 1;
     }
     let steps = (86_400.0 / interval_seconds).round();
-    if steps >= 2.0 {
-        steps.min(usize::MAX as f64 / 4.0) as usize
-    } else {
-        2
-    }
+    if steps >= 2.0 { steps.min(usize::MAX as f64 / 4.0) as usize } else { 2 }
 }
 
 /// `period` if the series holds at least three full periods, else 1 (a seasonal shape estimated
 /// from fewer cycles is mostly noise).
 pub fn effective_period(period: usize, len: usize) -> usize {
-    if period >= 2 && len / 3 >= period {
-        period
-    } else {
-        1
-    }
+    if period >= 2 && len / 3 >= period { period } else { 1 }
 }
 
 #[cfg(test)]

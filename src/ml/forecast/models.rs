@@ -33,13 +33,7 @@ impl ModelKind {
     /// Candidates worth trying for period `m`, simplest first (ties go to the simpler model).
     pub fn candidates(m: usize) -> Vec<ModelKind> {
         if m > 1 {
-            vec![
-                ModelKind::Naive,
-                ModelKind::SeasonalNaive,
-                ModelKind::Drift,
-                ModelKind::HoltWinters,
-                ModelKind::StlEts,
-            ]
+            vec![ModelKind::Naive, ModelKind::SeasonalNaive, ModelKind::Drift, ModelKind::HoltWinters, ModelKind::StlEts]
         } else {
             // Without a season, seasonal naive is naive and STL+ETS is Holt–Winters.
             vec![ModelKind::Naive, ModelKind::Drift, ModelKind::HoltWinters]
@@ -74,27 +68,16 @@ impl State {
     pub fn point(&self, h: usize) -> Vec<f64> {
         match self {
             State::Naive { last } => vec![*last; h],
-            State::SeasonalNaive { last_season } => (0..h)
-                .map(|k| {
-                    last_season
-                        .get(k % last_season.len().max(1))
-                        .copied()
-                        .unwrap_or(0.0)
-                })
-                .collect(),
+            State::SeasonalNaive { last_season } => {
+                (0..h).map(|k| last_season.get(k % last_season.len().max(1)).copied().unwrap_or(0.0)).collect()
+            }
             State::Drift { last, slope, .. } => (1..=h).map(|k| last + slope * k as f64).collect(),
             State::HoltWinters(ets) => ets.point(h),
             State::StlEts { seasonal, ets } => ets
                 .point(h)
                 .into_iter()
                 .enumerate()
-                .map(|(k, v)| {
-                    v + if seasonal.is_empty() {
-                        0.0
-                    } else {
-                        seasonal[k % seasonal.len()]
-                    }
-                })
+                .map(|(k, v)| v + if seasonal.is_empty() { 0.0 } else { seasonal[k % seasonal.len()] })
                 .collect(),
         }
     }
@@ -119,12 +102,7 @@ impl State {
 /// Fits `kind` on `y` (finite, non-empty). Returns the state and the one-step residual sd.
 /// A seasonal model given too little history for its period degrades to its non-seasonal form
 /// rather than failing, so rolling-origin backtests can start early.
-pub fn fit_state(
-    kind: ModelKind,
-    y: &[f64],
-    period: usize,
-    progress: &mut dyn FnMut(f64) -> bool,
-) -> Result<(State, f64)> {
+pub fn fit_state(kind: ModelKind, y: &[f64], period: usize, progress: &mut dyn FnMut(f64) -> bool) -> Result<(State, f64)> {
     let n = y.len();
     let Some(&last) = y.last() else {
         return Err(ForecastError::Empty);
@@ -135,18 +113,11 @@ pub fn fit_state(
         ModelKind::Naive => (State::Naive { last }, rms(lag_diffs(y, 1, 0.0))),
         ModelKind::SeasonalNaive if m > 1 => {
             let last_season = y[n - m..].to_vec();
-            (
-                State::SeasonalNaive { last_season },
-                rms(lag_diffs(&y[n.saturating_sub(FIT_PERIODS * m)..], m, 0.0)),
-            )
+            (State::SeasonalNaive { last_season }, rms(lag_diffs(&y[n.saturating_sub(FIT_PERIODS * m)..], m, 0.0)))
         }
         ModelKind::SeasonalNaive => (State::Naive { last }, rms(lag_diffs(y, 1, 0.0))),
         ModelKind::Drift => {
-            let slope = if n > 1 {
-                (last - y[0]) / (n - 1) as f64
-            } else {
-                0.0
-            };
+            let slope = if n > 1 { (last - y[0]) / (n - 1) as f64 } else { 0.0 };
             (State::Drift { last, slope, n }, rms(lag_diffs(y, 1, slope)))
         }
         ModelKind::HoltWinters => {
@@ -171,13 +142,7 @@ fn fit_window(y: &[f64], m: usize) -> &[f64] {
 fn fit_stl_ets(y: &[f64], m: usize, progress: &mut dyn FnMut(f64) -> bool) -> Result<(State, f64)> {
     if m <= 1 || y.len() < 3 * m {
         let (ets, sigma) = EtsState::fit(y, 1, progress)?;
-        return Ok((
-            State::StlEts {
-                seasonal: vec![],
-                ets,
-            },
-            sigma,
-        ));
+        return Ok((State::StlEts { seasonal: vec![], ets }, sigma));
     }
     let trend = centred_moving_average(y, m);
     let mut per_phase: Vec<Vec<f64>> = vec![Vec::new(); m];
@@ -189,11 +154,7 @@ fn fit_stl_ets(y: &[f64], m: usize, progress: &mut dyn FnMut(f64) -> bool) -> Re
     let mut seasonal: Vec<f64> = per_phase.iter_mut().map(|v| median(v)).collect();
     let avg = seasonal.iter().sum::<f64>() / m as f64;
     seasonal.iter_mut().for_each(|s| *s -= avg);
-    let deseasonalised: Vec<f64> = y
-        .iter()
-        .enumerate()
-        .map(|(t, v)| v - seasonal[t % m])
-        .collect();
+    let deseasonalised: Vec<f64> = y.iter().enumerate().map(|(t, v)| v - seasonal[t % m]).collect();
     let (ets, sigma) = EtsState::fit(&deseasonalised, 1, progress)?;
     seasonal.rotate_left(y.len() % m);
     Ok((State::StlEts { seasonal, ets }, sigma))
@@ -231,11 +192,7 @@ fn median(v: &mut [f64]) -> f64 {
     }
     v.sort_unstable_by(f64::total_cmp);
     let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        0.5 * (v[mid - 1] + v[mid])
-    }
+    if v.len() % 2 == 1 { v[mid] } else { 0.5 * (v[mid - 1] + v[mid]) }
 }
 
 fn lag_diffs(y: &[f64], lag: usize, centre: f64) -> impl Iterator<Item = f64> + '_ {
@@ -267,9 +224,7 @@ mod tests {
     #[test]
     fn stl_recovers_seasonal_shape() {
         let m = 24;
-        let y: Vec<f64> = (0..m * 20)
-            .map(|t| 0.01 * t as f64 + (t % m) as f64)
-            .collect();
+        let y: Vec<f64> = (0..m * 20).map(|t| 0.01 * t as f64 + (t % m) as f64).collect();
         let (s, _) = fit_state(ModelKind::StlEts, &y, m, &mut |_| true).unwrap();
         let f = s.point(m);
         // Next step is phase 0 (lowest) and the last is phase 23 (highest).

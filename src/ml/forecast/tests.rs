@@ -43,10 +43,7 @@ fn ok(_: f64) -> bool {
 #[test]
 fn fill_gaps_interpolates_and_edge_fills() {
     let nan = f64::NAN;
-    assert_eq!(
-        fill_gaps(&[nan, 1.0, nan, nan, 4.0, nan]).unwrap(),
-        vec![1.0, 1.0, 2.0, 3.0, 4.0, 4.0]
-    );
+    assert_eq!(fill_gaps(&[nan, 1.0, nan, nan, 4.0, nan]).unwrap(), vec![1.0, 1.0, 2.0, 3.0, 4.0, 4.0]);
     assert_eq!(fill_gaps(&[f64::INFINITY, 2.0]).unwrap(), vec![2.0, 2.0]);
     assert_eq!(fill_gaps(&[nan, nan]), Err(ForecastError::AllMissing));
     assert_eq!(fill_gaps(&[]), Err(ForecastError::Empty));
@@ -66,25 +63,9 @@ fn periods() {
 #[test]
 fn smoothing_models_beat_seasonal_naive_with_honest_intervals() {
     let y = seasonal_series(24 * 80, 1);
-    let naive = backtest(
-        &y,
-        24,
-        24,
-        20,
-        |t| Model::fit(ModelKind::SeasonalNaive, t, 24, &mut ok),
-        &mut ok,
-    )
-    .unwrap();
+    let naive = backtest(&y, 24, 24, 20, |t| Model::fit(ModelKind::SeasonalNaive, t, 24, &mut ok), &mut ok).unwrap();
     for kind in [ModelKind::HoltWinters, ModelKind::StlEts] {
-        let s = backtest(
-            &y,
-            24,
-            24,
-            20,
-            |t| Model::fit(kind, t, 24, &mut ok),
-            &mut ok,
-        )
-        .unwrap();
+        let s = backtest(&y, 24, 24, 20, |t| Model::fit(kind, t, 24, &mut ok), &mut ok).unwrap();
         let mase = s.mase.unwrap();
         assert!(mase < 1.0, "{kind:?}: {s:?}");
         assert!(s.mae < naive.mae, "{kind:?}: {s:?} vs {naive:?}");
@@ -98,14 +79,7 @@ fn chosen_model_covers_held_out_data() {
     let y = seasonal_series(24 * 80, 2);
     let train = &y[..24 * 60];
     let chosen = select_and_fit(train, 24, 24, 10, &mut ok).unwrap();
-    assert!(
-        matches!(
-            chosen.model.kind,
-            ModelKind::HoltWinters | ModelKind::StlEts
-        ),
-        "{:?}",
-        chosen.leaderboard
-    );
+    assert!(matches!(chosen.model.kind, ModelKind::HoltWinters | ModelKind::StlEts), "{:?}", chosen.leaderboard);
     assert_eq!(chosen.leaderboard.len(), 5);
     assert_eq!(chosen.model.empirical.len(), 24);
     // One origin: 24 strongly correlated errors, so only a sanity bound.
@@ -121,17 +95,10 @@ fn chosen_model_covers_held_out_data() {
         let mut m = Model::fit(chosen.model.kind, &y[..o], 24, &mut ok).unwrap();
         m.empirical = chosen.model.empirical.clone();
         let f = m.forecast(24);
-        inside += y[o..o + 24]
-            .iter()
-            .zip(f.lo95.iter().zip(&f.hi95))
-            .filter(|(a, (l, h))| l <= a && a <= h)
-            .count();
+        inside += y[o..o + 24].iter().zip(f.lo95.iter().zip(&f.hi95)).filter(|(a, (l, h))| l <= a && a <= h).count();
     }
     let rolling = inside as f64 / 480.0;
-    assert!(
-        (0.85..=1.0).contains(&rolling),
-        "rolling coverage95 {rolling}"
-    );
+    assert!((0.85..=1.0).contains(&rolling), "rolling coverage95 {rolling}");
 }
 
 #[test]
@@ -142,18 +109,8 @@ fn random_walk_forecasts_stay_sane() {
     let f = chosen.model.forecast(48);
     for k in 0..48 {
         let bound = 6.0 * ((k + 1) as f64).sqrt() + 1.0;
-        assert!(
-            (f.mean[k] - last).abs() < bound,
-            "step {k}: {} vs last {last} ({:?})",
-            f.mean[k],
-            chosen.model.kind
-        );
-        assert!(
-            f.lo95[k] <= f.lo80[k]
-                && f.lo80[k] <= f.mean[k]
-                && f.mean[k] <= f.hi80[k]
-                && f.hi80[k] <= f.hi95[k]
-        );
+        assert!((f.mean[k] - last).abs() < bound, "step {k}: {} vs last {last} ({:?})", f.mean[k], chosen.model.kind);
+        assert!(f.lo95[k] <= f.lo80[k] && f.lo80[k] <= f.mean[k] && f.mean[k] <= f.hi80[k] && f.hi80[k] <= f.hi95[k]);
         assert!(f.hi95[k] - f.lo95[k] < 8.0 * 1.96 * ((k + 1) as f64).sqrt());
     }
 }
@@ -165,23 +122,9 @@ fn constant_series_gives_zero_width_naive() {
     let chosen = select_and_fit(&y, 24, 12, 5, &mut ok).unwrap();
     assert_eq!(chosen.model.kind, ModelKind::Naive);
     let f = chosen.model.forecast(12);
-    assert!(
-        f.mean
-            .iter()
-            .chain(&f.lo95)
-            .chain(&f.hi95)
-            .all(|v| *v == 7.5)
-    );
+    assert!(f.mean.iter().chain(&f.lo95).chain(&f.hi95).all(|v| *v == 7.5));
     // Backtesting a constant series must not divide by zero either.
-    let s = backtest(
-        &vec![3.0; 200],
-        24,
-        12,
-        5,
-        |t| Model::fit(ModelKind::HoltWinters, t, 24, &mut ok),
-        &mut ok,
-    )
-    .unwrap();
+    let s = backtest(&vec![3.0; 200], 24, 12, 5, |t| Model::fit(ModelKind::HoltWinters, t, 24, &mut ok), &mut ok).unwrap();
     assert_eq!(s.mase, None);
     assert!(s.mae.is_finite() && s.smape.is_finite());
 }
@@ -192,31 +135,12 @@ fn short_and_bad_inputs() {
     assert_eq!(chosen.model.kind, ModelKind::Naive);
     assert!(chosen.leaderboard.is_empty());
     assert_eq!(chosen.model.forecast(6).mean.len(), 6);
-    assert_eq!(
-        select_and_fit(&[], 24, 6, 3, &mut ok).err(),
-        Some(ForecastError::Empty)
-    );
-    assert_eq!(
-        select_and_fit(&[f64::NAN], 24, 6, 3, &mut ok).err(),
-        Some(ForecastError::AllMissing)
-    );
+    assert_eq!(select_and_fit(&[], 24, 6, 3, &mut ok).err(), Some(ForecastError::Empty));
+    assert_eq!(select_and_fit(&[f64::NAN], 24, 6, 3, &mut ok).err(), Some(ForecastError::AllMissing));
+    assert!(matches!(select_and_fit(&[1.0, 2.0], 24, 0, 3, &mut ok), Err(ForecastError::InvalidParameter(_))));
+    assert_eq!(Model::fit(ModelKind::Naive, &[1.0, f64::NAN], 1, &mut ok).err(), Some(ForecastError::NonFinite));
     assert!(matches!(
-        select_and_fit(&[1.0, 2.0], 24, 0, 3, &mut ok),
-        Err(ForecastError::InvalidParameter(_))
-    ));
-    assert_eq!(
-        Model::fit(ModelKind::Naive, &[1.0, f64::NAN], 1, &mut ok).err(),
-        Some(ForecastError::NonFinite)
-    );
-    assert!(matches!(
-        backtest(
-            &[1.0; 5],
-            1,
-            3,
-            2,
-            |t| Model::fit(ModelKind::Naive, t, 1, &mut ok),
-            &mut ok
-        ),
+        backtest(&[1.0; 5], 1, 3, 2, |t| Model::fit(ModelKind::Naive, t, 1, &mut ok), &mut ok),
         Err(ForecastError::TooShort { .. })
     ));
     // Moderately short: seasonal models degrade to non-seasonal instead of failing.
@@ -249,11 +173,7 @@ fn cancel_is_prompt() {
         calls < 5
     });
     assert_eq!(r.err(), Some(ForecastError::Cancelled));
-    assert!(
-        started.elapsed().as_millis() < 200,
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed().as_millis() < 200, "{:?}", started.elapsed());
 }
 
 #[test]
@@ -262,10 +182,7 @@ fn fifty_thousand_points_fit_fast() {
     let started = Instant::now();
     let chosen = select_and_fit(&y, 24, 24, 10, &mut ok).unwrap();
     let elapsed = started.elapsed();
-    eprintln!(
-        "select_and_fit on 50k points: {elapsed:?}, chose {:?}",
-        chosen.model.kind
-    );
+    eprintln!("select_and_fit on 50k points: {elapsed:?}, chose {:?}", chosen.model.kind);
     let limit = if cfg!(debug_assertions) { 20.0 } else { 1.0 };
     assert!(elapsed.as_secs_f64() < limit, "{elapsed:?}");
     assert!(chosen.model.forecast(24).mean.iter().all(|v| v.is_finite()));

@@ -242,9 +242,7 @@ impl<'a> Learner<'a> {
 
     fn can_split(&self, leaf: &Leaf) -> bool {
         let depth_ok = self.cfg.max_depth == 0 || leaf.depth < self.cfg.max_depth;
-        depth_ok
-            && leaf.rows.len() >= 2 * self.cfg.min_data_in_leaf as usize
-            && leaf.stats.h >= 2.0 * self.cfg.min_sum_hessian
+        depth_ok && leaf.rows.len() >= 2 * self.cfg.min_data_in_leaf as usize && leaf.stats.h >= 2.0 * self.cfg.min_sum_hessian
     }
 
     fn totals(&self, leaf: &Leaf) -> Option<LeafTotals> {

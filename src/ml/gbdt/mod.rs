@@ -21,9 +21,9 @@ use thiserror::Error;
 
 use binning::Binned;
 use learner::{GradPair, GrowConfig, GrownTree, HistWorkers, Learner, leaf_of_binned, process_task};
+pub use model::{Model, Tree};
 use model::{ModelRepr, sigmoid};
 use pool::ShutdownOnDrop;
-pub use model::{Model, Tree};
 use rng::{Rng, sample_sorted};
 
 const PURPOSE_BAGGING: u64 = 2;
@@ -74,7 +74,8 @@ pub struct Matrix {
 
 impl Matrix {
     pub fn new(n_rows: usize, n_cols: usize, data: Vec<f32>) -> Result<Self, GbdtError> {
-        let expected = n_rows.checked_mul(n_cols).ok_or(GbdtError::MatrixShape { n_rows, n_cols, expected: usize::MAX, got: data.len() })?;
+        let expected =
+            n_rows.checked_mul(n_cols).ok_or(GbdtError::MatrixShape { n_rows, n_cols, expected: usize::MAX, got: data.len() })?;
         if data.len() != expected {
             return Err(GbdtError::MatrixShape { n_rows, n_cols, expected, got: data.len() });
         }
