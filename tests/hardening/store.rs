@@ -131,6 +131,13 @@ fn a_full_disk_refuses_the_start_leaves_the_store_intact_and_every_job_survives(
         ],
     );
     let ids: Vec<String> = (0..3).map(|_| submit(&d)).collect();
+    // The guard learns a machine's shape in the background; until it has, the runner may admit the first job,
+    // which would then train (and fail) on the full disk. Fill only once the job is held for memory.
+    let t0 = Instant::now();
+    while !d.get(&format!("/api/ml/tasks/{}", ids[0])).json()["waiting_reason"].as_str().is_some_and(|r| r.starts_with("waiting for memory")) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the first job was never held for memory: {:?}", tasks(&d));
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let filler = state.join("filler");
     fill(&filler);
 
