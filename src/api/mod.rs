@@ -1,11 +1,12 @@
-//! The HTTP API (the seed's paths and shapes) and, later, the page. [`serve`] takes a bound listener and a
-//! shutdown future, so tests start it on port 0 and one signal stops everything. Connections are served by
-//! [`server`] (timeouts, a connection cap) and every request passes [`intake`] (auth before the body, body
-//! limits and budget) before its handler.
+//! The HTTP API (the seed's paths and shapes). [`serve`] takes a bound listener, the routes to serve besides
+//! the API's (the daemon passes the page's) and a shutdown future, so tests start it on port 0 and one signal
+//! stops everything. Connections are served by [`server`] (timeouts, a connection cap) and every request
+//! passes [`intake`] (auth before the body, body limits and budget) before its handler.
 mod auth;
 mod error;
 mod host;
 pub mod intake;
+mod limits;
 mod models;
 mod redact;
 pub mod server;
@@ -13,11 +14,12 @@ mod tasks;
 
 pub use error::{ApiError, Body, Path, Query};
 pub use host::AllowedHosts;
-pub use intake::HttpLimits;
+pub use limits::HttpLimits;
 pub use server::{fd_limit, raise_fd_limit};
 
 use crate::data::MachineSummary;
 use crate::jobs::JobQueue;
+use crate::lifecycle::Heartbeat;
 use crate::ml::{ModelType, TrainParams};
 use crate::registry::Registry;
 use axum::Json;
@@ -29,13 +31,11 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 use utoipa::OpenApi;
 
-/// A submission the resource guard refuses outright: (message, numbers).
-pub type Refusal = (String, Value);
+pub use crate::jobs::Refusal;
 pub type AdmissionCheck = Arc<dyn Fn(&str, &[ModelType]) -> Option<Refusal> + Send + Sync>;
 /// Extra facts for /api/health from parts that are not the API's (guard, MQTT).
 pub type HealthExtra = Arc<dyn Fn() -> Value + Send + Sync>;
@@ -64,8 +64,8 @@ pub struct AppState {
     pub started: Instant,
     pub admission_check: AdmissionCheck,
     pub health_extra: HealthExtra,
-    /// Seconds since the epoch of the last request served, for the watchdog.
-    pub heartbeat: Arc<AtomicU64>,
+    /// Bumped when serving starts and by every `/api/health` request, for the watchdog.
+    pub heartbeat: Heartbeat,
     /// The `[http]` limits and the shared body budget (defaults until the daemon sets its config's).
     pub http: Arc<HttpLimits>,
     summaries: Arc<Mutex<HashMap<String, (SystemTime, MachineSummary)>>>,
@@ -102,7 +102,7 @@ impl AppState {
             started: Instant::now(),
             admission_check: Arc::new(|_, _| None),
             health_extra: Arc::new(|| json!({})),
-            heartbeat: Arc::new(AtomicU64::new(0)),
+            heartbeat: Heartbeat::new(),
             http: Arc::new(HttpLimits::default()),
             summaries: Arc::new(Mutex::new(HashMap::new())),
             allowed_hosts: Arc::new(AllowedHosts::new(&[])),
@@ -163,8 +163,7 @@ impl AppState {
     }
 
     fn beat(&self) {
-        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        self.heartbeat.store(now, Ordering::Relaxed);
+        self.heartbeat.beat();
     }
 }
 
@@ -228,7 +227,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// The API alone: what the MQTT bridge and the fuzzer call in-process.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The API with `extra` routes merged in (the daemon's page), all behind the same host check and intake, and
+/// answering unknown routes and methods in the API's one error shape.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let api = Router::new()
         .route("/api/health", get(health))
         .route("/api/openapi.json", get(openapi_json))
@@ -253,7 +259,7 @@ pub fn router(state: AppState) -> Router {
     let predict =
         Router::new().route("/api/ml/predict/{machine_id}", post(models::predict)).layer(DefaultBodyLimit::max(PREDICT_BODY_LIMIT));
     api.merge(predict)
-        .merge(crate::web::router())
+        .merge(extra)
         .fallback(|| async { ApiError::not_found("no such route (see /api/openapi.json)") })
         // axum's own 405 has an empty body; clients parse one error shape everywhere.
         .method_not_allowed_fallback(|| async {
@@ -269,13 +275,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves; in-flight requests finish, new connections are refused.
+/// Serves the API and `extra` (see [`router_with`]) until `shutdown` resolves; in-flight requests finish, new
+/// connections are refused.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    extra: Router<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.beat();
     let limits = state.http.clone();
-    server::serve(listener, router(state), limits, shutdown).await
+    server::serve(listener, router_with(state, extra), limits, shutdown).await
 }

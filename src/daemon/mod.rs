@@ -2,53 +2,18 @@
 //! and stops all of them from one shutdown signal within the grace period.
 mod token;
 
-pub use bus::{Bus, BusEvent};
-pub mod bus;
 pub mod systemd;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::jobs::{JobQueue, Runner};
+use crate::lifecycle::{Bus, Heartbeat, Shutdown};
 use crate::ml::{PauseGate, Quality, TrainParams};
 use crate::registry::Registry;
 use crate::store::{SledStore, StoreError};
 use anyhow::{Context, Result};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
-use tokio::sync::watch;
-
-/// One shutdown signal, many listeners (HTTP, runner, MQTT, watchdog).
-#[derive(Clone)]
-pub struct Shutdown {
-    tx: Arc<watch::Sender<bool>>,
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Shutdown {
-    pub fn new() -> Shutdown {
-        let (tx, _) = watch::channel(false);
-        Shutdown { tx: Arc::new(tx) }
-    }
-
-    pub fn trigger(&self) {
-        let _ = self.tx.send(true);
-    }
-
-    pub fn is_triggered(&self) -> bool {
-        *self.tx.borrow()
-    }
-
-    pub async fn wait(&self) {
-        let mut rx = self.tx.subscribe();
-        let _ = rx.wait_for(|v| *v).await;
-    }
-}
 
 fn training_defaults(cfg: &Config) -> TrainParams {
     let d = TrainParams::default();
@@ -78,7 +43,7 @@ pub struct Daemon {
     pub queue: Arc<JobQueue>,
     pub shutdown: Shutdown,
     pub runner: Option<std::thread::JoinHandle<()>>,
-    pub runner_heartbeat: Arc<AtomicU64>,
+    pub runner_heartbeat: Heartbeat,
     pub gate: Arc<PauseGate>,
     /// Daemon-wide events (guard, models) for MQTT and the log; job changes come from `queue.subscribe()`.
     pub bus: Bus,
@@ -128,8 +93,8 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     let registry =
         Arc::new(Registry::open(&cfg.state_dir, cfg.models.keep_versions, cfg.models.warn_size_mb).context("opening the model registry")?);
     let gate = Arc::new(PauseGate::default());
-    let runner_heartbeat = Arc::new(AtomicU64::new(0));
-    let bus = bus::new();
+    let runner_heartbeat = Heartbeat::new();
+    let bus = Bus::new();
     let admit: crate::jobs::Admission = Arc::new(|_| None);
     // --- guard wiring (issue 6) ---
     let guard = crate::guard::Guard::new(cfg, bus.clone());
@@ -264,7 +229,7 @@ async fn serve_async(cfg: Config) -> Result<()> {
         sig.trigger();
     });
     let wait = shutdown.clone();
-    let server = tokio::spawn(api::serve(listener, daemon.state.clone(), async move { wait.wait().await }));
+    let server = tokio::spawn(api::serve(listener, daemon.state.clone(), crate::web::router(), async move { wait.wait().await }));
     // --- mqtt wiring (issue 5) ---
     // A broker that is down is retried in the background; only settings that cannot work stop the start.
     let mqtt = crate::mqtt::Mqtt::start(&cfg, daemon.state.clone(), &daemon.bus, shutdown.clone(), daemon.mqtt_status.clone())

@@ -2,7 +2,6 @@
 //! jobs. It ticks faster than it polls so it notices shutdown, and settles the jobs it stopped, promptly.
 use super::thermal::{self, Change};
 use super::{Guard, HoldKind, MIB, lock, mb};
-use crate::daemon::bus;
 use crate::jobs::{Job, JobQueue, JobState};
 use crate::ml::PauseGate;
 use serde_json::json;
@@ -63,9 +62,7 @@ fn thermal(guard: &Guard, queue: &JobQueue, gate: &PauseGate, r: &super::Reading
         Some(Change::Pause(p)) => {
             tracing::warn!(temperature_c = p.at_c, limit_c = cfg.temp_pause_c, "SoC too hot: training pauses at its next safe point");
             gate.pause(p.reason.clone());
-            bus::emit(
-                &guard.bus,
-                "thermal_pause",
+            guard.bus.emit("thermal_pause",
                 json!({ "temperature_c": p.at_c, "temp_pause_c": cfg.temp_pause_c, "temp_resume_c": cfg.temp_resume_c, "task_id": running.as_ref().map(|j| j.id.clone()), "reason": p.reason }),
             );
             lock(&guard.status).paused = Some(p);
@@ -78,9 +75,7 @@ fn thermal(guard: &Guard, queue: &JobQueue, gate: &PauseGate, r: &super::Reading
             lock(&guard.status).paused = None;
             gate.resume();
             memo.paused_job = None;
-            bus::emit(
-                &guard.bus,
-                "thermal_resume",
+            guard.bus.emit("thermal_resume",
                 json!({ "temperature_c": temperature_c, "paused_s": after.as_secs_f64(), "task_id": running.as_ref().map(|j| j.id.clone()) }),
             );
         }
@@ -107,9 +102,7 @@ fn thermal(guard: &Guard, queue: &JobQueue, gate: &PauseGate, r: &super::Reading
             cfg.temp_resume_c,
             cfg.pause_max_s
         );
-        bus::emit(
-            &guard.bus,
-            "thermal_abort",
+        guard.bus.emit("thermal_abort",
             json!({ "task_id": job.id, "machine_id": job.request.machine_id, "temperature_c": t, "paused_s": held.as_secs_f64(), "pause_max_s": cfg.pause_max_s }),
         );
         abort(queue, &job.id, reason);
@@ -126,8 +119,7 @@ fn throttle(guard: &Guard, r: &super::Readings, memo: &mut Memo) {
         tracing::warn!(raw = format!("0x{:x}", t.raw), "Raspberry Pi firmware reports: {}", t.now.describe());
     }
     if memo.throttle_now.is_some() || live != 0 {
-        bus::emit(
-            &guard.bus,
+        guard.bus.emit(
             "throttle",
             json!({ "raw": format!("0x{:x}", t.raw), "now": t.now, "since_boot": t.since_boot, "summary": t.now.describe() }),
         );
@@ -149,9 +141,7 @@ fn memory(guard: &Guard, queue: &JobQueue, r: &super::Readings, memo: &mut Memo)
         guard.cfg.memory_abort_mb
     );
     tracing::warn!(task_id = %job.id, rss_mb = mb(rss), limit_mb = limit / MIB, "memory limit passed: stopping the running job");
-    bus::emit(
-        &guard.bus,
-        "memory_abort",
+    guard.bus.emit("memory_abort",
         json!({ "task_id": job.id, "machine_id": job.request.machine_id, "rss_mb": mb(rss), "limit_mb": limit / MIB, "memory_abort_mb": guard.cfg.memory_abort_mb }),
     );
     abort(queue, &job.id, reason);
@@ -199,7 +189,7 @@ fn held(guard: &Guard, queue: &JobQueue) {
                 if let (Some(d), serde_json::Value::Object(n)) = (data.as_object_mut(), hold.numbers) {
                     d.extend(n);
                 }
-                bus::emit(&guard.bus, "job_refused", data);
+                guard.bus.emit("job_refused", data);
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(task_id = %id, error = %e, "could not fail a held job"),
@@ -222,9 +212,7 @@ fn oversize(guard: &Guard, job: &Job, memo: &mut Memo) {
         if !new {
             continue;
         }
-        bus::emit(
-            &guard.bus,
-            "model_oversize",
+        guard.bus.emit("model_oversize",
             json!({ "task_id": job.id, "machine_id": job.request.machine_id, "model_type": t, "version": m.version, "size_bytes": m.size_bytes, "warning": m.warning }),
         );
     }
@@ -238,13 +226,14 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::jobs::JobRequest;
+    use crate::lifecycle::{Bus, BusEvent};
     use crate::ml::{ModelType, TrainParams};
     use crate::store::SledStore;
 
-    fn setup(dir: &std::path::Path) -> (Arc<Guard>, Arc<JobQueue>, tokio::sync::broadcast::Receiver<bus::BusEvent>) {
+    fn setup(dir: &std::path::Path) -> (Arc<Guard>, Arc<JobQueue>, tokio::sync::broadcast::Receiver<BusEvent>) {
         let mut cfg = Config { state_dir: dir.join("state"), data_dir: dir.join("data"), ..Config::default() };
         cfg.guard.sysfs_root = dir.join("root");
-        let bus = bus::new();
+        let bus = Bus::new();
         let rx = bus.subscribe();
         let (q, _) = JobQueue::open(Arc::new(SledStore::open(&dir.join("jobs")).unwrap()), 5, 10, false).unwrap();
         (Guard::new(&cfg, bus), Arc::new(q), rx)

@@ -5,4 +5,4 @@ mod runner;
 
 pub use job::{Job, JobRequest, JobState, MAX_LOG_LINES, ModelProgress, Progress};
 pub use queue::{CancelOutcome, JobError, JobQueue, Next, Recovery};
-pub use runner::{Admission, Runner};
+pub use runner::{Admission, Refusal, Runner};

@@ -3,13 +3,17 @@
 use super::job::{Job, JobState};
 use super::queue::{IDLE_TURN, JobQueue, Next};
 use crate::data::{self, MachineId};
+use crate::lifecycle::Heartbeat;
 use crate::ml::{self, Event, MlError, ModelType, PauseGate, TrainContext};
 use crate::registry::Registry;
 use serde_json::json;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// A submission the resource guard refuses outright: (message, numbers).
+pub type Refusal = (String, serde_json::Value);
 
 /// Why a job should wait before starting (the resource guard plugs in here).
 pub type Admission = Arc<dyn Fn(&Job) -> Option<String> + Send + Sync>;
@@ -19,8 +23,8 @@ pub struct Runner {
     pub registry: Arc<Registry>,
     pub data_dir: PathBuf,
     pub gate: Arc<PauseGate>,
-    /// Seconds since the epoch of the runner's last sign of life, for the watchdog.
-    pub heartbeat: Arc<AtomicU64>,
+    /// The runner's last sign of life, for the watchdog.
+    pub heartbeat: Heartbeat,
     pub admit: Admission,
     /// Requeue the running job when the daemon stops it.
     pub requeue_on_shutdown: bool,
@@ -29,27 +33,22 @@ pub struct Runner {
 impl Runner {
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
         // A job held at the pause gate waits there, not in this loop: the gate's wait beats for it.
-        self.gate.beat_into(self.heartbeat.clone());
+        self.gate.beat_into(self.heartbeat.shared());
         std::thread::Builder::new().name("millwright-runner".into()).spawn(move || self.run())
-    }
-
-    fn beat(&self) {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        self.heartbeat.store(now, Ordering::Relaxed);
     }
 
     /// The heartbeat is bumped on every turn of this loop (at least every IDLE_TURN while idle, held by the
     /// guard or not), so it means "this thread is alive and turning", which is what the watchdog asks.
     fn run(self) {
         loop {
-            self.beat();
+            self.heartbeat.beat();
             crate::util::failpoint::hit("runner.idle");
             let (job, cancel) = match self.queue.next_within(self.admit.as_ref(), IDLE_TURN) {
                 Next::Start(job, cancel) => (*job, cancel),
                 Next::Idle => continue,
                 Next::Stopping => break,
             };
-            self.beat();
+            self.heartbeat.beat();
             let id = job.id.clone();
             let span = tracing::info_span!("job", task_id = %id, machine_id = %job.request.machine_id);
             let _g = span.enter();
@@ -192,8 +191,7 @@ impl Runner {
         let last_stage = Mutex::new(String::new());
         let warned = AtomicBool::new(false);
         let sink = Arc::new(move |e: &Event| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            heartbeat.store(now, Ordering::Relaxed);
+            heartbeat.beat();
             let result = queue.update(&job_id, false, |j| match e {
                 Event::Progress { fraction, stage, message } => {
                     let overall = (i as f64 + fraction) / n as f64;
