@@ -2,7 +2,7 @@
 //! jobs. It ticks faster than it polls so it notices shutdown, and settles the jobs it stopped, promptly.
 use super::thermal::{self, Change};
 use super::{Guard, HoldKind, MIB, lock, mb};
-use crate::jobs::{Job, JobQueue, JobState};
+use crate::jobs::{Job, JobQueue, JobState, ModelStatus};
 use crate::ml::PauseGate;
 use serde_json::json;
 use std::collections::HashSet;
@@ -176,7 +176,7 @@ fn held(guard: &Guard, queue: &JobQueue) {
                 j.log(format!("ended: {message}"));
                 j.progress.stage = "failure".into();
                 for m in j.progress.models.values_mut() {
-                    m.status = "SKIPPED".into();
+                    m.status = ModelStatus::Skipped;
                 }
                 j.finish(JobState::Failure, Some(message.clone()));
             }
@@ -208,7 +208,7 @@ fn abort(queue: &JobQueue, id: &str, reason: String) {
 /// The registry flags oversize models in the job; the bus carries it to MQTT and the log.
 fn oversize(guard: &Guard, job: &Job, memo: &mut Memo) {
     for (t, m) in &job.progress.models {
-        let new = m.oversize && m.status == "SUCCESS" && memo.oversize_sent.insert((job.id.clone(), t.clone()));
+        let new = m.oversize && m.status == ModelStatus::Success && memo.oversize_sent.insert((job.id.clone(), t.clone()));
         if !new {
             continue;
         }
@@ -250,7 +250,7 @@ mod tests {
         let mut job = queue.submit(request()).unwrap();
         let m = job.progress.models.get_mut("anomaly").unwrap();
         (m.status, m.oversize, m.version, m.size_bytes, m.warning) =
-            ("SUCCESS".into(), true, Some(3), Some(600 << 20), Some("model is 600.0 MB".into()));
+            (ModelStatus::Success, true, Some(3), Some(600 << 20), Some("model is 600.0 MB".into()));
         let mut memo = Memo::default();
         oversize(&guard, &job, &mut memo);
         oversize(&guard, &job, &mut memo);
