@@ -58,7 +58,7 @@ pub(super) fn check_types(table: &mut toml::Table, origins: &HashMap<String, Ori
                 }
             }
             (schema::Kind::Choice(options), toml::Value::String(s)) => {
-                if !options.contains(&s.as_str()) {
+                if !options.contains(&s.as_str()) && !schema::is_old_name(spec.key, s) {
                     return Err(ConfigError::Invalid {
                         origin: origin_of(spec.key, origins, file),
                         key: spec.key.to_string(),

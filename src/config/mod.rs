@@ -33,15 +33,16 @@ pub use error::{ConfigError, Origin};
 pub use load::load;
 #[cfg(test)]
 use load::load_with_default_path;
-pub use sections::{AuthConfig, Config, GuardConfig, HttpConfig, ModelsConfig, MqttConfig, QueueConfig, TrainingConfig};
+pub use sections::{AuthConfig, Config, GuardConfig, HttpConfig, ModelsConfig, MqttConfig, QueueConfig, ShutdownPolicy, TrainingConfig};
 pub use template::print_default;
+pub use validate::Broker;
 
 /// Read when no path is given and `MILLWRIGHT_CONFIG` is unset; its absence is not an error.
 pub const DEFAULT_PATH: &str = "/etc/millwright/config.toml";
 /// Names the config file when no path is given explicitly.
 pub const CONFIG_PATH_VAR: &str = "MILLWRIGHT_CONFIG";
 pub const ENV_PREFIX: &str = "MILLWRIGHT_";
-/// Accepted values of `queue.shutdown`.
+/// Accepted values of `queue.shutdown` (the old name `finish_safe_point` is read too, with a warning).
 pub const SHUTDOWN_POLICIES: &[&str] = schema::SHUTDOWN_CHOICES;
 /// Accepted values of `training.quality`.
 pub const QUALITIES: &[&str] = schema::QUALITY_CHOICES;

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ml::Quality;
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -27,15 +29,41 @@ pub struct QueueConfig {
     pub capacity: usize,
     pub requeue_interrupted: bool,
     pub retention: usize,
-    /// "cancel_and_requeue" or "finish_safe_point" (see [`SHUTDOWN_POLICIES`]); text rather than
-    /// an enum so callers compare it directly and the summary shows it as written.
-    pub shutdown: String,
+    pub shutdown: ShutdownPolicy,
     pub shutdown_grace_s: u64,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { capacity: 16, requeue_interrupted: true, retention: 200, shutdown: "cancel_and_requeue".into(), shutdown_grace_s: 8 }
+        QueueConfig {
+            capacity: 16,
+            requeue_interrupted: true,
+            retention: 200,
+            shutdown: ShutdownPolicy::CancelAndRequeue,
+            shutdown_grace_s: 8,
+        }
+    }
+}
+
+/// What a stop does with the running job. Either way the job is cancelled within `queue.shutdown_grace_s`: a
+/// model has no point to save before its end, and the grace is seconds where a model takes minutes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShutdownPolicy {
+    /// Cancel it, and queue a copy that starts from scratch when the daemon starts again.
+    #[default]
+    CancelAndRequeue,
+    /// Cancel it; it stays FAILURE ("interrupted by shutdown").
+    Cancel,
+    /// The old name of [`ShutdownPolicy::Cancel`], which promised a save point that never existed. It does
+    /// what `Cancel` does, and the daemon warns at start (see [`Config::deprecations`]).
+    FinishSafePoint,
+}
+
+impl ShutdownPolicy {
+    /// Whether the interrupted job is queued again.
+    pub fn requeues(self) -> bool {
+        self == ShutdownPolicy::CancelAndRequeue
     }
 }
 
@@ -59,14 +87,14 @@ pub struct TrainingConfig {
     pub threads: usize,
     /// Seconds, fractional like the trainers' own time limit.
     pub default_time_limit_s: f64,
-    /// "fast", "standard" or "best" (see [`QUALITIES`]), the trainers' spelling.
-    pub quality: String,
+    /// The trainers' own type: "fast", "standard" or "best" in the file.
+    pub quality: Quality,
     pub max_time_limit_s: f64,
 }
 
 impl Default for TrainingConfig {
     fn default() -> Self {
-        TrainingConfig { threads: 0, default_time_limit_s: 900.0, quality: "standard".into(), max_time_limit_s: 3600.0 * 4.0 }
+        TrainingConfig { threads: 0, default_time_limit_s: 900.0, quality: Quality::Standard, max_time_limit_s: 3600.0 * 4.0 }
     }
 }
 

@@ -6,11 +6,23 @@ use super::error::{ConfigError, invalid};
 use super::render::{render_f64, render_path, render_str};
 use super::schema;
 use super::sections::{Config, GuardConfig, HttpConfig, MqttConfig};
-use super::{QUALITIES, SHUTDOWN_POLICIES};
 
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 
 impl Config {
+    /// Settings written under an old name that still works, each with what to write instead; the daemon
+    /// logs them at start.
+    pub fn deprecations(&self) -> Vec<String> {
+        let summary = self.summary();
+        schema::OLD_NAMES
+            .iter()
+            .filter(|o| o.key.split('.').try_fold(&summary, |v, part| v.get(part)).and_then(|v| v.as_str()) == Some(o.old))
+            .map(|o| {
+                format!("{} = \"{}\" is an old name of \"{}\" and does the same ({}); write \"{}\"", o.key, o.old, o.new, o.why, o.new)
+            })
+            .collect()
+    }
+
     /// Checks values and the relations between them. [`load`](super::load) calls it; call it again after
     /// changing a `Config` in code.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -53,13 +65,6 @@ impl Config {
                 "must be at least 1 (finished jobs kept so their results can be read)",
             ));
         }
-        if !SHUTDOWN_POLICIES.contains(&q.shutdown.as_str()) {
-            return Err(invalid(
-                "queue.shutdown",
-                render_str("queue.shutdown", &q.shutdown),
-                format!("must be one of {}", schema::quoted_list(SHUTDOWN_POLICIES)),
-            ));
-        }
         if q.shutdown_grace_s > 3600 {
             return Err(invalid(
                 "queue.shutdown_grace_s",
@@ -94,13 +99,6 @@ impl Config {
                 "training.default_time_limit_s",
                 render_f64(t.default_time_limit_s),
                 format!("must be between 1 and training.max_time_limit_s ({}) seconds", render_f64(t.max_time_limit_s)),
-            ));
-        }
-        if !QUALITIES.contains(&t.quality.as_str()) {
-            return Err(invalid(
-                "training.quality",
-                render_str("training.quality", &t.quality),
-                format!("must be one of {}", schema::quoted_list(QUALITIES)),
             ));
         }
         Ok(())
@@ -173,7 +171,7 @@ fn validate_log_level(level: &str) -> Result<(), ConfigError> {
 
 impl MqttConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        let tls = validate_mqtt_url(&self.url)?;
+        let tls = self.broker()?.tls;
         if self.password.is_some() && self.password_file.is_some() {
             return Err(invalid(
                 "mqtt.password_file",
@@ -254,8 +252,25 @@ impl MqttConfig {
     }
 }
 
-/// Returns whether the url asks for TLS.
-fn validate_mqtt_url(url: &str) -> Result<bool, ConfigError> {
+/// `mqtt.url` taken apart; the one place it is parsed (validation and the MQTT bridge both ask for it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broker {
+    /// `mqtts://`.
+    pub tls: bool,
+    /// Without the brackets of an IPv6 literal.
+    pub host: String,
+    /// As written, else 1883 (8883 with TLS).
+    pub port: u16,
+}
+
+impl MqttConfig {
+    /// The broker `mqtt.url` names, or why it names none.
+    pub fn broker(&self) -> Result<Broker, ConfigError> {
+        parse_mqtt_url(&self.url)
+    }
+}
+
+fn parse_mqtt_url(url: &str) -> Result<Broker, ConfigError> {
     let bad = |reason: &str| invalid("mqtt.url", render_str("mqtt.url", url), reason);
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(bad("must look like mqtt://host:1883 or mqtts://host:8883"));
@@ -287,12 +302,15 @@ fn validate_mqtt_url(url: &str) -> Result<bool, ConfigError> {
     if host.is_empty() {
         return Err(bad("must name a host, e.g. mqtt://127.0.0.1:1883"));
     }
-    if let Some(port) = port
-        && !port.parse::<u16>().is_ok_and(|p| p > 0)
-    {
-        return Err(bad("the port must be a number between 1 and 65535"));
-    }
-    Ok(tls)
+    let port = match port {
+        Some(port) => match port.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => return Err(bad("the port must be a number between 1 and 65535")),
+        },
+        None if tls => 8883,
+        None => 1883,
+    };
+    Ok(Broker { tls, host: host.to_string(), port })
 }
 
 fn validate_topic(key: &str, topic: &str) -> Result<(), ConfigError> {

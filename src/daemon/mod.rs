@@ -8,7 +8,7 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::jobs::{JobQueue, Runner};
 use crate::lifecycle::{Bus, Heartbeat, Shutdown};
-use crate::ml::{PauseGate, Quality, TrainParams};
+use crate::ml::{PauseGate, TrainParams};
 use crate::registry::Registry;
 use crate::store::{SledStore, StoreError};
 use anyhow::{Context, Result};
@@ -20,7 +20,7 @@ fn training_defaults(cfg: &Config) -> TrainParams {
     TrainParams {
         time_limit_s: cfg.training.default_time_limit_s,
         threads: if cfg.training.threads == 0 { d.threads } else { cfg.training.threads },
-        quality: Quality::parse(&cfg.training.quality).unwrap_or_default(),
+        quality: cfg.training.quality,
         ..d
     }
 }
@@ -77,6 +77,9 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     let store = open_store(cfg)?;
     ensure_demo_fleet(cfg)?;
     let token = token::load_or_create(cfg)?;
+    for note in cfg.deprecations() {
+        tracing::warn!("{note}");
+    }
     if !cfg.auth.required {
         tracing::warn!("auth.required = false: ANYONE on the network can start, cancel and delete training. Only for closed test benches.");
     }
@@ -113,7 +116,7 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
         gate: gate.clone(),
         heartbeat: runner_heartbeat.clone(),
         admit,
-        requeue_on_shutdown: cfg.queue.shutdown == "cancel_and_requeue",
+        requeue_on_shutdown: cfg.queue.shutdown.requeues(),
     }
     .spawn()
     .context("starting the job runner")?;

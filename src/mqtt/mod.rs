@@ -64,6 +64,9 @@ const FALLBACK_STOP: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
+    /// A setting the config's own checks refuse (a `Config` built in code skips them).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("{key}: {message}")]
     Setting { key: &'static str, message: String },
     #[error("{key} = {path}: {message}", path = path.display())]
