@@ -229,16 +229,15 @@ mod tests {
         let store = crate::store::SledStore::open(&dir.path().join("jobs.sled")).unwrap();
         let (queue, _) = crate::jobs::JobQueue::open(Arc::new(store), 3, 10, false).unwrap();
         let registry = crate::registry::Registry::open(&dir.path().join("state"), 2, 50.0).unwrap();
-        let state = AppState::new(
-            Arc::new(queue),
-            Arc::new(registry),
-            dir.path().join("data"),
-            "t0k3n-0123456789abcdef".into(),
-            true,
-            crate::ml::TrainParams::default(),
-            3600.0,
-            3,
-        );
+        let state = AppState::new(crate::api::Setup {
+            queue: Arc::new(queue),
+            registry: Arc::new(registry),
+            data_dir: dir.path().join("data"),
+            access: crate::api::Access::new("t0k3n-0123456789abcdef".into(), true, &[]),
+            training: crate::api::TrainingLimits { defaults: crate::ml::TrainParams::default(), max_time_limit_s: 3600.0 },
+            http: crate::api::HttpLimits::default(),
+            hooks: crate::api::Hooks::default(),
+        });
         let app = super::super::router(state);
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let call = |token: Option<&str>| {

@@ -10,162 +10,23 @@ mod limits;
 mod models;
 mod redact;
 pub mod server;
+mod state;
 mod tasks;
 
 pub use error::{ApiError, Body, Path, Query};
 pub use host::AllowedHosts;
 pub use limits::HttpLimits;
 pub use server::{fd_limit, raise_fd_limit};
+pub use state::{Access, AdmissionCheck, AppState, HealthExtra, Hooks, Refusal, Setup, TrainingLimits};
 
-use crate::data::MachineSummary;
-use crate::jobs::JobQueue;
-use crate::lifecycle::Heartbeat;
-use crate::ml::{ModelType, TrainParams};
-use crate::registry::Registry;
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use intake::{BODY_LIMIT, PREDICT_BODY_LIMIT};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
 use utoipa::OpenApi;
-
-pub use crate::jobs::Refusal;
-pub type AdmissionCheck = Arc<dyn Fn(&str, &[ModelType]) -> Option<Refusal> + Send + Sync>;
-/// Extra facts for /api/health from parts that are not the API's (guard, MQTT).
-pub type HealthExtra = Arc<dyn Fn() -> Value + Send + Sync>;
-
-/// The state folder is the registry's parent (`<state_dir>/models`).
-fn private_folders(data_dir: &std::path::Path, registry: &Registry) -> Vec<String> {
-    let mut out = redact::spellings(data_dir);
-    if let Some(state_dir) = registry.root().parent() {
-        out.extend(redact::spellings(state_dir));
-    }
-    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    out.dedup();
-    out
-}
-
-#[derive(Clone)]
-pub struct AppState {
-    pub queue: Arc<JobQueue>,
-    pub registry: Arc<Registry>,
-    pub data_dir: PathBuf,
-    pub token: Arc<String>,
-    pub auth_required: bool,
-    pub defaults: TrainParams,
-    pub max_time_limit_s: f64,
-    pub queue_capacity: usize,
-    pub started: Instant,
-    pub admission_check: AdmissionCheck,
-    pub health_extra: HealthExtra,
-    /// Bumped when serving starts and by every `/api/health` request, for the watchdog.
-    pub heartbeat: Heartbeat,
-    /// The `[http]` limits and the shared body budget (defaults until the daemon sets its config's).
-    pub http: Arc<HttpLimits>,
-    summaries: Arc<Mutex<HashMap<String, (SystemTime, MachineSummary)>>>,
-    /// Host names answered besides localhost and IP literals (`http.allowed_hosts` plus our own).
-    pub allowed_hosts: Arc<AllowedHosts>,
-    sessions: Arc<auth::Sessions>,
-    login_throttle: Arc<auth::LoginThrottle>,
-    /// The data and state folders as they may appear in answers, hidden from anonymous readers.
-    private_folders: Arc<Vec<String>>,
-}
-
-impl AppState {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        queue: Arc<JobQueue>,
-        registry: Arc<Registry>,
-        data_dir: PathBuf,
-        token: String,
-        auth_required: bool,
-        defaults: TrainParams,
-        max_time_limit_s: f64,
-        queue_capacity: usize,
-    ) -> AppState {
-        let private_folders = Arc::new(private_folders(&data_dir, &registry));
-        AppState {
-            queue,
-            registry,
-            data_dir,
-            token: Arc::new(token),
-            auth_required,
-            defaults,
-            max_time_limit_s,
-            queue_capacity,
-            started: Instant::now(),
-            admission_check: Arc::new(|_, _| None),
-            health_extra: Arc::new(|| json!({})),
-            heartbeat: Heartbeat::new(),
-            http: Arc::new(HttpLimits::default()),
-            summaries: Arc::new(Mutex::new(HashMap::new())),
-            allowed_hosts: Arc::new(AllowedHosts::new(&[])),
-            sessions: Arc::new(auth::Sessions::default()),
-            login_throttle: Arc::new(auth::LoginThrottle::default()),
-            private_folders,
-        }
-    }
-
-    pub async fn machine_summary(&self, id: &str) -> Result<MachineSummary, ApiError> {
-        let me = self.clone();
-        let id = id.to_string();
-        tokio::task::spawn_blocking(move || me.summary_blocking(&id)).await.map_err(|e| ApiError::internal(e.to_string()))?
-    }
-
-    fn summary_blocking(&self, id: &str) -> Result<MachineSummary, ApiError> {
-        let mid = crate::data::MachineId::parse(id)?;
-        let dir = crate::data::machine_dir(&self.data_dir, &mid);
-        if !dir.is_dir() {
-            return Err(ApiError::not_found(format!("unknown machine {id:?}")));
-        }
-        let mtime = crate::data::folder_mtime(&dir);
-        if let Ok(cache) = self.summaries.lock()
-            && let Some((t, s)) = cache.get(id)
-            && *t == mtime
-        {
-            return Ok(s.clone());
-        }
-        let table = crate::data::load_machine(&self.data_dir, id)?;
-        let s = crate::data::summarize(&table);
-        if let Ok(mut cache) = self.summaries.lock() {
-            cache.insert(id.to_string(), (mtime, s.clone()));
-        }
-        Ok(s)
-    }
-
-    /// Every machine folder with its summary or the reason it cannot be loaded.
-    pub async fn machine_summaries(&self) -> Result<Vec<(String, Result<MachineSummary, ApiError>)>, ApiError> {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let ids = crate::data::machine_ids(&me.data_dir).map_err(|e| ApiError::internal(e.to_string()))?;
-            Ok(ids
-                .into_iter()
-                .map(|id| {
-                    let s = me.summary_blocking(&id);
-                    (id, s)
-                })
-                .collect::<Vec<_>>())
-        })
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-    }
-
-    /// Whether this request's client has the token (Bearer or a live session): it may see paths and file
-    /// content in errors.
-    pub fn is_logged_in(&self, headers: &axum::http::HeaderMap) -> bool {
-        auth::is_logged_in(self, headers)
-    }
-
-    fn beat(&self) {
-        self.heartbeat.beat();
-    }
-}
 
 #[utoipa::path(get, path = "/api/health", responses((status = 200, description = "version, uptime, queue, running job, guard and MQTT facts; disk paths only for a client with the token")))]
 async fn health(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Json<Value> {
@@ -175,15 +36,15 @@ async fn health(State(state): State<AppState>, headers: axum::http::HeaderMap) -
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": state.started.elapsed().as_secs_f64(),
-        "queue": { "pending": state.queue.pending_count(), "capacity": state.queue_capacity },
+        "queue": { "pending": state.queue.pending_count(), "capacity": state.queue.capacity() },
         "running": running,
-        "auth_required": state.auth_required,
+        "auth_required": state.access.required,
     });
-    if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), (state.health_extra)()) {
+    if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), (state.hooks.health_extra)()) {
         obj.extend(extra);
     }
     if !state.is_logged_in(&headers) {
-        redact::paths(&mut v, &state.private_folders);
+        redact::paths(&mut v, &state.access.private_folders);
     }
     Json(v)
 }

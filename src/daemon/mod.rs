@@ -72,14 +72,14 @@ fn open_store(cfg: &Config) -> Result<Arc<SledStore>> {
 }
 
 pub fn start(cfg: &Config) -> Result<Daemon> {
+    for note in cfg.deprecations() {
+        tracing::warn!("{note}");
+    }
     std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating the state folder {}", cfg.state_dir.display()))?;
     // First: on a full disk the daemon must refuse before anything writes.
     let store = open_store(cfg)?;
     ensure_demo_fleet(cfg)?;
     let token = token::load_or_create(cfg)?;
-    for note in cfg.deprecations() {
-        tracing::warn!("{note}");
-    }
     if !cfg.auth.required {
         tracing::warn!("auth.required = false: ANYONE on the network can start, cancel and delete training. Only for closed test benches.");
     }
@@ -98,17 +98,14 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     let gate = Arc::new(PauseGate::default());
     let runner_heartbeat = Heartbeat::new();
     let bus = Bus::new();
-    let admit: crate::jobs::Admission = Arc::new(|_| None);
-    // --- guard wiring (issue 6) ---
     let guard = crate::guard::Guard::new(cfg, bus.clone());
     let admit: crate::jobs::Admission = {
-        let (g, other) = (guard.clone(), admit);
-        Arc::new(move |job: &crate::jobs::Job| g.admit(job).or_else(|| other(job)))
+        let g = guard.clone();
+        Arc::new(move |job: &crate::jobs::Job| g.admit(job))
     };
     // The monitor ends by itself once the queue stops (Daemon::stop), so its handle need not be kept.
     guard.spawn(queue.clone(), gate.clone()).context("starting the resource guard")?;
     registry.set_disk_reserve_mb(cfg.guard.disk_reserve_mb);
-    // --- end guard wiring ---
     let runner = Runner {
         queue: queue.clone(),
         registry: registry.clone(),
@@ -120,36 +117,33 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     }
     .spawn()
     .context("starting the job runner")?;
-    #[allow(unused_mut)]
-    let mut state = AppState::new(
-        queue.clone(),
-        registry,
-        cfg.data_dir.clone(),
-        token,
-        cfg.auth.required,
-        training_defaults(cfg),
-        cfg.training.max_time_limit_s,
-        cfg.queue.capacity,
-    );
-    // --- guard state wiring (issue 6): admission_check, health_extra ---
-    let g = guard.clone();
-    state.admission_check = Arc::new(move |machine: &str, types: &[crate::ml::ModelType]| g.refusal(machine, types));
-    state.health_extra = Arc::new(move || guard.health());
-    // --- end guard state wiring ---
-    state.allowed_hosts = Arc::new(api::AllowedHosts::new(&cfg.http.allowed_hosts));
-    state.http = Arc::new(api::HttpLimits::from_config(&cfg.http));
-    // --- mqtt health wiring (issue 13): the bridge's facts next to the guard's ---
     let mqtt_status = Arc::new(crate::mqtt::Status::default());
-    let (guard_health, mqtt_health) = (state.health_extra.clone(), mqtt_status.clone());
-    state.health_extra = Arc::new(move || {
-        let mut v = guard_health();
-        if let (Some(obj), serde_json::Value::Object(mqtt)) = (v.as_object_mut(), mqtt_health.health()) {
-            obj.extend(mqtt);
-        }
-        v
+    let state = AppState::new(api::Setup {
+        queue: queue.clone(),
+        registry,
+        data_dir: cfg.data_dir.clone(),
+        access: api::Access::new(token, cfg.auth.required, &cfg.http.allowed_hosts),
+        training: api::TrainingLimits { defaults: training_defaults(cfg), max_time_limit_s: cfg.training.max_time_limit_s },
+        http: api::HttpLimits::from_config(&cfg.http),
+        hooks: hooks(guard, mqtt_status.clone()),
     });
-    // --- end mqtt health wiring ---
     Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate, bus, mqtt_status, store })
+}
+
+/// What the guard and the MQTT bridge add to the API: the guard's refusals, and both parts' facts on
+/// `/api/health` (the bridge's next to the guard's).
+fn hooks(guard: Arc<crate::guard::Guard>, mqtt: Arc<crate::mqtt::Status>) -> api::Hooks {
+    let g = guard.clone();
+    api::Hooks {
+        admission_check: Arc::new(move |machine: &str, types: &[crate::ml::ModelType]| g.refusal(machine, types)),
+        health_extra: Arc::new(move || {
+            let mut v = guard.health();
+            if let (Some(obj), serde_json::Value::Object(facts)) = (v.as_object_mut(), mqtt.health()) {
+                obj.extend(facts);
+            }
+            v
+        }),
+    }
 }
 
 impl Daemon {

@@ -186,6 +186,11 @@ impl JobQueue {
         let _ = self.events.send(Arc::new(job.clone()));
     }
 
+    /// How many jobs may wait at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn pending_count(&self) -> usize {
         self.lock().jobs.values().filter(|j| j.state == JobState::Pending).count()
     }

@@ -149,7 +149,7 @@ impl Mqtt {
             cfg.mqtt.accept_requests,
             cfg.mqtt.homeassistant,
             router,
-            state.token.clone(),
+            state.access.token.clone(),
             outbox,
             refresh,
             twins,
