@@ -1,5 +1,10 @@
 //! `millwright serve`: opens the store, the registry and the queue, starts the runner and the HTTP server,
 //! and stops all of them from one shutdown signal within the grace period.
+//!
+//! [`start`] builds the parts (a [`Daemon`]) and [`run`] serves them on a bound listener until
+//! `Daemon::shutdown` is triggered; `serve` wraps both in the process (runtime, signals, the "listening"
+//! line). Tests call `start` and `run` in-process on a port-0 listener (tests/daemon_api.rs), and spawn the
+//! binary only for what needs a process (kill -9, systemd, resource limits).
 mod token;
 
 pub mod systemd;
@@ -211,28 +216,34 @@ pub fn serve(cfg: Config) -> Result<()> {
 }
 
 async fn serve_async(cfg: Config) -> Result<()> {
-    let mut daemon = tokio::task::block_in_place(|| start(&cfg))?;
+    let daemon = tokio::task::block_in_place(|| start(&cfg))?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("binding {} (set `listen` or MILLWRIGHT_LISTEN)", cfg.listen))?;
     let addr = listener.local_addr()?;
     // Scripts and tests read this line to find the port when listening on port 0.
     println!("millwright listening on http://{addr}/");
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), state_dir = %cfg.state_dir.display(), "serving");
-    let shutdown = daemon.shutdown.clone();
-    let sig = shutdown.clone();
+    let sig = daemon.shutdown.clone();
     tokio::spawn(async move {
         signal().await;
         sig.trigger();
     });
+    run(daemon, listener, &cfg).await
+}
+
+/// Serves the API and the page on `listener`, with MQTT and the systemd notifications, until
+/// `daemon.shutdown` is triggered; then stops every part within the grace period. `serve` adds the process
+/// around it (runtime, signals); tests run it in-process on a port-0 listener and trigger the shutdown
+/// themselves. Needs a multi-threaded runtime (the stop blocks in place).
+pub async fn run(mut daemon: Daemon, listener: tokio::net::TcpListener, cfg: &Config) -> Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), state_dir = %cfg.state_dir.display(), "serving");
+    let shutdown = daemon.shutdown.clone();
     let wait = shutdown.clone();
     let server = tokio::spawn(api::serve(listener, daemon.state.clone(), crate::web::router(), async move { wait.wait().await }));
-    // --- mqtt wiring (issue 5) ---
     // A broker that is down is retried in the background; only settings that cannot work stop the start.
-    let mqtt = crate::mqtt::Mqtt::start(&cfg, daemon.state.clone(), &daemon.bus, shutdown.clone(), daemon.mqtt_status.clone())
+    let mqtt = crate::mqtt::Mqtt::start(cfg, daemon.state.clone(), &daemon.bus, shutdown.clone(), daemon.mqtt_status.clone())
         .context("starting MQTT (fix the [mqtt] settings, or set mqtt.enabled = false)")?;
-    // --- end mqtt wiring ---
-    // --- systemd wiring (issue 8) ---
     // READY goes out here: the store is open, the port bound and the runner up. The MQTT loop's heartbeat
     // counts only when MQTT runs (None = disabled).
     let systemd_beats = systemd::Heartbeats {
@@ -241,20 +252,15 @@ async fn serve_async(cfg: Config) -> Result<()> {
         mqtt: mqtt.as_ref().map(|m| m.heartbeat()),
     };
     let systemd = systemd::start(systemd::Parts { queue: daemon.queue.clone(), beats: systemd_beats, addr }, shutdown.clone()).await;
-    // --- end systemd wiring ---
     shutdown.wait().await;
     let grace = Duration::from_secs(cfg.queue.shutdown_grace_s.min(9));
     tokio::task::block_in_place(|| daemon.stop(grace));
-    // --- mqtt shutdown (issue 5) ---
     // After the runner stopped, so the job's last change is published before `offline`.
     if let Some(mqtt) = mqtt {
         mqtt.finish(Duration::from_secs(3)).await;
     }
-    // --- end mqtt shutdown ---
-    // --- systemd shutdown (issue 8) ---
     // STOPPING was sent when the shutdown began; make sure it left before the process exits.
     systemd.finish().await;
-    // --- end systemd shutdown ---
     match tokio::time::timeout(Duration::from_secs(2), server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server error"),
@@ -267,16 +273,12 @@ async fn serve_async(cfg: Config) -> Result<()> {
 
 /// `millwright healthcheck`: exit 0 when the daemon answers /api/health with 200.
 pub fn healthcheck(cfg: &Config, timeout: Duration) -> Result<()> {
-    use std::io::{Read, Write};
     let mut addr: std::net::SocketAddr = cfg.listen.parse().with_context(|| format!("listen = {:?} is not an address", cfg.listen))?;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
-    s.set_read_timeout(Some(timeout))?;
-    write!(s, "GET /api/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    anyhow::ensure!(buf.starts_with("HTTP/1.1 200"), "unhealthy answer from {addr}: {}", buf.lines().next().unwrap_or(""));
+    let answer = crate::util::http_client::request(addr, "GET", "/api/health", &[], None, timeout)
+        .with_context(|| format!("asking {addr} for /api/health"))?;
+    anyhow::ensure!(answer.status == 200, "unhealthy answer from {addr}: HTTP {}", answer.status);
     Ok(())
 }
