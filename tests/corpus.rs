@@ -1,4 +1,4 @@
-//! The bad-input corpus (issue 9): every file under `tests/corpus/http/` is one request and every folder
+//! The bad-input corpus: every file under `tests/corpus/http/` is one request and every folder
 //! under `tests/corpus/data/` is one machine; see `tests/corpus/README.md` for the formats. One daemon serves
 //! them all; after each case it must still answer `/api/health` and still be running.
 mod common;

@@ -456,7 +456,7 @@ fn home_assistant_discovery_is_retained_and_republished_when_it_comes_online() {
     assert_eq!(told, 1, "told once");
 }
 
-// --- broker faults (issue 9): down / up / down during jobs, and a broker whose CA the daemon does not trust ---
+// Broker faults: down / up / down during jobs, and a broker whose CA the daemon does not trust.
 
 /// Polls `GET /api/health` every 100 ms until dropped; counts failures and keeps the slowest answer.
 struct HealthWatch {
