@@ -248,7 +248,8 @@ impl Guard {
             ceiling / MIB,
             self.cfg.memory_reserve_mb
         );
-        self.bus.emit("memory_refused",
+        self.bus.emit(
+            "memory_refused",
             json!({ "machine_id": machine, "estimate_mb": mb(estimate), "ceiling_mb": ceiling / MIB, "memory_reserve_mb": self.cfg.memory_reserve_mb, "never_fits": true }),
         );
         let numbers = json!({

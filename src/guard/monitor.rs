@@ -62,7 +62,8 @@ fn thermal(guard: &Guard, queue: &JobQueue, gate: &PauseGate, r: &super::Reading
         Some(Change::Pause(p)) => {
             tracing::warn!(temperature_c = p.at_c, limit_c = cfg.temp_pause_c, "SoC too hot: training pauses at its next safe point");
             gate.pause(p.reason.clone());
-            guard.bus.emit("thermal_pause",
+            guard.bus.emit(
+                "thermal_pause",
                 json!({ "temperature_c": p.at_c, "temp_pause_c": cfg.temp_pause_c, "temp_resume_c": cfg.temp_resume_c, "task_id": running.as_ref().map(|j| j.id.clone()), "reason": p.reason }),
             );
             lock(&guard.status).paused = Some(p);
@@ -75,7 +76,8 @@ fn thermal(guard: &Guard, queue: &JobQueue, gate: &PauseGate, r: &super::Reading
             lock(&guard.status).paused = None;
             gate.resume();
             memo.paused_job = None;
-            guard.bus.emit("thermal_resume",
+            guard.bus.emit(
+                "thermal_resume",
                 json!({ "temperature_c": temperature_c, "paused_s": after.as_secs_f64(), "task_id": running.as_ref().map(|j| j.id.clone()) }),
             );
         }
@@ -102,7 +104,8 @@ fn thermal(guard: &Guard, queue: &JobQueue, gate: &PauseGate, r: &super::Reading
             cfg.temp_resume_c,
             cfg.pause_max_s
         );
-        guard.bus.emit("thermal_abort",
+        guard.bus.emit(
+            "thermal_abort",
             json!({ "task_id": job.id, "machine_id": job.request.machine_id, "temperature_c": t, "paused_s": held.as_secs_f64(), "pause_max_s": cfg.pause_max_s }),
         );
         abort(queue, &job.id, reason);
@@ -141,7 +144,8 @@ fn memory(guard: &Guard, queue: &JobQueue, r: &super::Readings, memo: &mut Memo)
         guard.cfg.memory_abort_mb
     );
     tracing::warn!(task_id = %job.id, rss_mb = mb(rss), limit_mb = limit / MIB, "memory limit passed: stopping the running job");
-    guard.bus.emit("memory_abort",
+    guard.bus.emit(
+        "memory_abort",
         json!({ "task_id": job.id, "machine_id": job.request.machine_id, "rss_mb": mb(rss), "limit_mb": limit / MIB, "memory_abort_mb": guard.cfg.memory_abort_mb }),
     );
     abort(queue, &job.id, reason);
@@ -212,7 +216,8 @@ fn oversize(guard: &Guard, job: &Job, memo: &mut Memo) {
         if !new {
             continue;
         }
-        guard.bus.emit("model_oversize",
+        guard.bus.emit(
+            "model_oversize",
             json!({ "task_id": job.id, "machine_id": job.request.machine_id, "model_type": t, "version": m.version, "size_bytes": m.size_bytes, "warning": m.warning }),
         );
     }
