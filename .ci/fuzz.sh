@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the data loaders and the request parsers (fuzz/, issue 9) for a bounded time each, starting from
+# Fuzzes the data loaders and the request parsers (fuzz/) for a bounded time each, starting from
 # the committed seeds in fuzz/seeds/<target>/. Fails on any panic, hang (>10 s per input) or OOM (>2 GB),
 # and prints the reproducer and the command that replays it.
 #   FUZZ_SECONDS=60 (per target)   FUZZ_TARGETS="data_loaders parquet requests"

@@ -8,6 +8,7 @@
 //! - [`store`] and [`jobs`]: the persistent, bounded, sequential job queue and its runner.
 //! - [`api`]: the HTTP API (the seed's paths), auth, server-sent events.
 //! - [`daemon`]: `millwright serve` — wires the parts together and shuts them down together.
+//! - [`lifecycle`]: what the long-running parts share: the shutdown signal, the event bus, heartbeats.
 //! - [`mqtt`]: progress, state, events and requests over MQTT (Zigbee2MQTT conventions, Home Assistant discovery).
 //! - [`web`]: the embedded training page.
 //! - [`config`]: one TOML file plus `MILLWRIGHT_*` overrides, refused with the fix when wrong.
@@ -21,6 +22,7 @@ pub mod daemon;
 pub mod data;
 pub mod guard;
 pub mod jobs;
+pub mod lifecycle;
 pub mod ml;
 pub mod mqtt;
 pub mod registry;

@@ -1,4 +1,4 @@
-//! The embedded page in a real browser (issue 7): the real daemon, Debian's headless Chromium driven by
+//! The embedded page in a real browser: the real daemon, Debian's headless Chromium driven by
 //! playwright-core (tests/e2e/, `npm ci`), and the page's HTTP contract (caching, gzip, CSP).
 //! Screenshots of every view land in target/e2e-screenshots/ (CI keeps them as artefacts).
 mod common;

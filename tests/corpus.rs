@@ -1,11 +1,11 @@
-//! The bad-input corpus (issue 9): every file under `tests/corpus/http/` is one request and every folder
+//! The bad-input corpus: every file under `tests/corpus/http/` is one request and every folder
 //! under `tests/corpus/data/` is one machine; see `tests/corpus/README.md` for the formats. One daemon serves
 //! them all; after each case it must still answer `/api/health` and still be running.
 mod common;
 use common::{Daemon, TOKEN, fleet};
+use millwright::util::http_client;
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -30,56 +30,15 @@ impl Reply {
     }
 }
 
-/// Writes the body on its own thread while this one reads, so a server that answers 413 and closes before
-/// reading 10 MB is still heard (common::request writes everything first and can lose that answer).
+/// One request through the crate's client, which writes the body while it reads, so a server that answers
+/// 413 and closes before reading 10 MB is still heard. A daemon that cannot be reached is an answer too
+/// (status 0, the reason as the body): the run goes on and reports it.
 fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(String, String)], body: Option<Vec<u8>>) -> Reply {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return Reply { status: 0, body: b"connect failed".to_vec() };
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    match http_client::request(addr, method, path, &headers, body.as_deref(), Duration::from_secs(30)) {
+        Ok(r) => Reply { status: r.status, body: r.body },
+        Err(e) => Reply { status: 0, body: e.to_string().into_bytes() },
     }
-    if let Some(b) = &body {
-        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
-    }
-    head.push_str("\r\n");
-    if s.write_all(head.as_bytes()).is_err() {
-        return Reply { status: 0, body: b"write failed".to_vec() };
-    }
-    let writer = body.and_then(|b| {
-        let mut w = s.try_clone().ok()?;
-        Some(std::thread::spawn(move || {
-            let _ = w.write_all(&b);
-        }))
-    });
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 65536];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&chunk[..n]),
-            // A reset after the answer arrived (the server closed with our body unread) is fine.
-            Err(_) => break,
-        }
-    }
-    let _ = s.shutdown(std::net::Shutdown::Both);
-    if let Some(w) = writer {
-        let _ = w.join();
-    }
-    parse(&raw)
-}
-
-fn parse(raw: &[u8]) -> Reply {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let mut body = raw.get(split + 4..).unwrap_or_default().to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body = common::dechunk(&body);
-    }
-    Reply { status, body }
 }
 
 /// What the substitutions `{demo}`, `{task}` and `{sensor0}` stand for.

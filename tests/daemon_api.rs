@@ -1,7 +1,7 @@
 //! The real daemon on port 0 with a real sled store in a temp dir: every route, its errors, the queue,
 //! cancel, crash recovery, concurrency, version switching and the size warning.
 mod common;
-use common::{Daemon, TOKEN, fleet, request, sse};
+use common::{Daemon, InProcess, TOKEN, fleet, get, post, request, sse, wait_task};
 use serde_json::json;
 use std::time::Duration;
 
@@ -243,4 +243,46 @@ fn healthcheck_exit_codes_and_bad_config_is_refused_with_the_fix() {
     assert!(default.status.success());
     let text = String::from_utf8_lossy(&default.stdout);
     assert!(text.contains("[queue]") && text.contains("capacity = 16") && text.contains("warn_size_mb"), "{text}");
+}
+
+/// What the daemon's and the API's docs describe, for real: `daemon::start` and `daemon::run` in this process
+/// on a port-0 listener, the API and the page behind one router, a job trained through it, and one shutdown
+/// trigger stopping HTTP, the runner and the store within the grace period, the job kept.
+#[test]
+fn in_process_daemon_serves_api_and_page_and_stops_from_its_shutdown() {
+    let (_d, data, state) = setup(1);
+    let d = InProcess::start(&data, &state);
+    let addr = d.addr;
+    assert_eq!(get(addr, "/api/health").json()["status"], "ok");
+    let page = get(addr, "/");
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(page.header("content-security-policy").is_some_and(|v| v.starts_with("default-src 'none'")));
+    // The page's misses and the router's own speak the API's one error shape.
+    for path in ["/static/no-such-file.js", "/no/such/route"] {
+        let r = get(addr, path);
+        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (404, Some("not_found")), "{path}");
+    }
+
+    let m = get(addr, "/api/ml/train/machines/available").json()["machines"][0]["machine_id"].as_str().unwrap().to_string();
+    let r = post(addr, "/api/ml/train/anomaly", &json!({ "machine_id": m }));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["task_id"].as_str().unwrap().to_string();
+    assert_eq!(wait_task(addr, &id, LONG)["status"], "SUCCESS");
+
+    let took = d.stop();
+    assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+    assert!(std::net::TcpStream::connect(addr).is_err(), "still listening after the shutdown");
+    // The store was flushed and let go: it opens again in this process and holds the finished job. (The
+    // guard's monitor lets go of the queue at its next reading, 0.2 s here.)
+    let t0 = std::time::Instant::now();
+    let store = loop {
+        match millwright::store::SledStore::open(&state.join("jobs.sled")) {
+            Ok(s) => break s,
+            Err(e) if t0.elapsed() > Duration::from_secs(5) => panic!("the store is still held after the stop: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    let (queue, _) = millwright::jobs::JobQueue::open(std::sync::Arc::new(store), 16, 200, false).unwrap();
+    assert_eq!(queue.get(&id).map(|j| j.state), Some(millwright::jobs::JobState::Success));
 }

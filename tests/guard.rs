@@ -1,34 +1,16 @@
 //! The resource guard against a real daemon: fake /sys and /proc trees (written as files under
 //! `guard.sysfs_root`) drive the temperature and memory numbers; disk and the daemon's RSS are real.
 mod common;
-use common::sysfs::{put, set_meminfo, set_temp};
+use common::sysfs::{Bench, put, set_meminfo, set_temp};
 use common::{Daemon, fleet};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(300);
 
-struct Bench {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    state: PathBuf,
-    root: PathBuf,
-}
-
-fn bench(rows: usize) -> Bench {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let state = dir.path().join("state");
-    let root = dir.path().join("sysroot");
-    std::fs::create_dir_all(&root).unwrap();
-    fleet(&data, 1, rows);
-    Bench { data, state, root, _dir: dir }
-}
-
 fn start(b: &Bench, env: &[(&str, &str)]) -> Daemon {
-    let root = b.root.to_str().unwrap().to_string();
-    let mut all: Vec<(&str, &str)> = vec![("MILLWRIGHT_GUARD__SYSFS_ROOT", root.as_str()), ("MILLWRIGHT_GUARD__POLL_INTERVAL_S", "0.2")];
+    let mut all = b.guard_env().to_vec();
     all.extend_from_slice(env);
     Daemon::start(&b.data, &b.state, &all)
 }
@@ -74,7 +56,7 @@ fn report_core(d: &Daemon, m: &str, t: &str, version: u64) -> Value {
 
 #[test]
 fn a_heat_spike_pauses_a_batch_visibly_and_the_result_equals_an_unpaused_run() {
-    let b = bench(30_000);
+    let b = Bench::new(30_000);
     set_temp(&b.root, 50.0);
     let d = start(&b, &[]);
     let m = machine(&d);
@@ -144,7 +126,7 @@ fn a_heat_spike_pauses_a_batch_visibly_and_the_result_equals_an_unpaused_run() {
 
 #[test]
 fn a_pause_longer_than_pause_max_fails_the_job_with_a_clear_message() {
-    let b = bench(30_000);
+    let b = Bench::new(30_000);
     set_temp(&b.root, 50.0);
     let d = start(&b, &[("MILLWRIGHT_GUARD__PAUSE_MAX_S", "1")]);
     let id = submit(&d, json!({ "machine_id": machine(&d), "model_types": ["classification", "regression"] }));
@@ -165,7 +147,7 @@ fn a_pause_longer_than_pause_max_fails_the_job_with_a_clear_message() {
 
 #[test]
 fn no_thermal_zone_reads_unknown_and_jobs_run() {
-    let b = bench(3_000);
+    let b = Bench::new(3_000);
     let d = start(&b, &[]);
     let g = guard(&d);
     assert_eq!(g["temperature"], "unknown", "{g}");
@@ -182,7 +164,7 @@ fn no_thermal_zone_reads_unknown_and_jobs_run() {
 
 #[test]
 fn health_shows_throttling_the_sd_counter_and_the_cgroup() {
-    let b = bench(3_000);
+    let b = Bench::new(3_000);
     set_temp(&b.root, 55.5);
     put(&b.root, "sys/devices/platform/soc/soc:firmware/get_throttled", "50005\n");
     put(&b.root, "sys/class/hwmon/hwmon3/name", "rpi_volt\n");
@@ -214,7 +196,7 @@ fn health_shows_throttling_the_sd_counter_and_the_cgroup() {
 
 #[test]
 fn a_job_that_does_not_fit_now_waits_with_numbers_and_starts_when_memory_frees() {
-    let b = bench(20_000);
+    let b = Bench::new(20_000);
     set_meminfo(&b.root, 8_000, 100);
     let d = start(&b, &[]);
     let id = submit(&d, json!({ "machine_id": machine(&d) }));
@@ -240,7 +222,7 @@ fn a_job_that_does_not_fit_now_waits_with_numbers_and_starts_when_memory_frees()
 
 #[test]
 fn a_job_that_waits_longer_than_wait_max_fails_with_the_reason() {
-    let b = bench(3_000);
+    let b = Bench::new(3_000);
     set_meminfo(&b.root, 8_000, 50);
     let d = start(&b, &[("MILLWRIGHT_GUARD__WAIT_MAX_S", "1")]);
     let id = submit(&d, json!({ "machine_id": machine(&d), "model_types": ["anomaly"] }));
@@ -254,7 +236,7 @@ fn a_job_that_waits_longer_than_wait_max_fails_with_the_reason() {
 
 #[test]
 fn a_job_that_could_never_fit_is_refused_with_503_and_the_numbers() {
-    let b = bench(20_000);
+    let b = Bench::new(20_000);
     set_meminfo(&b.root, 8_000, 7_000);
     put(&b.root, "proc/self/cgroup", "0::/system.slice/millwright.service\n");
     let cg = "sys/fs/cgroup/system.slice/millwright.service";
@@ -281,7 +263,7 @@ fn a_job_that_could_never_fit_is_refused_with_503_and_the_numbers() {
 
 #[test]
 fn a_daemon_past_memory_abort_stops_the_job_as_failure_with_numbers() {
-    let b = bench(30_000);
+    let b = Bench::new(30_000);
     let d = start(&b, &[("MILLWRIGHT_GUARD__MEMORY_ABORT_MB", "1")]);
     let id = submit(&d, json!({ "machine_id": machine(&d), "model_types": ["classification", "regression"] }));
     let end = d.wait_task(&id, LONG);
@@ -300,7 +282,7 @@ fn a_daemon_past_memory_abort_stops_the_job_as_failure_with_numbers() {
 /// and numbers), not queued with 202 and failed a moment later; nothing is queued.
 #[test]
 fn a_job_that_would_eat_the_disk_reserve_is_refused_at_submission_with_numbers() {
-    let b = bench(3_000);
+    let b = Bench::new(3_000);
     let d = start(&b, &[("MILLWRIGHT_GUARD__DISK_RESERVE_MB", "1000000000")]);
     let r = d.post("/api/ml/train/batch", &json!({ "machine_id": machine(&d), "model_types": ["anomaly"] }));
     assert_eq!(r.status, 503, "{}", r.text());

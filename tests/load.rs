@@ -16,8 +16,7 @@
 mod common;
 use common::{Daemon, fleet};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,28 +63,10 @@ fn threads(pid: u32) -> usize {
 }
 
 /// One request that never panics: (status, body, latency); status 0 when the connection failed.
-fn try_request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value, Duration) {
+fn timed_request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value, Duration) {
     let t0 = Instant::now();
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, ANSWER_BOUND * 2) else {
-        return (0, Value::Null, t0.elapsed());
-    };
-    let _ = s.set_read_timeout(Some(ANSWER_BOUND * 4));
-    let body = body.unwrap_or("");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        common::TOKEN,
-        body.len()
-    );
-    if s.write_all(head.as_bytes()).is_err() {
-        return (0, Value::Null, t0.elapsed());
-    }
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let elapsed = t0.elapsed();
-    let text = String::from_utf8_lossy(&raw);
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let json = text.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
-    (status, json, elapsed)
+    let (status, json) = common::try_request(addr, method, path, body, ANSWER_BOUND * 4);
+    (status, json, t0.elapsed())
 }
 
 struct Burst {
@@ -103,7 +84,7 @@ fn burst(addr: SocketAddr, machine: &str, each: usize, ahead: usize) -> Burst {
             let (body, start) = (body.clone(), start.clone());
             std::thread::spawn(move || {
                 start.wait();
-                (0..each).map(|_| try_request(addr, "POST", "/api/ml/train/batch", Some(&body))).collect::<Vec<_>>()
+                (0..each).map(|_| timed_request(addr, "POST", "/api/ml/train/batch", Some(&body))).collect::<Vec<_>>()
             })
         })
         .collect();
@@ -180,7 +161,7 @@ fn a_thousand_submissions_from_fifty_clients_fill_the_queue_exactly_and_nothing_
             let mut worst = Duration::ZERO;
             let mut polls = 0;
             while !stop.load(Ordering::SeqCst) {
-                let (status, v, latency) = try_request(addr, "GET", "/api/health", None);
+                let (status, v, latency) = timed_request(addr, "GET", "/api/health", None);
                 assert!(status == 200 && v["status"] == "ok", "health answered {status} after {latency:?}: {v}");
                 worst = worst.max(latency);
                 polls += 1;

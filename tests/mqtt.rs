@@ -331,79 +331,16 @@ fn a_30_second_broker_outage_during_a_job_loses_nothing_that_matters() {
     assert_eq!(daemon.log().matches("MQTT: no connection to the broker").count(), 1, "one warning per outage");
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl CLI (Debian package openssl)");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 #[test]
 fn tls_with_a_self_signed_ca_and_a_password() {
     let (d, data, state) = setup(2_000);
     let dir = d.path().join("tls");
-    std::fs::create_dir_all(&dir).unwrap();
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=millwright test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    openssl(&dir, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    openssl(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
+    mqtt_helpers::make_ca(&dir, "ca", "millwright test CA");
+    mqtt_helpers::make_server_cert(&dir, "ca");
     let passwd = dir.join("passwd");
-    let mosquitto_passwd = ["/usr/bin/mosquitto_passwd", "/usr/sbin/mosquitto_passwd"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("mosquitto_passwd");
-    let st = std::process::Command::new(mosquitto_passwd)
-        .args(["-b", "-c"])
-        .arg(&passwd)
-        .args(["plant", "s3cret-Pa55"])
-        .status()
-        .expect("mosquitto_passwd (package mosquitto)");
-    assert!(st.success());
-    let (tls_port, plain_port) = (mqtt_helpers::free_port(), mqtt_helpers::free_port());
-    let conf = format!(
-        "per_listener_settings false\nallow_anonymous false\npassword_file {pw}\npersistence false\n\
-         listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n\
-         listener {plain_port} 127.0.0.1\n",
-        pw = passwd.display(),
-        ca = dir.join("ca.pem").display(),
-        cert = dir.join("server.pem").display(),
-        key = dir.join("server.key").display(),
-    );
-    let broker = Broker::with_config(&d.path().join("broker"), tls_port, &conf);
+    mqtt_helpers::password_file(&passwd, "plant", "s3cret-Pa55");
+    let auth = format!("allow_anonymous false\npassword_file {}", passwd.display());
+    let (broker, tls_port, plain_port) = mqtt_helpers::tls_broker(&d.path().join("broker"), &dir, "ca", &auth);
     let pwfile = dir.join("mqtt-password");
     std::fs::write(&pwfile, "s3cret-Pa55\n").unwrap();
     let url = format!("mqtts://127.0.0.1:{tls_port}");
@@ -450,9 +387,7 @@ fn home_assistant_discovery_is_retained_and_republished_when_it_comes_online() {
     let broker = Broker::start(&d.path().join("broker"));
     // A fake thermal zone stands in for the Pi's SoC.
     let sys = d.path().join("sysfs");
-    let zone = sys.join("sys/class/thermal/thermal_zone0");
-    std::fs::create_dir_all(&zone).unwrap();
-    std::fs::write(zone.join("temp"), "55300\n").unwrap();
+    common::sysfs::set_temp(&sys, 55.3);
     let sysfs = sys.display().to_string();
     // Every model counts as oversize here, to see the model_oversize event and flag.
     let daemon = start(
@@ -521,7 +456,7 @@ fn home_assistant_discovery_is_retained_and_republished_when_it_comes_online() {
     assert_eq!(told, 1, "told once");
 }
 
-// --- broker faults (issue 9): down / up / down during jobs, and a broker whose CA the daemon does not trust ---
+// Broker faults: down / up / down during jobs, and a broker whose CA the daemon does not trust.
 
 /// Polls `GET /api/health` every 100 ms until dropped; counts failures and keeps the slowest answer.
 struct HealthWatch {
@@ -700,61 +635,13 @@ fn broker_down_up_down_during_a_job_batch_keeps_jobs_http_and_retained_state() {
 fn tls_with_a_ca_the_daemon_does_not_trust_is_refused_with_a_clear_log_line() {
     let (d, data, _) = setup(2_000);
     let dir = d.path().join("tls");
-    std::fs::create_dir_all(&dir).unwrap();
     // CA A signs the broker's certificate. The daemon is given CA B (same name, another key: a regenerated
     // CA) or CA C (another CA altogether).
     for (name, cn) in [("ca_a", "millwright test CA"), ("ca_b", "millwright test CA"), ("ca_c", "another plant CA")] {
-        openssl(
-            &dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={cn}"),
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.pem"),
-            ],
-        );
+        mqtt_helpers::make_ca(&dir, name, cn);
     }
-    openssl(&dir, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    openssl(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca_a.pem",
-            "-CAkey",
-            "ca_a.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
-    let (tls_port, plain_port) = (mqtt_helpers::free_port(), mqtt_helpers::free_port());
-    let conf = format!(
-        "per_listener_settings false\nallow_anonymous true\npersistence false\n\
-         listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n\
-         listener {plain_port} 127.0.0.1\n",
-        ca = dir.join("ca_a.pem").display(),
-        cert = dir.join("server.pem").display(),
-        key = dir.join("server.key").display(),
-    );
-    let broker = Broker::with_config(&d.path().join("broker"), tls_port, &conf);
+    mqtt_helpers::make_server_cert(&dir, "ca_a");
+    let (broker, tls_port, plain_port) = mqtt_helpers::tls_broker(&d.path().join("broker"), &dir, "ca_a", "allow_anonymous true");
     let watcher = Sub::connect(plain_port, &["#"]);
     let url = format!("mqtts://127.0.0.1:{tls_port}");
 

@@ -17,14 +17,11 @@
 //! Every run draws its moment from one printed seed; rerun a single one with
 //! `MILLWRIGHT_POWER_PULL_SEED=<seed> cargo test --test power_pull <test name> -- --nocapture`.
 mod common;
-use common::{Daemon, fleet};
+use common::{Daemon, shared_fleet, try_request};
 use millwright::util::rng::Rng;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const JOBS: usize = 5;
@@ -95,40 +92,9 @@ fn seeds(kind: Kind) -> Vec<u64> {
         .collect()
 }
 
-/// The demo fleet is made once per test binary and only read by the daemons.
+/// The demo fleet, made once for this test binary and only read by the daemons.
 fn data_dir() -> &'static Path {
-    static DATA: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &DATA
-        .get_or_init(|| {
-            let d = tempfile::tempdir().unwrap();
-            let data = d.path().join("data");
-            fleet(&data, 1, ROWS);
-            (d, data)
-        })
-        .1
-}
-
-/// A request that reports a dead daemon as status 0 instead of panicking (the harness's client unwraps).
-fn try_request(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
-        return (0, Value::Null);
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        common::TOKEN,
-        bytes.len()
-    );
-    if s.write_all(head.as_bytes()).and_then(|_| s.write_all(bytes.as_bytes())).is_err() {
-        return (0, Value::Null);
-    }
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw);
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    shared_fleet(ROWS)
 }
 
 fn machine(d: &Daemon) -> String {
@@ -258,7 +224,7 @@ fn crash_run(kind: Kind, seed: u64, run: usize) {
     let body = json!({ "machine_id": m, "model_types": TYPES });
     let mut obs = Observed { acked: Vec::new(), running: None, crash_log: None };
     for _ in 0..JOBS {
-        let (status, v) = try_request(d.addr, "POST", "/api/ml/train/batch", Some(&body));
+        let (status, v) = try_request(d.addr, "POST", "/api/ml/train/batch", Some(&body.to_string()), Duration::from_secs(30));
         match status {
             202 => obs.acked.push(v["task_id"].as_str().unwrap().to_string()),
             // Only a crash point may kill the daemon under a submission; that submission is unacknowledged.

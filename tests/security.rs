@@ -9,13 +9,11 @@ mod common;
 #[path = "common/mqtt.rs"]
 mod mqtt_helpers;
 
-use common::{Daemon, Resp, TOKEN, fleet, request};
+use common::{Daemon, Launch, Resp, TOKEN, fleet, request};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(240);
@@ -275,45 +273,6 @@ fn every_mutating_route_refuses_all_but_the_token_and_reads_stay_open_without_ec
     eprintln!("{} GET routes open without the token and never echo it", reads.len());
 }
 
-/// The daemon without a configured token, so it generates one (the path a real install takes), with
-/// stdout kept too: the harness only reads the "listening" line from it.
-fn start_generating(data: &Path, state: &Path, env: &[(&str, &str)]) -> (Daemon, Arc<Mutex<Vec<String>>>) {
-    let log = state.with_extension("stderr.log");
-    std::fs::create_dir_all(state).unwrap();
-    let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_millwright"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MILLWRIGHT_DATA_DIR", data)
-        .env("MILLWRIGHT_STATE_DIR", state)
-        .env("MILLWRIGHT_MQTT__ENABLED", "false")
-        .env("MILLWRIGHT_TRAINING__QUALITY", "fast")
-        .env("MILLWRIGHT_TRAINING__THREADS", "1")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(err));
-    let mut child = cmd.spawn().expect("spawn millwright serve");
-    let stdout = child.stdout.take().unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let lines2 = lines.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("millwright listening on http://") {
-                let _ = tx.send(rest.trim_end_matches('/').to_string());
-            }
-            lines2.lock().unwrap().push(line);
-        }
-    });
-    let Ok(addr) = rx.recv_timeout(Duration::from_secs(60)) else {
-        let _ = child.kill();
-        panic!("daemon did not start; stderr:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-    };
-    let addr = addr.parse().unwrap();
-    (Daemon { child, addr, data_dir: data.to_path_buf(), state_dir: state.to_path_buf(), stderr_log: log }, lines)
-}
-
 /// The token as it might end up in a log or a file: raw, base64 at each byte alignment (as a piece of a
 /// longer encoded blob), hex, percent-encoded, and inside a Basic credential.
 fn encodings(token: &str) -> Vec<(String, String)> {
@@ -381,7 +340,9 @@ fn the_token_never_reaches_the_log_the_state_folder_or_mqtt() {
     } else {
         eprintln!("mosquitto not installed: the MQTT part of this check is skipped");
     }
-    let (mut daemon, stdout) = start_generating(&data, &state, &env);
+    // Without a configured token, so the daemon generates one (the path a real install takes).
+    let mut daemon = Daemon::launch(&data, &state, Launch { env: &env, generate_token: true, ..Launch::default() });
+    let stdout = daemon.stdout.clone();
     let token = std::fs::read_to_string(state.join("token")).unwrap().trim().to_string();
     assert!(token.len() >= 32, "generated token too short: {} chars", token.len());
     let sub = broker.as_ref().map(|b| mqtt_helpers::Sub::connect(b.port, &["millwright/sec1/#"]));

@@ -9,7 +9,7 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use libfuzzer_sys::fuzz_target;
-use millwright::api::{AppState, router};
+use millwright::api::{Access, AppState, Hooks, HttpLimits, Setup, TrainingLimits, router};
 use millwright::jobs::JobQueue;
 use millwright::ml::TrainParams;
 use millwright::mqtt::requests::{NAMES, dispatch, parse_payload, response, to_call};
@@ -87,7 +87,15 @@ fn world() -> &'static World {
         let (queue, _) = JobQueue::open(Arc::new(MemStore::default()), 3, 10, false).expect("fuzz queue");
         let registry = Registry::open(&root.join("state"), 2, 50.0).expect("fuzz registry");
         let defaults = TrainParams { threads: 1, ..TrainParams::default() };
-        let state = AppState::new(Arc::new(queue), Arc::new(registry), root.join("data"), TOKEN.into(), true, defaults, 3600.0, 3);
+        let state = AppState::new(Setup {
+            queue: Arc::new(queue),
+            registry: Arc::new(registry),
+            data_dir: root.join("data"),
+            access: Access::new(TOKEN.into(), true, &[]),
+            training: TrainingLimits { defaults, max_time_limit_s: 3600.0 },
+            http: HttpLimits::default(),
+            hooks: Hooks::default(),
+        });
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("fuzz runtime");
         World { rt, app: router(state) }
     })

@@ -77,14 +77,14 @@ fn presented(headers: &HeaderMap) -> Option<Credential> {
 
 /// The check each mutating handler calls first.
 pub fn require(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if !state.auth_required {
+    if !state.access.required {
         return Ok(());
     }
     match presented(headers) {
-        Some(Credential::Bearer(t)) if same(&t, &state.token) => Ok(()),
+        Some(Credential::Bearer(t)) if same(&t, &state.access.token) => Ok(()),
         Some(Credential::Session(id)) => {
             same_origin(headers)?;
-            if state.sessions.touch(&id, Instant::now()) { Ok(()) } else { Err(ApiError::unauthorized()) }
+            if state.access.sessions.touch(&id, Instant::now()) { Ok(()) } else { Err(ApiError::unauthorized()) }
         }
         _ => Err(ApiError::unauthorized()),
     }
@@ -92,12 +92,12 @@ pub fn require(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Whether this client may see what is kept from anonymous readers (paths, file content in errors).
 pub fn is_logged_in(state: &AppState, headers: &HeaderMap) -> bool {
-    if !state.auth_required {
+    if !state.access.required {
         return true;
     }
     match presented(headers) {
-        Some(Credential::Bearer(t)) => same(&t, &state.token),
-        Some(Credential::Session(id)) => state.sessions.touch(&id, Instant::now()),
+        Some(Credential::Bearer(t)) => same(&t, &state.access.token),
+        Some(Credential::Session(id)) => state.access.sessions.touch(&id, Instant::now()),
         None => false,
     }
 }
@@ -339,15 +339,15 @@ fn too_many(wait: Duration) -> Response {
 pub async fn login(State(state): State<AppState>, Peer(peer): Peer, Body(body): Body<LoginBody>) -> Result<Response, ApiError> {
     let now = Instant::now();
     // Checked before the token, so a locked-out guesser learns nothing, not even from a right guess.
-    if let Verdict::Locked(wait) = state.login_throttle.check(peer, now) {
+    if let Verdict::Locked(wait) = state.access.login_throttle.check(peer, now) {
         return Ok(too_many(wait));
     }
-    if !same(body.token.trim(), &state.token) {
-        state.login_throttle.failed(peer, now);
+    if !same(body.token.trim(), &state.access.token) {
+        state.access.login_throttle.failed(peer, now);
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token (it is in STATE_DIR/token on the device)"));
     }
-    state.login_throttle.succeeded(peer);
-    let id = state.sessions.create(now);
+    state.access.login_throttle.succeeded(peer);
+    let id = state.access.sessions.create(now);
     let cookie = format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/");
     let mut resp = axum::Json(json!({ "success": true })).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -361,7 +361,7 @@ pub async fn login(State(state): State<AppState>, Peer(peer): Peer, Body(body): 
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(id) = cookie(&headers) {
         same_origin(&headers)?;
-        state.sessions.revoke(&id);
+        state.access.sessions.revoke(&id);
     }
     let mut resp = axum::Json(json!({ "success": true })).into_response();
     let clear = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
@@ -373,7 +373,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
 
 #[utoipa::path(get, path = "/api/auth/status", responses((status = 200, description = "whether this client may change state")))]
 pub async fn status(State(state): State<AppState>, headers: HeaderMap) -> axum::Json<serde_json::Value> {
-    axum::Json(json!({ "auth_required": state.auth_required, "logged_in": is_logged_in(&state, &headers) }))
+    axum::Json(json!({ "auth_required": state.access.required, "logged_in": is_logged_in(&state, &headers) }))
 }
 
 #[cfg(test)]

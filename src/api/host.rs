@@ -86,7 +86,7 @@ fn machine_host_names() -> Vec<String> {
 pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let host = req.headers().get(header::HOST).map(|v| v.to_str().unwrap_or("\u{fffd}").to_string());
     match host {
-        Some(h) if !state.allowed_hosts.allows(&h) => ApiError::new(
+        Some(h) if !state.access.allowed_hosts.allows(&h) => ApiError::new(
             StatusCode::MISDIRECTED_REQUEST,
             "unknown_host",
             format!(

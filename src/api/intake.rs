@@ -23,62 +23,12 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::Body as _;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// Request bodies above this are refused (413); predictions may carry more readings, logins are tiny.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 pub const PREDICT_BODY_LIMIT: usize = 8 * 1024 * 1024;
 pub const AUTH_BODY_LIMIT: usize = 16 * 1024;
-
-/// The `[http]` settings in the form the server uses, plus the shared body budget.
-pub struct HttpLimits {
-    pub header_timeout: Duration,
-    pub body_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_connections: usize,
-    pub body_memory: usize,
-    budget: Arc<Semaphore>,
-}
-
-impl HttpLimits {
-    pub fn new(
-        header_timeout: Duration,
-        body_timeout: Duration,
-        idle_timeout: Duration,
-        max_connections: usize,
-        body_memory: usize,
-    ) -> HttpLimits {
-        let body_memory = body_memory.min(Semaphore::MAX_PERMITS);
-        HttpLimits {
-            header_timeout,
-            body_timeout,
-            idle_timeout,
-            max_connections,
-            body_memory,
-            budget: Arc::new(Semaphore::new(body_memory)),
-        }
-    }
-
-    pub fn from_config(c: &crate::config::HttpConfig) -> HttpLimits {
-        let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::from_secs(60));
-        let mb = usize::try_from(c.body_memory_mb).unwrap_or(usize::MAX / (1 << 20)).saturating_mul(1 << 20);
-        HttpLimits::new(secs(c.header_timeout_s), secs(c.body_timeout_s), secs(c.idle_timeout_s), c.max_connections, mb)
-    }
-
-    /// Bytes of the body budget not reserved right now.
-    pub fn budget_free(&self) -> usize {
-        self.budget.available_permits()
-    }
-}
-
-impl Default for HttpLimits {
-    fn default() -> Self {
-        HttpLimits::from_config(&crate::config::HttpConfig::default())
-    }
-}
 
 /// The largest body a route takes.
 pub fn body_limit(path: &str) -> usize {
@@ -236,6 +186,8 @@ pub async fn intake(State(state): State<AppState>, req: Request, next: Next) -> 
 mod tests {
     use super::*;
     use futures_util::StreamExt;
+    use std::sync::Arc;
+    use std::time::Duration;
 
     #[test]
     fn route_limits_and_their_wording() {
@@ -277,16 +229,15 @@ mod tests {
         let store = crate::store::SledStore::open(&dir.path().join("jobs.sled")).unwrap();
         let (queue, _) = crate::jobs::JobQueue::open(Arc::new(store), 3, 10, false).unwrap();
         let registry = crate::registry::Registry::open(&dir.path().join("state"), 2, 50.0).unwrap();
-        let state = AppState::new(
-            Arc::new(queue),
-            Arc::new(registry),
-            dir.path().join("data"),
-            "t0k3n-0123456789abcdef".into(),
-            true,
-            crate::ml::TrainParams::default(),
-            3600.0,
-            3,
-        );
+        let state = AppState::new(crate::api::Setup {
+            queue: Arc::new(queue),
+            registry: Arc::new(registry),
+            data_dir: dir.path().join("data"),
+            access: crate::api::Access::new("t0k3n-0123456789abcdef".into(), true, &[]),
+            training: crate::api::TrainingLimits { defaults: crate::ml::TrainParams::default(), max_time_limit_s: 3600.0 },
+            http: crate::api::HttpLimits::default(),
+            hooks: crate::api::Hooks::default(),
+        });
         let app = super::super::router(state);
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let call = |token: Option<&str>| {
@@ -301,15 +252,5 @@ mod tests {
         assert_eq!(call(None), StatusCode::UNAUTHORIZED);
         let status = call(Some("t0k3n-0123456789abcdef"));
         assert!(status.is_client_error() && status != StatusCode::UNAUTHORIZED && status != StatusCode::REQUEST_TIMEOUT, "{status}");
-    }
-
-    #[tokio::test]
-    async fn the_body_budget_is_shared_and_returned() {
-        let l = HttpLimits::new(Duration::from_secs(1), Duration::from_secs(1), Duration::from_secs(1), 8, 100);
-        let a = l.budget.clone().acquire_many_owned(60).await.unwrap();
-        assert_eq!(l.budget_free(), 40);
-        assert!(l.budget.clone().try_acquire_many_owned(60).is_err(), "a second large body waits");
-        drop(a);
-        assert_eq!(l.budget_free(), 100);
     }
 }

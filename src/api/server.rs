@@ -41,7 +41,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
-use super::intake::HttpLimits;
+use super::limits::HttpLimits;
 
 /// Descriptors kept free for everything that is not a client connection: the job store, model and data
 /// files, blocking threads' reads, the MQTT and journald sockets, lingering closes.

@@ -34,9 +34,9 @@ pub struct TrainBody {
 }
 
 fn params(state: &AppState, b: &TrainBody) -> Result<TrainParams, ApiError> {
-    let mut p = state.defaults.clone();
+    let mut p = state.training.defaults.clone();
     if let Some(t) = b.time_limit.or(b.time_limit_per_model) {
-        let range = (crate::ml::bounds::TIME_LIMIT_S.0, state.max_time_limit_s);
+        let range = (crate::ml::bounds::TIME_LIMIT_S.0, state.training.max_time_limit_s);
         crate::ml::check_range("time_limit", t, range, " seconds (training.max_time_limit_s sets the upper end)")
             .map_err(ApiError::bad_request)?;
         p.time_limit_s = t;
@@ -58,7 +58,7 @@ fn params(state: &AppState, b: &TrainBody) -> Result<TrainParams, ApiError> {
     }
     if let Some(t) = b.threads {
         // The configured budget is a ceiling: the device may run other services beside training.
-        let ceiling = state.defaults.threads.max(1);
+        let ceiling = state.training.defaults.threads.max(1);
         if t == 0 || t > ceiling {
             return Err(ApiError::bad_request(format!(
                 "threads must be between 1 and {ceiling} (training.threads on this device), got {t}"
@@ -98,7 +98,7 @@ async fn submit(
     auth::require(state, headers)?;
     let params = params(state, &body)?;
     check_machine(state, &body.machine_id, &params).await?;
-    if let Some(refusal) = (state.admission_check)(&body.machine_id, &types) {
+    if let Some(refusal) = (state.hooks.admission_check)(&body.machine_id, &types) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "insufficient_resources", refusal.0).details(refusal.1));
     }
     let request = JobRequest { machine_id: body.machine_id.clone(), model_types: types, params };
@@ -230,7 +230,7 @@ pub async fn list_tasks(State(state): State<AppState>, Query(f): Query<TaskFilte
             v
         })
         .collect();
-    Ok(Json(json!({ "total": tasks.len(), "tasks": tasks, "pending": state.queue.pending_count(), "capacity": state.queue_capacity })))
+    Ok(Json(json!({ "total": tasks.len(), "tasks": tasks, "pending": state.queue.pending_count(), "capacity": state.queue.capacity() })))
 }
 
 #[utoipa::path(post, path = "/api/ml/tasks/{task_id}/cancel", params(("task_id" = String, Path)), responses((status = 200, description = "cancelled or signalled"), (status = 401), (status = 404), (status = 409, description = "already finished")))]

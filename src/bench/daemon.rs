@@ -1,9 +1,9 @@
 //! Table 4 of BENCHMARKS.md: the real daemon (this binary, `serve`, on a loopback port) under an open-loop
 //! request mix while batches train, plus progress cadence, cancel latency and 50 SSE clients.
 use super::BenchError;
-use super::http::{Conn, sse};
 use super::measure::{median, quantile};
 use crate::data::simulate::{FleetOptions, simulate_machine};
+use crate::util::http_client::{Conn, sse};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::io::BufRead;
@@ -308,14 +308,14 @@ fn sse_fan_out(d: &Daemon, clients: usize, busy: &str, small: &str) -> Result<Fa
 
 fn submit(c: &mut Conn, machine: &str) -> Result<String, BenchError> {
     let r = c.post("/api/ml/train/batch", &json!({ "machine_id": machine }))?;
-    let id = r.json()["task_id"].as_str().map(str::to_string);
+    let id = r.json().unwrap_or_default()["task_id"].as_str().map(str::to_string);
     id.filter(|_| r.status < 300)
         .ok_or_else(|| BenchError::Daemon(format!("submitting a batch answered {}: {}", r.status, String::from_utf8_lossy(&r.body))))
 }
 
 fn status(c: &mut Conn, id: &str) -> Result<String, BenchError> {
     let r = c.get(&format!("/api/ml/tasks/{id}"))?;
-    Ok(r.json()["status"].as_str().unwrap_or("").to_string())
+    Ok(r.json().unwrap_or_default()["status"].as_str().unwrap_or("").to_string())
 }
 
 fn wait_status(c: &mut Conn, id: &str, want: impl Fn(&str) -> bool, limit: Duration) -> Result<String, BenchError> {

@@ -4,7 +4,6 @@
 mod accuracy;
 mod daemon;
 mod hostile;
-mod http;
 mod measure;
 mod scaling;
 

@@ -184,7 +184,13 @@ pub fn main() -> ExitCode {
                 print!("{}", crate::config::print_default());
                 Ok(())
             } else {
-                config.load().and_then(|cfg| Ok(println!("{}", serde_json::to_string_pretty(&cfg.summary())?)))
+                config.load().and_then(|cfg| {
+                    for note in cfg.deprecations() {
+                        eprintln!("warning: {note}");
+                    }
+                    println!("{}", serde_json::to_string_pretty(&cfg.summary())?);
+                    Ok(())
+                })
             }
         }
     };

@@ -62,8 +62,30 @@ const fn secret(key: &'static str, example: &'static str, doc: &'static str) -> 
 const USIZE: Kind = Kind::UInt { max: usize::MAX as u64 };
 const U64: Kind = Kind::UInt { max: u64::MAX };
 
-pub(super) const SHUTDOWN_CHOICES: &[&str] = &["cancel_and_requeue", "finish_safe_point"];
+pub(super) const SHUTDOWN_CHOICES: &[&str] = &["cancel_and_requeue", "cancel"];
 pub(super) const QUALITY_CHOICES: &[&str] = &["fast", "standard", "best"];
+
+/// A choice still read under the name it had before: `old` does what `new` does, and
+/// `Config::deprecations` says so (the daemon logs it at start). Not listed among the choices in messages.
+pub(super) struct OldName {
+    pub key: &'static str,
+    pub old: &'static str,
+    pub new: &'static str,
+    /// Why the name changed, for the warning.
+    pub why: &'static str,
+}
+
+pub(super) const OLD_NAMES: &[OldName] = &[OldName {
+    key: "queue.shutdown",
+    old: "finish_safe_point",
+    new: "cancel",
+    why: "a stop never waited for a save point: it cancels the running job within queue.shutdown_grace_s either way",
+}];
+
+/// Whether `value` is an old name that `key` still reads.
+pub(super) fn is_old_name(key: &str, value: &str) -> bool {
+    OLD_NAMES.iter().any(|o| o.key == key && o.old == value)
+}
 
 /// Section name and the comment written above its header.
 pub(super) const SECTIONS: &[(&str, &str)] = &[
@@ -96,7 +118,7 @@ pub(super) const KEYS: &[KeySpec] = &[
     key(
         "queue.shutdown",
         Kind::Choice(SHUTDOWN_CHOICES),
-        "On stop: \"cancel_and_requeue\" the running job, or \"finish_safe_point\" (let it reach a save point first).",
+        "On stop the running job is cancelled: \"cancel_and_requeue\" queues it again for the next start, \"cancel\" leaves it failed.",
     ),
     key("queue.shutdown_grace_s", U64, "Seconds a stopping job gets; keep below systemd's TimeoutStopSec (90 s by default)."),
     key("models.keep_versions", USIZE, "Versions kept per model (at least 1); raise it to be able to roll back further."),

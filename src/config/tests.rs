@@ -2,6 +2,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::ml::Quality;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -47,11 +48,11 @@ fn full_config() -> Config {
             capacity: 50,
             requeue_interrupted: false,
             retention: 10,
-            shutdown: "finish_safe_point".into(),
+            shutdown: ShutdownPolicy::Cancel,
             shutdown_grace_s: 20,
         },
         models: ModelsConfig { keep_versions: 5, warn_size_mb: 123.5 },
-        training: TrainingConfig { threads: 2, default_time_limit_s: 60.0, quality: "best".into(), max_time_limit_s: 600.5 },
+        training: TrainingConfig { threads: 2, default_time_limit_s: 60.0, quality: Quality::Best, max_time_limit_s: 600.5 },
         auth: AuthConfig { required: false, token: None, token_file: Some("/etc/millwright/token".into()) },
         mqtt: MqttConfig {
             enabled: false,
@@ -198,13 +199,13 @@ fn env_overrides_nested_keys_of_every_type() {
     assert_eq!(c.listen, "127.0.0.1:1234");
     assert_eq!(c.data_dir, PathBuf::from("/data"));
     assert_eq!(c.queue.capacity, 32);
-    assert_eq!(c.queue.shutdown, "finish_safe_point");
+    assert_eq!(c.queue.shutdown, ShutdownPolicy::FinishSafePoint);
     assert!(!c.mqtt.enabled);
     assert!(c.mqtt.homeassistant);
     assert_eq!(c.mqtt.url, "mqtts://example.org:8883");
     assert_eq!(c.guard.temp_pause_c, 71.5);
     assert_eq!(c.guard.temp_resume_c, 60.0);
-    assert_eq!(c.training.quality, "fast");
+    assert_eq!(c.training.quality, Quality::Fast);
     assert_eq!(c.models.keep_versions, 7);
     assert_eq!(c.guard.hot_threads, 3);
 }
@@ -330,7 +331,7 @@ fn each_invalid_value_is_refused_naming_its_key() {
         ("[queue]\ncapacity = 10001", "queue.capacity"),
         ("[queue]\ncapacity = -1", "queue.capacity"),
         ("[queue]\nretention = 0", "queue.retention"),
-        ("[queue]\nshutdown = \"cancel\"", "queue.shutdown"),
+        ("[queue]\nshutdown = \"later\"", "queue.shutdown"),
         ("[models]\nkeep_versions = 0", "models.keep_versions"),
         ("[models]\nwarn_size_mb = -5.0", "models.warn_size_mb"),
         ("[models]\nwarn_size_mb = nan", "models.warn_size_mb"),
@@ -396,12 +397,6 @@ fn validate_without_origin_still_names_key() {
     c.models.keep_versions = 0;
     let err = c.validate().unwrap_err();
     assert_eq!(err.key(), Some("models.keep_versions"));
-    let mut c = Config::default();
-    c.training.quality = "great".into();
-    assert_eq!(c.validate().unwrap_err().key(), Some("training.quality"));
-    let mut c = Config::default();
-    c.queue.shutdown = "later".into();
-    assert_eq!(c.validate().unwrap_err().key(), Some("queue.shutdown"));
     assert!(err.to_string().starts_with("models.keep_versions = 0 is invalid: "), "{err}");
 }
 
@@ -472,4 +467,55 @@ fn allowed_hosts_from_file_and_environment() {
     assert!(msg.contains("http.allowed_hosts") && msg.contains("a list of strings"), "{msg}");
     let (msg, _) = err_text("[http]\nallowed_hosts = [1]\n");
     assert!(msg.contains("a list of strings"), "{msg}");
+}
+
+/// The choices the messages and the template list are exactly the names the enums read and write.
+#[test]
+fn choice_lists_match_the_enums() {
+    let read = |v: &str| toml::Value::String(v.into());
+    for name in SHUTDOWN_POLICIES {
+        let p: ShutdownPolicy = read(name).try_into().unwrap();
+        assert_eq!(toml::Value::try_from(p).unwrap().as_str(), Some(*name));
+    }
+    for name in QUALITIES {
+        let q: Quality = read(name).try_into().unwrap();
+        assert_eq!(toml::Value::try_from(q).unwrap().as_str(), Some(*name));
+    }
+}
+
+/// `queue.shutdown = "finish_safe_point"` promised a save point that never existed: it is read as the old name
+/// of "cancel", does the same, and is warned about; the messages offer only the current names.
+#[test]
+fn the_old_shutdown_name_still_loads_and_is_warned_about() {
+    let (c, _) = load_text("[queue]\nshutdown = \"finish_safe_point\"\n", &[]);
+    let c = c.unwrap();
+    assert_eq!(c.queue.shutdown, ShutdownPolicy::FinishSafePoint);
+    assert!(!c.queue.shutdown.requeues());
+    let notes = c.deprecations();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].starts_with("queue.shutdown = \"finish_safe_point\" is an old name of \"cancel\""), "{notes:?}");
+    assert_eq!(c.summary()["queue"]["shutdown"], "finish_safe_point", "the summary shows what was written");
+
+    let (c, _) = load_text("[queue]\nshutdown = \"cancel\"\n", &[]);
+    let c = c.unwrap();
+    assert_eq!(c.queue.shutdown, ShutdownPolicy::Cancel);
+    assert!(!c.queue.shutdown.requeues() && c.deprecations().is_empty());
+    assert!(defaults().queue.shutdown.requeues() && defaults().deprecations().is_empty());
+
+    let (msg, _) = err_text("[queue]\nshutdown = \"later\"\n");
+    assert!(msg.ends_with("must be one of \"cancel_and_requeue\", \"cancel\""), "{msg}");
+}
+
+#[test]
+fn mqtt_urls_split_into_tls_host_and_port() {
+    let broker = |url: &str| MqttConfig { url: url.into(), ..Default::default() }.broker();
+    let b = |tls, host: &str, port| Broker { tls, host: host.into(), port };
+    assert_eq!(broker("mqtt://127.0.0.1:1884").unwrap(), b(false, "127.0.0.1", 1884));
+    assert_eq!(broker("mqtts://broker.local").unwrap(), b(true, "broker.local", 8883));
+    assert_eq!(broker("MQTT://host/").unwrap(), b(false, "host", 1883));
+    assert_eq!(broker("mqtt://[::1]:1883").unwrap(), b(false, "::1", 1883));
+    for bad in ["http://x", "mqtt://x:0", "mqtt://x:", "mqtt://", "mqtt://[::1", "mqtt://u@x"] {
+        let e = broker(bad).unwrap_err();
+        assert_eq!(e.key(), Some("mqtt.url"), "{bad}: {e}");
+    }
 }

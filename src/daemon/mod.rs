@@ -1,61 +1,31 @@
 //! `millwright serve`: opens the store, the registry and the queue, starts the runner and the HTTP server,
 //! and stops all of them from one shutdown signal within the grace period.
+//!
+//! [`start`] builds the parts (a [`Daemon`]) and [`run`] serves them on a bound listener until
+//! `Daemon::shutdown` is triggered; `serve` wraps both in the process (runtime, signals, the "listening"
+//! line). Tests call `start` and `run` in-process on a port-0 listener (tests/daemon_api.rs), and spawn the
+//! binary only for what needs a process (kill -9, systemd, resource limits).
 mod token;
 
-pub use bus::{Bus, BusEvent};
-pub mod bus;
 pub mod systemd;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::jobs::{JobQueue, Runner};
-use crate::ml::{PauseGate, Quality, TrainParams};
+use crate::lifecycle::{Bus, Heartbeat, Shutdown};
+use crate::ml::{PauseGate, TrainParams};
 use crate::registry::Registry;
 use crate::store::{SledStore, StoreError};
 use anyhow::{Context, Result};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
-use tokio::sync::watch;
-
-/// One shutdown signal, many listeners (HTTP, runner, MQTT, watchdog).
-#[derive(Clone)]
-pub struct Shutdown {
-    tx: Arc<watch::Sender<bool>>,
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Shutdown {
-    pub fn new() -> Shutdown {
-        let (tx, _) = watch::channel(false);
-        Shutdown { tx: Arc::new(tx) }
-    }
-
-    pub fn trigger(&self) {
-        let _ = self.tx.send(true);
-    }
-
-    pub fn is_triggered(&self) -> bool {
-        *self.tx.borrow()
-    }
-
-    pub async fn wait(&self) {
-        let mut rx = self.tx.subscribe();
-        let _ = rx.wait_for(|v| *v).await;
-    }
-}
 
 fn training_defaults(cfg: &Config) -> TrainParams {
     let d = TrainParams::default();
     TrainParams {
         time_limit_s: cfg.training.default_time_limit_s,
         threads: if cfg.training.threads == 0 { d.threads } else { cfg.training.threads },
-        quality: Quality::parse(&cfg.training.quality).unwrap_or_default(),
+        quality: cfg.training.quality,
         ..d
     }
 }
@@ -78,7 +48,7 @@ pub struct Daemon {
     pub queue: Arc<JobQueue>,
     pub shutdown: Shutdown,
     pub runner: Option<std::thread::JoinHandle<()>>,
-    pub runner_heartbeat: Arc<AtomicU64>,
+    pub runner_heartbeat: Heartbeat,
     pub gate: Arc<PauseGate>,
     /// Daemon-wide events (guard, models) for MQTT and the log; job changes come from `queue.subscribe()`.
     pub bus: Bus,
@@ -107,6 +77,9 @@ fn open_store(cfg: &Config) -> Result<Arc<SledStore>> {
 }
 
 pub fn start(cfg: &Config) -> Result<Daemon> {
+    for note in cfg.deprecations() {
+        tracing::warn!("{note}");
+    }
     std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating the state folder {}", cfg.state_dir.display()))?;
     // First: on a full disk the daemon must refuse before anything writes.
     let store = open_store(cfg)?;
@@ -128,19 +101,16 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     let registry =
         Arc::new(Registry::open(&cfg.state_dir, cfg.models.keep_versions, cfg.models.warn_size_mb).context("opening the model registry")?);
     let gate = Arc::new(PauseGate::default());
-    let runner_heartbeat = Arc::new(AtomicU64::new(0));
-    let bus = bus::new();
-    let admit: crate::jobs::Admission = Arc::new(|_| None);
-    // --- guard wiring (issue 6) ---
+    let runner_heartbeat = Heartbeat::new();
+    let bus = Bus::new();
     let guard = crate::guard::Guard::new(cfg, bus.clone());
     let admit: crate::jobs::Admission = {
-        let (g, other) = (guard.clone(), admit);
-        Arc::new(move |job: &crate::jobs::Job| g.admit(job).or_else(|| other(job)))
+        let g = guard.clone();
+        Arc::new(move |job: &crate::jobs::Job| g.admit(job))
     };
     // The monitor ends by itself once the queue stops (Daemon::stop), so its handle need not be kept.
     guard.spawn(queue.clone(), gate.clone()).context("starting the resource guard")?;
     registry.set_disk_reserve_mb(cfg.guard.disk_reserve_mb);
-    // --- end guard wiring ---
     let runner = Runner {
         queue: queue.clone(),
         registry: registry.clone(),
@@ -148,40 +118,37 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
         gate: gate.clone(),
         heartbeat: runner_heartbeat.clone(),
         admit,
-        requeue_on_shutdown: cfg.queue.shutdown == "cancel_and_requeue",
+        requeue_on_shutdown: cfg.queue.shutdown.requeues(),
     }
     .spawn()
     .context("starting the job runner")?;
-    #[allow(unused_mut)]
-    let mut state = AppState::new(
-        queue.clone(),
-        registry,
-        cfg.data_dir.clone(),
-        token,
-        cfg.auth.required,
-        training_defaults(cfg),
-        cfg.training.max_time_limit_s,
-        cfg.queue.capacity,
-    );
-    // --- guard state wiring (issue 6): admission_check, health_extra ---
-    let g = guard.clone();
-    state.admission_check = Arc::new(move |machine: &str, types: &[crate::ml::ModelType]| g.refusal(machine, types));
-    state.health_extra = Arc::new(move || guard.health());
-    // --- end guard state wiring ---
-    state.allowed_hosts = Arc::new(api::AllowedHosts::new(&cfg.http.allowed_hosts));
-    state.http = Arc::new(api::HttpLimits::from_config(&cfg.http));
-    // --- mqtt health wiring (issue 13): the bridge's facts next to the guard's ---
     let mqtt_status = Arc::new(crate::mqtt::Status::default());
-    let (guard_health, mqtt_health) = (state.health_extra.clone(), mqtt_status.clone());
-    state.health_extra = Arc::new(move || {
-        let mut v = guard_health();
-        if let (Some(obj), serde_json::Value::Object(mqtt)) = (v.as_object_mut(), mqtt_health.health()) {
-            obj.extend(mqtt);
-        }
-        v
+    let state = AppState::new(api::Setup {
+        queue: queue.clone(),
+        registry,
+        data_dir: cfg.data_dir.clone(),
+        access: api::Access::new(token, cfg.auth.required, &cfg.http.allowed_hosts),
+        training: api::TrainingLimits { defaults: training_defaults(cfg), max_time_limit_s: cfg.training.max_time_limit_s },
+        http: api::HttpLimits::from_config(&cfg.http),
+        hooks: hooks(guard, mqtt_status.clone()),
     });
-    // --- end mqtt health wiring ---
     Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate, bus, mqtt_status, store })
+}
+
+/// What the guard and the MQTT bridge add to the API: the guard's refusals, and both parts' facts on
+/// `/api/health` (the bridge's next to the guard's).
+fn hooks(guard: Arc<crate::guard::Guard>, mqtt: Arc<crate::mqtt::Status>) -> api::Hooks {
+    let g = guard.clone();
+    api::Hooks {
+        admission_check: Arc::new(move |machine: &str, types: &[crate::ml::ModelType]| g.refusal(machine, types)),
+        health_extra: Arc::new(move || {
+            let mut v = guard.health();
+            if let (Some(obj), serde_json::Value::Object(facts)) = (v.as_object_mut(), mqtt.health()) {
+                obj.extend(facts);
+            }
+            v
+        }),
+    }
 }
 
 impl Daemon {
@@ -249,28 +216,34 @@ pub fn serve(cfg: Config) -> Result<()> {
 }
 
 async fn serve_async(cfg: Config) -> Result<()> {
-    let mut daemon = tokio::task::block_in_place(|| start(&cfg))?;
+    let daemon = tokio::task::block_in_place(|| start(&cfg))?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("binding {} (set `listen` or MILLWRIGHT_LISTEN)", cfg.listen))?;
     let addr = listener.local_addr()?;
     // Scripts and tests read this line to find the port when listening on port 0.
     println!("millwright listening on http://{addr}/");
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), state_dir = %cfg.state_dir.display(), "serving");
-    let shutdown = daemon.shutdown.clone();
-    let sig = shutdown.clone();
+    let sig = daemon.shutdown.clone();
     tokio::spawn(async move {
         signal().await;
         sig.trigger();
     });
+    run(daemon, listener, &cfg).await
+}
+
+/// Serves the API and the page on `listener`, with MQTT and the systemd notifications, until
+/// `daemon.shutdown` is triggered; then stops every part within the grace period. `serve` adds the process
+/// around it (runtime, signals); tests run it in-process on a port-0 listener and trigger the shutdown
+/// themselves. Needs a multi-threaded runtime (the stop blocks in place).
+pub async fn run(mut daemon: Daemon, listener: tokio::net::TcpListener, cfg: &Config) -> Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), state_dir = %cfg.state_dir.display(), "serving");
+    let shutdown = daemon.shutdown.clone();
     let wait = shutdown.clone();
-    let server = tokio::spawn(api::serve(listener, daemon.state.clone(), async move { wait.wait().await }));
-    // --- mqtt wiring (issue 5) ---
+    let server = tokio::spawn(api::serve(listener, daemon.state.clone(), crate::web::router(), async move { wait.wait().await }));
     // A broker that is down is retried in the background; only settings that cannot work stop the start.
-    let mqtt = crate::mqtt::Mqtt::start(&cfg, daemon.state.clone(), &daemon.bus, shutdown.clone(), daemon.mqtt_status.clone())
+    let mqtt = crate::mqtt::Mqtt::start(cfg, daemon.state.clone(), &daemon.bus, shutdown.clone(), daemon.mqtt_status.clone())
         .context("starting MQTT (fix the [mqtt] settings, or set mqtt.enabled = false)")?;
-    // --- end mqtt wiring ---
-    // --- systemd wiring (issue 8) ---
     // READY goes out here: the store is open, the port bound and the runner up. The MQTT loop's heartbeat
     // counts only when MQTT runs (None = disabled).
     let systemd_beats = systemd::Heartbeats {
@@ -279,20 +252,15 @@ async fn serve_async(cfg: Config) -> Result<()> {
         mqtt: mqtt.as_ref().map(|m| m.heartbeat()),
     };
     let systemd = systemd::start(systemd::Parts { queue: daemon.queue.clone(), beats: systemd_beats, addr }, shutdown.clone()).await;
-    // --- end systemd wiring ---
     shutdown.wait().await;
     let grace = Duration::from_secs(cfg.queue.shutdown_grace_s.min(9));
     tokio::task::block_in_place(|| daemon.stop(grace));
-    // --- mqtt shutdown (issue 5) ---
     // After the runner stopped, so the job's last change is published before `offline`.
     if let Some(mqtt) = mqtt {
         mqtt.finish(Duration::from_secs(3)).await;
     }
-    // --- end mqtt shutdown ---
-    // --- systemd shutdown (issue 8) ---
     // STOPPING was sent when the shutdown began; make sure it left before the process exits.
     systemd.finish().await;
-    // --- end systemd shutdown ---
     match tokio::time::timeout(Duration::from_secs(2), server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server error"),
@@ -305,16 +273,12 @@ async fn serve_async(cfg: Config) -> Result<()> {
 
 /// `millwright healthcheck`: exit 0 when the daemon answers /api/health with 200.
 pub fn healthcheck(cfg: &Config, timeout: Duration) -> Result<()> {
-    use std::io::{Read, Write};
     let mut addr: std::net::SocketAddr = cfg.listen.parse().with_context(|| format!("listen = {:?} is not an address", cfg.listen))?;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
-    s.set_read_timeout(Some(timeout))?;
-    write!(s, "GET /api/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    anyhow::ensure!(buf.starts_with("HTTP/1.1 200"), "unhealthy answer from {addr}: {}", buf.lines().next().unwrap_or(""));
+    let answer = crate::util::http_client::request(addr, "GET", "/api/health", &[], None, timeout)
+        .with_context(|| format!("asking {addr} for /api/health"))?;
+    anyhow::ensure!(answer.status == 200, "unhealthy answer from {addr}: HTTP {}", answer.status);
     Ok(())
 }

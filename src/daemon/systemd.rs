@@ -4,27 +4,26 @@
 //!
 //! Everything here is a no-op outside systemd: without `NOTIFY_SOCKET` nothing is sent, and without
 //! `WATCHDOG_USEC` no watchdog runs.
-use super::Shutdown;
 use crate::jobs::JobQueue;
+use crate::lifecycle::{Heartbeat, Shutdown, epoch_secs};
 use sd_notify::NotifyState;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
-/// The liveness counters the watchdog reads: seconds since the epoch of each part's last sign of life.
+/// The liveness counters the watchdog reads: each part's last sign of life.
 #[derive(Clone)]
 pub struct Heartbeats {
     /// Bumped by the runner on every turn of its loop (at least every 500 ms while it waits for work or a
     /// job is held by the guard), on every progress event, and while a job waits at the pause gate.
-    pub runner: Arc<AtomicU64>,
+    pub runner: Heartbeat,
     /// Bumped by every `/api/health` request; the watchdog sends one itself each tick.
-    pub http: Arc<AtomicU64>,
+    pub http: Heartbeat,
     /// The MQTT loop's counter; `None` means MQTT is disabled and is not part of the verdict.
     /// Contract for the MQTT loop: bump it at least every few seconds, including while reconnecting to a
     /// broker that is down (a broker outage is not a reason for systemd to restart the daemon).
-    pub mqtt: Option<Arc<AtomicU64>>,
+    pub mqtt: Option<Heartbeat>,
 }
 
 /// What the daemon hands to [`start`].
@@ -46,12 +45,7 @@ pub struct Reading {
 
 impl Reading {
     fn take(beats: &Heartbeats) -> Reading {
-        Reading {
-            now: now_secs(),
-            runner: beats.runner.load(Ordering::Relaxed),
-            http: beats.http.load(Ordering::Relaxed),
-            mqtt: beats.mqtt.as_ref().map(|m| m.load(Ordering::Relaxed)),
-        }
+        Reading { now: epoch_secs(), runner: beats.runner.last(), http: beats.http.last(), mqtt: beats.mqtt.as_ref().map(Heartbeat::last) }
     }
 }
 
@@ -87,10 +81,6 @@ pub fn status_line(queue: &JobQueue) -> String {
         }
         None => format!("idle; {pending} queued"),
     }
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn notify(states: &[NotifyState]) {
@@ -145,7 +135,7 @@ pub async fn start(parts: Parts, shutdown: Shutdown) -> Handle {
         return Handle { tasks: Vec::new() };
     }
     let t0 = Instant::now();
-    while parts.beats.runner.load(Ordering::Relaxed) == 0 && t0.elapsed() < RUNNER_START_WAIT {
+    while parts.beats.runner.last() == 0 && t0.elapsed() < RUNNER_START_WAIT {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let status = status_line(&parts.queue);
@@ -335,18 +325,19 @@ mod tests {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let http = Arc::new(AtomicU64::new(0));
+        let http = Heartbeat::new();
         // A minimal /api/health: every request is a sign of life, like the real handler's.
         let h = http.clone();
         std::thread::spawn(move || {
             for mut s in listener.incoming().map_while(Result::ok) {
-                h.store(now_secs(), Ordering::Relaxed);
+                h.beat();
                 let mut buf = [0u8; 512];
                 let _ = s.read(&mut buf);
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
             }
         });
-        let runner = Arc::new(AtomicU64::new(now_secs()));
+        let runner = Heartbeat::new();
+        runner.beat();
         let beats = Heartbeats { runner: runner.clone(), http: http.clone(), mqtt: None };
         let watch = Watchdog { beats, addr, interval: Duration::from_secs(2) };
         let sent = Arc::new(std::sync::Mutex::new(Vec::<(Duration, String)>::new()));
@@ -363,7 +354,7 @@ mod tests {
             let runner = runner.clone();
             async move {
                 while t0.elapsed() < until {
-                    runner.store(now_secs(), Ordering::Relaxed);
+                    runner.beat();
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -382,6 +373,6 @@ mod tests {
         assert_eq!(pings_between(6.1, silent_end.as_secs_f64()), 0, "a silent runner must withhold pings: {sent:?}");
         assert!(sent.iter().any(|(_, s)| s.starts_with("STATUS=unhealthy: runner silent for")), "the reason must show in STATUS: {sent:?}");
         assert!(pings_between(silent_end.as_secs_f64(), 99.0) >= 1, "pings must resume when the runner beats again: {sent:?}");
-        assert!(http.load(Ordering::Relaxed) > 0, "the probe must reach the server");
+        assert!(http.last() > 0, "the probe must reach the server");
     }
 }

@@ -17,8 +17,8 @@ pub mod thermal;
 pub mod throttle;
 
 use crate::config::Config;
-use crate::daemon::bus::{self, Bus};
 use crate::jobs::{Job, JobQueue};
+use crate::lifecycle::Bus;
 use crate::ml::{ModelType, PauseGate};
 use estimate::{ShapeCache, estimate_bytes};
 use readings::{Probe, Readings};
@@ -160,7 +160,7 @@ impl Guard {
                     if let (Some(d), Value::Object(n)) = (data.as_object_mut(), numbers.clone()) {
                         d.extend(n);
                     }
-                    bus::emit(&self.bus, event, data);
+                    self.bus.emit(event, data);
                     let since = st.held.get(&job.id).map_or_else(Instant::now, |h| h.since);
                     st.held.insert(job.id.clone(), Hold { since, kind, reason: reason.clone(), numbers });
                 } else if let Some(h) = st.held.get_mut(&job.id) {
@@ -218,16 +218,16 @@ impl Guard {
 
     /// A submission that cannot start now and will not by waiting: (message, numbers) for a 503. A disk below
     /// its reserve rarely frees itself, so it is refused here rather than queued and failed a moment later.
-    pub fn refusal(&self, machine: &str, types: &[ModelType]) -> Option<crate::api::Refusal> {
+    pub fn refusal(&self, machine: &str, types: &[ModelType]) -> Option<crate::jobs::Refusal> {
         if let Some((reason, numbers)) = self.disk_shortage(&self.readings()) {
-            bus::emit(&self.bus, "disk_refused", json!({ "machine_id": machine, "reason": reason }));
+            self.bus.emit("disk_refused", json!({ "machine_id": machine, "reason": reason }));
             return Some((format!("refused by the resource guard: {reason}"), numbers));
         }
         self.admission_check(machine, types)
     }
 
     /// A submission that could never fit, however long it waited: (message, numbers) for a 503.
-    pub fn admission_check(&self, machine: &str, types: &[ModelType]) -> Option<crate::api::Refusal> {
+    pub fn admission_check(&self, machine: &str, types: &[ModelType]) -> Option<crate::jobs::Refusal> {
         let shape = blocking(|| self.shapes.shape(machine))?;
         let estimate = estimate_bytes(&shape, types, None);
         let memory = self.readings().memory;
@@ -248,8 +248,7 @@ impl Guard {
             ceiling / MIB,
             self.cfg.memory_reserve_mb
         );
-        bus::emit(
-            &self.bus,
+        self.bus.emit(
             "memory_refused",
             json!({ "machine_id": machine, "estimate_mb": mb(estimate), "ceiling_mb": ceiling / MIB, "memory_reserve_mb": self.cfg.memory_reserve_mb, "never_fits": true }),
         );

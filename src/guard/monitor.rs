@@ -2,8 +2,7 @@
 //! jobs. It ticks faster than it polls so it notices shutdown, and settles the jobs it stopped, promptly.
 use super::thermal::{self, Change};
 use super::{Guard, HoldKind, MIB, lock, mb};
-use crate::daemon::bus;
-use crate::jobs::{Job, JobQueue, JobState};
+use crate::jobs::{Job, JobQueue, JobState, ModelStatus};
 use crate::ml::PauseGate;
 use serde_json::json;
 use std::collections::HashSet;
@@ -63,8 +62,7 @@ fn thermal(guard: &Guard, queue: &JobQueue, gate: &PauseGate, r: &super::Reading
         Some(Change::Pause(p)) => {
             tracing::warn!(temperature_c = p.at_c, limit_c = cfg.temp_pause_c, "SoC too hot: training pauses at its next safe point");
             gate.pause(p.reason.clone());
-            bus::emit(
-                &guard.bus,
+            guard.bus.emit(
                 "thermal_pause",
                 json!({ "temperature_c": p.at_c, "temp_pause_c": cfg.temp_pause_c, "temp_resume_c": cfg.temp_resume_c, "task_id": running.as_ref().map(|j| j.id.clone()), "reason": p.reason }),
             );
@@ -78,8 +76,7 @@ fn thermal(guard: &Guard, queue: &JobQueue, gate: &PauseGate, r: &super::Reading
             lock(&guard.status).paused = None;
             gate.resume();
             memo.paused_job = None;
-            bus::emit(
-                &guard.bus,
+            guard.bus.emit(
                 "thermal_resume",
                 json!({ "temperature_c": temperature_c, "paused_s": after.as_secs_f64(), "task_id": running.as_ref().map(|j| j.id.clone()) }),
             );
@@ -107,8 +104,7 @@ fn thermal(guard: &Guard, queue: &JobQueue, gate: &PauseGate, r: &super::Reading
             cfg.temp_resume_c,
             cfg.pause_max_s
         );
-        bus::emit(
-            &guard.bus,
+        guard.bus.emit(
             "thermal_abort",
             json!({ "task_id": job.id, "machine_id": job.request.machine_id, "temperature_c": t, "paused_s": held.as_secs_f64(), "pause_max_s": cfg.pause_max_s }),
         );
@@ -126,8 +122,7 @@ fn throttle(guard: &Guard, r: &super::Readings, memo: &mut Memo) {
         tracing::warn!(raw = format!("0x{:x}", t.raw), "Raspberry Pi firmware reports: {}", t.now.describe());
     }
     if memo.throttle_now.is_some() || live != 0 {
-        bus::emit(
-            &guard.bus,
+        guard.bus.emit(
             "throttle",
             json!({ "raw": format!("0x{:x}", t.raw), "now": t.now, "since_boot": t.since_boot, "summary": t.now.describe() }),
         );
@@ -149,8 +144,7 @@ fn memory(guard: &Guard, queue: &JobQueue, r: &super::Readings, memo: &mut Memo)
         guard.cfg.memory_abort_mb
     );
     tracing::warn!(task_id = %job.id, rss_mb = mb(rss), limit_mb = limit / MIB, "memory limit passed: stopping the running job");
-    bus::emit(
-        &guard.bus,
+    guard.bus.emit(
         "memory_abort",
         json!({ "task_id": job.id, "machine_id": job.request.machine_id, "rss_mb": mb(rss), "limit_mb": limit / MIB, "memory_abort_mb": guard.cfg.memory_abort_mb }),
     );
@@ -186,7 +180,7 @@ fn held(guard: &Guard, queue: &JobQueue) {
                 j.log(format!("ended: {message}"));
                 j.progress.stage = "failure".into();
                 for m in j.progress.models.values_mut() {
-                    m.status = "SKIPPED".into();
+                    m.status = ModelStatus::Skipped;
                 }
                 j.finish(JobState::Failure, Some(message.clone()));
             }
@@ -199,7 +193,7 @@ fn held(guard: &Guard, queue: &JobQueue) {
                 if let (Some(d), serde_json::Value::Object(n)) = (data.as_object_mut(), hold.numbers) {
                     d.extend(n);
                 }
-                bus::emit(&guard.bus, "job_refused", data);
+                guard.bus.emit("job_refused", data);
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(task_id = %id, error = %e, "could not fail a held job"),
@@ -218,12 +212,11 @@ fn abort(queue: &JobQueue, id: &str, reason: String) {
 /// The registry flags oversize models in the job; the bus carries it to MQTT and the log.
 fn oversize(guard: &Guard, job: &Job, memo: &mut Memo) {
     for (t, m) in &job.progress.models {
-        let new = m.oversize && m.status == "SUCCESS" && memo.oversize_sent.insert((job.id.clone(), t.clone()));
+        let new = m.oversize && m.status == ModelStatus::Success && memo.oversize_sent.insert((job.id.clone(), t.clone()));
         if !new {
             continue;
         }
-        bus::emit(
-            &guard.bus,
+        guard.bus.emit(
             "model_oversize",
             json!({ "task_id": job.id, "machine_id": job.request.machine_id, "model_type": t, "version": m.version, "size_bytes": m.size_bytes, "warning": m.warning }),
         );
@@ -238,13 +231,14 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::jobs::JobRequest;
+    use crate::lifecycle::{Bus, BusEvent};
     use crate::ml::{ModelType, TrainParams};
     use crate::store::SledStore;
 
-    fn setup(dir: &std::path::Path) -> (Arc<Guard>, Arc<JobQueue>, tokio::sync::broadcast::Receiver<bus::BusEvent>) {
+    fn setup(dir: &std::path::Path) -> (Arc<Guard>, Arc<JobQueue>, tokio::sync::broadcast::Receiver<BusEvent>) {
         let mut cfg = Config { state_dir: dir.join("state"), data_dir: dir.join("data"), ..Config::default() };
         cfg.guard.sysfs_root = dir.join("root");
-        let bus = bus::new();
+        let bus = Bus::new();
         let rx = bus.subscribe();
         let (q, _) = JobQueue::open(Arc::new(SledStore::open(&dir.join("jobs")).unwrap()), 5, 10, false).unwrap();
         (Guard::new(&cfg, bus), Arc::new(q), rx)
@@ -261,7 +255,7 @@ mod tests {
         let mut job = queue.submit(request()).unwrap();
         let m = job.progress.models.get_mut("anomaly").unwrap();
         (m.status, m.oversize, m.version, m.size_bytes, m.warning) =
-            ("SUCCESS".into(), true, Some(3), Some(600 << 20), Some("model is 600.0 MB".into()));
+            (ModelStatus::Success, true, Some(3), Some(600 << 20), Some("model is 600.0 MB".into()));
         let mut memo = Memo::default();
         oversize(&guard, &job, &mut memo);
         oversize(&guard, &job, &mut memo);

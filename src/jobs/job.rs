@@ -30,11 +30,45 @@ impl JobState {
     }
 }
 
+/// Where one model of a batch stands (`progress.models.<type>.status`), upper-case like the job's state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ModelStatus {
+    #[default]
+    Pending,
+    Progress,
+    Success,
+    Failure,
+    /// Cancelled, or interrupted by a shutdown.
+    Revoked,
+    /// Never started: the resource guard failed the job while it waited.
+    Skipped,
+}
+
+/// One model's entry in a finished job's `result.results.<type>`. The seed's clients read "completed" and
+/// "failed" there, while `progress.models.<type>.status` says SUCCESS and FAILURE for the same outcomes: both
+/// spellings stay on the wire, and [`ModelResult::status`] ties them together.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum ModelResult {
+    Completed { version: u32, size_bytes: u64, oversize: bool, warning: Option<String>, metrics: serde_json::Value, train_seconds: f64 },
+    Failed { error: String },
+}
+
+impl ModelResult {
+    /// The same outcome in `progress.models`' spelling.
+    pub fn status(&self) -> ModelStatus {
+        match self {
+            ModelResult::Completed { .. } => ModelStatus::Success,
+            ModelResult::Failed { .. } => ModelStatus::Failure,
+        }
+    }
+}
+
 /// One model of a batch.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelProgress {
-    /// PENDING, PROGRESS, SUCCESS, FAILURE, REVOKED or SKIPPED.
-    pub status: String,
+    pub status: ModelStatus,
     pub progress_percent: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<serde_json::Value>,
@@ -108,7 +142,7 @@ impl Job {
         let models = request
             .model_types
             .iter()
-            .map(|t| (t.as_str().to_string(), ModelProgress { status: "PENDING".into(), ..Default::default() }))
+            .map(|t| (t.as_str().to_string(), ModelProgress { status: ModelStatus::Pending, ..Default::default() }))
             .collect();
         let batch_total = request.model_types.len();
         Job {
@@ -142,5 +176,44 @@ impl Job {
         self.error = error;
         self.completed_at = Some(crate::util::time::format_timestamp(crate::util::time::now_secs()));
         self.waiting_reason = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The wire spellings the page, the MQTT topics and the seed's clients read.
+    #[test]
+    fn model_statuses_keep_their_wire_spellings() {
+        let all = [
+            (ModelStatus::Pending, "PENDING"),
+            (ModelStatus::Progress, "PROGRESS"),
+            (ModelStatus::Success, "SUCCESS"),
+            (ModelStatus::Failure, "FAILURE"),
+            (ModelStatus::Revoked, "REVOKED"),
+            (ModelStatus::Skipped, "SKIPPED"),
+        ];
+        for (status, text) in all {
+            assert_eq!(serde_json::to_value(status).unwrap(), json!(text));
+            assert_eq!(serde_json::from_value::<ModelStatus>(json!(text)).unwrap(), status);
+        }
+        let done = ModelResult::Completed {
+            version: 2,
+            size_bytes: 10,
+            oversize: false,
+            warning: None,
+            metrics: json!({ "headline": {} }),
+            train_seconds: 1.5,
+        };
+        assert_eq!(
+            serde_json::to_value(&done).unwrap(),
+            json!({ "status": "completed", "version": 2, "size_bytes": 10, "oversize": false, "warning": null, "metrics": { "headline": {} }, "train_seconds": 1.5 })
+        );
+        assert_eq!(done.status(), ModelStatus::Success);
+        let failed = ModelResult::Failed { error: "only one class".into() };
+        assert_eq!(serde_json::to_value(&failed).unwrap(), json!({ "status": "failed", "error": "only one class" }));
+        assert_eq!(failed.status(), ModelStatus::Failure);
     }
 }

@@ -1,6 +1,6 @@
 //! The bounded, sequential, persistent queue. All jobs live in memory (a few hundred at most) and every
 //! change is written through to the store; state changes are flushed before anyone is told about them.
-use super::job::{Job, JobRequest, JobState};
+use super::job::{Job, JobRequest, JobState, ModelStatus};
 use crate::store::RecordStore;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -186,6 +186,11 @@ impl JobQueue {
         let _ = self.events.send(Arc::new(job.clone()));
     }
 
+    /// How many jobs may wait at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn pending_count(&self) -> usize {
         self.lock().jobs.values().filter(|j| j.state == JobState::Pending).count()
     }
@@ -255,7 +260,7 @@ impl JobQueue {
         job.log("cancelled before it started");
         job.finish(JobState::Revoked, Some("cancelled before it started".into()));
         for m in job.progress.models.values_mut() {
-            m.status = "REVOKED".into();
+            m.status = ModelStatus::Revoked;
         }
         let snapshot = job.clone();
         self.persist(&snapshot)?;

@@ -1,15 +1,23 @@
 //! The runner: one dedicated thread (never an async worker) that takes jobs in submission order and trains
 //! each model of the batch, reporting real progress into the job and saving finished models to the registry.
-use super::job::{Job, JobState};
+use super::job::{Job, JobState, ModelResult, ModelStatus};
 use super::queue::{IDLE_TURN, JobQueue, Next};
 use crate::data::{self, MachineId};
+use crate::lifecycle::Heartbeat;
 use crate::ml::{self, Event, MlError, ModelType, PauseGate, TrainContext};
 use crate::registry::Registry;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Each model's outcome by its type's name, in name order: the job result's `results`.
+type Results = BTreeMap<String, ModelResult>;
+
+/// A submission the resource guard refuses outright: (message, numbers).
+pub type Refusal = (String, serde_json::Value);
 
 /// Why a job should wait before starting (the resource guard plugs in here).
 pub type Admission = Arc<dyn Fn(&Job) -> Option<String> + Send + Sync>;
@@ -19,8 +27,8 @@ pub struct Runner {
     pub registry: Arc<Registry>,
     pub data_dir: PathBuf,
     pub gate: Arc<PauseGate>,
-    /// Seconds since the epoch of the runner's last sign of life, for the watchdog.
-    pub heartbeat: Arc<AtomicU64>,
+    /// The runner's last sign of life, for the watchdog.
+    pub heartbeat: Heartbeat,
     pub admit: Admission,
     /// Requeue the running job when the daemon stops it.
     pub requeue_on_shutdown: bool,
@@ -29,27 +37,22 @@ pub struct Runner {
 impl Runner {
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
         // A job held at the pause gate waits there, not in this loop: the gate's wait beats for it.
-        self.gate.beat_into(self.heartbeat.clone());
+        self.gate.beat_into(self.heartbeat.shared());
         std::thread::Builder::new().name("millwright-runner".into()).spawn(move || self.run())
-    }
-
-    fn beat(&self) {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        self.heartbeat.store(now, Ordering::Relaxed);
     }
 
     /// The heartbeat is bumped on every turn of this loop (at least every IDLE_TURN while idle, held by the
     /// guard or not), so it means "this thread is alive and turning", which is what the watchdog asks.
     fn run(self) {
         loop {
-            self.beat();
+            self.heartbeat.beat();
             crate::util::failpoint::hit("runner.idle");
             let (job, cancel) = match self.queue.next_within(self.admit.as_ref(), IDLE_TURN) {
                 Next::Start(job, cancel) => (*job, cancel),
                 Next::Idle => continue,
                 Next::Stopping => break,
             };
-            self.beat();
+            self.heartbeat.beat();
             let id = job.id.clone();
             let span = tracing::info_span!("job", task_id = %id, machine_id = %job.request.machine_id);
             let _g = span.enter();
@@ -72,7 +75,7 @@ impl Runner {
             return self.finish(&id, JobState::Failure, Some("invalid machine id".into()), None);
         };
         let n = request.model_types.len();
-        let mut results = serde_json::Map::new();
+        let mut results = BTreeMap::new();
         let mut revoked = false;
         let mut succeeded = 0;
         for (i, t) in request.model_types.iter().enumerate() {
@@ -85,7 +88,7 @@ impl Runner {
                 j.progress.model_type = Some(*t);
                 j.progress.batch_index = i;
                 if let Some(m) = j.progress.models.get_mut(t.as_str()) {
-                    m.status = "PROGRESS".into();
+                    m.status = ModelStatus::Progress;
                 }
                 j.log(format!("training {t} ({}/{n})", i + 1));
             });
@@ -110,10 +113,19 @@ impl Runner {
                             tracing::warn!(model_type = %t, "{w}");
                         }
                         let metrics = json!({ "headline": trained.report.headline, "test": trained.report.metrics });
-                        results.insert(t.as_str().into(), json!({ "status": "completed", "version": info.version, "size_bytes": info.size_bytes, "oversize": info.oversize, "warning": info.warning, "metrics": metrics.clone(), "train_seconds": secs }));
+                        let done = ModelResult::Completed {
+                            version: info.version,
+                            size_bytes: info.size_bytes,
+                            oversize: info.oversize,
+                            warning: info.warning.clone(),
+                            metrics: metrics.clone(),
+                            train_seconds: secs,
+                        };
+                        let status = done.status();
+                        results.insert(t.as_str().into(), done);
                         self.update(&id, true, |j| {
                             if let Some(m) = j.progress.models.get_mut(t.as_str()) {
-                                m.status = "SUCCESS".into();
+                                m.status = status;
                                 m.progress_percent = 100.0;
                                 m.metrics = Some(metrics);
                                 m.version = Some(info.version);
@@ -134,7 +146,7 @@ impl Runner {
                     revoked = true;
                     self.update(&id, true, |j| {
                         if let Some(m) = j.progress.models.get_mut(t.as_str()) {
-                            m.status = "REVOKED".into();
+                            m.status = ModelStatus::Revoked;
                         }
                         j.log(format!("{t} cancelled; no partial model was kept"));
                     });
@@ -147,8 +159,8 @@ impl Runner {
         let aborted = if revoked { self.queue.abort_reason(&id) } else { None };
         if let Some(reason) = aborted {
             self.update(&id, true, |j| {
-                for m in j.progress.models.values_mut().filter(|m| m.status == "REVOKED") {
-                    m.status = "FAILURE".into();
+                for m in j.progress.models.values_mut().filter(|m| m.status == ModelStatus::Revoked) {
+                    m.status = ModelStatus::Failure;
                     m.error = Some(reason.clone());
                 }
             });
@@ -192,8 +204,7 @@ impl Runner {
         let last_stage = Mutex::new(String::new());
         let warned = AtomicBool::new(false);
         let sink = Arc::new(move |e: &Event| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            heartbeat.store(now, Ordering::Relaxed);
+            heartbeat.beat();
             let result = queue.update(&job_id, false, |j| match e {
                 Event::Progress { fraction, stage, message } => {
                     let overall = (i as f64 + fraction) / n as f64;
@@ -235,12 +246,14 @@ impl Runner {
         ml::train(t, table, params, &ctx)
     }
 
-    fn model_failed(&self, id: &str, t: ModelType, error: String, results: &mut serde_json::Map<String, serde_json::Value>) {
+    fn model_failed(&self, id: &str, t: ModelType, error: String, results: &mut Results) {
         tracing::warn!(model_type = %t, error = %error, "model failed");
-        results.insert(t.as_str().into(), json!({ "status": "failed", "error": error }));
+        let failed = ModelResult::Failed { error: error.clone() };
+        let status = failed.status();
+        results.insert(t.as_str().into(), failed);
         self.update(id, true, |j| {
             if let Some(m) = j.progress.models.get_mut(t.as_str()) {
-                m.status = "FAILURE".into();
+                m.status = status;
                 m.error = Some(error.clone());
             }
             j.log(format!("{t} failed: {error}"));
@@ -272,11 +285,15 @@ impl Runner {
 }
 
 /// "classification: only one class …" for each failed model, then which models were kept (if any).
-fn batch_failure(results: &serde_json::Map<String, serde_json::Value>, succeeded: usize, n: usize) -> String {
-    let errors: Vec<String> =
-        results.iter().filter_map(|(k, v)| v.get("error").and_then(|e| e.as_str()).map(|e| format!("{k}: {e}"))).collect();
-    let kept: Vec<&str> =
-        results.iter().filter(|(_, v)| v.get("status").and_then(|s| s.as_str()) == Some("completed")).map(|(k, _)| k.as_str()).collect();
+fn batch_failure(results: &Results, succeeded: usize, n: usize) -> String {
+    let errors: Vec<String> = results
+        .iter()
+        .filter_map(|(k, r)| match r {
+            ModelResult::Failed { error } => Some(format!("{k}: {error}")),
+            ModelResult::Completed { .. } => None,
+        })
+        .collect();
+    let kept: Vec<&str> = results.iter().filter(|(_, r)| matches!(r, ModelResult::Completed { .. })).map(|(k, _)| k.as_str()).collect();
     let mut msg = errors.join("; ");
     if succeeded > 0 {
         msg.push_str(&format!(" ({} of {n} models failed; {} trained and live)", n - succeeded, kept.join(", ")));
@@ -290,9 +307,17 @@ mod tests {
 
     #[test]
     fn a_partly_failed_batch_names_the_failures_and_the_kept_models() {
-        let mut r = serde_json::Map::new();
-        r.insert("classification".into(), json!({ "status": "failed", "error": "only one class" }));
-        r.insert("anomaly".into(), json!({ "status": "completed", "version": 1 }));
+        let mut r = Results::new();
+        r.insert("classification".into(), ModelResult::Failed { error: "only one class".into() });
+        let done = ModelResult::Completed {
+            version: 1,
+            size_bytes: 1,
+            oversize: false,
+            warning: None,
+            metrics: serde_json::Value::Null,
+            train_seconds: 1.0,
+        };
+        r.insert("anomaly".into(), done);
         let msg = batch_failure(&r, 1, 2);
         assert_eq!(msg, "classification: only one class (1 of 2 models failed; anomaly trained and live)");
         r.remove("anomaly");

@@ -26,8 +26,8 @@ pub mod twin;
 
 use crate::api::AppState;
 use crate::config::Config;
-use crate::daemon::{Bus, Shutdown};
 use crate::jobs::JobQueue;
+use crate::lifecycle::{Bus, BusEvent, Heartbeat, Shutdown};
 use outbox::{Message, Outbox};
 use serde_json::json;
 use std::collections::HashSet;
@@ -64,6 +64,9 @@ const FALLBACK_STOP: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
+    /// A setting the config's own checks refuse (a `Config` built in code skips them).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("{key}: {message}")]
     Setting { key: &'static str, message: String },
     #[error("{key} = {path}: {message}", path = path.display())]
@@ -74,7 +77,7 @@ pub enum MqttError {
 pub struct Mqtt {
     stop: Arc<watch::Sender<bool>>,
     task: JoinHandle<()>,
-    heartbeat: Arc<std::sync::atomic::AtomicU64>,
+    heartbeat: Heartbeat,
 }
 
 impl Mqtt {
@@ -146,7 +149,7 @@ impl Mqtt {
             cfg.mqtt.accept_requests,
             cfg.mqtt.homeassistant,
             router,
-            state.token.clone(),
+            state.access.token.clone(),
             outbox,
             refresh,
             twins,
@@ -168,9 +171,9 @@ impl Mqtt {
         Ok(Some(Mqtt { stop: stop_tx, task, heartbeat }))
     }
 
-    /// Epoch seconds of the session loop's last sign of life (every 2 s, also while the broker is down):
-    /// the systemd watchdog's MQTT heartbeat.
-    pub fn heartbeat(&self) -> Arc<std::sync::atomic::AtomicU64> {
+    /// The session loop's last sign of life (every 2 s, also while the broker is down): the systemd
+    /// watchdog's MQTT heartbeat.
+    pub fn heartbeat(&self) -> Heartbeat {
         self.heartbeat.clone()
     }
 
@@ -290,7 +293,7 @@ impl JobWatcher {
 }
 
 async fn forward_bus(
-    mut rx: tokio::sync::broadcast::Receiver<crate::daemon::BusEvent>,
+    mut rx: tokio::sync::broadcast::Receiver<BusEvent>,
     topics: Topics,
     outbox: Outbox,
     told: Arc<Mutex<HashSet<String>>>,

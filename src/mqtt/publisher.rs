@@ -67,7 +67,7 @@ impl Publisher {
 
     pub async fn health(&self) {
         let call = Call { method: Method::GET, path: "/api/health".into(), body: None };
-        let mut health = match requests::dispatch(&self.router, &self.state.token, call).await {
+        let mut health = match requests::dispatch(&self.router, &self.state.access.token, call).await {
             Ok(v) => v,
             Err((e, _)) => json!({ "status": "error", "error": e.message }),
         };

@@ -14,12 +14,12 @@ use super::status::{Facts, Status};
 use super::topics::Topics;
 use super::twin::{Change, Seen, Twins};
 use super::{Availability, availability};
+use crate::lifecycle::Heartbeat;
 use axum::Router;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, QoS, StateError, TlsError};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -193,16 +193,11 @@ pub struct Session {
     /// The size of the last message too big to read, until a connection holds again.
     oversize: Option<usize>,
     pub status: Arc<Status>,
-    /// Epoch seconds, bumped every [`HEARTBEAT_EVERY`] by this loop, connected or not (for the watchdog).
-    pub heartbeat: Arc<AtomicU64>,
+    /// Bumped every [`HEARTBEAT_EVERY`] by this loop, connected or not (for the watchdog).
+    pub heartbeat: Heartbeat,
 }
 
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
-
-fn beat(heartbeat: &AtomicU64) {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    heartbeat.store(now, Ordering::Relaxed);
-}
 
 impl Session {
     #[allow(clippy::too_many_arguments)]
@@ -239,7 +234,7 @@ impl Session {
             retained: BTreeMap::new(),
             down_since: None,
             ever_connected: false,
-            heartbeat: Arc::new(AtomicU64::new(0)),
+            heartbeat: Heartbeat::new(),
             connected_since: None,
             twins,
             answering,
@@ -264,7 +259,7 @@ impl Session {
                 biased;
                 _ = super::stopped(&mut stop) => break,
                 _ = tick.tick() => {
-                    beat(&self.heartbeat);
+                    self.heartbeat.beat();
                     self.look_around();
                 }
                 ev = link_rx.recv() => match ev {

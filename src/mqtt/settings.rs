@@ -3,7 +3,7 @@
 //! start, so a bad setting stops the daemon with a message instead of a silent reconnect loop.
 use super::MqttError;
 use super::topics::Topics;
-use crate::config::MqttConfig;
+use crate::config::{Broker, MqttConfig};
 use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -42,7 +42,7 @@ impl Settings {
         let base = cfg.base_topic.clone().unwrap_or_else(|| format!("millwright/{node_id}"));
         let topics = Topics::new(&base, &cfg.discovery_prefix, &node_id);
         let client_id = cfg.client_id.clone().unwrap_or_else(|| format!("millwright-{node_id}"));
-        let (tls, host, port) = parse_url(&cfg.url)?;
+        let Broker { tls, host, port } = cfg.broker()?;
         let mut options = MqttOptions::new(client_id.clone(), host.clone(), port);
         // 0 turns keep-alive off, which rumqttc accepts only as exactly zero.
         let keepalive = if cfg.keepalive_s == 0 { Duration::ZERO } else { Duration::from_secs(cfg.keepalive_s.max(5)) };
@@ -71,36 +71,6 @@ impl Settings {
         }
         Ok(Settings { node_id, instance_id: instance_id.to_string(), topics, client_id, broker: format!("{host}:{port}"), tls, options })
     }
-}
-
-/// `(tls, host, port)`; the config has already checked the shape, this only splits it.
-pub fn parse_url(url: &str) -> Result<(bool, String, u16), MqttError> {
-    let bad = |why: &str| MqttError::Setting { key: "mqtt.url", message: format!("{url:?}: {why}") };
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("must look like mqtt://host:1883"))?;
-    let tls = match scheme.to_ascii_lowercase().as_str() {
-        "mqtt" => false,
-        "mqtts" => true,
-        _ => return Err(bad("the scheme must be mqtt:// or mqtts://")),
-    };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    let default_port = if tls { 8883 } else { 1883 };
-    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-        let (host, after) = bracketed.split_once(']').ok_or_else(|| bad("an IPv6 address must be closed with ']'"))?;
-        (host.to_string(), after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (authority.to_string(), None),
-        }
-    };
-    let port = match port {
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("the port must be 1..=65535"))?,
-        None => default_port,
-    };
-    if host.is_empty() {
-        return Err(bad("must name a host"));
-    }
-    Ok((tls, host, port))
 }
 
 fn read_password(file: &Path) -> Result<String, MqttError> {
@@ -206,15 +176,6 @@ mod tests {
         assert_eq!(sanitize_node_id(""), "millwright");
         assert_eq!(sanitize_node_id("###"), "millwright");
         assert_eq!(sanitize_node_id(&"x".repeat(100)).len(), 64);
-    }
-
-    #[test]
-    fn urls_split_into_tls_host_and_port() {
-        assert_eq!(parse_url("mqtt://127.0.0.1:1884").unwrap(), (false, "127.0.0.1".into(), 1884));
-        assert_eq!(parse_url("mqtts://broker.local").unwrap(), (true, "broker.local".into(), 8883));
-        assert_eq!(parse_url("mqtt://[::1]:1883").unwrap(), (false, "::1".into(), 1883));
-        assert!(parse_url("http://x").is_err());
-        assert!(parse_url("mqtt://x:0").is_err());
     }
 
     #[test]

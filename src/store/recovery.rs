@@ -146,6 +146,15 @@ fn move_aside(dir: &Path) -> Result<PathBuf, StoreError> {
     Ok(target)
 }
 
+impl SledStore {
+    /// Opens the store the way the daemon does (free space, leftovers, damage, the backup; see [`open`]); what
+    /// recovery did is logged. Defined here, not beside sled: opening is recovery's job, and sled_store stays
+    /// below it.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        open(dir).map(|(store, _)| store)
+    }
+}
+
 /// Opens (and if need be repairs) the store at `dir`.
 pub fn open(dir: &Path) -> Result<(SledStore, OpenReport), StoreError> {
     check_space(dir)?;

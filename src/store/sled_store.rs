@@ -82,12 +82,6 @@ pub(super) fn is_disk_full(e: &std::io::Error) -> bool {
 }
 
 impl SledStore {
-    /// Opens the store the way the daemon does (free space, leftovers, damage, the backup; see
-    /// [`super::recovery::open`]); what recovery did is logged.
-    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        super::recovery::open(dir).map(|(store, _)| store)
-    }
-
     pub(super) fn open_sled(dir: &Path) -> Result<Handles, sled::Error> {
         let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).flush_every_ms(Some(1000)).open()?;
         let jobs = db.open_tree("jobs")?;

@@ -1,11 +1,14 @@
-//! The embedded training page (issue 7): the files in `web/`, compiled into the binary with `rust-embed`.
+//! The embedded training page: the files in `web/`, compiled into the binary with `rust-embed`.
 //! In debug builds rust-embed reads them from disk on each request, so editing the page is live.
 //!
 //! `/` is `index.html` (never cached, so a new binary's page is picked up at once); everything else lives under
 //! `/static/`, with an ETag, gzip when the browser accepts it, and — when the URL carries the current
 //! `?v=` page version — a year-long immutable cache. One strict Content-Security-Policy for every answer:
 //! the page talks to this daemon only.
-use crate::api::AppState;
+//!
+//! The daemon merges [`router`] into the API's (`api::router_with`), so the page's answers pass the same host
+//! check and speak the API's one error shape.
+use crate::api::ApiError;
 use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -37,13 +40,14 @@ pub enum WebError {
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        let mut resp = crate::api::ApiError::not_found(self.to_string()).into_response();
+        let mut resp = ApiError::not_found(self.to_string()).into_response();
         security_headers(resp.headers_mut());
         resp
     }
 }
 
-pub fn router() -> Router<AppState> {
+/// The page's routes; they read no state, so they fit any router's.
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route("/", get(index)).route("/index.html", get(index)).route("/static/{*path}", get(asset))
 }
 

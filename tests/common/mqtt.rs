@@ -1,5 +1,6 @@
-//! A real Mosquitto per test on a free loopback port (config written here, killed on drop), and a
-//! recording MQTT client built on rumqttc that resubscribes after every reconnect.
+//! A real Mosquitto per test on a free loopback port (config written here, killed on drop), with TLS from a
+//! throwaway PKI made by the `openssl` command line when a test asks, and a recording MQTT client built on
+//! rumqttc that resubscribes after every reconnect.
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS, Transport};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -97,6 +98,72 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Runs the `openssl` command line in `dir`; panics with its stderr when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl CLI (Debian package openssl)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A self-signed CA valid for two days: `<name>.pem` and `<name>.key` in `dir`, with common name `cn`.
+pub fn make_ca(dir: &Path, name: &str, cn: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (subject, key, pem) = (format!("/CN={cn}"), format!("{name}.key"), format!("{name}.pem"));
+    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subject, "-keyout", &key, "-out", &pem]);
+}
+
+/// `server.pem` and `server.key` in `dir` for 127.0.0.1 and localhost, signed by the CA `<ca>.pem`.
+pub fn make_server_cert(dir: &Path, ca: &str) {
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+/// A Mosquitto password file at `path` with one user.
+pub fn password_file(path: &Path, user: &str, password: &str) {
+    let tool = ["/usr/bin/mosquitto_passwd", "/usr/sbin/mosquitto_passwd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("mosquitto_passwd");
+    let st = Command::new(tool).args(["-b", "-c"]).arg(path).args([user, password]).status().expect("mosquitto_passwd (package mosquitto)");
+    assert!(st.success());
+}
+
+/// A broker in `dir` with two listeners: TLS for the daemon (`server.pem` from `pki`, the CA `<ca>.pem`) and
+/// plain for the test's own clients. `auth` holds the login lines (`allow_anonymous ...`, `password_file ...`),
+/// which apply to both. Returns the broker with its TLS port and its plain port.
+pub fn tls_broker(dir: &Path, pki: &Path, ca: &str, auth: &str) -> (Broker, u16, u16) {
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let conf = format!(
+        "per_listener_settings false\n{auth}\npersistence false\n\
+         listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n\
+         listener {plain_port} 127.0.0.1\n",
+        ca = pki.join(format!("{ca}.pem")).display(),
+        cert = pki.join("server.pem").display(),
+        key = pki.join("server.key").display(),
+    );
+    (Broker::with_config(dir, tls_port, &conf), tls_port, plain_port)
 }
 
 #[derive(Clone, Debug)]

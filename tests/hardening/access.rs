@@ -2,12 +2,11 @@
 //! open machine list quote the token file or /etc/passwd; login guessing is throttled and logged; a short
 //! configured token stops the start; a page on another port cannot use the login cookie to cancel a job;
 //! foreign Host names are refused (DNS rebinding); anonymous readers see no paths.
-use super::common::{Daemon, Resp, TOKEN, fleet, request};
+use super::common::{Daemon, Resp, TOKEN, fleet, request, serve_expecting_exit};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(240);
@@ -194,33 +193,9 @@ fn login_guessing_is_throttled_per_address_and_logged() {
 #[test]
 fn a_configured_token_shorter_than_16_characters_stops_the_start() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_millwright"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MILLWRIGHT_DATA_DIR", tmp.path().join("data"))
-        .env("MILLWRIGHT_STATE_DIR", tmp.path().join("state"))
-        .env("MILLWRIGHT_MQTT__ENABLED", "false")
-        .env("MILLWRIGHT_AUTH__TOKEN", "hunter2-short")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if t0.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-    assert!(status.is_some_and(|s| !s.success()), "the daemon started with a 13-character token: {err}");
+    let env = [("MILLWRIGHT_AUTH__TOKEN", "hunter2-short")];
+    let (status, err) = serve_expecting_exit(&tmp.path().join("data"), &tmp.path().join("state"), &env, Duration::from_secs(20));
+    assert!(!status.success(), "the daemon started with a 13-character token: {err}");
     assert!(err.contains("MILLWRIGHT_AUTH__TOKEN") && err.contains("auth.token") && err.contains("at least 16 characters"), "{err}");
     assert!(!err.contains("hunter2-short"), "the refusal echoes the token: {err}");
 }

@@ -7,26 +7,17 @@
 //! - single bytes flipped at seeded random offsets in `jobs.sled/db` (rerun one seed with
 //!   `MILLWRIGHT_STORE_FLIP_SEED=<n>`), and a zeroed, emptied or halved `db`: every waiting job is still
 //!   there, and when the store was damaged the log says so with the counts and the restore from the backup.
-use super::common::{Daemon, fleet, serve_expecting_exit, sysfs};
+use super::common::{Daemon, serve_expecting_exit, shared_fleet, sysfs};
 use millwright::util::rng::Rng;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The demo fleet, made once for this module and only read by the daemons.
+/// The demo fleet, made once for this test binary and only read by the daemons.
 fn data_dir() -> &'static Path {
-    static DATA: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &DATA
-        .get_or_init(|| {
-            let d = tempfile::tempdir().unwrap();
-            let data = d.path().join("data");
-            fleet(&data, 1, 2_000);
-            (d, data)
-        })
-        .1
+    shared_fleet(2_000)
 }
 
 /// A fake /proc/meminfo with 100 MB available: every job waits for memory, so jobs stay PENDING.

@@ -5,41 +5,19 @@
 //!
 //! Before the fix an idle daemon's runner heartbeat was only refreshed when a job was admitted, so with
 //! `WatchdogSec=30` the pings stopped after 30 s and systemd restarted an idle daemon about every minute.
+use super::common::Daemon;
+use super::common::sysfs::{self, Bench};
 use super::common::systemd::FakeSystemd;
-use super::common::{Daemon, fleet, sysfs};
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-struct Bench {
-    dir: tempfile::TempDir,
-    data: PathBuf,
-    state: PathBuf,
-    sysroot: PathBuf,
-}
-
-fn bench(rows: usize) -> Bench {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let state = dir.path().join("state");
-    let sysroot = dir.path().join("sysroot");
-    std::fs::create_dir_all(&sysroot).unwrap();
-    fleet(&data, 1, rows);
-    Bench { data, state, sysroot, dir }
-}
 
 /// The daemon under a fake systemd with `WATCHDOG_USEC = period`; returns once READY arrived.
 fn start(b: &Bench, period: Duration, env: &[(&str, &str)]) -> (Daemon, FakeSystemd) {
     let sock = b.dir.path().join("notify.sock");
     let mut systemd = FakeSystemd::bind(&sock);
     let usec = period.as_micros().to_string();
-    let root = b.sysroot.to_str().unwrap().to_string();
-    let mut all: Vec<(&str, &str)> = vec![
-        ("NOTIFY_SOCKET", sock.to_str().unwrap()),
-        ("WATCHDOG_USEC", &usec),
-        ("MILLWRIGHT_GUARD__SYSFS_ROOT", &root),
-        ("MILLWRIGHT_GUARD__POLL_INTERVAL_S", "0.2"),
-    ];
+    let mut all: Vec<(&str, &str)> = vec![("NOTIFY_SOCKET", sock.to_str().unwrap()), ("WATCHDOG_USEC", &usec)];
+    all.extend(b.guard_env());
     all.extend_from_slice(env);
     let d = Daemon::start(&b.data, &b.state, &all);
     assert!(
@@ -109,7 +87,7 @@ const PERIOD: Duration = Duration::from_secs(2);
 
 #[test]
 fn an_idle_daemon_is_pinged_for_ten_periods_and_more() {
-    let b = bench(2_000);
+    let b = Bench::new(2_000);
     let (d, mut systemd) = start(&b, PERIOD, &[]);
     let ready = systemd.ready_at().unwrap();
     assert_pinged_throughout("idle", &mut systemd, &d, PERIOD, 12);
@@ -120,12 +98,12 @@ fn an_idle_daemon_is_pinged_for_ten_periods_and_more() {
 
 #[test]
 fn a_job_paused_for_heat_keeps_the_pings_coming() {
-    let b = bench(30_000);
-    sysfs::set_temp(&b.sysroot, 50.0);
+    let b = Bench::new(30_000);
+    sysfs::set_temp(&b.root, 50.0);
     let (d, mut systemd) = start(&b, PERIOD, &[]);
     let id = submit(&d, json!({ "machine_id": machine(&d), "model_types": ["classification", "regression"] }));
     d.wait_running(&id, Duration::from_secs(120));
-    sysfs::set_temp(&b.sysroot, 82.0);
+    sysfs::set_temp(&b.root, 82.0);
     wait_task(&d, &id, Duration::from_secs(30), "the job never paused", |v| v["progress"]["stage"] == "paused: SoC 82 °C");
     assert_pinged_throughout("paused for heat", &mut systemd, &d, PERIOD, 10);
     let v = d.get(&format!("/api/ml/tasks/{id}")).json();
@@ -133,14 +111,14 @@ fn a_job_paused_for_heat_keeps_the_pings_coming() {
     // A fake systemd that stops reading would block the daemon's notify sends (a full datagram queue); it
     // goes away before the job resumes.
     drop(systemd);
-    sysfs::set_temp(&b.sysroot, 40.0);
+    sysfs::set_temp(&b.root, 40.0);
     wait_task(&d, &id, Duration::from_secs(30), "the job never resumed", |v| v["progress"]["stage"] != "paused: SoC 82 °C");
 }
 
 #[test]
 fn a_job_waiting_for_memory_keeps_the_pings_coming() {
-    let b = bench(20_000);
-    sysfs::set_meminfo(&b.sysroot, 8_000, 100);
+    let b = Bench::new(20_000);
+    sysfs::set_meminfo(&b.root, 8_000, 100);
     let (d, mut systemd) = start(&b, PERIOD, &[]);
     let id = submit(&d, json!({ "machine_id": machine(&d) }));
     let v = wait_task(&d, &id, Duration::from_secs(20), "no waiting reason", |v| v["waiting_reason"].is_string());
@@ -155,7 +133,7 @@ fn a_daemon_whose_mqtt_broker_is_down_keeps_the_pings_coming() {
     let period = Duration::from_secs(3);
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("mqtt://127.0.0.1:{closed}");
-    let b = bench(2_000);
+    let b = Bench::new(2_000);
     let (d, mut systemd) = start(
         &b,
         period,
@@ -167,7 +145,7 @@ fn a_daemon_whose_mqtt_broker_is_down_keeps_the_pings_coming() {
 
 #[test]
 fn a_stuck_runner_stops_the_pings_and_status_names_it() {
-    let b = bench(2_000);
+    let b = Bench::new(2_000);
     // The runner's loop turns every 500 ms while idle: its 8th turn comes about 4 s after start.
     let (d, mut systemd) = start(&b, PERIOD, &[("MILLWRIGHT_TEST_HANG_AT", "runner.idle:8")]);
     let unhealthy = systemd.wait_for(Duration::from_secs(20), |m| m.contains("STATUS=unhealthy"));

@@ -1,0 +1,182 @@
+//! What every handler reads, grouped by what it is for: the parts served (queue, registry, data folder), who
+//! may do what ([`Access`]), what a submission may ask for ([`TrainingLimits`]), what other parts add
+//! ([`Hooks`]), and the server's own limits and heartbeat. [`AppState::new`] takes them as one [`Setup`].
+use super::auth;
+use super::error::ApiError;
+use super::host::AllowedHosts;
+use super::limits::HttpLimits;
+use super::redact;
+use crate::data::MachineSummary;
+use crate::jobs::JobQueue;
+use crate::lifecycle::Heartbeat;
+use crate::ml::{ModelType, TrainParams};
+use crate::registry::Registry;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+pub use crate::jobs::Refusal;
+/// Whether the resource guard refuses a submission outright (machine, model types).
+pub type AdmissionCheck = Arc<dyn Fn(&str, &[ModelType]) -> Option<Refusal> + Send + Sync>;
+/// Extra facts for /api/health from parts that are not the API's (guard, MQTT).
+pub type HealthExtra = Arc<dyn Fn() -> Value + Send + Sync>;
+
+/// Who may do what: the token and whether it is required, browsers' sessions and login attempts, the host
+/// names answered, and the folders hidden from anonymous readers.
+pub struct Access {
+    /// Shared with the MQTT bridge, whose in-process requests carry it.
+    pub token: Arc<String>,
+    pub required: bool,
+    /// Host names answered besides localhost and IP literals (`http.allowed_hosts` plus our own).
+    pub allowed_hosts: AllowedHosts,
+    pub(super) sessions: auth::Sessions,
+    pub(super) login_throttle: auth::LoginThrottle,
+    /// The data and state folders as they may appear in answers; set by [`AppState::new`].
+    pub(super) private_folders: Vec<String>,
+}
+
+impl Access {
+    pub fn new(token: String, required: bool, allowed_hosts: &[String]) -> Access {
+        Access {
+            token: Arc::new(token),
+            required,
+            allowed_hosts: AllowedHosts::new(allowed_hosts),
+            sessions: auth::Sessions::default(),
+            login_throttle: auth::LoginThrottle::default(),
+            private_folders: Vec::new(),
+        }
+    }
+}
+
+/// What a submission gets when it asks for nothing, and the most it may ask for.
+#[derive(Clone, Debug)]
+pub struct TrainingLimits {
+    pub defaults: TrainParams,
+    pub max_time_limit_s: f64,
+}
+
+/// What parts that are not the API's plug in (the guard, MQTT); by default nothing is refused and nothing added.
+#[derive(Clone)]
+pub struct Hooks {
+    pub admission_check: AdmissionCheck,
+    pub health_extra: HealthExtra,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks { admission_check: Arc::new(|_, _| None), health_extra: Arc::new(|| json!({})) }
+    }
+}
+
+/// Everything [`AppState::new`] needs.
+pub struct Setup {
+    pub queue: Arc<JobQueue>,
+    pub registry: Arc<Registry>,
+    pub data_dir: PathBuf,
+    pub access: Access,
+    pub training: TrainingLimits,
+    /// The `[http]` limits and the shared body budget.
+    pub http: HttpLimits,
+    pub hooks: Hooks,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub queue: Arc<JobQueue>,
+    pub registry: Arc<Registry>,
+    pub data_dir: PathBuf,
+    pub access: Arc<Access>,
+    pub training: Arc<TrainingLimits>,
+    pub hooks: Hooks,
+    pub http: Arc<HttpLimits>,
+    /// Bumped when serving starts and by every `/api/health` request, for the watchdog.
+    pub heartbeat: Heartbeat,
+    pub started: Instant,
+    summaries: Arc<Mutex<HashMap<String, (SystemTime, MachineSummary)>>>,
+}
+
+/// The state folder is the registry's parent (`<state_dir>/models`).
+fn private_folders(data_dir: &Path, registry: &Registry) -> Vec<String> {
+    let mut out = redact::spellings(data_dir);
+    if let Some(state_dir) = registry.root().parent() {
+        out.extend(redact::spellings(state_dir));
+    }
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+impl AppState {
+    pub fn new(setup: Setup) -> AppState {
+        let Setup { queue, registry, data_dir, mut access, training, http, hooks } = setup;
+        access.private_folders = private_folders(&data_dir, &registry);
+        AppState {
+            queue,
+            registry,
+            data_dir,
+            access: Arc::new(access),
+            training: Arc::new(training),
+            hooks,
+            http: Arc::new(http),
+            heartbeat: Heartbeat::new(),
+            started: Instant::now(),
+            summaries: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub async fn machine_summary(&self, id: &str) -> Result<MachineSummary, ApiError> {
+        let me = self.clone();
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || me.summary_blocking(&id)).await.map_err(|e| ApiError::internal(e.to_string()))?
+    }
+
+    fn summary_blocking(&self, id: &str) -> Result<MachineSummary, ApiError> {
+        let mid = crate::data::MachineId::parse(id)?;
+        let dir = crate::data::machine_dir(&self.data_dir, &mid);
+        if !dir.is_dir() {
+            return Err(ApiError::not_found(format!("unknown machine {id:?}")));
+        }
+        let mtime = crate::data::folder_mtime(&dir);
+        if let Ok(cache) = self.summaries.lock()
+            && let Some((t, s)) = cache.get(id)
+            && *t == mtime
+        {
+            return Ok(s.clone());
+        }
+        let table = crate::data::load_machine(&self.data_dir, id)?;
+        let s = crate::data::summarize(&table);
+        if let Ok(mut cache) = self.summaries.lock() {
+            cache.insert(id.to_string(), (mtime, s.clone()));
+        }
+        Ok(s)
+    }
+
+    /// Every machine folder with its summary or the reason it cannot be loaded.
+    pub async fn machine_summaries(&self) -> Result<Vec<(String, Result<MachineSummary, ApiError>)>, ApiError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let ids = crate::data::machine_ids(&me.data_dir).map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(ids
+                .into_iter()
+                .map(|id| {
+                    let s = me.summary_blocking(&id);
+                    (id, s)
+                })
+                .collect::<Vec<_>>())
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+    }
+
+    /// Whether this request's client has the token (Bearer or a live session): it may see paths and file
+    /// content in errors.
+    pub fn is_logged_in(&self, headers: &axum::http::HeaderMap) -> bool {
+        auth::is_logged_in(self, headers)
+    }
+
+    pub(super) fn beat(&self) {
+        self.heartbeat.beat();
+    }
+}

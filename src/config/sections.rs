@@ -1,0 +1,262 @@
+//! The configuration's sections as Rust types, each with its defaults. What each key means and which values
+//! it takes is in `schema`; the checks between values are in `validate`.
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ml::Quality;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Kept as text (checked by `validate`) so the file and the summary show what was written.
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub log_level: String,
+    pub queue: QueueConfig,
+    pub models: ModelsConfig,
+    pub training: TrainingConfig,
+    pub auth: AuthConfig,
+    pub mqtt: MqttConfig,
+    pub guard: GuardConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    pub capacity: usize,
+    pub requeue_interrupted: bool,
+    pub retention: usize,
+    pub shutdown: ShutdownPolicy,
+    pub shutdown_grace_s: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            capacity: 16,
+            requeue_interrupted: true,
+            retention: 200,
+            shutdown: ShutdownPolicy::CancelAndRequeue,
+            shutdown_grace_s: 8,
+        }
+    }
+}
+
+/// What a stop does with the running job. Either way the job is cancelled within `queue.shutdown_grace_s`: a
+/// model has no point to save before its end, and the grace is seconds where a model takes minutes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShutdownPolicy {
+    /// Cancel it, and queue a copy that starts from scratch when the daemon starts again.
+    #[default]
+    CancelAndRequeue,
+    /// Cancel it; it stays FAILURE ("interrupted by shutdown").
+    Cancel,
+    /// The old name of [`ShutdownPolicy::Cancel`], which promised a save point that never existed. It does
+    /// what `Cancel` does, and the daemon warns at start (see [`Config::deprecations`]).
+    FinishSafePoint,
+}
+
+impl ShutdownPolicy {
+    /// Whether the interrupted job is queued again.
+    pub fn requeues(self) -> bool {
+        self == ShutdownPolicy::CancelAndRequeue
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    pub keep_versions: usize,
+    pub warn_size_mb: f64,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig { keep_versions: 3, warn_size_mb: 500.0 }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// 0 = all cores.
+    pub threads: usize,
+    /// Seconds, fractional like the trainers' own time limit.
+    pub default_time_limit_s: f64,
+    /// The trainers' own type: "fast", "standard" or "best" in the file.
+    pub quality: Quality,
+    pub max_time_limit_s: f64,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        TrainingConfig { threads: 0, default_time_limit_s: 900.0, quality: Quality::Standard, max_time_limit_s: 3600.0 * 4.0 }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub required: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { required: true, token: None, token_file: None }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    pub enabled: bool,
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    pub keepalive_s: u64,
+    /// None → `millwright/<node_id>`, filled in by the MQTT part once the node id is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_topic: Option<String>,
+    /// None → the host name, filled in by the MQTT part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    pub homeassistant: bool,
+    pub accept_requests: bool,
+    pub discovery_prefix: String,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            enabled: true,
+            url: "mqtt://127.0.0.1:1883".into(),
+            username: None,
+            password: None,
+            password_file: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            client_id: None,
+            keepalive_s: 30,
+            base_topic: None,
+            node_id: None,
+            homeassistant: false,
+            accept_requests: true,
+            discovery_prefix: "homeassistant".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuardConfig {
+    pub sysfs_root: PathBuf,
+    pub temp_pause_c: f64,
+    pub temp_resume_c: f64,
+    pub pause_max_s: u64,
+    pub memory_reserve_mb: u64,
+    pub memory_abort_mb: u64,
+    pub wait_max_s: u64,
+    pub disk_reserve_mb: u64,
+    pub hot_threads: usize,
+    pub poll_interval_s: f64,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            sysfs_root: PathBuf::from("/"),
+            temp_pause_c: 75.0,
+            temp_resume_c: 68.0,
+            pause_max_s: 1800,
+            memory_reserve_mb: 256,
+            memory_abort_mb: 1536,
+            wait_max_s: 3600,
+            disk_reserve_mb: 200,
+            hot_threads: 1,
+            poll_interval_s: 2.0,
+        }
+    }
+}
+
+/// The HTTP API: the host names it answers to, and limits so slow, idle or hostile clients on the LAN cannot
+/// exhaust the daemon.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Host names answered besides localhost, IP literals and the machine's own name; `"*"` = any.
+    pub allowed_hosts: Vec<String>,
+    /// A request's line and headers must arrive within this many seconds of the connection opening (or of
+    /// the first byte of a later request on a kept-alive connection).
+    pub header_timeout_s: f64,
+    /// A request's body must arrive within this many seconds of its headers.
+    pub body_timeout_s: f64,
+    /// A kept-alive connection with no request (or a response nobody reads) is closed after this long.
+    pub idle_timeout_s: f64,
+    /// Connections open at once; lowered to fit the open-file limit.
+    pub max_connections: usize,
+    /// Memory (MB) all request bodies being received may hold together.
+    pub body_memory_mb: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            allowed_hosts: Vec::new(),
+            header_timeout_s: 10.0,
+            body_timeout_s: 60.0,
+            idle_timeout_s: 30.0,
+            max_connections: 256,
+            body_memory_mb: 32,
+        }
+    }
+}
+
+impl Default for Config {
+    /// `state_dir` follows this process's `$STATE_DIRECTORY`; [`load`] instead uses the
+    /// environment it is given, so tests stay independent of how they were started.
+    fn default() -> Self {
+        let state_directory = std::env::var("STATE_DIRECTORY").ok();
+        Config {
+            listen: "0.0.0.0:8080".into(),
+            data_dir: PathBuf::from("data"),
+            state_dir: default_state_dir(state_directory.as_deref()),
+            log_level: "info".into(),
+            queue: QueueConfig::default(),
+            models: ModelsConfig::default(),
+            training: TrainingConfig::default(),
+            auth: AuthConfig::default(),
+            mqtt: MqttConfig::default(),
+            guard: GuardConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+/// systemd's `StateDirectory=a b` yields `STATE_DIRECTORY=/var/lib/a:/var/lib/b`; the first is ours.
+pub(super) fn default_state_dir(state_directory: Option<&str>) -> PathBuf {
+    state_directory
+        .and_then(|v| v.split(':').next())
+        .filter(|first| !first.is_empty())
+        .map_or_else(|| PathBuf::from("state"), PathBuf::from)
+}
