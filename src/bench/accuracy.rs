@@ -2,7 +2,8 @@
 //! Python stack on the same files (../shared/datasets/README.md).
 use super::BenchError;
 use super::measure::{Probe, median};
-use crate::ml::{TrainParams, eval};
+use super::protocol::{DATASETS, example_dir, run_protocol};
+use crate::ml::TrainParams;
 use serde::Serialize;
 
 /// A published or measured reference figure for one metric of one dataset.
@@ -64,13 +65,13 @@ pub struct AccuracyRow {
 pub fn accuracy(datasets: &[String], params: &TrainParams, repeats: usize) -> Result<Vec<AccuracyRow>, BenchError> {
     let mut out = Vec::new();
     for name in datasets {
-        let dir = eval::example_dir(name)
-            .ok_or_else(|| BenchError::Missing(format!("examples/{name}/machine.toml (known: {})", eval::DATASETS.join(", "))))?;
+        let dir = example_dir(name)
+            .ok_or_else(|| BenchError::Missing(format!("examples/{name}/machine.toml (known: {})", DATASETS.join(", "))))?;
         let table = crate::data::load_machine_dir(&dir)?;
         let mut runs = Vec::new();
         for _ in 0..repeats.max(1) {
             let probe = Probe::start();
-            let rows = eval::run_protocol(&table, params)?;
+            let rows = run_protocol(&table, params)?;
             runs.push((rows, probe.stop()));
         }
         let seconds = |i: usize| median(&runs.iter().map(|(r, _)| r[i].train_seconds).collect::<Vec<_>>());

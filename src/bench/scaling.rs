@@ -4,7 +4,7 @@ use super::BenchError;
 use super::measure::{Probe, median};
 use crate::data::simulate::{FleetOptions, simulate_machine};
 use crate::data::{Sensor, Table};
-use crate::ml::{ModelType, TrainContext, TrainParams, data_fingerprint, train};
+use crate::ml::{ModelType, TrainContext, TrainParams, train};
 use crate::util::rng::Rng;
 use serde::Serialize;
 use std::time::Duration;
@@ -78,7 +78,7 @@ pub fn scaling(cases: &[Case], params: &TrainParams, repeats: usize, work_dir: &
                 let ctx = TrainContext::detached(Duration::from_secs_f64(params.time_limit_s), params.threads);
                 let trained = train(*t, &table, &params, &ctx)?;
                 let s = probe.stop();
-                let size = trained.payload.bundle_size(&trained.report, &data_fingerprint(&table))? as f64 / 1024.0;
+                let size = trained.bundle_size()? as f64 / 1024.0;
                 kb += size;
                 per_type[i].push((s.seconds, s.peak_rss_bytes as f64 / 1e6, size));
             }

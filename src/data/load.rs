@@ -1,6 +1,6 @@
 //! Assembling a [`Table`] from a machine folder: find the files, give each column its role, check the data.
 use super::confine::Confine;
-use super::describe::{ColumnRoles, FileSpec, MachineToml};
+use super::describe::{ColumnRoles, MachineToml};
 use super::error::DataError;
 use super::frame::Frame;
 use super::id::MachineId;
@@ -556,8 +556,11 @@ pub fn folder_mtime(dir: &Path) -> std::time::SystemTime {
         .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
 }
 
+/// A machine id with its table, or with why it did not load.
+pub type LoadedMachine = (String, Result<Table, DataError>);
+
 /// Every machine folder under `<data_dir>/machines`, sorted by id, each loaded or with its error.
-pub fn list_machines(data_dir: &Path) -> Result<Vec<(String, Result<Table, DataError>)>, DataError> {
+pub fn list_machines(data_dir: &Path) -> Result<Vec<LoadedMachine>, DataError> {
     Ok(machine_ids(data_dir)?
         .into_iter()
         .map(|id| {
@@ -566,6 +569,3 @@ pub fn list_machines(data_dir: &Path) -> Result<Vec<(String, Result<Table, DataE
         })
         .collect())
 }
-
-#[allow(dead_code)]
-fn _spec_is_used(_: &FileSpec) {}

@@ -70,7 +70,7 @@ fn expand(pattern: &Path) -> Result<Vec<PathBuf>, String> {
         .map(|e| tidy(&e.path()))
         .filter(|p| p.is_file() && p.file_name().is_some_and(|n| wildcard_match(&name, &n.to_string_lossy())))
         .collect();
-    found.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+    found.sort_by_key(|p| natural_key(p));
     if found.is_empty() {
         return Err(format!("no file matches {}", pattern.display()));
     }
