@@ -41,6 +41,7 @@ fn all_four_beat_their_baselines_and_round_trip() {
         let size = write_model_dir(&dir, &mut trained).unwrap();
         assert!(size > 0 && size < 2_000_000, "{t} model is {size} bytes");
         assert_eq!(trained.report.model_size_bytes, size);
+        assert_eq!(trained.bundle_size().unwrap(), size, "{t}: the size computed from the parts is the file's");
         let (header, loaded) = Payload::load(&dir.join(ml::MODEL_FILE)).unwrap();
         assert_eq!(header.model_type, t.as_str());
         assert_eq!(header.data_fingerprint, trained.fingerprint, "{t}: the bundle names the data it was trained on");

@@ -9,7 +9,7 @@ use crate::util::rng::Rng;
 use serde::Serialize;
 use std::time::Duration;
 
-/// Issue 9's target for the default demo machine: all four in ≤ 15 s, ≤ 300 MB peak, ≤ 10 MB of models.
+/// The target for the default demo machine: all four in ≤ 15 s, ≤ 300 MB peak, ≤ 10 MB of models.
 const DEMO_MAX_SECONDS: f64 = 15.0;
 const DEMO_MAX_PEAK_MB: f64 = 300.0;
 const DEMO_MAX_MODELS_MB: f64 = 10.0;

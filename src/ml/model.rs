@@ -45,22 +45,22 @@ impl Payload {
         }
     }
 
-    pub fn encode(&self) -> Result<Vec<u8>, MlError> {
+    fn encode(&self) -> Result<Vec<u8>, MlError> {
         postcard::to_stdvec(self).map_err(MlError::Encode)
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Payload, MlError> {
+    fn decode(bytes: &[u8]) -> Result<Payload, MlError> {
         postcard::from_bytes(bytes).map_err(MlError::Decode)
     }
 
     /// The whole model file: the header (type, versions, feature spec, data fingerprint, the report's headline
     /// metrics) and the encoded payload.
-    pub fn bundle(&self, report: &Report, fingerprint: &str) -> Result<Vec<u8>, MlError> {
+    pub(crate) fn bundle(&self, report: &Report, fingerprint: &str) -> Result<Vec<u8>, MlError> {
         Ok(bundle::encode(&self.header(report, fingerprint), &self.encode()?)?)
     }
 
     /// The length of [`Payload::bundle`], from the header and the payload's encoded length: nothing is built.
-    pub fn bundle_size(&self, report: &Report, fingerprint: &str) -> Result<u64, MlError> {
+    pub(crate) fn bundle_size(&self, report: &Report, fingerprint: &str) -> Result<u64, MlError> {
         let payload_len = postcard::experimental::serialized_size(self).map_err(MlError::Encode)?;
         Ok(bundle::encoded_len(&self.header(report, fingerprint), payload_len as u64)?)
     }

@@ -360,3 +360,66 @@ fn the_saved_file_is_the_trained_bundle() {
     let report = reg.report("pump_1", T, Some(1)).unwrap();
     assert_eq!(report["model_size_bytes"], bytes.len() as u64);
 }
+
+/// A tmpfs mounted over a folder for one test, lazily unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// None when this process may not mount (not root): the caller says so and skips.
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).status();
+        status.is_ok_and(|s| s.success()).then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system holding `path` with one file, then frees `keep` bytes of it again.
+fn fill_leaving(path: &Path, keep: u64) {
+    use std::io::Write;
+    let mut f = fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 4096];
+    let err = loop {
+        if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_all()) {
+            break e;
+        }
+    };
+    assert_eq!(err.raw_os_error(), Some(28), "filling stopped for another reason: {err}");
+    let len = f.metadata().unwrap().len();
+    f.set_len(len.saturating_sub(keep)).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// The real thing behind `a_full_disk_keeps_the_previous_version_live`: a small file system that runs out while
+/// the bundle is written. The kernel's ENOSPC reaches the registry as an `io::Error`, so the save fails as
+/// DiskFull naming the model file, leaves nothing behind, and the previous version stays live.
+#[test]
+fn a_file_system_that_fills_during_the_bundle_is_disk_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    fs::create_dir(&state).unwrap();
+    let Some(_tmpfs) = Tmpfs::mount(&state, "2m") else {
+        eprintln!("skipping: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    };
+    let reg = Registry::open(&state, 3, DEFAULT_WARN_SIZE_MB).unwrap();
+    save(&reg, "a");
+    let before = reg.load_live("pump_1", T).unwrap().unwrap();
+    let bundle_len = trained().bundle().unwrap().len() as u64;
+    assert!(bundle_len > 64 * 1024, "the bundle must not fit in what is left: {bundle_len} bytes");
+
+    let filler = state.join("filler");
+    fill_leaving(&filler, 32 * 1024);
+    let err = reg.save(&machine(), &mut trained(), "full").unwrap_err();
+    assert!(matches!(err, RegistryError::DiskFull { ref path, .. } if path.ends_with(MODEL_FILE)), "{err:?}");
+    assert!(hidden_entries(&type_dir(&state)).is_empty(), "the temp folder is removed");
+    assert_eq!(numbers(&reg), [1]);
+    assert_eq!(reg.load_live("pump_1", T).unwrap().unwrap().0, before.0);
+
+    fs::remove_file(&filler).unwrap();
+    assert_eq!(save(&reg, "b").version, 3);
+}
