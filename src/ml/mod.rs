@@ -1,4 +1,4 @@
-//! The four trainers and what they share, behind one interface: [`train`] turns a machine's table and typed
+//! The four trainers and what they share, behind one interface: [`train()`] turns a machine's table and typed
 //! parameters into a [`Trained`] model (payload, report, data fingerprint), [`model`] is a model as stored in its
 //! bundle, [`predict`] answers with it for recent readings, [`report`] is what the page, the API and the CLI show
 //! about it and [`bundle`] is the file format.

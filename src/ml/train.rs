@@ -43,12 +43,13 @@ fn data_fingerprint(table: &Table) -> String {
 }
 
 impl Trained {
-    /// The model file's bytes: see [`Payload::bundle`].
+    /// The model file's bytes: a header (model type, versions, feature spec, this fingerprint, the report's
+    /// headline and test metrics), then the encoded payload.
     pub fn bundle(&self) -> Result<Vec<u8>, MlError> {
         self.payload.bundle(&self.report, &self.fingerprint)
     }
 
-    /// The model file's size, without building it: see [`Payload::bundle_size`].
+    /// The length of [`Trained::bundle`], from the header and the payload's encoded length: nothing is built.
     pub fn bundle_size(&self) -> Result<u64, MlError> {
         self.payload.bundle_size(&self.report, &self.fingerprint)
     }

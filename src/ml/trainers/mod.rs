@@ -1,5 +1,5 @@
 //! The four trainers, one per model type. Each takes a machine's table, the typed parameters and the training
-//! context, and returns its own model type with its report; [`crate::ml::train`] wraps the model in a
+//! context, and returns its own model type with its report; [`crate::ml::train()`] wraps the model in a
 //! [`crate::ml::model::Payload`].
 //! - [`classify`]: "will this machine fail soon?" (GBDT, threshold tuned on validation);
 //! - [`regress`]: "how many hours until failure?" (GBDT on capped RUL);

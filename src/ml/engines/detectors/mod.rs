@@ -4,7 +4,7 @@
 //! Every detector imputes missing values (NaN) with the per-column training median it stores, so a
 //! fitted detector can score rows on its own without the training data. Scores are "higher = more
 //! anomalous"; their raw scales differ per detector, which is why the [`Ensemble`] averages
-//! [`Calibrator`]-mapped scores in `[0, 1]` instead of raw ones.
+//! [`calibrator::Calibrator`]-mapped scores in `[0, 1]` instead of raw ones.
 //!
 //! Self-contained: depends only on `std`, `serde` and `thiserror`, so it compiles inside any crate.
 
