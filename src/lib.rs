@@ -1,7 +1,7 @@
 //! millwright: trains the four predictive-maintenance models of a machine on the device beside it.
 //!
 //! Each folder under `src/` is one part with a small public face:
-//! - [`data`]: machines on disk (seed layout, described tables, the built-in simulator) → one in-memory table.
+//! - [`data`]: machines on disk (legacy layout, described tables, the built-in simulator) → one in-memory table.
 //! - [`guard`]: memory, SoC temperature, throttling and disk readings; pauses, refusals and aborts.
 //! - [`ml`]: the four trainers, features, splits, metrics, model bundles and predictions.
 //! - [`registry`]: versioned model bundles on disk; the live version of each model.

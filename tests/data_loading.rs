@@ -1,4 +1,4 @@
-//! Loading real datasets through their `machine.toml`, the seed layout in both formats, and every bad-data error.
+//! Loading real datasets through their `machine.toml`, the legacy layout in both formats, and every bad-data error.
 use millwright::data::write::{Format, OutTable, write_table};
 use millwright::data::{self, DataError, Split};
 use std::path::{Path, PathBuf};
@@ -74,7 +74,7 @@ fn nab_ambient_temperature_with_windows() {
     assert!(flagged > 300 && flagged < 1_500, "two labelled windows, got {flagged} rows");
 }
 
-fn seed_machine(dir: &Path, format: Format) {
+fn legacy_machine(dir: &Path, format: Format) {
     std::fs::create_dir_all(dir).unwrap();
     for (name, start, n) in [("train", 0, 60), ("val", 60, 20), ("test", 80, 20)] {
         let ts: Vec<f64> = (start..start + n).map(|i| 1_700_000_000.0 + i as f64 * 3600.0).collect();
@@ -88,14 +88,14 @@ fn seed_machine(dir: &Path, format: Format) {
 }
 
 #[test]
-fn seed_layout_in_csv_and_parquet_reads_the_same() {
+fn legacy_layout_in_csv_and_parquet_reads_the_same() {
     let d = tempfile::tempdir().unwrap();
     let mut tables = Vec::new();
     for format in [Format::Csv, Format::Parquet] {
         let data_dir = d.path().join(format.extension());
-        seed_machine(&data_dir.join("machines/pump_a_001"), format);
+        legacy_machine(&data_dir.join("machines/pump_a_001"), format);
         let t = data::load_machine(&data_dir, "pump_a_001").unwrap();
-        assert_eq!(t.layout, data::Layout::Seed { format: format.extension().into() });
+        assert_eq!(t.layout, data::Layout::Legacy { format: format.extension().into() });
         assert_eq!(t.n_rows(), 100);
         assert_eq!(t.n_lives(), 6, "RUL resets mark lives");
         assert!(t.lives_known);

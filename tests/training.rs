@@ -4,6 +4,7 @@ use millwright::data::simulate::{FleetOptions, simulate_fleet};
 use millwright::data::{self, Table};
 use millwright::ml::model::{Payload, UrgencyHours};
 use millwright::ml::{self, Event, ModelType, PauseGate, Quality, TrainContext, TrainParams};
+use millwright::registry::write_model_dir;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,11 +38,13 @@ fn all_four_beat_their_baselines_and_round_trip() {
         assert!(h.improvement > 0.05, "{t} must beat its baseline by > 5 %: {h:?}");
         assert!(!trained.report.split.method.is_empty());
         let dir = d.path().join("models").join(t.as_str());
-        let size = trained.save(&dir, &table).unwrap();
+        let size = write_model_dir(&dir, &mut trained).unwrap();
         assert!(size > 0 && size < 2_000_000, "{t} model is {size} bytes");
         assert_eq!(trained.report.model_size_bytes, size);
+        assert_eq!(trained.bundle_size().unwrap(), size, "{t}: the size computed from the parts is the file's");
         let (header, loaded) = Payload::load(&dir.join(ml::MODEL_FILE)).unwrap();
         assert_eq!(header.model_type, t.as_str());
+        assert_eq!(header.data_fingerprint, trained.fingerprint, "{t}: the bundle names the data it was trained on");
         let recent = ml::predict::recent_from_table(&table, &trained.payload).unwrap();
         let a = ml::predict::answer(&trained.payload, &recent, &UrgencyHours::default()).unwrap();
         let b = ml::predict::answer(&loaded, &recent, &UrgencyHours::default()).unwrap();
@@ -116,7 +119,7 @@ fn corrupt_and_foreign_bundles_are_refused() {
     let d = tempfile::tempdir().unwrap();
     let table = small_machine(d.path(), 4_000);
     let mut trained = ml::train(ModelType::Anomaly, &table, &params(), &ctx()).unwrap();
-    trained.save(d.path(), &table).unwrap();
+    write_model_dir(d.path(), &mut trained).unwrap();
     let path = d.path().join(ml::MODEL_FILE);
     let mut bytes = std::fs::read(&path).unwrap();
     let mid = bytes.len() / 2;
@@ -177,23 +180,4 @@ fn nab_forecast_is_scored_on_held_out_weeks_with_intervals() {
     assert!(r.metrics["mape"].as_f64().unwrap() < 20.0, "24 h MAPE of an indoor temperature");
     let cov = r.metrics["coverage95"].as_f64().unwrap();
     assert!(cov > 0.75, "95 % intervals cover {cov}");
-}
-
-#[test]
-fn the_decision_threshold_comes_from_validation_rows_only() {
-    let Some(table) = example("ai4i2020") else { return };
-    let trained = ml::train(ModelType::Classification, &table, &params(), &ctx()).unwrap();
-    let Payload::Classifier(m) = &trained.payload else { panic!("not a classifier") };
-    let (y, _) = ml::classify::target(&table, &params()).unwrap();
-    let plan = ml::split::plan_split(&table, params().seed, 0, Some(&y)).unwrap();
-    let scores_on = |rows: &[usize]| {
-        let x = ml::features::features_for_rows(&m.spec, &table, rows).unwrap();
-        m.model.predict_matrix(&ml::gbdt::Matrix::new(x.n_rows, x.n_cols, x.data).unwrap())
-    };
-    let labels = |rows: &[usize]| rows.iter().map(|&r| y[r] >= 0.5).collect::<Vec<bool>>();
-    let (t_val, _) = ml::metrics::best_f1_threshold(&labels(&plan.val), &scores_on(&plan.val)).unwrap();
-    let (t_test, _) = ml::metrics::best_f1_threshold(&labels(&plan.test), &scores_on(&plan.test)).unwrap();
-    assert_eq!(m.threshold, t_val, "the stored threshold is the validation optimum");
-    assert_ne!(m.threshold, t_test, "and not the test optimum");
-    assert_eq!(trained.report.metrics["threshold"].as_f64().unwrap(), t_val);
 }

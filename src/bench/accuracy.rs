@@ -2,7 +2,8 @@
 //! Python stack on the same files (../shared/datasets/README.md).
 use super::BenchError;
 use super::measure::{Probe, median};
-use crate::ml::{TrainParams, eval};
+use super::protocol::{DATASETS, example_dir, run_protocol};
+use crate::ml::TrainParams;
 use serde::Serialize;
 
 /// A published or measured reference figure for one metric of one dataset.
@@ -13,14 +14,14 @@ struct Anchor {
     text: &'static str,
 }
 
-/// From ../shared/datasets/README.md (measured on this class of machine) and issue 9.
+/// From ../shared/datasets/README.md (measured on this class of machine).
 const ANCHORS: &[Anchor] = &[
     Anchor { dataset: "cmapss-fd001", metric: "RMSE last cycle", text: "AutoGluon 12.3 (122 s, 41.8 MB); LightGBM 12.7" },
     Anchor { dataset: "ai4i2020", metric: "f1", text: "AutoGluon 0.78 (57 MB); LightGBM 0.80 (0.5 s, 0.33 MB)" },
     Anchor { dataset: "ai4i2020", metric: "roc_auc", text: "AutoGluon 0.974" },
 ];
 
-/// What issue 9 asks of a protocol's headline: a metric bound, a train-time bound and a model-size bound.
+/// What a protocol's headline must meet: a metric bound, a train-time bound and a model-size bound.
 struct Target {
     dataset: &'static str,
     metric: &'static str,
@@ -55,7 +56,7 @@ pub struct AccuracyRow {
     pub train_seconds: f64,
     pub peak_rss_mb: f64,
     pub model_kb: f64,
-    /// "met" / "MISSED: …" where issue 9 sets a target on this row.
+    /// "met" / "MISSED: …" where a target is set on this row.
     pub verdict: Option<String>,
 }
 
@@ -64,13 +65,13 @@ pub struct AccuracyRow {
 pub fn accuracy(datasets: &[String], params: &TrainParams, repeats: usize) -> Result<Vec<AccuracyRow>, BenchError> {
     let mut out = Vec::new();
     for name in datasets {
-        let dir = eval::example_dir(name)
-            .ok_or_else(|| BenchError::Missing(format!("examples/{name}/machine.toml (known: {})", eval::DATASETS.join(", "))))?;
+        let dir = example_dir(name)
+            .ok_or_else(|| BenchError::Missing(format!("examples/{name}/machine.toml (known: {})", DATASETS.join(", "))))?;
         let table = crate::data::load_machine_dir(&dir)?;
         let mut runs = Vec::new();
         for _ in 0..repeats.max(1) {
             let probe = Probe::start();
-            let rows = eval::run_protocol(&table, params)?;
+            let rows = run_protocol(&table, params)?;
             runs.push((rows, probe.stop()));
         }
         let seconds = |i: usize| median(&runs.iter().map(|(r, _)| r[i].train_seconds).collect::<Vec<_>>());

@@ -5,12 +5,14 @@ mod accuracy;
 mod daemon;
 mod hostile;
 mod measure;
+mod protocol;
 mod scaling;
 
 pub use accuracy::{AccuracyRow, accuracy, print as print_accuracy};
 pub use daemon::{DaemonOptions, DaemonReport, daemon, print as print_daemon};
 pub use hostile::{HostileOptions, HostileRow, hostile, print as print_hostile};
 pub use measure::{Probe, Sample, median, quantile};
+pub use protocol::{DATASETS, ProtocolRow, example_dir, run_protocol};
 pub use scaling::{Case, ScalingRow, print as print_scaling, scaling};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,9 @@ pub enum BenchError {
     Missing(String),
     #[error("{0}")]
     Invalid(String),
+    /// A shared dataset without what its standard protocol scores (C-MAPSS's given split, RUL, test engines).
+    #[error("{0}")]
+    Protocol(String),
     #[error("daemon benchmark: {0}")]
     Daemon(String),
     #[error("daemon benchmark: {0}")]

@@ -4,12 +4,12 @@ use super::BenchError;
 use super::measure::{Probe, median};
 use crate::data::simulate::{FleetOptions, simulate_machine};
 use crate::data::{Sensor, Table};
-use crate::ml::{ModelType, TrainContext, TrainParams, data_fingerprint, train};
+use crate::ml::{ModelType, TrainContext, TrainParams, train};
 use crate::util::rng::Rng;
 use serde::Serialize;
 use std::time::Duration;
 
-/// Issue 9's target for the default demo machine: all four in ≤ 15 s, ≤ 300 MB peak, ≤ 10 MB of models.
+/// The target for the default demo machine: all four in ≤ 15 s, ≤ 300 MB peak, ≤ 10 MB of models.
 const DEMO_MAX_SECONDS: f64 = 15.0;
 const DEMO_MAX_PEAK_MB: f64 = 300.0;
 const DEMO_MAX_MODELS_MB: f64 = 10.0;
@@ -78,7 +78,7 @@ pub fn scaling(cases: &[Case], params: &TrainParams, repeats: usize, work_dir: &
                 let ctx = TrainContext::detached(Duration::from_secs_f64(params.time_limit_s), params.threads);
                 let trained = train(*t, &table, &params, &ctx)?;
                 let s = probe.stop();
-                let size = trained.payload.bundle_size(&trained.report, &data_fingerprint(&table))? as f64 / 1024.0;
+                let size = trained.bundle_size()? as f64 / 1024.0;
                 kb += size;
                 per_type[i].push((s.seconds, s.peak_rss_bytes as f64 / 1e6, size));
             }

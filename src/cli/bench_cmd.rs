@@ -1,6 +1,6 @@
 //! `millwright bench [accuracy|scaling|daemon|hostile|all]`: prints each table, or JSON with --json for scripts.
 use crate::bench::{self, Case, DaemonOptions, HostileOptions};
-use crate::ml::{TrainParams, eval};
+use crate::ml::TrainParams;
 use anyhow::Result;
 
 #[derive(clap::Args)]
@@ -72,7 +72,7 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
     }
     if matches!(a.what, What::Accuracy | What::All) {
         let datasets: Vec<String> =
-            if a.datasets.is_empty() { eval::DATASETS.iter().map(|s| s.to_string()).collect() } else { a.datasets.clone() };
+            if a.datasets.is_empty() { bench::DATASETS.iter().map(|s| s.to_string()).collect() } else { a.datasets.clone() };
         let rows = bench::accuracy(&datasets, &params, a.repeat)?;
         section(a.json, "accuracy", &rows, &mut json, || bench::print_accuracy(&rows))?;
     }

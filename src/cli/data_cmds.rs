@@ -21,7 +21,7 @@ pub struct SimulateArgs {
     /// Seconds between rows.
     #[arg(long, default_value_t = 3600.0)]
     interval: f64,
-    /// File format of the seed layout.
+    /// File format of the legacy layout.
     #[arg(long, value_enum, default_value = "parquet")]
     format: FormatArg,
 }

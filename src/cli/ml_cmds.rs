@@ -146,7 +146,7 @@ fn train_one(t: ModelType, table: &Table, params: &TrainParams, out: &Path, inde
     bar.finish_and_clear();
     let mut trained = result.with_context(|| format!("{t} model"))?;
     let dir = out.join(&table.machine_id).join(t.as_str());
-    trained.save(&dir, table).with_context(|| format!("saving the {t} model to {}", dir.display()))?;
+    crate::registry::write_model_dir(&dir, &mut trained).with_context(|| format!("saving the {t} model to {}", dir.display()))?;
     eprintln!("[{t}] saved {} ({} bytes)", dir.join(ml::MODEL_FILE).display(), trained.report.model_size_bytes);
     Ok(trained.report)
 }
@@ -257,7 +257,7 @@ pub struct EvalArgs {
 }
 
 pub fn eval(a: &EvalArgs) -> Result<()> {
-    let table = match ml::eval::example_dir(&a.target) {
+    let table = match crate::bench::example_dir(&a.target) {
         Some(d) => crate::data::load_machine_dir(&d)?,
         None => load_any(&a.data.dir()?, &a.target)?,
     };
@@ -270,7 +270,7 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
         },
         ..TrainParams::default()
     };
-    let rows = ml::eval::run_protocol(&table, &params)?;
+    let rows = crate::bench::run_protocol(&table, &params)?;
     println!(
         "{:<26} {:<15} {:<22} {:>10} {:>10} {:>9} {:>10} {:>10}",
         "dataset", "model", "metric", "value", "baseline", "train s", "peak MB", "size KB"

@@ -14,7 +14,7 @@ use std::process::ExitCode;
     about = "Trains the four predictive-maintenance models of a machine, on the device beside it.",
     long_about = "millwright trains, per machine, a failure classifier, a remaining-useful-life regressor, an anomaly detector \
 and a 24 h sensor forecaster from the machine's sensor history.\n\nA machine is a folder DATA_DIR/machines/<id>/ holding \
-train/val/test .parquet or .csv files (the seed layout) or a machine.toml describing any CSV/Parquet files.\n\n\
+train/val/test .parquet or .csv files (the legacy layout) or a machine.toml describing any CSV/Parquet files.\n\n\
 Start with:  millwright simulate && millwright machines"
 )]
 pub struct Cli {

@@ -1,10 +1,10 @@
 //! Which files a machine may be read from. The daemon loads machines by id from the data folder; there every
-//! file a folder names (the `machine.toml` itself, seed-layout files, `[[files]]` paths and patterns,
+//! file a folder names (the `machine.toml` itself, legacy-layout files, `[[files]]` paths and patterns,
 //! `rul_at_end`, `[anomaly_windows]`) must lie inside the data folder once symlinks are resolved, or a
 //! description could make the API read — and quote in its errors — any file the daemon can read (its own
 //! token included). A folder the operator names on the command line (`millwright inspect-data examples/x`)
 //! is trusted as given: the examples read the shared datasets beside the repository.
-use super::DataError;
+use super::error::DataError;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug)]

@@ -1,5 +1,5 @@
 //! `machine.toml`: display metadata and, optionally, a description of any CSV/Parquet files and the role
-//! of each column. With no `[[files]]`, the folder's seed-layout files are read and `[columns]` still applies.
+//! of each column. With no `[[files]]`, the folder's legacy-layout files are read and `[columns]` still applies.
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -87,7 +87,7 @@ pub struct WindowsSpec {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LifeInfo {
-    /// Which seed file (`train`, `val`, `test`) and which life within it, counted from 0.
+    /// Which legacy-layout file (`train`, `val`, `test`) and which life within it, counted from 0.
     pub split: String,
     pub index: usize,
     pub rows: usize,

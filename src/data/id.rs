@@ -1,4 +1,4 @@
-use super::DataError;
+use super::error::DataError;
 
 /// A validated machine id: `^[a-z0-9][a-z0-9_-]{0,63}$`, so it is safe as a folder name and an MQTT topic level.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

@@ -1,10 +1,12 @@
 //! Assembling a [`Table`] from a machine folder: find the files, give each column its role, check the data.
 use super::confine::Confine;
-use super::describe::{ColumnRoles, FileSpec, MachineToml};
-use super::read::{Delimiter, Frame, TextOptions, read_file};
-use super::seed::{SourceFile, described_files, seed_files};
+use super::describe::{ColumnRoles, MachineToml};
+use super::error::DataError;
+use super::frame::Frame;
+use super::id::MachineId;
+use super::read::{Delimiter, TextOptions, read_file};
+use super::sources::{SourceFile, described_files, legacy_files};
 use super::table::{Layout, Sensor, Split, Table};
-use super::{DataError, MachineId};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -47,12 +49,12 @@ fn load_folder(dir: &Path, id: String, confine: &Confine) -> Result<Table, DataE
     };
     check_numbers(&desc.columns, &toml_path)?;
     let (sources, layout) = if desc.files.is_empty() {
-        let (files, format) = seed_files(dir).ok_or_else(|| DataError::NoLayout { dir: dir.to_path_buf() })?;
+        let (files, format) = legacy_files(dir).ok_or_else(|| DataError::NoLayout { dir: dir.to_path_buf() })?;
         for f in &files {
             let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            confine.check(&f.path, &format!("the seed-layout file {name}"), dir)?;
+            confine.check(&f.path, &format!("the legacy-layout file {name}"), dir)?;
         }
-        (files, Layout::Seed { format: format.to_string() })
+        (files, Layout::Legacy { format: format.to_string() })
     } else {
         (described_files(dir, &toml_path, &desc, confine)?, Layout::Described)
     };
@@ -305,7 +307,13 @@ impl<'a> Builder<'a> {
         Ok(self.roles.rul_from_end.then(|| hours_to_end(times, lives, |_| 0.0)))
     }
 
-    fn finish(self, machine_id: String, meta: super::MachineMeta, layout: Layout, sources: Vec<PathBuf>) -> Result<Table, DataError> {
+    fn finish(
+        self,
+        machine_id: String,
+        meta: super::table::MachineMeta,
+        layout: Layout,
+        sources: Vec<PathBuf>,
+    ) -> Result<Table, DataError> {
         let file = self.first_file.clone().unwrap_or_default();
         let n = self.timestamps.len();
         if n < 2 {
@@ -505,7 +513,8 @@ pub fn summarize(t: &Table) -> MachineSummary {
         name: t.display_name().to_string(),
         family: t.meta.family.clone().unwrap_or_default(),
         layout: match &t.layout {
-            Layout::Seed { format } => format!("seed ({format})"),
+            // "seed" is the value API clients and the page already read for this layout.
+            Layout::Legacy { format } => format!("seed ({format})"),
             Layout::Described => "machine.toml".into(),
         },
         rows: t.n_rows(),
@@ -547,8 +556,11 @@ pub fn folder_mtime(dir: &Path) -> std::time::SystemTime {
         .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
 }
 
+/// A machine id with its table, or with why it did not load.
+pub type LoadedMachine = (String, Result<Table, DataError>);
+
 /// Every machine folder under `<data_dir>/machines`, sorted by id, each loaded or with its error.
-pub fn list_machines(data_dir: &Path) -> Result<Vec<(String, Result<Table, DataError>)>, DataError> {
+pub fn list_machines(data_dir: &Path) -> Result<Vec<LoadedMachine>, DataError> {
     Ok(machine_ids(data_dir)?
         .into_iter()
         .map(|id| {
@@ -557,6 +569,3 @@ pub fn list_machines(data_dir: &Path) -> Result<Vec<(String, Result<Table, DataE
         })
         .collect())
 }
-
-#[allow(dead_code)]
-fn _spec_is_used(_: &FileSpec) {}

@@ -1,15 +1,16 @@
-//! Machine data: a machine is a folder `<data_dir>/machines/<machine_id>/` holding the seed layout
-//! (`train/val/test` as Parquet or CSV) or a `machine.toml` that describes any CSV/Parquet files.
-//! Both load into one [`Table`]. [`simulate`] writes a demo fleet in the seed layout.
+//! Machine data: a machine is a folder `<data_dir>/machines/<machine_id>/` holding the legacy layout
+//! (`train/val/test` as Parquet or CSV, as the replaced Python stack wrote them) or a `machine.toml` that describes any CSV/Parquet files.
+//! Both load into one [`Table`]. [`simulate`] writes a demo fleet in the legacy layout.
 mod confine;
 mod describe;
 mod error;
+mod frame;
 mod id;
 mod load;
 mod read;
 mod read_parquet;
-mod seed;
 pub mod simulate;
+mod sources;
 mod table;
 pub mod write;
 

@@ -1,6 +1,6 @@
-//! Parquet through the record API (no arrow): the seed layout is a few flat numeric columns.
-use super::DataError;
-use super::read::{Frame, RawColumn};
+//! Parquet through the record API (no arrow): the legacy layout is a few flat numeric columns.
+use super::error::DataError;
+use super::frame::{Frame, RawColumn};
 use parquet::basic::{LogicalType, TimeUnit};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;

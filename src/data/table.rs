@@ -30,7 +30,7 @@ impl Split {
 #[serde(rename_all = "snake_case")]
 pub enum Layout {
     /// `train/val/test` files as the system we replace wrote them (`parquet` or `csv`).
-    Seed { format: String },
+    Legacy { format: String },
     /// A `machine.toml` naming files and column roles.
     Described,
 }
@@ -66,7 +66,7 @@ pub struct Table {
     pub life: Vec<u32>,
     /// True when lives come from the data (a unit column, RUL resets, one file per run), so splits go by life.
     pub lives_known: bool,
-    /// Split given by the data itself (seed layout files, or `split =` per file in `machine.toml`).
+    /// Split given by the data itself (legacy-layout files, or `split =` per file in `machine.toml`).
     pub given_split: Option<Vec<Split>>,
     pub sensors: Vec<Sensor>,
     /// Given 0/1 failure label.

@@ -1,5 +1,5 @@
 //! Writing a table of columns as CSV or Parquet (the simulator's output, test fixtures, exports).
-use super::DataError;
+use super::error::DataError;
 use parquet::data_type::{DoubleType, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;

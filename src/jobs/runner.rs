@@ -105,7 +105,7 @@ impl Runner {
             });
             let secs = t0.elapsed().as_secs_f64();
             match outcome {
-                Ok(mut trained) => match self.registry.save(&machine, &mut trained, &table, &id) {
+                Ok(mut trained) => match self.registry.save(&machine, &mut trained, &id) {
                     Ok(info) => {
                         succeeded += 1;
                         tracing::info!(model_type = %t, version = info.version, size_bytes = info.size_bytes, seconds = secs, "model saved");

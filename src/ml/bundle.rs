@@ -16,8 +16,6 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-use crate::util::fsx::write_atomic;
-
 pub const MAGIC: [u8; 8] = *b"MWMODEL\0";
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -77,17 +75,8 @@ impl BundleError {
 /// Serialises a bundle. `header.format_version` must be [`FORMAT_VERSION`]: writing a header that claims
 /// another version would make the file lie about its own layout.
 pub fn encode(header: &BundleHeader, payload: &[u8]) -> Result<Vec<u8>, BundleError> {
-    if header.format_version != FORMAT_VERSION {
-        return Err(BundleError::UnsupportedVersion { found: header.format_version, supported: FORMAT_VERSION });
-    }
-    let json = serde_json::to_vec(header)?;
-    let header_len = u32::try_from(json.len()).map_err(|_| BundleError::TooLarge {
-        part: "header",
-        len: json.len() as u64,
-        max: u64::from(u32::MAX),
-    })?;
-    let total = PREFIX_LEN + json.len() + PAYLOAD_LEN_LEN + payload.len() + CRC_LEN;
-    let mut out = Vec::with_capacity(total);
+    let (json, header_len) = header_json(header)?;
+    let mut out = Vec::with_capacity(framed_len(json.len(), payload.len() as u64) as usize);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&header_len.to_le_bytes());
@@ -97,6 +86,30 @@ pub fn encode(header: &BundleHeader, payload: &[u8]) -> Result<Vec<u8>, BundleEr
     let crc = crc32(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     Ok(out)
+}
+
+/// What [`encode`] would return the length of, for a payload of `payload_len` bytes: the payload need not exist.
+pub fn encoded_len(header: &BundleHeader, payload_len: u64) -> Result<u64, BundleError> {
+    let (json, _) = header_json(header)?;
+    Ok(framed_len(json.len(), payload_len))
+}
+
+/// The header as JSON with its length as the frame stores it, refused when the version or the length is wrong.
+fn header_json(header: &BundleHeader) -> Result<(Vec<u8>, u32), BundleError> {
+    if header.format_version != FORMAT_VERSION {
+        return Err(BundleError::UnsupportedVersion { found: header.format_version, supported: FORMAT_VERSION });
+    }
+    let json = serde_json::to_vec(header)?;
+    let header_len = u32::try_from(json.len()).map_err(|_| BundleError::TooLarge {
+        part: "header",
+        len: json.len() as u64,
+        max: u64::from(u32::MAX),
+    })?;
+    Ok((json, header_len))
+}
+
+fn framed_len(header_len: usize, payload_len: u64) -> u64 {
+    (PREFIX_LEN + header_len + PAYLOAD_LEN_LEN + CRC_LEN) as u64 + payload_len
 }
 
 /// Parses and verifies a bundle: magic, version, lengths, checksum, then the header JSON.
@@ -128,13 +141,6 @@ pub fn decode(bytes: &[u8]) -> Result<(BundleHeader, Vec<u8>), BundleError> {
     }
     let header = parse_header(&bytes[PREFIX_LEN..payload_len_at])?;
     Ok((header, bytes[payload_at..crc_at].to_vec()))
-}
-
-/// Encodes and writes atomically, so a crash mid-save leaves the previous model intact. Returns the file size.
-pub fn write(path: &Path, header: &BundleHeader, payload: &[u8]) -> Result<u64, BundleError> {
-    let bytes = encode(header, payload)?;
-    write_atomic(path, &bytes).map_err(|e| BundleError::io(path, e))?;
-    Ok(bytes.len() as u64)
 }
 
 pub fn read(path: &Path) -> Result<(BundleHeader, Vec<u8>), BundleError> {
@@ -424,29 +430,31 @@ mod tests {
     }
 
     #[test]
-    fn write_is_atomic_and_overwrites() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("model.mwm");
-        let h = header();
-        let n = write(&p, &h, b"first payload").unwrap();
-        assert_eq!(n, std::fs::metadata(&p).unwrap().len());
-        let mut h2 = h.clone();
-        h2.model_type = "anomaly".into();
-        let n2 = write(&p, &h2, b"second").unwrap();
-        assert_eq!(n2, std::fs::metadata(&p).unwrap().len());
-        assert_eq!(read(&p).unwrap(), (h2.clone(), b"second".to_vec()));
-        assert_eq!(read_header(&p).unwrap(), h2);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("model.mwm")]);
+    fn encoded_len_is_the_length_encode_returns() {
+        let mut h = header();
+        for payload_len in [0usize, 1, 40, 100_000] {
+            let payload = vec![7u8; payload_len];
+            assert_eq!(encoded_len(&h, payload_len as u64).unwrap(), encode(&h, &payload).unwrap().len() as u64, "{payload_len}");
+        }
+        // The header is JSON of any length: a longer one moves every later part.
+        h.metrics = serde_json::json!({ "per_sensor": vec!["ünïcode sensor name"; 500] });
+        assert_eq!(encoded_len(&h, 3).unwrap(), encode(&h, b"abc").unwrap().len() as u64);
+        h.format_version = 2;
+        assert!(matches!(encoded_len(&h, 3), Err(BundleError::UnsupportedVersion { found: 2, supported: 1 })));
     }
 
     #[test]
-    fn write_into_missing_folder_names_the_path() {
+    fn read_names_the_file_it_cannot_open() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("no/such/dir/model.mwm");
-        let err = write(&p, &header(), b"x").unwrap_err();
+        let err = read(&p).unwrap_err();
         assert!(matches!(err, BundleError::Io { .. }));
         assert!(err.to_string().contains("model.mwm"), "{err}");
+        let p = dir.path().join("model.mwm");
+        let (h, payload, bytes) = small_bundle();
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(read(&p).unwrap(), (h.clone(), payload));
+        assert_eq!(read_header(&p).unwrap(), h);
     }
 
     #[test]

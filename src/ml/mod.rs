@@ -1,52 +1,28 @@
-//! The four trainers and what they share: one interface ([`train`]), causal features, leak-free splits,
-//! honest metrics beside their baselines, versioned bundles and predictions.
+//! The four trainers and what they share, behind one interface: [`train()`] turns a machine's table and typed
+//! parameters into a [`Trained`] model (payload, report, data fingerprint), [`model`] is a model as stored in its
+//! bundle, [`predict`] answers with it for recent readings, [`report`] is what the page, the API and the CLI show
+//! about it and [`bundle`] is the file format.
+//!
+//! The folders show the rest:
+//! - `trainers/`: one trainer per model type, each returning its own model type and its report, plus the
+//!   pipeline the two supervised ones share;
+//! - `engines/`: the self-contained algorithms the trainers drive (gradient boosting, anomaly detectors,
+//!   univariate forecasting);
+//! - `shared/`: the trainers' plumbing (parameters, the training context, causal features, leak-free splits,
+//!   metrics beside their baselines).
 pub mod bundle;
-pub mod context;
-pub mod detectors;
-pub mod features;
-pub mod forecast;
-pub mod gbdt;
-pub mod metrics;
-pub mod split;
-
-mod params;
-pub use context::{Event, LeaderRow, PauseGate, TrainContext};
-pub use params::{ModelType, Quality, TrainParams, bounds, check_range};
-
-use thiserror::Error;
-
-#[derive(Debug, Error)]
-pub enum MlError {
-    #[error("cancelled")]
-    Cancelled,
-    #[error(transparent)]
-    Data(#[from] crate::data::DataError),
-    #[error("features: {0}")]
-    Features(#[from] features::FeatureError),
-    #[error("split: {0}")]
-    Split(#[from] split::SplitError),
-    #[error("gradient boosting: {0}")]
-    Gbdt(#[from] gbdt::GbdtError),
-    #[error("anomaly detectors: {0}")]
-    Detector(#[from] detectors::DetectorError),
-    #[error("forecast: {0}")]
-    Forecast(#[from] forecast::ForecastError),
-    #[error("model file: {0}")]
-    Bundle(#[from] bundle::BundleError),
-    #[error("{0}")]
-    Unsupported(String),
-    #[error("{0}")]
-    Invalid(String),
-}
-
-pub mod anomaly;
-pub mod classify;
-pub mod eval;
+mod error;
 pub mod model;
 pub mod predict;
-pub mod regress;
+mod recent;
 pub mod report;
-mod supervised;
-pub mod timeseries;
 mod train;
-pub use train::{MODEL_FILE, REPORT_FILE, Trained, data_fingerprint, train};
+
+pub(crate) mod engines;
+pub(crate) mod shared;
+pub(crate) mod trainers;
+
+pub use error::MlError;
+pub use shared::context::{Event, LeaderRow, PauseGate, TrainContext};
+pub use shared::params::{ModelType, Quality, TrainParams, bounds, check_range};
+pub use train::{MODEL_FILE, REPORT_FILE, Trained, train};

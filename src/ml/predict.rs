@@ -1,5 +1,5 @@
 //! Answers from a loaded model for recent readings, and the recent readings of a machine's own data.
-use super::MlError;
+use super::error::MlError;
 use super::model::{Payload, Recent, UrgencyHours};
 use crate::data::Table;
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ pub fn rows_needed(payload: &Payload) -> usize {
 /// The latest rows of the machine's current (last) life.
 pub fn recent_from_table(table: &Table, payload: &Payload) -> Result<Recent, MlError> {
     let ranges = table.life_ranges();
-    let Some((_, life)) = ranges.last() else { return Err(MlError::Invalid("the machine has no rows".into())) };
+    let Some((_, life)) = ranges.last() else { return Err(MlError::NotEnoughData("the machine has no rows".into())) };
     let need = rows_needed(payload);
     let start = life.end.saturating_sub(need).max(life.start);
     let sensors: BTreeMap<String, Vec<f64>> = table.sensors.iter().map(|s| (s.name.clone(), s.values[start..life.end].to_vec())).collect();
@@ -31,7 +31,7 @@ pub fn answer(payload: &Payload, recent: &Recent, urgency: &UrgencyHours) -> Res
         Payload::Anomaly(m) => serde_json::to_value(m.predict(recent)?),
         Payload::Forecast(m) => serde_json::to_value(m.predict(recent)?),
     };
-    v.map_err(|e| MlError::Invalid(e.to_string()))
+    Ok(v?)
 }
 
 /// One line about a model, for `inspect-model`.

@@ -1,6 +1,8 @@
 //! The training report: what the page, the API and the CLI show about a model. Every metric in it was
 //! computed on rows the model was neither fitted nor selected on, beside a baseline on the same rows.
-use super::{LeaderRow, ModelType, TrainParams};
+use super::shared::context::LeaderRow;
+use super::shared::metrics::Confusion;
+use super::shared::params::{ModelType, TrainParams};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Instant;
@@ -70,7 +72,7 @@ pub struct Report {
     /// The same metrics for the baseline, on the same rows.
     pub baseline: Value,
     pub leaderboard: Vec<LeaderRow>,
-    pub confusion: Option<super::metrics::Confusion>,
+    pub confusion: Option<Confusion>,
     pub feature_importance: Vec<(String, f64)>,
     /// Type-specific samples for plots: predicted vs actual, forecast vs truth, score distribution.
     pub samples: Value,

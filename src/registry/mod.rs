@@ -4,7 +4,7 @@
 //! `meta.json`, plus a `next_version` counter in each type folder. A version folder only ever appears by
 //! renaming a finished hidden temp folder, so a reader (or a restart after a power cut) never sees half a
 //! model; hidden names are skipped by every listing and swept by [`Registry::open`].
-use crate::data::{MachineId, Table};
+use crate::data::MachineId;
 use crate::ml::model::Payload;
 use crate::ml::{MODEL_FILE, MlError, ModelType, REPORT_FILE, Trained};
 use crate::util::fsx;
@@ -121,19 +121,6 @@ fn io_full(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) || e.raw_os_error() == Some(28)
 }
 
-/// `Trained::save` turns some I/O errors into strings, so the text is checked too, not only the source chain.
-fn ml_disk_full(e: &MlError) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if err.downcast_ref::<io::Error>().is_some_and(io_full) {
-            return true;
-        }
-        cur = err.source();
-    }
-    let text = e.to_string();
-    text.contains("No space left on device") || text.contains("os error 28") || text.contains("Disk quota exceeded")
-}
-
 fn io_err(path: &Path, source: io::Error) -> RegistryError {
     if io_full(&source) {
         RegistryError::DiskFull { path: path.to_path_buf(), message: DISK_FULL_ADVICE.into() }
@@ -142,12 +129,26 @@ fn io_err(path: &Path, source: io::Error) -> RegistryError {
     }
 }
 
-fn ml_err(path: &Path, e: MlError) -> RegistryError {
-    if ml_disk_full(&e) {
-        RegistryError::DiskFull { path: path.to_path_buf(), message: DISK_FULL_ADVICE.into() }
-    } else {
-        RegistryError::Ml(e)
-    }
+/// How the files of a model folder are written: atomically (see [`fsx::write_atomic`]), or, in tests, failing
+/// the way a full disk does.
+type WriteFile = fn(&Path, &[u8]) -> io::Result<()>;
+
+/// Writes `<dir>/model.mwm` from the trained model's bundle bytes, then `<dir>/report.json` with the model's
+/// size in it (bundle first, so a report never describes a missing model); returns the size. Versions are
+/// filled this way, and so are the plain folders of `millwright train --out`.
+pub fn write_model_dir(dir: &Path, trained: &mut Trained) -> Result<u64, RegistryError> {
+    write_model_files(dir, trained, fsx::write_atomic)
+}
+
+fn write_model_files(dir: &Path, trained: &mut Trained, write: WriteFile) -> Result<u64, RegistryError> {
+    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let bundle = trained.bundle()?;
+    let model_path = dir.join(MODEL_FILE);
+    write(&model_path, &bundle).map_err(|e| io_err(&model_path, e))?;
+    trained.report.model_size_bytes = bundle.len() as u64;
+    let report_path = dir.join(REPORT_FILE);
+    write(&report_path, &to_json_bytes(&trained.report, &report_path)?).map_err(|e| io_err(&report_path, e))?;
+    Ok(trained.report.model_size_bytes)
 }
 
 fn parse_machine(id: &str) -> Result<MachineId, RegistryError> {
@@ -357,18 +358,12 @@ impl Registry {
 
     /// Saves a trained model as the next version and makes it live: the previous live version stays
     /// untouched until the new one is complete on disk, then older versions beyond `keep_versions` go.
-    pub fn save(&self, machine: &MachineId, trained: &mut Trained, table: &Table, job_id: &str) -> Result<VersionInfo, RegistryError> {
-        self.save_with(machine, trained, job_id, |trained, dir| trained.save(dir, table))
+    pub fn save(&self, machine: &MachineId, trained: &mut Trained, job_id: &str) -> Result<VersionInfo, RegistryError> {
+        self.save_with(machine, trained, job_id, fsx::write_atomic)
     }
 
-    /// `save` with the bundle writer passed in, so tests can make it fail like a full disk does.
-    fn save_with(
-        &self,
-        machine: &MachineId,
-        trained: &mut Trained,
-        job_id: &str,
-        write: impl FnOnce(&mut Trained, &Path) -> Result<u64, MlError>,
-    ) -> Result<VersionInfo, RegistryError> {
+    /// `save` with the file writer passed in, so tests can make it fail like a full disk does.
+    fn save_with(&self, machine: &MachineId, trained: &mut Trained, job_id: &str, write: WriteFile) -> Result<VersionInfo, RegistryError> {
         let t = trained.payload.model_type();
         let _writing = lock(&self.writes);
         let type_dir = self.type_dir(machine, t);
@@ -377,7 +372,7 @@ impl Registry {
         let tmp = type_dir.join(format!(".{}.tmp-{}", version_name(version), std::process::id()));
         let final_dir = type_dir.join(version_name(version));
 
-        let filled = self.fill_version(&tmp, machine, t, version, trained, job_id, write).and_then(|meta| {
+        let filled = self.fill_version(&tmp, machine, version, trained, job_id, write).and_then(|meta| {
             crate::util::failpoint::hit("registry.before_rename");
             fs::rename(&tmp, &final_dir).map_err(|e| io_err(&final_dir, e))?;
             crate::util::failpoint::hit("registry.after_rename");
@@ -405,23 +400,23 @@ impl Registry {
         Ok(meta.into_info(true))
     }
 
-    #[allow(clippy::too_many_arguments)]
     /// Models are refused when saving them would leave less than `mb` free on the state folder's file system.
     pub fn set_disk_reserve_mb(&self, mb: u64) {
         self.disk_reserve_bytes.store(mb << 20, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Writes the model, its report and `meta.json` into the temporary folder `tmp` of a new version.
     fn fill_version(
         &self,
         tmp: &Path,
         machine: &MachineId,
-        t: ModelType,
         version: u32,
         trained: &mut Trained,
         job_id: &str,
-        write: impl FnOnce(&mut Trained, &Path) -> Result<u64, MlError>,
+        write: WriteFile,
     ) -> Result<Meta, RegistryError> {
-        let written = write(trained, tmp).map_err(|e| ml_err(tmp, e))?;
+        let t = trained.payload.model_type();
+        let written = write_model_files(tmp, trained, write)?;
         let size = fs::metadata(tmp.join(MODEL_FILE)).map(|m| m.len()).unwrap_or(written);
         let reserve = self.disk_reserve_bytes.load(std::sync::atomic::Ordering::Relaxed);
         if reserve > 0
@@ -443,7 +438,7 @@ impl Registry {
             trained.report.warnings.push(w.clone());
             let report_path = tmp.join(REPORT_FILE);
             let json = to_json_bytes(&trained.report, &report_path)?;
-            fsx::write_atomic(&report_path, &json).map_err(|e| io_err(&report_path, e))?;
+            write(&report_path, &json).map_err(|e| io_err(&report_path, e))?;
         }
         let meta = Meta {
             version,
@@ -458,7 +453,7 @@ impl Registry {
         };
         let meta_path = tmp.join(META_FILE);
         // write_atomic fsyncs the file and the temp folder, as the bundle and report writes did.
-        fsx::write_atomic(&meta_path, &to_json_bytes(&meta, &meta_path)?).map_err(|e| io_err(&meta_path, e))?;
+        write(&meta_path, &to_json_bytes(&meta, &meta_path)?).map_err(|e| io_err(&meta_path, e))?;
         Ok(meta)
     }
 

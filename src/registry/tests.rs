@@ -1,7 +1,6 @@
 use super::*;
 use crate::data::simulate::{FleetOptions, simulate_fleet};
-use crate::ml::bundle::BundleError;
-use crate::ml::report::Report;
+use crate::ml::bundle;
 use crate::ml::{Quality, TrainContext, TrainParams};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -9,26 +8,21 @@ use std::time::Duration;
 const T: ModelType = ModelType::Anomaly;
 
 /// One real model trained once and saved many times: saving, not training, is what is under test.
-fn fixture() -> &'static (Table, Payload, Report) {
-    static FIXTURE: OnceLock<(Table, Payload, Report)> = OnceLock::new();
+fn fixture() -> &'static Trained {
+    static FIXTURE: OnceLock<Trained> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let opts = FleetOptions { out_dir: dir.path().to_path_buf(), machines: 1, rows: 3000, ..Default::default() };
         let fleet = simulate_fleet(&opts).unwrap();
         let table = crate::data::load_machine(dir.path(), &fleet[0].id).unwrap();
         let params = TrainParams { quality: Quality::Fast, threads: 1, ..Default::default() };
-        let trained = crate::ml::train(T, &table, &params, &TrainContext::detached(Duration::from_secs(60), 1)).unwrap();
-        (table, trained.payload, trained.report)
+        crate::ml::train(T, &table, &params, &TrainContext::detached(Duration::from_secs(60), 1)).unwrap()
     })
 }
 
 fn trained() -> Trained {
-    let (_, payload, report) = fixture();
-    Trained { payload: payload.clone(), report: report.clone() }
-}
-
-fn table() -> &'static Table {
-    &fixture().0
+    let t = fixture();
+    Trained { payload: t.payload.clone(), report: t.report.clone(), fingerprint: t.fingerprint.clone() }
 }
 
 fn machine() -> MachineId {
@@ -36,7 +30,7 @@ fn machine() -> MachineId {
 }
 
 fn save(reg: &Registry, job: &str) -> VersionInfo {
-    reg.save(&machine(), &mut trained(), table(), job).unwrap()
+    reg.save(&machine(), &mut trained(), job).unwrap()
 }
 
 fn numbers(reg: &Registry) -> Vec<u32> {
@@ -74,8 +68,8 @@ fn versions_grow_and_old_ones_are_pruned() {
     assert_eq!(live.machine_id, "pump_1");
     assert_eq!(live.model_type, T);
     assert!(live.size_bytes > 0);
-    assert_eq!(live.headline["metric"], fixture().2.headline.metric.as_str());
-    assert_eq!(live.trained_at, fixture().2.created_at);
+    assert_eq!(live.headline["metric"], fixture().report.headline.metric.as_str());
+    assert_eq!(live.trained_at, fixture().report.created_at);
 
     let report = reg.report("pump_1", T, None).unwrap();
     assert_eq!(report["model_size_bytes"].as_u64(), Some(live.size_bytes));
@@ -206,7 +200,7 @@ fn tiny_limit_marks_the_model_oversize_everywhere() {
     let state = tempfile::tempdir().unwrap();
     let reg = Registry::open(state.path(), 3, 0.001).unwrap();
     let mut tr = trained();
-    let info = reg.save(&machine(), &mut tr, table(), "job").unwrap();
+    let info = reg.save(&machine(), &mut tr, "job").unwrap();
     assert!(info.oversize);
     let warning = info.warning.clone().unwrap();
     assert!(warning.contains("over the 0.001 MB warning limit"), "{warning}");
@@ -295,6 +289,15 @@ fn keep_versions_zero_still_keeps_the_live_one() {
     assert_eq!(numbers(&reg), [2]);
 }
 
+/// Writes half the bundle, then fails as a full disk does; every other file is written for real.
+fn disk_fills_during_the_bundle(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if path.ends_with(MODEL_FILE) {
+        fs::write(path, &bytes[..bytes.len() / 2])?;
+        return Err(io::Error::from_raw_os_error(28));
+    }
+    fsx::write_atomic(path, bytes)
+}
+
 #[test]
 fn a_full_disk_keeps_the_previous_version_live() {
     let state = tempfile::tempdir().unwrap();
@@ -302,13 +305,8 @@ fn a_full_disk_keeps_the_previous_version_live() {
     save(&reg, "a");
     let before = reg.load_live("pump_1", T).unwrap().unwrap();
 
-    let result = reg.save_with(&machine(), &mut trained(), "full", |_, dir| {
-        fs::create_dir_all(dir).unwrap();
-        fs::write(dir.join(MODEL_FILE), b"half a mod").unwrap();
-        Err(MlError::Bundle(BundleError::Io { path: dir.join(MODEL_FILE), source: io::Error::from_raw_os_error(28) }))
-    });
-    let err = result.unwrap_err();
-    assert!(matches!(err, RegistryError::DiskFull { .. }), "{err:?}");
+    let err = reg.save_with(&machine(), &mut trained(), "full", disk_fills_during_the_bundle).unwrap_err();
+    assert!(matches!(err, RegistryError::DiskFull { ref path, .. } if path.ends_with(MODEL_FILE)), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("disk full") && text.contains("previous model version stays live"), "{text}");
     assert!(hidden_entries(&type_dir(state.path())).is_empty(), "the temp folder is removed");
@@ -316,11 +314,112 @@ fn a_full_disk_keeps_the_previous_version_live() {
     let after = reg.load_live("pump_1", T).unwrap().unwrap();
     assert_eq!(after.0, before.0);
 
-    // Trained::save reports some I/O errors as text only.
-    let as_text = MlError::Invalid(format!("/x: {}", io::Error::from_raw_os_error(28)));
-    assert!(matches!(ml_err(Path::new("/x"), as_text), RegistryError::DiskFull { .. }));
-    assert!(matches!(ml_err(Path::new("/x"), MlError::Invalid("other".into())), RegistryError::Ml(_)));
-
     // The failed attempt used up its number; the next save does not reuse it.
+    assert_eq!(save(&reg, "b").version, 3);
+}
+
+/// The model files are written by the registry, so its errors carry the `io::Error` itself: a full disk is
+/// told from its kind or errno, and any other failure keeps the error and the file it happened to.
+#[test]
+fn write_errors_keep_their_io_source() {
+    let state = tempfile::tempdir().unwrap();
+    let reg = Registry::open(state.path(), 3, DEFAULT_WARN_SIZE_MB).unwrap();
+    let storage_full: WriteFile = |path, bytes| {
+        if path.ends_with(REPORT_FILE) { Err(io::ErrorKind::StorageFull.into()) } else { fsx::write_atomic(path, bytes) }
+    };
+    let err = reg.save_with(&machine(), &mut trained(), "a", storage_full).unwrap_err();
+    assert!(matches!(err, RegistryError::DiskFull { ref path, .. } if path.ends_with(REPORT_FILE)), "{err:?}");
+
+    let denied: WriteFile = |_, _| Err(io::ErrorKind::PermissionDenied.into());
+    let err = reg.save_with(&machine(), &mut trained(), "b", denied).unwrap_err();
+    let RegistryError::Io { path, source } = &err else { panic!("{err:?}") };
+    assert!(path.ends_with(MODEL_FILE), "{}", path.display());
+    assert_eq!(source.kind(), io::ErrorKind::PermissionDenied);
+    let chained = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<io::Error>());
+    assert_eq!(chained.map(io::Error::kind), Some(io::ErrorKind::PermissionDenied));
+    assert!(numbers(&reg).is_empty());
+    assert!(hidden_entries(&type_dir(state.path())).is_empty());
+}
+
+/// A version's model file is the bundle `Trained` hands out: same bytes, the training data's fingerprint in
+/// its header, and the size `bundle_size` computes without building it.
+#[test]
+fn the_saved_file_is_the_trained_bundle() {
+    let state = tempfile::tempdir().unwrap();
+    let reg = Registry::open(state.path(), 3, DEFAULT_WARN_SIZE_MB).unwrap();
+    let mut tr = trained();
+    let info = reg.save(&machine(), &mut tr, "job").unwrap();
+    let bytes = fs::read(type_dir(state.path()).join("v1").join(MODEL_FILE)).unwrap();
+    assert_eq!(bytes, tr.bundle().unwrap());
+    assert_eq!(info.size_bytes, bytes.len() as u64);
+    assert_eq!(tr.bundle_size().unwrap(), bytes.len() as u64);
+    assert_eq!(tr.report.model_size_bytes, bytes.len() as u64);
+    let (header, _) = bundle::decode(&bytes).unwrap();
+    assert_eq!(header.data_fingerprint, fixture().fingerprint);
+    assert_eq!(fixture().fingerprint.len(), 16);
+    let report = reg.report("pump_1", T, Some(1)).unwrap();
+    assert_eq!(report["model_size_bytes"], bytes.len() as u64);
+}
+
+/// A tmpfs mounted over a folder for one test, lazily unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// None when this process may not mount (not root): the caller says so and skips.
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).status();
+        status.is_ok_and(|s| s.success()).then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system holding `path` with one file, then frees `keep` bytes of it again.
+fn fill_leaving(path: &Path, keep: u64) {
+    use std::io::Write;
+    let mut f = fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 4096];
+    let err = loop {
+        if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_all()) {
+            break e;
+        }
+    };
+    assert_eq!(err.raw_os_error(), Some(28), "filling stopped for another reason: {err}");
+    let len = f.metadata().unwrap().len();
+    f.set_len(len.saturating_sub(keep)).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// The real thing behind `a_full_disk_keeps_the_previous_version_live`: a small file system that runs out while
+/// the bundle is written. The kernel's ENOSPC reaches the registry as an `io::Error`, so the save fails as
+/// DiskFull naming the model file, leaves nothing behind, and the previous version stays live.
+#[test]
+fn a_file_system_that_fills_during_the_bundle_is_disk_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    fs::create_dir(&state).unwrap();
+    let Some(_tmpfs) = Tmpfs::mount(&state, "2m") else {
+        eprintln!("skipping: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    };
+    let reg = Registry::open(&state, 3, DEFAULT_WARN_SIZE_MB).unwrap();
+    save(&reg, "a");
+    let before = reg.load_live("pump_1", T).unwrap().unwrap();
+    let bundle_len = trained().bundle().unwrap().len() as u64;
+    assert!(bundle_len > 64 * 1024, "the bundle must not fit in what is left: {bundle_len} bytes");
+
+    let filler = state.join("filler");
+    fill_leaving(&filler, 32 * 1024);
+    let err = reg.save(&machine(), &mut trained(), "full").unwrap_err();
+    assert!(matches!(err, RegistryError::DiskFull { ref path, .. } if path.ends_with(MODEL_FILE)), "{err:?}");
+    assert!(hidden_entries(&type_dir(&state)).is_empty(), "the temp folder is removed");
+    assert_eq!(numbers(&reg), [1]);
+    assert_eq!(reg.load_live("pump_1", T).unwrap().unwrap().0, before.0);
+
+    fs::remove_file(&filler).unwrap();
     assert_eq!(save(&reg, "b").version, 3);
 }

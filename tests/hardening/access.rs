@@ -55,7 +55,7 @@ fn machine_files_outside_the_data_folder_are_refused_and_never_quoted() {
         ("leak-token-rel", "[[files]] path"),
         ("leak-passwd", "[[files]] path"),
         ("leak-glob", "[[files]] path"),
-        ("leak-seed-link", "seed-layout file train.csv"),
+        ("leak-legacy-link", "legacy-layout file train.csv"),
         ("leak-toml-link", "machine.toml"),
         ("leak-rul", "rul_at_end"),
         ("leak-windows", "[anomaly_windows] path"),
@@ -65,8 +65,8 @@ fn machine_files_outside_the_data_folder_are_refused_and_never_quoted() {
     write(&machines_dir.join("leak-token-rel/machine.toml"), &describe("../../../state/token"));
     write(&machines_dir.join("leak-passwd/machine.toml"), &format!("{}delimiter = \";\"\n", describe("/etc/passwd")));
     write(&machines_dir.join("leak-glob/machine.toml"), &describe("../../../state/tok*"));
-    std::fs::create_dir_all(machines_dir.join("leak-seed-link")).unwrap();
-    std::os::unix::fs::symlink(&token_file, machines_dir.join("leak-seed-link/train.csv")).unwrap();
+    std::fs::create_dir_all(machines_dir.join("leak-legacy-link")).unwrap();
+    std::os::unix::fs::symlink(&token_file, machines_dir.join("leak-legacy-link/train.csv")).unwrap();
     std::fs::create_dir_all(machines_dir.join("leak-toml-link")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", machines_dir.join("leak-toml-link/machine.toml")).unwrap();
     let inside_csv = "timestamp,unit,s1\n2024-01-01T00:00:00Z,1,1\n2024-01-01T00:01:00Z,1,2\n2024-01-01T00:02:00Z,1,3\n";

@@ -4,7 +4,7 @@
 //! sensor names and units. Its history is one timeline of run-to-failure lives: a failure mode wears the
 //! machine from a random initial wear to failure, while load regimes, the plant's daily and yearly
 //! temperature cycle, sensor noise and dropouts move the readings the way they move in a real plant.
-//! Output is the seed layout (`train/val/test` + `machine.toml`) under `<out_dir>/machines/<id>/`.
+//! Output is the legacy layout (`train/val/test` + `machine.toml`) under `<out_dir>/machines/<id>/`.
 mod engine;
 mod families;
 mod output;

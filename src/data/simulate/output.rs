@@ -1,4 +1,4 @@
-//! Writing one simulated machine in the seed layout: `train/val/test` files split chronologically by life,
+//! Writing one simulated machine in the legacy layout: `train/val/test` files split chronologically by life,
 //! plus a `machine.toml` with display metadata, units and what ended each life.
 use super::engine::{Life, MachineData};
 use super::families::{Family, Model};
@@ -162,16 +162,16 @@ pub fn machine_toml(m: &MachineFiles<'_>, splits: &[Split]) -> MachineToml {
 }
 
 /// Only the sections the simulator fills: serialising the whole description would also print empty
-/// `files` and `[columns]` defaults, which read as if the folder were described rather than seed layout.
+/// `files` and `[columns]` defaults, which read as if the folder were described rather than in the legacy layout.
 #[derive(Serialize)]
-struct SeedToml<'a> {
+struct LegacyToml<'a> {
     machine: &'a MachineMeta,
     units: &'a BTreeMap<String, String>,
     lives: &'a [LifeInfo],
 }
 
 pub fn toml_text(desc: &MachineToml) -> Result<String, String> {
-    let view = SeedToml { machine: &desc.machine, units: &desc.units, lives: &desc.lives };
+    let view = LegacyToml { machine: &desc.machine, units: &desc.units, lives: &desc.lives };
     let body = toml::to_string_pretty(&view).map_err(|e| e.to_string())?;
-    Ok(format!("# Written by `millwright simulate`: a simulated machine in the seed layout (train/val/test).\n\n{body}"))
+    Ok(format!("# Written by `millwright simulate`: a simulated machine in the legacy layout (train/val/test).\n\n{body}"))
 }

@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::MlError;
+/// Cancel was asked: what [`TrainContext::checkpoint`] returns at the next safe point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
 
 /// One row of the live leaderboard: a candidate and its validation score (never a test score).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -197,9 +200,9 @@ impl TrainContext {
     }
 
     /// A safe point: returns `Cancelled` if cancel was asked, and holds here while the pause gate is closed.
-    pub fn checkpoint(&self) -> Result<(), MlError> {
+    pub fn checkpoint(&self) -> Result<(), Cancelled> {
         if self.is_cancelled() {
-            return Err(MlError::Cancelled);
+            return Err(Cancelled);
         }
         let mut announced = false;
         while let Some(reason) = self.gate.paused_reason() {
@@ -213,7 +216,7 @@ impl TrainContext {
                 announced = true;
             }
             if self.is_cancelled() {
-                return Err(MlError::Cancelled);
+                return Err(Cancelled);
             }
             self.gate.wait(Duration::from_millis(100));
         }
@@ -221,7 +224,7 @@ impl TrainContext {
             let (fraction, stage) = self.state.lock().map(|s| (s.fraction, s.stage.clone())).unwrap_or_default();
             (self.sink)(&Event::Progress { fraction, stage: stage.clone(), message: format!("{stage} resumed") });
         }
-        if self.is_cancelled() { Err(MlError::Cancelled) } else { Ok(()) }
+        if self.is_cancelled() { Err(Cancelled) } else { Ok(()) }
     }
 }
 
@@ -280,7 +283,7 @@ mod tests {
         let (ctx, _) = recording();
         assert!(ctx.checkpoint().is_ok());
         ctx.cancel_flag().store(true, Ordering::Relaxed);
-        assert!(matches!(ctx.checkpoint(), Err(MlError::Cancelled)));
+        assert!(matches!(ctx.checkpoint(), Err(Cancelled)));
     }
 
     #[test]
@@ -305,7 +308,7 @@ mod tests {
             flag.store(true, Ordering::Relaxed);
         });
         let t0 = Instant::now();
-        assert!(matches!(ctx.checkpoint(), Err(MlError::Cancelled)));
+        assert!(matches!(ctx.checkpoint(), Err(Cancelled)));
         assert!(t0.elapsed() < Duration::from_secs(1));
     }
 
@@ -322,7 +325,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(250));
             flag.store(true, Ordering::Relaxed);
         });
-        assert!(matches!(ctx.checkpoint(), Err(MlError::Cancelled)));
+        assert!(matches!(ctx.checkpoint(), Err(Cancelled)));
         assert!(beat.load(Ordering::Relaxed) > 0, "waiting at a closed gate must beat");
     }
 }

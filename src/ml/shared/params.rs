@@ -22,7 +22,7 @@ impl ModelType {
         }
     }
 
-    /// Accepts the seed's names and the obvious aliases.
+    /// Accepts the replaced stack's names and the obvious aliases.
     pub fn parse(s: &str) -> Option<ModelType> {
         match s.trim().to_ascii_lowercase().as_str() {
             "classification" | "classifier" => Some(ModelType::Classification),

@@ -4,7 +4,7 @@
 //! Every detector imputes missing values (NaN) with the per-column training median it stores, so a
 //! fitted detector can score rows on its own without the training data. Scores are "higher = more
 //! anomalous"; their raw scales differ per detector, which is why the [`Ensemble`] averages
-//! [`Calibrator`]-mapped scores in `[0, 1]` instead of raw ones.
+//! [`calibrator::Calibrator`]-mapped scores in `[0, 1]` instead of raw ones.
 //!
 //! Self-contained: depends only on `std`, `serde` and `thiserror`, so it compiles inside any crate.
 
@@ -18,14 +18,7 @@ mod rng;
 mod robust_z;
 mod stats;
 
-pub use calibrator::Calibrator;
-pub use ensemble::{AnyDetector, Combine, DetectorKind, Ensemble, EnsembleConfig, EnsembleScore, Member, threshold_for_contamination};
-pub use iforest::{IsolationForest, IsolationForestConfig};
-pub use mahalanobis::{Mahalanobis, MahalanobisConfig};
-pub use pca::{PcaConfig, PcaReconstruction};
-pub use rng::SplitMix64;
-pub use robust_z::{Aggregate, RobustZ};
-pub use stats::Imputer;
+pub use ensemble::{Ensemble, EnsembleConfig};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -155,14 +148,10 @@ pub(crate) fn report(progress: &mut dyn FnMut(f64) -> bool, fraction: f64) -> Re
     if progress(fraction.clamp(0.0, 1.0)) { Ok(()) } else { Err(DetectorError::Cancelled) }
 }
 
-/// Scores every row of `rows` with `detector` (helper for calibration and evaluation).
-pub fn score_rows(detector: &dyn Detector, rows: &Rows) -> Vec<f64> {
-    rows.iter().map(|r| detector.score(r)).collect()
-}
-
 #[cfg(test)]
 pub(crate) mod testutil {
-    use super::{Rows, SplitMix64};
+    use super::Rows;
+    use super::rng::SplitMix64;
 
     /// Correlated 2-D Gaussian plus `extra` independent N(0,1) columns.
     pub fn correlated(n: usize, extra: usize, rho: f64, seed: u64) -> Rows {

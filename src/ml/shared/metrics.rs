@@ -449,65 +449,6 @@ pub fn regression_metrics(actual: &[f64], pred: &[f64], critical_limit: f64) -> 
     })
 }
 
-/// Fraction of rows with `lo ≤ actual ≤ hi` (prediction-interval coverage).
-///
-/// Rows with a NaN actual have no ground truth and are skipped. A NaN bound
-/// means the model produced no interval, which counts as not covered, as
-/// does a crossed interval (`lo > hi`). `None` when lengths differ or no row
-/// has an actual.
-pub fn interval_coverage(actual: &[f64], lo: &[f64], hi: &[f64]) -> Option<f64> {
-    if actual.len() != lo.len() || actual.len() != hi.len() {
-        return None;
-    }
-    let mut total: u64 = 0;
-    let mut covered: u64 = 0;
-    for ((&a, &l), &h) in actual.iter().zip(lo).zip(hi) {
-        if a.is_nan() {
-            continue;
-        }
-        total += 1;
-        // NaN comparisons are false, so a NaN bound falls out as "not covered".
-        if l <= a && a <= h {
-            covered += 1;
-        }
-    }
-    if total == 0 { None } else { Some(covered as f64 / total as f64) }
-}
-
-/// The `q`-quantile with linear interpolation between order statistics
-/// (NumPy's default "linear" method: position (n − 1)·q). Input need not be
-/// sorted; NaN values are ignored.
-///
-/// `None` when no non-NaN value remains, when `q` is outside [0, 1] or NaN,
-/// or when the interpolation itself is undefined (between `-inf` and `inf`).
-pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
-    if !(0.0..=1.0).contains(&q) {
-        return None;
-    }
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let pos = q * (v.len() - 1) as f64;
-    let lower = pos.floor() as usize;
-    let frac = pos - lower as f64;
-    let a = *v.get(lower)?;
-    let result = match v.get(lower + 1) {
-        // frac == 0 must return the order statistic itself: `a + 0·(b − a)`
-        // is NaN when b − a is infinite.
-        Some(&b) if frac > 0.0 && a != b => {
-            if a.is_finite() && b.is_finite() {
-                a + frac * (b - a)
-            } else {
-                (1.0 - frac) * a + frac * b
-            }
-        }
-        _ => a,
-    };
-    if result.is_nan() { None } else { Some(result) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -918,39 +859,5 @@ mod tests {
         // A diverged prediction stays visible.
         let m = regression_metrics(&[1.0, 2.0], &[f64::INFINITY, 2.0], 0.0);
         assert_eq!(m.map(|m| m.rmse), Some(f64::INFINITY));
-    }
-
-    // ---------- Intervals and quantiles ----------
-
-    #[test]
-    fn interval_coverage_cases() {
-        let a = [1.0, 2.0, 3.0, 4.0, f64::NAN];
-        let lo = [0.0, 2.0, 3.5, f64::NAN, 0.0];
-        let hi = [2.0, 2.0, 5.0, 9.0, 1.0];
-        // Row 0 in, row 1 on both edges (in), row 2 below lo, row 3 NaN bound,
-        // row 4 no ground truth.
-        assert_eq!(interval_coverage(&a, &lo, &hi), Some(0.5));
-        assert_eq!(interval_coverage(&[1.0], &[2.0], &[0.0]), Some(0.0));
-        assert_eq!(interval_coverage(&[], &[], &[]), None);
-        assert_eq!(interval_coverage(&[1.0], &[0.0], &[]), None);
-        assert_eq!(interval_coverage(&[f64::NAN], &[0.0], &[1.0]), None);
-    }
-
-    #[test]
-    fn quantile_cases() {
-        let v = [4.0, 1.0, f64::NAN, 3.0, 2.0];
-        assert_eq!(quantile(&v, 0.5), Some(2.5));
-        assert_eq!(quantile(&v, 0.0), Some(1.0));
-        assert_eq!(quantile(&v, 1.0), Some(4.0));
-        assert_eq!(quantile(&v, 0.25), Some(1.75));
-        assert_eq!(quantile(&[7.0], 0.3), Some(7.0));
-        assert_eq!(quantile(&[], 0.5), None);
-        assert_eq!(quantile(&[f64::NAN], 0.5), None);
-        assert_eq!(quantile(&v, -0.1), None);
-        assert_eq!(quantile(&v, 1.1), None);
-        assert_eq!(quantile(&v, f64::NAN), None);
-        assert_eq!(quantile(&[1.0, f64::INFINITY], 1.0), Some(f64::INFINITY));
-        assert_eq!(quantile(&[1.0, f64::INFINITY], 0.0), Some(1.0));
-        assert_eq!(quantile(&[f64::NEG_INFINITY, f64::INFINITY], 0.5), None);
     }
 }

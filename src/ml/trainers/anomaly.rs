@@ -2,15 +2,16 @@
 //! Mahalanobis distance, fitted on healthy rows only, each calibrated to [0, 1] on held-out healthy rows,
 //! with a threshold set by `contamination`. Evaluated against real anomaly labels when the data has them,
 //! else against a clearly named proxy — never against labels derived from the same features.
-use super::detectors::{Detector, Ensemble, EnsembleConfig, Rows};
-use super::features::{FeatureSpec, Stat, features_for_rows};
-use super::metrics::{self, Confusion};
-use super::model::{Payload, Recent};
-use super::report::{DataSummary, Headline, Report, SplitSummary, Stopwatch, sample_indices};
-use super::split::plan_split;
-use super::supervised::time_in_life_allowed;
-use super::{LeaderRow, MlError, ModelType, TrainContext, TrainParams};
 use crate::data::{Split, Table};
+use crate::ml::engines::detectors::{Detector, Ensemble, EnsembleConfig, Rows};
+use crate::ml::error::MlError;
+use crate::ml::recent::Recent;
+use crate::ml::report::{DataSummary, Headline, Report, SplitSummary, Stopwatch, sample_indices};
+use crate::ml::shared::context::{LeaderRow, TrainContext};
+use crate::ml::shared::features::{FeatureSpec, Stat, features_for_rows};
+use crate::ml::shared::metrics;
+use crate::ml::shared::params::{ModelType, TrainParams};
+use crate::ml::shared::split::plan_split;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -201,7 +202,6 @@ fn anomaly_spec(table: &Table, params: &TrainParams, fit_rows: &[usize]) -> (Fea
     spec.stats = vec![Stat::Mean, Stat::Std];
     spec.raw = true;
     spec.time_in_life = false;
-    let _ = time_in_life_allowed;
     (spec, dropped)
 }
 
@@ -215,14 +215,14 @@ fn thin(rows: &[usize], max: usize) -> Vec<usize> {
     sample_indices(rows.len(), max).into_iter().map(|i| rows[i]).collect()
 }
 
-pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<(Payload, Report), MlError> {
+pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<(AnomalyModel, Report), MlError> {
     let mut sw = Stopwatch::start();
     ctx.stage("split", 0.0, 0.05, "choosing healthy rows");
     let all: Vec<usize> = (0..table.n_rows()).collect();
     let (probe, _) = anomaly_spec(table, params, &all);
     let plan = plan(table, params, probe.min_rows())?;
     if plan.fit.len() < 20 || plan.holdout.is_empty() {
-        return Err(MlError::Invalid(format!(
+        return Err(MlError::NotEnoughData(format!(
             "only {} healthy rows to fit on and {} to calibrate on; the anomaly detector needs at least 20 and 1",
             plan.fit.len(),
             plan.holdout.len()
@@ -230,7 +230,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     }
     let (spec, dropped) = anomaly_spec(table, params, &plan.fit);
     if spec.sensors.is_empty() {
-        return Err(MlError::Invalid("every sensor is constant or excluded on the healthy rows".into()));
+        return Err(MlError::NotEnoughData("every sensor is constant or excluded on the healthy rows".into()));
     }
     let mut report = Report::new(ModelType::Anomaly, &table.machine_id);
     report.target = format!(
@@ -287,7 +287,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     sw.lap("evaluate");
     report.timings = sw.laps.clone();
     report.train_seconds = sw.total();
-    Ok((Payload::Anomaly(model), report))
+    Ok((model, report))
 }
 
 fn evaluate(
@@ -310,7 +310,7 @@ fn evaluate(
         return Ok(());
     };
     if rows.is_empty() {
-        return Err(MlError::Invalid("no test rows to evaluate the anomaly detector on".into()));
+        return Err(MlError::NotEnoughData("no test rows to evaluate the anomaly detector on".into()));
     }
     let scores = score_rows(model, table, &rows, ctx)?;
     // The ensemble flags score > threshold; metrics use >= on a nudged threshold to match exactly.
@@ -326,7 +326,6 @@ fn evaluate(
         "accuracy": m.accuracy, "threshold": threshold, "alarm_rate": flag_rate, "healthy_alarm_rate": healthy_alarm_rate, "truth": truth_name, "n": m.n, "positives": m.positives });
     report.baseline = json!({ "name": "random detector at the same alarm rate", "precision": bp, "recall": br, "f1": bf, "roc_auc": 0.5, "pr_auc": prevalence });
     report.confusion = Some(m.confusion);
-    let _ = Confusion::default();
     report.samples = score_samples(&scores, &y, threshold);
     Ok(())
 }

@@ -29,6 +29,7 @@ impl SplitMix64 {
     }
 
     /// Standard normal via Box–Muller (one of the pair is dropped: simplicity over speed).
+    #[cfg(test)]
     pub fn normal(&mut self) -> f64 {
         let u1 = 1.0 - self.next_f64(); // (0, 1]: keeps ln finite
         let u2 = self.next_f64();

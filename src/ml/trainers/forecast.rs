@@ -2,11 +2,17 @@
 //! and 95 % intervals. Per sensor a rolling-origin backtest on the tail of the *training* period chooses among
 //! naive, seasonal naive, drift, damped Holt–Winters and seasonal decomposition + ETS; the held-out final
 //! days (never seen by the choice) give the reported metrics, beside seasonal naive on the same origins.
-use super::forecast::{self, BacktestScore, Forecaster, ModelKind};
-use super::model::Recent;
-use super::report::{Headline, Report, SplitSummary, Stopwatch};
-use super::{LeaderRow, MlError, ModelType, TrainContext, TrainParams};
+//!
+//! This is the forecaster everywhere inside `ml/` ([`crate::ml::model::Payload::Forecast`], the `forecast`
+//! engine); the API, the config, MQTT and the files on disk call its model type `timeseries`
+//! ([`ModelType::Timeseries`]), and that name stays theirs.
 use crate::data::Table;
+use crate::ml::engines::forecast::{self, BacktestScore, Forecaster, ModelKind};
+use crate::ml::error::MlError;
+use crate::ml::recent::Recent;
+use crate::ml::report::{DataSummary, Headline, Report, SplitSummary, Stopwatch};
+use crate::ml::shared::context::{LeaderRow, TrainContext};
+use crate::ml::shared::params::{ModelType, TrainParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -84,7 +90,7 @@ fn steps_for(hours: f64, interval_s: f64) -> usize {
     ((hours * 3600.0 / interval_s).round() as usize).max(1)
 }
 
-pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<(super::model::Payload, Report), MlError> {
+pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<(ForecastModel, Report), MlError> {
     let mut sw = Stopwatch::start();
     let step = table.interval_s.max(1e-3);
     let h = steps_for(params.forecast_hours, step);
@@ -92,7 +98,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let rows = timeline(table);
     let sensors: Vec<&crate::data::Sensor> = table.sensors.iter().filter(|s| !params.exclude_sensors.contains(&s.name)).collect();
     if sensors.is_empty() {
-        return Err(MlError::Invalid("every sensor is excluded".into()));
+        return Err(MlError::NotEnoughData("every sensor is excluded".into()));
     }
     let mut report = Report::new(ModelType::Timeseries, &table.machine_id);
     report.target = format!("every sensor {} h ahead ({h} steps of {step} s), 80 % and 95 % intervals", params.forecast_hours);
@@ -109,7 +115,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let n = series.first().map_or(0, Vec::len);
     let test_len = h * TEST_ORIGINS.min(n / (h * 4)).max(1);
     if n < test_len + 3 * h.max(2) {
-        return Err(MlError::Invalid(format!(
+        return Err(MlError::NotEnoughData(format!(
             "{n} points on the grid: too short to forecast {h} steps and test it; need at least {}",
             test_len + 3 * h.max(2)
         )));
@@ -190,7 +196,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         )],
         ..Default::default()
     };
-    report.data = super::report::DataSummary {
+    report.data = DataSummary {
         rows: table.n_rows(),
         sensors: table.sensors.len(),
         sensors_used: sensors.iter().map(|s| s.name.clone()).collect(),
@@ -209,7 +215,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         sensors: fitted.into_iter().map(|(sensor, model, _, _, _, period)| SensorForecaster { sensor, model, period }).collect(),
         fitted_until,
     };
-    Ok((super::model::Payload::Forecast(model), report))
+    Ok((model, report))
 }
 
 /// Sensor, deployed model, test score, seasonal-naive test score, test MAPE, period.
@@ -286,7 +292,7 @@ impl ForecastModel {
     /// Forecasts from the given history: the stored state when the history ends where training ended, else
     /// each sensor's chosen kind refitted on the history (its backtest error quantiles kept for the intervals).
     pub fn predict(&self, recent: &Recent) -> Result<ForecastAnswer, MlError> {
-        let last = recent.last_timestamp().ok_or_else(|| MlError::Invalid("no readings given".into()))?;
+        let last = recent.last_timestamp().ok_or_else(|| MlError::Readings("no readings given".into()))?;
         let same_end = (last - self.fitted_until).abs() < self.interval_s / 2.0;
         let mut out = Vec::new();
         for sf in &self.sensors {
@@ -296,10 +302,10 @@ impl ForecastModel {
                 let values = recent
                     .sensors
                     .get(&sf.sensor)
-                    .ok_or_else(|| MlError::Invalid(format!("sensor {:?} is missing from the readings", sf.sensor)))?;
+                    .ok_or_else(|| MlError::Readings(format!("sensor {:?} is missing from the readings", sf.sensor)))?;
                 let y = resample(&recent.timestamps, values, self.interval_s)?;
                 if y.len() < self.period.max(2) * 2 {
-                    return Err(MlError::Invalid(format!(
+                    return Err(MlError::Readings(format!(
                         "{} readings on the {} s grid; the forecaster needs at least {}",
                         y.len(),
                         self.interval_s,
@@ -334,12 +340,12 @@ impl ForecastModel {
 
 fn resample(timestamps: &[f64], values: &[f64], step: f64) -> Result<Vec<f64>, MlError> {
     if timestamps.len() != values.len() || timestamps.is_empty() {
-        return Err(MlError::Invalid("timestamps and values differ in length".into()));
+        return Err(MlError::Readings("timestamps and values differ in length".into()));
     }
     let t0 = timestamps[0];
     let n = ((timestamps[timestamps.len() - 1] - t0) / step).round().max(0.0) as usize + 1;
     if n > 1_000_000 {
-        return Err(MlError::Invalid("the readings span too long a time for their interval".into()));
+        return Err(MlError::Readings("the readings span too long a time for their interval".into()));
     }
     let mut grid = vec![f64::NAN; n];
     for (t, v) in timestamps.iter().zip(values) {

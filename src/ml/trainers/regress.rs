@@ -1,11 +1,76 @@
 //! "How many hours until failure?": GBDT on RUL capped at a piecewise limit, early stopping on validation lives.
-use super::metrics;
-use super::model::{Payload, RegressorModel};
-use super::report::{Headline, Report, Stopwatch, sample_indices, top_importance};
 use super::supervised::{self, Prepared, candidates, fit_candidate};
-use super::{LeaderRow, MlError, ModelType, TrainContext, TrainParams};
 use crate::data::Table;
+use crate::ml::engines::gbdt;
+use crate::ml::error::MlError;
+use crate::ml::recent::Recent;
+use crate::ml::report::{Headline, Report, Stopwatch, sample_indices, top_importance};
+use crate::ml::shared::context::{LeaderRow, TrainContext};
+use crate::ml::shared::features::{FeatureSpec, features_for_rows};
+use crate::ml::shared::metrics;
+use crate::ml::shared::params::{ModelType, TrainParams};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegressorModel {
+    pub spec: FeatureSpec,
+    pub model: gbdt::Model,
+    pub cap_hours: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RulAnswer {
+    pub rul_hours: f64,
+    pub rul_days: f64,
+    pub urgency: String,
+    /// The model never predicts past its cap: a value at the cap means "at least this long".
+    pub at_cap: bool,
+    pub cap_hours: f64,
+}
+
+/// Urgency classes for RUL answers, hours (configurable by the caller; these are the replaced stack's defaults).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UrgencyHours {
+    pub critical: f64,
+    pub high: f64,
+    pub medium: f64,
+}
+
+impl Default for UrgencyHours {
+    fn default() -> Self {
+        UrgencyHours { critical: 24.0, high: 72.0, medium: 168.0 }
+    }
+}
+
+impl RegressorModel {
+    pub fn predict(&self, recent: &Recent, urgency: &UrgencyHours) -> Result<RulAnswer, MlError> {
+        let h = self.model.predict(&recent.last_row_features(&self.spec)?).clamp(0.0, self.cap_hours);
+        let class = if h < urgency.critical {
+            "critical"
+        } else if h < urgency.high {
+            "high"
+        } else if h < urgency.medium {
+            "medium"
+        } else {
+            "low"
+        };
+        Ok(RulAnswer {
+            rul_hours: h,
+            rul_days: h / 24.0,
+            urgency: class.into(),
+            at_cap: h >= self.cap_hours * 0.98,
+            cap_hours: self.cap_hours,
+        })
+    }
+
+    /// Hours to failure at rows of a table (each from the history before it in its life), capped like the answers.
+    pub fn predict_rows(&self, table: &Table, rows: &[usize]) -> Result<Vec<f64>, MlError> {
+        let x = features_for_rows(&self.spec, table, rows)?;
+        let x = gbdt::Matrix::new(x.n_rows, x.n_cols, x.data)?;
+        Ok(self.model.predict_matrix(&x).into_iter().map(|v| v.clamp(0.0, self.cap_hours)).collect())
+    }
+}
 
 /// The cap: the caller's, else the data description's, else half the median life length — degradation is
 /// rarely visible earlier, and an uncapped target asks the model to tell "1,000 h left" from "900 h left" in
@@ -25,7 +90,7 @@ pub fn choose_cap(table: &Table, params: &TrainParams, hint: Option<f64>) -> Res
         .filter(|v| *v > 0.0)
         .collect();
     if lengths.is_empty() {
-        return Err(MlError::Invalid("the RUL column has no positive values".into()));
+        return Err(MlError::NotEnoughData("the RUL column has no positive values".into()));
     }
     lengths.sort_by(f64::total_cmp);
     let cap = (lengths[lengths.len() / 2] * 0.5).max(1.0).round();
@@ -36,7 +101,7 @@ fn no_rul() -> MlError {
     MlError::Unsupported("regression needs a RUL column (hours to failure) or lives that run to failure; this machine has neither".into())
 }
 
-pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<(Payload, Report), MlError> {
+pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<(RegressorModel, Report), MlError> {
     let mut sw = Stopwatch::start();
     let rul = table.rul.as_ref().ok_or_else(no_rul)?;
     let (cap, cap_text) = choose_cap(table, params, table.rul_cap_hint)?;
@@ -47,7 +112,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     ctx.log(cap_text);
 
     ctx.stage("train", 0.2, 0.85, format!("{} training rows", p.train.rows.len()));
-    let cands = candidates(super::gbdt::Objective::Regression, params.quality, params.seed, ctx.threads());
+    let cands = candidates(gbdt::Objective::Regression, params.quality, params.seed, ctx.threads());
     let yval: Vec<f64> = p.val.y.iter().map(|v| f64::from(*v)).collect();
     let mut best: Option<(f64, supervised::Fitted)> = None;
     let mut board = Vec::new();
@@ -65,14 +130,14 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
             break;
         }
     }
-    let Some((_, chosen)) = best else { return Err(MlError::Invalid("no candidate finished".into())) };
+    let Some((_, chosen)) = best else { return Err(MlError::NoCandidate) };
     sw.lap("train");
     ctx.checkpoint()?;
 
     ctx.stage("evaluate", 0.85, 1.0, "metrics on test lives");
     let yte: Vec<f64> = p.test.y.iter().map(|v| f64::from(*v)).collect();
     let pred: Vec<f64> = chosen.model.predict_matrix(&p.test.x).into_iter().map(|v| v.clamp(0.0, cap)).collect();
-    let m = metrics::regression_metrics(&yte, &pred, cap * 0.1).ok_or_else(|| MlError::Invalid("no test rows to evaluate".into()))?;
+    let m = metrics::regression_metrics(&yte, &pred, cap * 0.1).ok_or_else(|| MlError::NotEnoughData("no test rows to evaluate".into()))?;
     let train_mean = p.train.y.iter().map(|v| f64::from(*v)).sum::<f64>() / p.train.y.len().max(1) as f64;
     let base = metrics::regression_metrics(&yte, &vec![train_mean; yte.len()], cap * 0.1);
     let base_rmse = base.as_ref().map_or(f64::NAN, |b| b.rmse);
@@ -99,7 +164,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     sw.lap("evaluate");
     report.timings = sw.laps.clone();
     report.train_seconds = sw.total();
-    Ok((Payload::Regressor(RegressorModel { spec: p.spec, model: chosen.model, cap_hours: cap }), report))
+    Ok((RegressorModel { spec: p.spec, model: chosen.model, cap_hours: cap }, report))
 }
 
 /// Up to three test lives, each thinned to ≤ 150 points: hours since the life began, true and predicted RUL.

@@ -25,6 +25,7 @@
 //!   [`FeatureSpec::min_rows`] rows reproduces the training feature row bit for bit. A prediction with less
 //!   history than that is an error, never a zero-filled row.
 
+use super::lengths::{LengthMismatch, check_len};
 use crate::data::Table;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -181,10 +182,7 @@ pub struct FeatureMatrix {
 }
 
 impl FeatureMatrix {
-    pub fn column(&self, col: usize) -> &[f32] {
-        &self.data[col * self.n_rows..(col + 1) * self.n_rows]
-    }
-
+    #[cfg(test)]
     pub fn row(&self, row: usize) -> Vec<f32> {
         (0..self.n_cols).map(|c| self.data[c * self.n_rows + row]).collect()
     }
@@ -221,9 +219,10 @@ pub fn features_for_last_row(spec: &FeatureSpec, sensors: &[Vec<f64>], time_in_l
 }
 
 /// Feature rows of every row of a run (same input as [`features_for_last_row`], with the time in life of
-/// the FIRST row). The first `min_rows - 1` rows see truncated windows, exactly like the first rows of a
+/// the FIRST row). Only the tests call it, to hold prediction-time features to training's bit for bit. The first `min_rows - 1` rows see truncated windows, exactly like the first rows of a
 /// life; pass that much extra history and drop those rows when every row must match training. Time in life
 /// of later rows is extrapolated at the nominal `interval_s`, since the run carries no timestamps.
+#[cfg(test)]
 pub fn features_for_run(
     spec: &FeatureSpec,
     sensors: &[Vec<f64>],
@@ -310,8 +309,10 @@ fn is_constant(values: &[f64], fit_rows: &[usize]) -> bool {
 // ---------------------------------------------------------------------------------------------------------
 // Input checks
 
-fn check_len(what: &str, expected: usize, got: usize) -> Result<(), FeatureError> {
-    if expected == got { Ok(()) } else { Err(FeatureError::LengthMismatch { what: what.to_string(), expected, got }) }
+impl From<LengthMismatch> for FeatureError {
+    fn from(LengthMismatch { what, expected, got }: LengthMismatch) -> Self {
+        FeatureError::LengthMismatch { what, expected, got }
+    }
 }
 
 fn check_rows(rows: &[usize], n_rows: usize) -> Result<(), FeatureError> {

@@ -1,7 +1,7 @@
-//! Recognising a folder's files: the seed layout by file names, or the `[[files]]` of a `machine.toml`.
-use super::DataError;
+//! Recognising a folder's files: the legacy layout by file names, or the `[[files]]` of a `machine.toml`.
 use super::confine::Confine;
 use super::describe::{FileSpec, MachineToml};
+use super::error::DataError;
 use super::table::Split;
 use std::path::{Path, PathBuf};
 
@@ -12,8 +12,8 @@ pub struct SourceFile {
     pub split: Option<Split>,
 }
 
-/// The seed layout: `train` is required; `val` and `test` are optional; Parquet wins over CSV.
-pub fn seed_files(dir: &Path) -> Option<(Vec<SourceFile>, &'static str)> {
+/// The legacy layout (the files the replaced Python stack wrote): `train` is required; `val` and `test` are optional; Parquet wins over CSV.
+pub fn legacy_files(dir: &Path) -> Option<(Vec<SourceFile>, &'static str)> {
     let mut out = Vec::new();
     let mut format = "csv";
     for (name, split) in [("train", Split::Train), ("val", Split::Val), ("test", Split::Test)] {
@@ -70,7 +70,7 @@ fn expand(pattern: &Path) -> Result<Vec<PathBuf>, String> {
         .map(|e| tidy(&e.path()))
         .filter(|p| p.is_file() && p.file_name().is_some_and(|n| wildcard_match(&name, &n.to_string_lossy())))
         .collect();
-    found.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+    found.sort_by_key(|p| natural_key(p));
     if found.is_empty() {
         return Err(format!("no file matches {}", pattern.display()));
     }

@@ -1,3 +1,4 @@
+use super::metrics::coverage;
 use super::*;
 use std::time::Instant;
 

@@ -20,6 +20,7 @@
 //! splitting no life is in two of train/val/test. A set that would be empty is an error, never a silent
 //! degenerate split.
 
+use super::lengths::{LengthMismatch, check_len};
 use crate::data::{Split, SplitMethod, Table};
 use crate::util::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -146,9 +147,9 @@ fn stratified_plan(table: &Table, label: &[f64], seed: u64, test_f: f64, val_f: 
     require_non_empty(&plan, table.n_rows(), "rows")?;
     plan.notes.push(format!(
         "stratified by label as the data's description asks (seed {seed}): positive rate train {}, val {}, test {}",
-        positive_rate(label, &plan.train),
-        positive_rate(label, &plan.val),
-        positive_rate(label, &plan.test)
+        positive_percent(label, &plan.train),
+        positive_percent(label, &plan.val),
+        positive_percent(label, &plan.test)
     ));
     if table.lives_known && table.n_lives() > 1 {
         plan.notes.push("rows are treated as independent: rows of one life may land in different sets".into());
@@ -312,8 +313,10 @@ fn empty_plan(method: &str, seed: u64) -> SplitPlan {
     }
 }
 
-fn check_len(what: &str, expected: usize, got: usize) -> Result<(), SplitError> {
-    if expected == got { Ok(()) } else { Err(SplitError::LengthMismatch { what: what.to_string(), expected, got }) }
+impl From<LengthMismatch> for SplitError {
+    fn from(LengthMismatch { what, expected, got }: LengthMismatch) -> Self {
+        SplitError::LengthMismatch { what, expected, got }
+    }
 }
 
 /// Hint fractions override the method's defaults; a description file can hold anything.
@@ -345,7 +348,9 @@ fn label_classes(label: &[f64]) -> [Vec<usize>; 3] {
     classes
 }
 
-fn positive_rate(label: &[f64], rows: &[usize]) -> String {
+/// The share of positive labels among `rows`, as the percentage a split note shows (the metrics' positive
+/// rate is the same share as a number, over booleans).
+fn positive_percent(label: &[f64], rows: &[usize]) -> String {
     let pos = rows.iter().filter(|&&i| label[i] >= 0.5).count();
     format!("{:.2} %", 100.0 * pos as f64 / rows.len().max(1) as f64)
 }

@@ -1,11 +1,52 @@
 //! "Will this machine fail soon?": GBDT with class weighting, threshold tuned on validation for F1.
-use super::metrics::{self, Confusion};
-use super::model::{ClassifierModel, Payload};
-use super::report::{Headline, Report, Stopwatch, top_importance};
 use super::supervised::{self, Prepared, candidates, fit_candidate, leader};
-use super::{MlError, ModelType, TrainContext, TrainParams};
 use crate::data::Table;
+use crate::ml::engines::gbdt;
+use crate::ml::error::MlError;
+use crate::ml::recent::Recent;
+use crate::ml::report::{Headline, Report, Stopwatch, top_importance};
+use crate::ml::shared::context::{LeaderRow, TrainContext};
+use crate::ml::shared::features::FeatureSpec;
+use crate::ml::shared::metrics;
+use crate::ml::shared::params::{ModelType, TrainParams};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClassifierModel {
+    pub spec: FeatureSpec,
+    pub model: gbdt::Model,
+    /// Tuned on validation for F1.
+    pub threshold: f64,
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FailureAnswer {
+    pub failure_probability: f64,
+    pub will_fail: bool,
+    pub threshold: f64,
+    /// healthy / degrading / warning / critical, relative to the tuned threshold.
+    pub health: String,
+    pub target: String,
+}
+
+impl ClassifierModel {
+    pub fn predict(&self, recent: &Recent) -> Result<FailureAnswer, MlError> {
+        let p = self.model.predict(&recent.last_row_features(&self.spec)?);
+        let t = self.threshold;
+        let health = if p >= (1.0 + t) / 2.0 {
+            "critical"
+        } else if p >= t {
+            "warning"
+        } else if p >= t / 2.0 {
+            "degrading"
+        } else {
+            "healthy"
+        };
+        Ok(FailureAnswer { failure_probability: p, will_fail: p >= t, threshold: t, health: health.into(), target: self.target.clone() })
+    }
+}
 
 /// The label column if the data has one, else "RUL ≤ horizon". Never built from sensor readings.
 pub fn target(table: &Table, params: &TrainParams) -> Result<(Vec<f64>, String), MlError> {
@@ -29,7 +70,7 @@ fn as_bool(y: &[f32]) -> Vec<bool> {
     y.iter().map(|v| *v >= 0.5).collect()
 }
 
-pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<(Payload, Report), MlError> {
+pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<(ClassifierModel, Report), MlError> {
     let mut sw = Stopwatch::start();
     let (y_all, target_text) = target(table, params)?;
     let p = supervised::prepare(table, params, ctx, &y_all, true, &mut sw)?;
@@ -38,7 +79,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let ytr = as_bool(&p.train.y);
     let positives = ytr.iter().filter(|b| **b).count();
     if positives == 0 || positives == ytr.len() {
-        return Err(MlError::Invalid(format!(
+        return Err(MlError::NotEnoughData(format!(
             "the training rows hold only one class ({positives} positives of {}); nothing to learn",
             ytr.len()
         )));
@@ -53,7 +94,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
 
     ctx.stage("train", 0.2, 0.85, format!("{} training rows, {positives} positive", ytr.len()));
     let yval = as_bool(&p.val.y);
-    let cands = candidates(super::gbdt::Objective::Binary, params.quality, params.seed, ctx.threads());
+    let cands = candidates(gbdt::Objective::Binary, params.quality, params.seed, ctx.threads());
     let mut best: Option<(f64, supervised::Fitted)> = None;
     let mut board = Vec::new();
     for (i, c) in cands.iter().enumerate() {
@@ -72,7 +113,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
             break;
         }
     }
-    let Some((_, chosen)) = best else { return Err(MlError::Invalid("no candidate finished".into())) };
+    let Some((_, chosen)) = best else { return Err(MlError::NoCandidate) };
     sw.lap("train");
     ctx.checkpoint()?;
 
@@ -94,12 +135,12 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         report.warnings.push("the test split has no positive rows: recall, F1 and AUC are undefined".into());
     }
     report.headline = Headline::new("f1", m.f1, always.always_positive_f1, "always predict failure", true);
-    report.metrics = serde_json::to_value(&m).unwrap_or_default();
+    report.metrics = serde_json::to_value(m).unwrap_or_default();
     report.baseline = json!({ "prior": base, "always_positive_f1": always.always_positive_f1, "prevalence": always.prevalence });
     report.confusion = Some(m.confusion);
     report.leaderboard = board
         .iter()
-        .map(|(name, s, secs, trees)| super::LeaderRow {
+        .map(|(name, s, secs, trees)| LeaderRow {
             model: (*name).into(),
             metric: "validation PR AUC".into(),
             validation_score: *s,
@@ -116,9 +157,8 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     report.timings = sw.laps.clone();
     report.train_seconds = sw.total();
     report.warnings.extend(p.dropped.iter().map(|s| format!("sensor {s} is constant on the training rows and was dropped")));
-    let _ = Confusion::default();
     let model = ClassifierModel { spec: p.spec, model: chosen.model, threshold, target: report.target.clone() };
-    Ok((Payload::Classifier(model), report))
+    Ok((model, report))
 }
 
 /// Score histograms of test rows by true class, for the page's distribution plot.
@@ -130,4 +170,43 @@ fn score_samples(_p: &Prepared, scores: &[f64], y: &[bool]) -> serde_json::Value
         if *t { pos[bin] += 1 } else { neg[bin] += 1 }
     }
     json!({ "score_histogram": { "bins": 20, "positive": pos, "negative": neg } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::shared::features::features_for_rows;
+    use crate::ml::shared::params::Quality;
+    use crate::ml::shared::split::plan_split;
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// AI4I 2020 as `examples/` describes it, when the shared datasets sit beside the repository.
+    fn ai4i() -> Option<Table> {
+        let dir = Path::new("examples/ai4i2020");
+        if !dir.join("../../../shared/datasets").is_dir() {
+            eprintln!("skipping ai4i2020: ../shared/datasets is absent");
+            return None;
+        }
+        Some(crate::data::load_machine_dir(dir).unwrap())
+    }
+
+    #[test]
+    fn the_decision_threshold_comes_from_validation_rows_only() {
+        let Some(table) = ai4i() else { return };
+        let params = TrainParams { quality: Quality::Fast, threads: 2, ..TrainParams::default() };
+        let (m, report) = train(&table, &params, &TrainContext::detached(Duration::from_secs(300), 2)).unwrap();
+        let (y, _) = target(&table, &params).unwrap();
+        let plan = plan_split(&table, params.seed, 0, Some(&y)).unwrap();
+        let scores_on = |rows: &[usize]| {
+            let x = features_for_rows(&m.spec, &table, rows).unwrap();
+            m.model.predict_matrix(&gbdt::Matrix::new(x.n_rows, x.n_cols, x.data).unwrap())
+        };
+        let labels = |rows: &[usize]| rows.iter().map(|&r| y[r] >= 0.5).collect::<Vec<bool>>();
+        let (t_val, _) = metrics::best_f1_threshold(&labels(&plan.val), &scores_on(&plan.val)).unwrap();
+        let (t_test, _) = metrics::best_f1_threshold(&labels(&plan.test), &scores_on(&plan.test)).unwrap();
+        assert_eq!(m.threshold, t_val, "the stored threshold is the validation optimum");
+        assert_ne!(m.threshold, t_test, "and not the test optimum");
+        assert_eq!(report.metrics["threshold"].as_f64().unwrap(), t_val);
+    }
 }

@@ -21,9 +21,8 @@ mod ets;
 mod metrics;
 mod models;
 
-pub use backtest::{BacktestScore, Selected, backtest, select_and_fit};
-pub use ets::EtsState;
-pub use metrics::{coverage, mae, mape_skipping_near_zero, mase, seasonal_naive_mae, smape};
+pub use backtest::{BacktestScore, backtest, select_and_fit};
+pub use metrics::{mae, mape_skipping_near_zero};
 pub use models::{ModelKind, State};
 
 use serde::{Deserialize, Serialize};
@@ -71,7 +70,6 @@ pub struct Forecast {
 }
 
 pub trait Forecaster {
-    fn name(&self) -> &'static str;
     fn forecast(&self, h: usize) -> Forecast;
 }
 
@@ -97,10 +95,6 @@ impl Model {
 }
 
 impl Forecaster for Model {
-    fn name(&self) -> &'static str {
-        self.kind.name()
-    }
-
     fn forecast(&self, h: usize) -> Forecast {
         let mean = self.state.point(h);
         let factors = self.state.variance_factors(h);

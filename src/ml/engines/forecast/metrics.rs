@@ -41,13 +41,6 @@ pub fn seasonal_naive_mae(train: &[f64], period: usize) -> Option<f64> {
     Some(mean(train.windows(lag + 1).map(|w| (w[lag] - w[0]).abs()).filter(|e| e.is_finite())))
 }
 
-/// Mean absolute scaled error: MAE over the in-sample seasonal-naive MAE of `train`. `None` when
-/// that scale is 0 (constant history) or undefined, instead of dividing by zero.
-pub fn mase(actual: &[f64], pred: &[f64], train: &[f64], period: usize) -> Option<f64> {
-    let scale = seasonal_naive_mae(train, period)?;
-    (scale > 0.0).then(|| mae(actual, pred) / scale)
-}
-
 /// Share of actual values inside [lo, hi].
 pub fn coverage(actual: &[f64], lo: &[f64], hi: &[f64]) -> f64 {
     mean(actual.iter().zip(lo).zip(hi).filter(|((a, _), _)| a.is_finite()).map(|((a, l), u)| if *l <= *a && *a <= *u { 1.0 } else { 0.0 }))
@@ -74,8 +67,6 @@ mod tests {
         assert!((smape(&[1.0], &[3.0]) - 100.0).abs() < 1e-12);
         assert_eq!(mape_skipping_near_zero(&[0.0, 2.0], &[1.0, 1.0], 1e-9), Some((50.0, 1)));
         assert_eq!(mape_skipping_near_zero(&[0.0], &[1.0], 1e-9), None);
-        assert_eq!(mase(&[1.0], &[1.0], &[5.0, 5.0, 5.0], 1), None);
-        assert_eq!(mase(&[2.0], &[1.0], &[0.0, 1.0, 2.0], 1), Some(1.0));
         // Too short for the seasonal lag: falls back to lag 1.
         assert_eq!(seasonal_naive_mae(&[0.0, 2.0, 4.0], 24), Some(2.0));
         assert_eq!(coverage(&[1.0, 5.0], &[0.0, 0.0], &[2.0, 2.0]), 0.5);

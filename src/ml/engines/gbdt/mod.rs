@@ -266,8 +266,10 @@ impl<F: FnMut(&RoundInfo) -> Control> Monitor for F {
 }
 
 /// A monitor that never stops training.
+#[cfg(test)]
 pub struct NoMonitor;
 
+#[cfg(test)]
 impl Monitor for NoMonitor {
     fn on_round(&mut self, _: &RoundInfo) -> Control {
         Control::Continue
@@ -279,7 +281,9 @@ pub struct TrainOutcome {
     /// Truncated to `best_round` trees when early stopping on a validation set is on (also when the
     /// monitor stopped training); otherwise every trained round.
     pub model: Model,
+    #[cfg_attr(not(test), expect(dead_code, reason = "the trainers watch their own monitor and keep the model as it comes"))]
     pub stopped_by_monitor: bool,
+    #[cfg_attr(not(test), expect(dead_code, reason = "the trainers watch their own monitor and keep the model as it comes"))]
     pub best_round: usize,
     pub rounds_trained: usize,
 }

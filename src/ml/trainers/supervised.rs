@@ -1,11 +1,13 @@
 //! The pipeline classification and RUL regression share: split without leaks, causal features, GBDT
 //! candidates trained with early stopping on validation, one chosen on validation, test kept for the report.
-use super::features::{FeatureMatrix, FeatureSpec, features_for_rows};
-use super::gbdt::{self, Control, Matrix, Objective, RoundInfo};
-use super::report::{DataSummary, SplitSummary, Stopwatch};
-use super::split::{SplitPlan, plan_split};
-use super::{LeaderRow, MlError, Quality, TrainContext, TrainParams};
 use crate::data::{Layout, SplitMethod, Table};
+use crate::ml::engines::gbdt::{self, Control, Matrix, Objective, RoundInfo};
+use crate::ml::error::MlError;
+use crate::ml::report::{DataSummary, SplitSummary, Stopwatch};
+use crate::ml::shared::context::{LeaderRow, TrainContext};
+use crate::ml::shared::features::{FeatureMatrix, FeatureSpec, features_for_rows};
+use crate::ml::shared::params::{Quality, TrainParams};
+use crate::ml::shared::split::{SplitPlan, plan_split};
 use std::time::Instant;
 
 pub struct Prepared {
@@ -26,7 +28,7 @@ pub struct Part {
 
 /// Time since the life started is only a legitimate input when the data itself says where lives start
 /// (a unit/cycle column or one file per run), because a prediction request for such a machine carries it too.
-/// Lives found from RUL resets (the seed layout) are not: in service nobody knows them, so it stays off.
+/// Lives found from RUL resets (the legacy layout) are not: in service nobody knows them, so it stays off.
 pub fn time_in_life_allowed(table: &Table) -> bool {
     table.lives_known && table.layout == Layout::Described
 }
@@ -62,7 +64,7 @@ pub fn prepare(
         spec.raw = true;
     }
     if spec.sensors.is_empty() {
-        return Err(MlError::Invalid("every sensor is constant or excluded on the training rows: nothing to learn from".into()));
+        return Err(MlError::NotEnoughData("every sensor is constant or excluded on the training rows: nothing to learn from".into()));
     }
     sw.lap("split");
     ctx.checkpoint()?;
@@ -76,7 +78,7 @@ pub fn prepare(
     sw.lap("features");
     for (name, p) in [("training", &train), ("validation", &val), ("test", &test)] {
         if p.rows.is_empty() {
-            return Err(MlError::Invalid(format!("the {name} split has no rows with a target; the machine needs more data")));
+            return Err(MlError::NotEnoughData(format!("the {name} split has no rows with a target; the machine needs more data")));
         }
     }
     Ok(Prepared { spec, dropped, plan, train, val, test })

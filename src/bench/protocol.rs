@@ -1,10 +1,11 @@
 //! The standard protocols of the shared datasets (see ../shared/datasets/README.md), run through the same
 //! trainers a user gets. Where the protocol scores something the generic report does not (C-MAPSS scores only
 //! the last cycle of each test engine), it is computed here from the trained model, on test rows only.
-use super::features::features_for_rows;
-use super::model::Payload;
-use super::{MlError, ModelType, TrainContext, TrainParams, metrics, train};
+use super::BenchError;
 use crate::data::{Split, Table};
+use crate::ml::model::{Payload, RegressorModel};
+use crate::ml::shared::metrics;
+use crate::ml::{ModelType, TrainContext, TrainParams, train};
 use std::time::Duration;
 
 pub struct ProtocolRow {
@@ -38,12 +39,12 @@ pub fn protocol_models(table: &Table) -> Vec<ModelType> {
     }
 }
 
-pub fn run_protocol(table: &Table, params: &TrainParams) -> Result<Vec<ProtocolRow>, MlError> {
+pub fn run_protocol(table: &Table, params: &TrainParams) -> Result<Vec<ProtocolRow>, BenchError> {
     let mut rows = Vec::new();
     for t in protocol_models(table) {
         let ctx = TrainContext::detached(Duration::from_secs_f64(params.time_limit_s), params.threads);
         let trained = train(t, table, params, &ctx)?;
-        let size = trained.payload.bundle_size(&trained.report, &super::train::data_fingerprint(table))?;
+        let size = trained.bundle_size()?;
         let r = &trained.report;
         let base = |metric: &str, value: f64, baseline: f64| ProtocolRow {
             model_type: t.as_str().into(),
@@ -77,16 +78,15 @@ pub fn run_protocol(table: &Table, params: &TrainParams) -> Result<Vec<ProtocolR
 }
 
 /// RMSE and NASA score at the last cycle of each test engine, true RUL capped like the training target.
-fn cmapss_last_cycle(table: &Table, m: &super::model::RegressorModel) -> Result<(f64, f64, f64), MlError> {
-    let split = table.given_split.as_ref().ok_or_else(|| MlError::Invalid("C-MAPSS needs its given train/test split".into()))?;
-    let rul = table.rul.as_ref().ok_or_else(|| MlError::Invalid("C-MAPSS needs RUL".into()))?;
+fn cmapss_last_cycle(table: &Table, m: &RegressorModel) -> Result<(f64, f64, f64), BenchError> {
+    let split = table.given_split.as_ref().ok_or_else(|| BenchError::Protocol("C-MAPSS needs its given train/test split".into()))?;
+    let rul = table.rul.as_ref().ok_or_else(|| BenchError::Protocol("C-MAPSS needs RUL".into()))?;
     let last_rows: Vec<usize> =
         table.life_ranges().into_iter().filter(|(_, r)| split[r.start] == Split::Test).map(|(_, r)| r.end - 1).collect();
-    let x = features_for_rows(&m.spec, table, &last_rows)?;
-    let gx = super::gbdt::Matrix::new(x.n_rows, x.n_cols, x.data)?;
-    let pred: Vec<f64> = m.model.predict_matrix(&gx).into_iter().map(|v| v.clamp(0.0, m.cap_hours)).collect();
+    let pred = m.predict_rows(table, &last_rows)?;
     let actual: Vec<f64> = last_rows.iter().map(|&r| rul[r].min(m.cap_hours)).collect();
-    let got = metrics::regression_metrics(&actual, &pred, m.cap_hours * 0.1).ok_or_else(|| MlError::Invalid("no test engines".into()))?;
+    let got =
+        metrics::regression_metrics(&actual, &pred, m.cap_hours * 0.1).ok_or_else(|| BenchError::Protocol("no test engines".into()))?;
     let train_mean = {
         let v: Vec<f64> = (0..table.n_rows()).filter(|&i| split[i] == Split::Train).map(|i| rul[i].min(m.cap_hours)).collect();
         v.iter().sum::<f64>() / v.len().max(1) as f64
