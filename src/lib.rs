@@ -14,6 +14,8 @@
 //! - [`config`]: one TOML file plus `MILLWRIGHT_*` overrides, refused with the fix when wrong.
 //! - [`bench`]: `millwright bench` — the figures of BENCHMARKS.md, measured in one run.
 //! - [`cli`]: the command line.
+// Input reaches most of this crate: a panic there is a daemon down. Tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod api;
 pub mod bench;
 pub mod cli;

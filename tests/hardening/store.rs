@@ -122,10 +122,10 @@ fn a_full_disk_refuses_the_start_leaves_the_store_intact_and_every_job_survives(
         ],
     );
     let ids: Vec<String> = (0..3).map(|_| submit(&d)).collect();
-    // The guard learns a machine's shape in the background; until it has, the runner may admit the first job,
-    // which would then train (and fail) on the full disk. Fill only once the job is held for memory.
+    // Jobs that started would train (and fail) on the full disk: fill only once the first is held for memory.
     let t0 = Instant::now();
-    while !d.get(&format!("/api/ml/tasks/{}", ids[0])).json()["waiting_reason"].as_str().is_some_and(|r| r.starts_with("waiting for memory")) {
+    let held = |v: serde_json::Value| v["waiting_reason"].as_str().is_some_and(|r| r.starts_with("waiting for memory"));
+    while !held(d.get(&format!("/api/ml/tasks/{}", ids[0])).json()) {
         assert!(t0.elapsed() < Duration::from_secs(30), "the first job was never held for memory: {:?}", tasks(&d));
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -172,7 +172,8 @@ fn a_full_disk_refuses_the_start_leaves_the_store_intact_and_every_job_survives(
     let d = start(&state, &sysroot);
     let now = tasks(&d);
     for id in &ids {
-        assert_eq!(now.get(id).map(String::as_str), Some("PENDING"), "job {id} after the full disk: {now:?}");
+        let job = d.get(&format!("/api/ml/tasks/{id}")).json();
+        assert_eq!(now.get(id).map(String::as_str), Some("PENDING"), "job {id} after the full disk: {now:?}\n{job}\n{}", d.log());
     }
     assert_eq!(now.len(), 3, "{now:?}");
     let log = d.log();
