@@ -187,7 +187,11 @@ machines=$(api GET /api/ml/train/machines/available | json "' '.join(m['machine_
 set -- $machines
 running=$(api POST /api/ml/train/batch "{\"machine_id\":\"$1\"}" | json "v['task_id']")
 waiting=$(api POST /api/ml/train/batch "{\"machine_id\":\"$2\"}" | json "v['task_id']")
-sleep 2
+for _ in $(seq 120); do
+    [ "$(api GET "/api/ml/tasks/$running" | json "v['status']")" = PROGRESS ] && break
+    sleep 0.5
+done
+[ "$(api GET "/api/ml/tasks/$running" | json "v['status']")" = PROGRESS ] || fail "the first job never started training"
 t0=$(date +%s.%N); ct systemctl stop millwright; t1=$(date +%s.%N)
 took=$(awk "BEGIN{printf \"%.1f\", $t1-$t0}")
 awk "BEGIN{exit !($t1-$t0 < 10)}" || fail "systemctl stop took $took s (limit 10 s)"
@@ -198,6 +202,11 @@ wait_active
 w=$(api GET "/api/ml/tasks/$waiting" | json "v['status']")
 case $w in PENDING|STARTED|PROGRESS|SUCCESS) ;; *) fail "the waiting job is $w after stop/start" ;; esac
 note "job waiting at stop, after start" "$w"
+stopped=$(api GET "/api/ml/tasks/$running" | json "v['status'] + ' ' + str(v['error'])")
+case $stopped in "FAILURE interrupted by shutdown"*) ;; *) fail "the job running at stop is '$stopped', want FAILURE interrupted by shutdown" ;; esac
+copies=$(api GET /api/ml/tasks | json "len([t for t in v['tasks'] if t.get('requeued_from') == '$running'])")
+[ "$copies" = 1 ] || fail "the job running at stop was requeued $copies times, want once (queue.shutdown = cancel_and_requeue)"
+note "job running at stop: interrupted, requeued once" "ok"
 
 echo "== kill -9 of the main process while training"
 for _ in $(seq 120); do
