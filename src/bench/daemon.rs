@@ -2,14 +2,12 @@
 //! request mix while batches train, plus progress cadence, cancel latency and 50 SSE clients.
 use super::BenchError;
 use super::measure::{median, quantile};
+use super::spawn::BenchDaemon;
 use crate::data::simulate::{FleetOptions, simulate_machine};
 use crate::util::http_client::{Conn, sse};
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::io::BufRead;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,37 +57,11 @@ pub struct DaemonReport {
 
 const TERMINAL: [&str; 3] = ["SUCCESS", "FAILURE", "REVOKED"];
 
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    token: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn conn(&self) -> Conn {
-        Conn::new(self.addr, &self.token)
-    }
-
-    fn rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let kb =
-            status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok());
-        kb.map_or(f64::NAN, |kb| kb * 1024.0 / 1e6)
-    }
-}
-
 pub fn daemon(o: &DaemonOptions) -> Result<DaemonReport, BenchError> {
     let data = o.work_dir.join("data");
     let busy = simulate_machine(0, &FleetOptions { out_dir: data.clone(), machines: 1, rows: o.rows, ..FleetOptions::default() })?;
     let small = simulate_machine(1, &FleetOptions { out_dir: data.clone(), machines: 2, rows: 5_000, ..FleetOptions::default() })?;
-    let d = spawn(&data, &o.work_dir.join("state"), &o.work_dir.join("daemon.log"))?;
+    let d = BenchDaemon::start(&data, &o.work_dir.join("state"), &o.work_dir.join("daemon.log"), None, &[])?;
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss_mb = d.rss_mb();
     let mut c = d.conn();
@@ -145,7 +117,7 @@ fn merge(l: LoadResult, f: FanOut, o: &DaemonOptions) -> DaemonReport {
 /// Three batches queue on the busy machine, then `rate` requests/s arrive on a fixed schedule for `seconds`:
 /// 40 % task status, 30 % machine list, 30 % predictions. Latency counts from each request's scheduled time,
 /// so a stalled server cannot hide behind fewer requests (no coordinated omission).
-fn load_phase(d: &Daemon, o: &DaemonOptions, busy: &str, small: &str) -> Result<LoadResult, BenchError> {
+fn load_phase(d: &BenchDaemon, o: &DaemonOptions, busy: &str, small: &str) -> Result<LoadResult, BenchError> {
     let mut c = d.conn();
     let batches = (0..3).map(|_| submit(&mut c, busy)).collect::<Result<Vec<_>, _>>()?;
     let first = batches[0].clone();
@@ -242,7 +214,7 @@ fn load_phase(d: &Daemon, o: &DaemonOptions, busy: &str, small: &str) -> Result<
 }
 
 /// Seconds from the cancel request to the task's REVOKED state, for a batch caught mid-training.
-fn cancel_once(d: &Daemon, machine: &str) -> Result<f64, BenchError> {
+fn cancel_once(d: &BenchDaemon, machine: &str) -> Result<f64, BenchError> {
     let mut c = d.conn();
     let id = submit(&mut c, machine)?;
     wait_status(&mut c, &id, |s| s == "PROGRESS", Duration::from_secs(60))?;
@@ -261,7 +233,7 @@ fn cancel_once(d: &Daemon, machine: &str) -> Result<f64, BenchError> {
 
 /// `clients` SSE streams open on a pending batch before it starts; every event each of them receives is
 /// matched across clients, and the spread between the first and the last arrival is the fan-out delay.
-fn sse_fan_out(d: &Daemon, clients: usize, busy: &str, small: &str) -> Result<FanOut, BenchError> {
+fn sse_fan_out(d: &BenchDaemon, clients: usize, busy: &str, small: &str) -> Result<FanOut, BenchError> {
     let mut c = d.conn();
     let blocker = submit(&mut c, busy)?;
     let watched = submit(&mut c, small)?;
@@ -337,39 +309,6 @@ fn wait_end(c: &mut Conn, id: &str, limit: Duration) -> Result<String, BenchErro
 }
 
 /// This very binary as `serve` on a free loopback port, with its own token, data and state, MQTT off.
-fn spawn(data: &Path, state: &Path, log: &Path) -> Result<Daemon, BenchError> {
-    let exe = std::env::current_exe().map_err(|e| BenchError::Daemon(format!("cannot find this binary: {e}")))?;
-    let token = format!("bench-{:016x}", crate::util::rng::Rng::new(std::process::id() as u64).next_u64());
-    let err = std::fs::File::create(log).map_err(|e| BenchError::Daemon(format!("{}: {e}", log.display())))?;
-    let mut child = Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("MILLWRIGHT_DATA_DIR", data)
-        .env("MILLWRIGHT_STATE_DIR", state)
-        .env("MILLWRIGHT_MQTT__ENABLED", "false")
-        .env("MILLWRIGHT_AUTH__TOKEN", &token)
-        .env_remove("MILLWRIGHT_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(err))
-        .spawn()
-        .map_err(|e| BenchError::Daemon(format!("starting the daemon: {e}")))?;
-    let stdout = child.stdout.take();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let Some(out) = stdout else { return };
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("millwright listening on http://") {
-                let _ = tx.send(rest.trim_end_matches('/').to_string());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).ok().and_then(|a| a.parse().ok());
-    let daemon = Daemon { child, addr: addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))), token };
-    if addr.is_none() {
-        return Err(BenchError::Daemon(format!("the daemon did not start; see {}", log.display())));
-    }
-    Ok(daemon)
-}
-
 pub fn print(r: &DaemonReport) {
     println!("idle RSS {:.1} MB; max RSS under load {:.1} MB", r.idle_rss_mb, r.max_rss_under_load_mb);
     println!(

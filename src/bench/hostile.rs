@@ -4,12 +4,12 @@
 //! latency (fresh connection per probe, as the watchdog's own probe) and RSS during each.
 use super::BenchError;
 use super::measure::{median, quantile};
+use super::spawn::{BenchDaemon, rss_mb};
 use crate::data::simulate::{FleetOptions, simulate_machine};
 use serde::Serialize;
-use std::io::{BufRead, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -39,76 +39,12 @@ pub struct HostileRow {
 const IDLE_TIMEOUT_S: u64 = 5;
 const PROBES: usize = 40;
 
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    token: String,
-    log: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn rss_mb(&self) -> f64 {
-        rss_mb(self.child.id())
-    }
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb * 1024.0 / 1e6)
-}
-
-fn spawn(data: &Path, state: &Path, log: &Path, nofile: Option<u64>, env: &[(&str, &str)]) -> Result<Daemon, BenchError> {
-    let exe = std::env::current_exe().map_err(|e| BenchError::Daemon(format!("cannot find this binary: {e}")))?;
-    let token = format!("bench-{:016x}", crate::util::rng::Rng::new(u64::from(std::process::id()) ^ 0x5eed).next_u64());
-    let err = std::fs::File::create(log).map_err(|e| BenchError::Daemon(format!("{}: {e}", log.display())))?;
-    let mut cmd = match nofile {
-        // `exec` keeps the pid, so RSS is read from the daemon itself.
-        Some(n) => {
-            let mut c = Command::new("sh");
-            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")]).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .env("MILLWRIGHT_DATA_DIR", data)
-        .env("MILLWRIGHT_STATE_DIR", state)
-        .env("MILLWRIGHT_MQTT__ENABLED", "false")
-        .env("MILLWRIGHT_AUTH__TOKEN", &token)
-        .env("MILLWRIGHT_TRAINING__QUALITY", "fast")
-        .env("MILLWRIGHT_HTTP__IDLE_TIMEOUT_S", IDLE_TIMEOUT_S.to_string())
-        .envs(env.iter().copied())
-        .env_remove("MILLWRIGHT_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(err));
-    let mut child = cmd.spawn().map_err(|e| BenchError::Daemon(format!("starting the daemon: {e}")))?;
-    let stdout = child.stdout.take();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let Some(out) = stdout else { return };
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("millwright listening on http://") {
-                let _ = tx.send(rest.trim_end_matches('/').to_string());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).ok().and_then(|a| a.parse().ok());
-    let Some(addr) = addr else {
-        let _ = child.kill();
-        return Err(BenchError::Daemon(format!("the daemon did not start; see {}", log.display())));
-    };
-    Ok(Daemon { child, addr, token, log: log.to_path_buf() })
+/// The bench daemon with fast training and the short idle timeout, plus `env`.
+fn start_daemon(data: &Path, state: &Path, log: &Path, nofile: Option<u64>, env: &[(&str, &str)]) -> Result<BenchDaemon, BenchError> {
+    let idle = IDLE_TIMEOUT_S.to_string();
+    let mut all = vec![("MILLWRIGHT_TRAINING__QUALITY", "fast"), ("MILLWRIGHT_HTTP__IDLE_TIMEOUT_S", idle.as_str())];
+    all.extend_from_slice(env);
+    BenchDaemon::start(data, state, log, nofile, &all)
 }
 
 /// One request on a fresh connection: (status, body, latency); status 0 when it failed.
@@ -236,12 +172,12 @@ impl Drop for Slowloris {
     }
 }
 
-fn log_has(d: &Daemon, needle: &str) -> bool {
+fn log_has(d: &BenchDaemon, needle: &str) -> bool {
     std::fs::read_to_string(&d.log).unwrap_or_default().contains(needle)
 }
 
 /// Logs in with the token (cookie) and submits an anomaly job: "202 in N ms" or what went wrong.
-fn logged_in_train(d: &Daemon, machine: &str) -> String {
+fn logged_in_train(d: &BenchDaemon, machine: &str) -> String {
     let login = serde_json::json!({ "token": d.token }).to_string();
     let t0 = Instant::now();
     let mut s = match TcpStream::connect_timeout(&d.addr, Duration::from_secs(5)) {
@@ -328,7 +264,7 @@ pub fn hostile(o: &HostileOptions) -> Result<Vec<HostileRow>, BenchError> {
     let _ = crate::api::raise_fd_limit();
     let data = o.work_dir.join("data");
     let m = simulate_machine(0, &FleetOptions { out_dir: data.clone(), machines: 1, rows: 5_000, ..FleetOptions::default() })?;
-    let d = spawn(&data, &o.work_dir.join("state"), &o.work_dir.join("daemon.log"), None, &[])?;
+    let d = start_daemon(&data, &o.work_dir.join("state"), &o.work_dir.join("daemon.log"), None, &[])?;
     std::thread::sleep(Duration::from_secs(1));
     let mut rows = Vec::new();
     let mut row = |scenario: String, h: Health, before: f64, peak: f64, outcome: String| {
@@ -344,12 +280,12 @@ pub fn hostile(o: &HostileOptions) -> Result<Vec<HostileRow>, BenchError> {
     };
 
     let before = d.rss_mb();
-    let rss = RssPeak::start(d.child.id());
+    let rss = RssPeak::start(d.pid());
     let h = probe_health(d.addr);
     row("quiet (no attack)".into(), h, before, rss.peak(), String::new());
 
     let before = d.rss_mb();
-    let rss = RssPeak::start(d.child.id());
+    let rss = RssPeak::start(d.pid());
     let slow = Slowloris::start(d.addr, o.slow_connections);
     std::thread::sleep(Duration::from_secs(3));
     let h = probe_health(d.addr);
@@ -363,7 +299,7 @@ pub fn hostile(o: &HostileOptions) -> Result<Vec<HostileRow>, BenchError> {
     row(format!("{} slowloris connections (a header byte every 2 s)", o.slow_connections), h, before, rss.peak(), outcome);
 
     let before = d.rss_mb();
-    let rss = RssPeak::start(d.child.id());
+    let rss = RssPeak::start(d.pid());
     let addr = d.addr;
     let (path, senders) = (format!("/api/ml/predict/{}", m.id), o.body_senders);
     let attack = std::thread::spawn(move || body_senders(addr, &path, senders, Duration::from_secs(4)));
@@ -379,7 +315,7 @@ pub fn hostile(o: &HostileOptions) -> Result<Vec<HostileRow>, BenchError> {
     );
 
     let before = d.rss_mb();
-    let rss = RssPeak::start(d.child.id());
+    let rss = RssPeak::start(d.pid());
     let mut idle = Vec::new();
     for _ in 0..o.idle_connections {
         let Ok(mut s) = TcpStream::connect_timeout(&d.addr, Duration::from_secs(2)) else { continue };
@@ -422,7 +358,7 @@ pub fn hostile(o: &HostileOptions) -> Result<Vec<HostileRow>, BenchError> {
     );
 
     let before = d.rss_mb();
-    let rss = RssPeak::start(d.child.id());
+    let rss = RssPeak::start(d.pid());
     let stop = Arc::new(AtomicBool::new(false));
     let tries = Arc::new(AtomicUsize::new(0));
     let logins: Vec<_> = (0..4)
@@ -448,7 +384,7 @@ pub fn hostile(o: &HostileOptions) -> Result<Vec<HostileRow>, BenchError> {
     drop(d);
 
     // The hard limit of a stock unit without LimitNOFILE=; the configured cap is lowered to fit it.
-    let d = spawn(
+    let d = start_daemon(
         &data,
         &o.work_dir.join("state-ulimit"),
         &o.work_dir.join("daemon-ulimit.log"),
@@ -457,7 +393,7 @@ pub fn hostile(o: &HostileOptions) -> Result<Vec<HostileRow>, BenchError> {
     )?;
     std::thread::sleep(Duration::from_secs(1));
     let before = d.rss_mb();
-    let rss = RssPeak::start(d.child.id());
+    let rss = RssPeak::start(d.pid());
     let slow = Slowloris::start(d.addr, o.slow_connections);
     std::thread::sleep(Duration::from_secs(3));
     let h = probe_health(d.addr);

@@ -7,6 +7,7 @@ mod hostile;
 mod measure;
 mod protocol;
 mod scaling;
+mod spawn;
 
 pub use accuracy::{AccuracyRow, accuracy, print as print_accuracy};
 pub use daemon::{DaemonOptions, DaemonReport, daemon, print as print_daemon};

@@ -5,7 +5,7 @@ use crate::ml::engines::gbdt;
 use crate::ml::error::MlError;
 use crate::ml::recent::Recent;
 use crate::ml::report::{Headline, Report, Stopwatch, top_importance};
-use crate::ml::shared::context::{LeaderRow, TrainContext};
+use crate::ml::shared::context::TrainContext;
 use crate::ml::shared::features::FeatureSpec;
 use crate::ml::shared::metrics;
 use crate::ml::shared::params::{ModelType, TrainParams};
@@ -104,8 +104,9 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         let scores = fitted.model.predict_matrix(&p.val.x);
         // Threshold-free and robust to rare positives: average precision on validation picks the model.
         let score = metrics::pr_auc(&yval, &scores).unwrap_or(0.0);
-        board.push((c.name, score, fitted.seconds, fitted.model.n_trees()));
-        ctx.leaderboard(leader(c.name, "validation PR AUC", score, &fitted, false));
+        let row = leader(c.name, "validation PR AUC", score, &fitted, false);
+        ctx.leaderboard(row.clone());
+        board.push(row);
         if best.as_ref().is_none_or(|(s, _)| score > *s) {
             best = Some((score, fitted));
         }
@@ -138,17 +139,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     report.metrics = serde_json::to_value(m).unwrap_or_default();
     report.baseline = json!({ "prior": base, "always_positive_f1": always.always_positive_f1, "prevalence": always.prevalence });
     report.confusion = Some(m.confusion);
-    report.leaderboard = board
-        .iter()
-        .map(|(name, s, secs, trees)| LeaderRow {
-            model: (*name).into(),
-            metric: "validation PR AUC".into(),
-            validation_score: *s,
-            chosen: *name == chosen.name,
-            fit_seconds: *secs,
-            detail: format!("{trees} trees"),
-        })
-        .collect();
+    report.leaderboard = supervised::with_chosen(board, chosen.name);
     report.feature_importance = top_importance(&p.spec.names(), &chosen.model.feature_importance_gain(), 20);
     report.samples = score_samples(&p, &test_scores, &yte);
     report.split = supervised::split_summary(&p);

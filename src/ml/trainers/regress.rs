@@ -5,7 +5,7 @@ use crate::ml::engines::gbdt;
 use crate::ml::error::MlError;
 use crate::ml::recent::Recent;
 use crate::ml::report::{Headline, Report, Stopwatch, sample_indices, top_importance};
-use crate::ml::shared::context::{LeaderRow, TrainContext};
+use crate::ml::shared::context::TrainContext;
 use crate::ml::shared::features::{FeatureSpec, features_for_rows};
 use crate::ml::shared::metrics;
 use crate::ml::shared::params::{ModelType, TrainParams};
@@ -121,8 +121,9 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         let fitted = fit_candidate(c, &p, None, ctx, i as f64 / n, (i + 1) as f64 / n)?;
         let pred = fitted.model.predict_matrix(&p.val.x);
         let rmse = metrics::regression_metrics(&yval, &pred, cap * 0.1).map_or(f64::INFINITY, |m| m.rmse);
-        ctx.leaderboard(supervised::leader(c.name, "validation RMSE (h)", rmse, &fitted, false));
-        board.push((c.name, rmse, fitted.seconds, fitted.model.n_trees()));
+        let row = supervised::leader(c.name, "validation RMSE (h)", rmse, &fitted, false);
+        ctx.leaderboard(row.clone());
+        board.push(row);
         if best.as_ref().is_none_or(|(s, _)| rmse < *s) {
             best = Some((rmse, fitted));
         }
@@ -145,17 +146,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     report.metrics = json!({ "rmse": m.rmse, "mae": m.mae, "r2": m.r2, "bias": m.bias, "nasa_score": m.nasa_score,
         "mae_critical": m.mae_critical, "critical_limit_hours": cap * 0.1, "cap_hours": cap, "n": m.n });
     report.baseline = json!({ "name": "training mean", "value_hours": train_mean, "metrics": base });
-    report.leaderboard = board
-        .iter()
-        .map(|(name, s, secs, trees)| LeaderRow {
-            model: (*name).into(),
-            metric: "validation RMSE (h)".into(),
-            validation_score: *s,
-            chosen: *name == chosen.name,
-            fit_seconds: *secs,
-            detail: format!("{trees} trees"),
-        })
-        .collect();
+    report.leaderboard = supervised::with_chosen(board, chosen.name);
     report.feature_importance = top_importance(&p.spec.names(), &chosen.model.feature_importance_gain(), 20);
     report.samples = predicted_vs_actual(table, &p, &yte, &pred);
     report.split = supervised::split_summary(&p);

@@ -224,3 +224,8 @@ pub fn leader(name: &str, metric: &str, score: f64, f: &Fitted, chosen: bool) ->
         detail: format!("{} trees", f.model.n_trees()),
     }
 }
+
+/// The leaderboard as reported: every candidate, the chosen one marked.
+pub fn with_chosen(board: Vec<LeaderRow>, chosen: &str) -> Vec<LeaderRow> {
+    board.into_iter().map(|r| LeaderRow { chosen: r.model == chosen, ..r }).collect()
+}
