@@ -284,7 +284,7 @@ impl Session {
         }
         if self.connected {
             // Nothing trains once the daemon is gone, and consumers read the state topic first.
-            self.publish(Message::clear(self.topics.jobs_current()));
+            self.publish(Message::state(self.topics.jobs_current(), &super::tracker::idle_current()));
             let offline =
                 self.client.publish(self.topics.state(), QoS::AtLeastOnce, true, availability(Availability::Offline, self.twins.me()));
             let _ = tokio::time::timeout(Duration::from_secs(1), offline).await;
@@ -438,6 +438,7 @@ impl Session {
     }
 
     fn on_connect(&mut self) {
+        let first = !self.ever_connected;
         self.connected = true;
         self.connected_since = Some(Instant::now());
         self.told_untrusted = false;
@@ -460,30 +461,46 @@ impl Session {
             let _ = self.client.try_subscribe(topic, QoS::AtMostOnce);
         }
         self.send(&self.online());
+        // The first connect computes everything; after that the remembered state is complete (it is kept
+        // while disconnected too), so a reconnect republishes it once instead of twice.
         self.republish();
-        self.refresh.notify_one();
+        if first {
+            self.refresh.notify_one();
+        }
         self.publish_status();
     }
 
-    fn republish(&self) {
+    fn republish(&mut self) {
         for msg in self.discovery.values().chain(self.retained.values()) {
             self.send(msg);
         }
+        self.discovery.retain(|_, m| !m.payload.is_empty());
+        self.retained.retain(|_, m| !m.payload.is_empty());
     }
 
     fn publish(&mut self, msg: Message) {
         if self.connected {
             self.send(&msg);
+        } else if !msg.retain {
+            // Progress, events and answers have no later copy: lost, and counted as such.
+            self.outbox.count_dropped();
         }
         // `online` is sent first at every connect anyway (and again with each health message).
         if msg.retain && msg.topic != self.topics.state() {
             let map = if self.topics.is_discovery(&msg.topic) { &mut self.discovery } else { &mut self.retained };
-            map.insert(msg.topic.clone(), msg);
+            // A clear is said once (kept only until a connection takes it): republished at every reconnect
+            // it would reach JSON consumers as an empty message each time.
+            if msg.payload.is_empty() && self.connected {
+                map.remove(&msg.topic);
+            } else {
+                map.insert(msg.topic.clone(), msg);
+            }
         }
     }
 
     fn send(&self, msg: &Message) {
         if let Err(e) = self.client.try_publish(msg.topic.clone(), msg.qos, msg.retain, msg.payload.clone()) {
+            self.outbox.count_dropped();
             tracing::debug!(topic = %msg.topic, error = %e, "MQTT: message dropped");
         }
     }
@@ -495,7 +512,6 @@ impl Session {
             if !p.retain && p.payload.as_ref() == b"online" {
                 tracing::info!("MQTT: Home Assistant is online; republishing discovery and state");
                 self.republish();
-                self.refresh.notify_one();
             }
             return;
         }
@@ -513,7 +529,7 @@ impl Session {
         }
         tracing::debug!(request = %name, bytes = p.payload.len(), "MQTT request");
         let reply_to = self.topics.response(&name);
-        let me = self.twins.me().to_string();
+        let me = requests::Answerer { instance_id: self.twins.me().to_string(), node_id: self.topics.node_id().to_string() };
         if p.retain {
             tracing::warn!(
                 topic = %topic, bytes = p.payload.len(),
@@ -527,7 +543,7 @@ impl Session {
                     "retained requests are ignored (they would run again on every reconnect); publish the request without the retain flag"
                         .into(),
             };
-            self.outbox.send(Message::transient(reply_to, &requests::response(Err((refusal, None)), transaction, &me)));
+            self.outbox.send(Message::response(reply_to, &requests::response(Err((refusal, None)), transaction, &me)));
             return;
         }
         let (transaction, body) = requests::parse_payload(&p.payload);
@@ -537,7 +553,7 @@ impl Session {
                 code: "busy",
                 message: format!("{MAX_REQUESTS_IN_FLIGHT} MQTT requests are already being answered; try again shortly"),
             };
-            self.outbox.send(Message::transient(reply_to, &requests::response(Err((refusal, None)), transaction, &me)));
+            self.outbox.send(Message::response(reply_to, &requests::response(Err((refusal, None)), transaction, &me)));
             return;
         };
         let router = self.router.clone();
@@ -551,7 +567,7 @@ impl Session {
             if let Err((e, _)) = &result {
                 tracing::info!(request = %name, code = e.code, "MQTT request refused: {}", e.message);
             }
-            outbox.send(Message::transient(reply_to, &requests::response(result, transaction, &me)));
+            outbox.send(Message::response(reply_to, &requests::response(result, transaction, &me)));
             drop(permit);
         });
     }
