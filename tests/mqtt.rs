@@ -690,3 +690,23 @@ fn tls_with_a_ca_the_daemon_does_not_trust_is_refused_with_a_clear_log_line() {
     assert!(published.is_empty(), "messages went through a broker the daemon does not trust: {published:?}");
     eprintln!("broker's view:\n{}", broker.log().lines().filter(|l| !l.contains("test-sub")).take(8).collect::<Vec<_>>().join("\n"));
 }
+
+#[test]
+fn a_job_interrupted_by_a_restart_is_told_as_job_failed_and_jobs_current_is_idle_again() {
+    let (d, data, state) = setup(20_000);
+    let broker = Broker::start(&d.path().join("broker"));
+    let mut daemon = start(&data, &state, &broker.url(), &[]);
+    let m = machine(&daemon);
+    let sub = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
+    let r = daemon.post("/api/ml/train/batch", &json!({ "machine_id": m }));
+    let id = r.json()["task_id"].as_str().unwrap().to_string();
+    sub.wait(LONG, "the job running", |x| x.topic == topic("jobs/current") && x.json()["task_id"] == id.as_str());
+    daemon.kill9();
+    let _daemon = start(&data, &state, &broker.url(), &[("MILLWRIGHT_QUEUE__REQUEUE_INTERRUPTED", "false")]);
+    let failed = sub.wait(SHORT, "job_failed for the interrupted job", |x| {
+        x.topic == topic("bridge/event") && x.json()["type"] == "job_failed" && x.json()["data"]["task_id"] == id.as_str()
+    });
+    assert_eq!(failed.json()["data"]["error"], "interrupted by restart", "{:?}", failed.json());
+    let late = Sub::connect(broker.port, &[&topic("jobs/current")]);
+    assert_eq!(late.wait_topic(&topic("jobs/current"), SHORT).json()["status"], "IDLE", "no dead job shown as running");
+}

@@ -32,6 +32,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// Requests answered at once; more get a "busy" answer instead of piling up tasks.
 const MAX_REQUESTS_IN_FLIGHT: usize = 4;
+/// Transient messages kept until the first connection.
+const EARLY_LIMIT: usize = 64;
 /// A retained request is parsed (for its `transaction`) only up to this size; it is refused anyway.
 const MAX_RETAINED_PARSE: usize = 64 * 1024;
 
@@ -190,6 +192,9 @@ pub struct Session {
     pub twins: Twins,
     /// Whether this instance answered requests at the last look (to log when that changes).
     answering: bool,
+    /// Events produced before the first connection (a job interrupted by the restart), sent at that
+    /// connection; later outages lose transient messages (counted) rather than replay stale ones.
+    early: Vec<Message>,
     /// The size of the last message too big to read, until a connection holds again.
     oversize: Option<usize>,
     pub status: Arc<Status>,
@@ -238,6 +243,7 @@ impl Session {
             connected_since: None,
             twins,
             answering,
+            early: Vec::new(),
             oversize: None,
             status,
         };
@@ -466,6 +472,9 @@ impl Session {
         self.republish();
         if first {
             self.refresh.notify_one();
+            for msg in std::mem::take(&mut self.early) {
+                self.send(&msg);
+            }
         }
         self.publish_status();
     }
@@ -482,6 +491,10 @@ impl Session {
         if self.connected {
             self.send(&msg);
         } else if !msg.retain {
+            if !self.ever_connected && self.early.len() < EARLY_LIMIT {
+                self.early.push(msg);
+                return;
+            }
             // Progress, events and answers have no later copy: lost, and counted as such.
             self.outbox.count_dropped();
         }
