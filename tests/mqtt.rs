@@ -74,7 +74,8 @@ fn availability_is_retained_and_the_last_will_fires_on_kill_9() {
     assert!(health.retain);
     assert_eq!(health.json()["status"], "ok");
     assert_eq!(health.json()["queue_depth"], 0);
-    assert!(late.on(&topic("jobs/current")).is_empty(), "idle: jobs/current holds no retained job");
+    let idle = late.wait_topic(&topic("jobs/current"), SHORT);
+    assert!(idle.retain && idle.json()["status"] == "IDLE" && idle.json()["task_id"].is_null(), "idle: {:?}", idle.json());
 
     daemon.kill9();
     let will = watcher.wait(SHORT, "offline (last will)", |m| m.topic == topic("bridge/state") && state_of(m) == "offline");
@@ -139,10 +140,15 @@ fn progress_of_a_real_training_job_rises_at_most_once_a_second_per_stage() {
     let kinds: Vec<String> =
         events(&sub).iter().filter(|e| e["data"]["task_id"] == id.as_str()).map(|e| e["type"].as_str().unwrap().to_string()).collect();
     assert_eq!(kinds, ["job_queued", "job_started", "job_done"]);
-    // While running, jobs/current carried the job; now it is emptied.
+    // While running, jobs/current carried the job; now it holds the idle document (never an empty payload).
     let current = sub.on(&topic("jobs/current"));
-    assert!(current.iter().any(|c| !c.payload.is_empty() && c.json()["task_id"] == id.as_str()), "jobs/current never showed the job");
-    assert!(current.last().unwrap().payload.is_empty(), "jobs/current is emptied when idle");
+    assert!(current.iter().all(|c| !c.payload.is_empty()), "jobs/current is never emptied");
+    assert!(current.iter().any(|c| c.json()["task_id"] == id.as_str()), "jobs/current never showed the job");
+    assert_eq!(current.last().unwrap().json()["status"], "IDLE", "jobs/current is idle again");
+    for p in &progress {
+        let ts = p.json()["ts"].as_str().unwrap().to_string();
+        assert!(ts.len() == 24 && ts.ends_with('Z') && ts.as_bytes()[19] == b'.', "ISO-8601 UTC with milliseconds: {ts}");
+    }
 
     // A late subscriber gets the four live models (retained) and no events or progress.
     let late = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
@@ -158,10 +164,8 @@ fn progress_of_a_real_training_job_rises_at_most_once_a_second_per_stage() {
     let training = late.wait_topic(&topic(&format!("machines/{m}/training")), SHORT).json();
     assert_eq!(training["status"], "SUCCESS");
     std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        late.all().iter().all(|m| !m.topic.contains("/tasks/") && !m.topic.ends_with("bridge/event") && m.topic != topic("jobs/current")),
-        "only state is retained"
-    );
+    assert!(late.all().iter().all(|m| !m.topic.contains("/tasks/") && !m.topic.ends_with("bridge/event")), "only state is retained");
+    assert_eq!(late.wait_topic(&topic("jobs/current"), SHORT).json()["status"], "IDLE");
 }
 
 #[test]
@@ -406,23 +410,28 @@ fn home_assistant_discovery_is_retained_and_republished_when_it_comes_online() {
 
     let sub = Sub::connect(broker.port, &["homeassistant/#", &format!("{BASE}/#")]);
     let expect = [
-        "soc_temperature",
-        "queue_depth",
-        "job_progress",
-        &format!("{m}_classification_metric"),
-        &format!("{m}_regression_metric"),
-        &format!("{m}_anomaly_metric"),
-        &format!("{m}_timeseries_metric"),
-        &format!("{m}_training"),
+        ("sensor", "soc_temperature", "millwright_test1".to_string()),
+        ("sensor", "queue_depth", "millwright_test1".into()),
+        ("sensor", "job_progress", "millwright_test1".into()),
+        ("sensor", &format!("{m}_classification_metric"), format!("millwright_test1_{m}")),
+        ("sensor", &format!("{m}_regression_metric"), format!("millwright_test1_{m}")),
+        ("sensor", &format!("{m}_anomaly_metric"), format!("millwright_test1_{m}")),
+        ("sensor", &format!("{m}_timeseries_metric"), format!("millwright_test1_{m}")),
+        ("sensor", &format!("{m}_training"), format!("millwright_test1_{m}")),
+        ("button", &format!("{m}_train_all"), format!("millwright_test1_{m}")),
     ];
-    for object in expect {
-        let t = format!("homeassistant/sensor/test1/{object}/config");
+    for (component, object, device) in expect {
+        let t = format!("homeassistant/{component}/test1/{object}/config");
         let c = sub.wait_topic(&t, SHORT);
         assert!(c.retain, "{t} is retained");
         let v = c.json();
         assert_eq!(v["unique_id"], format!("millwright_test1_{object}"));
+        assert_eq!(v["default_entity_id"], format!("{component}.millwright_test1_{object}"));
         assert_eq!(v["availability"][0]["topic"], topic("bridge/state"));
-        assert_eq!(v["device"]["identifiers"][0], "millwright_test1");
+        assert_eq!(v["device"]["identifiers"][0], device);
+        if component == "button" {
+            continue;
+        }
         let st = v["state_topic"].as_str().unwrap();
         assert!(st.starts_with(BASE), "{st}");
     }
@@ -430,21 +439,22 @@ fn home_assistant_discovery_is_retained_and_republished_when_it_comes_online() {
     assert_eq!(health["temperature_c"], 55.3, "{health}");
     assert_eq!(health["queue_depth"], 0);
 
-    // Home Assistant restarts: it announces itself and gets discovery and state again.
+    // Home Assistant restarts: it announces itself and gets discovery and state again, once.
     sub.clear();
     sub.publish("homeassistant/status", b"online", false);
     let again = sub.wait_topic("homeassistant/sensor/test1/soc_temperature/config", SHORT);
     assert!(!again.retain, "a live republish, not the broker's stored copy");
     sub.wait(SHORT, "state after discovery", |m| m.topic == topic("bridge/health"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(sub.on("homeassistant/sensor/test1/soc_temperature/config").len(), 1, "republished once, not twice");
 
-    // After a training, the metric sensor names the metric and its state topic holds a value.
+    // After a training, the metric sensor keeps its name and its state topic holds a value.
     let r = daemon.post("/api/ml/train/batch", &json!({ "machine_id": m, "model_types": ["anomaly"] }));
     let id = r.json()["task_id"].as_str().unwrap().to_string();
     daemon.wait_task(&id, LONG);
     let t = format!("homeassistant/sensor/test1/{m}_anomaly_metric/config");
-    let named =
-        sub.wait(SHORT, "metric-named discovery", |x| x.topic == t && x.json()["name"].as_str().unwrap_or("").split(' ').count() > 2);
-    eprintln!("discovery name after training: {}", named.json()["name"]);
+    let named = sub.wait(SHORT, "discovery after training", |x| x.topic == t);
+    assert_eq!(named.json()["name"], "Anomaly metric");
     let model = sub
         .wait(SHORT, "the live anomaly model", |x| x.topic == topic(&format!("machines/{m}/models/anomaly")) && !x.payload.is_empty())
         .json();
@@ -679,4 +689,24 @@ fn tls_with_a_ca_the_daemon_does_not_trust_is_refused_with_a_clear_log_line() {
     let published: Vec<String> = watcher.all().iter().map(|x| x.topic.clone()).collect();
     assert!(published.is_empty(), "messages went through a broker the daemon does not trust: {published:?}");
     eprintln!("broker's view:\n{}", broker.log().lines().filter(|l| !l.contains("test-sub")).take(8).collect::<Vec<_>>().join("\n"));
+}
+
+#[test]
+fn a_job_interrupted_by_a_restart_is_told_as_job_failed_and_jobs_current_is_idle_again() {
+    let (d, data, state) = setup(20_000);
+    let broker = Broker::start(&d.path().join("broker"));
+    let mut daemon = start(&data, &state, &broker.url(), &[]);
+    let m = machine(&daemon);
+    let sub = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
+    let r = daemon.post("/api/ml/train/batch", &json!({ "machine_id": m }));
+    let id = r.json()["task_id"].as_str().unwrap().to_string();
+    sub.wait(LONG, "the job running", |x| x.topic == topic("jobs/current") && x.json()["task_id"] == id.as_str());
+    daemon.kill9();
+    let _daemon = start(&data, &state, &broker.url(), &[("MILLWRIGHT_QUEUE__REQUEUE_INTERRUPTED", "false")]);
+    let failed = sub.wait(SHORT, "job_failed for the interrupted job", |x| {
+        x.topic == topic("bridge/event") && x.json()["type"] == "job_failed" && x.json()["data"]["task_id"] == id.as_str()
+    });
+    assert_eq!(failed.json()["data"]["error"], "interrupted by restart", "{:?}", failed.json());
+    let late = Sub::connect(broker.port, &[&topic("jobs/current")]);
+    assert_eq!(late.wait_topic(&topic("jobs/current"), SHORT).json()["status"], "IDLE", "no dead job shown as running");
 }

@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use millwright::api::{Access, AppState, Hooks, HttpLimits, Setup, TrainingLimits, router};
 use millwright::jobs::JobQueue;
 use millwright::ml::TrainParams;
-use millwright::mqtt::requests::{NAMES, dispatch, parse_payload, response, to_call};
+use millwright::mqtt::requests::{Answerer, NAMES, dispatch, parse_payload, response, to_call};
 use millwright::registry::Registry;
 use millwright::store::{RecordStore, StoreError};
 use serde_json::Value;
@@ -165,7 +165,8 @@ async fn mqtt(app: &axum::Router, name: &str, payload: &[u8]) {
         }
         Err(r) => Err((r, None)),
     };
-    let _ = response(result, transaction);
+    let me = Answerer { instance_id: "fuzz".into(), node_id: "fuzz".into() };
+    let _ = response(result, transaction, &me);
 }
 
 fuzz_target!(|data: &[u8]| {

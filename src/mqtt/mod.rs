@@ -59,6 +59,10 @@ pub fn availability(state: Availability, instance_id: &str) -> Vec<u8> {
 }
 
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(30);
+/// How recent a job's "interrupted by restart" must be to be this start's (see `JobWatcher::tell_interrupted`).
+const INTERRUPTED_WINDOW: f64 = 120.0;
+/// The error the queue's recovery (`JobQueue::open`) gives a job it found running.
+const INTERRUPTED: &str = "interrupted by restart";
 /// If nobody calls [`Mqtt::finish`] after a shutdown (an error path), the session still ends by then.
 const FALLBACK_STOP: Duration = Duration::from_secs(15);
 
@@ -126,6 +130,10 @@ impl Mqtt {
                 qos: rumqttc::QoS::AtLeastOnce,
             },
             homeassistant: cfg.mqtt.homeassistant,
+            buttons: cfg.mqtt.accept_requests,
+            set_models: Default::default(),
+            known_machines: Default::default(),
+            started: Default::default(),
             sysfs_root: cfg.guard.sysfs_root.clone(),
         };
         let helpers = vec![
@@ -216,7 +224,19 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 fn event(kind: &str, data: serde_json::Value) -> serde_json::Value {
-    json!({ "type": kind, "data": data, "ts": crate::util::time::format_timestamp(crate::util::time::now_secs()) })
+    json!({ "type": kind, "data": data, "ts": now_ts() })
+}
+
+/// The one timestamp format of every MQTT payload: ISO-8601 UTC with milliseconds (`new Date(ts)` in
+/// JavaScript and `datetime.fromisoformat` in Python read it as is).
+pub fn now_ts() -> String {
+    ts_of(crate::util::time::now_secs())
+}
+
+pub fn ts_of(secs: f64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis((secs * 1000.0).round() as i64)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
 }
 
 /// `model_oversize` may come from a job snapshot and from the bus; whichever is first is told.
@@ -245,9 +265,10 @@ impl JobWatcher {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut rx = self.queue.subscribe();
         let mut tracker = tracker::Tracker::default();
+        self.tell_interrupted();
         match self.queue.running() {
             Some(job) => self.apply(tracker.observe(&job, Instant::now())),
-            None => self.outbox.send(Message::clear(self.topics.jobs_current())),
+            None => self.outbox.send(Message::state(self.topics.jobs_current(), &tracker::idle_current())),
         }
         loop {
             tokio::select! {
@@ -272,13 +293,28 @@ impl JobWatcher {
         }
     }
 
+    /// Jobs the queue's recovery found running at start (a restart or power loss) were marked FAILURE
+    /// before MQTT started, so no snapshot ever reaches the tracker: say `job_failed` for each here. The
+    /// recovery ran moments ago; a job that failed so within [`INTERRUPTED_WINDOW`] is this start's.
+    fn tell_interrupted(&self) {
+        let now = crate::util::time::now_secs();
+        for job in self.queue.list() {
+            let fresh =
+                job.completed_at.as_deref().and_then(crate::util::time::parse_timestamp).is_some_and(|t| now - t < INTERRUPTED_WINDOW);
+            if job.state == crate::jobs::JobState::Failure && job.error.as_deref() == Some(INTERRUPTED) && fresh {
+                self.apply(vec![tracker::Note::Event { kind: "job_failed", data: tracker::finished_data(&job) }]);
+                let _ = self.machines.try_send(job.request.machine_id.clone());
+            }
+        }
+    }
+
     fn apply(&self, notes: Vec<tracker::Note>) {
         use tracker::Note;
         for note in notes {
             match note {
                 Note::Progress { task_id, payload } => self.outbox.send(Message::transient(self.topics.progress(&task_id), &payload)),
                 Note::Current(Some(v)) => self.outbox.send(Message::state(self.topics.jobs_current(), &v)),
-                Note::Current(None) => self.outbox.send(Message::clear(self.topics.jobs_current())),
+                Note::Current(None) => self.outbox.send(Message::state(self.topics.jobs_current(), &tracker::idle_current())),
                 Note::Event { kind, data } => {
                     if kind != "model_oversize" || first_telling(&self.told, &data) {
                         self.outbox.send(Message::transient(self.topics.event(), &event(kind, data)));
@@ -325,7 +361,11 @@ async fn run_publisher(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => publisher.health().await,
+            _ = tick.tick() => {
+                publisher.new_machines().await;
+                publisher.gone_models().await;
+                publisher.health().await;
+            }
             _ = refresh.notified() => publisher.everything().await,
             Some(m) = machines.recv() => {
                 publisher.machine(&m).await;

@@ -26,7 +26,12 @@ impl Message {
         Message { topic, payload: Vec::new(), retain: true, qos: QoS::AtLeastOnce }
     }
 
-    /// Events, progress and responses: not retained, QoS 0.
+    /// A request's answer: not retained, QoS 1 (the asker waits for exactly this message).
+    pub fn response(topic: String, payload: &serde_json::Value) -> Message {
+        Message { topic, payload: payload.to_string().into_bytes(), retain: false, qos: QoS::AtLeastOnce }
+    }
+
+    /// Events and progress: not retained, QoS 0.
     pub fn transient(topic: String, payload: &serde_json::Value) -> Message {
         Message { topic, payload: payload.to_string().into_bytes(), retain: false, qos: QoS::AtMostOnce }
     }
@@ -57,6 +62,11 @@ impl Outbox {
                 tracing::debug!(dropped = n, "MQTT outbox full; dropping messages");
             }
         }
+    }
+
+    /// A message the session could not hand to the broker (disconnected, or the client's queue full).
+    pub fn count_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn dropped(&self) -> u64 {

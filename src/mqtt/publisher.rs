@@ -13,6 +13,7 @@ use axum::http::Method;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::PoisonError;
 
 pub struct Publisher {
     pub state: AppState,
@@ -24,12 +25,23 @@ pub struct Publisher {
     /// This instance's `online` on `bridge/state`.
     pub online: Message,
     pub homeassistant: bool,
+    /// Whether requests are accepted (then each machine gets a "train all" button in Home Assistant).
+    pub buttons: bool,
+    /// Model topics that hold a retained model now: only these are cleared when the model goes, so a
+    /// consumer parsing JSON never meets an empty payload for a model that never existed.
+    pub set_models: std::sync::Mutex<BTreeSet<String>>,
+    /// Machines whose topics and discovery have been published; one that appears later (a new data
+    /// folder) is published at the next health tick, without waiting for a reconnect.
+    pub known_machines: std::sync::Mutex<BTreeSet<String>>,
+    /// Set by the first [`Publisher::everything`] (at the first connect); until then a tick adds nothing.
+    pub started: std::sync::atomic::AtomicBool,
     /// Where thermal zones are read when the health answer carries no temperature (the guard's root).
     pub sysfs_root: PathBuf,
 }
 
 impl Publisher {
     pub async fn everything(&self) {
+        self.started.store(true, std::sync::atomic::Ordering::Relaxed);
         self.info().await;
         if self.homeassistant {
             for (topic, config) in discovery::node_configs(&self.topics) {
@@ -40,6 +52,26 @@ impl Publisher {
             self.machine(&m).await;
         }
         self.health().await;
+    }
+
+    /// Publishes the machines that appeared since the last look (their topics and discovery), then
+    /// `bridge/info` with the new list.
+    pub async fn new_machines(&self) {
+        if !self.started.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let now = self.machines().await;
+        let new: Vec<String> = {
+            let known = self.known_machines.lock().unwrap_or_else(PoisonError::into_inner);
+            now.into_iter().filter(|m| !known.contains(m)).collect()
+        };
+        if new.is_empty() {
+            return;
+        }
+        for m in &new {
+            self.machine(m).await;
+        }
+        self.info().await;
     }
 
     async fn machines(&self) -> Vec<String> {
@@ -61,7 +93,7 @@ impl Publisher {
     pub async fn info(&self) {
         let mut info = self.info.clone();
         info["machines"] = json!(self.machines().await);
-        info["ts"] = json!(crate::util::time::format_timestamp(crate::util::time::now_secs()));
+        info["ts"] = json!(super::now_ts());
         self.outbox.send(Message::state(self.topics.info(), &info));
     }
 
@@ -82,19 +114,51 @@ impl Publisher {
             }
             None => health["mqtt"] = json!({ "dropped_messages": self.outbox.dropped() }),
         }
-        health["ts"] = json!(crate::util::time::format_timestamp(crate::util::time::now_secs()));
+        health["ts"] = json!(super::now_ts());
         self.outbox.send(self.online.clone());
         self.outbox.send(Message::state(self.topics.health(), &health));
+    }
+
+    /// Clears the topics of models that went (deleted through the API) since they were published.
+    pub async fn gone_models(&self) {
+        let set: Vec<String> = self.set_models.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
+        let registry = self.state.registry.clone();
+        let topics = self.topics.clone();
+        let gone = tokio::task::spawn_blocking(move || {
+            let mut gone = BTreeSet::new();
+            for m in registry.machines().unwrap_or_default() {
+                for t in ModelType::ALL {
+                    let topic = topics.model(&m, t.as_str());
+                    if set.contains(&topic) && matches!(registry.live(&m, t), Ok(None)) {
+                        gone.insert(m.clone());
+                    }
+                }
+            }
+            // A machine with no model left at all is no longer listed by the registry.
+            let listed: BTreeSet<String> = registry.machines().unwrap_or_default().into_iter().collect();
+            for topic in &set {
+                let machine = topic.strip_prefix(&format!("{}/machines/", topics.base())).and_then(|r| r.split('/').next());
+                if let Some(m) = machine.filter(|m| !listed.contains(*m)) {
+                    gone.insert(m.to_string());
+                }
+            }
+            gone
+        })
+        .await
+        .unwrap_or_default();
+        for m in gone {
+            self.machine(&m).await;
+        }
     }
 
     /// The machine's live models (an empty retained payload where none is live, clearing stale ones),
     /// its last training, and its discovery configs.
     pub async fn machine(&self, machine_id: &str) {
+        self.known_machines.lock().unwrap_or_else(PoisonError::into_inner).insert(machine_id.to_string());
         let registry = self.state.registry.clone();
         let id = machine_id.to_string();
         let lives = tokio::task::spawn_blocking(move || ModelType::ALL.map(|t| (t, registry.live(&id, t).ok().flatten()))).await;
         let Ok(lives) = lives else { return };
-        let mut metrics = Vec::new();
         for (t, live) in &lives {
             let topic = self.topics.model(machine_id, t.as_str());
             match live {
@@ -102,26 +166,28 @@ impl Publisher {
                     let payload = json!({
                         "machine_id": v.machine_id, "model_type": v.model_type, "version": v.version, "trained_at": v.trained_at,
                         "size_bytes": v.size_bytes, "oversize": v.oversize, "warning": v.warning, "headline": v.headline, "job_id": v.job_id,
+                        "ts": super::now_ts(),
                     });
+                    self.set_models.lock().unwrap_or_else(PoisonError::into_inner).insert(topic.clone());
                     self.outbox.send(Message::state(topic, &payload));
-                    metrics.push((*t, v.headline.get("metric").and_then(Value::as_str).map(str::to_string)));
                 }
-                None => self.outbox.send(Message::clear(topic)),
+                None => {
+                    if self.set_models.lock().unwrap_or_else(PoisonError::into_inner).remove(&topic) {
+                        self.outbox.send(Message::clear(topic));
+                    }
+                }
             }
         }
         let last = self.state.queue.list().into_iter().find(|j| j.request.machine_id == machine_id && j.state.is_finished());
         if let Some(job) = &last {
             let payload = json!({
                 "task_id": job.id, "status": job.state, "model_types": job.request.model_types,
-                "completed_at": job.completed_at, "error": job.error,
+                "completed_at": job.completed_at, "error": job.error, "ts": super::now_ts(),
             });
             self.outbox.send(Message::state(self.topics.training(machine_id), &payload));
         }
         if self.homeassistant {
-            // A config for every type, named by its metric once one is trained.
-            let named: Vec<(ModelType, Option<String>)> =
-                ModelType::ALL.iter().map(|t| (*t, metrics.iter().find(|(m, _)| m == t).and_then(|(_, n)| n.clone()))).collect();
-            for (topic, config) in discovery::machine_configs(&self.topics, machine_id, &named) {
+            for (topic, config) in discovery::machine_configs(&self.topics, machine_id, self.buttons) {
                 self.outbox.send(Message::state(topic, &config));
             }
         }

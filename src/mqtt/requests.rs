@@ -236,9 +236,17 @@ fn api_code(c: &str) -> &'static str {
     KNOWN.iter().find(|k| **k == c).copied().unwrap_or("error")
 }
 
-/// `{status: "ok", data, transaction?, instance_id}` or `{status: "error", error, code, details?, transaction?,
-/// instance_id}`; the instance id shows which daemon answered (two on one base topic are a misconfiguration).
-pub fn response(result: Result<Value, (Refused, Option<Value>)>, transaction: Option<Value>, instance_id: &str) -> Value {
+/// Who answers: put in every response.
+#[derive(Debug, Clone)]
+pub struct Answerer {
+    pub instance_id: String,
+    pub node_id: String,
+}
+
+/// `{status: "ok", data, transaction?, instance_id, node_id}` or `{status: "error", error, code, details?,
+/// transaction?, instance_id, node_id}`; the ids show which daemon answered (two on one base topic are a
+/// misconfiguration).
+pub fn response(result: Result<Value, (Refused, Option<Value>)>, transaction: Option<Value>, me: &Answerer) -> Value {
     let mut v = match result {
         Ok(data) => json!({ "status": "ok", "data": data }),
         Err((r, details)) => {
@@ -252,7 +260,8 @@ pub fn response(result: Result<Value, (Refused, Option<Value>)>, transaction: Op
     if let Some(t) = transaction {
         v["transaction"] = t;
     }
-    v["instance_id"] = json!(instance_id);
+    v["instance_id"] = json!(me.instance_id);
+    v["node_id"] = json!(me.node_id);
     v
 }
 
@@ -309,9 +318,10 @@ mod tests {
 
     #[test]
     fn responses_echo_the_transaction() {
-        let ok = response(Ok(json!({"a":1})), Some(json!("t-1")), "i1");
-        assert_eq!(ok, json!({"status":"ok","data":{"a":1},"transaction":"t-1","instance_id":"i1"}));
-        let err = response(Err((refuse("nope"), None)), None, "i1");
+        let me = Answerer { instance_id: "i1".into(), node_id: "pi".into() };
+        let ok = response(Ok(json!({"a":1})), Some(json!("t-1")), &me);
+        assert_eq!(ok, json!({"status":"ok","data":{"a":1},"transaction":"t-1","instance_id":"i1","node_id":"pi"}));
+        let err = response(Err((refuse("nope"), None)), None, &me);
         assert_eq!(err["status"], "error");
         assert_eq!(err["error"], "nope");
         assert!(err.get("transaction").is_none());

@@ -32,6 +32,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// Requests answered at once; more get a "busy" answer instead of piling up tasks.
 const MAX_REQUESTS_IN_FLIGHT: usize = 4;
+/// Transient messages kept until the first connection.
+const EARLY_LIMIT: usize = 64;
 /// A retained request is parsed (for its `transaction`) only up to this size; it is refused anyway.
 const MAX_RETAINED_PARSE: usize = 64 * 1024;
 
@@ -190,6 +192,9 @@ pub struct Session {
     pub twins: Twins,
     /// Whether this instance answered requests at the last look (to log when that changes).
     answering: bool,
+    /// Events produced before the first connection (a job interrupted by the restart), sent at that
+    /// connection; later outages lose transient messages (counted) rather than replay stale ones.
+    early: Vec<Message>,
     /// The size of the last message too big to read, until a connection holds again.
     oversize: Option<usize>,
     pub status: Arc<Status>,
@@ -238,6 +243,7 @@ impl Session {
             connected_since: None,
             twins,
             answering,
+            early: Vec::new(),
             oversize: None,
             status,
         };
@@ -284,7 +290,7 @@ impl Session {
         }
         if self.connected {
             // Nothing trains once the daemon is gone, and consumers read the state topic first.
-            self.publish(Message::clear(self.topics.jobs_current()));
+            self.publish(Message::state(self.topics.jobs_current(), &super::tracker::idle_current()));
             let offline =
                 self.client.publish(self.topics.state(), QoS::AtLeastOnce, true, availability(Availability::Offline, self.twins.me()));
             let _ = tokio::time::timeout(Duration::from_secs(1), offline).await;
@@ -438,6 +444,7 @@ impl Session {
     }
 
     fn on_connect(&mut self) {
+        let first = !self.ever_connected;
         self.connected = true;
         self.connected_since = Some(Instant::now());
         self.told_untrusted = false;
@@ -460,30 +467,53 @@ impl Session {
             let _ = self.client.try_subscribe(topic, QoS::AtMostOnce);
         }
         self.send(&self.online());
+        // The first connect computes everything; after that the remembered state is complete (it is kept
+        // while disconnected too), so a reconnect republishes it once instead of twice.
         self.republish();
-        self.refresh.notify_one();
+        if first {
+            self.refresh.notify_one();
+            for msg in std::mem::take(&mut self.early) {
+                self.send(&msg);
+            }
+        }
         self.publish_status();
     }
 
-    fn republish(&self) {
+    fn republish(&mut self) {
         for msg in self.discovery.values().chain(self.retained.values()) {
             self.send(msg);
         }
+        self.discovery.retain(|_, m| !m.payload.is_empty());
+        self.retained.retain(|_, m| !m.payload.is_empty());
     }
 
     fn publish(&mut self, msg: Message) {
         if self.connected {
             self.send(&msg);
+        } else if !msg.retain {
+            if !self.ever_connected && self.early.len() < EARLY_LIMIT {
+                self.early.push(msg);
+                return;
+            }
+            // Progress, events and answers have no later copy: lost, and counted as such.
+            self.outbox.count_dropped();
         }
         // `online` is sent first at every connect anyway (and again with each health message).
         if msg.retain && msg.topic != self.topics.state() {
             let map = if self.topics.is_discovery(&msg.topic) { &mut self.discovery } else { &mut self.retained };
-            map.insert(msg.topic.clone(), msg);
+            // A clear is said once (kept only until a connection takes it): republished at every reconnect
+            // it would reach JSON consumers as an empty message each time.
+            if msg.payload.is_empty() && self.connected {
+                map.remove(&msg.topic);
+            } else {
+                map.insert(msg.topic.clone(), msg);
+            }
         }
     }
 
     fn send(&self, msg: &Message) {
         if let Err(e) = self.client.try_publish(msg.topic.clone(), msg.qos, msg.retain, msg.payload.clone()) {
+            self.outbox.count_dropped();
             tracing::debug!(topic = %msg.topic, error = %e, "MQTT: message dropped");
         }
     }
@@ -495,7 +525,6 @@ impl Session {
             if !p.retain && p.payload.as_ref() == b"online" {
                 tracing::info!("MQTT: Home Assistant is online; republishing discovery and state");
                 self.republish();
-                self.refresh.notify_one();
             }
             return;
         }
@@ -513,7 +542,7 @@ impl Session {
         }
         tracing::debug!(request = %name, bytes = p.payload.len(), "MQTT request");
         let reply_to = self.topics.response(&name);
-        let me = self.twins.me().to_string();
+        let me = requests::Answerer { instance_id: self.twins.me().to_string(), node_id: self.topics.node_id().to_string() };
         if p.retain {
             tracing::warn!(
                 topic = %topic, bytes = p.payload.len(),
@@ -527,7 +556,7 @@ impl Session {
                     "retained requests are ignored (they would run again on every reconnect); publish the request without the retain flag"
                         .into(),
             };
-            self.outbox.send(Message::transient(reply_to, &requests::response(Err((refusal, None)), transaction, &me)));
+            self.outbox.send(Message::response(reply_to, &requests::response(Err((refusal, None)), transaction, &me)));
             return;
         }
         let (transaction, body) = requests::parse_payload(&p.payload);
@@ -537,7 +566,7 @@ impl Session {
                 code: "busy",
                 message: format!("{MAX_REQUESTS_IN_FLIGHT} MQTT requests are already being answered; try again shortly"),
             };
-            self.outbox.send(Message::transient(reply_to, &requests::response(Err((refusal, None)), transaction, &me)));
+            self.outbox.send(Message::response(reply_to, &requests::response(Err((refusal, None)), transaction, &me)));
             return;
         };
         let router = self.router.clone();
@@ -551,7 +580,7 @@ impl Session {
             if let Err((e, _)) = &result {
                 tracing::info!(request = %name, code = e.code, "MQTT request refused: {}", e.message);
             }
-            outbox.send(Message::transient(reply_to, &requests::response(result, transaction, &me)));
+            outbox.send(Message::response(reply_to, &requests::response(result, transaction, &me)));
             drop(permit);
         });
     }

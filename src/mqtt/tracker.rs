@@ -54,8 +54,7 @@ pub fn progress_payload(job: &Job) -> Value {
         "batch_index": job.progress.batch_index,
         "batch_total": job.progress.batch_total,
         "eta_s": job.progress.eta_seconds.map(|e| e.round()),
-        "ts": (now * 1000.0).round() / 1000.0,
-        "timestamp": crate::util::time::format_timestamp(now),
+        "ts": super::ts_of(now),
     })
 }
 
@@ -73,6 +72,17 @@ fn current_payload(job: &Job) -> Value {
         "batch_index": job.progress.batch_index,
         "batch_total": job.progress.batch_total,
         "started_at": job.started_at,
+        "ts": super::now_ts(),
+    })
+}
+
+/// `jobs/current` between jobs: a document with the same keys (nulls), never an empty payload, so a
+/// consumer that parses JSON always can and a template reads "no progress" rather than failing.
+pub fn idle_current() -> Value {
+    json!({
+        "task_id": null, "machine_id": null, "model_type": null, "model_types": [], "status": "IDLE", "stage": null,
+        "message": null, "progress": null, "eta_s": null, "batch_index": null, "batch_total": null, "started_at": null,
+        "ts": super::now_ts(),
     })
 }
 
@@ -84,7 +94,7 @@ fn summary(job: &Job) -> Value {
     json!({ "task_id": job.id, "machine_id": job.request.machine_id, "model_types": job.request.model_types })
 }
 
-fn finished_data(job: &Job) -> Value {
+pub fn finished_data(job: &Job) -> Value {
     let mut v = summary(job);
     let models: serde_json::Map<String, Value> = job
         .progress
@@ -244,6 +254,14 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_are_iso_utc_with_milliseconds_and_idle_is_a_document() {
+        assert_eq!(super::super::ts_of(1_764_934_700.1234), "2025-12-05T11:38:20.123Z");
+        let idle = idle_current();
+        assert_eq!((idle["status"].as_str(), idle["progress"].is_null()), (Some("IDLE"), true));
+        assert_eq!(idle.as_object().unwrap().len(), current_payload(&job()).as_object().unwrap().len(), "the same keys: {idle}");
+    }
+
+    #[test]
     fn progress_payload_has_the_seed_shape() {
         let mut j = job();
         j.state = JobState::Progress;
@@ -254,6 +272,8 @@ mod tests {
             assert!(p.get(k).is_some(), "{k} missing in {p}");
         }
         assert_eq!(p["progress"], 42.0);
+        let ts = p["ts"].as_str().unwrap();
+        assert!(crate::util::time::parse_timestamp(ts).is_some() && ts.ends_with('Z') && ts.as_bytes()[19] == b'.', "{ts}");
         assert_eq!(p["status"], "PROGRESS");
         assert_eq!(p["model_type"], "anomaly");
     }
