@@ -255,7 +255,7 @@ mod tests {
 
     #[test]
     fn timestamps_are_iso_utc_with_milliseconds_and_idle_is_a_document() {
-        assert_eq!(super::super::ts_of(1_764_934_700.1234), "2025-12-05T11:38:20.123Z");
+        assert_eq!(super::super::ts_of(1_764_934_700.123_4), "2025-12-05T11:38:20.123Z");
         let idle = idle_current();
         assert_eq!((idle["status"].as_str(), idle["progress"].is_null()), (Some("IDLE"), true));
         assert_eq!(idle.as_object().unwrap().len(), current_payload(&job()).as_object().unwrap().len(), "the same keys: {idle}");
