@@ -30,4 +30,5 @@ pub mod mqtt;
 pub mod registry;
 pub mod store;
 pub mod util;
+pub mod verdict;
 pub mod web;
