@@ -16,6 +16,7 @@
 //! - [`cli`]: the command line.
 // Input reaches most of this crate: a panic there is a daemon down. Tests may unwrap.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+pub mod alerts;
 pub mod api;
 pub mod bench;
 pub mod cli;

@@ -200,10 +200,15 @@ fn anomaly(r: &Value) -> Quality {
         return quality(Grade::Limited, sentences, "untested: no labelled anomalies".into());
     };
     let (n, d) = words::fraction(1.0 - precision);
-    let sentences = vec![
-        format!("flags {} of abnormal periods", pct(recall)),
-        if n == 0 { "almost no flag is false".into() } else { format!("{n} in {d} flags are false") },
-    ];
+    let caught =
+        if recall <= 0.0 { "flags none of the abnormal periods".to_string() } else { format!("flags {} of abnormal periods", pct(recall)) };
+    let false_flags = match (n, d) {
+        (0, _) => "almost no flag is false".to_string(),
+        (n, d) if n == d => "almost every flag is false".to_string(),
+        (1, d) => format!("1 in {d} flags is false"),
+        (n, d) => format!("{n} in {d} flags are false"),
+    };
+    let sentences = vec![caught, false_flags];
     let (grade, why) = if recall >= ANOMALY_USEFUL_RECALL && precision >= ANOMALY_USEFUL_PRECISION {
         (Grade::Useful, format!("recall ≥ {} and precision ≥ {}", pct(ANOMALY_USEFUL_RECALL), pct(ANOMALY_USEFUL_PRECISION)))
     } else if recall >= ANOMALY_LIMITED_RECALL {
@@ -302,6 +307,8 @@ mod tests {
     fn anomaly_with_tiny_recall_is_not_useful_and_unlabelled_is_limited() {
         let q = grade("anomaly", &report(0.2, json!({ "recall": 0.06, "precision": 0.7 })));
         assert_eq!(q.grade, Grade::NotUseful);
+        let none = grade("anomaly", &report(0.2, json!({ "recall": 0.0, "precision": 0.0 })));
+        assert_eq!(none.sentences, vec!["flags none of the abnormal periods", "almost every flag is false"]);
         let u = grade("anomaly", &report(0.2, json!({ "healthy_alarm_rate": 0.02 })));
         assert_eq!(u.grade, Grade::Limited);
         assert!(u.sentences[1].contains("2 %"));

@@ -297,7 +297,7 @@ pub fn decide(inp: &Inputs) -> Verdict {
             state: State::StaleData,
             severity: None,
             label: "stale data".into(),
-            sentence: format!("No new data for {}: check the sensor feed; no current verdict", words::span(age * 3600.0)),
+            sentence: format!("No new data for {}: check the sensor feed; no current verdict", words::age(age * 3600.0)),
             severity_on_old_data: (!fresh.weighed.is_empty()).then_some(severity),
             rank: 25,
             ..fresh

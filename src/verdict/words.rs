@@ -78,6 +78,11 @@ pub fn span(secs: f64) -> String {
     }
 }
 
+/// An age as a person says it: hours up to two days, then days ("72 h" reads as "3 days").
+pub fn age(secs: f64) -> String {
+    if secs.is_finite() && secs >= 48.0 * 3600.0 { format!("{} days", (secs / 86_400.0).round()) } else { span(secs) }
+}
+
 /// A data interval as a word where there is one: 3600 s → "hourly".
 pub fn cadence(interval_s: f64) -> String {
     match interval_s.round() as i64 {
@@ -95,7 +100,8 @@ pub fn cadence(interval_s: f64) -> String {
 pub fn fraction(share: f64) -> (u32, u32) {
     let share = share.clamp(0.0, 1.0);
     let mut best = (0, 1, f64::INFINITY);
-    for d in 1..=10u32 {
+    // Denominators people use for "k in n": halves to fifths, and tenths.
+    for d in [1u32, 2, 3, 4, 5, 10] {
         let n = (share * f64::from(d)).round() as u32;
         let err = (f64::from(n) / f64::from(d) - share).abs();
         if err + 1e-9 < best.2 {
@@ -139,5 +145,8 @@ mod tests {
         assert_eq!(join(&["a".into(), "b".into(), "c".into()]), "a, b and c");
         assert_eq!(span(41.0 * 3600.0), "41 h");
         assert_eq!(span(10.0 * 86400.0), "10 days");
+        assert_eq!(age(72.0 * 3600.0), "3 days");
+        assert_eq!(age(30.0 * 3600.0), "30 h");
+        assert_eq!(fraction(5.0 / 7.0), (3, 4));
     }
 }

@@ -24,10 +24,13 @@ main(async () => {
   const checked = () => page.$$eval('input[name=model]', (els) => els.filter((e) => e.checked).map((e) => e.value));
   const startText = () => page.textContent('#start-training');
 
-  await step('training view is the default; all four models selected', async () => {
+  await step('the fleet is the default view; training has all four models selected', async () => {
     await page.goto(url);
     await page.waitForSelector('body[data-loaded="1"]');
-    check(await page.getAttribute('a[data-view=train]', 'aria-current') === 'page', 'the training view is not the default');
+    check(await page.getAttribute('a[data-view=fleet]', 'aria-current') === 'page', 'the fleet view is not the default');
+    await page.click('a[data-view=train]');
+    await page.waitForSelector('#start-training');
+    check(await page.getAttribute('a[data-view=train]', 'aria-current') === 'page', 'the training view is not current');
     check((await checked()).length === 4, `selected by default: ${await checked()}`);
     check(await startText() === 'Train all 4 models', `button says ${await startText()}`);
     check(await page.isHidden('#incomplete-warning'), 'the incomplete warning shows with all four selected');

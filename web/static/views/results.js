@@ -7,9 +7,11 @@ const RATIO = new Set(['f1', 'precision', 'recall', 'roc_auc', 'pr_auc', 'accura
 const fmtMetric = (k, v) => (RATIO.has(k) ? fmtNum(v, 3) : fmtNum(v, 4));
 
 /** One metric card: the value and, on the same rows, the baseline; better/worse only within that metric. */
-function card(key, value, base, baseName, { headline = false, higher } = {}) {
+function card(key, value, base, baseName, { headline = false, higher, actionable = true } = {}) {
   const hib = higher ?? HIGHER_IS_BETTER[key];
-  const cmp = compare(Number(value), Number(base), hib);
+  let cmp = compare(Number(value), Number(base), hib);
+  // "(better)" only for a model good enough to act on; a weak model's win over its baseline is not praise.
+  if (cmp === 'better than' && !actionable) cmp = 'above baseline, not enough to act on than';
   return h('div', { class: ['metric-card', headline && 'headline'], dataset: { metric: key } },
     h('div', { class: 'name' }, metricLabel(key), headline ? ' · headline' : ''),
     h('div', { class: 'value' }, fmtMetric(key, value)),
@@ -19,10 +21,11 @@ function card(key, value, base, baseName, { headline = false, higher } = {}) {
 
 function metricCards(type, r) {
   const m = r.metrics ?? {}; const b = r.baseline ?? {}; const hl = r.headline ?? {};
-  const cards = [card(hl.metric, hl.value, hl.baseline, hl.baseline_name, { headline: true, higher: hl.higher_is_better })];
+  const actionable = r.quality ? r.quality.show_better === true : true;
+  const cards = [card(hl.metric, hl.value, hl.baseline, hl.baseline_name, { headline: true, higher: hl.higher_is_better, actionable })];
   // The headline already shows its metric (RUL's headline `rmse_hours` is the report's `rmse`).
   const isHeadline = (k) => k === hl.metric || (hl.metric === 'rmse_hours' && k === 'rmse');
-  const add = (k, base, name) => { if (!isHeadline(k) && m[k] !== undefined) cards.push(card(k, m[k], base, name)); };
+  const add = (k, base, name) => { if (!isHeadline(k) && m[k] !== undefined) cards.push(card(k, m[k], base, name, { actionable })); };
   if (type === 'classification') {
     const prior = b.prior ?? {};
     for (const k of ['f1', 'precision', 'recall', 'roc_auc', 'pr_auc', 'accuracy']) add(k, k === 'f1' ? b.always_positive_f1 : prior[k], k === 'f1' ? 'always predict failure' : 'always predict healthy');
@@ -217,6 +220,9 @@ export async function mount(root, args) {
     h('p', { class: 'question' }, `“${TYPE_INFO[type].question}” — ${r.target ?? ''}`),
     damagedNotice(detail.damaged ?? [], info),
     (r.warnings ?? []).length ? alertBox('warn', 'Warnings:', h('ul', {}, r.warnings.map((w) => h('li', {}, w)))) : null,
+    r.quality ? h('section', { class: ['panel', 'quality', `grade-${r.quality.grade}`], id: 'model-quality' },
+      h('h3', {}, `In plain words: ${r.quality.grade.replace('_', ' ')}`),
+      h('ul', {}, (r.quality.sentences ?? []).map((x) => h('li', {}, x))), h('p', { class: 'muted' }, `Why: ${r.quality.why}`)) : null,
     h('section', { class: 'panel' }, h('h3', {}, 'Test metrics, each beside its baseline on the same rows'), metricCards(type, r),
       type === 'timeseries' ? perSensorTable(r.metrics ?? {}) : null),
     r.confusion ? h('section', { class: 'panel' }, h('h3', {}, 'Confusion matrix'), confusion(r.confusion, type)) : null,
