@@ -246,7 +246,7 @@ impl AlertBook {
     /// Newest first; cleared ones only when asked.
     pub fn list(&self, include_cleared: bool) -> Vec<Alert> {
         let mut out: Vec<Alert> = self.stored.alerts.iter().filter(|a| include_cleared || a.status == Status::Active).cloned().collect();
-        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out.sort_by_key(|a| std::cmp::Reverse(a.id));
         out
     }
 

@@ -13,6 +13,8 @@ fn word(w: &str) -> String {
         "dp" => "differential pressure".into(),
         "pf" => "power factor".into(),
         "vib" => "vibration".into(),
+        "de" => "drive-end".into(),
+        "nde" => "non-drive-end".into(),
         other => other.into(),
     }
 }
@@ -128,6 +130,7 @@ mod tests {
     fn sensors_and_features_read_as_words() {
         assert_eq!(sensor("overall_rms_mm_s"), "vibration RMS");
         assert_eq!(sensor("bearing_temp_C"), "bearing temperature");
+        assert_eq!(sensor("bearing_de_temp_C"), "bearing drive-end temperature");
         assert_eq!(sensor("discharge_pressure_bar"), "discharge pressure");
         assert_eq!(sensor("x"), "x");
         assert_eq!(feature("overall_rms_mm_s__max_72", 3600.0), "max of vibration RMS over 72 h");
@@ -147,6 +150,6 @@ mod tests {
         assert_eq!(span(10.0 * 86400.0), "10 days");
         assert_eq!(age(72.0 * 3600.0), "3 days");
         assert_eq!(age(30.0 * 3600.0), "30 h");
-        assert_eq!(fraction(5.0 / 7.0), (3, 4));
+        assert_eq!(fraction(5.0 / 7.0), (7, 10));
     }
 }

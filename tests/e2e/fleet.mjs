@@ -47,7 +47,7 @@ main(async () => {
     check(lines.length === 4 && lines[0].startsWith('machine_id,'), lines.join('\n'));
   });
 
-  await step('the stale-data alert: acknowledged by name, then cleared', async () => {
+  await step('the stale-data alert: raised, acknowledged by name (clearing: tests/hardening/fleet.rs)', async () => {
     const row = `.alert-row[data-kind="stale_data"]`;
     await page.waitForSelector(row);
     check((await page.textContent(row)).includes(stale), await page.textContent(row));
@@ -74,7 +74,37 @@ main(async () => {
       check(sw <= w + 1, `the fleet is ${sw} px wide on a ${w} px screen`);
       const small = await page.$$eval('.tile *, .alert-row *', (els) => els.filter((e) => e.childElementCount === 0 && e.textContent.trim() && parseFloat(getComputedStyle(e).fontSize) < 12).map((e) => e.textContent.trim().slice(0, 20)));
       check(small.length === 0, `text below 12 px: ${small.join(' | ')}`);
+      // Every view's link is on screen, none scrolled out of the navigation.
+      const hidden = await page.$$eval('.nav a', (els) => els.filter((a) => { const r = a.getBoundingClientRect(); return r.right > window.innerWidth + 1 || r.width === 0; }).map((a) => a.textContent));
+      check(hidden.length === 0, `navigation links off screen: ${hidden.join(', ')}`);
       await shot(`fleet-${name}`);
+    });
+  }
+
+  await step('predictions carry the verdict; results of a machine without models say so', async () => {
+    await page.setViewportSize({ width: 1024, height: 600 });
+    await page.goto(`${url}#/predict/${fresh}`);
+    await page.reload();
+    await page.click('#predict-latest');
+    await page.waitForSelector('#prediction-verdict');
+    check(/Verdict: (act now|plan maintenance|watch|ok)/.test(await page.textContent('#prediction-verdict')), await page.textContent('#prediction-verdict'));
+    const answers = await page.textContent('#latest-answers');
+    check(!answers.includes('/api/'), `API paths shown to users: ${answers}`);
+    await page.goto(`${url}#/results/${bare}`);
+    await page.waitForSelector('#no-results');
+    check((await page.textContent('#no-results')).includes(`${bare} has no trained models yet`), await page.textContent('#no-results'));
+  });
+
+  for (const [name, size] of SIZES) {
+    await step(`every view at ${size.width}×${size.height} (screenshots)`, async () => {
+      await page.setViewportSize(size);
+      for (const [view, file] of [['#/fleet', 'fleet'], ['#/train', 'training'], [`#/results/${fresh}/classification`, 'results'], [`#/predict/${fresh}`, 'predictions'], ['#/queue', 'queue'], ['#/system', 'system']]) {
+        await page.goto(`${url}${view}`);
+        await page.reload();
+        await page.waitForSelector('body[data-loaded="1"]');
+        await page.waitForTimeout(300);
+        await shot(`view-${file}-${name}`);
+      }
     });
   }
 

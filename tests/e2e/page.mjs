@@ -13,6 +13,9 @@ const TYPES = ['classification', 'regression', 'anomaly', 'timeseries'];
 main(async () => {
   const { ctx, page, guards } = await launch({ url, outdir });
   const { step, shot, total } = steps(page, outdir);
+  // Cancelling asks for confirmation; the test confirms (and records that it was asked).
+  let confirmations = 0;
+  page.on('dialog', (d) => { confirmations++; d.accept(); });
   const api = async (path, init) => page.evaluate(async ([p, i]) => {
     const r = await fetch(p, i);
     return { status: r.status, body: await r.json().catch(() => null) };
@@ -217,6 +220,7 @@ main(async () => {
     const t0 = Date.now();
     await page.click('#cancel-job');
     await until(async () => (await page.textContent('#job-alerts')).includes('Training cancelled.'), 15000, 'the cancelled alert');
+    check(confirmations === 1, `cancel asked for confirmation ${confirmations} times`);
     const t = (await api(`/api/ml/tasks/${bigId}`)).body;
     check(t.status === 'REVOKED', `the job is ${t.status}`);
     console.log(`     cancelled in ${Date.now() - t0} ms`);

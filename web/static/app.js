@@ -128,8 +128,11 @@ export async function refreshHealth() {
     topStatus.textContent = r
       ? `Training ${r.machine_id}: ${Math.floor(r.progress_percent ?? 0)} % (${r.stage || 'starting'}) · ${q.pending ?? 0} waiting`
       : `Idle · ${q.pending ?? 0} waiting · v${health.version}`;
+    document.body.classList.remove('offline');
   } catch (e) {
-    topStatus.textContent = `Device unreachable: ${e.message}`;
+    // Say so everywhere: a view's last "running … left" and its Cancel button are no longer true.
+    topStatus.textContent = `Connection lost: ${e.message}`;
+    document.body.classList.add('offline');
   }
 }
 

@@ -23,7 +23,8 @@ function tile(t) {
       h('span', { class: 'tile-label' }, t.label)),
     h('p', { class: 'tile-sentence' }, t.sentence),
     h('dl', { class: 'tile-facts' },
-      h('dt', {}, 'RUL'), h('dd', {}, t.rul_days === null || t.rul_days === undefined ? '–' : `${t.rul_days} days`),
+      // A stale machine's RUL describes the past: not shown as if it were current.
+      h('dt', {}, 'RUL'), h('dd', {}, t.state !== 'fresh' || t.rul_days === null || t.rul_days === undefined ? '–' : `${t.rul_days} days`),
       h('dt', {}, 'Driven by'), h('dd', {}, (t.drivers ?? []).join(', ') || '–'),
       h('dt', {}, 'Data'), h('dd', {}, t.data_age_h === null || t.data_age_h === undefined ? '–' : `${age(t.data_age_h)} old`),
       h('dt', {}, 'Models'), h('dd', {}, models)),

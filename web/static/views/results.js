@@ -1,6 +1,6 @@
 // Results of one model of one machine: metrics beside their baselines, plots, versions, download.
 import { api } from '../api.js';
-import { h, add, clear, badge, alertBox, fmtNum, fmtPct, fmtBytes, fmtDuration, fmtTime, fmtAge, metricLabel, HIGHER_IS_BETTER, compare, TYPES, TYPE_INFO, oversizeBadge } from '../ui.js';
+import { h, add, clear, badge, alertBox, fmtNum, fmtPct, fmtBytes, fmtDuration, fmtTime, fmtAge, metricLabel, HIGHER_IS_BETTER, compare, TYPES, TYPE_INFO, oversizeBadge, featureWords } from '../ui.js';
 import { lineChart, histogram, hbars, legend } from '../charts.js';
 
 const RATIO = new Set(['f1', 'precision', 'recall', 'roc_auc', 'pr_auc', 'accuracy', 'coverage80', 'coverage95', 'alarm_rate']);
@@ -175,6 +175,13 @@ export async function mount(root, args) {
     add(root, h('div', { class: 'panel' }, h('p', {}, 'No trained models yet.'), h('a', { class: 'btn primary', href: '#/train' }, 'Train the first machine')));
     return null;
   }
+  // A machine named in the address but without models says so, instead of quietly showing another one.
+  if (args[0] && !ids.includes(args[0])) {
+    add(root, h('div', { class: 'panel', id: 'no-results' }, h('p', {}, `${args[0]} has no trained models yet.`),
+      h('a', { class: 'btn primary', href: `#/train/${encodeURIComponent(args[0])}` }, `Train ${args[0]}`), ' ',
+      h('a', { class: 'btn', href: `#/results/${encodeURIComponent(ids[0])}` }, `See ${ids[0]}'s results`)));
+    return null;
+  }
   const machine = ids.includes(args[0]) ? args[0] : ids[0];
   const live = machines[machine] ?? {};
   const type = TYPES.includes(args[1]) && live[args[1]] ? args[1] : TYPES.find((t) => live[t]) ?? TYPES[0];
@@ -228,7 +235,7 @@ export async function mount(root, args) {
     r.confusion ? h('section', { class: 'panel' }, h('h3', {}, 'Confusion matrix'), confusion(r.confusion, type)) : null,
     h('section', { class: 'panel', id: 'plots' }, samplesSection(type, r)),
     (r.feature_importance ?? []).length ? h('section', { class: 'panel', id: 'feature-importance' }, h('h3', {}, 'What the model looks at (share of split gain)'),
-      hbars(r.feature_importance.slice(0, 15), { label: 'feature importance' })) : null,
+      hbars(r.feature_importance.slice(0, 15).map(([n, v]) => [featureWords(n, r.data?.interval_s ?? 3600), v]), { label: 'feature importance' })) : null,
     h('section', { class: 'panel' }, h('h3', {}, 'Candidates compared on validation data'), leaderboardTables(r.leaderboard)),
     h('section', { class: 'panel' }, h('h3', {}, 'About this model'), facts(r)),
     h('section', { class: 'panel' }, h('h3', {}, 'Version history'), versionsTable(machine, type, detail.versions ?? [], info.version)));
