@@ -7,6 +7,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)]
+#[path = "../common/mqtt.rs"]
+mod harness;
+
 const LONG: Duration = Duration::from_secs(240);
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -133,4 +137,65 @@ fn fleet_of_200_in_one_fast_request_with_verdicts_stale_data_alerts_and_csv() {
     let text = csv.text();
     assert!(text.starts_with("machine_id,display_name,light,"), "{text}");
     assert_eq!(text.lines().count(), 201);
+}
+
+/// Over MQTT: the verdict and the active alerts of a machine as retained state under
+/// `<base>/machines/<id>/`, with millisecond UTC timestamps, and the alert change as a bridge event.
+#[test]
+fn verdict_and_alerts_are_retained_on_mqtt_with_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, state) = (dir.path().join("data"), dir.path().join("state"));
+    fleet(&data, 1, 2_000);
+    let broker = harness::Broker::start(&dir.path().join("broker"));
+    let url = broker.url();
+    let d = Daemon::start(
+        &data,
+        &state,
+        &[
+            ("MILLWRIGHT_MQTT__ENABLED", "true"),
+            ("MILLWRIGHT_MQTT__URL", &url),
+            ("MILLWRIGHT_MQTT__NODE_ID", "fleet"),
+            ("MILLWRIGHT_FLEET__EVALUATE_INTERVAL_S", "5"),
+        ],
+    );
+    let id = d.get("/api/ml/train/machines/available").json()["machines"][0]["machine_id"].as_str().unwrap().to_string();
+    let r = d.post("/api/ml/train/batch", &json!({ "machine_id": id, "model_types": ["classification", "regression"] }));
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(d.wait_task(r.json()["task_id"].as_str().unwrap(), LONG)["status"], "SUCCESS");
+    touch(&data, &id, "3 days ago");
+    let base = "millwright/fleet";
+    let sub = harness::Sub::connect(broker.port, &[&format!("{base}/machines/#"), &format!("{base}/bridge/event")]);
+    // The background evaluation (every 5 s here) notices the stale data without any page open.
+    let t0 = Instant::now();
+    let alerts_topic = format!("{base}/machines/{id}/alerts");
+    let verdict_topic = format!("{base}/machines/{id}/verdict");
+    loop {
+        let alerts = sub.on(&alerts_topic);
+        let verdict = sub.on(&verdict_topic);
+        let stale_verdict = verdict.last().is_some_and(|m| m.json()["state"] == "stale_data");
+        if stale_verdict && alerts.last().is_some_and(|m| m.json()["active"] == 1) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no retained verdict and alerts; seen: {:?}",
+            sub.all().iter().map(|m| m.topic.clone()).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let v = sub.on(&verdict_topic).last().unwrap().json();
+    let ts = v["timestamp"].as_str().unwrap();
+    assert!(ts.ends_with('Z') && ts.len() == "2026-01-01T00:00:00.000Z".len(), "{ts}");
+    let a = sub.on(&alerts_topic).last().unwrap().json();
+    assert_eq!(a["alerts"][0]["kind"], "stale_data", "{a}");
+    let events: Vec<Value> = sub.on(&format!("{base}/bridge/event")).iter().map(|m| m.json()).collect();
+    assert!(events.iter().any(|e| e["type"] == "alert_raised" && e["data"]["machine_id"] == id.as_str()), "{events:?}");
+    // A late subscriber gets both as retained state.
+    let late = harness::Sub::connect(broker.port, &[&verdict_topic, &alerts_topic]);
+    let t1 = Instant::now();
+    while late.all().len() < 2 {
+        assert!(t1.elapsed() < Duration::from_secs(10), "retained state missing: {:?}", late.all().len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(late.all().iter().all(|m| m.retain));
 }

@@ -6,6 +6,10 @@ import { lineChart, histogram, hbars, legend } from '../charts.js';
 const RATIO = new Set(['f1', 'precision', 'recall', 'roc_auc', 'pr_auc', 'accuracy', 'coverage80', 'coverage95', 'alarm_rate']);
 const fmtMetric = (k, v) => (RATIO.has(k) ? fmtNum(v, 3) : fmtNum(v, 4));
 
+const CADENCE = { 60: 'every minute', 600: 'every 10 minutes', 900: 'every 15 minutes', 1800: 'every 30 minutes', 3600: 'hourly', 86400: 'daily' };
+/** "24 steps of 3600 s" → "hourly". */
+const targetWords = (t) => t.replace(/\((\d+) steps of (\d+) s\)/, (all, n, sec) => `(${CADENCE[sec] ?? `every ${sec} s`})`);
+
 /** One metric card: the value and, on the same rows, the baseline; better/worse only within that metric. */
 function card(key, value, base, baseName, { headline = false, higher, actionable = true } = {}) {
   const hib = higher ?? HIGHER_IS_BETTER[key];
@@ -224,7 +228,7 @@ export async function mount(root, args) {
       h('span', { class: 'spacer' }),
       h('a', { class: 'btn', id: 'download-model', href: api.downloadUrl(machine, type, info.version), download: '' }, 'Download model'),
       h('a', { class: 'btn primary', id: 'test-predictions', href: `#/predict/${encodeURIComponent(machine)}` }, 'Test predictions')),
-    h('p', { class: 'question' }, `“${TYPE_INFO[type].question}” — ${r.target ?? ''}`),
+    h('p', { class: 'question' }, `“${TYPE_INFO[type].question}” — ${targetWords(r.target ?? '')}`),
     damagedNotice(detail.damaged ?? [], info),
     (r.warnings ?? []).length ? alertBox('warn', 'Warnings:', h('ul', {}, r.warnings.map((w) => h('li', {}, w)))) : null,
     r.quality ? h('section', { class: ['panel', 'quality', `grade-${r.quality.grade}`], id: 'model-quality' },
