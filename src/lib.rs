@@ -11,11 +11,14 @@
 //! - [`lifecycle`]: what the long-running parts share: the shutdown signal, the event bus, heartbeats.
 //! - [`mqtt`]: progress, state, events and requests over MQTT (Zigbee2MQTT conventions, Home Assistant discovery).
 //! - [`web`]: the embedded training page.
+//! - [`verdict`]: model grades in plant language and one verdict per machine from its models' answers.
+//! - [`alerts`]: alerts from verdicts, stale data, oversize models and failed trainings, with hysteresis.
 //! - [`config`]: one TOML file plus `MILLWRIGHT_*` overrides, refused with the fix when wrong.
 //! - [`bench`]: `millwright bench` — the figures of BENCHMARKS.md, measured in one run.
 //! - [`cli`]: the command line.
 // Input reaches most of this crate: a panic there is a daemon down. Tests may unwrap.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+pub mod alerts;
 pub mod api;
 pub mod bench;
 pub mod cli;
@@ -30,4 +33,5 @@ pub mod mqtt;
 pub mod registry;
 pub mod store;
 pub mod util;
+pub mod verdict;
 pub mod web;

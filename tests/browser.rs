@@ -165,3 +165,40 @@ fn page_without_machines() {
     let d = Daemon::start(&dir.path().join("data"), &dir.path().join("state"), &[]);
     run_script("nomachines.mjs", &d, &screenshot_dir("no-machines"), Duration::from_secs(90));
 }
+
+/// A mixed fleet: one trained machine with fresh data, one trained with data three days old, one without
+/// models; the fleet view, the verdict, search, CSV export and the stale-data alert at three sizes.
+#[test]
+fn fleet_view_in_a_real_browser() {
+    require_browser_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::fleet(&data, 3, 3000);
+    let d = Daemon::start(&data, &dir.path().join("state"), &[]);
+    let machines = d.get("/api/ml/train/machines/available").json();
+    let ids: Vec<String> = machines["machines"].as_array().unwrap().iter().map(|m| m["machine_id"].as_str().unwrap().to_string()).collect();
+    for id in &ids[..2] {
+        let r = d.post("/api/ml/train/batch", &serde_json::json!({ "machine_id": id }));
+        assert_eq!(r.status, 202, "{}", r.text());
+        let task = d.wait_task(r.json()["task_id"].as_str().unwrap(), Duration::from_secs(240));
+        assert_eq!(task["status"], "SUCCESS", "{task}");
+    }
+    for e in std::fs::read_dir(data.join("machines").join(&ids[1])).unwrap().flatten() {
+        assert!(Command::new("touch").args(["-d", "3 days ago"]).arg(e.path()).status().unwrap().success());
+    }
+    let url = format!("http://{}/", d.addr);
+    let outdir = screenshot_dir("fleet");
+    let out = Command::new("node")
+        .arg(Path::new(E2E).join("fleet.mjs"))
+        .args([url.as_str(), TOKEN])
+        .arg(&outdir)
+        .current_dir(E2E)
+        .env("FLEET_FRESH", &ids[0])
+        .env("FLEET_STALE", &ids[1])
+        .env("FLEET_BARE", &ids[2])
+        .output()
+        .expect("starting node");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("fleet.mjs:\n{text}");
+    assert!(out.status.success(), "fleet.mjs failed:\n{text}\n{}\ndaemon log:\n{}", String::from_utf8_lossy(&out.stderr), d.log());
+}

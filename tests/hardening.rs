@@ -6,6 +6,8 @@ mod common;
 
 #[path = "hardening/access.rs"]
 mod access;
+#[path = "hardening/fleet.rs"]
+mod fleet_view;
 #[path = "hardening/http.rs"]
 mod http;
 #[path = "hardening/limits.rs"]

@@ -4,6 +4,7 @@
 //! passes [`intake`] (auth before the body, body limits and budget) before its handler.
 mod auth;
 mod error;
+pub mod fleet;
 mod host;
 pub mod intake;
 mod limits;
@@ -74,8 +75,13 @@ async fn health(State(state): State<AppState>, headers: axum::http::HeaderMap) -
         models::download,
         models::delete_model,
         models::predict,
+        fleet::fleet,
+        fleet::fleet_csv,
+        fleet::machine_verdict,
+        fleet::alerts,
+        fleet::ack,
     ),
-    components(schemas(tasks::TrainBody, models::PredictBody, auth::LoginBody))
+    components(schemas(tasks::TrainBody, models::PredictBody, auth::LoginBody, fleet::AckBody))
 )]
 struct ApiDoc;
 
@@ -116,6 +122,11 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/api/ml/models/{machine_id}", get(models::machine_models))
         .route("/api/ml/models/{machine_id}/{model_type}", get(models::model_detail).delete(models::delete_model))
         .route("/api/ml/models/{machine_id}/{model_type}/download", get(models::download))
+        .route("/api/fleet", get(fleet::fleet))
+        .route("/api/fleet.csv", get(fleet::fleet_csv))
+        .route("/api/machines/{machine_id}/verdict", get(fleet::machine_verdict))
+        .route("/api/alerts", get(fleet::alerts))
+        .route("/api/alerts/{alert_id}/ack", post(fleet::ack))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     let predict =
         Router::new().route("/api/ml/predict/{machine_id}", post(models::predict)).layer(DefaultBodyLimit::max(PREDICT_BODY_LIMIT));

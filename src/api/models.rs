@@ -123,7 +123,11 @@ pub async fn model_detail(
     if versions.is_empty() {
         return Err(ApiError::not_found(format!("no {t} model for {id}")));
     }
-    let report = state.registry.report(&id, t, q.version)?;
+    let mut report = state.registry.report(&id, t, q.version)?;
+    // Reports saved before grades existed get theirs computed on the way out.
+    if report.get("quality").is_none() && report.is_object() {
+        report["quality"] = json!(crate::verdict::grade(t.as_str(), &report));
+    }
     let damaged = state.registry.damaged(&id, t)?;
     Ok(Json(json!({ "machine_id": id, "model_type": t, "versions": versions, "report": report, "damaged": damaged })))
 }
@@ -321,7 +325,7 @@ fn check_readings(
     Ok(unknown)
 }
 
-fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>) -> Result<Json<Value>, ApiError> {
+pub(super) fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>) -> Result<Json<Value>, ApiError> {
     let table = if given.is_none() { Some(crate::data::load_machine(&state.data_dir, id)?) } else { None };
     let mut live = Vec::new();
     // A damaged model file fails its own answer, not the other three.
@@ -378,6 +382,28 @@ fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>) -> Result
         predictions.insert(t.as_str().into(), entry);
     }
     let damaged: Vec<&str> = damaged.keys().map(|t| t.as_str()).collect();
+    let predictions = Value::Object(predictions);
+    let verdict = verdict_of(state, id, &predictions);
     Ok(Json(json!({ "machine_id": id, "source": if given.is_some() { "request rows" } else { "the machine's latest data" },
-        "predictions": predictions, "missing_models": missing, "damaged_models": damaged, "complete_system": missing.is_empty() && damaged.is_empty(), "ignored_sensors": ignored })))
+        "predictions": predictions, "verdict": verdict, "missing_models": missing, "damaged_models": damaged, "complete_system": missing.is_empty() && damaged.is_empty(), "ignored_sensors": ignored })))
+}
+
+/// The one verdict over these answers, each weighed by its live model's graded report. The data's age is
+/// not judged here (the rows may come from the request): the fleet view and the verdict route do that.
+fn verdict_of(state: &AppState, id: &str, predictions: &Value) -> crate::verdict::Verdict {
+    let mut reports = std::collections::HashMap::new();
+    let mut qualities = std::collections::HashMap::new();
+    for t in ModelType::ALL {
+        if predictions[t.as_str()]["available"] != Value::Bool(true) {
+            continue;
+        }
+        let version = predictions[t.as_str()]["version"].as_u64().and_then(|v| u32::try_from(v).ok());
+        if let Ok(report) = state.registry.report(id, t, version) {
+            qualities.insert(t.as_str().to_string(), crate::verdict::grade(t.as_str(), &report));
+            reports.insert(t.as_str().to_string(), report);
+        }
+    }
+    let mut inputs = crate::verdict::inputs_from(predictions, &reports, &qualities);
+    inputs.stale_after_h = f64::INFINITY;
+    crate::verdict::decide(&inputs)
 }

@@ -95,6 +95,8 @@ pub struct AppState {
     pub heartbeat: Heartbeat,
     pub started: Instant,
     summaries: Arc<Mutex<HashMap<String, (SystemTime, MachineSummary)>>>,
+    /// Verdicts, their cache and the alerts (configured by the daemon).
+    pub fleet: Arc<super::fleet::Fleet>,
 }
 
 /// The state folder is the registry's parent (`<state_dir>/models`).
@@ -123,6 +125,7 @@ impl AppState {
             heartbeat: Heartbeat::new(),
             started: Instant::now(),
             summaries: Arc::new(Mutex::new(HashMap::new())),
+            fleet: Arc::new(super::fleet::Fleet::default()),
         }
     }
 

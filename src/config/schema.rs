@@ -96,6 +96,7 @@ pub(super) const SECTIONS: &[(&str, &str)] = &[
     ("mqtt", "Status and results published to an MQTT broker (and requests taken from it)."),
     ("guard", "Resource guard: keeps training from overheating the Pi or starving it of memory or disk."),
     ("http", "The HTTP API: its connections and the host names it answers to."),
+    ("fleet", "The fleet view: one verdict per machine, and the alerts raised from it."),
 ];
 
 pub(super) const KEYS: &[KeySpec] = &[
@@ -232,6 +233,13 @@ pub(super) const KEYS: &[KeySpec] = &[
         "Connections open at once (8..=65536), lowered to fit the open-file limit; past it the oldest one that has not sent a request is closed.",
     ),
     key("http.body_memory_mb", U64, "Memory (MB) all request bodies being received may hold together (8..=4096); further senders wait."),
+    key(
+        "fleet.stale_data_h",
+        Kind::Float,
+        "Hours without new data (newest file in the machine's folder) after which a machine shows \"stale data\" instead of a verdict (0.1..=8760).",
+    ),
+    key("fleet.evaluate_interval_s", Kind::Float, "Seconds between evaluations of every machine's verdict for alerts and MQTT (5..=3600)."),
+    key("fleet.alert_retention_days", Kind::Float, "Days a cleared alert is kept before it is deleted (1..=3650)."),
 ];
 
 pub(super) fn spec(key: &str) -> Option<&'static KeySpec> {

@@ -21,6 +21,7 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub guard: GuardConfig,
     pub http: HttpConfig,
+    pub fleet: FleetConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -249,6 +250,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             guard: GuardConfig::default(),
             http: HttpConfig::default(),
+            fleet: FleetConfig::default(),
         }
     }
 }
@@ -259,4 +261,22 @@ pub(super) fn default_state_dir(state_directory: Option<&str>) -> PathBuf {
         .and_then(|v| v.split(':').next())
         .filter(|first| !first.is_empty())
         .map_or_else(|| PathBuf::from("state"), PathBuf::from)
+}
+
+/// The fleet view's verdicts and the alerts raised from them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FleetConfig {
+    /// A machine whose newest data is older than this many hours gets "stale data" instead of a verdict.
+    pub stale_data_h: f64,
+    /// Seconds between evaluations of every machine's verdict for alerts (and MQTT).
+    pub evaluate_interval_s: f64,
+    /// Days a cleared alert is kept.
+    pub alert_retention_days: f64,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig { stale_data_h: 24.0, evaluate_interval_s: 60.0, alert_retention_days: 30.0 }
+    }
 }

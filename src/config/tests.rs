@@ -91,6 +91,7 @@ fn full_config() -> Config {
             max_connections: 100,
             body_memory_mb: 64,
         },
+        fleet: FleetConfig { stale_data_h: 6.0, evaluate_interval_s: 30.0, alert_retention_days: 7.0 },
     }
 }
 

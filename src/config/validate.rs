@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use super::error::{ConfigError, invalid};
 use super::render::{render_f64, render_path, render_str};
 use super::schema;
-use super::sections::{Config, GuardConfig, HttpConfig, MqttConfig};
+use super::sections::{Config, FleetConfig, GuardConfig, HttpConfig, MqttConfig};
 
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 
@@ -46,6 +46,7 @@ impl Config {
         self.guard.validate()?;
         self.http.validate()?;
         self.http.validate_limits()?;
+        self.fleet.validate()?;
         Ok(())
     }
 
@@ -399,6 +400,21 @@ impl HttpConfig {
                 self.body_memory_mb.to_string(),
                 "must be between 8 and 4096 MB (at least the largest body a route takes: 8 MB for predict)",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl FleetConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value, lo, hi, unit) in [
+            ("fleet.stale_data_h", self.stale_data_h, 0.1, 8760.0, "hours"),
+            ("fleet.evaluate_interval_s", self.evaluate_interval_s, 5.0, 3600.0, "seconds"),
+            ("fleet.alert_retention_days", self.alert_retention_days, 1.0, 3650.0, "days"),
+        ] {
+            if !(value.is_finite() && (lo..=hi).contains(&value)) {
+                return Err(invalid(key, render_f64(value), format!("must be between {lo} and {hi} {unit}")));
+            }
         }
         Ok(())
     }

@@ -132,8 +132,16 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
         http: api::HttpLimits::from_config(&cfg.http),
         hooks: hooks(guard, mqtt_status.clone()),
     });
+    state.fleet.configure(
+        api::fleet::Settings { stale_data_h: cfg.fleet.stale_data_h },
+        crate::alerts::AlertBook::open(&cfg.state_dir.join(ALERTS_FILE), cfg.fleet.alert_retention_days),
+        bus.clone(),
+    );
     Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate, bus, mqtt_status, store })
 }
+
+/// The alerts, in the state folder.
+pub const ALERTS_FILE: &str = "alerts.json";
 
 /// What the guard and the MQTT bridge add to the API: the guard's refusals, and both parts' facts on
 /// `/api/health` (the bridge's next to the guard's).
@@ -221,14 +229,52 @@ async fn serve_async(cfg: Config) -> Result<()> {
         .await
         .with_context(|| format!("binding {} (set `listen` or MILLWRIGHT_LISTEN)", cfg.listen))?;
     let addr = listener.local_addr()?;
-    // Scripts and tests read this line to find the port when listening on port 0.
-    println!("millwright listening on http://{addr}/");
+    // Scripts and tests read this line to find the port when listening on port 0; an unspecified address
+    // (0.0.0.0) is shown as loopback, which opens, instead of an address no browser can open.
+    let local = open_addr(addr);
+    println!("millwright listening on http://{local}/");
+    for url in page_urls(addr) {
+        println!("open the page at {url}");
+    }
     let sig = daemon.shutdown.clone();
     tokio::spawn(async move {
         signal().await;
         sig.trigger();
     });
     run(daemon, listener, &cfg).await
+}
+
+/// The address to show for a bound one: loopback for an unspecified address.
+fn open_addr(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    let mut a = addr;
+    if a.ip().is_unspecified() {
+        a.set_ip(if a.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    a
+}
+
+/// The page's URLs a person can open: `http://localhost:<port>/` when reachable locally, and this machine's
+/// LAN address when listening on all interfaces (or the one address listened on).
+fn page_urls(addr: std::net::SocketAddr) -> Vec<String> {
+    let port = addr.port();
+    let ip = addr.ip();
+    if !ip.is_unspecified() {
+        return vec![format!("http://{}/", open_addr(addr))];
+    }
+    let mut out = vec![format!("http://localhost:{port}/")];
+    if let Some(lan) = lan_ip() {
+        out.push(format!("http://{}/", std::net::SocketAddr::new(lan, port)));
+    }
+    out
+}
+
+/// The address of the interface that routes to the LAN: a UDP socket "connected" to a documentation
+/// address (no packet is sent) takes the source address the kernel would use.
+fn lan_ip() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
 }
 
 /// Serves the API and the page on `listener`, with MQTT and the systemd notifications, until
@@ -251,6 +297,12 @@ pub async fn run(mut daemon: Daemon, listener: tokio::net::TcpListener, cfg: &Co
         http: daemon.state.heartbeat.clone(),
         mqtt: mqtt.as_ref().map(|m| m.heartbeat()),
     };
+    tokio::spawn(api::fleet::watch(
+        daemon.state.clone(),
+        daemon.bus.clone(),
+        Duration::from_secs_f64(cfg.fleet.evaluate_interval_s),
+        shutdown.clone(),
+    ));
     let systemd = systemd::start(systemd::Parts { queue: daemon.queue.clone(), beats: systemd_beats, addr }, shutdown.clone()).await;
     shutdown.wait().await;
     let grace = Duration::from_secs(cfg.queue.shutdown_grace_s.min(9));

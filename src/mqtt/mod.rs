@@ -23,6 +23,7 @@ pub mod status;
 pub mod topics;
 pub mod tracker;
 pub mod twin;
+pub mod verdicts;
 
 use crate::api::AppState;
 use crate::config::Config;
@@ -140,6 +141,7 @@ impl Mqtt {
             tokio::spawn(watcher.run(stop_rx.clone())),
             tokio::spawn(forward_bus(bus.subscribe(), topics.clone(), outbox.clone(), told, stop_rx.clone())),
             tokio::spawn(run_publisher(publisher, refresh.clone(), machines_rx, stop_rx.clone())),
+            tokio::spawn(verdicts::run(bus.subscribe(), topics.clone(), outbox.clone(), state.fleet.clone(), stop_rx.clone())),
         ];
         let twins = twin::Twins::new(
             twin::Names {

@@ -147,7 +147,11 @@ fn write_model_files(dir: &Path, trained: &mut Trained, write: WriteFile) -> Res
     write(&model_path, &bundle).map_err(|e| io_err(&model_path, e))?;
     trained.report.model_size_bytes = bundle.len() as u64;
     let report_path = dir.join(REPORT_FILE);
-    write(&report_path, &to_json_bytes(&trained.report, &report_path)?).map_err(|e| io_err(&report_path, e))?;
+    // The grade in plant language goes into the stored report, so every reader shows the same words.
+    let mut report =
+        serde_json::to_value(&trained.report).map_err(|e| RegistryError::Corrupt { path: report_path.clone(), message: e.to_string() })?;
+    report["quality"] = serde_json::json!(crate::verdict::grade(&trained.report.model_type, &report));
+    write(&report_path, &to_json_bytes(&report, &report_path)?).map_err(|e| io_err(&report_path, e))?;
     Ok(trained.report.model_size_bytes)
 }
 

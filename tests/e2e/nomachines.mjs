@@ -12,7 +12,7 @@ main(async () => {
   const { ctx, page, guards } = await launch({ url, outdir });
   const { step, shot } = steps(page, outdir);
   await step('no machines: a clear message and how to add data or create the demo fleet', async () => {
-    await page.goto(url);
+    await page.goto(`${url}#/train`);
     await page.waitForSelector('#no-machines');
     const text = await page.textContent('#no-machines');
     for (const want of ['No machines with trainable data', '/machines/', 'millwright simulate --out', 'machine.toml', 'Folders that could not be read']) {

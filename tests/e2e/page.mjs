@@ -13,6 +13,9 @@ const TYPES = ['classification', 'regression', 'anomaly', 'timeseries'];
 main(async () => {
   const { ctx, page, guards } = await launch({ url, outdir });
   const { step, shot, total } = steps(page, outdir);
+  // Cancelling asks for confirmation; the test confirms (and records that it was asked).
+  let confirmations = 0;
+  page.on('dialog', (d) => { confirmations++; d.accept(); });
   const api = async (path, init) => page.evaluate(async ([p, i]) => {
     const r = await fetch(p, i);
     return { status: r.status, body: await r.json().catch(() => null) };
@@ -24,10 +27,13 @@ main(async () => {
   const checked = () => page.$$eval('input[name=model]', (els) => els.filter((e) => e.checked).map((e) => e.value));
   const startText = () => page.textContent('#start-training');
 
-  await step('training view is the default; all four models selected', async () => {
+  await step('the fleet is the default view; training has all four models selected', async () => {
     await page.goto(url);
     await page.waitForSelector('body[data-loaded="1"]');
-    check(await page.getAttribute('a[data-view=train]', 'aria-current') === 'page', 'the training view is not the default');
+    check(await page.getAttribute('a[data-view=fleet]', 'aria-current') === 'page', 'the fleet view is not the default');
+    await page.click('a[data-view=train]');
+    await page.waitForSelector('#start-training');
+    check(await page.getAttribute('a[data-view=train]', 'aria-current') === 'page', 'the training view is not current');
     check((await checked()).length === 4, `selected by default: ${await checked()}`);
     check(await startText() === 'Train all 4 models', `button says ${await startText()}`);
     check(await page.isHidden('#incomplete-warning'), 'the incomplete warning shows with all four selected');
@@ -214,6 +220,7 @@ main(async () => {
     const t0 = Date.now();
     await page.click('#cancel-job');
     await until(async () => (await page.textContent('#job-alerts')).includes('Training cancelled.'), 15000, 'the cancelled alert');
+    check(confirmations === 1, `cancel asked for confirmation ${confirmations} times`);
     const t = (await api(`/api/ml/tasks/${bigId}`)).body;
     check(t.status === 'REVOKED', `the job is ${t.status}`);
     console.log(`     cancelled in ${Date.now() - t0} ms`);

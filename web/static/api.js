@@ -68,6 +68,10 @@ export const api = {
   deleteModel: (m, t, version) => authed('DELETE', `/api/ml/models/${enc(m)}/${enc(t)}${version ? `?version=${enc(version)}` : ''}`),
   predict: (m, body = {}) => authed('POST', `/api/ml/predict/${enc(m)}`, body),
   eventsUrl: (id) => `/api/ml/tasks/${enc(id)}/events`,
+  fleet: () => raw('GET', '/api/fleet'),
+  verdict: (m) => raw('GET', `/api/machines/${enc(m)}/verdict`),
+  alerts: (all = false) => raw('GET', `/api/alerts${all ? '?all=true' : ''}`),
+  ackAlert: (id, by) => authed('POST', `/api/alerts/${enc(id)}/ack`, { by }),
 };
 
 const FINISHED = new Set(['SUCCESS', 'FAILURE', 'REVOKED']);

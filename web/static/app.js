@@ -1,7 +1,8 @@
 // The page shell: hash routes to views, the login dialog, the theme switch and the status line.
 import { api, setUnauthorizedHandler } from './api.js';
 import { store } from './store.js';
-import { clear, add, h, toast, fmtNum } from './ui.js';
+import { clear, add, h, toast } from './ui.js';
+import * as fleet from './views/fleet.js';
 import * as training from './views/training.js';
 import * as progress from './views/progress.js';
 import * as results from './views/results.js';
@@ -9,15 +10,15 @@ import * as predictions from './views/predictions.js';
 import * as queue from './views/queue.js';
 import * as system from './views/system.js';
 
-const VIEWS = { train: training, progress, results, predict: predictions, queue, system };
-const TITLES = { train: 'Model Training', progress: 'Progress', results: 'Results', predict: 'Predictions', queue: 'Queue & history', system: 'System' };
+const VIEWS = { fleet, train: training, progress, results, predict: predictions, queue, system };
+const TITLES = { fleet: 'Fleet', train: 'Model Training', progress: 'Progress', results: 'Results', predict: 'Predictions', queue: 'Queue & history', system: 'System' };
 
 const main = document.getElementById('main');
 let unmount = null;
 
 function parseRoute() {
   const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
-  const name = VIEWS[parts[0]] ? parts[0] : 'train';
+  const name = VIEWS[parts[0]] ? parts[0] : 'fleet';
   return { name, args: VIEWS[parts[0]] ? parts.slice(1) : [] };
 }
 
@@ -125,10 +126,13 @@ export async function refreshHealth() {
     const r = health.running;
     const q = health.queue ?? {};
     topStatus.textContent = r
-      ? `Training ${r.machine_id}: ${fmtNum(r.progress_percent, 2)} % (${r.stage || 'starting'}) · ${q.pending ?? 0} waiting`
+      ? `Training ${r.machine_id}: ${Math.floor(r.progress_percent ?? 0)} % (${r.stage || 'starting'}) · ${q.pending ?? 0} waiting`
       : `Idle · ${q.pending ?? 0} waiting · v${health.version}`;
+    document.body.classList.remove('offline');
   } catch (e) {
-    topStatus.textContent = `Device unreachable: ${e.message}`;
+    // Say so everywhere: a view's last "running … left" and its Cancel button are no longer true.
+    topStatus.textContent = `Connection lost: ${e.message}`;
+    document.body.classList.add('offline');
   }
 }
 

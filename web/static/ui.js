@@ -176,3 +176,31 @@ export function oversizeBadge(info) {
   if (!info || !info.oversize) return null;
   return badge(`⚠ large model: ${fmtBytes(info.size_bytes)}`, 'warn', info.warning || 'over the configured size limit (default 500 MB)');
 }
+
+// Sensor and feature names in plant words, as the daemon's verdicts say them (src/verdict/words.rs):
+// `overall_rms_mm_s__max_72` → "max of vibration RMS over 72 h".
+const UNIT_SUFFIXES = ['mm_s', 'm3_h', 'c', 'degc', 'kw', 'a', 'v', 'bar', 'rpm', 'hz', 'pct', 'kpa', 'psi', 'nm', 'l_min', 'g'];
+const WORDS = { rms: 'RMS', temp: 'temperature', dp: 'differential pressure', pf: 'power factor', vib: 'vibration', de: 'drive-end', nde: 'non-drive-end' };
+const STATS = { std: 'spread', slope: 'trend', last: 'latest', value: 'latest' };
+
+export function sensorWords(name) {
+  let stem = String(name).toLowerCase();
+  let unit = '';
+  for (const u of UNIT_SUFFIXES) if (stem.endsWith(`_${u}`)) { stem = stem.slice(0, -u.length - 1); unit = u; break; }
+  let words = stem.split('_').filter(Boolean).map((w) => WORDS[w] ?? w);
+  if (unit === 'mm_s' && !words.some((w) => w.includes('vibration'))) words = ['vibration', ...words.filter((w) => w !== 'overall' && w !== 'velocity')];
+  return words.length ? words.join(' ') : String(name);
+}
+
+export function featureWords(name, intervalS = 3600) {
+  const i = String(name).indexOf('__');
+  if (i < 0) return sensorWords(name);
+  const sensor = sensorWords(name.slice(0, i));
+  const m = /^(.*)_(\d+)$/.exec(name.slice(i + 2));
+  const stat = (m ? m[1] : name.slice(i + 2));
+  const said = STATS[stat] ?? stat;
+  if (!m) return `${said} of ${sensor}`;
+  const h = (Number(m[2]) * intervalS) / 3600;
+  const span = h < 1 ? `${Math.max(1, Math.round(h * 60))} min` : h < 96 ? `${Math.round(h)} h` : `${Math.round(h / 24)} days`;
+  return `${said} of ${sensor} over ${span}`;
+}

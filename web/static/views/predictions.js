@@ -40,7 +40,7 @@ function answerPanel(machine, type, p) {
   const info = TYPE_INFO[type];
   const box = h('section', { class: ['panel', 'answer', type === 'timeseries' && 'wide'], dataset: { type } }, h('h3', {}, info.name, h('span', { class: 'muted' }, ` — ${info.question}`)));
   if (!p || p.available === false) {
-    add(box, h('p', {}, p?.message ?? 'No model.'), h('a', { class: 'btn', href: `#/train/${encodeURIComponent(machine)}` }, 'Train it'));
+    add(box, h('p', {}, p?.damaged ? p.error : 'No model yet for this machine.'), h('a', { class: 'btn', href: `#/train/${encodeURIComponent(machine)}` }, 'Train it'));
     return box;
   }
   if (p.error) { add(box, alertBox('bad', 'Could not answer:', p.error), versionLine(p)); return box; }
@@ -76,8 +76,19 @@ function answerPanel(machine, type, p) {
   return box;
 }
 
+/** The one verdict over the answers below it: what to do, and how conflicting answers were weighed. */
+function verdictBox(v) {
+  if (!v || !v.severity) return null;
+  const light = { act: 'red', plan: 'orange', watch: 'yellow', ok: 'green' }[v.severity] ?? 'grey';
+  return h('section', { class: ['panel', 'verdict', `light-${light}`], id: 'prediction-verdict' },
+    h('h2', {}, `Verdict: ${v.label}`), h('p', { class: 'verdict-sentence' }, v.sentence),
+    v.explanation?.length ? h('details', { open: v.contradiction }, h('summary', {}, 'How the models were weighed'),
+      h('ul', { class: 'verdict-why' }, v.explanation.map((l) => h('li', {}, l)))) : null);
+}
+
 function answers(machine, res) {
   return h('div', { class: 'grid wide prediction-answers' },
+    verdictBox(res.verdict),
     !res.complete_system ? alertBox('warn', 'Incomplete ML system:', `no ${res.missing_models.join(', ')} model for this machine.`) : null,
     TYPES.map((t) => answerPanel(machine, t, res.predictions?.[t])));
 }

@@ -63,6 +63,7 @@ export async function mount(root, args) {
   let finishedShown = false;
 
   cancel.addEventListener('click', async () => {
+    if (!confirm('Cancel this training job? Models it has not finished are not kept.')) return;
     cancel.disabled = true;
     try {
       const r = await api.cancel(id);

@@ -23,6 +23,7 @@ export async function mount(root) {
   for (const m of machines.machines ?? []) if (!m.error) add(machine, h('option', { value: m.machine_id }, m.machine_id));
 
   async function cancel(id, btn) {
+    if (!confirm('Cancel this training job? Models it has not finished are not kept.')) return;
     btn.disabled = true;
     try { const r = await api.cancel(id); toast('warn', r.message); } catch (e) { toast('bad', e.message); btn.disabled = false; }
     refresh();

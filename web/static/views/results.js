@@ -1,15 +1,21 @@
 // Results of one model of one machine: metrics beside their baselines, plots, versions, download.
 import { api } from '../api.js';
-import { h, add, clear, badge, alertBox, fmtNum, fmtPct, fmtBytes, fmtDuration, fmtTime, fmtAge, metricLabel, HIGHER_IS_BETTER, compare, TYPES, TYPE_INFO, oversizeBadge } from '../ui.js';
+import { h, add, clear, badge, alertBox, fmtNum, fmtPct, fmtBytes, fmtDuration, fmtTime, fmtAge, metricLabel, HIGHER_IS_BETTER, compare, TYPES, TYPE_INFO, oversizeBadge, featureWords } from '../ui.js';
 import { lineChart, histogram, hbars, legend } from '../charts.js';
 
 const RATIO = new Set(['f1', 'precision', 'recall', 'roc_auc', 'pr_auc', 'accuracy', 'coverage80', 'coverage95', 'alarm_rate']);
 const fmtMetric = (k, v) => (RATIO.has(k) ? fmtNum(v, 3) : fmtNum(v, 4));
 
+const CADENCE = { 60: 'every minute', 600: 'every 10 minutes', 900: 'every 15 minutes', 1800: 'every 30 minutes', 3600: 'hourly', 86400: 'daily' };
+/** "24 steps of 3600 s" → "hourly". */
+const targetWords = (t) => t.replace(/\((\d+) steps of (\d+) s\)/, (all, n, sec) => `(${CADENCE[sec] ?? `every ${sec} s`})`);
+
 /** One metric card: the value and, on the same rows, the baseline; better/worse only within that metric. */
-function card(key, value, base, baseName, { headline = false, higher } = {}) {
+function card(key, value, base, baseName, { headline = false, higher, actionable = true } = {}) {
   const hib = higher ?? HIGHER_IS_BETTER[key];
-  const cmp = compare(Number(value), Number(base), hib);
+  let cmp = compare(Number(value), Number(base), hib);
+  // "(better)" only for a model good enough to act on; a weak model's win over its baseline is not praise.
+  if (cmp === 'better than' && !actionable) cmp = 'above baseline, not enough to act on than';
   return h('div', { class: ['metric-card', headline && 'headline'], dataset: { metric: key } },
     h('div', { class: 'name' }, metricLabel(key), headline ? ' · headline' : ''),
     h('div', { class: 'value' }, fmtMetric(key, value)),
@@ -19,10 +25,11 @@ function card(key, value, base, baseName, { headline = false, higher } = {}) {
 
 function metricCards(type, r) {
   const m = r.metrics ?? {}; const b = r.baseline ?? {}; const hl = r.headline ?? {};
-  const cards = [card(hl.metric, hl.value, hl.baseline, hl.baseline_name, { headline: true, higher: hl.higher_is_better })];
+  const actionable = r.quality ? r.quality.show_better === true : true;
+  const cards = [card(hl.metric, hl.value, hl.baseline, hl.baseline_name, { headline: true, higher: hl.higher_is_better, actionable })];
   // The headline already shows its metric (RUL's headline `rmse_hours` is the report's `rmse`).
   const isHeadline = (k) => k === hl.metric || (hl.metric === 'rmse_hours' && k === 'rmse');
-  const add = (k, base, name) => { if (!isHeadline(k) && m[k] !== undefined) cards.push(card(k, m[k], base, name)); };
+  const add = (k, base, name) => { if (!isHeadline(k) && m[k] !== undefined) cards.push(card(k, m[k], base, name, { actionable })); };
   if (type === 'classification') {
     const prior = b.prior ?? {};
     for (const k of ['f1', 'precision', 'recall', 'roc_auc', 'pr_auc', 'accuracy']) add(k, k === 'f1' ? b.always_positive_f1 : prior[k], k === 'f1' ? 'always predict failure' : 'always predict healthy');
@@ -172,6 +179,13 @@ export async function mount(root, args) {
     add(root, h('div', { class: 'panel' }, h('p', {}, 'No trained models yet.'), h('a', { class: 'btn primary', href: '#/train' }, 'Train the first machine')));
     return null;
   }
+  // A machine named in the address but without models says so, instead of quietly showing another one.
+  if (args[0] && !ids.includes(args[0])) {
+    add(root, h('div', { class: 'panel', id: 'no-results' }, h('p', {}, `${args[0]} has no trained models yet.`),
+      h('a', { class: 'btn primary', href: `#/train/${encodeURIComponent(args[0])}` }, `Train ${args[0]}`), ' ',
+      h('a', { class: 'btn', href: `#/results/${encodeURIComponent(ids[0])}` }, `See ${ids[0]}'s results`)));
+    return null;
+  }
   const machine = ids.includes(args[0]) ? args[0] : ids[0];
   const live = machines[machine] ?? {};
   const type = TYPES.includes(args[1]) && live[args[1]] ? args[1] : TYPES.find((t) => live[t]) ?? TYPES[0];
@@ -214,15 +228,18 @@ export async function mount(root, args) {
       h('span', { class: 'spacer' }),
       h('a', { class: 'btn', id: 'download-model', href: api.downloadUrl(machine, type, info.version), download: '' }, 'Download model'),
       h('a', { class: 'btn primary', id: 'test-predictions', href: `#/predict/${encodeURIComponent(machine)}` }, 'Test predictions')),
-    h('p', { class: 'question' }, `“${TYPE_INFO[type].question}” — ${r.target ?? ''}`),
+    h('p', { class: 'question' }, `“${TYPE_INFO[type].question}” — ${targetWords(r.target ?? '')}`),
     damagedNotice(detail.damaged ?? [], info),
     (r.warnings ?? []).length ? alertBox('warn', 'Warnings:', h('ul', {}, r.warnings.map((w) => h('li', {}, w)))) : null,
+    r.quality ? h('section', { class: ['panel', 'quality', `grade-${r.quality.grade}`], id: 'model-quality' },
+      h('h3', {}, `In plain words: ${r.quality.grade.replace('_', ' ')}`),
+      h('ul', {}, (r.quality.sentences ?? []).map((x) => h('li', {}, x))), h('p', { class: 'muted' }, `Why: ${r.quality.why}`)) : null,
     h('section', { class: 'panel' }, h('h3', {}, 'Test metrics, each beside its baseline on the same rows'), metricCards(type, r),
       type === 'timeseries' ? perSensorTable(r.metrics ?? {}) : null),
     r.confusion ? h('section', { class: 'panel' }, h('h3', {}, 'Confusion matrix'), confusion(r.confusion, type)) : null,
     h('section', { class: 'panel', id: 'plots' }, samplesSection(type, r)),
     (r.feature_importance ?? []).length ? h('section', { class: 'panel', id: 'feature-importance' }, h('h3', {}, 'What the model looks at (share of split gain)'),
-      hbars(r.feature_importance.slice(0, 15), { label: 'feature importance' })) : null,
+      hbars(r.feature_importance.slice(0, 15).map(([n, v]) => [featureWords(n, r.data?.interval_s ?? 3600), v]), { label: 'feature importance' })) : null,
     h('section', { class: 'panel' }, h('h3', {}, 'Candidates compared on validation data'), leaderboardTables(r.leaderboard)),
     h('section', { class: 'panel' }, h('h3', {}, 'About this model'), facts(r)),
     h('section', { class: 'panel' }, h('h3', {}, 'Version history'), versionsTable(machine, type, detail.versions ?? [], info.version)));

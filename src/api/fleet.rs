@@ -1,0 +1,431 @@
+//! The fleet view and what hangs off it: one verdict per machine (`GET /api/fleet`,
+//! `GET /api/machines/{id}/verdict`, CSV export) and the alerts raised from verdicts, stale data, oversize
+//! models and failed trainings (`GET /api/alerts`, `POST /api/alerts/{id}/ack`).
+//!
+//! Fast with hundreds of machines: a machine's verdict inputs (its models' answers and graded reports) are
+//! cached under the machine's data-folder time and its live model versions, so a repeated request reads
+//! only folder listings and small meta files; the verdict itself (which depends on the data's age) is
+//! decided again on each request, which is pure and cheap.
+use super::{ApiError, AppState, Path, Query, auth};
+use crate::alerts::{AlertBook, Change, Kind};
+use crate::lifecycle::Bus;
+use crate::ml::ModelType;
+use crate::verdict::{self, Inputs, Quality, Severity, State, Verdict};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State as AxState;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+/// Live models older than the newest data by more than this are "models stale": retrain them.
+pub const MODEL_STALE_DAYS: f64 = 30.0;
+
+/// The fleet's settings (from `[fleet]`), its cache and its alerts; one per daemon, shared by the API.
+pub struct Fleet {
+    settings: Mutex<Settings>,
+    cache: Mutex<HashMap<String, Cached>>,
+    alerts: Mutex<AlertBook>,
+    bus: Mutex<Option<Bus>>,
+    /// Each machine's last verdict sentence, so a change is announced once.
+    last: Mutex<HashMap<String, String>>,
+    /// Display names from the machine summaries.
+    names: Mutex<HashMap<String, String>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub stale_data_h: f64,
+}
+
+#[derive(Clone, PartialEq)]
+struct Key {
+    data_mtime: SystemTime,
+    versions: Vec<Option<u32>>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    key: Key,
+    inputs: Inputs,
+    models: Value,
+    oldest_model_s: Option<f64>,
+    error: Option<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet {
+            settings: Mutex::new(Settings { stale_data_h: crate::config::FleetConfig::default().stale_data_h }),
+            cache: Mutex::new(HashMap::new()),
+            alerts: Mutex::new(AlertBook::in_memory(crate::config::FleetConfig::default().alert_retention_days)),
+            bus: Mutex::new(None),
+            last: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Fleet {
+    /// The daemon's settings, its alerts file and its bus (alert changes and verdict changes go out on it).
+    pub fn configure(&self, settings: Settings, alerts: AlertBook, bus: Bus) {
+        *lock(&self.settings) = settings;
+        *lock(&self.alerts) = alerts;
+        *lock(&self.bus) = Some(bus);
+    }
+
+    fn stale_data_h(&self) -> f64 {
+        lock(&self.settings).stale_data_h
+    }
+
+    fn announce(&self, changes: &[Change]) {
+        if let Some(bus) = lock(&self.bus).as_ref() {
+            for c in changes {
+                bus.emit(c.name(), json!(c.alert()));
+            }
+        }
+    }
+
+    /// Records an event alert (oversize model, failed training) and announces it.
+    pub fn event_alert(&self, machine: &str, kind: Kind, message: String) {
+        let r = lock(&self.alerts).event(machine, kind, message, crate::util::time::now_secs());
+        match r {
+            Ok(c) => self.announce(&[c]),
+            Err(e) => tracing::warn!("alert not saved: {e}"),
+        }
+    }
+
+    /// Feeds one machine's verdict to the alerts; announces alert changes and a changed verdict.
+    fn observe(&self, machine: &str, v: &Verdict) {
+        let r = lock(&self.alerts).observe(machine, v, crate::util::time::now_secs());
+        match r {
+            Ok(changes) => self.announce(&changes),
+            Err(e) => tracing::warn!("alerts not saved: {e}"),
+        }
+        let changed = lock(&self.last).insert(machine.to_string(), v.sentence.clone()).as_deref() != Some(v.sentence.as_str());
+        if changed && let Some(bus) = lock(&self.bus).as_ref() {
+            bus.emit("verdict_changed", json!({ "machine_id": machine, "verdict": v }));
+        }
+    }
+
+    pub fn active_alerts(&self, machine: &str) -> Vec<crate::alerts::Alert> {
+        lock(&self.alerts).active_for(machine)
+    }
+}
+
+fn now() -> f64 {
+    crate::util::time::now_secs()
+}
+
+fn secs_of(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The verdict inputs of one machine, from the cache when neither its data nor its live models changed.
+fn inputs_of(state: &AppState, id: &str) -> Result<Cached, ApiError> {
+    let mid = crate::data::MachineId::parse(id)?;
+    let dir = crate::data::machine_dir(&state.data_dir, &mid);
+    let data_mtime = crate::data::folder_mtime(&dir);
+    let mut live = Vec::new();
+    for t in ModelType::ALL {
+        live.push(state.registry.live(id, t)?);
+    }
+    let key = Key { data_mtime, versions: live.iter().map(|l| l.as_ref().map(|v| v.version)).collect() };
+    if let Some(c) = lock(&state.fleet.cache).get(id).filter(|c| c.key == key) {
+        return Ok(c.clone());
+    }
+    let mut reports = HashMap::new();
+    let mut qualities: HashMap<String, Quality> = HashMap::new();
+    let mut models = Map::new();
+    let mut oldest: Option<f64> = None;
+    for (t, info) in ModelType::ALL.iter().zip(&live) {
+        let Some(info) = info else {
+            models.insert(t.as_str().into(), Value::Null);
+            continue;
+        };
+        let report = state.registry.report(id, *t, Some(info.version)).unwrap_or(Value::Null);
+        let q = verdict::grade(t.as_str(), &report);
+        let trained = crate::util::time::parse_timestamp(&info.trained_at);
+        if let Some(s) = trained {
+            oldest = Some(oldest.map_or(s, |o: f64| o.min(s)));
+        }
+        models.insert(
+            t.as_str().into(),
+            json!({ "version": info.version, "trained_at": info.trained_at, "grade": q.grade, "quality": q.sentences, "oversize": info.oversize }),
+        );
+        qualities.insert(t.as_str().into(), q);
+        reports.insert(t.as_str().to_string(), report);
+    }
+    let (inputs, error) = if reports.is_empty() {
+        (Inputs::default(), None)
+    } else {
+        match super::models::predict_blocking(state, id, None) {
+            Ok(Json(answer)) => (verdict::inputs_from(&answer["predictions"], &reports, &qualities), None),
+            Err(e) => (Inputs { has_models: true, ..Default::default() }, Some(e.message_for(false).to_string())),
+        }
+    };
+    let c = Cached { key, inputs, models: Value::Object(models), oldest_model_s: oldest, error };
+    lock(&state.fleet.cache).insert(id.to_string(), c.clone());
+    Ok(c)
+}
+
+fn light(v: &Verdict) -> &'static str {
+    match (v.state, v.severity) {
+        (State::Fresh, Some(Severity::Act)) => "red",
+        (State::Fresh, Some(Severity::Plan)) => "orange",
+        (State::Fresh, Some(Severity::Watch)) => "yellow",
+        (State::Fresh, _) => "green",
+        _ => "grey",
+    }
+}
+
+/// One machine's tile: its verdict decided now, with the ages of its data and models.
+fn tile(state: &AppState, id: &str, name: &str) -> Result<(Value, Verdict), ApiError> {
+    let c = inputs_of(state, id)?;
+    let now = now();
+    let data_s = secs_of(c.key.data_mtime);
+    let data_age_h = (data_s > 0.0).then(|| ((now - data_s) / 3600.0).max(0.0));
+    let mut inputs = c.inputs.clone();
+    inputs.data_age_h = data_age_h;
+    inputs.stale_after_h = state.fleet.stale_data_h();
+    let v = verdict::decide(&inputs);
+    let models_state = match c.oldest_model_s {
+        None => "no_models",
+        Some(m) if data_s - m > MODEL_STALE_DAYS * 86_400.0 => "models_stale",
+        Some(_) => "ok",
+    };
+    let alerts = state.fleet.active_alerts(id);
+    let t = json!({
+        "machine_id": id, "display_name": name, "light": light(&v), "rank": v.rank,
+        "state": v.state, "severity": v.severity, "label": v.label, "sentence": v.sentence,
+        "rul_days": v.rul_days, "drivers": v.drivers, "contradiction": v.contradiction,
+        "data_age_h": data_age_h, "data_updated_at": (data_s > 0.0).then(|| crate::alerts::stamp(data_s)),
+        "models_age_h": c.oldest_model_s.map(|m| ((now - m) / 3600.0).max(0.0)),
+        "models_state": models_state, "models": c.models, "error": c.error,
+        "alerts_active": alerts.len(),
+    });
+    Ok((t, v))
+}
+
+/// Every machine's tile, worst first; feeds the alerts as a side effect.
+pub fn fleet_blocking(state: &AppState) -> Result<Vec<Value>, ApiError> {
+    let ids = crate::data::machine_ids(&state.data_dir).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let name = display_name(state, &id);
+        match tile(state, &id, &name) {
+            Ok((t, v)) => {
+                state.fleet.observe(&id, &v);
+                out.push(t);
+            }
+            Err(e) => out.push(json!({ "machine_id": id, "display_name": name, "light": "grey", "rank": 0, "state": "no_answer",
+                "label": "cannot load", "sentence": e.message_for(false), "error": e.message_for(false) })),
+        }
+    }
+    out.sort_by(|a, b| {
+        b["rank"].as_u64().cmp(&a["rank"].as_u64()).then_with(|| {
+            let rul = |v: &Value| v["rul_days"].as_f64().unwrap_or(f64::INFINITY);
+            rul(a).total_cmp(&rul(b))
+        })
+    });
+    Ok(out)
+}
+
+/// The display name from the summary cache (which reads the data only when it changed).
+fn display_name(state: &AppState, id: &str) -> String {
+    lock(&state.fleet.names).get(id).cloned().unwrap_or_else(|| id.to_string())
+}
+
+async fn blocking<T: Send + 'static>(state: &AppState, f: impl FnOnce(&AppState) -> T + Send + 'static) -> Result<T, ApiError> {
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || f(&st)).await.map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Refreshes the display names from the machine summaries (cached per data-folder time by AppState).
+async fn refresh_names(state: &AppState) {
+    if let Ok(all) = state.machine_summaries().await {
+        let mut names = lock(&state.fleet.names);
+        for (id, s) in all {
+            if let Ok(s) = s {
+                names.insert(id, s.name);
+            }
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/fleet", responses((status = 200, description = "one tile per machine, worst first: traffic light, verdict, RUL in days, driving sensors, ages of data and models")))]
+pub async fn fleet(AxState(state): AxState<AppState>) -> Result<Json<Value>, ApiError> {
+    refresh_names(&state).await;
+    let tiles = blocking(&state, fleet_blocking).await??;
+    let count = |l: &str| tiles.iter().filter(|t| t["light"] == l).count();
+    let summary = json!({ "act_now": count("red"), "plan": count("orange"), "watch": count("yellow"), "ok": count("green"), "unknown": count("grey") });
+    Ok(Json(
+        json!({ "total": tiles.len(), "summary": summary, "stale_data_h": state.fleet.stale_data_h(), "generated_at": crate::alerts::stamp(now()), "machines": tiles }),
+    ))
+}
+
+fn csv_field(v: &Value) -> String {
+    let s = match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string)).collect::<Vec<_>>().join("; "),
+        other => other.to_string(),
+    };
+    // Quote always; a leading formula character is defused for spreadsheets.
+    let s = if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() { format!("'{s}") } else { s };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn csv_response(name: &str, body: String) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
+#[utoipa::path(get, path = "/api/fleet.csv", responses((status = 200, description = "the fleet view as CSV")))]
+pub async fn fleet_csv(AxState(state): AxState<AppState>) -> Result<Response, ApiError> {
+    refresh_names(&state).await;
+    let tiles = blocking(&state, fleet_blocking).await??;
+    let cols = [
+        "machine_id",
+        "display_name",
+        "light",
+        "label",
+        "sentence",
+        "rul_days",
+        "drivers",
+        "data_age_h",
+        "models_age_h",
+        "models_state",
+        "alerts_active",
+    ];
+    let mut out = cols.join(",");
+    out.push('\n');
+    for t in &tiles {
+        out.push_str(&cols.iter().map(|c| csv_field(&t[*c])).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    Ok(csv_response("fleet.csv", out))
+}
+
+/// One machine's verdict with how each answer was weighed, and its active alerts.
+pub fn verdict_blocking(state: &AppState, id: &str) -> Result<Value, ApiError> {
+    let mid = crate::data::MachineId::parse(id)?;
+    if !crate::data::machine_dir(&state.data_dir, &mid).is_dir() && state.registry.machines()?.iter().all(|m| m != id) {
+        return Err(ApiError::not_found(format!("unknown machine {id:?}")));
+    }
+    let (t, v) = tile(state, id, &display_name(state, id))?;
+    state.fleet.observe(id, &v);
+    Ok(json!({ "machine_id": id, "verdict": v, "tile": t, "alerts": state.fleet.active_alerts(id) }))
+}
+
+#[utoipa::path(get, path = "/api/machines/{machine_id}/verdict", params(("machine_id" = String, Path)), responses((status = 200, description = "severity (ok / watch / plan / act), a sentence with the action and the reason, how each model's answer was weighed"), (status = 404)))]
+pub async fn machine_verdict(AxState(state): AxState<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    crate::data::MachineId::parse(&id)?;
+    refresh_names(&state).await;
+    Ok(Json(blocking(&state, move |s| verdict_blocking(s, &id)).await??))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct AlertQuery {
+    /// Include cleared alerts (kept for `fleet.alert_retention_days`).
+    pub all: Option<bool>,
+    pub machine_id: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/alerts", params(AlertQuery), responses((status = 200, description = "alerts, newest first")))]
+pub async fn alerts(AxState(state): AxState<AppState>, Query(q): Query<AlertQuery>) -> Result<Json<Value>, ApiError> {
+    let list: Vec<_> = lock(&state.fleet.alerts)
+        .list(q.all.unwrap_or(false))
+        .into_iter()
+        .filter(|a| q.machine_id.as_ref().is_none_or(|m| *m == a.machine_id))
+        .collect();
+    let active = list.iter().filter(|a| a.status == crate::alerts::Status::Active).count();
+    Ok(Json(json!({ "total": list.len(), "active": active, "alerts": list })))
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    /// Who acknowledges (shown beside the alert); "operator" when absent.
+    pub by: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/alerts/{alert_id}/ack", params(("alert_id" = u64, Path)), request_body = AckBody, responses((status = 200, description = "acknowledged: who and when"), (status = 400), (status = 401), (status = 404)))]
+pub async fn ack(
+    AxState(state): AxState<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    raw: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    auth::require(&state, &headers)?;
+    let id: u64 =
+        id.parse().map_err(|_| ApiError::bad_request(format!("alert id {id:?} is not a number: use an id from GET /api/alerts")))?;
+    let body: AckBody = if raw.iter().all(u8::is_ascii_whitespace) {
+        AckBody::default()
+    } else {
+        serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e} (send {{\"by\": \"your name\"}})")))?
+    };
+    let who = body.by.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or("operator");
+    if who.chars().count() > 64 || who.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("by must be a name of at most 64 characters without control characters"));
+    }
+    let change = lock(&state.fleet.alerts).ack(id, who, now()).map_err(|e| match e {
+        crate::alerts::AlertError::NotFound(_) => ApiError::not_found(format!("{e}: see GET /api/alerts?all=true")),
+        other => ApiError::internal(other.to_string()),
+    })?;
+    state.fleet.announce(std::slice::from_ref(&change));
+    Ok(Json(json!({ "success": true, "alert": change.alert() })))
+}
+
+/// Evaluates every machine's verdict every `every` (alerts, verdict changes on the bus), and turns failed
+/// trainings and oversize models into alerts, until `shutdown`.
+pub async fn watch(state: AppState, bus: Bus, every: std::time::Duration, shutdown: crate::lifecycle::Shutdown) {
+    let mut jobs = state.queue.subscribe();
+    let mut events = bus.subscribe();
+    // The first evaluation waits one interval: a starting daemon has better things to do, and a page view
+    // evaluates at once anyway.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tick.tick() => {
+                refresh_names(&state).await;
+                if let Ok(Err(e)) = blocking(&state, fleet_blocking).await {
+                    tracing::warn!("fleet evaluation failed: {}", e.message);
+                }
+            }
+            job = jobs.recv() => match job {
+                Ok(job) if job.state == crate::jobs::JobState::Failure => {
+                    let why = job.error.clone().unwrap_or_else(|| "no reason given".into());
+                    state.fleet.event_alert(&job.request.machine_id, Kind::TrainingFailed, format!("training job {} failed: {why}", job.id));
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            ev = events.recv() => match ev {
+                Ok(ev) if ev.kind == "model_oversize" => {
+                    let machine = ev.data["machine_id"].as_str().unwrap_or_default().to_string();
+                    let what = ev.data["warning"].as_str().map_or_else(|| format!("a {} model is oversize", ev.data["model_type"].as_str().unwrap_or("")), str::to_string);
+                    state.fleet.event_alert(&machine, Kind::ModelOversize, what);
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}

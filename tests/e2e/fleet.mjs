@@ -1,0 +1,115 @@
+// The fleet view against a real daemon with a mixed fleet: node fleet.mjs <url> <token> <outdir>
+// The daemon serves three machines: `fresh` (trained, fresh data), `stale` (trained, data 3 days old) and
+// `bare` (no models); their ids come as FLEET_FRESH, FLEET_STALE and FLEET_BARE in the environment.
+import { launch, steps, check, until, main } from './lib.mjs';
+
+const [url, token, outdir] = process.argv.slice(2);
+const { FLEET_FRESH: fresh, FLEET_STALE: stale, FLEET_BARE: bare } = process.env;
+const SIZES = [['1024', { width: 1024, height: 600 }], ['1920', { width: 1920, height: 1080 }], ['phone', { width: 390, height: 844 }]];
+
+main(async () => {
+  const { ctx, page, guards } = await launch({ url, outdir });
+  const { step, shot } = steps(page, outdir);
+  const tileOf = (id) => `.tile[data-machine="${id}"]`;
+
+  await step('the page opens on the fleet: one tile per machine, a verdict, stale data and no models apart', async () => {
+    await page.goto(url);
+    await page.waitForSelector(`${tileOf(fresh)}`);
+    check(await page.getAttribute('a[data-view=fleet]', 'aria-current') === 'page', 'the fleet is not the home view');
+    check((await page.$$('.tile')).length === 3, `tiles: ${(await page.$$('.tile')).length}`);
+    const freshText = await page.textContent(tileOf(fresh));
+    check(/act now|plan maintenance|watch|ok/.test(freshText), `no verdict on the trained machine: ${freshText}`);
+    check(await page.getAttribute(tileOf(fresh), 'data-state') === 'fresh', 'the trained machine is not fresh');
+    check(await page.getAttribute(tileOf(stale), 'data-light') === 'grey', 'stale data is not grey');
+    check((await page.textContent(tileOf(stale))).includes('No new data for 3 days'), await page.textContent(tileOf(stale)));
+    check((await page.textContent(tileOf(bare))).includes('no models yet'), await page.textContent(tileOf(bare)));
+    // Worst first: the grey stale tile ranks above "no models".
+    const order = await page.$$eval('.tile', (els) => els.map((e) => e.dataset.machine));
+    check(order.indexOf(stale) < order.indexOf(bare), `order ${order}`);
+  });
+
+  await step('the verdict explains how each model counted', async () => {
+    await page.click(`${tileOf(fresh)} .tile-link`);
+    await page.waitForSelector('#verdict');
+    const text = await page.textContent('#verdict');
+    check(/failure model says/.test(text) && /RUL model says/.test(text) && /anomaly model says/.test(text), `the verdict does not weigh all three: ${text}`);
+  });
+
+  await step('search narrows the tiles; the CSV export downloads', async () => {
+    await page.fill('#fleet-search', bare);
+    await until(async () => (await page.$$('.tile')).length === 1, 3000, 'search to narrow the tiles');
+    await page.fill('#fleet-search', '');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#fleet-csv')]);
+    check(download.suggestedFilename() === 'fleet.csv', download.suggestedFilename());
+    const path = await download.path();
+    const { readFileSync } = await import('node:fs');
+    const lines = readFileSync(path, 'utf8').trim().split('\n');
+    check(lines.length === 4 && lines[0].startsWith('machine_id,'), lines.join('\n'));
+  });
+
+  await step('the stale-data alert: raised, acknowledged by name (clearing: tests/hardening/fleet.rs)', async () => {
+    const row = `.alert-row[data-kind="stale_data"]`;
+    await page.waitForSelector(row);
+    check((await page.textContent(row)).includes(stale), await page.textContent(row));
+    await page.click('#auth-button').catch(() => {});
+    if (await page.isVisible('#login-dialog[open]')) {
+      await page.fill('#login-token', token);
+      await page.keyboard.press('Enter');
+      await until(async () => (await page.textContent('#auth-button')) === 'Log out', 5000, 'login');
+    }
+    page.once('dialog', (d) => d.accept('Ana'));
+    await page.click(`${row} button`);
+    await until(async () => (await page.textContent(row)).includes('acknowledged by Ana'), 5000, 'the acknowledgement to show');
+    await shot('fleet-alert-acknowledged');
+  });
+
+  for (const [name, size] of SIZES) {
+    await step(`fleet at ${size.width}×${size.height}: nothing overflows, text ≥ 12 px`, async () => {
+      await page.setViewportSize(size);
+      await page.goto(`${url}#/fleet/${fresh}`);
+      await page.reload();
+      await page.waitForSelector(tileOf(fresh));
+      await page.waitForTimeout(200);
+      const [sw, w] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+      check(sw <= w + 1, `the fleet is ${sw} px wide on a ${w} px screen`);
+      const small = await page.$$eval('.tile *, .alert-row *', (els) => els.filter((e) => e.childElementCount === 0 && e.textContent.trim() && parseFloat(getComputedStyle(e).fontSize) < 12).map((e) => e.textContent.trim().slice(0, 20)));
+      check(small.length === 0, `text below 12 px: ${small.join(' | ')}`);
+      // Every view's link is on screen, none scrolled out of the navigation.
+      const hidden = await page.$$eval('.nav a', (els) => els.filter((a) => { const r = a.getBoundingClientRect(); return r.right > window.innerWidth + 1 || r.width === 0; }).map((a) => a.textContent));
+      check(hidden.length === 0, `navigation links off screen: ${hidden.join(', ')}`);
+      await shot(`fleet-${name}`);
+    });
+  }
+
+  await step('predictions carry the verdict; results of a machine without models say so', async () => {
+    await page.setViewportSize({ width: 1024, height: 600 });
+    await page.goto(`${url}#/predict/${fresh}`);
+    await page.reload();
+    await page.click('#predict-latest');
+    await page.waitForSelector('#prediction-verdict');
+    check(/Verdict: (act now|plan maintenance|watch|ok)/.test(await page.textContent('#prediction-verdict')), await page.textContent('#prediction-verdict'));
+    const answers = await page.textContent('#latest-answers');
+    check(!answers.includes('/api/'), `API paths shown to users: ${answers}`);
+    await page.goto(`${url}#/results/${bare}`);
+    await page.waitForSelector('#no-results');
+    check((await page.textContent('#no-results')).includes(`${bare} has no trained models yet`), await page.textContent('#no-results'));
+  });
+
+  for (const [name, size] of SIZES) {
+    await step(`every view at ${size.width}×${size.height} (screenshots)`, async () => {
+      await page.setViewportSize(size);
+      for (const [view, file] of [['#/fleet', 'fleet'], ['#/train', 'training'], [`#/results/${fresh}/classification`, 'results'], [`#/predict/${fresh}`, 'predictions'], ['#/queue', 'queue'], ['#/system', 'system']]) {
+        await page.goto(`${url}${view}`);
+        await page.reload();
+        await page.waitForSelector('body[data-loaded="1"]');
+        await page.waitForTimeout(300);
+        await shot(`view-${file}-${name}`);
+      }
+    });
+  }
+
+  await step('no request left localhost and the page logged no errors', async () => {
+    console.log(`     ${guards()} requests, all local`);
+  });
+  await ctx.close();
+});
