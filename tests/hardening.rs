@@ -10,6 +10,8 @@ mod access;
 mod http;
 #[path = "hardening/limits.rs"]
 mod limits;
+#[path = "hardening/listing.rs"]
+mod listing;
 #[path = "hardening/mqtt.rs"]
 mod mqtt;
 #[path = "hardening/store.rs"]

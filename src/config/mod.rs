@@ -33,7 +33,9 @@ pub use error::{ConfigError, Origin};
 pub use load::load;
 #[cfg(test)]
 use load::load_with_default_path;
-pub use sections::{AuthConfig, Config, GuardConfig, HttpConfig, ModelsConfig, MqttConfig, QueueConfig, ShutdownPolicy, TrainingConfig};
+pub use sections::{
+    AuthConfig, Config, DataConfig, GuardConfig, HttpConfig, ModelsConfig, MqttConfig, QueueConfig, ShutdownPolicy, TrainingConfig,
+};
 pub use template::print_default;
 pub use validate::Broker;
 

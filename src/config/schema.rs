@@ -96,6 +96,7 @@ pub(super) const SECTIONS: &[(&str, &str)] = &[
     ("mqtt", "Status and results published to an MQTT broker (and requests taken from it)."),
     ("guard", "Resource guard: keeps training from overheating the Pi or starving it of memory or disk."),
     ("http", "The HTTP API: its connections and the host names it answers to."),
+    ("data", "Hard caps on machine data, checked from file metadata before anything is loaded."),
 ];
 
 pub(super) const KEYS: &[KeySpec] = &[
@@ -232,6 +233,14 @@ pub(super) const KEYS: &[KeySpec] = &[
         "Connections open at once (8..=65536), lowered to fit the open-file limit; past it the oldest one that has not sent a request is closed.",
     ),
     key("http.body_memory_mb", U64, "Memory (MB) all request bodies being received may hold together (8..=4096); further senders wait."),
+    key("data.max_file_mb", U64, "A machine's data file larger than this many MB (1..=1048576) is refused before it is read."),
+    key("data.max_columns", USIZE, "A data file with more columns than this (2..=100000) is refused."),
+    key(
+        "data.max_line_kb",
+        U64,
+        "A line of a CSV file longer than this many KB (1..=1048576) is refused, so a file without line breaks is never read whole.",
+    ),
+    key("data.max_rows", U64, "Rows a machine may have at most (100..=1000000000), over all its files."),
 ];
 
 pub(super) fn spec(key: &str) -> Option<&'static KeySpec> {

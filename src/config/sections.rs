@@ -21,6 +21,7 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub guard: GuardConfig,
     pub http: HttpConfig,
+    pub data: DataConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -249,6 +250,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             guard: GuardConfig::default(),
             http: HttpConfig::default(),
+            data: DataConfig::default(),
         }
     }
 }
@@ -259,4 +261,31 @@ pub(super) fn default_state_dir(state_directory: Option<&str>) -> PathBuf {
         .and_then(|v| v.split(':').next())
         .filter(|first| !first.is_empty())
         .map_or_else(|| PathBuf::from("state"), PathBuf::from)
+}
+
+/// Hard caps on a machine's data files, checked from metadata before a file is read.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    pub max_file_mb: u64,
+    pub max_columns: usize,
+    pub max_line_kb: u64,
+    pub max_rows: u64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig { max_file_mb: 1024, max_columns: 1000, max_line_kb: 1024, max_rows: 50_000_000 }
+    }
+}
+
+impl DataConfig {
+    pub fn caps(&self) -> crate::data::Caps {
+        crate::data::Caps {
+            max_file_bytes: self.max_file_mb.saturating_mul(1 << 20),
+            max_columns: self.max_columns,
+            max_line_bytes: usize::try_from(self.max_line_kb.saturating_mul(1024)).unwrap_or(usize::MAX),
+            max_rows: usize::try_from(self.max_rows).unwrap_or(usize::MAX),
+        }
+    }
 }

@@ -91,6 +91,7 @@ fn full_config() -> Config {
             max_connections: 100,
             body_memory_mb: 64,
         },
+        data: DataConfig { max_file_mb: 512, max_columns: 200, max_line_kb: 256, max_rows: 1_000_000 },
     }
 }
 

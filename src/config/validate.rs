@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use super::error::{ConfigError, invalid};
 use super::render::{render_f64, render_path, render_str};
 use super::schema;
-use super::sections::{Config, GuardConfig, HttpConfig, MqttConfig};
+use super::sections::{Config, DataConfig, GuardConfig, HttpConfig, MqttConfig};
 
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 
@@ -46,6 +46,7 @@ impl Config {
         self.guard.validate()?;
         self.http.validate()?;
         self.http.validate_limits()?;
+        self.data.validate()?;
         Ok(())
     }
 
@@ -399,6 +400,22 @@ impl HttpConfig {
                 self.body_memory_mb.to_string(),
                 "must be between 8 and 4096 MB (at least the largest body a route takes: 8 MB for predict)",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl DataConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value, min, max, what) in [
+            ("data.max_file_mb", self.max_file_mb, 1, 1 << 20, "MB"),
+            ("data.max_columns", self.max_columns as u64, 2, 100_000, "columns (a time column and a sensor at least)"),
+            ("data.max_line_kb", self.max_line_kb, 1, 1 << 20, "KB"),
+            ("data.max_rows", self.max_rows, 100, 1_000_000_000, "rows"),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(invalid(key, value.to_string(), format!("must be between {min} and {max} {what}")));
+            }
         }
         Ok(())
     }

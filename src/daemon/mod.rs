@@ -131,7 +131,8 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
         training: api::TrainingLimits { defaults: training_defaults(cfg), max_time_limit_s: cfg.training.max_time_limit_s },
         http: api::HttpLimits::from_config(&cfg.http),
         hooks: hooks(guard, mqtt_status.clone()),
-    });
+    })
+    .with_data_caps(cfg.data.caps());
     Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate, bus, mqtt_status, store })
 }
 

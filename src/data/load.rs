@@ -11,8 +11,8 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-const TOML_NAME: &str = "machine.toml";
-const TIME_NAMES: [&str; 4] = ["timestamp", "datetime", "time", "date"];
+pub(super) const TOML_NAME: &str = "machine.toml";
+pub(super) const TIME_NAMES: [&str; 4] = ["timestamp", "datetime", "time", "date"];
 
 pub fn machine_dir(data_dir: &Path, id: &MachineId) -> PathBuf {
     data_dir.join("machines").join(id.as_str())
@@ -38,16 +38,33 @@ pub fn load_machine_dir(dir: &Path) -> Result<Table, DataError> {
     load_folder(dir, id, &Confine::anywhere())
 }
 
-fn load_folder(dir: &Path, id: String, confine: &Confine) -> Result<Table, DataError> {
+/// What a folder's description says before any data file is read: the description (or the default one),
+/// where it lives, the files to read and how the folder was recognised.
+pub(super) struct Described {
+    pub desc: MachineToml,
+    pub toml_path: PathBuf,
+    pub sources: Vec<SourceFile>,
+    pub layout: Layout,
+}
+
+/// A `machine.toml` is a few kB; a larger one is not a description.
+const MAX_TOML_BYTES: u64 = 1 << 20;
+
+pub(super) fn describe_folder(dir: &Path, confine: &Confine) -> Result<Described, DataError> {
     let toml_path = dir.join(TOML_NAME);
     let desc = if toml_path.is_file() {
         confine.check(&toml_path, TOML_NAME, dir)?;
+        let size = std::fs::metadata(&toml_path).map_err(|e| DataError::io(&toml_path, e))?.len();
+        if size > MAX_TOML_BYTES {
+            return Err(DataError::Describe { file: toml_path, message: format!("{size} bytes; a description is at most 1 MB") });
+        }
         let text = std::fs::read_to_string(&toml_path).map_err(|e| DataError::io(&toml_path, e))?;
         MachineToml::parse(&text).map_err(|message| DataError::Describe { file: toml_path.clone(), message })?
     } else {
         MachineToml::default()
     };
     check_numbers(&desc.columns, &toml_path)?;
+    desc.split.healthy_head().map_err(|message| DataError::Describe { file: toml_path.clone(), message })?;
     let (sources, layout) = if desc.files.is_empty() {
         let (files, format) = legacy_files(dir).ok_or_else(|| DataError::NoLayout { dir: dir.to_path_buf() })?;
         for f in &files {
@@ -58,6 +75,11 @@ fn load_folder(dir: &Path, id: String, confine: &Confine) -> Result<Table, DataE
     } else {
         (described_files(dir, &toml_path, &desc, confine)?, Layout::Described)
     };
+    Ok(Described { desc, toml_path, sources, layout })
+}
+
+fn load_folder(dir: &Path, id: String, confine: &Confine) -> Result<Table, DataError> {
+    let Described { desc, toml_path, sources, layout } = describe_folder(dir, confine)?;
     let mut builder = Builder::new(&desc.columns, confine);
     for (index, source) in sources.iter().enumerate() {
         let frame = read_file(&source.path, &text_options(source, &toml_path)?)?;
@@ -122,7 +144,7 @@ fn check_numbers(roles: &ColumnRoles, toml_path: &Path) -> Result<(), DataError>
     Ok(())
 }
 
-fn text_options(source: &SourceFile, toml_path: &Path) -> Result<TextOptions, DataError> {
+pub(super) fn text_options(source: &SourceFile, toml_path: &Path) -> Result<TextOptions, DataError> {
     let delimiter = match source.spec.delimiter.as_deref() {
         None => Delimiter::Byte(b','),
         Some(d) => Delimiter::parse(d).ok_or_else(|| DataError::Describe {
