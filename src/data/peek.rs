@@ -42,6 +42,7 @@ pub fn peek_machine(data_dir: &Path, id: &str, caps: &Caps) -> Result<MachineSum
     let confine = Confine::within(data_dir)?;
     confine.check(&dir, "the machine folder", &dir)?;
     let described = describe_folder(&dir, &confine)?;
+    check_side_files(&dir, &described, &confine)?;
     for source in &described.sources {
         let size = std::fs::metadata(&source.path).map_err(|e| DataError::io(&source.path, e))?.len();
         if size > caps.max_file_bytes {
@@ -55,6 +56,28 @@ pub fn peek_machine(data_dir: &Path, id: &str, caps: &Caps) -> Result<MachineSum
     tally.finish(id.to_string(), &described)
 }
 
+/// Files the description names beside the data (RUL at each unit's end, labelled windows) are read by the
+/// full load only, but must be inside the data folder and present already.
+fn check_side_files(dir: &Path, described: &Described, confine: &Confine) -> Result<(), DataError> {
+    let toml_path = &described.toml_path;
+    let mut side = Vec::new();
+    for s in &described.sources {
+        if let Some(rel) = &s.spec.rul_at_end {
+            side.push((dir.join(rel), format!("rul_at_end = {rel:?}")));
+        }
+    }
+    if let Some(w) = &described.desc.anomaly_windows {
+        side.push((dir.join(&w.path), format!("[anomaly_windows] path = {:?}", w.path)));
+    }
+    for (path, setting) in side {
+        confine.check(&path, &setting, toml_path)?;
+        if !path.is_file() {
+            return Err(DataError::io(&path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        }
+    }
+    Ok(())
+}
+
 fn over(file: &Path, what: String, setting: &'static str, limit: impl ToString) -> DataError {
     DataError::OverCap { file: file.to_path_buf(), what, setting, limit: limit.to_string() }
 }
@@ -64,7 +87,8 @@ struct Roles {
     time: Option<usize>,
     unit: Option<usize>,
     rul: Option<usize>,
-    sensors: Vec<usize>,
+    /// Index, name and, for a categorical column, its levels: every cell is checked as the loader would.
+    sensors: Vec<(usize, String, Option<Vec<String>>)>,
 }
 
 /// What the pass keeps: counts, the first file's sensor names, a sample of times per file.
@@ -156,6 +180,7 @@ impl<'a> Tally<'a> {
         if self.sensor_names.is_none() {
             self.sensor_names = Some(sensors.iter().map(|i| names[*i].clone()).collect());
         }
+        let sensors = sensors.into_iter().map(|i| (i, names[i].clone(), r.categorical.get(&names[i]).cloned())).collect();
         Ok(Roles { time, unit, rul, sensors })
     }
 
@@ -230,7 +255,7 @@ impl<'a> Tally<'a> {
         };
         self.check_columns(path, names.len())?;
         let mut sample: Vec<Vec<String>> = Vec::new();
-        let mut pass = Pass::default();
+        let mut pass = Pass { check_cells: true, ..Pass::default() };
         let mut roles: Option<Roles> = None;
         while next(&mut cells, &mut line_no)? {
             if cells.len() != names.len() {
@@ -240,7 +265,7 @@ impl<'a> Tally<'a> {
                 });
             }
             pass.rows += 1;
-            if pass.rows % 65_536 == 0 {
+            if pass.rows.is_multiple_of(65_536) {
                 self.check_rows(path, pass.rows)?;
             }
             match &roles {
@@ -386,6 +411,8 @@ struct Pass {
     file_is_life: bool,
     rul_lives: bool,
     index: usize,
+    /// Text cells are checked as the loader would parse them; Parquet's are typed already.
+    check_cells: bool,
 }
 
 impl Pass {
@@ -411,7 +438,24 @@ impl Pass {
         let text = |i: usize| cell(i).trim();
         let i = self.index;
         self.index += 1;
-        let _ = &r.sensors;
+        if self.check_cells {
+            for (c, name, levels) in &r.sensors {
+                let v = text(*c);
+                let ok = match levels {
+                    Some(levels) => levels.iter().any(|l| l == v),
+                    None => is_missing(v) || v.parse::<f64>().is_ok_and(f64::is_finite),
+                };
+                if !ok {
+                    return Err(DataError::Cell {
+                        file: path.to_path_buf(),
+                        row: line,
+                        column: name.clone(),
+                        value: v.chars().take(60).collect(),
+                        expected: if levels.is_some() { "one of the listed categories" } else { "a number" },
+                    });
+                }
+            }
+        }
         let mut life = String::new();
         if let Some(u) = r.unit {
             self.has_unit = true;
