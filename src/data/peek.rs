@@ -31,6 +31,8 @@ impl Default for Caps {
 
 /// Rows whose cells decide which columns are numeric and what the sampling interval is.
 const SAMPLE_ROWS: usize = 2000;
+/// Cells the sample may hold: a file of 10,000 columns samples 10 rows, not 20 million cells.
+const SAMPLE_CELLS: usize = 100_000;
 
 /// Summarises `<data_dir>/machines/<id>/` without loading it (see the module doc).
 pub fn peek_machine(data_dir: &Path, id: &str, caps: &Caps) -> Result<MachineSummary, DataError> {
@@ -272,7 +274,7 @@ impl<'a> Tally<'a> {
                 Some(r) => pass.row(self.roles, source, r, path, line_no, &|i| cells[i].as_str())?,
                 None => {
                     sample.push(cells.clone());
-                    if sample.len() == SAMPLE_ROWS {
+                    if sample.len() >= (SAMPLE_CELLS / names.len().max(1)).clamp(2, SAMPLE_ROWS) {
                         let r = self.resolve_from_sample(source, path, &names, &sample)?;
                         replay(&mut pass, self.roles, source, &r, path, &sample, line_no)?;
                         roles = Some(r);
