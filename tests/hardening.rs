@@ -12,6 +12,8 @@ mod fleet_view;
 mod http;
 #[path = "hardening/limits.rs"]
 mod limits;
+#[path = "hardening/listing.rs"]
+mod listing;
 #[path = "hardening/mqtt.rs"]
 mod mqtt;
 #[path = "hardening/store.rs"]

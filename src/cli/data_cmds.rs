@@ -133,8 +133,20 @@ pub fn inspect(data_dir: &Path, machine: &str) -> Result<()> {
         if t.lives_known { "from the data" } else { "one series per file" },
         s.interval_s
     );
-    if let (Some(a), Some(b)) = (t.timestamps.first(), t.timestamps.last()) {
-        println!("time      {} … {}", crate::util::time::format_timestamp(*a), crate::util::time::format_timestamp(*b));
+    // Lives and files need not be in time order: the first and last rows are not the time range.
+    let (min_t, max_t) = t.timestamps.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    if min_t <= max_t {
+        println!("time      {} … {}", crate::util::time::format_timestamp(min_t), crate::util::time::format_timestamp(max_t));
+    }
+    let reference = t.given_split.as_ref().map_or(0, |s| s.iter().filter(|x| **x == data::Split::Healthy).count());
+    match (reference, t.split_hint.healthy_head_rows) {
+        (0, None) => println!("healthy   none given (the anomaly detector fits on training rows)"),
+        (r, head) => println!(
+            "healthy   {}{}{}",
+            if r > 0 { format!("{r} rows of healthy reference data") } else { String::new() },
+            if r > 0 && head.is_some() { "; " } else { "" },
+            head.map_or(String::new(), |n| format!("the first {n} rows of each run ([split] in machine.toml)"))
+        ),
     }
     if let Some(split) = &t.given_split {
         let count = |x: data::Split| split.iter().filter(|s| **s == x).count();

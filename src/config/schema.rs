@@ -97,6 +97,7 @@ pub(super) const SECTIONS: &[(&str, &str)] = &[
     ("guard", "Resource guard: keeps training from overheating the Pi or starving it of memory or disk."),
     ("http", "The HTTP API: its connections and the host names it answers to."),
     ("fleet", "The fleet view: one verdict per machine, and the alerts raised from it."),
+    ("data", "Hard caps on machine data, checked from file metadata before anything is loaded."),
 ];
 
 pub(super) const KEYS: &[KeySpec] = &[
@@ -240,6 +241,14 @@ pub(super) const KEYS: &[KeySpec] = &[
     ),
     key("fleet.evaluate_interval_s", Kind::Float, "Seconds between evaluations of every machine's verdict for alerts and MQTT (5..=3600)."),
     key("fleet.alert_retention_days", Kind::Float, "Days a cleared alert is kept before it is deleted (1..=3650)."),
+    key("data.max_file_mb", U64, "A machine's data file larger than this many MB (1..=1048576) is refused before it is read."),
+    key("data.max_columns", USIZE, "A data file with more columns than this (2..=100000) is refused."),
+    key(
+        "data.max_line_kb",
+        U64,
+        "A line of a CSV file longer than this many KB (1..=1048576) is refused, so a file without line breaks is never read whole.",
+    ),
+    key("data.max_rows", U64, "Rows a machine may have at most (100..=1000000000), over all its files."),
 ];
 
 pub(super) fn spec(key: &str) -> Option<&'static KeySpec> {

@@ -22,6 +22,7 @@ pub struct Config {
     pub guard: GuardConfig,
     pub http: HttpConfig,
     pub fleet: FleetConfig,
+    pub data: DataConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -251,6 +252,7 @@ impl Default for Config {
             guard: GuardConfig::default(),
             http: HttpConfig::default(),
             fleet: FleetConfig::default(),
+            data: DataConfig::default(),
         }
     }
 }
@@ -278,5 +280,32 @@ pub struct FleetConfig {
 impl Default for FleetConfig {
     fn default() -> Self {
         FleetConfig { stale_data_h: 24.0, evaluate_interval_s: 60.0, alert_retention_days: 30.0 }
+    }
+}
+
+/// Hard caps on a machine's data files, checked from metadata before a file is read.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    pub max_file_mb: u64,
+    pub max_columns: usize,
+    pub max_line_kb: u64,
+    pub max_rows: u64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig { max_file_mb: 1024, max_columns: 1000, max_line_kb: 1024, max_rows: 50_000_000 }
+    }
+}
+
+impl DataConfig {
+    pub fn caps(&self) -> crate::data::Caps {
+        crate::data::Caps {
+            max_file_bytes: self.max_file_mb.saturating_mul(1 << 20),
+            max_columns: self.max_columns,
+            max_line_bytes: usize::try_from(self.max_line_kb.saturating_mul(1024)).unwrap_or(usize::MAX),
+            max_rows: usize::try_from(self.max_rows).unwrap_or(usize::MAX),
+        }
     }
 }

@@ -92,6 +92,7 @@ fn full_config() -> Config {
             body_memory_mb: 64,
         },
         fleet: FleetConfig { stale_data_h: 6.0, evaluate_interval_s: 30.0, alert_retention_days: 7.0 },
+        data: DataConfig { max_file_mb: 512, max_columns: 200, max_line_kb: 256, max_rows: 1_000_000 },
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use super::error::{ConfigError, invalid};
 use super::render::{render_f64, render_path, render_str};
 use super::schema;
-use super::sections::{Config, FleetConfig, GuardConfig, HttpConfig, MqttConfig};
+use super::sections::{Config, DataConfig, FleetConfig, GuardConfig, HttpConfig, MqttConfig};
 
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 
@@ -47,6 +47,7 @@ impl Config {
         self.http.validate()?;
         self.http.validate_limits()?;
         self.fleet.validate()?;
+        self.data.validate()?;
         Ok(())
     }
 
@@ -414,6 +415,22 @@ impl FleetConfig {
         ] {
             if !(value.is_finite() && (lo..=hi).contains(&value)) {
                 return Err(invalid(key, render_f64(value), format!("must be between {lo} and {hi} {unit}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DataConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value, min, max, what) in [
+            ("data.max_file_mb", self.max_file_mb, 1, 1 << 20, "MB"),
+            ("data.max_columns", self.max_columns as u64, 2, 100_000, "columns (a time column and a sensor at least)"),
+            ("data.max_line_kb", self.max_line_kb, 1, 1 << 20, "KB"),
+            ("data.max_rows", self.max_rows, 100, 1_000_000_000, "rows"),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(invalid(key, value.to_string(), format!("must be between {min} and {max} {what}")));
             }
         }
         Ok(())

@@ -131,7 +131,8 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
         training: api::TrainingLimits { defaults: training_defaults(cfg), max_time_limit_s: cfg.training.max_time_limit_s },
         http: api::HttpLimits::from_config(&cfg.http),
         hooks: hooks(guard, mqtt_status.clone()),
-    });
+    })
+    .with_data_caps(cfg.data.caps());
     state.fleet.configure(
         api::fleet::Settings { stale_data_h: cfg.fleet.stale_data_h },
         crate::alerts::AlertBook::open(&cfg.state_dir.join(ALERTS_FILE), cfg.fleet.alert_retention_days),

@@ -20,6 +20,10 @@ pub enum DataError {
     MissingColumn { file: PathBuf, column: String, available: String },
     #[error("{}, row {row}: timestamp {current} is not after the previous one ({previous}) within life {life}; sort the file or declare a unit column", file.display())]
     NonMonotonic { file: PathBuf, row: usize, life: String, previous: String, current: String },
+    #[error("{}, row {row}: timestamp {time} repeats the previous row's within life {life}; set `duplicates = \"first\"` (keep one) or `\"mean\"` (average them) under [columns] in machine.toml", file.display())]
+    DuplicateTime { file: PathBuf, row: usize, life: String, time: String },
+    #[error("{}: {what}, over the limit of {limit} set by `{setting}` in the configuration; split or thin out the data, or raise the setting", file.display())]
+    OverCap { file: PathBuf, what: String, setting: &'static str, limit: String },
     #[error("{}: no sensor columns (every numeric column is a timestamp, unit, label, rul or ignored one)", file.display())]
     NoSensors { file: PathBuf },
     #[error("{}: column {column:?} has no values at all (every cell is empty or NaN); drop it with `ignore = [{column:?}]`", file.display())]
@@ -51,6 +55,8 @@ impl DataError {
             DataError::Cell { row, expected, .. } => format!("row {row} of a data file has a cell that cannot be read as {expected}"),
             DataError::MissingColumn { .. } => "a data file lacks a column the machine's description names".to_string(),
             DataError::NonMonotonic { row, .. } => format!("row {row} of a data file has a timestamp that is not after the previous one"),
+            DataError::DuplicateTime { row, .. } => format!("row {row} of a data file repeats the previous row's timestamp"),
+            DataError::OverCap { what, setting, limit, .. } => format!("a data file {what}, over the limit of {limit} set by `{setting}`"),
             DataError::NoSensors { .. } => "a data file has no sensor columns".to_string(),
             DataError::AllMissing { .. } => "a sensor column has no values at all".to_string(),
             DataError::TooFewRows { rows, .. } => format!("only {rows} row(s); at least 2 rows are needed"),
@@ -78,6 +84,8 @@ mod tests {
             DataError::MissingColumn { file: file.clone(), column: canary.into(), available: canary.into() },
             DataError::NonMonotonic { file: file.clone(), row: 4, life: canary.into(), previous: canary.into(), current: canary.into() },
             DataError::NoSensors { file: file.clone() },
+            DataError::OverCap { file: file.clone(), what: "has 9 columns".into(), setting: "data.max_columns", limit: "5".into() },
+            DataError::DuplicateTime { file: file.clone(), row: 5, life: canary.into(), time: canary.into() },
             DataError::AllMissing { file: file.clone(), column: canary.into() },
             DataError::TooFewRows { file: file.clone(), rows: 1 },
             DataError::Describe { file: file.clone(), message: canary.into() },

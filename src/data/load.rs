@@ -1,6 +1,6 @@
 //! Assembling a [`Table`] from a machine folder: find the files, give each column its role, check the data.
 use super::confine::Confine;
-use super::describe::{ColumnRoles, MachineToml};
+use super::describe::{ColumnRoles, Duplicates, HealthyHead, MachineToml};
 use super::error::DataError;
 use super::frame::Frame;
 use super::id::MachineId;
@@ -11,8 +11,8 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-const TOML_NAME: &str = "machine.toml";
-const TIME_NAMES: [&str; 4] = ["timestamp", "datetime", "time", "date"];
+pub(super) const TOML_NAME: &str = "machine.toml";
+pub(super) const TIME_NAMES: [&str; 4] = ["timestamp", "datetime", "time", "date"];
 
 pub fn machine_dir(data_dir: &Path, id: &MachineId) -> PathBuf {
     data_dir.join("machines").join(id.as_str())
@@ -38,16 +38,33 @@ pub fn load_machine_dir(dir: &Path) -> Result<Table, DataError> {
     load_folder(dir, id, &Confine::anywhere())
 }
 
-fn load_folder(dir: &Path, id: String, confine: &Confine) -> Result<Table, DataError> {
+/// What a folder's description says before any data file is read: the description (or the default one),
+/// where it lives, the files to read and how the folder was recognised.
+pub(super) struct Described {
+    pub desc: MachineToml,
+    pub toml_path: PathBuf,
+    pub sources: Vec<SourceFile>,
+    pub layout: Layout,
+}
+
+/// A `machine.toml` is a few kB; a larger one is not a description.
+const MAX_TOML_BYTES: u64 = 1 << 20;
+
+pub(super) fn describe_folder(dir: &Path, confine: &Confine) -> Result<Described, DataError> {
     let toml_path = dir.join(TOML_NAME);
     let desc = if toml_path.is_file() {
         confine.check(&toml_path, TOML_NAME, dir)?;
+        let size = std::fs::metadata(&toml_path).map_err(|e| DataError::io(&toml_path, e))?.len();
+        if size > MAX_TOML_BYTES {
+            return Err(DataError::Describe { file: toml_path, message: format!("{size} bytes; a description is at most 1 MB") });
+        }
         let text = std::fs::read_to_string(&toml_path).map_err(|e| DataError::io(&toml_path, e))?;
         MachineToml::parse(&text).map_err(|message| DataError::Describe { file: toml_path.clone(), message })?
     } else {
         MachineToml::default()
     };
     check_numbers(&desc.columns, &toml_path)?;
+    desc.split.healthy_head().map_err(|message| DataError::Describe { file: toml_path.clone(), message })?;
     let (sources, layout) = if desc.files.is_empty() {
         let (files, format) = legacy_files(dir).ok_or_else(|| DataError::NoLayout { dir: dir.to_path_buf() })?;
         for f in &files {
@@ -58,6 +75,11 @@ fn load_folder(dir: &Path, id: String, confine: &Confine) -> Result<Table, DataE
     } else {
         (described_files(dir, &toml_path, &desc, confine)?, Layout::Described)
     };
+    Ok(Described { desc, toml_path, sources, layout })
+}
+
+fn load_folder(dir: &Path, id: String, confine: &Confine) -> Result<Table, DataError> {
+    let Described { desc, toml_path, sources, layout } = describe_folder(dir, confine)?;
     let mut builder = Builder::new(&desc.columns, confine);
     for (index, source) in sources.iter().enumerate() {
         let frame = read_file(&source.path, &text_options(source, &toml_path)?)?;
@@ -68,8 +90,42 @@ fn load_folder(dir: &Path, id: String, confine: &Confine) -> Result<Table, DataE
     if let Some(w) = &desc.anomaly_windows {
         apply_windows(&mut table, dir, &toml_path, w, confine)?;
     }
-    table.split_hint = desc.split.clone();
+    table.split_hint = desc.split.hint();
+    table.split_hint.healthy_head_rows = healthy_head_rows(&table, &desc, &toml_path)?;
     Ok(table)
+}
+
+/// The healthy head in rows: the trainers take one row count for every run, so a duration or a share is
+/// turned into the count every run has (the shortest run's), never more rows than any run vouches for.
+fn healthy_head_rows(table: &Table, desc: &MachineToml, toml_path: &Path) -> Result<Option<usize>, DataError> {
+    let head = desc.split.healthy_head().map_err(|message| DataError::Describe { file: toml_path.to_path_buf(), message })?;
+    let rows_in = |r: &std::ops::Range<usize>| -> usize {
+        match &head {
+            Some(HealthyHead::Rows(n)) => *n,
+            Some(HealthyHead::Seconds(s)) => {
+                let start = table.timestamps[r.start];
+                table.timestamps[r.clone()].iter().take_while(|t| **t - start < *s).count()
+            }
+            Some(HealthyHead::Fraction(f)) => ((r.len() as f64) * f).floor() as usize,
+            None => 0,
+        }
+    };
+    if head.is_none() {
+        return Ok(None);
+    }
+    let given = table.given_split.as_deref().unwrap_or_default();
+    let runs: Vec<_> = table.life_ranges().into_iter().filter(|(_, r)| given.get(r.start) != Some(&Split::Healthy)).collect();
+    let rows = runs.iter().map(|(_, r)| rows_in(r)).min().unwrap_or(0);
+    if rows == 0 {
+        return Err(DataError::Describe {
+            file: toml_path.to_path_buf(),
+            message: format!(
+                "[split] {} leaves no row of the shortest run; give a longer healthy head",
+                head.map(|h| h.to_string()).unwrap_or_default()
+            ),
+        });
+    }
+    Ok(Some(rows))
 }
 
 /// A zero or negative step would make time stand still or run backwards, which surfaces later as a
@@ -88,7 +144,7 @@ fn check_numbers(roles: &ColumnRoles, toml_path: &Path) -> Result<(), DataError>
     Ok(())
 }
 
-fn text_options(source: &SourceFile, toml_path: &Path) -> Result<TextOptions, DataError> {
+pub(super) fn text_options(source: &SourceFile, toml_path: &Path) -> Result<TextOptions, DataError> {
     let delimiter = match source.spec.delimiter.as_deref() {
         None => Delimiter::Byte(b','),
         Some(d) => Delimiter::parse(d).ok_or_else(|| DataError::Describe {
@@ -198,20 +254,37 @@ impl<'a> Builder<'a> {
             None => (0..n).map(|i| i as f64 * self.roles.step_seconds.unwrap_or(1.0)).collect(),
         };
         let lives = self.file_lives(index, source, frame, &roles)?;
-        check_monotonic(frame, &times, &lives)?;
+        let how = self.roles.duplicates;
+        check_monotonic(frame, &times, &lives, how)?;
+        let groups = (how != Duplicates::Error).then(|| repeat_groups(&times, &lives)).filter(|g| g.len() < n);
+        let fold = |values: Vec<f64>, reduce: Reduce| match &groups {
+            Some(g) => collapse(g, &values, reduce),
+            None => values,
+        };
+        let (sensor_reduce, flag_reduce) = match how {
+            Duplicates::Mean => (Reduce::Mean, Reduce::Max),
+            Duplicates::First | Duplicates::Error => (Reduce::First, Reduce::First),
+        };
         for (k, &c) in roles.sensors.iter().enumerate() {
-            let values = self.sensor_values(frame, c)?;
+            let categorical = self.roles.categorical.contains_key(&frame.names[c]);
+            let values = fold(self.sensor_values(frame, c)?, if categorical { Reduce::First } else { sensor_reduce });
             if self.sensors.len() <= k {
                 self.sensors.push(Vec::new());
             }
             self.sensors[k].extend(values);
         }
+        let rul = self.file_rul(source, frame, &roles, &times, &lives, toml_path)?.map(|v| fold(v, sensor_reduce));
+        let (times, lives) = match &groups {
+            Some(g) => (g.iter().map(|r| times[r.start]).collect(), g.iter().map(|r| lives[r.start]).collect()),
+            None => (times, lives),
+        };
+        let n = times.len();
         let normal = |role: &Option<String>| (healthy && role.is_some()).then(|| vec![0.0; n]);
-        let label = roles.label.map(|c| frame.numeric(c)).transpose()?.or_else(|| normal(&self.roles.label));
-        let anomaly = roles.anomaly.map(|c| frame.numeric(c)).transpose()?.or_else(|| normal(&self.roles.anomaly));
+        let label = roles.label.map(|c| frame.numeric(c)).transpose()?.map(|v| fold(v, flag_reduce)).or_else(|| normal(&self.roles.label));
+        let anomaly =
+            roles.anomaly.map(|c| frame.numeric(c)).transpose()?.map(|v| fold(v, flag_reduce)).or_else(|| normal(&self.roles.anomaly));
         push_optional(&mut self.label, base, label, n);
         push_optional(&mut self.anomaly, base, anomaly, n);
-        let rul = self.file_rul(source, frame, &roles, &times, &lives, toml_path)?;
         push_optional(&mut self.rul, base, rul, n);
         self.timestamps.extend(times);
         self.life.extend(lives);
@@ -396,12 +469,21 @@ fn read_number_list(path: &Path) -> Result<Vec<f64>, DataError> {
         .collect()
 }
 
-fn check_monotonic(frame: &Frame, times: &[f64], lives: &[u32]) -> Result<(), DataError> {
+/// Time must move forward within a life; a repeated timestamp is refused, kept once or averaged as
+/// `duplicates` says, and each fault gets the advice that fixes it.
+fn check_monotonic(frame: &Frame, times: &[f64], lives: &[u32], how: Duplicates) -> Result<(), DataError> {
     let mut last: HashMap<u32, f64> = HashMap::new();
     for (i, (t, l)) in times.iter().zip(lives).enumerate() {
-        if let Some(prev) = last.insert(*l, *t)
-            && *t <= prev
-        {
+        let Some(prev) = last.insert(*l, *t) else { continue };
+        if *t == prev && how == Duplicates::Error {
+            return Err(DataError::DuplicateTime {
+                file: frame.file.clone(),
+                row: frame.first_row + i,
+                life: l.to_string(),
+                time: crate::util::time::format_timestamp(*t),
+            });
+        }
+        if *t < prev {
             return Err(DataError::NonMonotonic {
                 file: frame.file.clone(),
                 row: frame.first_row + i,
@@ -412,6 +494,45 @@ fn check_monotonic(frame: &Frame, times: &[f64], lives: &[u32]) -> Result<(), Da
         }
     }
     Ok(())
+}
+
+/// Runs of consecutive rows sharing one life and timestamp (times are already known not to go backwards).
+fn repeat_groups(times: &[f64], lives: &[u32]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=times.len() {
+        if i == times.len() || times[i] != times[start] || lives[i] != lives[start] {
+            out.push(start..i);
+            start = i;
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy)]
+enum Reduce {
+    First,
+    /// Mean of the readings present; NaN when none is.
+    Mean,
+    /// Any flag set sets the row's flag.
+    Max,
+}
+
+fn collapse(groups: &[std::ops::Range<usize>], values: &[f64], how: Reduce) -> Vec<f64> {
+    groups
+        .iter()
+        .map(|r| {
+            let present = values[r.clone()].iter().copied().filter(|v| !v.is_nan());
+            match how {
+                Reduce::First => values[r.start],
+                Reduce::Max => present.fold(f64::NAN, f64::max),
+                Reduce::Mean => {
+                    let (sum, count) = present.fold((0.0, 0usize), |(s, c), v| (s + v, c + 1));
+                    if count == 0 { f64::NAN } else { sum / count as f64 }
+                }
+            }
+        })
+        .collect()
 }
 
 fn median_interval(t: &Table) -> f64 {
@@ -568,4 +689,66 @@ pub fn list_machines(data_dir: &Path) -> Result<Vec<LoadedMachine>, DataError> {
             (id, loaded)
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<Table, DataError>) {
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join("machines/m1");
+        std::fs::create_dir_all(&m).unwrap();
+        for (name, body) in files {
+            std::fs::write(m.join(name), body).unwrap();
+        }
+        let t = load_machine(d.path(), "m1");
+        (d, t)
+    }
+
+    const REPEATS: &str = "timestamp,temp,fail\n2024-01-01T00:00:00Z,10,0\n2024-01-01T00:01:00Z,20,0\n2024-01-01T00:01:00Z,,1\n2024-01-01T00:01:00Z,40,0\n2024-01-01T00:02:00Z,50,0\n";
+
+    #[test]
+    fn repeated_timestamps_are_refused_with_the_option_that_fixes_them() {
+        let toml = "[[files]]\npath = \"a.csv\"\n[columns]\nlabel = \"fail\"\n";
+        let (_d, t) = machine(&[("machine.toml", toml), ("a.csv", REPEATS)]);
+        let e = t.err().unwrap().to_string();
+        assert!(e.contains("row 4") && e.contains("repeats") && e.contains("duplicates = \"first\""), "{e}");
+        assert!(!e.contains("sort the file"), "the advice must match a repeat, not disorder: {e}");
+    }
+
+    #[test]
+    fn repeated_timestamps_kept_once_or_averaged() {
+        let first = "[[files]]\npath = \"a.csv\"\n[columns]\nlabel = \"fail\"\nduplicates = \"first\"\n";
+        let (_d, t) = machine(&[("machine.toml", first), ("a.csv", REPEATS)]);
+        let t = t.unwrap();
+        assert_eq!(t.n_rows(), 3);
+        assert_eq!(t.sensors[0].values, [10.0, 20.0, 50.0]);
+        assert_eq!(t.label.as_deref(), Some(&[0.0, 0.0, 0.0][..]));
+        let mean = first.replace("\"first\"", "\"mean\"");
+        let (_d, t) = machine(&[("machine.toml", &mean), ("a.csv", REPEATS)]);
+        let t = t.unwrap();
+        assert_eq!(t.sensors[0].values, [10.0, 30.0, 50.0], "the missing reading is skipped, not counted as 0");
+        assert_eq!(t.label.as_deref(), Some(&[0.0, 1.0, 0.0][..]), "a failure in any repeat is kept");
+        assert_eq!(t.interval_s, 60.0);
+    }
+
+    #[test]
+    fn healthy_head_as_duration_or_fraction_becomes_rows_of_the_shortest_run() {
+        let a: String = (0..10).map(|i| format!("{},{}\n", i * 60, i)).collect();
+        let b: String = (0..20).map(|i| format!("{},{}\n", i * 60, i)).collect();
+        let files =
+            |split: &str| format!("[[files]]\npath = \"run*.csv\"\nfile_is_life = true\n[columns]\ntimestamp = \"t\"\n[split]\n{split}\n");
+        let load = |split: &str| {
+            let toml = files(split);
+            let (_d, t) = machine(&[("machine.toml", &toml), ("run1.csv", &format!("t,v\n{a}")), ("run2.csv", &format!("t,v\n{b}"))]);
+            t
+        };
+        assert_eq!(load("healthy_head_duration = \"5 min\"").unwrap().split_hint.healthy_head_rows, Some(5));
+        assert_eq!(load("healthy_head_fraction = 0.3").unwrap().split_hint.healthy_head_rows, Some(3));
+        assert_eq!(load("healthy_head_rows = 4").unwrap().split_hint.healthy_head_rows, Some(4));
+        assert_eq!(load("").unwrap().split_hint.healthy_head_rows, None);
+        let e = load("healthy_head_fraction = 0.05").err().unwrap().to_string();
+        assert!(e.contains("leaves no row"), "{e}");
+    }
 }

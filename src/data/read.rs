@@ -31,7 +31,7 @@ pub struct TextOptions {
 }
 
 /// Binary files and UTF-16 exports would otherwise surface as puzzling cell errors quoting mojibake.
-fn check_text(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+pub(super) fn check_text(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
     let bad = |message: String| Err(DataError::Format { file: path.to_path_buf(), message });
     if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
         return bad("the file is UTF-16 text; save it as UTF-8 (CSV UTF-8 in Excel)".into());

@@ -7,7 +7,7 @@ use parquet::record::Field;
 use std::path::Path;
 
 /// Seconds per stored unit for each leaf column that is a timestamp (pandas writes nanoseconds as plain INT64).
-fn timestamp_scales(reader: &SerializedFileReader<std::fs::File>) -> Vec<Option<f64>> {
+pub(super) fn timestamp_scales(reader: &SerializedFileReader<std::fs::File>) -> Vec<Option<f64>> {
     let schema = reader.metadata().file_metadata().schema_descr();
     (0..schema.num_columns())
         .map(|i| match schema.column(i).logical_type_ref() {
@@ -100,7 +100,7 @@ fn read_rows(path: &Path) -> Result<Frame, DataError> {
     Ok(Frame { file: path.to_path_buf(), names, columns, n_rows, first_row: 1 })
 }
 
-fn field_number(f: &Field) -> Option<f64> {
+pub(super) fn field_number(f: &Field) -> Option<f64> {
     Some(match f {
         Field::Bool(b) => f64::from(u8::from(*b)),
         Field::Byte(v) => f64::from(*v),

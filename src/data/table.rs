@@ -37,6 +37,7 @@ pub enum Layout {
 
 /// Display metadata (from `machine.toml`'s `[machine]` table).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MachineMeta {
     pub name: Option<String>,
     pub manufacturer: Option<String>,

@@ -1,0 +1,647 @@
+//! A machine's summary from metadata alone, for listing and for checking a submission: the description,
+//! file sizes, Parquet footers and one streamed pass over each file that keeps only counters and a bounded
+//! sample, never a table. Memory is one line (at most `max_line_bytes`) plus the sample, whatever the file.
+//! The [`Caps`] refuse what no Pi should be asked to train on before the file is read.
+use super::confine::Confine;
+use super::describe::ColumnRoles;
+use super::error::DataError;
+use super::id::MachineId;
+use super::load::{Described, MachineSummary, TIME_NAMES, describe_folder, machine_dir, text_options};
+use super::read::{Delimiter, check_text};
+use super::sources::SourceFile;
+use super::table::{Layout, Split};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+/// Hard limits on what a machine's data may be; each refusal names its setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caps {
+    pub max_file_bytes: u64,
+    pub max_columns: usize,
+    pub max_line_bytes: usize,
+    pub max_rows: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps { max_file_bytes: 1024 << 20, max_columns: 1000, max_line_bytes: 1 << 20, max_rows: 50_000_000 }
+    }
+}
+
+/// Rows whose cells decide which columns are numeric and what the sampling interval is.
+const SAMPLE_ROWS: usize = 2000;
+/// Cells the sample may hold: a file of 10,000 columns samples 10 rows, not 20 million cells.
+const SAMPLE_CELLS: usize = 100_000;
+
+/// Summarises `<data_dir>/machines/<id>/` without loading it (see the module doc).
+pub fn peek_machine(data_dir: &Path, id: &str, caps: &Caps) -> Result<MachineSummary, DataError> {
+    let id = MachineId::parse(id)?;
+    let dir = machine_dir(data_dir, &id);
+    if !dir.is_dir() {
+        return Err(DataError::UnknownMachine { id: id.to_string(), dir });
+    }
+    let confine = Confine::within(data_dir)?;
+    confine.check(&dir, "the machine folder", &dir)?;
+    let described = describe_folder(&dir, &confine)?;
+    check_side_files(&dir, &described, &confine)?;
+    for source in &described.sources {
+        let size = std::fs::metadata(&source.path).map_err(|e| DataError::io(&source.path, e))?.len();
+        if size > caps.max_file_bytes {
+            return Err(over(&source.path, format!("is {:.1} MB", size as f64 / 1048576.0), "data.max_file_mb", caps.max_file_bytes >> 20));
+        }
+    }
+    let mut tally = Tally::new(&described.desc.columns, caps);
+    for source in &described.sources {
+        tally.file(source, &described)?;
+    }
+    tally.finish(id.to_string(), &described)
+}
+
+/// Files the description names beside the data (RUL at each unit's end, labelled windows) are read by the
+/// full load only, but must be inside the data folder and present already.
+fn check_side_files(dir: &Path, described: &Described, confine: &Confine) -> Result<(), DataError> {
+    let toml_path = &described.toml_path;
+    let mut side = Vec::new();
+    for s in &described.sources {
+        if let Some(rel) = &s.spec.rul_at_end {
+            side.push((dir.join(rel), format!("rul_at_end = {rel:?}")));
+        }
+    }
+    if let Some(w) = &described.desc.anomaly_windows {
+        side.push((dir.join(&w.path), format!("[anomaly_windows] path = {:?}", w.path)));
+    }
+    for (path, setting) in side {
+        confine.check(&path, &setting, toml_path)?;
+        if !path.is_file() {
+            return Err(DataError::io(&path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        }
+    }
+    Ok(())
+}
+
+fn over(file: &Path, what: String, setting: &'static str, limit: impl ToString) -> DataError {
+    DataError::OverCap { file: file.to_path_buf(), what, setting, limit: limit.to_string() }
+}
+
+/// Which column of the file at hand plays which role (by index), as the loader resolves them.
+struct Roles {
+    time: Option<usize>,
+    unit: Option<usize>,
+    rul: Option<usize>,
+    /// Index, name and, for a categorical column, its levels: every cell is checked as the loader would.
+    sensors: Vec<(usize, String, Option<Vec<String>>)>,
+}
+
+/// What the pass keeps: counts, the first file's sensor names, a sample of times per file.
+struct Tally<'a> {
+    roles: &'a ColumnRoles,
+    caps: &'a Caps,
+    rows: usize,
+    lives: usize,
+    sensor_names: Option<Vec<String>>,
+    has_label: bool,
+    has_rul: bool,
+    has_anomaly: bool,
+    diffs: Vec<f64>,
+}
+
+impl<'a> Tally<'a> {
+    fn new(roles: &'a ColumnRoles, caps: &'a Caps) -> Self {
+        Tally {
+            roles,
+            caps,
+            rows: 0,
+            lives: 0,
+            sensor_names: None,
+            has_label: false,
+            has_rul: roles.rul_from_end,
+            has_anomaly: false,
+            diffs: Vec::new(),
+        }
+    }
+
+    fn file(&mut self, source: &SourceFile, described: &Described) -> Result<(), DataError> {
+        let path = &source.path;
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let mut pass = if ext == "parquet" || ext == "pq" {
+            self.parquet(source)?
+        } else {
+            let opts = text_options(source, &described.toml_path)?;
+            self.text(source, opts.delimiter, opts.header, opts.names)?
+        };
+        if pass.rows < 1 && self.rows == 0 {
+            return Err(DataError::TooFewRows { file: path.clone(), rows: 0 });
+        }
+        self.rows += pass.rows;
+        self.lives += pass.lives();
+        self.has_rul |= source.spec.rul_at_end.is_some();
+        pass.times_sorted_check(path)?;
+        self.diffs.append(&mut pass.diffs);
+        Ok(())
+    }
+
+    /// Roles from the header, and from the sample which columns are numeric.
+    fn resolve(&mut self, file: &Path, names: &[String], numeric: &dyn Fn(usize) -> bool, healthy: bool) -> Result<Roles, DataError> {
+        let r = self.roles;
+        let missing =
+            |column: &str| DataError::MissingColumn { file: file.to_path_buf(), column: column.into(), available: names.join(", ") };
+        let index = |n: &str| names.iter().position(|c| c == n).ok_or_else(|| missing(n));
+        let find = |name: &Option<String>| match name.as_deref() {
+            Some(n) if healthy && !names.iter().any(|c| c == n) => Ok(None),
+            Some(n) => index(n).map(Some),
+            None => Ok(None),
+        };
+        let time = match &r.timestamp {
+            Some(n) => Some(index(n)?),
+            None => TIME_NAMES.iter().find_map(|n| names.iter().position(|c| c.eq_ignore_ascii_case(n))),
+        };
+        let rul = match &r.rul {
+            Some(n) => Some(index(n)?),
+            None => names.iter().position(|c| c == "rul"),
+        };
+        let (unit, label, anomaly) = (find(&r.unit)?, find(&r.label)?, find(&r.anomaly)?);
+        for ignored in r.ignore.iter().filter(|_| !healthy) {
+            index(ignored)?;
+        }
+        self.has_label |= label.is_some() || (healthy && r.label.is_some());
+        self.has_anomaly |= anomaly.is_some() || (healthy && r.anomaly.is_some());
+        self.has_rul |= rul.is_some();
+        let taken = [time, unit, label, rul, anomaly];
+        let sensors = match (&self.sensor_names, &r.sensors) {
+            (Some(list), _) | (None, Some(list)) => list.iter().map(|n| index(n)).collect::<Result<Vec<_>, _>>()?,
+            (None, None) => (0..names.len())
+                .filter(|i| !taken.contains(&Some(*i)))
+                .filter(|i| !r.ignore.contains(&names[*i]))
+                .filter(|i| r.categorical.contains_key(&names[*i]) || numeric(*i))
+                .collect(),
+        };
+        if sensors.is_empty() {
+            return Err(DataError::NoSensors { file: file.to_path_buf() });
+        }
+        if self.sensor_names.is_none() {
+            self.sensor_names = Some(sensors.iter().map(|i| names[*i].clone()).collect());
+        }
+        let sensors = sensors.into_iter().map(|i| (i, names[i].clone(), r.categorical.get(&names[i]).cloned())).collect();
+        Ok(Roles { time, unit, rul, sensors })
+    }
+
+    fn check_columns(&self, file: &Path, n: usize) -> Result<(), DataError> {
+        if n > self.caps.max_columns {
+            return Err(over(file, format!("has {n} columns"), "data.max_columns", self.caps.max_columns));
+        }
+        Ok(())
+    }
+
+    fn check_rows(&self, file: &Path, rows_in_file: usize) -> Result<(), DataError> {
+        if self.rows + rows_in_file > self.caps.max_rows {
+            return Err(over(file, format!("brings the machine past {} rows", self.caps.max_rows), "data.max_rows", self.caps.max_rows));
+        }
+        Ok(())
+    }
+
+    fn text(&mut self, source: &SourceFile, delimiter: Delimiter, header: bool, given: Option<Vec<String>>) -> Result<Pass, DataError> {
+        let path = &source.path;
+        let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let mut head = Vec::with_capacity(64 * 1024);
+        file.take(64 * 1024).read_to_end(&mut head).map_err(|e| DataError::io(path, e))?;
+        check_text(path, &head)?;
+        let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let mut lines = CappedLines::new(BufReader::new(file), self.caps.max_line_bytes);
+        let mut cells: Vec<String> = Vec::new();
+        let mut line_no = 0usize;
+        let mut next = |cells: &mut Vec<String>, line_no: &mut usize| -> Result<bool, DataError> {
+            loop {
+                let line = match lines.next_line() {
+                    Ok(Some(l)) => l,
+                    Ok(None) => return Ok(false),
+                    Err(LineError::TooLong) => {
+                        return Err(over(
+                            path,
+                            format!("has a line longer than {} bytes (line {})", self.caps.max_line_bytes, *line_no + 1),
+                            "data.max_line_kb",
+                            self.caps.max_line_bytes >> 10,
+                        ));
+                    }
+                    Err(LineError::Io(e)) => return Err(DataError::io(path, e)),
+                };
+                *line_no += 1;
+                let text = String::from_utf8_lossy(line);
+                let text = if *line_no == 1 { text.trim_start_matches('\u{feff}') } else { &text };
+                cells.clear();
+                split_cells(text.trim_end_matches(['\r', '\n']), delimiter, cells);
+                if !cells.iter().all(|c| c.trim().is_empty()) {
+                    return Ok(true);
+                }
+            }
+        };
+        let names: Vec<String> = match (given, header) {
+            (Some(names), header) => {
+                if header {
+                    next(&mut cells, &mut line_no)?;
+                }
+                names
+            }
+            (None, true) => {
+                if !next(&mut cells, &mut line_no)? {
+                    return Err(DataError::Format { file: path.clone(), message: "empty file".into() });
+                }
+                cells.iter().map(|h| h.trim().to_string()).collect()
+            }
+            (None, false) => {
+                return Err(DataError::Format {
+                    file: path.clone(),
+                    message: "header = false needs `names = [...]` for the columns".into(),
+                });
+            }
+        };
+        self.check_columns(path, names.len())?;
+        let mut sample: Vec<Vec<String>> = Vec::new();
+        let mut pass = Pass { check_cells: true, ..Pass::default() };
+        let mut roles: Option<Roles> = None;
+        while next(&mut cells, &mut line_no)? {
+            if cells.len() != names.len() {
+                return Err(DataError::Format {
+                    file: path.clone(),
+                    message: format!("row {line_no}: {} cells, expected {} ({})", cells.len(), names.len(), names.join(", ")),
+                });
+            }
+            pass.rows += 1;
+            if pass.rows.is_multiple_of(65_536) {
+                self.check_rows(path, pass.rows)?;
+            }
+            match &roles {
+                Some(r) => pass.row(self.roles, source, r, path, line_no, &|i| cells[i].as_str())?,
+                None => {
+                    sample.push(cells.clone());
+                    if sample.len() >= (SAMPLE_CELLS / names.len().max(1)).clamp(2, SAMPLE_ROWS) {
+                        let r = self.resolve_from_sample(source, path, &names, &sample)?;
+                        replay(&mut pass, self.roles, source, &r, path, &sample, line_no)?;
+                        roles = Some(r);
+                        sample = Vec::new();
+                    }
+                }
+            }
+        }
+        self.check_rows(path, pass.rows)?;
+        if roles.is_none() {
+            let r = self.resolve_from_sample(source, path, &names, &sample)?;
+            replay(&mut pass, self.roles, source, &r, path, &sample, line_no)?;
+        }
+        Ok(pass)
+    }
+
+    fn resolve_from_sample(
+        &mut self,
+        source: &SourceFile,
+        path: &Path,
+        names: &[String],
+        sample: &[Vec<String>],
+    ) -> Result<Roles, DataError> {
+        let numeric = |i: usize| sample.iter().map(|row| row[i].trim()).find(|c| !is_missing(c)).is_none_or(|c| c.parse::<f64>().is_ok());
+        self.resolve(path, names, &numeric, source.split == Some(Split::Healthy))
+    }
+
+    fn parquet(&mut self, source: &SourceFile) -> Result<Pass, DataError> {
+        let path = source.path.clone();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.parquet_rows(source))).unwrap_or_else(|panic| {
+            let why = crate::util::panic_message(panic.as_ref());
+            Err(DataError::Format { file: path, message: format!("not a readable Parquet file (damaged metadata: {why})") })
+        })
+    }
+
+    fn parquet_rows(&mut self, source: &SourceFile) -> Result<Pass, DataError> {
+        use parquet::basic::Type as Physical;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        use parquet::record::Field;
+        let path = &source.path;
+        let bad = |message: String| DataError::Format { file: path.clone(), message };
+        let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let reader = SerializedFileReader::new(file)
+            .map_err(|e| bad(format!("not a readable Parquet file (truncated, damaged, or another format renamed): {e}")))?;
+        let meta = reader.metadata().file_metadata();
+        let schema = meta.schema_descr();
+        let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
+        self.check_columns(path, names.len())?;
+        self.check_rows(path, usize::try_from(meta.num_rows()).unwrap_or(usize::MAX))?;
+        let scales = super::read_parquet::timestamp_scales(&reader);
+        let numeric = |i: usize| schema.column(i).physical_type() != Physical::BYTE_ARRAY;
+        let roles = self.resolve(path, &names, &numeric, source.split == Some(Split::Healthy))?;
+        let wanted: Vec<usize> = [roles.time, roles.unit, roles.rul].into_iter().flatten().collect();
+        let mut pass = Pass::default();
+        let rows = reader.get_row_iter(None).map_err(|e| bad(format!("cannot read rows: {e}")))?;
+        let mut values: Vec<Option<String>> = vec![None; names.len()];
+        for (r, row) in rows.enumerate() {
+            let row = row.map_err(|e| bad(format!("row {}: damaged Parquet data: {e}", r + 1)))?;
+            for (c, (_, field)) in row.get_column_iter().enumerate().filter(|(c, _)| wanted.contains(c)) {
+                values[c] = Some(match field {
+                    Field::Str(s) => s.clone(),
+                    Field::TimestampMillis(v) => (*v as f64 / 1e3).to_string(),
+                    Field::TimestampMicros(v) => (*v as f64 / 1e6).to_string(),
+                    Field::Date(d) => (f64::from(*d) * 86_400.0).to_string(),
+                    other => super::read_parquet::field_number(other).map_or(f64::NAN, |v| v * scales[c].unwrap_or(1.0)).to_string(),
+                });
+            }
+            pass.rows += 1;
+            pass.row(self.roles, source, &roles, path, r + 1, &|i| values[i].as_deref().unwrap_or(""))?;
+        }
+        Ok(pass)
+    }
+
+    fn finish(self, id: String, described: &Described) -> Result<MachineSummary, DataError> {
+        let file = described.sources.first().map(|s| s.path.clone()).unwrap_or_default();
+        if self.rows < 2 {
+            return Err(DataError::TooFewRows { file, rows: self.rows });
+        }
+        let sensor_names = self.sensor_names.unwrap_or_default();
+        let mut diffs = self.diffs;
+        let interval_s = if diffs.is_empty() {
+            1.0
+        } else {
+            let mid = diffs.len() / 2;
+            diffs.select_nth_unstable_by(mid, f64::total_cmp);
+            diffs[mid]
+        };
+        let meta = &described.desc.machine;
+        Ok(MachineSummary {
+            name: meta.name.clone().unwrap_or_else(|| id.clone()),
+            id,
+            family: meta.family.clone().unwrap_or_default(),
+            layout: match &described.layout {
+                Layout::Legacy { format } => format!("seed ({format})"),
+                Layout::Described => "machine.toml".into(),
+            },
+            rows: self.rows,
+            sensors: sensor_names.len(),
+            sensor_names,
+            lives: self.lives,
+            has_label: self.has_label,
+            has_rul: self.has_rul,
+            has_anomaly: self.has_anomaly || described.desc.anomaly_windows.is_some(),
+            interval_s,
+        })
+    }
+}
+
+fn replay(
+    pass: &mut Pass,
+    roles: &ColumnRoles,
+    source: &SourceFile,
+    r: &Roles,
+    path: &Path,
+    sample: &[Vec<String>],
+    last_line: usize,
+) -> Result<(), DataError> {
+    let first_line = last_line + 1 - sample.len();
+    for (k, row) in sample.iter().enumerate() {
+        pass.row(roles, source, r, path, first_line + k, &|i| row[i].as_str())?;
+    }
+    Ok(())
+}
+
+/// One file's counters: lives by unit key or RUL resets, and time steps within a life from its first rows.
+#[derive(Default)]
+struct Pass {
+    rows: usize,
+    units: HashSet<String>,
+    rul_resets: usize,
+    last_rul: Option<f64>,
+    last_time: Option<(String, f64)>,
+    diffs: Vec<f64>,
+    backwards: Option<(usize, f64, f64)>,
+    has_unit: bool,
+    file_is_life: bool,
+    rul_lives: bool,
+    index: usize,
+    /// Text cells are checked as the loader would parse them; Parquet's are typed already.
+    check_cells: bool,
+}
+
+impl Pass {
+    fn lives(&self) -> usize {
+        if self.has_unit {
+            self.units.len().max(1)
+        } else if self.rul_lives {
+            self.rul_resets + 1
+        } else {
+            1
+        }
+    }
+
+    fn row<'c>(
+        &mut self,
+        roles: &ColumnRoles,
+        source: &SourceFile,
+        r: &Roles,
+        path: &Path,
+        line: usize,
+        cell: &dyn Fn(usize) -> &'c str,
+    ) -> Result<(), DataError> {
+        let text = |i: usize| cell(i).trim();
+        let i = self.index;
+        self.index += 1;
+        if self.check_cells {
+            for (c, name, levels) in &r.sensors {
+                let v = text(*c);
+                let ok = match levels {
+                    Some(levels) => levels.iter().any(|l| l == v),
+                    None => is_missing(v) || v.parse::<f64>().is_ok_and(f64::is_finite),
+                };
+                if !ok {
+                    return Err(DataError::Cell {
+                        file: path.to_path_buf(),
+                        row: line,
+                        column: name.clone(),
+                        value: v.chars().take(60).collect(),
+                        expected: if levels.is_some() { "one of the listed categories" } else { "a number" },
+                    });
+                }
+            }
+        }
+        let mut life = String::new();
+        if let Some(u) = r.unit {
+            self.has_unit = true;
+            life = text(u).to_string();
+            if !self.units.contains(&life) {
+                self.units.insert(life.clone());
+            }
+        } else if let (Some(c), false) = (r.rul, source.spec.file_is_life) {
+            self.rul_lives = true;
+            if let Ok(v) = text(c).parse::<f64>() {
+                if self.last_rul.is_some_and(|prev| v > prev) {
+                    self.rul_resets += 1;
+                }
+                self.last_rul = Some(v);
+            }
+            life = self.rul_resets.to_string();
+        }
+        self.file_is_life = source.spec.file_is_life;
+        let step = roles.step_seconds.unwrap_or(1.0);
+        let t = match r.time {
+            Some(c) if roles.step_seconds.is_some() => text(c).parse::<f64>().ok().map(|v| v * step),
+            Some(c) => crate::util::time::parse_timestamp(text(c)),
+            None => Some(i as f64 * step),
+        };
+        let Some(t) = t else {
+            let c = r.time.unwrap_or(0);
+            return Err(DataError::Cell {
+                file: path.to_path_buf(),
+                row: line,
+                column: format!("#{}", c + 1),
+                value: text(c).chars().take(60).collect(),
+                expected: "a timestamp",
+            });
+        };
+        if let Some((prev_life, prev)) = &self.last_time
+            && *prev_life == life
+        {
+            if t < *prev && self.backwards.is_none() {
+                self.backwards = Some((line, *prev, t));
+            }
+            if self.diffs.len() < SAMPLE_ROWS {
+                self.diffs.push(t - prev);
+            }
+        }
+        self.last_time = Some((life, t));
+        Ok(())
+    }
+
+    fn times_sorted_check(&self, path: &Path) -> Result<(), DataError> {
+        if let Some((row, previous, current)) = self.backwards {
+            return Err(DataError::NonMonotonic {
+                file: path.to_path_buf(),
+                row,
+                life: "of this row".into(),
+                previous: crate::util::time::format_timestamp(previous),
+                current: crate::util::time::format_timestamp(current),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn is_missing(cell: &str) -> bool {
+    matches!(cell, "" | "NaN" | "nan" | "NA" | "N/A" | "null" | "NULL" | "None")
+}
+
+/// Cells of one line; quoted cells (with the delimiter or doubled quotes inside) are unquoted.
+fn split_cells(line: &str, delimiter: Delimiter, out: &mut Vec<String>) {
+    match delimiter {
+        Delimiter::Whitespace => out.extend(line.split_whitespace().map(str::to_string)),
+        Delimiter::Byte(b) => {
+            let sep = char::from(b);
+            let mut cell = String::new();
+            let mut quoted = false;
+            let mut chars = line.chars().peekable();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' if quoted && chars.peek() == Some(&'"') => {
+                        cell.push('"');
+                        chars.next();
+                    }
+                    '"' => quoted = !quoted,
+                    c if c == sep && !quoted => out.push(std::mem::take(&mut cell)),
+                    c => cell.push(c),
+                }
+            }
+            out.push(cell);
+        }
+    }
+}
+
+enum LineError {
+    TooLong,
+    Io(std::io::Error),
+}
+
+/// Lines of at most `max` bytes, read into one reused buffer: a file without line breaks costs `max`
+/// bytes, not its size.
+struct CappedLines<R> {
+    reader: R,
+    max: usize,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> CappedLines<R> {
+    fn new(reader: R, max: usize) -> Self {
+        CappedLines { reader, max, buf: Vec::new() }
+    }
+
+    fn next_line(&mut self) -> Result<Option<&[u8]>, LineError> {
+        self.buf.clear();
+        loop {
+            let available = self.reader.fill_buf().map_err(LineError::Io)?;
+            if available.is_empty() {
+                return Ok((!self.buf.is_empty()).then_some(&self.buf[..]));
+            }
+            let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+                Some(at) => (&available[..=at], true),
+                None => (available, false),
+            };
+            if self.buf.len() + chunk.len() > self.max + 2 {
+                return Err(LineError::TooLong);
+            }
+            self.buf.extend_from_slice(chunk);
+            let used = chunk.len();
+            self.reader.consume(used);
+            if done {
+                return Ok(Some(&self.buf[..]));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join("machines/m1");
+        std::fs::create_dir_all(&m).unwrap();
+        for (name, body) in files {
+            std::fs::write(m.join(name), body).unwrap();
+        }
+        d
+    }
+
+    /// The summary from metadata is the one a full load gives, on every shape the examples use.
+    #[test]
+    fn peek_agrees_with_the_full_load() {
+        let legacy = b"timestamp,temp_C,vib,rul\n2024-01-01T00:00:00Z,20,1,3\n2024-01-01T01:00:00Z,21,,2\n2024-01-01T02:00:00Z,22,2,1\n2024-01-02T00:00:00Z,20,1,9\n2024-01-02T01:00:00Z,20,1,8\n";
+        let units = b"id;cycle;s1;s2\n1;1;0.5;\"7\"\n1;2;0.6;7\n2;1;0.4;6\n2;2;0.4;6\n2;3;0.3;6\n";
+        let units_toml = b"[[files]]\npath = \"u.csv\"\ndelimiter = \";\"\n[columns]\nunit = \"id\"\ntimestamp = \"cycle\"\nstep_seconds = 3600\nrul_from_end = true\n";
+        for files in [vec![("train.csv", &legacy[..])], vec![("machine.toml", &units_toml[..]), ("u.csv", &units[..])]] {
+            let d = folder(&files);
+            let full = crate::data::summarize(&crate::data::load_machine(d.path(), "m1").unwrap());
+            let peek = peek_machine(d.path(), "m1", &Caps::default()).unwrap();
+            assert_eq!(serde_json::to_value(&peek).unwrap(), serde_json::to_value(&full).unwrap(), "{files:?}");
+        }
+    }
+
+    #[test]
+    fn each_cap_is_refused_early_naming_its_setting() {
+        let wide: String = (0..50).map(|i| format!("c{i},")).collect::<String>() + "timestamp\n";
+        let long = format!("timestamp,v\n1,{}\n", "9".repeat(5000));
+        let many: String = std::iter::once("timestamp,v\n".to_string()).chain((0..300).map(|i| format!("{i},1\n"))).collect();
+        let fat: String =
+            std::iter::once("timestamp,v\n".to_string()).chain((0..50).map(|i| format!("{i},{}\n", "1".repeat(200)))).collect();
+        let caps = Caps { max_file_bytes: 8192, max_columns: 20, max_line_bytes: 1024, max_rows: 100 };
+        for (body, setting) in [
+            (wide.into_bytes(), "data.max_columns"),
+            (long.into_bytes(), "data.max_line_kb"),
+            (many.clone().into_bytes(), "data.max_rows"),
+            (fat.into_bytes(), "data.max_file_mb"),
+        ] {
+            let d = folder(&[("train.csv", &body)]);
+            let e = peek_machine(d.path(), "m1", &caps).err().unwrap().to_string();
+            assert!(e.contains(setting) && e.contains("train.csv"), "{setting}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_file_without_line_breaks_is_refused_after_one_line_not_read_whole() {
+        let mut lines = CappedLines::new(BufReader::new(std::io::repeat(b'x').take(1 << 30)), 4096);
+        assert!(matches!(lines.next_line(), Err(LineError::TooLong)));
+    }
+}
