@@ -454,3 +454,65 @@ fn resample(timestamps: &[f64], values: &[f64], step: f64) -> Result<Vec<f64>, M
     }
     Ok(forecast::fill_gaps(&grid)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Layout, MachineMeta, Sensor, SplitHint};
+    use std::time::Duration;
+
+    /// Hourly readings with a daily cycle: `first` hours, a silence of `gap_days`, then `second` hours.
+    fn two_runs(first: usize, gap_days: f64, second: usize) -> Table {
+        let mut timestamps: Vec<f64> = (0..first).map(|i| i as f64 * 3600.0).collect();
+        let restart = first as f64 * 3600.0 + gap_days * 86_400.0;
+        timestamps.extend((0..second).map(|i| restart + i as f64 * 3600.0));
+        let values = timestamps.iter().map(|t| 20.0 + 5.0 * (std::f64::consts::TAU * t / 86_400.0).sin()).collect();
+        Table {
+            machine_id: "m".into(),
+            meta: MachineMeta::default(),
+            layout: Layout::Described,
+            sources: vec![],
+            life: vec![0; timestamps.len()],
+            timestamps,
+            lives_known: false,
+            given_split: None,
+            sensors: vec![Sensor { name: "temp".into(), unit: "°C".into(), values }],
+            label: None,
+            rul: None,
+            anomaly: None,
+            interval_s: 3600.0,
+            split_hint: SplitHint::default(),
+            rul_cap_hint: None,
+        }
+    }
+
+    fn ctx(limit: Duration) -> TrainContext {
+        TrainContext::detached(limit, 1)
+    }
+
+    #[test]
+    fn runs_a_month_apart_are_not_bridged() {
+        let table = two_runs(24 * 30, 30.0, 24 * 40);
+        let (_, report) = train(&table, &TrainParams::default(), &ctx(Duration::from_secs(60))).unwrap();
+        assert!(report.warnings.iter().any(|w| w.contains("960 rows after that gap")), "{:?}", report.warnings);
+        assert_eq!(report.split.train_rows + report.split.test_rows, 24 * 40);
+    }
+
+    #[test]
+    fn a_horizon_longer_than_the_data_names_the_one_that_fits() {
+        let table = two_runs(24 * 10, 0.0, 0);
+        let params = TrainParams { forecast_hours: 24.0 * 7.0, ..TrainParams::default() };
+        let err = train(&table, &params, &ctx(Duration::from_secs(60))).unwrap_err().to_string();
+        assert!(err.contains("set forecast_hours to 60.00 or less"), "{err}");
+    }
+
+    #[test]
+    fn the_time_limit_is_obeyed() {
+        let table = two_runs(24 * 60, 0.0, 0);
+        let t0 = std::time::Instant::now();
+        let (model, report) = train(&table, &TrainParams::default(), &ctx(Duration::ZERO)).unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        assert!(report.warnings.iter().any(|w| w.contains("time limit")), "{:?}", report.warnings);
+        assert_eq!(model.sensors[0].model.kind, ModelKind::Naive);
+    }
+}
