@@ -64,7 +64,7 @@ pub fn run_protocol(table: &Table, params: &TrainParams) -> Result<Vec<ProtocolR
             continue;
         }
         rows.push(base(&r.headline.metric, r.headline.value, r.headline.baseline));
-        for key in ["f1", "roc_auc", "pr_auc", "precision", "recall", "mae", "r2", "mase", "smape", "mape", "coverage95"]
+        for key in ["f1", "roc_auc", "pr_auc", "precision", "recall", "mae", "r2", "mase", "smape", "mape", "coverage80", "coverage95"]
             .into_iter()
             .filter(|k| *k != r.headline.metric)
         {

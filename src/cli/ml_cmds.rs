@@ -111,8 +111,13 @@ pub fn train(a: &TrainArgs) -> Result<()> {
             }
         }
     }
-    if outcomes.iter().all(|o| o.result.is_err()) {
+    let failed: Vec<&str> = outcomes.iter().filter(|o| o.result.is_err()).map(|o| o.model_type.as_str()).collect();
+    if failed.len() == outcomes.len() {
         bail!("no model could be trained");
+    }
+    // Scripts and systemd units read the exit code: a partial success must not look like a full one.
+    if !failed.is_empty() {
+        bail!("{} of {} models failed: {} (the others were saved)", failed.len(), outcomes.len(), failed.join(", "));
     }
     Ok(())
 }

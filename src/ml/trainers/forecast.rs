@@ -1,13 +1,18 @@
 //! "What will the sensors read tomorrow?": every sensor on a regular grid, `forecast_hours` ahead, with 80 %
-//! and 95 % intervals. Per sensor a rolling-origin backtest on the tail of the *training* period chooses among
-//! naive, seasonal naive, drift, damped Holt–Winters and seasonal decomposition + ETS; the held-out final
-//! days (never seen by the choice) give the reported metrics, beside seasonal naive on the same origins.
+//! and 95 % intervals. Per sensor the daily and weekly seasons the autocorrelation shows are detected, and a
+//! rolling-origin backtest with the real horizon on the tail of the *training* period chooses among naive,
+//! seasonal naive at the day and the week, drift, damped ETS, Holt–Winters, decomposition + ETS and MSTL
+//! (several seasons); the held-out final days (never seen by the choice) give the reported metrics, beside the
+//! best of the simple rules (naive, daily and weekly seasonal naive) on the same origins.
+//!
+//! The grid is never stretched over a long silence: the series starts after the last gap longer than two
+//! weeks (or four horizons) between readings. The time limit ends each sensor's search with the best model so far.
 //!
 //! This is the forecaster everywhere inside `ml/` ([`crate::ml::model::Payload::Forecast`], the `forecast`
 //! engine); the API, the config, MQTT and the files on disk call its model type `timeseries`
 //! ([`ModelType::Timeseries`]), and that name stays theirs.
 use crate::data::Table;
-use crate::ml::engines::forecast::{self, BacktestScore, Forecaster, ModelKind};
+use crate::ml::engines::forecast::{self, BacktestScore, Candidate, FitSpec, Forecaster, ModelKind, SelectOptions};
 use crate::ml::error::MlError;
 use crate::ml::recent::Recent;
 use crate::ml::report::{DataSummary, Headline, Report, SplitSummary, Stopwatch};
@@ -20,6 +25,8 @@ use serde_json::json;
 const TEST_ORIGINS: usize = 14;
 /// Origins of the selection backtest inside the training period.
 const SELECT_ORIGINS: usize = 14;
+/// Origins the chosen model's intervals are calibrated on, inside the training period.
+const CALIBRATION_ORIGINS: usize = 42;
 /// At most this many seasons of history are fitted: older behaviour rarely helps tomorrow's forecast.
 const MAX_SEASONS: usize = 56;
 
@@ -29,6 +36,17 @@ pub struct SensorForecaster {
     pub model: forecast::Model,
     /// Seasonal period the model was fitted with (1 when the history was too short for a season).
     pub period: usize,
+    /// Every season the model was fitted with (MSTL has several); empty in bundles from before seasons were
+    /// detected, which refit with `period`.
+    #[serde(default)]
+    pub periods: Vec<usize>,
+}
+
+impl SensorForecaster {
+    fn spec(&self, horizon: usize) -> FitSpec {
+        let periods = if self.periods.is_empty() { vec![self.period] } else { self.periods.clone() };
+        FitSpec::new(periods, horizon)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -86,6 +104,23 @@ fn timeline(table: &Table) -> std::ops::Range<usize> {
     table.life_ranges().pop().map_or(0..table.n_rows(), |(_, r)| r)
 }
 
+/// Grid steps of silence after which the series restarts rather than bridging the gap with a straight line.
+fn gap_limit(period: usize, h: usize) -> usize {
+    // Two weeks: a machine stopped over a holiday is still one series; runs a month apart are not.
+    (14 * period).max(4 * h).max(2)
+}
+
+/// The rows after the last silence longer than `limit` steps: interpolating across days of nothing (runs a
+/// month apart) invents data and blows the grid up to millions of points.
+fn after_last_gap(table: &Table, rows: std::ops::Range<usize>, step: f64, limit: usize) -> std::ops::Range<usize> {
+    let ts = &table.timestamps[rows.clone()];
+    let cut = ts.windows(2).rposition(|w| w[1] - w[0] > limit as f64 * step).map_or(0, |i| i + 1);
+    rows.start + cut..rows.end
+}
+
+/// Grid points refused outright: a series this long at this interval is not what the grid was meant for.
+const MAX_GRID: usize = 5_000_000;
+
 fn steps_for(hours: f64, interval_s: f64) -> usize {
     ((hours * 3600.0 / interval_s).round() as usize).max(1)
 }
@@ -95,7 +130,28 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let step = table.interval_s.max(1e-3);
     let h = steps_for(params.forecast_hours, step);
     let period = forecast::period_from_interval(step);
-    let rows = timeline(table);
+    let candidate_periods = forecast::candidate_periods(step);
+    let all_rows = timeline(table);
+    let rows = after_last_gap(table, all_rows.clone(), step, gap_limit(period, h));
+    let mut warnings = Vec::new();
+    if rows.start > all_rows.start {
+        warnings.push(format!(
+            "readings stop for more than {} steps before row {}: the forecaster uses the {} rows after that gap rather than bridging it",
+            gap_limit(period, h),
+            rows.start,
+            rows.len()
+        ));
+    }
+    if rows.len() < 2 {
+        return Err(MlError::NotEnoughData(format!("{} readings after the last long gap: too few to forecast", rows.len())));
+    }
+    let span_steps = (table.timestamps[rows.end - 1] - table.timestamps[rows.start]) / step;
+    if span_steps > MAX_GRID as f64 {
+        return Err(MlError::NotEnoughData(format!(
+            "{} rows span {span_steps:.0} steps of {step} s: the grid would be too large; aggregate the data to a coarser interval",
+            rows.len()
+        )));
+    }
     let sensors: Vec<&crate::data::Sensor> = table.sensors.iter().filter(|s| !params.exclude_sensors.contains(&s.name)).collect();
     if sensors.is_empty() {
         return Err(MlError::NotEnoughData("every sensor is excluded".into()));
@@ -103,7 +159,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let mut report = Report::new(ModelType::Timeseries, &table.machine_id);
     report.target = format!("every sensor {} h ahead ({h} steps of {step} s), 80 % and 95 % intervals", params.forecast_hours);
     ctx.stage("resample", 0.0, 0.05, format!("{} sensors on a {step} s grid", sensors.len()));
-    let keep = (period.max(h) * MAX_SEASONS).max(h * (TEST_ORIGINS + SELECT_ORIGINS + 6));
+    let keep = (period.max(h) * MAX_SEASONS).max(h * (TEST_ORIGINS + CALIBRATION_ORIGINS + 6));
     let mut series = Vec::new();
     for s in &sensors {
         let mut g = grid_series(table, &s.values, rows.clone(), step)?;
@@ -115,8 +171,12 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let n = series.first().map_or(0, Vec::len);
     let test_len = h * TEST_ORIGINS.min(n / (h * 4)).max(1);
     if n < test_len + 3 * h.max(2) {
+        // Four horizons is the least that leaves history to fit and one held-out horizon to test.
+        let fits_hours = (n / 4) as f64 * step / 3600.0;
         return Err(MlError::NotEnoughData(format!(
-            "{n} points on the grid: too short to forecast {h} steps and test it; need at least {}",
+            "{n} points on the {step} s grid: too short to forecast {h} steps ({} h) and test it; need at least {} points — \
+             set forecast_hours to {fits_hours:.2} or less, or give more history",
+            params.forecast_hours,
             test_len + 3 * h.max(2)
         )));
     }
@@ -134,17 +194,46 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
             ctx.progress(lo + (hi - lo) * f, || format!("{}: {:.0} %", s.name, f * 100.0));
             ctx.checkpoint().is_ok()
         };
-        let selected =
-            forecast::select_and_fit(&y[..train_len], period, h, SELECT_ORIGINS, &mut progress).map_err(|e| cancel_or(e, ctx))?;
+        let seasons = forecast::detect_periods(&y[..train_len], &candidate_periods);
+        let out_of_time = || ctx.out_of_time();
+        let opts = SelectOptions {
+            baseline_periods: candidate_periods.clone(),
+            seasons: seasons.clone(),
+            scale_period: period,
+            h,
+            n_origins: SELECT_ORIGINS,
+            calibration_origins: CALIBRATION_ORIGINS,
+            out_of_time: &out_of_time,
+        };
+        let selected = forecast::select_with(&y[..train_len], &opts, &mut progress).map_err(|e| cancel_or(e, ctx))?;
+        if selected.timed_out {
+            warnings.push(format!("{}: the time limit ended the model search early; the best model tried so far is used", s.name));
+        }
         let kind = selected.model.kind;
         let eff_period = selected.period;
-        let make = |hist: &[f64]| forecast::Model::fit(kind, hist, eff_period, &mut |_| true);
+        let spec = FitSpec::new(selected.periods.clone(), h);
+        let make = |hist: &[f64]| {
+            forecast::Model::fit_spec(kind, hist, &spec, &mut |_| true).map(|mut m| {
+                m.empirical = selected.model.empirical.clone();
+                m
+            })
+        };
         let test =
-            forecast::backtest(y, eff_period, h, TEST_ORIGINS, make, &mut |_| ctx.checkpoint().is_ok()).map_err(|e| cancel_or(e, ctx))?;
-        let naive_make = |hist: &[f64]| forecast::Model::fit(ModelKind::SeasonalNaive, hist, eff_period, &mut |_| true);
-        let naive = forecast::backtest(y, eff_period, h, TEST_ORIGINS, naive_make, &mut |_| ctx.checkpoint().is_ok())
-            .map_err(|e| cancel_or(e, ctx))?;
-        let mape = test_mape(y, train_len, h, kind, eff_period, &selected.model.empirical);
+            forecast::backtest(y, period, h, TEST_ORIGINS, make, &mut |_| ctx.checkpoint().is_ok()).map_err(|e| cancel_or(e, ctx))?;
+        // The simple rules on the same origins; the headline compares with the best of them, never the weakest.
+        let mut baselines = Vec::new();
+        for cand in Candidate::baselines(&candidate_periods, train_len) {
+            let bspec = cand.spec(h);
+            let make = |hist: &[f64]| forecast::Model::fit_spec(cand.kind, hist, &bspec, &mut |_| true);
+            let score =
+                forecast::backtest(y, period, h, TEST_ORIGINS, make, &mut |_| ctx.checkpoint().is_ok()).map_err(|e| cancel_or(e, ctx))?;
+            baselines.push((cand.name(), score));
+        }
+        let Some((best_name, naive)) = baselines.iter().min_by(|a, b| a.1.mae.total_cmp(&b.1.mae)).cloned() else {
+            return Err(MlError::NotEnoughData("no baseline could be scored".into()));
+        };
+        let baseline_json: serde_json::Map<String, serde_json::Value> = baselines.iter().map(|(n, b)| (n.clone(), json!(b))).collect();
+        let mape = test_mape(y, train_len, &spec, kind, &selected.model.empirical);
         for (name, score) in &selected.leaderboard {
             board.push(LeaderRow {
                 model: format!("{}: {name}", s.name),
@@ -155,12 +244,12 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
                 detail: format!("MASE {}", score.mase.map_or("n/a".into(), |m| format!("{m:.3}"))),
             });
         }
-        // The deployed model is refitted on everything, keeping the backtest's error quantiles for intervals.
-        let mut deployed = forecast::Model::fit(kind, y, eff_period, &mut |_| true)?;
+        // The deployed model is refitted on everything, keeping the backtest's calibrated widths for intervals.
+        let mut deployed = forecast::Model::fit_spec(kind, y, &spec, &mut |_| true)?;
         deployed.empirical = selected.model.empirical.clone();
-        per_sensor
-            .push(json!({ "sensor": s.name, "unit": s.unit, "model": kind.name(), "test": test, "seasonal_naive": naive, "mape": mape }));
-        fitted.push((s.name.clone(), deployed, test, naive, mape, eff_period));
+        per_sensor.push(json!({ "sensor": s.name, "unit": s.unit, "model": kind.name(), "seasons": seasons, "periods": selected.periods,
+            "test": test, "best_baseline": best_name, "baselines": baseline_json, "mape": mape }));
+        fitted.push((s.name.clone(), deployed, test, naive, mape, eff_period, selected.periods.clone()));
         ctx.checkpoint()?;
     }
     sw.lap("select");
@@ -179,11 +268,13 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         "mape": if mapes.is_empty() { None } else { Some(mapes.iter().sum::<f64>() / mapes.len() as f64) },
         "mape_note": format!("MAPE skips actual values within 1e-6 × the series scale of zero ({skipped} points skipped)"),
         "coverage80": mean(&|b| Some(b.coverage80), 0), "coverage95": mean(&|b| Some(b.coverage95), 0),
-        "test_origins": TEST_ORIGINS.min(test_len / h), "horizon_steps": h, "period": period, "per_sensor": per_sensor,
+        "test_origins": TEST_ORIGINS.min(test_len / h), "horizon_steps": h, "period": period, "candidate_periods": candidate_periods, "per_sensor": per_sensor,
     });
-    report.baseline = json!({ "name": "seasonal naive", "mae": mean(&|b| Some(b.mae), 1), "smape": mean(&|b| Some(b.smape), 1), "mase": mase_naive,
+    let baseline_name = "best of naive / daily / weekly seasonal naive (per sensor, same origins)";
+    report.baseline = json!({ "name": baseline_name, "mae": mean(&|b| Some(b.mae), 1), "smape": mean(&|b| Some(b.smape), 1), "mase": mase_naive,
         "coverage80": mean(&|b| Some(b.coverage80), 1), "coverage95": mean(&|b| Some(b.coverage95), 1) });
-    report.headline = Headline::new("mase", mase, mase_naive, "seasonal naive", false);
+    report.headline = Headline::new("mase", mase, mase_naive, baseline_name, false);
+    report.warnings.extend(warnings);
     report.leaderboard = board;
     report.samples = forecast_samples(table, &sensors, &series, train_len, h, step, &fitted, rows.end);
     report.split = SplitSummary {
@@ -212,26 +303,30 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         interval_s: step,
         period,
         horizon: h,
-        sensors: fitted.into_iter().map(|(sensor, model, _, _, _, period)| SensorForecaster { sensor, model, period }).collect(),
+        sensors: fitted
+            .into_iter()
+            .map(|(sensor, model, _, _, _, period, periods)| SensorForecaster { sensor, model, period, periods })
+            .collect(),
         fitted_until,
     };
     Ok((model, report))
 }
 
-/// Sensor, deployed model, test score, seasonal-naive test score, test MAPE, period.
-type Fitted = (String, forecast::Model, BacktestScore, BacktestScore, Option<(f64, usize)>, usize);
+/// Sensor, deployed model, test score, best baseline's test score, test MAPE, period, every season.
+type Fitted = (String, forecast::Model, BacktestScore, BacktestScore, Option<(f64, usize)>, usize, Vec<usize>);
 
 fn cancel_or(e: forecast::ForecastError, ctx: &TrainContext) -> MlError {
     if ctx.is_cancelled() { MlError::Cancelled } else { MlError::Forecast(e) }
 }
 
 /// MAPE over the test origins, skipping near-zero actuals (a sensor that reads 0 has no percentage error).
-fn test_mape(y: &[f64], train_len: usize, h: usize, kind: ModelKind, period: usize, empirical: &[[f64; 2]]) -> Option<(f64, usize)> {
+fn test_mape(y: &[f64], train_len: usize, spec: &FitSpec, kind: ModelKind, empirical: &[[f64; 2]]) -> Option<(f64, usize)> {
+    let h = spec.horizon.max(1);
     let scale = y.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1e-12);
     let (mut actual, mut pred) = (Vec::new(), Vec::new());
     let mut origin = train_len;
     while origin + h <= y.len() {
-        let mut m = forecast::Model::fit(kind, &y[..origin], period, &mut |_| true).ok()?;
+        let mut m = forecast::Model::fit_spec(kind, &y[..origin], spec, &mut |_| true).ok()?;
         m.empirical = empirical.to_vec();
         actual.extend_from_slice(&y[origin..origin + h]);
         pred.extend(m.forecast(h).mean);
@@ -258,7 +353,9 @@ fn forecast_samples(
     let history = (h * 2).min(train_len);
     let mut out = Vec::new();
     for ((s, y), f) in sensors.iter().zip(series).zip(fitted).take(4) {
-        let Ok(mut m) = forecast::Model::fit(f.1.kind, &y[..train_len], f.5, &mut |_| true) else { continue };
+        let Ok(mut m) = forecast::Model::fit_spec(f.1.kind, &y[..train_len], &FitSpec::new(f.6.clone(), h), &mut |_| true) else {
+            continue;
+        };
         m.empirical = f.1.empirical.clone();
         let fc = m.forecast(h);
         out.push(json!({
@@ -274,7 +371,8 @@ fn forecast_samples(
 impl ForecastModel {
     /// Rows of recent history a prediction refits on (two weeks of seasons, at least 3 periods and 4 horizons).
     pub fn history_rows(&self) -> usize {
-        (self.period * 14).max(self.period * 3).max(self.horizon * 4)
+        let longest = self.sensors.iter().flat_map(|s| s.periods.iter().copied()).max().unwrap_or(1);
+        (self.period * 14).max(self.period * 3).max(self.horizon * 4).max(longest * 4)
     }
 
     pub fn describe(&self) -> String {
@@ -312,7 +410,7 @@ impl ForecastModel {
                         self.period.max(2) * 2
                     )));
                 }
-                let mut m = forecast::Model::fit(sf.model.kind, &y, sf.period, &mut |_| true)?;
+                let mut m = forecast::Model::fit_spec(sf.model.kind, &y, &sf.spec(self.horizon), &mut |_| true)?;
                 m.empirical = sf.model.empirical.clone();
                 m
             };
@@ -355,4 +453,66 @@ fn resample(timestamps: &[f64], values: &[f64], step: f64) -> Result<Vec<f64>, M
         }
     }
     Ok(forecast::fill_gaps(&grid)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Layout, MachineMeta, Sensor, SplitHint};
+    use std::time::Duration;
+
+    /// Hourly readings with a daily cycle: `first` hours, a silence of `gap_days`, then `second` hours.
+    fn two_runs(first: usize, gap_days: f64, second: usize) -> Table {
+        let mut timestamps: Vec<f64> = (0..first).map(|i| i as f64 * 3600.0).collect();
+        let restart = first as f64 * 3600.0 + gap_days * 86_400.0;
+        timestamps.extend((0..second).map(|i| restart + i as f64 * 3600.0));
+        let values = timestamps.iter().map(|t| 20.0 + 5.0 * (std::f64::consts::TAU * t / 86_400.0).sin()).collect();
+        Table {
+            machine_id: "m".into(),
+            meta: MachineMeta::default(),
+            layout: Layout::Described,
+            sources: vec![],
+            life: vec![0; timestamps.len()],
+            timestamps,
+            lives_known: false,
+            given_split: None,
+            sensors: vec![Sensor { name: "temp".into(), unit: "°C".into(), values }],
+            label: None,
+            rul: None,
+            anomaly: None,
+            interval_s: 3600.0,
+            split_hint: SplitHint::default(),
+            rul_cap_hint: None,
+        }
+    }
+
+    fn ctx(limit: Duration) -> TrainContext {
+        TrainContext::detached(limit, 1)
+    }
+
+    #[test]
+    fn runs_a_month_apart_are_not_bridged() {
+        let table = two_runs(24 * 30, 30.0, 24 * 40);
+        let (_, report) = train(&table, &TrainParams::default(), &ctx(Duration::from_secs(60))).unwrap();
+        assert!(report.warnings.iter().any(|w| w.contains("960 rows after that gap")), "{:?}", report.warnings);
+        assert_eq!(report.split.train_rows + report.split.test_rows, 24 * 40);
+    }
+
+    #[test]
+    fn a_horizon_longer_than_the_data_names_the_one_that_fits() {
+        let table = two_runs(24 * 10, 0.0, 0);
+        let params = TrainParams { forecast_hours: 24.0 * 7.0, ..TrainParams::default() };
+        let err = train(&table, &params, &ctx(Duration::from_secs(60))).unwrap_err().to_string();
+        assert!(err.contains("set forecast_hours to 60.00 or less"), "{err}");
+    }
+
+    #[test]
+    fn the_time_limit_is_obeyed() {
+        let table = two_runs(24 * 60, 0.0, 0);
+        let t0 = std::time::Instant::now();
+        let (model, report) = train(&table, &TrainParams::default(), &ctx(Duration::ZERO)).unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        assert!(report.warnings.iter().any(|w| w.contains("time limit")), "{:?}", report.warnings);
+        assert_eq!(model.sensors[0].model.kind, ModelKind::Naive);
+    }
 }

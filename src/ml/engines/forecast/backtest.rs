@@ -1,6 +1,7 @@
 //! Rolling-origin evaluation and per-series model selection.
 
 use super::metrics::{coverage, seasonal_naive_mae, smape};
+use super::models::FitSpec;
 use super::models::ModelKind;
 use super::{
     ForecastError, Forecaster, MIN_ORIGINS_FOR_EMPIRICAL, Model, Progress, Result, State, check_finite, effective_period, fill_gaps, report,
@@ -27,6 +28,10 @@ pub struct Selected {
     pub leaderboard: Vec<(String, BacktestScore)>,
     /// Seasonal period actually used (1 when the series was too short for `period`).
     pub period: usize,
+    /// Every season the chosen model was fitted with (refits use the same).
+    pub periods: Vec<usize>,
+    /// The time limit ended the search before every candidate was tried.
+    pub timed_out: bool,
 }
 
 struct Detailed {
@@ -113,29 +118,122 @@ fn origin_points(n: usize, period: usize, h: usize, n_origins: usize) -> Result<
     Ok(origins)
 }
 
+/// One model to try: a kind and the seasons it is fitted with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub kind: ModelKind,
+    pub periods: Vec<usize>,
+}
+
+impl Candidate {
+    /// "seasonal_naive@168" for seasonal naive (one per period), "damped_ets" for Holt–Winters without a
+    /// season, the kind's name otherwise.
+    pub fn name(&self) -> String {
+        match (self.kind, self.periods.first()) {
+            (ModelKind::SeasonalNaive, Some(p)) => format!("seasonal_naive@{p}"),
+            (ModelKind::HoltWinters, None) => "damped_ets".to_string(),
+            _ => self.kind.name().to_string(),
+        }
+    }
+
+    pub fn spec(&self, horizon: usize) -> FitSpec {
+        FitSpec::new(self.periods.clone(), horizon)
+    }
+
+    /// The simple rules every model is compared with: naive and seasonal naive at each period the history
+    /// holds three cycles of.
+    pub fn baselines(periods: &[usize], len: usize) -> Vec<Candidate> {
+        let mut out = vec![Candidate { kind: ModelKind::Naive, periods: vec![] }];
+        out.extend(
+            periods
+                .iter()
+                .filter(|&&p| effective_period(p, len) > 1)
+                .map(|&p| Candidate { kind: ModelKind::SeasonalNaive, periods: vec![p] }),
+        );
+        out
+    }
+
+    /// Baselines at `baseline_periods`, then the smoothing models with the `seasons` the data shows: damped ETS
+    /// without a season, single-season Holt–Winters and decomposition + ETS, and MSTL when there are several.
+    pub fn all(baseline_periods: &[usize], seasons: &[usize], len: usize) -> Vec<Candidate> {
+        let mut out = Candidate::baselines(baseline_periods, len);
+        out.push(Candidate { kind: ModelKind::Drift, periods: vec![] });
+        out.push(Candidate { kind: ModelKind::HoltWinters, periods: vec![] });
+        let usable: Vec<usize> = seasons.iter().copied().filter(|&p| effective_period(p, len) > 1).collect();
+        if let Some(&first) = usable.first() {
+            out.push(Candidate { kind: ModelKind::HoltWinters, periods: vec![first] });
+            out.push(Candidate { kind: ModelKind::StlEts, periods: vec![first] });
+        }
+        if usable.len() > 1 {
+            out.push(Candidate { kind: ModelKind::Mstl, periods: usable });
+        }
+        out
+    }
+}
+
+/// How [`select_with`] searches.
+pub struct SelectOptions<'a> {
+    /// Periods seasonal naive is tried at (the day and the week).
+    pub baseline_periods: Vec<usize>,
+    /// Periods the series shows ([`super::detect_periods`]); the smoothing models use these.
+    pub seasons: Vec<usize>,
+    /// Period of the seasonal-naive MAE that scales MASE (the day), the same for every candidate.
+    pub scale_period: usize,
+    pub h: usize,
+    pub n_origins: usize,
+    /// Origins the chosen model's intervals are calibrated on (at least `n_origins`): more origins span more
+    /// of the series' moods than the few the choice was made on, and are free of the winner's luck.
+    pub calibration_origins: usize,
+    /// Checked before each candidate after the first: when true, the search ends with the best so far.
+    pub out_of_time: &'a dyn Fn() -> bool,
+}
+
 /// Backtests every candidate on the tail of `series` (training data only: the caller keeps its
 /// test data out), picks the lowest MAE (ties: the simpler model) and refits it on the whole series.
 ///
 /// Gaps are filled first. A constant series gets a naive model with zero-width intervals; a series
 /// too short for even one backtest origin gets a naive model and an empty leaderboard.
+#[cfg(test)]
 pub fn select_and_fit(series: &[f64], period: usize, h: usize, n_origins: usize, progress: Progress<'_>) -> Result<Selected> {
+    let periods = if period > 1 { vec![period] } else { vec![] };
+    let opts = SelectOptions {
+        baseline_periods: periods.clone(),
+        seasons: periods,
+        scale_period: period,
+        h,
+        n_origins,
+        calibration_origins: n_origins,
+        out_of_time: &|| false,
+    };
+    select_with(series, &opts, progress)
+}
+
+/// [`select_and_fit`] over several seasons, with a time limit.
+pub fn select_with(series: &[f64], opts: &SelectOptions<'_>, progress: Progress<'_>) -> Result<Selected> {
+    let (h, n_origins) = (opts.h, opts.n_origins);
     if h == 0 || n_origins == 0 {
         return Err(ForecastError::InvalidParameter("select_and_fit needs h >= 1 and n_origins >= 1".into()));
     }
     let y = fill_gaps(series)?;
-    let m = effective_period(period, y.len());
+    let m = effective_period(opts.scale_period, y.len());
     report(progress, 0.0)?;
     if is_constant(&y) {
         let model = Model { kind: ModelKind::Naive, state: State::Naive { last: y[y.len() - 1] }, sigma: 0.0, empirical: vec![] };
         report(progress, 1.0)?;
-        return Ok(Selected { model, leaderboard: vec![], period: m });
+        return Ok(Selected { model, leaderboard: vec![], period: m, periods: vec![], timed_out: false });
     }
-    let candidates = ModelKind::candidates(m);
+    let candidates = Candidate::all(&opts.baseline_periods, &opts.seasons, y.len());
     let units = (candidates.len() + 1) as f64;
     let mut leaderboard = Vec::new();
-    let mut best: Option<(ModelKind, Detailed)> = None;
-    for (i, &kind) in candidates.iter().enumerate() {
-        let mut fit = |train: &[f64], p: Progress<'_>| Model::fit(kind, train, m, p);
+    let mut best: Option<(Candidate, Detailed)> = None;
+    let mut timed_out = false;
+    for (i, cand) in candidates.iter().enumerate() {
+        if best.is_some() && (opts.out_of_time)() {
+            timed_out = true;
+            break;
+        }
+        let spec = cand.spec(h);
+        let mut fit = |train: &[f64], p: Progress<'_>| Model::fit_spec(cand.kind, train, &spec, p);
         let result = run_backtest(&y, m, h, n_origins, &mut fit, &mut |f| progress((i as f64 + f) / units));
         let detailed = match result {
             Ok(d) => d,
@@ -145,25 +243,35 @@ pub fn select_and_fit(series: &[f64], period: usize, h: usize, n_origins: usize,
             // A candidate that cannot fit this series just drops out of the race.
             Err(_) => continue,
         };
-        leaderboard.push((kind.name().to_string(), detailed.score.clone()));
+        leaderboard.push((cand.name(), detailed.score.clone()));
         if best.as_ref().is_none_or(|(_, b)| detailed.score.mae < b.score.mae) {
-            best = Some((kind, detailed));
+            best = Some((cand.clone(), detailed));
         }
     }
     let base = candidates.len() as f64 / units;
     let refit_progress = &mut |f: f64| progress(base + f / units);
-    let model = match best {
-        Some((kind, detailed)) => {
-            let mut model = Model::fit(kind, &y, m, refit_progress)?;
-            if detailed.score.origins >= MIN_ORIGINS_FOR_EMPIRICAL {
-                model.empirical = empirical_quantiles(detailed.abs_errors);
+    let (model, periods) = match best {
+        Some((cand, detailed)) => {
+            let spec = cand.spec(h);
+            let mut model = Model::fit_spec(cand.kind, &y, &spec, refit_progress)?;
+            let mut errors = detailed.abs_errors;
+            if opts.calibration_origins > n_origins && !timed_out && !(opts.out_of_time)() {
+                let mut fit = |train: &[f64], p: Progress<'_>| Model::fit_spec(cand.kind, train, &spec, p);
+                match run_backtest(&y, m, h, opts.calibration_origins, &mut fit, &mut |_| true) {
+                    Ok(d) if d.score.origins > detailed.score.origins => errors = d.abs_errors,
+                    Ok(_) | Err(ForecastError::TooShort { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
-            model
+            if errors.first().map_or(0, Vec::len) >= MIN_ORIGINS_FOR_EMPIRICAL {
+                model.empirical = calibrated_widths(&errors);
+            }
+            (model, cand.periods)
         }
-        None => Model::fit(ModelKind::Naive, &y, m, refit_progress)?,
+        None => (Model::fit(ModelKind::Naive, &y, m, refit_progress)?, vec![]),
     };
     report(progress, 1.0)?;
-    Ok(Selected { model, leaderboard, period: m })
+    Ok(Selected { model, leaderboard, period: periods.first().copied().unwrap_or(1), periods, timed_out })
 }
 
 fn is_constant(y: &[f64]) -> bool {
@@ -171,25 +279,37 @@ fn is_constant(y: &[f64]) -> bool {
     hi - lo <= 1e-12 * lo.abs().max(hi.abs()).max(1e-300)
 }
 
-/// Per step: 80 % and 95 % quantiles of |error|, made non-decreasing in the horizon (uncertainty
-/// does not shrink further out; a dip is sampling noise from few origins).
-fn empirical_quantiles(abs_errors: Vec<Vec<f64>>) -> Vec<[f64; 2]> {
-    let mut out = Vec::with_capacity(abs_errors.len());
-    let mut running = [0.0f64, 0.0];
-    for mut errs in abs_errors {
-        errs.retain(|e| e.is_finite());
-        errs.sort_unstable_by(f64::total_cmp);
-        let q = |p: f64| {
-            if errs.is_empty() {
-                return 0.0;
-            }
-            let pos = p * (errs.len() - 1) as f64;
-            let lo = pos.floor() as usize;
-            let hi = (lo + 1).min(errs.len() - 1);
-            errs[lo] + (errs[hi] - errs[lo]) * (pos - lo as f64)
-        };
-        running = [running[0].max(q(0.8)), running[1].max(q(0.95))];
-        out.push(running);
-    }
-    out
+/// Calibrated half-widths per step `[w80, w95]` from the backtest's |errors| (one list per step, one entry
+/// per origin): the RMS error per step, made non-decreasing, sets the shape; the 80 % / 95 % quantiles of
+/// |error| / shape pooled over every step and origin set the level. Pooling uses h × origins errors rather
+/// than the few per step, so the level is steady; the shape keeps near steps narrow and far ones wide.
+pub(crate) fn calibrated_widths(abs_errors: &[Vec<f64>]) -> Vec<[f64; 2]> {
+    let mut running = 0.0f64;
+    let scale: Vec<f64> = abs_errors
+        .iter()
+        .map(|errs| {
+            let finite: Vec<f64> = errs.iter().copied().filter(|e| e.is_finite()).collect();
+            let rms = if finite.is_empty() { 0.0 } else { (finite.iter().map(|e| e * e).sum::<f64>() / finite.len() as f64).sqrt() };
+            running = running.max(rms);
+            running
+        })
+        .collect();
+    let mut ratios: Vec<f64> = abs_errors
+        .iter()
+        .zip(&scale)
+        .filter(|(_, s)| **s > 0.0)
+        .flat_map(|(errs, s)| errs.iter().filter(|e| e.is_finite()).map(move |e| e / s))
+        .collect();
+    ratios.sort_unstable_by(f64::total_cmp);
+    let q = |p: f64| {
+        if ratios.is_empty() {
+            return 0.0;
+        }
+        let pos = p * (ratios.len() - 1) as f64;
+        let lo = pos.floor() as usize;
+        let hi = (lo + 1).min(ratios.len() - 1);
+        ratios[lo] + (ratios[hi] - ratios[lo]) * (pos - lo as f64)
+    };
+    let (q80, q95) = (q(0.8), q(0.95));
+    scale.iter().map(|s| [q80 * s, q95 * s]).collect()
 }

@@ -45,7 +45,15 @@ impl EtsState {
     /// Fits α, β, φ (and γ when `m > 1`) on `y`; returns the final state and the residual sd
     /// (after an `m`-step burn-in, where the heuristic initial state still dominates).
     pub fn fit(y: &[f64], m: usize, progress: &mut dyn FnMut(f64) -> bool) -> Result<(EtsState, f64)> {
+        Self::fit_for_horizon(y, m, 1, progress)
+    }
+
+    /// As [`EtsState::fit`], but the parameters minimise the squared error of forecasts 1..=`horizon` steps
+    /// ahead from origins spread over `y`: a trend fitted on one-step error follows every wiggle, lands on its
+    /// bounds and extrapolates far off over a day; judged over the real horizon it stays modest.
+    pub fn fit_for_horizon(y: &[f64], m: usize, horizon: usize, progress: &mut dyn FnMut(f64) -> bool) -> Result<(EtsState, f64)> {
         let m = m.max(1);
+        let horizon = horizon.max(1);
         let need = if m > 1 { 2 * m + 2 } else { 4 };
         if y.len() < need {
             return Err(ForecastError::TooShort { got: y.len(), need });
@@ -64,7 +72,7 @@ impl EtsState {
                 return 0.0; // collapses the simplex so the optimiser ends at once
             }
             let p = decode(theta, seasonal);
-            run(y, m, &init, p, None).0
+            run(y, m, &init, p, horizon, None).0
         };
         let start = [0.0, -1.0, -1.5, 1.0];
         let best = nelder_mead(&mut objective, &start[..dim], MAX_EVALS);
@@ -73,7 +81,7 @@ impl EtsState {
         }
         let params = decode(&best, seasonal);
         let mut state = EtsState { alpha: 0.0, beta: 0.0, gamma: 0.0, phi: 1.0, level: 0.0, trend: 0.0, seasonal: vec![] };
-        let (_, sigma) = run(y, m, &init, params, Some(&mut state));
+        let (_, sigma) = run(y, m, &init, params, horizon, Some(&mut state));
         report(progress, 1.0)?;
         Ok((state, sigma))
     }
@@ -148,14 +156,20 @@ fn initial_state(y: &[f64], m: usize) -> Init {
     Init { level: means[0] - trend * (m as f64 + 1.0) / 2.0, trend, seasonal }
 }
 
-/// Runs the recursion; returns (SSE, residual sd after burn-in) and optionally the final state.
-/// A diverging run reports `f64::MAX` so the optimiser steers away from it.
-fn run(y: &[f64], m: usize, init: &Init, p: Params, out: Option<&mut EtsState>) -> (f64, f64) {
+/// Multi-step forecast errors evaluated per objective call, at most: origins are thinned to fit.
+const MULTI_STEP_BUDGET: usize = 20_000;
+
+/// Runs the recursion; returns (objective, residual sd after burn-in) and optionally the final state.
+/// The objective is the one-step SSE for `horizon` 1, else the mean squared error of the forecasts 1..=horizon
+/// steps ahead from evenly spaced origins. A diverging run reports `f64::MAX` so the optimiser steers away.
+fn run(y: &[f64], m: usize, init: &Init, p: Params, horizon: usize, out: Option<&mut EtsState>) -> (f64, f64) {
     let mut level = init.level;
     let mut trend = init.trend;
     let mut seasonal = init.seasonal.clone();
     let burn_in = if m > 1 { m } else { 2 };
     let (mut sse, mut sse_after, mut n_after) = (0.0, 0.0, 0usize);
+    let stride = (y.len().saturating_mul(horizon) / MULTI_STEP_BUDGET).max(1);
+    let (mut multi_sse, mut multi_n) = (0.0, 0usize);
     for (t, &obs) in y.iter().enumerate() {
         let s = if m > 1 { seasonal[t % m] } else { 0.0 };
         let e = obs - (level + p.phi * trend + s);
@@ -169,8 +183,20 @@ fn run(y: &[f64], m: usize, init: &Init, p: Params, out: Option<&mut EtsState>) 
             sse_after += e * e;
             n_after += 1;
         }
+        if horizon > 1 && t >= burn_in && t % stride == 0 {
+            let mut damp_sum = 0.0;
+            let mut phi_k = 1.0;
+            for k in 1..=horizon.min(y.len() - 1 - t) {
+                phi_k *= p.phi;
+                damp_sum += phi_k;
+                let s = if m > 1 { seasonal[(t + k) % m] } else { 0.0 };
+                let err = y[t + k] - (level + damp_sum * trend + s);
+                multi_sse += err * err;
+                multi_n += 1;
+            }
+        }
     }
-    if !sse.is_finite() {
+    if !sse.is_finite() || !multi_sse.is_finite() {
         return (f64::MAX, f64::MAX);
     }
     let n_params = if m > 1 { 4 } else { 3 };
@@ -182,7 +208,8 @@ fn run(y: &[f64], m: usize, init: &Init, p: Params, out: Option<&mut EtsState>) 
         }
         *state = EtsState { alpha: p.alpha, beta: p.beta, gamma: p.gamma, phi: p.phi, level, trend, seasonal };
     }
-    (sse, sigma)
+    let objective = if multi_n > 0 { multi_sse / multi_n as f64 } else { sse };
+    (objective, sigma)
 }
 
 /// Minimises `f` from `start` with at most `max_evals` evaluations (standard coefficients).

@@ -5,14 +5,20 @@
 //! Fitted models keep only what forecasting needs (levels, trends, one season of offsets,
 //! residual scales), so they serialise to a few hundred bytes per sensor.
 //!
+//! ## Seasons
+//! [`candidate_periods`] gives the day and the week in grid steps; [`detect_periods`] keeps those the
+//! autocorrelation of the series shows (none for a series without a cycle). Several seasons are removed one
+//! after another ([`ModelKind::Mstl`]); seasonal naive is tried at every period the history supports.
+//!
 //! ## Prediction intervals
 //! Each model stores σ, the sd of its in-sample one-step residuals, and forecasts step `k` with
 //! the model's analytic variance factor `v_k` (e.g. `k` for naive, `1 + Σ c_j²` for ETS):
 //! half-width `z·σ·√v_k` with z = 1.2816 (80 %) / 1.96 (95 %). When the model was chosen by
-//! [`select_and_fit`] with at least [`MIN_ORIGINS_FOR_EMPIRICAL`] backtest origins, it also stores
-//! the 80 %/95 % quantiles of |error| per horizon step from that backtest, and each half-width is
-//! the larger of the analytic and the empirical one: analytic widths assume the model is right,
-//! empirical ones catch it when it is not; taking the larger errs towards honest coverage.
+//! [`select_and_fit`] with at least [`MIN_ORIGINS_FOR_EMPIRICAL`] backtest origins, it stores
+//! calibrated half-widths per step instead: the error scale per step (RMS over the origins, made
+//! non-decreasing) times the 80 % / 95 % quantiles of |error| / scale pooled over every step and
+//! origin. Analytic widths assume the model is right and were too wide on some series and too narrow
+//! on others; the pooled quantiles hit the nominal coverage on the backtest by construction.
 //!
 //! Self-contained: depends only on `std`, `serde` and `thiserror`.
 
@@ -21,9 +27,11 @@ mod ets;
 mod metrics;
 mod models;
 
-pub use backtest::{BacktestScore, backtest, select_and_fit};
+#[cfg(test)]
+pub use backtest::select_and_fit;
+pub use backtest::{BacktestScore, Candidate, SelectOptions, backtest, select_with};
 pub use metrics::{mae, mape_skipping_near_zero};
-pub use models::{ModelKind, State};
+pub use models::{FitSpec, ModelKind, State};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -88,8 +96,13 @@ impl Model {
     /// Fits `kind` on a gap-free series. `period` is the seasonal period in steps (1 = none); it is
     /// reduced to 1 when the series holds fewer than three periods.
     pub fn fit(kind: ModelKind, series: &[f64], period: usize, progress: Progress<'_>) -> Result<Model> {
+        Self::fit_spec(kind, series, &FitSpec::new(vec![period], 1), progress)
+    }
+
+    /// Fits `kind` with every season in `spec` and smoothing judged on `spec.horizon` steps ahead.
+    pub fn fit_spec(kind: ModelKind, series: &[f64], spec: &FitSpec, progress: Progress<'_>) -> Result<Model> {
         check_finite(series)?;
-        let (state, sigma) = models::fit_state(kind, series, period, progress)?;
+        let (state, sigma) = models::fit_state(kind, series, spec, progress)?;
         Ok(Model { kind, state, sigma: if sigma.is_finite() { sigma } else { 0.0 }, empirical: vec![] })
     }
 }
@@ -107,9 +120,10 @@ impl Forecaster for Model {
         };
         for (k, (m, v)) in f.mean.iter().zip(&factors).enumerate() {
             let sd = self.sigma * v.max(0.0).sqrt();
-            let [e80, e95] = self.empirical.get(k).copied().unwrap_or([0.0, 0.0]);
-            let w80 = (Z80 * sd).max(e80);
-            let w95 = (Z95 * sd).max(e95).max(w80);
+            let (w80, w95) = match self.empirical.get(k) {
+                Some(&[e80, e95]) => (e80, e95.max(e80)),
+                None => (Z80 * sd, Z95 * sd),
+            };
             f.lo80.push(m - w80);
             f.hi80.push(m + w80);
             f.lo95.push(m - w95);
@@ -168,6 +182,69 @@ pub fn period_from_interval(interval_seconds: f64) -> usize {
     }
     let steps = (86_400.0 / interval_seconds).round();
     if steps >= 2.0 { steps.min(usize::MAX as f64 / 4.0) as usize } else { 2 }
+}
+
+/// The day and the week in steps of `interval_seconds` (each only when it spans at least 2 steps).
+pub fn candidate_periods(interval_seconds: f64) -> Vec<usize> {
+    if !(interval_seconds.is_finite() && interval_seconds > 0.0) {
+        return vec![];
+    }
+    [86_400.0, 7.0 * 86_400.0]
+        .iter()
+        .map(|s| (s / interval_seconds).round())
+        .filter(|&steps| (2.0..=1e7).contains(&steps))
+        .map(|steps| steps as usize)
+        .collect()
+}
+
+/// Autocorrelation a season must show (on the series minus its moving average over that season) to be used.
+const SEASON_ACF: f64 = 0.3;
+/// A longer season must correlate this much better at its own lag than at the shorter season's lag: a pure
+/// daily cycle correlates at one week as well as at one day and needs no weekly season.
+const LONGER_SEASON_GAIN: f64 = 0.05;
+
+/// The candidate periods (ascending) that `y` shows a cycle at, judged on its last `3 × period` or more
+/// values; empty for a series without a cycle.
+pub fn detect_periods(y: &[f64], candidates: &[usize]) -> Vec<usize> {
+    let mut found: Vec<usize> = Vec::new();
+    let mut sorted = candidates.to_vec();
+    sorted.sort_unstable();
+    for &p in &sorted {
+        if p < 2 || y.len() < 3 * p {
+            continue;
+        }
+        let detrended = detrend(y, p);
+        let r = acf(&detrended, p);
+        let shorter_best = found.iter().map(|&q| acf(&detrended, q)).fold(f64::NEG_INFINITY, f64::max);
+        if r >= SEASON_ACF && (found.is_empty() || r >= shorter_best + LONGER_SEASON_GAIN) {
+            found.push(p);
+        }
+    }
+    found
+}
+
+/// `y` minus its centred moving average over `p` steps (where the window fits): what is left is the cycle.
+fn detrend(y: &[f64], p: usize) -> Vec<f64> {
+    let mut prefix = Vec::with_capacity(y.len() + 1);
+    prefix.push(0.0);
+    for v in y {
+        prefix.push(prefix[prefix.len() - 1] + v);
+    }
+    let half = p / 2;
+    (half..y.len().saturating_sub(p - half)).map(|t| y[t] - (prefix[t - half + p] - prefix[t - half]) / p as f64).collect()
+}
+
+/// Sample autocorrelation at `lag` (0 when undefined).
+fn acf(x: &[f64], lag: usize) -> f64 {
+    if x.len() <= lag + 1 {
+        return 0.0;
+    }
+    let mean = x.iter().sum::<f64>() / x.len() as f64;
+    let var: f64 = x.iter().map(|v| (v - mean) * (v - mean)).sum();
+    if var <= 0.0 {
+        return 0.0;
+    }
+    x.windows(lag + 1).map(|w| (w[0] - mean) * (w[lag] - mean)).sum::<f64>() / var
 }
 
 /// `period` if the series holds at least three full periods, else 1 (a seasonal shape estimated

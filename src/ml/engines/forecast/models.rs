@@ -17,6 +17,27 @@ pub enum ModelKind {
     Drift,
     HoltWinters,
     StlEts,
+    /// Several seasons (daily and weekly) removed one after another, damped ETS on what is left.
+    Mstl,
+}
+
+/// What a fit needs besides the kind and the history: the seasonal periods in steps (ascending; the first is
+/// the one single-season models use) and the horizon the smoothing parameters are judged on.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FitSpec {
+    pub periods: Vec<usize>,
+    pub horizon: usize,
+}
+
+impl FitSpec {
+    pub fn new(periods: Vec<usize>, horizon: usize) -> Self {
+        FitSpec { periods, horizon }
+    }
+
+    /// The period single-season models use (1 = none).
+    pub fn first(&self) -> usize {
+        self.periods.first().copied().unwrap_or(1)
+    }
 }
 
 impl ModelKind {
@@ -27,6 +48,7 @@ impl ModelKind {
             ModelKind::Drift => "drift",
             ModelKind::HoltWinters => "holt_winters",
             ModelKind::StlEts => "stl_ets",
+            ModelKind::Mstl => "mstl_ets",
         }
     }
 
@@ -62,6 +84,11 @@ pub enum State {
         seasonal: Vec<f64>,
         ets: EtsState,
     },
+    /// One offset vector per season (each starting at the first forecast step) plus damped ETS.
+    Mstl {
+        seasonals: Vec<Vec<f64>>,
+        ets: EtsState,
+    },
 }
 
 impl State {
@@ -79,6 +106,12 @@ impl State {
                 .enumerate()
                 .map(|(k, v)| v + if seasonal.is_empty() { 0.0 } else { seasonal[k % seasonal.len()] })
                 .collect(),
+            State::Mstl { seasonals, ets } => ets
+                .point(h)
+                .into_iter()
+                .enumerate()
+                .map(|(k, v)| v + seasonals.iter().filter(|s| !s.is_empty()).map(|s| s[k % s.len()]).sum::<f64>())
+                .collect(),
         }
     }
 
@@ -94,7 +127,7 @@ impl State {
                 let t = (*n).saturating_sub(1).max(1) as f64;
                 (1..=h).map(|k| k as f64 * (1.0 + k as f64 / t)).collect()
             }
-            State::HoltWinters(ets) | State::StlEts { ets, .. } => ets.variance_factors(h),
+            State::HoltWinters(ets) | State::StlEts { ets, .. } | State::Mstl { ets, .. } => ets.variance_factors(h),
         }
     }
 }
@@ -102,13 +135,14 @@ impl State {
 /// Fits `kind` on `y` (finite, non-empty). Returns the state and the one-step residual sd.
 /// A seasonal model given too little history for its period degrades to its non-seasonal form
 /// rather than failing, so rolling-origin backtests can start early.
-pub fn fit_state(kind: ModelKind, y: &[f64], period: usize, progress: &mut dyn FnMut(f64) -> bool) -> Result<(State, f64)> {
+pub fn fit_state(kind: ModelKind, y: &[f64], spec: &FitSpec, progress: &mut dyn FnMut(f64) -> bool) -> Result<(State, f64)> {
     let n = y.len();
     let Some(&last) = y.last() else {
         return Err(ForecastError::Empty);
     };
     report(progress, 0.0)?;
-    let m = effective_period(period, n);
+    let m = effective_period(spec.first(), n);
+    let h = spec.horizon.max(1);
     let out = match kind {
         ModelKind::Naive => (State::Naive { last }, rms(lag_diffs(y, 1, 0.0))),
         ModelKind::SeasonalNaive if m > 1 => {
@@ -123,10 +157,11 @@ pub fn fit_state(kind: ModelKind, y: &[f64], period: usize, progress: &mut dyn F
         ModelKind::HoltWinters => {
             let w = fit_window(y, m);
             let m_fit = if w.len() >= 2 * m + 2 { m } else { 1 };
-            let (ets, sigma) = EtsState::fit(w, m_fit, progress)?;
+            let (ets, sigma) = EtsState::fit_for_horizon(w, m_fit, h, progress)?;
             (State::HoltWinters(ets), sigma)
         }
-        ModelKind::StlEts => fit_stl_ets(fit_window(y, m), m, progress)?,
+        ModelKind::StlEts => fit_stl_ets(fit_window(y, m), m, h, progress)?,
+        ModelKind::Mstl => fit_mstl(y, &spec.periods, h, progress)?,
     };
     report(progress, 1.0)?;
     Ok(out)
@@ -139,11 +174,20 @@ fn fit_window(y: &[f64], m: usize) -> &[f64] {
 
 /// Seasonal shape = per-phase median of the series minus its centred moving average (robust to
 /// outliers and gaps filled by interpolation); damped ETS then models what is left.
-fn fit_stl_ets(y: &[f64], m: usize, progress: &mut dyn FnMut(f64) -> bool) -> Result<(State, f64)> {
+fn fit_stl_ets(y: &[f64], m: usize, h: usize, progress: &mut dyn FnMut(f64) -> bool) -> Result<(State, f64)> {
     if m <= 1 || y.len() < 3 * m {
-        let (ets, sigma) = EtsState::fit(y, 1, progress)?;
+        let (ets, sigma) = EtsState::fit_for_horizon(y, 1, h, progress)?;
         return Ok((State::StlEts { seasonal: vec![], ets }, sigma));
     }
+    let mut seasonal = seasonal_shape(y, m);
+    let deseasonalised: Vec<f64> = y.iter().enumerate().map(|(t, v)| v - seasonal[t % m]).collect();
+    let (ets, sigma) = EtsState::fit_for_horizon(&deseasonalised, 1, h, progress)?;
+    seasonal.rotate_left(y.len() % m);
+    Ok((State::StlEts { seasonal, ets }, sigma))
+}
+
+/// Per-phase median of the series minus its centred moving average over one period, centred on zero.
+fn seasonal_shape(y: &[f64], m: usize) -> Vec<f64> {
     let trend = centred_moving_average(y, m);
     let mut per_phase: Vec<Vec<f64>> = vec![Vec::new(); m];
     for (t, tr) in trend.iter().enumerate() {
@@ -154,10 +198,39 @@ fn fit_stl_ets(y: &[f64], m: usize, progress: &mut dyn FnMut(f64) -> bool) -> Re
     let mut seasonal: Vec<f64> = per_phase.iter_mut().map(|v| median(v)).collect();
     let avg = seasonal.iter().sum::<f64>() / m as f64;
     seasonal.iter_mut().for_each(|s| *s -= avg);
-    let deseasonalised: Vec<f64> = y.iter().enumerate().map(|(t, v)| v - seasonal[t % m]).collect();
-    let (ets, sigma) = EtsState::fit(&deseasonalised, 1, progress)?;
-    seasonal.rotate_left(y.len() % m);
-    Ok((State::StlEts { seasonal, ets }, sigma))
+    seasonal
+}
+
+/// Decomposition passes: the second re-estimates each season with the others' latest shapes removed.
+const MSTL_PASSES: usize = 2;
+
+/// MSTL-style: each season (shortest first) is estimated on the series with the other seasons removed, twice;
+/// damped ETS fitted on the horizon then models the remainder. Seasons the history holds fewer than three
+/// cycles of are left out.
+fn fit_mstl(y: &[f64], periods: &[usize], h: usize, progress: &mut dyn FnMut(f64) -> bool) -> Result<(State, f64)> {
+    let longest = periods.iter().copied().filter(|&p| p >= 2 && y.len() >= 3 * p).max().unwrap_or(1);
+    let shortest = periods.iter().copied().filter(|&p| p >= 2).min().unwrap_or(1);
+    let w = (FIT_PERIODS * shortest).max(4 * longest).max(MIN_FIT_WINDOW).min(y.len());
+    let y = &y[y.len() - w..];
+    let ps: Vec<usize> = periods.iter().copied().filter(|&p| p >= 2 && y.len() >= 3 * p).collect();
+    let mut seasonals: Vec<Vec<f64>> = ps.iter().map(|&p| vec![0.0; p]).collect();
+    for _ in 0..MSTL_PASSES {
+        for i in 0..ps.len() {
+            let partial: Vec<f64> = y
+                .iter()
+                .enumerate()
+                .map(|(t, v)| v - seasonals.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| s[t % s.len()]).sum::<f64>())
+                .collect();
+            seasonals[i] = seasonal_shape(&partial, ps[i]);
+        }
+    }
+    let deseasonalised: Vec<f64> = y.iter().enumerate().map(|(t, v)| v - seasonals.iter().map(|s| s[t % s.len()]).sum::<f64>()).collect();
+    let (ets, sigma) = EtsState::fit_for_horizon(&deseasonalised, 1, h, progress)?;
+    for s in &mut seasonals {
+        let len = s.len();
+        s.rotate_left(y.len() % len);
+    }
+    Ok((State::Mstl { seasonals, ets }, sigma))
 }
 
 /// Centred moving average over one full period (2×m for even m, so it stays centred); `None`
@@ -211,12 +284,12 @@ mod tests {
     #[test]
     fn baselines_forecast_as_defined() {
         let y = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
-        let (s, _) = fit_state(ModelKind::Naive, &y, 1, &mut |_| true).unwrap();
+        let (s, _) = fit_state(ModelKind::Naive, &y, &FitSpec::new(vec![1], 1), &mut |_| true).unwrap();
         assert_eq!(s.point(2), vec![9.0, 9.0]);
-        let (s, sigma) = fit_state(ModelKind::Drift, &y, 1, &mut |_| true).unwrap();
+        let (s, sigma) = fit_state(ModelKind::Drift, &y, &FitSpec::new(vec![1], 1), &mut |_| true).unwrap();
         assert_eq!(s.point(2), vec![10.0, 11.0]);
         assert!(sigma < 1e-12);
-        let (s, _) = fit_state(ModelKind::SeasonalNaive, &y, 3, &mut |_| true).unwrap();
+        let (s, _) = fit_state(ModelKind::SeasonalNaive, &y, &FitSpec::new(vec![3], 1), &mut |_| true).unwrap();
         assert_eq!(s.point(4), vec![7.0, 8.0, 9.0, 7.0]);
         assert_eq!(s.variance_factors(4), vec![1.0, 1.0, 1.0, 2.0]);
     }
@@ -225,7 +298,7 @@ mod tests {
     fn stl_recovers_seasonal_shape() {
         let m = 24;
         let y: Vec<f64> = (0..m * 20).map(|t| 0.01 * t as f64 + (t % m) as f64).collect();
-        let (s, _) = fit_state(ModelKind::StlEts, &y, m, &mut |_| true).unwrap();
+        let (s, _) = fit_state(ModelKind::StlEts, &y, &FitSpec::new(vec![m], 1), &mut |_| true).unwrap();
         let f = s.point(m);
         // Next step is phase 0 (lowest) and the last is phase 23 (highest).
         assert!(f[m - 1] - f[0] > 20.0, "{f:?}");

@@ -81,7 +81,8 @@ fn chosen_model_covers_held_out_data() {
     let train = &y[..24 * 60];
     let chosen = select_and_fit(train, 24, 24, 10, &mut ok).unwrap();
     assert!(matches!(chosen.model.kind, ModelKind::HoltWinters | ModelKind::StlEts), "{:?}", chosen.leaderboard);
-    assert_eq!(chosen.leaderboard.len(), 5);
+    // naive, seasonal naive, drift, damped ETS, Holt–Winters, decomposition + ETS.
+    assert_eq!(chosen.leaderboard.len(), 6);
     assert_eq!(chosen.model.empirical.len(), 24);
     // One origin: 24 strongly correlated errors, so only a sanity bound.
     let f = chosen.model.forecast(24);
@@ -187,4 +188,116 @@ fn fifty_thousand_points_fit_fast() {
     let limit = if cfg!(debug_assertions) { 20.0 } else { 1.0 };
     assert!(elapsed.as_secs_f64() < limit, "{elapsed:?}");
     assert!(chosen.model.forecast(24).mean.iter().all(|v| v.is_finite()));
+}
+
+/// Hourly: a daily cycle, and on weekends (days 5 and 6 of each week) a level 8 lower when `weekly`.
+fn daily_weekly(n: usize, weekly: bool, seed: u64) -> Vec<f64> {
+    let mut noise = Noise(seed);
+    (0..n)
+        .map(|t| {
+            let phase = std::f64::consts::TAU * (t % 24) as f64 / 24.0;
+            let weekend = weekly && (t / 24) % 7 >= 5;
+            20.0 + 5.0 * phase.sin() - if weekend { 8.0 } else { 0.0 } + noise.normal()
+        })
+        .collect()
+}
+
+#[test]
+fn seasons_are_detected_from_the_autocorrelation() {
+    let cands = candidate_periods(3600.0);
+    assert_eq!(cands, vec![24, 168]);
+    assert_eq!(candidate_periods(300.0), vec![288, 2016]);
+    assert_eq!(detect_periods(&daily_weekly(24 * 7 * 8, false, 1), &cands), vec![24]);
+    assert_eq!(detect_periods(&daily_weekly(24 * 7 * 8, true, 2), &cands), vec![24, 168]);
+    assert_eq!(detect_periods(&random_walk(24 * 7 * 8, 3), &cands), Vec::<usize>::new());
+    let mut noise = Noise(4);
+    let white: Vec<f64> = (0..24 * 7 * 8).map(|_| noise.normal()).collect();
+    assert!(detect_periods(&white, &cands).is_empty());
+    // Too short for three weeks: only the day can be judged.
+    assert_eq!(detect_periods(&daily_weekly(24 * 14, true, 5), &cands), vec![24]);
+}
+
+#[test]
+fn mstl_beats_a_single_season_on_daily_and_weekly_cycles() {
+    let y = daily_weekly(24 * 7 * 10, true, 6);
+    let fit = |kind: ModelKind, periods: Vec<usize>| {
+        let spec = FitSpec::new(periods, 24);
+        backtest(&y, 24, 24, 14, |t| Model::fit_spec(kind, t, &spec, &mut ok), &mut ok).unwrap()
+    };
+    let mstl = fit(ModelKind::Mstl, vec![24, 168]);
+    let stl = fit(ModelKind::StlEts, vec![24]);
+    let daily = fit(ModelKind::SeasonalNaive, vec![24]);
+    assert!(mstl.mae < 0.8 * stl.mae && mstl.mae < 0.8 * daily.mae, "mstl {mstl:?} stl {stl:?} daily {daily:?}");
+}
+
+#[test]
+fn damped_trend_stays_bounded_over_48_steps() {
+    // A random walk that ends on a steep run: a trend fitted on one-step error extrapolates that run.
+    let mut y = random_walk(2000, 7);
+    let last = y[y.len() - 1];
+    y.extend((1..=30).map(|k| last + 3.0 * k as f64));
+    let (lo, hi) = y.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(*v), h.max(*v)));
+    let range = hi - lo;
+    for kind in [ModelKind::HoltWinters, ModelKind::StlEts] {
+        let m = Model::fit_spec(kind, &y, &FitSpec::new(vec![], 48), &mut ok).unwrap();
+        let f = m.forecast(48);
+        let end = y[y.len() - 1];
+        for v in &f.mean {
+            assert!((v - end).abs() < 0.5 * range, "{kind:?} ran away: {:?}", f.mean);
+        }
+        // The last run's slope carried on would climb 3 × 48 = 144 over the horizon; damped, well under half.
+        assert!((f.mean[47] - end).abs() < 72.0, "{kind:?}: {:?}", f.mean);
+    }
+}
+
+#[test]
+fn calibrated_intervals_cover_near_nominal_on_held_out_days() {
+    let y = seasonal_series(24 * 120, 8);
+    let train_len = 24 * 80;
+    let opts = SelectOptions {
+        baseline_periods: vec![24],
+        seasons: vec![24],
+        scale_period: 24,
+        h: 24,
+        n_origins: 14,
+        calibration_origins: 42,
+        out_of_time: &|| false,
+    };
+    let chosen = select_with(&y[..train_len], &opts, &mut ok).unwrap();
+    let (mut in80, mut in95, mut n) = (0, 0, 0);
+    for day in 0..40 {
+        let o = train_len + 24 * day;
+        let mut m = Model::fit_spec(chosen.model.kind, &y[..o], &FitSpec::new(chosen.periods.clone(), 24), &mut ok).unwrap();
+        m.empirical = chosen.model.empirical.clone();
+        let f = m.forecast(24);
+        for (k, a) in y[o..o + 24].iter().enumerate() {
+            in80 += usize::from(f.lo80[k] <= *a && *a <= f.hi80[k]);
+            in95 += usize::from(f.lo95[k] <= *a && *a <= f.hi95[k]);
+            n += 1;
+        }
+    }
+    let (c80, c95) = (in80 as f64 / n as f64, in95 as f64 / n as f64);
+    assert!((c80 - 0.80).abs() <= 0.06 && (c95 - 0.95).abs() <= 0.04, "coverage {c80:.3} / {c95:.3}");
+}
+
+#[test]
+fn the_time_limit_ends_the_search_with_the_best_so_far() {
+    let y = daily_weekly(24 * 7 * 6, true, 9);
+    let opts = SelectOptions {
+        baseline_periods: vec![24, 168],
+        seasons: vec![24, 168],
+        scale_period: 24,
+        h: 24,
+        n_origins: 10,
+        calibration_origins: 10,
+        out_of_time: &|| true,
+    };
+    let t0 = Instant::now();
+    let chosen = select_with(&y, &opts, &mut ok).unwrap();
+    assert!(chosen.timed_out);
+    assert_eq!(chosen.leaderboard.len(), 1, "{:?}", chosen.leaderboard);
+    assert_eq!(chosen.model.kind, ModelKind::Naive);
+    assert!(t0.elapsed().as_secs_f64() < 1.0);
+    let full = select_with(&y, &SelectOptions { out_of_time: &|| false, ..opts }, &mut ok).unwrap();
+    assert!(!full.timed_out && full.leaderboard.len() >= 6, "{:?}", full.leaderboard);
 }
