@@ -18,9 +18,8 @@ pub fn machine_dir(data_dir: &Path, id: &MachineId) -> PathBuf {
     data_dir.join("machines").join(id.as_str())
 }
 
-/// Loads `<data_dir>/machines/<id>/` after validating the id; every file it reads must resolve into the data
-/// folder (see [`Confine`]).
-pub fn load_machine(data_dir: &Path, id: &str) -> Result<Table, DataError> {
+/// A machine's id checked, its folder found and confined to the data folder: what loading and peeking start from.
+pub(super) fn open_machine(data_dir: &Path, id: &str) -> Result<(MachineId, PathBuf, Confine), DataError> {
     let id = MachineId::parse(id)?;
     let dir = machine_dir(data_dir, &id);
     if !dir.is_dir() {
@@ -28,6 +27,13 @@ pub fn load_machine(data_dir: &Path, id: &str) -> Result<Table, DataError> {
     }
     let confine = Confine::within(data_dir)?;
     confine.check(&dir, "the machine folder", &dir)?;
+    Ok((id, dir, confine))
+}
+
+/// Loads `<data_dir>/machines/<id>/` after validating the id; every file it reads must resolve into the data
+/// folder (see [`Confine`]).
+pub fn load_machine(data_dir: &Path, id: &str) -> Result<Table, DataError> {
+    let (id, dir, confine) = open_machine(data_dir, id)?;
     load_folder(&dir, id.to_string(), &confine)
 }
 

@@ -5,8 +5,7 @@
 use super::confine::Confine;
 use super::describe::ColumnRoles;
 use super::error::DataError;
-use super::id::MachineId;
-use super::load::{Described, MachineSummary, TIME_NAMES, describe_folder, machine_dir, text_options};
+use super::load::{Described, MachineSummary, TIME_NAMES, describe_folder, open_machine, text_options};
 use super::read::{Delimiter, check_text};
 use super::sources::SourceFile;
 use super::table::{Layout, Split};
@@ -36,13 +35,7 @@ const SAMPLE_CELLS: usize = 100_000;
 
 /// Summarises `<data_dir>/machines/<id>/` without loading it (see the module doc).
 pub fn peek_machine(data_dir: &Path, id: &str, caps: &Caps) -> Result<MachineSummary, DataError> {
-    let id = MachineId::parse(id)?;
-    let dir = machine_dir(data_dir, &id);
-    if !dir.is_dir() {
-        return Err(DataError::UnknownMachine { id: id.to_string(), dir });
-    }
-    let confine = Confine::within(data_dir)?;
-    confine.check(&dir, "the machine folder", &dir)?;
+    let (id, dir, confine) = open_machine(data_dir, id)?;
     let described = describe_folder(&dir, &confine)?;
     check_side_files(&dir, &described, &confine)?;
     for source in &described.sources {
