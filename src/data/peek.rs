@@ -3,7 +3,7 @@
 //! sample, never a table. Memory is one line (at most `max_line_bytes`) plus the sample, whatever the file.
 //! The [`Caps`] refuse what no Pi should be asked to train on before the file is read.
 use super::confine::Confine;
-use super::describe::ColumnRoles;
+use super::describe::{ColumnRoles, Duplicates};
 use super::error::DataError;
 use super::load::{Described, MachineSummary, TIME_NAMES, describe_folder, open_machine, text_options};
 use super::read::{Delimiter, check_text};
@@ -97,6 +97,8 @@ struct Tally<'a> {
     has_rul: bool,
     has_anomaly: bool,
     diffs: Vec<f64>,
+    /// Sensors with at least one value in any file: a column that is empty everywhere is refused, as the load does.
+    seen: HashSet<String>,
 }
 
 impl<'a> Tally<'a> {
@@ -111,6 +113,7 @@ impl<'a> Tally<'a> {
             has_rul: roles.rul_from_end,
             has_anomaly: false,
             diffs: Vec::new(),
+            seen: HashSet::new(),
         }
     }
 
@@ -131,6 +134,7 @@ impl<'a> Tally<'a> {
         self.has_rul |= source.spec.rul_at_end.is_some();
         pass.times_sorted_check(path)?;
         self.diffs.append(&mut pass.diffs);
+        self.seen.extend(pass.seen_sensors.drain());
         Ok(())
     }
 
@@ -277,10 +281,15 @@ impl<'a> Tally<'a> {
             }
         }
         self.check_rows(path, pass.rows)?;
-        if roles.is_none() {
-            let r = self.resolve_from_sample(source, path, &names, &sample)?;
-            replay(&mut pass, self.roles, source, &r, path, &sample, line_no)?;
-        }
+        let roles = match roles {
+            Some(r) => r,
+            None => {
+                let r = self.resolve_from_sample(source, path, &names, &sample)?;
+                replay(&mut pass, self.roles, source, &r, path, &sample, line_no)?;
+                r
+            }
+        };
+        pass.name_seen(&roles);
         Ok(pass)
     }
 
@@ -321,11 +330,31 @@ impl<'a> Tally<'a> {
         let numeric = |i: usize| schema.column(i).physical_type() != Physical::BYTE_ARRAY;
         let roles = self.resolve(path, &names, &numeric, source.split == Some(Split::Healthy))?;
         let wanted: Vec<usize> = [roles.time, roles.unit, roles.rul].into_iter().flatten().collect();
-        let mut pass = Pass::default();
+        let mut pass = Pass { seen: vec![false; names.len()], ..Pass::default() };
         let rows = reader.get_row_iter(None).map_err(|e| bad(format!("cannot read rows: {e}")))?;
         let mut values: Vec<Option<String>> = vec![None; names.len()];
         for (r, row) in rows.enumerate() {
             let row = row.map_err(|e| bad(format!("row {}: damaged Parquet data: {e}", r + 1)))?;
+            for (c, (_, field)) in row.get_column_iter().enumerate() {
+                // As the load: an infinity anywhere is a broken reading; NaN and null are missing.
+                let value = match field {
+                    Field::Str(s) => (!s.trim().is_empty()).then_some(0.0),
+                    Field::Null => None,
+                    other => super::read_parquet::field_number(other).map(|v| v * scales[c].unwrap_or(1.0)),
+                };
+                if let Some(v) = value {
+                    if v.is_infinite() {
+                        return Err(DataError::Cell {
+                            file: path.clone(),
+                            row: r + 1,
+                            column: names[c].clone(),
+                            value: v.to_string(),
+                            expected: "a finite number",
+                        });
+                    }
+                    pass.seen[c] |= !v.is_nan();
+                }
+            }
             for (c, (_, field)) in row.get_column_iter().enumerate().filter(|(c, _)| wanted.contains(c)) {
                 values[c] = Some(match field {
                     Field::Str(s) => s.clone(),
@@ -338,6 +367,7 @@ impl<'a> Tally<'a> {
             pass.rows += 1;
             pass.row(self.roles, source, &roles, path, r + 1, &|i| values[i].as_deref().unwrap_or(""))?;
         }
+        pass.name_seen(&roles);
         Ok(pass)
     }
 
@@ -347,6 +377,9 @@ impl<'a> Tally<'a> {
             return Err(DataError::TooFewRows { file, rows: self.rows });
         }
         let sensor_names = self.sensor_names.unwrap_or_default();
+        if let Some(column) = sensor_names.iter().find(|n| !self.seen.contains(*n)) {
+            return Err(DataError::AllMissing { file, column: column.clone() });
+        }
         let mut diffs = self.diffs;
         let interval_s = if diffs.is_empty() {
             1.0
@@ -402,6 +435,11 @@ struct Pass {
     last_time: Option<(String, f64)>,
     diffs: Vec<f64>,
     backwards: Option<(usize, f64, f64)>,
+    /// The first timestamp that repeats the previous one within a life (refused unless `duplicates` says).
+    duplicate: Option<(usize, f64, String)>,
+    /// By column index: whether a sensor cell held a value.
+    seen: Vec<bool>,
+    seen_sensors: HashSet<String>,
     has_unit: bool,
     file_is_life: bool,
     rul_lives: bool,
@@ -411,6 +449,11 @@ struct Pass {
 }
 
 impl Pass {
+    fn name_seen(&mut self, r: &Roles) {
+        let seen = std::mem::take(&mut self.seen);
+        self.seen_sensors.extend(r.sensors.iter().filter(|(c, _, _)| seen.get(*c).copied().unwrap_or(false)).map(|(_, n, _)| n.clone()));
+    }
+
     fn lives(&self) -> usize {
         if self.has_unit {
             self.units.len().max(1)
@@ -440,6 +483,10 @@ impl Pass {
                     Some(levels) => levels.iter().any(|l| l == v),
                     None => is_missing(v) || v.parse::<f64>().is_ok_and(f64::is_finite),
                 };
+                if self.seen.len() <= *c {
+                    self.seen.resize(*c + 1, false);
+                }
+                self.seen[*c] |= !is_missing(v);
                 if !ok {
                     return Err(DataError::Cell {
                         file: path.to_path_buf(),
@@ -491,6 +538,9 @@ impl Pass {
             if t < *prev && self.backwards.is_none() {
                 self.backwards = Some((line, *prev, t));
             }
+            if t == *prev && roles.duplicates == Duplicates::Error && self.duplicate.is_none() {
+                self.duplicate = Some((line, t, life.clone()));
+            }
             if self.diffs.len() < SAMPLE_ROWS {
                 self.diffs.push(t - prev);
             }
@@ -500,6 +550,17 @@ impl Pass {
     }
 
     fn times_sorted_check(&self, path: &Path) -> Result<(), DataError> {
+        // The load reports the first fault in row order.
+        if let Some((row, time, life)) = &self.duplicate
+            && self.backwards.is_none_or(|(b, _, _)| *row < b)
+        {
+            return Err(DataError::DuplicateTime {
+                file: path.to_path_buf(),
+                row: *row,
+                life: if life.is_empty() { "of this row".into() } else { life.clone() },
+                time: crate::util::time::format_timestamp(*time),
+            });
+        }
         if let Some((row, previous, current)) = self.backwards {
             return Err(DataError::NonMonotonic {
                 file: path.to_path_buf(),

@@ -173,9 +173,14 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     if n < test_len + 3 * h.max(2) {
         // Four horizons is the least that leaves history to fit and one held-out horizon to test.
         let fits_hours = (n / 4) as f64 * step / 3600.0;
+        // A shorter horizon is advice only when one of at least an hour (the smallest allowed) would fit.
+        let advice = if fits_hours >= 1.0 {
+            format!("set forecast_hours to {fits_hours:.2} or less, or give more history")
+        } else {
+            "give more history".to_string()
+        };
         return Err(MlError::NotEnoughData(format!(
-            "{n} points on the {step} s grid: too short to forecast {h} steps ({} h) and test it; need at least {} points — \
-             set forecast_hours to {fits_hours:.2} or less, or give more history",
+            "{n} points on the {step} s grid: too short to forecast {h} steps ({} h) and test it; need at least {} points — {advice}",
             params.forecast_hours,
             test_len + 3 * h.max(2)
         )));
