@@ -169,7 +169,16 @@ fn a_full_disk_refuses_the_start_leaves_the_store_intact_and_every_job_survives(
     }
 
     std::fs::remove_file(&filler).unwrap();
-    let d = start(&state, &sysroot);
+    // The 16 MB tmpfs is below the default disk reserve, which would refuse the waiting jobs: keep it out of the way.
+    let d = Daemon::start(
+        data_dir(),
+        &state,
+        &[
+            ("MILLWRIGHT_GUARD__SYSFS_ROOT", sysroot.to_str().unwrap()),
+            ("MILLWRIGHT_GUARD__POLL_INTERVAL_S", "0.2"),
+            ("MILLWRIGHT_GUARD__DISK_RESERVE_MB", "0"),
+        ],
+    );
     let now = tasks(&d);
     for id in &ids {
         let job = d.get(&format!("/api/ml/tasks/{id}")).json();
