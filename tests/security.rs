@@ -73,6 +73,7 @@ fn operations(doc: &Value, m: &str, task: &str) -> Vec<Op> {
                     "machine_id" => m,
                     "task_id" => task,
                     "model_type" => "anomaly",
+                    "alert_id" => "no-such-alert",
                     other => panic!("{method} {template}: no test value for the path parameter {{{other}}}; add one in tests/security.rs"),
                 };
                 path.replace_range(start..=end, value);
