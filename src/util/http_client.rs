@@ -227,7 +227,7 @@ impl Conn {
     }
 }
 
-/// Reads a task's server-sent events until the stream ends (or breaks) or `limit` passes; returns when each
+/// Reads a task's server-sent events until the stream ends or `limit` passes (an error if it breaks); returns when each
 /// `data:` line arrived and its JSON. `connected` is called once the response headers are in.
 pub fn sse(addr: SocketAddr, path: &str, limit: Duration, connected: impl FnOnce()) -> io::Result<Vec<(Instant, serde_json::Value)>> {
     let mut s = TcpStream::connect(addr)?;
@@ -240,8 +240,10 @@ pub fn sse(addr: SocketAddr, path: &str, limit: Duration, connected: impl FnOnce
         match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
-            Err(_) => break,
+            // A read on a socket with a receive timeout is never restarted after a signal (signal(7)), so
+            // EINTR is only a retry.
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{e} after {} events", events.len()))),
         }
         if connected.is_some()
             && buf.windows(4).any(|w| w == b"\r\n\r\n")

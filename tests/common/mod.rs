@@ -206,6 +206,20 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // A failing test shows whether the daemon was still alive and what it last logged: on CI that is all
+        // there is to go on.
+        if std::thread::panicking() {
+            let status = self.child.try_wait();
+            let log = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!(
+                "--- daemon {} (exit status: {status:?}); last lines of {}:\n{}",
+                self.addr,
+                self.stderr_log.display(),
+                tail.join("\n")
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
