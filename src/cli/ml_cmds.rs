@@ -212,10 +212,19 @@ pub struct PredictArgs {
     /// Folder the models were saved to by `millwright train --out`.
     #[arg(long, default_value = "models")]
     models: PathBuf,
+    /// Also write every row's anomaly score to this CSV (timestamp, run, score, threshold, alarm, the data's
+    /// label), for scoring alarms row by row; `-` for standard output (the answers then go to stderr).
+    #[arg(long, value_name = "CSV")]
+    rows: Option<PathBuf>,
 }
 
 pub fn predict(a: &PredictArgs) -> Result<()> {
     let table = load_any(&a.data.dir()?, &a.machine)?;
+    if let Some(out) = &a.rows
+        && !a.models.join(&table.machine_id).join(ModelType::Anomaly.as_str()).join(ml::MODEL_FILE).is_file()
+    {
+        bail!("--rows {}: no anomaly model for {} in {} — train it first", out.display(), table.machine_id, a.models.display());
+    }
     let mut answers = serde_json::Map::new();
     for t in ModelType::ALL {
         let path = a.models.join(&table.machine_id).join(t.as_str()).join(ml::MODEL_FILE);
@@ -229,8 +238,37 @@ pub fn predict(a: &PredictArgs) -> Result<()> {
         let (header, payload) = Payload::load(&path)?;
         let answer = answer(&payload, &table).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
         answers.insert(t.as_str().into(), serde_json::json!({ "created_at": header.created_at, "answer": answer }));
+        if let (Some(out), Payload::Anomaly(model)) = (&a.rows, &payload) {
+            write_row_scores(out, model, &table)?;
+        }
     }
-    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(answers))?);
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(answers))?;
+    if a.rows.as_deref() == Some(Path::new("-")) {
+        eprintln!("{text}");
+    } else {
+        println!("{text}");
+    }
+    Ok(())
+}
+
+fn write_row_scores(out: &Path, model: &ml::model::AnomalyModel, table: &Table) -> Result<()> {
+    use std::io::Write;
+    let scores = model.score_table(table)?;
+    let threshold = model.ensemble.threshold;
+    let mut text = String::from("timestamp,run,score,threshold,alarm,label\n");
+    for s in &scores {
+        let ts = chrono::DateTime::from_timestamp_millis((s.timestamp * 1000.0).round() as i64)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .unwrap_or_default();
+        let label = s.label.filter(|l| l.is_finite()).map(|l| l.to_string()).unwrap_or_default();
+        text.push_str(&format!("{ts},{},{:.6},{threshold:.6},{},{label}\n", s.run, s.score, u8::from(s.alarm)));
+    }
+    if out == Path::new("-") {
+        std::io::stdout().write_all(text.as_bytes())?;
+    } else {
+        crate::util::fsx::write_atomic(out, text.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("{} rows scored into {}", scores.len(), out.display());
+    }
     Ok(())
 }
 

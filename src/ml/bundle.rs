@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub const MAGIC: [u8; 8] = *b"MWMODEL\0";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Magic, version and header length: enough to know whether the rest is worth reading.
 const PREFIX_LEN: usize = 8 + 4 + 4;
@@ -397,9 +397,9 @@ mod tests {
     }
 
     /// A well-formed file (valid checksum) from a future millwright.
-    fn version_2_file() -> Vec<u8> {
+    fn future_version_file() -> Vec<u8> {
         let (_, _, mut bytes) = small_bundle();
-        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        bytes[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         let at = bytes.len() - 4;
         let crc = crc32(&bytes[..at]);
         bytes[at..].copy_from_slice(&crc.to_le_bytes());
@@ -407,26 +407,26 @@ mod tests {
     }
 
     #[test]
-    fn version_2_is_refused_with_both_versions_named() {
-        let err = decode(&version_2_file()).unwrap_err();
-        assert!(matches!(err, BundleError::UnsupportedVersion { found: 2, supported: 1 }), "{err:?}");
+    fn a_future_version_is_refused_with_both_versions_named() {
+        let err = decode(&future_version_file()).unwrap_err();
+        assert!(matches!(err, BundleError::UnsupportedVersion { found: 3, supported: 2 }), "{err:?}");
         let msg = err.to_string();
+        assert!(msg.contains("version 3"), "{msg}");
         assert!(msg.contains("version 2"), "{msg}");
-        assert!(msg.contains("version 1"), "{msg}");
         assert!(msg.contains("retrain"), "{msg}");
 
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("future.mwm");
-        std::fs::write(&p, version_2_file()).unwrap();
-        assert!(matches!(read_header(&p), Err(BundleError::UnsupportedVersion { found: 2, supported: 1 })));
-        assert!(matches!(read(&p), Err(BundleError::UnsupportedVersion { found: 2, supported: 1 })));
+        std::fs::write(&p, future_version_file()).unwrap();
+        assert!(matches!(read_header(&p), Err(BundleError::UnsupportedVersion { found: 3, supported: 2 })));
+        assert!(matches!(read(&p), Err(BundleError::UnsupportedVersion { found: 3, supported: 2 })));
     }
 
     #[test]
     fn encode_refuses_a_header_claiming_another_version() {
         let mut h = header();
-        h.format_version = 2;
-        assert!(matches!(encode(&h, b"x"), Err(BundleError::UnsupportedVersion { found: 2, supported: 1 })));
+        h.format_version = FORMAT_VERSION + 1;
+        assert!(matches!(encode(&h, b"x"), Err(BundleError::UnsupportedVersion { found: 3, supported: 2 })));
     }
 
     #[test]
@@ -439,8 +439,8 @@ mod tests {
         // The header is JSON of any length: a longer one moves every later part.
         h.metrics = serde_json::json!({ "per_sensor": vec!["ünïcode sensor name"; 500] });
         assert_eq!(encoded_len(&h, 3).unwrap(), encode(&h, b"abc").unwrap().len() as u64);
-        h.format_version = 2;
-        assert!(matches!(encoded_len(&h, 3), Err(BundleError::UnsupportedVersion { found: 2, supported: 1 })));
+        h.format_version = FORMAT_VERSION + 1;
+        assert!(matches!(encoded_len(&h, 3), Err(BundleError::UnsupportedVersion { found: 3, supported: 2 })));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 pub use super::recent::Recent;
-pub use super::trainers::anomaly::{AnomalyAnswer, AnomalyModel};
+pub use super::trainers::anomaly::{AnomalyAnswer, AnomalyModel, RowScore};
 pub use super::trainers::classify::{ClassifierModel, FailureAnswer};
 pub use super::trainers::forecast::{ForecastAnswer, ForecastModel, SensorForecast, SensorForecaster};
 pub use super::trainers::regress::{RegressorModel, RulAnswer, UrgencyHours};

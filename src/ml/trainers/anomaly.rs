@@ -3,7 +3,7 @@
 //! with a threshold set by `contamination`. Evaluated against real anomaly labels when the data has them,
 //! else against a clearly named proxy — never against labels derived from the same features.
 use crate::data::{Split, Table};
-use crate::ml::engines::detectors::{Detector, Ensemble, EnsembleConfig, Rows};
+use crate::ml::engines::detectors::{Detector, DetectorKind, Ensemble, EnsembleConfig, PcaConfig, Rows};
 use crate::ml::error::MlError;
 use crate::ml::recent::Recent;
 use crate::ml::report::{DataSummary, Headline, Report, SplitSummary, Stopwatch, sample_indices};
@@ -14,6 +14,7 @@ use crate::ml::shared::params::{ModelType, TrainParams};
 use crate::ml::shared::split::plan_split;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::HashMap;
 
 const MAX_FIT_ROWS: usize = 20_000;
 const MAX_HOLDOUT_ROWS: usize = 10_000;
@@ -25,6 +26,9 @@ pub struct AnomalyModel {
     pub spec: FeatureSpec,
     pub ensemble: Ensemble,
     pub contamination: f64,
+    /// When runs start normal: the features' mean over the latest run's normal start. Every row is scored
+    /// relative to its own run's start in training; live rows relative to this one.
+    pub reference: Option<Vec<f64>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -35,6 +39,18 @@ pub struct AnomalyAnswer {
     /// Sensors driving the score, largest share first (shares sum to 1 over all sensors).
     pub top_sensors: Vec<(String, f64)>,
     pub detectors: Vec<(String, f64)>,
+}
+
+/// One row's anomaly score, for benchmarks that score alarms row by row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowScore {
+    /// Seconds since the epoch.
+    pub timestamp: f64,
+    pub run: u32,
+    pub score: f64,
+    pub alarm: bool,
+    /// The data's own anomaly label, when it has one.
+    pub label: Option<f64>,
 }
 
 /// Which rows are healthy, held out, and scored, and what the scores are judged against.
@@ -211,8 +227,127 @@ fn rows_matrix(spec: &FeatureSpec, table: &Table, rows: &[usize]) -> Result<Rows
     Ok(Rows::from_column_major(m.n_rows, m.n_cols, &data)?)
 }
 
+/// Each run's normal start, as the mean of its features there. Runs of one machine recorded weeks apart sit
+/// in different operating regimes (another flow, another vibration level); measured from its own start,
+/// each run's healthy rows look alike, so one detector fits them all and a change *within* a run shows.
+struct RunStarts {
+    offsets: HashMap<u32, Vec<f64>>,
+}
+
+impl RunStarts {
+    fn fit(spec: &FeatureSpec, table: &Table, head: usize) -> Result<RunStarts, MlError> {
+        let mut offsets = HashMap::new();
+        for (life, r) in table.life_ranges() {
+            let rows: Vec<usize> = (r.start..(r.start + head).min(r.end)).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            offsets.insert(life, column_means(&rows_matrix(spec, table, &rows)?));
+        }
+        Ok(RunStarts { offsets })
+    }
+
+    /// The rows' features, each relative to its own run's start.
+    fn matrix(&self, spec: &FeatureSpec, table: &Table, rows: &[usize]) -> Result<Rows, MlError> {
+        let mut m = rows_matrix(spec, table, rows)?;
+        let p = m.n_cols;
+        for (values, &r) in m.data.chunks_exact_mut(p.max(1)).zip(rows) {
+            if let Some(offset) = self.offsets.get(&table.life[r]) {
+                subtract(values, offset);
+            }
+        }
+        Ok(m)
+    }
+
+    /// The start of the run the table ends with: live rows continue it.
+    fn latest(&self, table: &Table) -> Option<Vec<f64>> {
+        table.life.last().and_then(|l| self.offsets.get(l)).cloned()
+    }
+}
+
+fn subtract(values: &mut [f64], offset: &[f64]) {
+    for (v, o) in values.iter_mut().zip(offset) {
+        *v -= o;
+    }
+}
+
+/// Mean of each column over its finite values (NaN for a column with none).
+fn column_means(m: &Rows) -> Vec<f64> {
+    let p = m.n_cols;
+    let mut sum = vec![0.0; p];
+    let mut n = vec![0usize; p];
+    for row in m.data.chunks_exact(p.max(1)) {
+        for (j, v) in row.iter().enumerate() {
+            if v.is_finite() {
+                sum[j] += v;
+                n[j] += 1;
+            }
+        }
+    }
+    sum.iter().zip(&n).map(|(s, &k)| if k > 0 { s / k as f64 } else { f64::NAN }).collect()
+}
+
+/// How far apart two sets of rows sit: the median over features of |mean_a − mean_b| in units of b's spread
+/// (its standard deviation, floored at 1 % of its mean level so a near-constant feature cannot dominate).
+fn regime_distance(a: &Rows, b: &Rows) -> f64 {
+    let (ma, mb) = (column_means(a), column_means(b));
+    let p = b.n_cols;
+    let mut var = vec![0.0; p];
+    let mut n = vec![0usize; p];
+    for row in b.data.chunks_exact(p.max(1)) {
+        for (j, v) in row.iter().enumerate() {
+            if v.is_finite() {
+                var[j] += (v - mb[j]).powi(2);
+                n[j] += 1;
+            }
+        }
+    }
+    let mut d: Vec<f64> = (0..p)
+        .filter(|&j| ma[j].is_finite() && mb[j].is_finite() && n[j] > 1)
+        .map(|j| {
+            let sd = (var[j] / (n[j] - 1) as f64).sqrt().max(0.01 * mb[j].abs()).max(1e-12);
+            (ma[j] - mb[j]).abs() / sd
+        })
+        .collect();
+    if d.is_empty() {
+        return 0.0;
+    }
+    d.sort_by(f64::total_cmp);
+    d[d.len() / 2]
+}
+
+/// A healthy reference further than this (median, in standard deviations of the runs' normal starts) was
+/// recorded in another operating regime.
+const OTHER_REGIME: f64 = 3.0;
+
 fn thin(rows: &[usize], max: usize) -> Vec<usize> {
     sample_indices(rows.len(), max).into_iter().map(|i| rows[i]).collect()
+}
+
+/// Isolation forest, robust z, robust Mahalanobis and PCA T² + Q: the classic process-monitoring pair sees
+/// both a level the healthy rows never reached and a broken correlation between sensors.
+fn ensemble_config(params: &TrainParams) -> EnsembleConfig {
+    let mut config = EnsembleConfig { contamination: params.contamination, ..EnsembleConfig::default() };
+    config.detectors.push((DetectorKind::PcaT2Q(PcaConfig::default()), 1.0));
+    config
+}
+
+/// How far the healthy reference sits from the runs' normal starts ([`regime_distance`]), when there are both.
+fn reference_distance(spec: &FeatureSpec, table: &Table) -> Result<Option<f64>, MlError> {
+    let split = table.given_split.as_deref().unwrap_or_default();
+    let reference: Vec<usize> = (0..split.len()).filter(|&i| split[i] == Split::Healthy).collect();
+    let Some(head) = table.split_hint.healthy_head_rows else { return Ok(None) };
+    let heads: Vec<usize> = table
+        .life_ranges()
+        .into_iter()
+        .filter(|(_, r)| split.get(r.start) != Some(&Split::Healthy))
+        .flat_map(|(_, r)| r.start..(r.start + head).min(r.end))
+        .collect();
+    if reference.is_empty() || heads.is_empty() {
+        return Ok(None);
+    }
+    let (a, b) = (rows_matrix(spec, table, &thin(&reference, 5_000))?, rows_matrix(spec, table, &thin(&heads, 5_000))?);
+    Ok(Some(regime_distance(&a, &b)))
 }
 
 pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<(AnomalyModel, Report), MlError> {
@@ -220,7 +355,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     ctx.stage("split", 0.0, 0.05, "choosing healthy rows");
     let all: Vec<usize> = (0..table.n_rows()).collect();
     let (probe, _) = anomaly_spec(table, params, &all);
-    let plan = plan(table, params, probe.min_rows())?;
+    let mut plan = plan(table, params, probe.min_rows())?;
     if plan.fit.len() < 20 || plan.holdout.is_empty() {
         return Err(MlError::NotEnoughData(format!(
             "only {} healthy rows to fit on and {} to calibrate on; the anomaly detector needs at least 20 and 1",
@@ -242,13 +377,45 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     ctx.checkpoint()?;
 
     ctx.stage("features", 0.05, 0.2, format!("{} features from {} sensors", spec.n_features(), spec.sensors.len()));
-    let fit = rows_matrix(&spec, table, &thin(&plan.fit, MAX_FIT_ROWS))?;
-    let holdout = rows_matrix(&spec, table, &thin(&plan.holdout, MAX_HOLDOUT_ROWS))?;
+    let starts = match table.split_hint.healthy_head_rows {
+        Some(head) => Some(RunStarts::fit(&spec, table, head)?),
+        None => None,
+    };
+    if let Some(starts) = &starts {
+        plan.summary.notes.push(format!(
+            "each run is scored relative to its own normal start ({} runs): runs recorded in different operating regimes share one detector",
+            starts.offsets.len()
+        ));
+        if let Some(distance) = reference_distance(&spec, table)?
+            && distance > OTHER_REGIME
+        {
+            let split = table.given_split.as_deref().unwrap_or_default();
+            let is_reference = |r: &usize| split.get(*r) == Some(&Split::Healthy);
+            plan.fit.retain(|r| !is_reference(r));
+            plan.holdout.retain(|r| !is_reference(r));
+            plan.summary.train_rows = plan.fit.len();
+            plan.summary.val_rows = plan.holdout.len();
+            report.warnings.push(format!(
+                "the healthy reference was recorded in another operating regime than the runs (median distance {distance:.1} standard deviations of their normal starts): not used; the detector learns from the runs' own normal starts"
+            ));
+        }
+    }
+    let matrix = |rows: &[usize]| match &starts {
+        Some(s) => s.matrix(&spec, table, rows),
+        None => rows_matrix(&spec, table, rows),
+    };
+    let fit = matrix(&thin(&plan.fit, MAX_FIT_ROWS))?;
+    let holdout = matrix(&thin(&plan.holdout, MAX_HOLDOUT_ROWS))?;
     sw.lap("features");
     ctx.checkpoint()?;
 
-    ctx.stage("fit", 0.2, 0.8, format!("3 detectors on {} healthy rows, calibrated on {}", fit.n_rows, holdout.n_rows));
-    let config = EnsembleConfig { contamination: params.contamination, ..EnsembleConfig::default() };
+    let config = ensemble_config(params);
+    ctx.stage(
+        "fit",
+        0.2,
+        0.8,
+        format!("{} detectors on {} healthy rows, calibrated on {}", config.detectors.len(), fit.n_rows, holdout.n_rows),
+    );
     let mut progress = |f: f64| {
         ctx.progress(f, || format!("detectors {:.0} %", f * 100.0));
         ctx.checkpoint().is_ok()
@@ -259,8 +426,9 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     ctx.checkpoint()?;
 
     ctx.stage("evaluate", 0.8, 1.0, "scoring test rows");
-    let model = AnomalyModel { spec, ensemble, contamination: params.contamination };
-    evaluate(table, params, ctx, &model, &plan, &mut report)?;
+    let reference = starts.as_ref().and_then(|s| s.latest(table));
+    let model = AnomalyModel { spec, ensemble, contamination: params.contamination, reference };
+    evaluate(table, params, ctx, &model, &plan, starts.as_ref(), &mut report)?;
     for m in &model.ensemble.members {
         report.leaderboard.push(LeaderRow {
             model: m.detector.name().into(),
@@ -296,14 +464,28 @@ fn evaluate(
     ctx: &TrainContext,
     model: &AnomalyModel,
     plan: &Plan,
+    starts: Option<&RunStarts>,
     report: &mut Report,
 ) -> Result<(), MlError> {
     let threshold = model.ensemble.threshold;
-    let holdout_scores: Vec<f64> = score_rows(model, table, &plan.holdout, ctx)?;
+    let holdout_scores: Vec<f64> = score_rows(model, table, &plan.holdout, starts, ctx)?;
     let healthy_alarm_rate = holdout_scores.iter().filter(|s| **s > threshold).count() as f64 / holdout_scores.len().max(1) as f64;
+    let by_run = alarm_rate_by_run(table, &plan.holdout, &holdout_scores, threshold);
+    if let Some((run, rate)) = by_run.iter().max_by(|a, b| a.1.total_cmp(&b.1))
+        && by_run.len() > 1
+        && *rate > 3.0 * params.contamination
+    {
+        report.warnings.push(format!(
+            "run {run} alarms on {:.1} % of its held-out healthy rows ({:.1} % over all runs, target {:.1} %): its normal behaviour differs from the others'",
+            rate * 100.0,
+            healthy_alarm_rate * 100.0,
+            params.contamination * 100.0
+        ));
+    }
+    let by_run_json: serde_json::Map<String, serde_json::Value> = by_run.iter().map(|(run, rate)| (run.to_string(), json!(rate))).collect();
     let Some((rows, y, truth_name)) = truth(table, params, &plan.test) else {
         report.headline = Headline::new("healthy_alarm_rate", healthy_alarm_rate, params.contamination, "target contamination", false);
-        report.metrics = json!({ "healthy_alarm_rate": healthy_alarm_rate, "threshold": threshold, "truth": "none: the data has no anomaly labels, RUL or failure label" });
+        report.metrics = json!({ "healthy_alarm_rate": healthy_alarm_rate, "healthy_alarm_rate_by_run": by_run_json, "threshold": threshold, "truth": "none: the data has no anomaly labels, RUL or failure label" });
         report
             .warnings
             .push("no ground truth or proxy for anomalies: only the false-alarm rate on held-out healthy rows is reported".into());
@@ -312,7 +494,7 @@ fn evaluate(
     if rows.is_empty() {
         return Err(MlError::NotEnoughData("no test rows to evaluate the anomaly detector on".into()));
     }
-    let scores = score_rows(model, table, &rows, ctx)?;
+    let scores = score_rows(model, table, &rows, starts, ctx)?;
     // The ensemble flags score > threshold; metrics use >= on a nudged threshold to match exactly.
     let cut = f64::from_bits(threshold.to_bits() + 1);
     let m = metrics::classification_metrics(&y, &scores, cut);
@@ -323,18 +505,38 @@ fn evaluate(
     let prevalence = m.positives as f64 / (m.n.max(1)) as f64;
     report.headline = Headline::new("pr_auc", m.pr_auc.unwrap_or(f64::NAN), prevalence, "random detector (prevalence)", true);
     report.metrics = json!({ "precision": m.precision, "recall": m.recall, "f1": m.f1, "roc_auc": m.roc_auc, "pr_auc": m.pr_auc,
-        "accuracy": m.accuracy, "threshold": threshold, "alarm_rate": flag_rate, "healthy_alarm_rate": healthy_alarm_rate, "truth": truth_name, "n": m.n, "positives": m.positives });
+        "accuracy": m.accuracy, "threshold": threshold, "alarm_rate": flag_rate, "healthy_alarm_rate": healthy_alarm_rate, "healthy_alarm_rate_by_run": by_run_json, "truth": truth_name, "n": m.n, "positives": m.positives });
     report.baseline = json!({ "name": "random detector at the same alarm rate", "precision": bp, "recall": br, "f1": bf, "roc_auc": 0.5, "pr_auc": prevalence });
     report.confusion = Some(m.confusion);
     report.samples = score_samples(&scores, &y, threshold);
     Ok(())
 }
 
-fn score_rows(model: &AnomalyModel, table: &Table, rows: &[usize], ctx: &TrainContext) -> Result<Vec<f64>, MlError> {
+/// The share of each run's rows whose score is over the threshold, by run (life) number.
+fn alarm_rate_by_run(table: &Table, rows: &[usize], scores: &[f64], threshold: f64) -> Vec<(u32, f64)> {
+    let mut counts: std::collections::BTreeMap<u32, (usize, usize)> = std::collections::BTreeMap::new();
+    for (&r, s) in rows.iter().zip(scores) {
+        let c = counts.entry(table.life[r]).or_default();
+        c.0 += usize::from(*s > threshold);
+        c.1 += 1;
+    }
+    counts.into_iter().map(|(run, (alarms, n))| (run, alarms as f64 / n.max(1) as f64)).collect()
+}
+
+fn score_rows(
+    model: &AnomalyModel,
+    table: &Table,
+    rows: &[usize],
+    starts: Option<&RunStarts>,
+    ctx: &TrainContext,
+) -> Result<Vec<f64>, MlError> {
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(4096) {
         ctx.checkpoint()?;
-        let m = rows_matrix(&model.spec, table, chunk)?;
+        let m = match starts {
+            Some(s) => s.matrix(&model.spec, table, chunk)?,
+            None => rows_matrix(&model.spec, table, chunk)?,
+        };
         out.extend(m.iter().map(|r| model.ensemble.score(r).score));
     }
     Ok(out)
@@ -364,8 +566,45 @@ impl AnomalyModel {
         )
     }
 
+    /// Every row's score, as in evaluation: with run starts, each run is judged from its own start (when the
+    /// table's description says runs start normal), else from the latest run's.
+    pub fn score_table(&self, table: &Table) -> Result<Vec<RowScore>, MlError> {
+        let starts = match (table.split_hint.healthy_head_rows, &self.reference) {
+            (Some(head), Some(_)) => Some(RunStarts::fit(&self.spec, table, head)?),
+            _ => None,
+        };
+        let mut out = Vec::with_capacity(table.n_rows());
+        let all: Vec<usize> = (0..table.n_rows()).collect();
+        for chunk in all.chunks(4096) {
+            let mut m = match &starts {
+                Some(s) => s.matrix(&self.spec, table, chunk)?,
+                None => rows_matrix(&self.spec, table, chunk)?,
+            };
+            if let (None, Some(offset)) = (&starts, &self.reference) {
+                let p = m.n_cols;
+                for values in m.data.chunks_exact_mut(p.max(1)) {
+                    subtract(values, offset);
+                }
+            }
+            for (row, &r) in m.iter().zip(chunk) {
+                let score = self.ensemble.score(row).score;
+                out.push(RowScore {
+                    timestamp: table.timestamps[r],
+                    run: table.life[r],
+                    score,
+                    alarm: score > self.ensemble.threshold,
+                    label: table.anomaly.as_ref().map(|a| a[r]),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     pub fn predict(&self, recent: &Recent) -> Result<AnomalyAnswer, MlError> {
-        let row: Vec<f64> = recent.last_row_features(&self.spec)?.into_iter().map(f64::from).collect();
+        let mut row: Vec<f64> = recent.last_row_features(&self.spec)?.into_iter().map(f64::from).collect();
+        if let Some(offset) = &self.reference {
+            subtract(&mut row, offset);
+        }
         let s = self.ensemble.score(&row);
         let names = self.spec.names();
         let mut per_sensor: Vec<(String, f64)> = self

@@ -3,7 +3,7 @@
 use super::calibrator::Calibrator;
 use super::iforest::{IsolationForest, IsolationForestConfig};
 use super::mahalanobis::{Mahalanobis, MahalanobisConfig};
-use super::pca::{PcaConfig, PcaReconstruction};
+use super::pca::{PcaConfig, PcaReconstruction, PcaT2Q};
 use super::robust_z::{Aggregate, RobustZ};
 use super::stats::{quantile_sorted, sorted_finite};
 use super::{Detector, DetectorError, Progress, Result, Rows, report};
@@ -18,6 +18,8 @@ pub enum DetectorKind {
     RobustZ(Aggregate),
     Mahalanobis(MahalanobisConfig),
     Pca(PcaConfig),
+    /// PCA's T² and Q together (appended last: bundles store the variant's position).
+    PcaT2Q(PcaConfig),
 }
 
 /// A fitted detector of any kind: a closed enum rather than `Box<dyn Detector>` so it serialises.
@@ -27,6 +29,7 @@ pub enum AnyDetector {
     RobustZ(RobustZ),
     Mahalanobis(Mahalanobis),
     Pca(PcaReconstruction),
+    PcaT2Q(PcaT2Q),
 }
 
 impl AnyDetector {
@@ -36,6 +39,7 @@ impl AnyDetector {
             DetectorKind::RobustZ(a) => AnyDetector::RobustZ(RobustZ::fit(rows, *a, progress)?),
             DetectorKind::Mahalanobis(c) => AnyDetector::Mahalanobis(Mahalanobis::fit(rows, c, progress)?),
             DetectorKind::Pca(c) => AnyDetector::Pca(PcaReconstruction::fit(rows, c, progress)?),
+            DetectorKind::PcaT2Q(c) => AnyDetector::PcaT2Q(PcaT2Q::fit(rows, c, progress)?),
         })
     }
 
@@ -45,6 +49,7 @@ impl AnyDetector {
             AnyDetector::RobustZ(d) => d,
             AnyDetector::Mahalanobis(d) => d,
             AnyDetector::Pca(d) => d,
+            AnyDetector::PcaT2Q(d) => d,
         }
     }
 }

@@ -18,7 +18,8 @@ mod rng;
 mod robust_z;
 mod stats;
 
-pub use ensemble::{Ensemble, EnsembleConfig};
+pub use ensemble::{DetectorKind, Ensemble, EnsembleConfig};
+pub use pca::PcaConfig;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
