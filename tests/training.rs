@@ -307,6 +307,29 @@ fn predict_rows_exports_the_scores_the_report_was_computed_from() {
     assert!((f1 - reported).abs() < 1e-9, "F1 from the exported rows {f1} vs the report's {reported}");
 }
 
+/// Runs recorded over the same days cannot be stitched into one timeline: the forecaster says it learns from
+/// the latest run, instead of doing so silently.
+#[test]
+fn overlapping_runs_are_named_when_the_forecaster_uses_the_latest() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("rigs");
+    std::fs::create_dir_all(&dir).unwrap();
+    for run in 0..2 {
+        let mut csv = String::from("timestamp,temp\n");
+        for i in 0..(40 * 24) {
+            let t = 20.0 + 3.0 * (i as f64 * std::f64::consts::TAU / 24.0).sin() + run as f64;
+            let (month, day) = (1 + i / 24 / 31, 1 + i / 24 % 31);
+            csv.push_str(&format!("2024-{month:02}-{day:02} {:02}:00:00,{t:.3}\n", i % 24));
+        }
+        std::fs::write(dir.join(format!("run{run}.csv")), csv).unwrap();
+    }
+    std::fs::write(dir.join("machine.toml"), "[[files]]\npath = \"run*.csv\"\nfile_is_life = true\n\n[columns]\ntimestamp = \"timestamp\"\n").unwrap();
+    let table = data::load_machine_dir(&dir).unwrap();
+    assert_eq!(table.n_lives(), 2);
+    let r = ml::train(ModelType::Timeseries, &table, &params(), &ctx()).unwrap().report;
+    assert!(r.warnings.iter().any(|w| w.contains("overlap in time") && w.contains("latest run only (960 of 1920 rows)")), "{:?}", r.warnings);
+}
+
 #[test]
 fn nab_forecast_is_scored_on_held_out_weeks_with_intervals() {
     // NAB's office temperature has daily and weekly cycles; the model is chosen on the training tail only and

@@ -134,6 +134,14 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let all_rows = timeline(table);
     let rows = after_last_gap(table, all_rows.clone(), step, gap_limit(period, h));
     let mut warnings = Vec::new();
+    if all_rows.len() < table.n_rows() {
+        warnings.push(format!(
+            "the machine's {} runs overlap in time, so they cannot form one timeline: the forecaster learns from the latest run only ({} of {} rows); live readings continue that run",
+            table.n_lives(),
+            all_rows.len(),
+            table.n_rows()
+        ));
+    }
     if rows.start > all_rows.start {
         warnings.push(format!(
             "readings stop for more than {} steps before row {}: the forecaster uses the {} rows after that gap rather than bridging it",
