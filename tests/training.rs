@@ -323,11 +323,19 @@ fn overlapping_runs_are_named_when_the_forecaster_uses_the_latest() {
         }
         std::fs::write(dir.join(format!("run{run}.csv")), csv).unwrap();
     }
-    std::fs::write(dir.join("machine.toml"), "[[files]]\npath = \"run*.csv\"\nfile_is_life = true\n\n[columns]\ntimestamp = \"timestamp\"\n").unwrap();
+    std::fs::write(
+        dir.join("machine.toml"),
+        "[[files]]\npath = \"run*.csv\"\nfile_is_life = true\n\n[columns]\ntimestamp = \"timestamp\"\n",
+    )
+    .unwrap();
     let table = data::load_machine_dir(&dir).unwrap();
     assert_eq!(table.n_lives(), 2);
     let r = ml::train(ModelType::Timeseries, &table, &params(), &ctx()).unwrap().report;
-    assert!(r.warnings.iter().any(|w| w.contains("overlap in time") && w.contains("latest run only (960 of 1920 rows)")), "{:?}", r.warnings);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("overlap in time") && w.contains("latest run only (960 of 1920 rows)")),
+        "{:?}",
+        r.warnings
+    );
 }
 
 #[test]

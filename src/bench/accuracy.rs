@@ -45,6 +45,16 @@ struct Target {
     max_model_bytes: u64,
 }
 
+impl Target {
+    /// `dataset` names one dataset, or a family when it ends in `*`.
+    fn applies_to(&self, dataset: &str) -> bool {
+        match self.dataset.strip_suffix('*') {
+            Some(prefix) => dataset.starts_with(prefix),
+            None => self.dataset == dataset,
+        }
+    }
+}
+
 const TARGETS: &[Target] = &[
     Target {
         dataset: "cmapss-fd001",
@@ -67,6 +77,22 @@ const TARGETS: &[Target] = &[
         metric: "f1",
         higher_is_better: true,
         bound: Bound::Fixed(0.78),
+        max_seconds: 60.0,
+        max_model_bytes: 2_000_000,
+    },
+    Target {
+        dataset: "nab-windows/*",
+        metric: "windows missed",
+        higher_is_better: false,
+        bound: Bound::Fixed(0.0),
+        max_seconds: 60.0,
+        max_model_bytes: 2_000_000,
+    },
+    Target {
+        dataset: "nab-windows/*",
+        metric: "alarms outside",
+        higher_is_better: false,
+        bound: Bound::Fixed(0.05),
         max_seconds: 60.0,
         max_model_bytes: 2_000_000,
     },
@@ -117,9 +143,9 @@ pub struct AccuracyRow {
 /// memory are medians). A dataset whose files are missing is reported as an error, not skipped.
 pub fn accuracy(datasets: &[String], params: &TrainParams, repeats: usize) -> Result<Vec<AccuracyRow>, BenchError> {
     let mut out = Vec::new();
-    for name in datasets {
+    for name in &super::protocol::expand_datasets(datasets) {
         let dir = example_dir(name)
-            .ok_or_else(|| BenchError::Missing(format!("examples/{name}/machine.toml (known: {})", DATASETS.join(", "))))?;
+            .ok_or_else(|| BenchError::Missing(format!("examples/{name}/machine.toml (known: {}, nab-windows)", DATASETS.join(", "))))?;
         let table = crate::data::load_machine_dir(&dir)?;
         let mut runs = Vec::new();
         for _ in 0..repeats.max(1) {
@@ -145,7 +171,7 @@ pub fn accuracy(datasets: &[String], params: &TrainParams, repeats: usize) -> Re
                 model_kb: r.model_size_bytes as f64 / 1024.0,
                 verdict: None,
             };
-            row.verdict = TARGETS.iter().find(|t| t.dataset == name && t.metric == r.metric).map(|t| verdict(t, &row, r.model_size_bytes));
+            row.verdict = TARGETS.iter().find(|t| t.applies_to(name) && t.metric == r.metric).map(|t| verdict(t, &row, r.model_size_bytes));
             out.push(row);
         }
     }
