@@ -78,6 +78,28 @@ fn batch_of_four_with_live_progress_registry_download_predict_and_delete() {
     assert!(p["predictions"]["regression"]["answer"]["rul_hours"].as_f64().unwrap() >= 0.0);
     assert!(!p["predictions"]["timeseries"]["answer"]["sensors"][0]["mean"].as_array().unwrap().is_empty());
 
+    // Exports: the prediction as one value per row, a model's results as JSON and CSV.
+    let csv = d.post(&format!("/api/ml/predict/{m}?format=csv"), &json!({}));
+    assert_eq!((csv.status, csv.header("content-type")), (200, Some("text/csv; charset=utf-8")), "{}", csv.text());
+    let text = csv.text();
+    assert!(text.starts_with("model_type,version,sensor,timestamp,quantity,value\n"), "{text}");
+    let rul = p["predictions"]["regression"]["answer"]["rul_hours"].as_f64().unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("\"regression\",\"1\",\"\",\"\",\"rul_hours\"") && l.contains(&format!("\"{rul}\""))),
+        "{text}"
+    );
+    let steps = p["predictions"]["timeseries"]["answer"]["sensors"][0]["mean"].as_array().unwrap().len();
+    assert!(text.lines().filter(|l| l.starts_with("\"timeseries\"") && l.contains("\"mean\"")).count() >= steps);
+    assert_eq!(d.post(&format!("/api/ml/predict/{m}?format=xml"), &json!({})).status, 400);
+    let rj = d.get(&format!("/api/ml/models/{m}/classification/results.json"));
+    assert_eq!(rj.status, 200, "{}", rj.text());
+    assert!(rj.header("content-disposition").unwrap().contains(&format!("{m}-classification-v1-results.json")));
+    assert_eq!(rj.json()["report"]["metrics"], detail["report"]["metrics"]);
+    let rc = d.get(&format!("/api/ml/models/{m}/classification/results.csv")).text();
+    let f1 = detail["report"]["metrics"]["f1"].as_f64().unwrap();
+    assert!(rc.starts_with("section,name,value\n") && rc.contains(&format!("\"metrics\",\"f1\",\"{f1}\"")), "{rc}");
+    assert_eq!(d.get(&format!("/api/ml/models/{m}/classification/results.csv?version=9")).status, 404);
+
     let del = d.delete(&format!("/api/ml/models/{m}/anomaly?version=1"));
     assert_eq!(del.status, 200, "{}", del.text());
     let p = d.post(&format!("/api/ml/predict/{m}"), &json!({})).json();

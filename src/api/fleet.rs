@@ -14,8 +14,8 @@ use crate::verdict::{self, Inputs, Quality, Severity, State, Verdict};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State as AxState;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -272,28 +272,6 @@ pub async fn fleet(AxState(state): AxState<AppState>) -> Result<Json<Value>, Api
     ))
 }
 
-fn csv_field(v: &Value) -> String {
-    let s = match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        Value::Array(a) => a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string)).collect::<Vec<_>>().join("; "),
-        other => other.to_string(),
-    };
-    // Quote always; a leading formula character is defused for spreadsheets.
-    let s = if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() { format!("'{s}") } else { s };
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-fn csv_response(name: &str, body: String) -> Response {
-    let mut resp = body.into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    resp
-}
-
 #[utoipa::path(get, path = "/api/fleet.csv", responses((status = 200, description = "the fleet view as CSV")))]
 pub async fn fleet_csv(AxState(state): AxState<AppState>) -> Result<Response, ApiError> {
     refresh_names(&state).await;
@@ -311,13 +289,8 @@ pub async fn fleet_csv(AxState(state): AxState<AppState>) -> Result<Response, Ap
         "models_state",
         "alerts_active",
     ];
-    let mut out = cols.join(",");
-    out.push('\n');
-    for t in &tiles {
-        out.push_str(&cols.iter().map(|c| csv_field(&t[*c])).collect::<Vec<_>>().join(","));
-        out.push('\n');
-    }
-    Ok(csv_response("fleet.csv", out))
+    let rows: Vec<Vec<Value>> = tiles.iter().map(|t| cols.iter().map(|c| t[*c].clone()).collect()).collect();
+    Ok(super::export::csv_response("fleet.csv", super::export::csv_table(&cols, &rows)))
 }
 
 /// One machine's verdict with how each answer was weighed, and its active alerts.

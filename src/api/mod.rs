@@ -4,6 +4,7 @@
 //! passes [`intake`] (auth before the body, body limits and budget) before its handler.
 mod auth;
 mod error;
+mod export;
 pub mod fleet;
 mod host;
 pub mod intake;
@@ -75,6 +76,8 @@ async fn health(State(state): State<AppState>, headers: axum::http::HeaderMap) -
         models::download,
         models::delete_model,
         models::predict,
+        export::results_json,
+        export::results_csv,
         fleet::fleet,
         fleet::fleet_csv,
         fleet::machine_verdict,
@@ -122,6 +125,8 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/api/ml/models/{machine_id}", get(models::machine_models))
         .route("/api/ml/models/{machine_id}/{model_type}", get(models::model_detail).delete(models::delete_model))
         .route("/api/ml/models/{machine_id}/{model_type}/download", get(models::download))
+        .route("/api/ml/models/{machine_id}/{model_type}/results.json", get(export::results_json))
+        .route("/api/ml/models/{machine_id}/{model_type}/results.csv", get(export::results_csv))
         .route("/api/fleet", get(fleet::fleet))
         .route("/api/fleet.csv", get(fleet::fleet_csv))
         .route("/api/machines/{machine_id}/verdict", get(fleet::machine_verdict))

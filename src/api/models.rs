@@ -23,7 +23,7 @@ fn damaged_model(t: ModelType, version: u32, message: &str) -> ApiError {
     .details(json!({ "model_type": t, "version": version }))
 }
 
-fn model_type(s: &str) -> Result<ModelType, ApiError> {
+pub(super) fn model_type(s: &str) -> Result<ModelType, ApiError> {
     ModelType::parse(s)
         .ok_or_else(|| ApiError::bad_request(format!("unknown model type {s:?}: use classification, regression, anomaly or timeseries")))
 }
@@ -231,14 +231,27 @@ fn recent_from_rows(rows: &[Map<String, Value>], time_in_life_h: Option<f64>) ->
     Ok(Recent { timestamps, sensors, time_in_life_h })
 }
 
+/// How a prediction is sent back.
+#[derive(Deserialize, utoipa::IntoParams, Default)]
+pub struct PredictQuery {
+    /// `json` (the default) or `csv`: one value per row, for a spreadsheet.
+    pub format: Option<String>,
+}
+
 /// All four answers from the live models: each says which version answered; missing models are named.
-#[utoipa::path(post, path = "/api/ml/predict/{machine_id}", params(("machine_id" = String, Path)), request_body = PredictBody, responses((status = 200, description = "the four answers"), (status = 400), (status = 401), (status = 404)))]
+#[utoipa::path(post, path = "/api/ml/predict/{machine_id}", params(("machine_id" = String, Path), PredictQuery), request_body = PredictBody, responses((status = 200, description = "the four answers (JSON, or CSV with ?format=csv)"), (status = 400), (status = 401), (status = 404)))]
 pub async fn predict(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(q): Query<PredictQuery>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("format {other:?} is not offered: use json or csv"))),
+    };
     auth::require(&state, &headers)?;
     machine(&id)?;
     let raw = raw.map_err(|e| match e.status() {
@@ -274,7 +287,12 @@ pub async fn predict(
     };
     let st = state.clone();
     let id2 = id.clone();
-    tokio::task::spawn_blocking(move || predict_blocking(&st, &id2, given)).await.map_err(|e| ApiError::internal(e.to_string()))?
+    let Json(answer) =
+        tokio::task::spawn_blocking(move || predict_blocking(&st, &id2, given)).await.map_err(|e| ApiError::internal(e.to_string()))??;
+    if csv {
+        return Ok(super::export::csv_response(&format!("{id}-prediction.csv"), super::export::prediction_csv(&answer)));
+    }
+    Ok(Json(answer).into_response())
 }
 
 /// Same rule as the JSON extractor: `application/json` or any `+json` type, parameters allowed.

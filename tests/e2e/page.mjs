@@ -1,6 +1,7 @@
 // The page against a real daemon: node page.mjs <url> <token> <outdir>
 // The daemon serves a small demo fleet (3000 rows per machine, seconds to train), one big machine
 // `big_motor_001` (slow enough to cancel), and flags every model as oversize (warn_size_mb = 0.001).
+import { readFileSync } from 'node:fs';
 import { launch, steps, check, until, main } from './lib.mjs';
 
 const [url, token, outdir] = process.argv.slice(2);
@@ -120,6 +121,16 @@ main(async () => {
     check(await page.$$eval('#versions tbody tr', (e) => e.length) === 1, 'version history missing');
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-model')]);
     check(download.suggestedFilename().endsWith('.mwm'), `download named ${download.suggestedFilename()}`);
+    // The model's results as CSV and JSON: the same figures the cards show.
+    const saved = async (selector) => {
+      const [d] = await Promise.all([page.waitForEvent('download'), page.click(selector)]);
+      return { name: d.suggestedFilename(), bytes: readFileSync(await d.path()) };
+    };
+    const rcsv = await saved('#results-csv');
+    check(rcsv.name === `${small.machine_id}-classification-v1-results.csv`, rcsv.name);
+    check(rcsv.bytes.toString().includes(`"metrics","f1","${detail.report.metrics.f1}"`), rcsv.bytes.toString().slice(0, 300));
+    const rjson = await saved('#results-json');
+    check(JSON.parse(rjson.bytes.toString()).report.metrics.f1 === detail.report.metrics.f1, 'results JSON');
     await shot('05-results-classification');
   });
 
@@ -133,6 +144,17 @@ main(async () => {
     // The tab renders after its report arrives: wait for its own chart, not for an element the previous tab had.
     const histogram = await page.waitForSelector('#results-panel[aria-labelledby=tab-anomaly] #plots svg rect', { timeout: 10000 }).then(() => true, () => false);
     check(histogram, 'no anomaly score distribution');
+    // Every chart saves itself: SVG with its colours resolved (the page's CSS does not travel), PNG at 2×.
+    const chart = '#results-panel[aria-labelledby=tab-anomaly] #plots .chart-box';
+    const [svgDl] = await Promise.all([page.waitForEvent('download'), page.click(`${chart} .chart-export-btn[data-kind=svg]`)]);
+    const svgText = readFileSync(await svgDl.path(), 'utf8');
+    check(svgDl.suggestedFilename() === 'score-distribution.svg', svgDl.suggestedFilename());
+    check(svgText.startsWith('<svg') && svgText.includes('xmlns="http://www.w3.org/2000/svg"') && /<rect[^>]* fill="rgb/.test(svgText) && !svgText.includes('class='), svgText.slice(0, 400));
+    const [pngDl] = await Promise.all([page.waitForEvent('download'), page.click(`${chart} .chart-export-btn[data-kind=png]`)]);
+    const png = readFileSync(await pngDl.path());
+    check(pngDl.suggestedFilename() === 'score-distribution.png' && png.subarray(1, 4).toString() === 'PNG', pngDl.suggestedFilename());
+    const viewBox = await page.$eval(`${chart} svg`, (el) => el.getAttribute('viewBox').split(' ').map(Number));
+    check(png.readUInt32BE(16) === viewBox[2] * 2 && png.readUInt32BE(20) === viewBox[3] * 2, `PNG ${png.readUInt32BE(16)}×${png.readUInt32BE(20)} for a ${viewBox} chart`);
     await shot('07-results-anomaly');
     await page.click('#tab-timeseries');
     await page.waitForSelector('#forecast-plots figure');
@@ -149,6 +171,10 @@ main(async () => {
     check(panels.length === 4 && panels.every(([, t]) => /answered by v1/.test(t)), `answers: ${JSON.stringify(panels.map(([k, t]) => [k, t.slice(0, 80)]))}`);
     check(/probability of/.test(panels[0][1]) && /Urgency/.test(panels[1][1]) && /Sensors driving the score/.test(panels[2][1]), 'an answer lacks its parts');
     await shot('09-predictions');
+    const [predDl] = await Promise.all([page.waitForEvent('download'), page.click('#predict-csv')]);
+    const predCsv = readFileSync(await predDl.path(), 'utf8').trim().split('\n');
+    check(predDl.suggestedFilename() === `${small.machine_id}-prediction.csv`, predDl.suggestedFilename());
+    check(predCsv[0] === 'model_type,version,sensor,timestamp,quantity,value' && predCsv.some((l) => l.startsWith('"timeseries","1"')), predCsv.slice(0, 5).join('\n'));
     const pred = (await api(`/api/ml/predict/${small.machine_id}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).body;
     const sensors = pred.predictions.timeseries.answer.sensors;
     const start = Date.parse('2024-05-01T00:00:00Z');

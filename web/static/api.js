@@ -27,6 +27,8 @@ async function raw(method, path, body) {
     throw new ApiError(0, 'network', `cannot reach the device (${e.message})`);
   }
   const text = await resp.text();
+  // Exports come back as CSV text, errors always as JSON.
+  if (resp.ok && (resp.headers.get('content-type') ?? '').startsWith('text/csv')) return text;
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
   if (!resp.ok) {
@@ -67,6 +69,8 @@ export const api = {
   downloadUrl: (m, t, version) => `/api/ml/models/${enc(m)}/${enc(t)}/download${version ? `?version=${enc(version)}` : ''}`,
   deleteModel: (m, t, version) => authed('DELETE', `/api/ml/models/${enc(m)}/${enc(t)}${version ? `?version=${enc(version)}` : ''}`),
   predict: (m, body = {}) => authed('POST', `/api/ml/predict/${enc(m)}`, body),
+  predictCsv: (m, body = {}) => authed('POST', `/api/ml/predict/${enc(m)}?format=csv`, body),
+  resultsUrl: (m, t, version, format) => `/api/ml/models/${enc(m)}/${enc(t)}/results.${format}${version ? `?version=${enc(version)}` : ''}`,
   eventsUrl: (id) => `/api/ml/tasks/${enc(id)}/events`,
   fleet: () => raw('GET', '/api/fleet'),
   verdict: (m) => raw('GET', `/api/machines/${enc(m)}/verdict`),

@@ -1,6 +1,6 @@
 // Small SVG charts of our own: lines with interval bands, histograms and horizontal bars.
 // Each chart is an <svg role="img"> with a <title> and a description, and the colours come from CSS classes.
-import { s, h, fmtNum } from './ui.js';
+import { s, h, fmtNum, saveFile } from './ui.js';
 
 function niceTicks(lo, hi, count = 5) {
   if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [];
@@ -95,7 +95,60 @@ export function lineChart({ title, desc, width = 640, height = 230, series = [],
     for (const p of d.points) if (Number.isFinite(p[1])) g.append(s('circle', { class: d.cls, cx: X(p[0]).toFixed(1), cy: Y(p[1]).toFixed(1), r: 2.2 }));
     svg.append(g);
   }
-  return svg;
+  return exportable(svg);
+}
+
+// Presentation attributes an exported chart needs: the page's CSS classes do not travel with the file, and
+// the strict CSP forbids style attributes, so the computed values are written as SVG attributes instead.
+const PAINT = ['fill', 'fill-opacity', 'stroke', 'stroke-width', 'stroke-dasharray', 'stroke-opacity', 'opacity',
+  'font-family', 'font-size', 'font-weight', 'text-anchor', 'dominant-baseline'];
+
+/** The chart as a standalone SVG document at its natural size, on the page's background colour. */
+export function svgDocument(svg) {
+  const clone = svg.cloneNode(true);
+  const from = [svg, ...svg.querySelectorAll('*')];
+  const to = [clone, ...clone.querySelectorAll('*')];
+  from.forEach((el, i) => {
+    const cs = getComputedStyle(el);
+    for (const p of PAINT) { const v = cs.getPropertyValue(p); if (v) to[i].setAttribute(p, v); }
+    to[i].removeAttribute('class');
+  });
+  const [, , w, ht] = svg.getAttribute('viewBox').split(' ').map(Number);
+  clone.setAttribute('xmlns', 'http://www.w3.org/2000/svg');
+  clone.setAttribute('width', w); clone.setAttribute('height', ht);
+  const bg = getComputedStyle(document.body).backgroundColor || '#fff';
+  clone.insertBefore(s('rect', { x: 0, y: 0, width: w, height: ht, fill: bg }), clone.querySelector('desc, title')?.nextSibling ?? clone.firstChild);
+  return { text: new XMLSerializer().serializeToString(clone), width: w, height: ht };
+}
+
+const fileName = (title) => (title || 'chart').replace(/[^\w.-]+/g, '-').replace(/^-+|-+$/g, '').toLowerCase() || 'chart';
+
+/** Saves the chart as SVG, or as a PNG at twice its size (drawn from the SVG through a data: URL, which the CSP allows). */
+export function exportChart(svg, kind) {
+  const doc = svgDocument(svg);
+  const name = fileName(svg.getAttribute('aria-label'));
+  if (kind === 'svg') { saveFile(new Blob([doc.text], { type: 'image/svg+xml' }), `${name}.svg`); return Promise.resolve(); }
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => {
+      const canvas = document.createElement('canvas');
+      canvas.width = doc.width * 2; canvas.height = doc.height * 2;
+      const ctx = canvas.getContext('2d');
+      ctx.scale(2, 2);
+      ctx.drawImage(img, 0, 0, doc.width, doc.height);
+      canvas.toBlob((b) => { if (b) { saveFile(b, `${name}.png`); resolve(); } else reject(new Error('PNG encoding failed')); }, 'image/png');
+    };
+    img.onerror = () => reject(new Error('the chart could not be drawn'));
+    img.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(doc.text)}`;
+  });
+}
+
+/** The chart with its SVG and PNG download buttons. */
+function exportable(svg) {
+  const label = svg.getAttribute('aria-label') || 'chart';
+  const btn = (kind) => h('button', { type: 'button', class: 'btn small chart-export-btn', dataset: { kind }, title: `Save “${label}” as ${kind.toUpperCase()}`,
+    onclick: () => exportChart(svg, kind).catch(() => {}) }, kind.toUpperCase());
+  return h('div', { class: 'chart-box' }, svg, h('div', { class: 'chart-export' }, btn('svg'), btn('png')));
 }
 
 /** Two overlapping count histograms over [0, 1] (e.g. scores of healthy vs failing rows) with a threshold line. */
@@ -103,7 +156,7 @@ export function histogram({ title, desc, a, b, aName, bName, threshold, width = 
   const pad = { l: 46, r: 10, t: 10, b: 30 };
   const n = Math.max(a?.length ?? 0, b?.length ?? 0);
   const svg = frame({ width, height, title, desc });
-  if (!n) return svg;
+  if (!n) return exportable(svg);
   // Shares within each group, so a rare class is as visible as the common one.
   const norm = (arr) => { const t = (arr ?? []).reduce((x, y) => x + y, 0) || 1; return (arr ?? []).map((v) => v / t); };
   const A = norm(a); const B = norm(b);
@@ -127,7 +180,7 @@ export function histogram({ title, desc, a, b, aName, bName, threshold, width = 
     svg.append(s('text', { x: x - 4, y: pad.t + 10, 'text-anchor': 'end' }, 'threshold'));
   }
   const legend = h('div', { class: 'legend' }, h('span', {}, h('i', { class: 'l1' }), aName), h('span', {}, h('i', { class: 'l2' }), bName));
-  return h('div', {}, svg, legend);
+  return h('div', {}, exportable(svg), legend);
 }
 
 /** Horizontal bars for [name, share] pairs (feature importance), as an accessible list. */

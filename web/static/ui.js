@@ -38,6 +38,14 @@ function append(el, children) {
 
 export function clear(el) { while (el.firstChild) el.firstChild.remove(); return el; }
 
+/** Hands a file made in the page to the browser's downloads. */
+export function saveFile(blob, name) {
+  const a = h('a', { href: URL.createObjectURL(blob), download: name, hidden: true });
+  document.body.append(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+}
+
 /** Appends children (nested arrays flattened, null/false skipped) — unlike the DOM's append, which prints them. */
 export function add(el, ...children) { append(el, children); return el; }
 

@@ -1,7 +1,7 @@
 // Predictions: the four live answers for a machine's latest data, and a what-if from pasted or uploaded CSV.
 import { api } from '../api.js';
 import { store } from '../store.js';
-import { h, fill, add, clear, badge, alertBox, bar, fmtNum, fmtPct, fmtTime, fmtAge, TYPES, TYPE_INFO } from '../ui.js';
+import { h, fill, add, clear, badge, alertBox, bar, fmtNum, fmtPct, fmtTime, fmtAge, toast, saveFile, TYPES, TYPE_INFO } from '../ui.js';
 import { lineChart, hbars, legend } from '../charts.js';
 
 const HEALTH_KIND = { healthy: 'ok', degrading: 'info', warning: 'warn', critical: 'bad' };
@@ -112,7 +112,14 @@ export async function mount(root, args) {
     fill(out, h('p', { class: 'muted' }, 'Asking the models…'));
     try {
       const res = await api.predict(machine.machine_id, {});
-      fill(out, h('p', { class: 'muted' }, `From ${res.source}.`), answers(machine.machine_id, res));
+      const exportCsv = h('button', { type: 'button', class: 'btn small', id: 'predict-csv', title: 'The answers as one value per row, for a spreadsheet' }, 'Export CSV');
+      exportCsv.addEventListener('click', async () => {
+        try {
+          const text = await api.predictCsv(machine.machine_id, {});
+          saveFile(new Blob([text], { type: 'text/csv' }), `${machine.machine_id}-prediction.csv`);
+        } catch (e) { toast('bad', `Export failed: ${e.message}`); }
+      });
+      fill(out, h('div', { class: 'row' }, h('p', { class: 'muted' }, `From ${res.source}.`), h('span', { class: 'spacer' }), exportCsv), answers(machine.machine_id, res));
     } catch (e) {
       fill(out, alertBox('bad', 'No prediction:', e.message));
     }

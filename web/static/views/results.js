@@ -227,6 +227,8 @@ export async function mount(root, args) {
       h('span', { id: 'model-size' }, `Size ${fmtBytes(info.size_bytes)} `, oversizeBadge(info)),
       h('span', { class: 'spacer' }),
       h('a', { class: 'btn', id: 'download-model', href: api.downloadUrl(machine, type, info.version), download: '' }, 'Download model'),
+      h('a', { class: 'btn', id: 'results-csv', href: api.resultsUrl(machine, type, info.version, 'csv'), download: '' }, 'Results CSV'),
+      h('a', { class: 'btn', id: 'results-json', href: api.resultsUrl(machine, type, info.version, 'json'), download: '' }, 'Results JSON'),
       h('a', { class: 'btn primary', id: 'test-predictions', href: `#/predict/${encodeURIComponent(machine)}` }, 'Test predictions')),
     h('p', { class: 'question' }, `“${TYPE_INFO[type].question}” — ${targetWords(r.target ?? '')}`),
     damagedNotice(detail.damaged ?? [], info),
