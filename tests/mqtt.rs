@@ -464,6 +464,20 @@ fn home_assistant_discovery_is_retained_and_republished_when_it_comes_online() {
     assert_eq!((ev["data"]["task_id"].as_str(), ev["data"]["model_type"].as_str()), (Some(id.as_str()), Some("anomaly")), "{ev}");
     let told = sub.on(&topic("bridge/event")).iter().filter(|x| x.json()["type"] == "model_oversize").count();
     assert_eq!(told, 1, "told once");
+
+    // A model deleted through the API: its retained topic is cleared at once (the health tick is 30 s away)
+    // and the deletion is told as an event.
+    let t0 = Instant::now();
+    assert_eq!(daemon.delete(&format!("/api/ml/models/{m}/anomaly")).status, 200);
+    let model_topic = topic(&format!("machines/{m}/models/anomaly"));
+    sub.wait(Duration::from_secs(5), "the cleared model topic", |x| x.topic == model_topic && x.payload.is_empty());
+    assert!(t0.elapsed() < Duration::from_secs(5), "cleared after {:?}", t0.elapsed());
+    let ev = sub.wait(SHORT, "model_deleted", |x| x.topic == topic("bridge/event") && x.json()["type"] == "model_deleted").json();
+    assert_eq!((ev["data"]["machine_id"].as_str(), ev["data"]["model_type"].as_str()), (Some(m.as_str()), Some("anomaly")), "{ev}");
+    assert!(ev["data"]["live_version"].is_null(), "{ev}");
+    let late = Sub::connect(broker.port, &[&model_topic]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(late.on(&model_topic).is_empty(), "the broker no longer holds the deleted model's state");
 }
 
 // Broker faults: down / up / down during jobs, and a broker whose CA the daemon does not trust.

@@ -94,6 +94,13 @@ impl Fleet {
         }
     }
 
+    /// Tells the daemon's other parts (MQTT) about a change made through the API.
+    pub fn emit(&self, kind: &str, data: Value) {
+        if let Some(bus) = lock(&self.bus).as_ref() {
+            bus.emit(kind, data);
+        }
+    }
+
     /// Records an event alert (oversize model, failed training) and announces it.
     pub fn event_alert(&self, machine: &str, kind: Kind, message: String) {
         let r = lock(&self.alerts).event(machine, kind, message, crate::util::time::now_secs());

@@ -182,7 +182,12 @@ pub async fn delete_model(
     if n == 0 {
         return Err(ApiError::not_found(format!("no {t} model{} for {id}", q.version.map_or(String::new(), |v| format!(" version {v}")))));
     }
-    Ok(Json(json!({ "success": true, "deleted_versions": n, "live": state.registry.live(&id, t)? })))
+    let live = state.registry.live(&id, t)?;
+    state.fleet.emit(
+        "model_deleted",
+        json!({ "machine_id": id, "model_type": t, "deleted_versions": n, "live_version": live.as_ref().map(|l| l.version) }),
+    );
+    Ok(Json(json!({ "success": true, "deleted_versions": n, "live": live })))
 }
 
 /// Recent readings: rows of `{timestamp, <sensor>: value, ...}` (oldest first), or none for the machine's own latest data.

@@ -115,7 +115,7 @@ impl Mqtt {
             queue: state.queue.clone(),
             topics: topics.clone(),
             outbox: outbox.clone(),
-            machines: machines_tx,
+            machines: machines_tx.clone(),
             told: told.clone(),
         };
         let publisher = publisher::Publisher {
@@ -139,7 +139,7 @@ impl Mqtt {
         };
         let helpers = vec![
             tokio::spawn(watcher.run(stop_rx.clone())),
-            tokio::spawn(forward_bus(bus.subscribe(), topics.clone(), outbox.clone(), told, stop_rx.clone())),
+            tokio::spawn(forward_bus(bus.subscribe(), topics.clone(), outbox.clone(), told, machines_tx, stop_rx.clone())),
             tokio::spawn(run_publisher(publisher, refresh.clone(), machines_rx, stop_rx.clone())),
             tokio::spawn(verdicts::run(bus.subscribe(), topics.clone(), outbox.clone(), state.fleet.clone(), stop_rx.clone())),
         ];
@@ -335,12 +335,20 @@ async fn forward_bus(
     topics: Topics,
     outbox: Outbox,
     told: Arc<Mutex<HashSet<String>>>,
+    machines: mpsc::Sender<String>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
             r = rx.recv() => match r {
                 Ok(ev) => {
+                    // A model deleted through the API: its retained topic is cleared (or moves to the version
+                    // now live) at once, not at the next health tick.
+                    if ev.kind == "model_deleted"
+                        && let Some(m) = ev.data["machine_id"].as_str()
+                    {
+                        let _ = machines.try_send(m.to_string());
+                    }
                     if ev.kind != "model_oversize" || first_telling(&told, &ev.data) {
                         outbox.send(Message::transient(topics.event(), &event(&ev.kind, ev.data)));
                     }
