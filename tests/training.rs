@@ -36,6 +36,7 @@ fn all_four_beat_their_baselines_and_round_trip() {
             h.metric, h.value, h.baseline_name, h.baseline, trained.report.model_size_bytes
         );
         assert!(h.improvement > 0.05, "{t} must beat its baseline by > 5 %: {h:?}");
+        assert_eq!(h.unit, if t == ModelType::Regression { "h" } else { "" }, "{t}: the headline's unit");
         assert!(!trained.report.split.method.is_empty());
         let dir = d.path().join("models").join(t.as_str());
         let size = write_model_dir(&dir, &mut trained).unwrap();
@@ -336,6 +337,46 @@ fn overlapping_runs_are_named_when_the_forecaster_uses_the_latest() {
         "{:?}",
         r.warnings
     );
+}
+
+/// A current that idles near zero: its forecast bands never promise a negative ampere, and the answer carries
+/// the machine's unit.
+#[test]
+fn forecasts_carry_the_unit_and_stay_in_the_physical_range() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("pump");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut csv = String::from("timestamp,current\n");
+    for i in 0..(40 * 24) {
+        // Off at night (exactly 0), a daily load by day with some noise.
+        let hour = i % 24;
+        let load = if (7..19).contains(&hour) { 2.0 + (i as f64 * 0.7).sin() * 0.8 } else { 0.0 };
+        let (month, day) = (1 + i / 24 / 31, 1 + i / 24 % 31);
+        csv.push_str(&format!("2024-{month:02}-{day:02} {hour:02}:00:00,{load:.3}\n"));
+    }
+    std::fs::write(dir.join("current.csv"), csv).unwrap();
+    std::fs::write(
+        dir.join("machine.toml"),
+        "[[files]]\npath = \"current.csv\"\n\n[columns]\ntimestamp = \"timestamp\"\n\n[units]\ncurrent = \"A\"\n",
+    )
+    .unwrap();
+    let table = data::load_machine_dir(&dir).unwrap();
+    let trained = ml::train(ModelType::Timeseries, &table, &params(), &ctx()).unwrap();
+    let recent = ml::predict::recent_from_table(&table, &trained.payload).unwrap();
+    let a = ml::predict::answer(&trained.payload, &recent, &UrgencyHours::default()).unwrap();
+    let s = &a["sensors"][0];
+    assert_eq!(s["unit"], "A", "{s}");
+    for band in ["mean", "lo80", "lo95"] {
+        let low = s[band].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+        assert!(low >= 0.0, "{band} goes to {low} A");
+    }
+    // The night hours really pull the raw lower bands below zero: the clamp is doing the work.
+    let Payload::Forecast(m) = &trained.payload else { panic!("not a forecaster") };
+    assert_eq!(m.sensors[0].floor, Some(0.0));
+    let mut unclamped = m.clone();
+    unclamped.sensors[0].floor = None;
+    let raw = unclamped.predict(&recent).unwrap();
+    assert!(raw.sensors[0].lo95.iter().any(|v| *v < 0.0), "the raw 95 % band never went below zero: {:?}", raw.sensors[0].lo95);
 }
 
 #[test]

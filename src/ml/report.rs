@@ -43,6 +43,9 @@ pub struct Headline {
     pub higher_is_better: bool,
     /// Positive when the model beats its baseline: relative improvement (e.g. 0.4 = 40 % better).
     pub improvement: f64,
+    /// The unit of `value` and `baseline` ("h" for an RUL error), empty for a ratio or a score.
+    #[serde(default)]
+    pub unit: String,
 }
 
 impl Headline {
@@ -54,7 +57,20 @@ impl Headline {
         } else {
             baseline - value
         };
-        Headline { metric: metric.into(), value, baseline, baseline_name: baseline_name.into(), higher_is_better, improvement }
+        Headline {
+            metric: metric.into(),
+            value,
+            baseline,
+            baseline_name: baseline_name.into(),
+            higher_is_better,
+            improvement,
+            unit: String::new(),
+        }
+    }
+
+    pub fn in_unit(mut self, unit: &str) -> Headline {
+        self.unit = unit.into();
+        self
     }
 }
 

@@ -40,6 +40,11 @@ pub struct SensorForecaster {
     /// detected, which refit with `period`.
     #[serde(default)]
     pub periods: Vec<usize>,
+    /// The machine's unit for the sensor (`[units]`), empty when not given.
+    pub unit: String,
+    /// Forecasts and bands never go below this: 0 for a sensor whose history never went below zero (power,
+    /// current, flow), so an interval does not promise a negative kW.
+    pub floor: Option<f64>,
 }
 
 impl SensorForecaster {
@@ -62,6 +67,8 @@ pub struct ForecastModel {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SensorForecast {
     pub sensor: String,
+    /// The machine's unit for the sensor, empty when not given.
+    pub unit: String,
     pub model: String,
     pub timestamps: Vec<String>,
     pub mean: Vec<f64>,
@@ -318,11 +325,22 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         horizon: h,
         sensors: fitted
             .into_iter()
-            .map(|(sensor, model, _, _, _, period, periods)| SensorForecaster { sensor, model, period, periods })
+            .map(|(sensor, model, _, _, _, period, periods)| {
+                let (unit, floor) =
+                    table.sensor(&sensor).map(|s| (s.unit.clone(), physical_floor(&s.values[rows.clone()]))).unwrap_or_default();
+                SensorForecaster { sensor, model, period, periods, unit, floor }
+            })
             .collect(),
         fitted_until,
     };
     Ok((model, report))
+}
+
+/// 0 when the readings never went below zero (a physical quantity that cannot), else none.
+fn physical_floor(values: &[f64]) -> Option<f64> {
+    let mut finite = values.iter().filter(|v| v.is_finite()).peekable();
+    finite.peek()?;
+    finite.all(|v| *v >= 0.0).then_some(0.0)
 }
 
 /// Sensor, deployed model, test score, best baseline's test score, test MAPE, period, every season.
@@ -429,15 +447,20 @@ impl ForecastModel {
             };
             let f = model.forecast(self.horizon);
             let timestamps = (1..=self.horizon).map(|k| crate::util::time::format_timestamp(last + k as f64 * self.interval_s)).collect();
+            let clamp = |v: Vec<f64>| match sf.floor {
+                Some(floor) => v.into_iter().map(|x| x.max(floor)).collect(),
+                None => v,
+            };
             out.push(SensorForecast {
                 sensor: sf.sensor.clone(),
+                unit: sf.unit.clone(),
                 model: sf.model.kind.name().into(),
                 timestamps,
-                mean: f.mean,
-                lo80: f.lo80,
-                hi80: f.hi80,
-                lo95: f.lo95,
-                hi95: f.hi95,
+                mean: clamp(f.mean),
+                lo80: clamp(f.lo80),
+                hi80: clamp(f.hi80),
+                lo95: clamp(f.lo95),
+                hi95: clamp(f.hi95),
             });
         }
         Ok(ForecastAnswer {

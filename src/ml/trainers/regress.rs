@@ -142,7 +142,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let train_mean = p.train.y.iter().map(|v| f64::from(*v)).sum::<f64>() / p.train.y.len().max(1) as f64;
     let base = metrics::regression_metrics(&yte, &vec![train_mean; yte.len()], cap * 0.1);
     let base_rmse = base.as_ref().map_or(f64::NAN, |b| b.rmse);
-    report.headline = Headline::new("rmse_hours", m.rmse, base_rmse, "training mean", false);
+    report.headline = Headline::new("rmse_hours", m.rmse, base_rmse, "training mean", false).in_unit("h");
     report.metrics = json!({ "rmse": m.rmse, "mae": m.mae, "r2": m.r2, "bias": m.bias, "nasa_score": m.nasa_score,
         "mae_critical": m.mae_critical, "critical_limit_hours": cap * 0.1, "cap_hours": cap, "n": m.n });
     report.baseline = json!({ "name": "training mean", "value_hours": train_mean, "metrics": base });

@@ -67,7 +67,7 @@ function answerPanel(machine, type, p) {
         const t = (i) => (sn.timestamps?.[i] ? Date.parse(sn.timestamps[i]) : start + i * step);
         const pts = (arr) => (arr ?? []).map((v, i) => [t(i), v ?? NaN]);
         return h('figure', { class: 'forecast-chart' }, h('figcaption', { class: 'mono' }, sn.sensor),
-          lineChart({ title: `${sn.sensor} forecast`, width: 320, height: 150, xFormat: fmt, xTime: true,
+          lineChart({ title: `${sn.sensor} forecast`, width: 320, height: 150, xFormat: fmt, xTime: true, yLabel: sn.unit || '',
             bands: [{ lo: pts(sn.lo95), hi: pts(sn.hi95), cls: 'band95' }, { lo: pts(sn.lo80), hi: pts(sn.hi80), cls: 'band80' }],
             series: [{ points: pts(sn.mean), cls: 's1', name: 'forecast' }] }));
       })));
