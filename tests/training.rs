@@ -55,6 +55,17 @@ fn all_four_beat_their_baselines_and_round_trip() {
     }
 }
 
+/// A horizon longer than every life makes every row "fails within the horizon": the error says so and names
+/// a horizon that fits, instead of a bare "only one class".
+#[test]
+fn a_horizon_longer_than_every_life_is_explained_with_a_horizon_that_fits() {
+    let d = tempfile::tempdir().unwrap();
+    let table = small_machine(d.path(), 6_000);
+    let p = TrainParams { horizon_hours: 10_000.0, ..params() };
+    let err = ml::train(ModelType::Classification, &table, &p, &ctx()).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("only one class") && err.contains("longer than every life") && err.contains("try horizon_hours = "), "{err}");
+}
+
 #[test]
 fn predictions_refuse_missing_sensors_and_short_history() {
     let d = tempfile::tempdir().unwrap();

@@ -66,6 +66,27 @@ pub fn target(table: &Table, params: &TrainParams) -> Result<(Vec<f64>, String),
     ))
 }
 
+/// Why the training rows hold one class, and what to change: with a RUL column the horizon decides it.
+fn one_class_advice(table: &Table, params: &TrainParams, positives: usize, n: usize) -> String {
+    let head = format!("the training rows hold only one class ({positives} positives of {n}); nothing to learn");
+    if table.label.is_some() || table.rul.is_none() {
+        return format!("{head}: the failure label has one value on every training row");
+    }
+    let h = params.horizon_hours;
+    let longest =
+        table.life_ranges().iter().map(|(_, r)| (table.timestamps[r.end - 1] - table.timestamps[r.start]) / 3600.0).fold(0.0, f64::max);
+    if positives == n {
+        let suggest = (longest / 4.0).clamp(1.0, 48.0).round();
+        format!(
+            "{head}: the horizon ({h} h) is longer than every life (the longest is {longest:.0} h), so every row counts as \"fails within the horizon\"; try horizon_hours = {suggest}"
+        )
+    } else {
+        format!(
+            "{head}: no training row is within {h} h of a failure (no life in the training split ends in one, or the horizon is too short); try a longer horizon_hours, e.g. 48"
+        )
+    }
+}
+
 fn as_bool(y: &[f32]) -> Vec<bool> {
     y.iter().map(|v| *v >= 0.5).collect()
 }
@@ -79,10 +100,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let ytr = as_bool(&p.train.y);
     let positives = ytr.iter().filter(|b| **b).count();
     if positives == 0 || positives == ytr.len() {
-        return Err(MlError::NotEnoughData(format!(
-            "the training rows hold only one class ({positives} positives of {}); nothing to learn",
-            ytr.len()
-        )));
+        return Err(MlError::NotEnoughData(one_class_advice(table, params, positives, ytr.len())));
     }
     if positives < 20 {
         report.warnings.push(format!("only {positives} positive training rows: metrics will be noisy"));
