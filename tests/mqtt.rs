@@ -716,11 +716,20 @@ fn a_job_interrupted_by_a_restart_is_told_as_job_failed_and_jobs_current_is_idle
     let id = r.json()["task_id"].as_str().unwrap().to_string();
     sub.wait(LONG, "the job running", |x| x.topic == topic("jobs/current") && x.json()["task_id"] == id.as_str());
     daemon.kill9();
-    let _daemon = start(&data, &state, &broker.url(), &[("MILLWRIGHT_QUEUE__REQUEUE_INTERRUPTED", "false")]);
+    let mut daemon = start(&data, &state, &broker.url(), &[("MILLWRIGHT_QUEUE__REQUEUE_INTERRUPTED", "false")]);
     let failed = sub.wait(SHORT, "job_failed for the interrupted job", |x| {
         x.topic == topic("bridge/event") && x.json()["type"] == "job_failed" && x.json()["data"]["task_id"] == id.as_str()
     });
     assert_eq!(failed.json()["data"]["error"], "interrupted by restart", "{:?}", failed.json());
     let late = Sub::connect(broker.port, &[&topic("jobs/current")]);
     assert_eq!(late.wait_topic(&topic("jobs/current"), SHORT).json()["status"], "IDLE", "no dead job shown as running");
+
+    // Another restart soon after: that failure belongs to the previous start and is not told again.
+    daemon.terminate();
+    sub.clear();
+    let _daemon = start(&data, &state, &broker.url(), &[]);
+    sub.wait(SHORT, "online again", |x| x.topic == topic("bridge/state") && state_of(x) == "online");
+    std::thread::sleep(Duration::from_secs(2));
+    let told_again = events(&sub).iter().filter(|e| e["type"] == "job_failed" && e["data"]["task_id"] == id.as_str()).count();
+    assert_eq!(told_again, 0, "the earlier interruption was told again after a clean restart");
 }

@@ -56,6 +56,8 @@ pub struct Daemon {
     pub mqtt_status: Arc<crate::mqtt::Status>,
     /// The queue's store, kept here for its backup (refreshed in the background and at stop).
     pub store: Arc<SledStore>,
+    /// Jobs this start found running (a restart or power loss) and marked FAILURE, for MQTT to tell.
+    pub interrupted: Vec<String>,
 }
 
 /// Opens the job store, repairing what can be repaired (see `store::recovery`), and says what it found.
@@ -138,7 +140,18 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
         crate::alerts::AlertBook::open(&cfg.state_dir.join(ALERTS_FILE), cfg.fleet.alert_retention_days),
         bus.clone(),
     );
-    Ok(Daemon { state, queue, shutdown: Shutdown::new(), runner: Some(runner), runner_heartbeat, gate, bus, mqtt_status, store })
+    Ok(Daemon {
+        state,
+        queue,
+        shutdown: Shutdown::new(),
+        runner: Some(runner),
+        runner_heartbeat,
+        gate,
+        bus,
+        mqtt_status,
+        store,
+        interrupted: recovery.interrupted,
+    })
 }
 
 /// The alerts, in the state folder.
@@ -289,8 +302,9 @@ pub async fn run(mut daemon: Daemon, listener: tokio::net::TcpListener, cfg: &Co
     let wait = shutdown.clone();
     let server = tokio::spawn(api::serve(listener, daemon.state.clone(), crate::web::router(), async move { wait.wait().await }));
     // A broker that is down is retried in the background; only settings that cannot work stop the start.
-    let mqtt = crate::mqtt::Mqtt::start(cfg, daemon.state.clone(), &daemon.bus, shutdown.clone(), daemon.mqtt_status.clone())
-        .context("starting MQTT (fix the [mqtt] settings, or set mqtt.enabled = false)")?;
+    let mqtt =
+        crate::mqtt::Mqtt::start(cfg, daemon.state.clone(), &daemon.bus, shutdown.clone(), daemon.mqtt_status.clone(), &daemon.interrupted)
+            .context("starting MQTT (fix the [mqtt] settings, or set mqtt.enabled = false)")?;
     // READY goes out here: the store is open, the port bound and the runner up. The MQTT loop's heartbeat
     // counts only when MQTT runs (None = disabled).
     let systemd_beats = systemd::Heartbeats {

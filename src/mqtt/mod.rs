@@ -60,10 +60,6 @@ pub fn availability(state: Availability, instance_id: &str) -> Vec<u8> {
 }
 
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(30);
-/// How recent a job's "interrupted by restart" must be to be this start's (see `JobWatcher::tell_interrupted`).
-const INTERRUPTED_WINDOW: f64 = 120.0;
-/// The error the queue's recovery (`JobQueue::open`) gives a job it found running.
-const INTERRUPTED: &str = "interrupted by restart";
 /// If nobody calls [`Mqtt::finish`] after a shutdown (an error path), the session still ends by then.
 const FALLBACK_STOP: Duration = Duration::from_secs(15);
 
@@ -88,7 +84,15 @@ pub struct Mqtt {
 impl Mqtt {
     /// Starts the bridge when `mqtt.enabled`; a broker that is down is not an error (it is retried), a
     /// setting that cannot work (unreadable password or CA file) is. `status` is what `/api/health` shows.
-    pub fn start(cfg: &Config, state: AppState, bus: &Bus, shutdown: Shutdown, status: Arc<Status>) -> Result<Option<Mqtt>, MqttError> {
+    /// `interrupted`: the jobs this start's queue recovery found running and marked FAILURE (told as `job_failed`).
+    pub fn start(
+        cfg: &Config,
+        state: AppState,
+        bus: &Bus,
+        shutdown: Shutdown,
+        status: Arc<Status>,
+        interrupted: &[String],
+    ) -> Result<Option<Mqtt>, MqttError> {
         if !cfg.mqtt.enabled {
             return Ok(None);
         }
@@ -117,6 +121,7 @@ impl Mqtt {
             outbox: outbox.clone(),
             machines: machines_tx.clone(),
             told: told.clone(),
+            interrupted: interrupted.to_vec(),
         };
         let publisher = publisher::Publisher {
             state: state.clone(),
@@ -261,6 +266,7 @@ struct JobWatcher {
     outbox: Outbox,
     machines: mpsc::Sender<String>,
     told: Arc<Mutex<HashSet<String>>>,
+    interrupted: Vec<String>,
 }
 
 impl JobWatcher {
@@ -296,14 +302,11 @@ impl JobWatcher {
     }
 
     /// Jobs the queue's recovery found running at start (a restart or power loss) were marked FAILURE
-    /// before MQTT started, so no snapshot ever reaches the tracker: say `job_failed` for each here. The
-    /// recovery ran moments ago; a job that failed so within [`INTERRUPTED_WINDOW`] is this start's.
+    /// before MQTT started, so no snapshot ever reaches the tracker: say `job_failed` for each here, by the ids
+    /// the recovery returned (not by age or error text: an older failure is never told twice).
     fn tell_interrupted(&self) {
-        let now = crate::util::time::now_secs();
-        for job in self.queue.list() {
-            let fresh =
-                job.completed_at.as_deref().and_then(crate::util::time::parse_timestamp).is_some_and(|t| now - t < INTERRUPTED_WINDOW);
-            if job.state == crate::jobs::JobState::Failure && job.error.as_deref() == Some(INTERRUPTED) && fresh {
+        for job in self.interrupted.iter().filter_map(|id| self.queue.get(id)) {
+            if job.state == crate::jobs::JobState::Failure {
                 self.apply(vec![tracker::Note::Event { kind: "job_failed", data: tracker::finished_data(&job) }]);
                 let _ = self.machines.try_send(job.request.machine_id.clone());
             }
