@@ -314,13 +314,11 @@ impl<'a> Tally<'a> {
 
     fn parquet_rows(&mut self, source: &SourceFile) -> Result<Pass, DataError> {
         use parquet::basic::Type as Physical;
-        use parquet::file::reader::{FileReader, SerializedFileReader};
+        use parquet::file::reader::FileReader;
         use parquet::record::Field;
         let path = &source.path;
         let bad = |message: String| DataError::Format { file: path.clone(), message };
-        let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-        let reader = SerializedFileReader::new(file)
-            .map_err(|e| bad(format!("not a readable Parquet file (truncated, damaged, or another format renamed): {e}")))?;
+        let reader = super::read_parquet::StrictFile::open(path)?;
         let meta = reader.metadata().file_metadata();
         let schema = meta.schema_descr();
         let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
