@@ -273,41 +273,40 @@ fn subtract(values: &mut [f64], offset: &[f64]) {
 
 /// Mean of each column over its finite values (NaN for a column with none).
 fn column_means(m: &Rows) -> Vec<f64> {
+    column_moments(m).into_iter().map(|(mean, _)| mean).collect()
+}
+
+/// Mean and sample standard deviation of each column over its finite values (NaN where there are too few).
+fn column_moments(m: &Rows) -> Vec<(f64, f64)> {
     let p = m.n_cols;
-    let mut sum = vec![0.0; p];
-    let mut n = vec![0usize; p];
+    let mut acc = vec![(0.0, 0.0, 0usize); p];
     for row in m.data.chunks_exact(p.max(1)) {
-        for (j, v) in row.iter().enumerate() {
-            if v.is_finite() {
-                sum[j] += v;
-                n[j] += 1;
-            }
+        for (a, v) in acc.iter_mut().zip(row).filter(|(_, v)| v.is_finite()) {
+            // Welford: stable for readings far from zero with a small spread.
+            a.2 += 1;
+            let d = v - a.0;
+            a.0 += d / a.2 as f64;
+            a.1 += d * (v - a.0);
         }
     }
-    sum.iter().zip(&n).map(|(s, &k)| if k > 0 { s / k as f64 } else { f64::NAN }).collect()
+    acc.into_iter()
+        .map(|(mean, m2, n)| match n {
+            0 => (f64::NAN, f64::NAN),
+            1 => (mean, f64::NAN),
+            _ => (mean, (m2 / (n - 1) as f64).sqrt()),
+        })
+        .collect()
 }
 
 /// How far apart two sets of rows sit: the median over features of |mean_a − mean_b| in units of b's spread
 /// (its standard deviation, floored at 1 % of its mean level so a near-constant feature cannot dominate).
 fn regime_distance(a: &Rows, b: &Rows) -> f64 {
-    let (ma, mb) = (column_means(a), column_means(b));
-    let p = b.n_cols;
-    let mut var = vec![0.0; p];
-    let mut n = vec![0usize; p];
-    for row in b.data.chunks_exact(p.max(1)) {
-        for (j, v) in row.iter().enumerate() {
-            if v.is_finite() {
-                var[j] += (v - mb[j]).powi(2);
-                n[j] += 1;
-            }
-        }
-    }
-    let mut d: Vec<f64> = (0..p)
-        .filter(|&j| ma[j].is_finite() && mb[j].is_finite() && n[j] > 1)
-        .map(|j| {
-            let sd = (var[j] / (n[j] - 1) as f64).sqrt().max(0.01 * mb[j].abs()).max(1e-12);
-            (ma[j] - mb[j]).abs() / sd
-        })
+    let ma = column_means(a);
+    let mut d: Vec<f64> = ma
+        .iter()
+        .zip(column_moments(b))
+        .filter(|(x, (mean, sd))| x.is_finite() && mean.is_finite() && sd.is_finite())
+        .map(|(x, (mean, sd))| (x - mean).abs() / sd.max(0.01 * mean.abs()).max(1e-12))
         .collect();
     if d.is_empty() {
         return 0.0;
@@ -627,5 +626,30 @@ impl AnomalyModel {
             top_sensors: per_sensor,
             detectors: s.per_detector,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(values: &[[f64; 2]]) -> Rows {
+        Rows::new(values.len(), 2, values.iter().flatten().copied().collect()).unwrap()
+    }
+
+    #[test]
+    fn moments_skip_missing_values_and_distance_is_in_spreads_of_the_second_set() {
+        let b = rows(&[[10.0, f64::NAN], [12.0, 1.0], [14.0, 3.0]]);
+        let m = column_moments(&b);
+        assert_eq!(m[0], (12.0, 2.0));
+        assert_eq!(m[1], (2.0, 2f64.sqrt()));
+        // Column 0 sits 3 spreads away, column 1 none: of the two, the upper median (index 1) is taken.
+        let a = rows(&[[18.0, 2.0], [18.0, 2.0]]);
+        assert_eq!(regime_distance(&a, &b), 3.0);
+        assert_eq!(regime_distance(&b, &b), 0.0);
+        // A constant feature gets 1 % of its level as its spread, not zero.
+        let flat = rows(&[[100.0, 5.0], [100.0, 5.0]]);
+        let moved = rows(&[[103.0, 5.0], [103.0, 5.0]]);
+        assert!((regime_distance(&moved, &flat) - 3.0).abs() < 1e-9, "{}", regime_distance(&moved, &flat));
     }
 }
