@@ -1,5 +1,6 @@
-//! "Is current behaviour abnormal?": an ensemble of isolation forest, robust per-sensor z-scores and a robust
-//! Mahalanobis distance, fitted on healthy rows only, each calibrated to [0, 1] on held-out healthy rows,
+//! "Is current behaviour abnormal?": an ensemble of isolation forest, robust per-sensor z-scores, a robust
+//! Mahalanobis distance and PCA T² + Q, fitted on healthy rows only (each run judged from its own normal start
+//! when the data says runs start normal), each calibrated to [0, 1] on held-out healthy rows,
 //! with a threshold set by `contamination`. Evaluated against real anomaly labels when the data has them,
 //! else against a clearly named proxy — never against labels derived from the same features.
 use crate::data::{Split, Table};
@@ -397,6 +398,13 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
             report.warnings.push(format!(
                 "the healthy reference was recorded in another operating regime than the runs (median distance {distance:.1} standard deviations of their normal starts): not used; the detector learns from the runs' own normal starts"
             ));
+            if plan.fit.len() < 20 || plan.holdout.is_empty() {
+                return Err(MlError::NotEnoughData(format!(
+                    "the healthy reference is from another operating regime (median distance {distance:.1} standard deviations) and the runs' normal starts give only {} rows to fit on and {} to calibrate on (at least 20 and 1): record a reference in the runs' regime, or give longer normal starts",
+                    plan.fit.len(),
+                    plan.holdout.len()
+                )));
+            }
         }
     }
     let matrix = |rows: &[usize]| match &starts {
