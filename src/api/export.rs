@@ -1,6 +1,6 @@
 //! Downloads for spreadsheets and reports: a model's results as JSON or CSV, a prediction as CSV. (The fleet
 //! view's CSV is in [`super::fleet`]; charts are exported by the page itself.)
-use super::models::VersionQuery;
+use super::params::{VersionQuery, machine, model_type};
 use super::{ApiError, AppState, Path, Query};
 use crate::ml::ModelType;
 use axum::extract::State;
@@ -48,8 +48,8 @@ pub(super) fn csv_response(name: &str, body: String) -> Response {
 
 /// The report of a model version (the live one unless asked) with its grade, and that version.
 fn results(state: &AppState, id: &str, t: &str, version: Option<u32>) -> Result<(ModelType, u32, Value), ApiError> {
-    crate::data::MachineId::parse(id)?;
-    let t = super::models::model_type(t)?;
+    machine(id)?;
+    let t = model_type(t)?;
     let found = match version {
         Some(v) => state.registry.versions(id, t)?.into_iter().find(|i| i.version == v),
         None => state.registry.live(id, t)?,

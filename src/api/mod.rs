@@ -10,6 +10,7 @@ mod host;
 pub mod intake;
 mod limits;
 mod models;
+mod params;
 mod redact;
 pub mod server;
 mod state;

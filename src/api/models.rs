@@ -1,4 +1,5 @@
 //! Machines, the model registry, downloads and predictions.
+use super::params::{VersionQuery, machine, model_type};
 use super::{ApiError, AppState, Path, Query, auth};
 use crate::ml::ModelType;
 use crate::ml::model::{Recent, UrgencyHours};
@@ -21,16 +22,6 @@ fn damaged_model(t: ModelType, version: u32, message: &str) -> ApiError {
         format!("the {t} model file version {version} is damaged on disk ({reason}); delete this version or retrain"),
     )
     .details(json!({ "model_type": t, "version": version }))
-}
-
-pub(super) fn model_type(s: &str) -> Result<ModelType, ApiError> {
-    ModelType::parse(s)
-        .ok_or_else(|| ApiError::bad_request(format!("unknown model type {s:?}: use classification, regression, anomaly or timeseries")))
-}
-
-fn machine(s: &str) -> Result<(), ApiError> {
-    crate::data::MachineId::parse(s)?;
-    Ok(())
 }
 
 /// Each type's damaged versions (only types that have some), for listings beside the live ones.
@@ -104,11 +95,6 @@ pub async fn machine_models(State(state): State<AppState>, Path(id): Path<String
         out.insert(t.as_str().into(), json!(state.registry.versions(&id, t)?));
     }
     Ok(Json(json!({ "machine_id": id, "models": out, "damaged": damaged_of(&state, &id)? })))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct VersionQuery {
-    pub version: Option<u32>,
 }
 
 #[utoipa::path(get, path = "/api/ml/models/{machine_id}/{model_type}", params(("machine_id" = String, Path), ("model_type" = String, Path), VersionQuery), responses((status = 200, description = "versions and the report"), (status = 404)))]
