@@ -480,6 +480,36 @@ fn home_assistant_discovery_is_retained_and_republished_when_it_comes_online() {
     assert!(late.on(&model_topic).is_empty(), "the broker no longer holds the deleted model's state");
 }
 
+/// A machine folder dropped into the data folder while the daemon runs is published (bridge/info, Home
+/// Assistant discovery) within seconds, not at the next 30 s health tick and not only after a reconnect.
+#[test]
+fn a_machine_folder_added_later_is_published_within_seconds() {
+    let (d, data, state) = setup(3_000);
+    let broker = Broker::start(&d.path().join("broker"));
+    let _daemon = start(&data, &state, &broker.url(), &[("MILLWRIGHT_MQTT__HOMEASSISTANT", "true")]);
+    let sub = Sub::connect(broker.port, &[&format!("{BASE}/#"), "homeassistant/#"]);
+    sub.wait(SHORT, "online", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
+    sub.wait(SHORT, "the first bridge/info", |m| m.topic == topic("bridge/info"));
+    // The same simulator seed makes the first machine again; the second one is new.
+    let other = d.path().join("other");
+    fleet(&other, 2, 500);
+    let known: Vec<String> = std::fs::read_dir(data.join("machines")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let new = std::fs::read_dir(other.join("machines"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| !known.contains(n))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    sub.clear();
+    let t0 = Instant::now();
+    std::fs::rename(other.join("machines").join(&new), data.join("machines").join(&new)).unwrap();
+    let names_it = |m: &Msg| m.topic == topic("bridge/info") && m.json()["machines"].to_string().contains(&new);
+    sub.wait(Duration::from_secs(10), "bridge/info naming the new machine", names_it);
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(6), "published after {took:?}");
+    sub.wait(SHORT, "the new machine's discovery", |m| m.topic.starts_with("homeassistant/") && m.topic.contains(&new) && !m.payload.is_empty());
+}
+
 // Broker faults: down / up / down during jobs, and a broker whose CA the daemon does not trust.
 
 /// Polls `GET /api/health` every 100 ms until dropped; counts failures and keeps the slowest answer.

@@ -60,6 +60,8 @@ pub fn availability(state: Availability, instance_id: &str) -> Vec<u8> {
 }
 
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(30);
+/// How often the data folder is looked at for new machines.
+const NEW_MACHINE_LOOK: Duration = Duration::from_secs(2);
 /// If nobody calls [`Mqtt::finish`] after a shutdown (an error path), the session still ends by then.
 const FALLBACK_STOP: Duration = Duration::from_secs(15);
 
@@ -372,6 +374,8 @@ async fn run_publisher(
 ) {
     let mut tick = tokio::time::interval(HEALTH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut look = tokio::time::interval(NEW_MACHINE_LOOK);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -379,6 +383,9 @@ async fn run_publisher(
                 publisher.gone_models().await;
                 publisher.health().await;
             }
+            // A machine folder dropped into the data folder shows up in Home Assistant within seconds
+            // (one directory listing per look; nothing is loaded).
+            _ = look.tick() => publisher.new_machines().await,
             _ = refresh.notified() => publisher.everything().await,
             Some(m) = machines.recv() => {
                 publisher.machine(&m).await;
