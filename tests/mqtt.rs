@@ -493,7 +493,8 @@ fn a_machine_folder_added_later_is_published_within_seconds() {
     // The same simulator seed makes the first machine again; the second one is new.
     let other = d.path().join("other");
     fleet(&other, 2, 500);
-    let known: Vec<String> = std::fs::read_dir(data.join("machines")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let known: Vec<String> =
+        std::fs::read_dir(data.join("machines")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     let new = std::fs::read_dir(other.join("machines"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -507,7 +508,9 @@ fn a_machine_folder_added_later_is_published_within_seconds() {
     sub.wait(Duration::from_secs(10), "bridge/info naming the new machine", names_it);
     let took = t0.elapsed();
     assert!(took < Duration::from_secs(6), "published after {took:?}");
-    sub.wait(SHORT, "the new machine's discovery", |m| m.topic.starts_with("homeassistant/") && m.topic.contains(&new) && !m.payload.is_empty());
+    sub.wait(SHORT, "the new machine's discovery", |m| {
+        m.topic.starts_with("homeassistant/") && m.topic.contains(&new) && !m.payload.is_empty()
+    });
 }
 
 // Broker faults: down / up / down during jobs, and a broker whose CA the daemon does not trust.
