@@ -1,6 +1,6 @@
 // Small SVG charts of our own: lines with interval bands, histograms and horizontal bars.
 // Each chart is an <svg role="img"> with a <title> and a description, and the colours come from CSS classes.
-import { s, h, fmtNum, saveFile } from './ui.js';
+import { s, h, fmtNum, saveFile, toast } from './ui.js';
 
 function niceTicks(lo, hi, count = 5) {
   if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [];
@@ -147,7 +147,7 @@ export function exportChart(svg, kind) {
 function exportable(svg) {
   const label = svg.getAttribute('aria-label') || 'chart';
   const btn = (kind) => h('button', { type: 'button', class: 'btn small chart-export-btn', dataset: { kind }, title: `Save “${label}” as ${kind.toUpperCase()}`,
-    onclick: () => exportChart(svg, kind).catch(() => {}) }, kind.toUpperCase());
+    onclick: () => exportChart(svg, kind).catch((e) => toast('bad', `Could not save the chart: ${e.message}`)) }, kind.toUpperCase());
   return h('div', { class: 'chart-box' }, svg, h('div', { class: 'chart-export' }, btn('svg'), btn('png')));
 }
 
