@@ -319,6 +319,7 @@ impl<'a> Tally<'a> {
         let path = &source.path;
         let bad = |message: String| DataError::Format { file: path.clone(), message };
         let reader = super::read_parquet::StrictFile::open(path)?;
+        super::read_parquet::check_dictionaries(&reader, path)?;
         let meta = reader.metadata().file_metadata();
         let schema = meta.schema_descr();
         let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();

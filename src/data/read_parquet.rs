@@ -70,6 +70,45 @@ impl<R: std::io::Read> std::io::Read for StrictRead<R> {
     }
 }
 
+/// Refuses a dictionary page that claims more values than its bytes can hold. The parquet crate sizes the
+/// dictionary from the page's own count before decoding it: fuzzing found a 3.6 KB file whose one page
+/// claimed enough values to take 5.2 GB. Every page is looked at (a dictionary page may come anywhere in a
+/// column chunk); this decompresses each page once more, which the bounded file size keeps small.
+pub(super) fn check_dictionaries<R: ChunkReader + 'static>(reader: &SerializedFileReader<R>, path: &Path) -> Result<(), DataError> {
+    use parquet::basic::Type as Physical;
+    use parquet::column::page::Page;
+    let bad = |message: String| DataError::Format { file: path.to_path_buf(), message };
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    for g in 0..reader.num_row_groups() {
+        let group = reader.get_row_group(g).map_err(|e| bad(format!("row group {g}: {e}")))?;
+        for c in 0..schema.num_columns() {
+            let column = schema.column(c);
+            // The fewest bytes one PLAIN-encoded dictionary value takes (booleans: one bit).
+            let bits_per_value: u64 = match column.physical_type() {
+                Physical::BOOLEAN => 1,
+                Physical::INT32 | Physical::FLOAT => 32,
+                Physical::INT64 | Physical::DOUBLE => 64,
+                Physical::INT96 => 96,
+                Physical::BYTE_ARRAY => 32,
+                Physical::FIXED_LEN_BYTE_ARRAY => 8 * u64::try_from(column.type_length().max(1)).unwrap_or(1),
+            };
+            let mut pages = group.get_column_page_reader(c).map_err(|e| bad(format!("column {}: {e}", column.name())))?;
+            while let Some(page) = pages.get_next_page().map_err(|e| bad(format!("column {}: damaged Parquet data: {e}", column.name())))? {
+                if let Page::DictionaryPage { buf, num_values, .. } = &page
+                    && u64::from(*num_values) * bits_per_value > 8 * buf.len() as u64
+                {
+                    return Err(bad(format!(
+                        "column {}: a dictionary page claims {num_values} values in {} bytes (damaged Parquet data)",
+                        column.name(),
+                        buf.len()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The parquet crate asserts on some malformed footers (negative column offsets, for one) instead of
 /// returning an error; a damaged upload must be a clear "bad file", not a dead request or job thread.
 pub fn read_parquet(path: &Path) -> Result<Frame, DataError> {
@@ -82,6 +121,7 @@ pub fn read_parquet(path: &Path) -> Result<Frame, DataError> {
 fn read_rows(path: &Path) -> Result<Frame, DataError> {
     let bad = |message: String| DataError::Format { file: path.to_path_buf(), message };
     let reader = StrictFile::open(path)?;
+    check_dictionaries(&reader, path)?;
     let scales = timestamp_scales(&reader);
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
     let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
@@ -178,7 +218,8 @@ mod tests {
         std::fs::write(&p, include_bytes!("../../fuzz/seeds/parquet/regress_negative_offset.parquet")).unwrap();
         let err = read_parquet(&p).err().unwrap();
         assert!(matches!(err, DataError::Format { .. }), "{err}");
-        assert!(err.to_string().contains("not a readable Parquet file"), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("not a readable Parquet file") || text.contains("damaged Parquet data"), "{err}");
     }
 
     /// Found by `fuzz/` (parquet target, a libFuzzer timeout): a page header claiming a list of millions of
@@ -192,5 +233,20 @@ mod tests {
         let err = read_parquet(&p).err().unwrap();
         assert!(t0.elapsed() < std::time::Duration::from_millis(500), "took {:?}", t0.elapsed());
         assert!(err.to_string().contains("damaged Parquet data"), "{err}");
+    }
+
+    /// Found by `fuzz/` (parquet target, out of memory): a 3.6 KB file whose dictionary page claims 671 million
+    /// values; the parquet crate sized the dictionary from that count and took 5.2 GB.
+    #[test]
+    fn a_dictionary_page_claiming_more_values_than_its_bytes_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("train.parquet");
+        std::fs::write(&p, include_bytes!("../../fuzz/seeds/parquet/huge-dictionary.parquet")).unwrap();
+        let err = read_parquet(&p).err().unwrap().to_string();
+        assert!(err.contains("dictionary page claims 671088648 values in 104 bytes"), "{err}");
+        // A healthy file with dictionaries passes the check: the simulator's seed file loads.
+        let ok = d.path().join("ok.parquet");
+        std::fs::write(&ok, include_bytes!("../../fuzz/seeds/parquet/sim_train.parquet")).unwrap();
+        assert!(read_parquet(&ok).is_ok());
     }
 }
