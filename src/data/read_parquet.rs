@@ -26,13 +26,23 @@ pub(super) fn timestamp_scales<R: ChunkReader + 'static>(reader: &SerializedFile
 /// list of millions of entries was "skipped" entry by entry past the end — 3.5 million read(2) calls and 17 s
 /// for a 2.6 KB file found by fuzzing, minutes for a bigger claimed count, on the open listing route too.
 /// Failing at the end turns that into an immediate format error.
-pub(super) struct StrictFile(std::fs::File);
+///
+/// It also bounds what a page may claim to decompress to (see [`check_page_claim`]): the parquet crate zero-fills
+/// a buffer of the size a page header claims before decompressing into it.
+pub(super) struct StrictFile {
+    file: std::fs::File,
+    /// Where the crate last started reading a page header ([`NO_HEADER`] when none is pending).
+    header_at: std::sync::atomic::AtomicU64,
+}
+
+const NO_HEADER: u64 = u64::MAX;
 
 impl StrictFile {
     /// Opens `path` as a Parquet file: its footer read and checked.
     pub(super) fn open(path: &Path) -> Result<SerializedFileReader<StrictFile>, DataError> {
         let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-        SerializedFileReader::new(StrictFile(file)).map_err(|e| DataError::Format {
+        let strict = StrictFile { file, header_at: std::sync::atomic::AtomicU64::new(NO_HEADER) };
+        SerializedFileReader::new(strict).map_err(|e| DataError::Format {
             file: path.to_path_buf(),
             message: format!("not a readable Parquet file (truncated, damaged, or another format renamed): {e}"),
         })
@@ -41,7 +51,7 @@ impl StrictFile {
 
 impl parquet::file::reader::Length for StrictFile {
     fn len(&self) -> u64 {
-        self.0.len()
+        self.file.len()
     }
 }
 
@@ -49,11 +59,149 @@ impl ChunkReader for StrictFile {
     type T = StrictRead<<std::fs::File as ChunkReader>::T>;
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        self.0.get_read(start).map(StrictRead)
+        // The page reader reads a page header from here, then asks for the page's bytes right after it.
+        self.header_at.store(start, std::sync::atomic::Ordering::Relaxed);
+        self.file.get_read(start).map(StrictRead)
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
-        self.0.get_bytes(start, length)
+        let header_at = self.header_at.swap(NO_HEADER, std::sync::atomic::Ordering::Relaxed);
+        if header_at < start && start - header_at <= MAX_HEADER_BYTES {
+            let header = self.file.get_bytes(header_at, usize::try_from(start - header_at).unwrap_or(0))?;
+            check_page_claim(&header, length).map_err(parquet::errors::ParquetError::General)?;
+        }
+        self.file.get_bytes(start, length)
+    }
+}
+
+/// Longer than any real page header (statistics included); a longer gap is not a header and is not checked.
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+/// The most a page may decompress to: real writers cut pages at about 1 MB.
+const MAX_PAGE_BYTES: i64 = 64 << 20;
+/// How much bigger than its compressed bytes a page may be, above the first MB: generous for zstd or gzip
+/// on a constant column, far below what a forged header claims.
+const MAX_RATIO: i64 = 4096;
+
+/// Refuses a page whose header claims to decompress to more than [`MAX_PAGE_BYTES`], or to more than
+/// [`MAX_RATIO`] times its `compressed` bytes plus 1 MB: the parquet crate zero-fills a buffer of the claimed
+/// size before decompressing into it (fuzzing reached 1.4 GB with a few KB). A header this reader cannot
+/// parse is left to the crate, which has already read it.
+fn check_page_claim(header: &[u8], compressed: usize) -> Result<(), String> {
+    let Some(claimed) = thrift::uncompressed_page_size(header) else { return Ok(()) };
+    let compressed = i64::try_from(compressed).unwrap_or(i64::MAX);
+    let allowed = MAX_PAGE_BYTES.min(compressed.saturating_mul(MAX_RATIO).saturating_add(1 << 20));
+    if claimed > allowed {
+        return Err(format!("a page claims to decompress to {claimed} bytes from {compressed} (damaged Parquet data)"));
+    }
+    Ok(())
+}
+
+/// Just enough of Thrift's compact protocol to find field 2 (`uncompressed_page_size`) of a Parquet page header.
+mod thrift {
+    struct Reader<'a> {
+        buf: &'a [u8],
+    }
+
+    impl Reader<'_> {
+        fn byte(&mut self) -> Option<u8> {
+            let (b, rest) = self.buf.split_first()?;
+            self.buf = rest;
+            Some(*b)
+        }
+
+        fn varint(&mut self) -> Option<u64> {
+            let mut v = 0u64;
+            for shift in (0..70).step_by(7) {
+                let b = self.byte()?;
+                v |= u64::from(b & 0x7f).checked_shl(shift)?;
+                if b & 0x80 == 0 {
+                    return Some(v);
+                }
+            }
+            None
+        }
+
+        fn zigzag(&mut self) -> Option<i64> {
+            let v = self.varint()?;
+            Some((v >> 1) as i64 ^ -((v & 1) as i64))
+        }
+
+        fn skip_bytes(&mut self, n: u64) -> Option<()> {
+            let n = usize::try_from(n).ok()?;
+            self.buf = self.buf.get(n..)?;
+            Some(())
+        }
+
+        /// Skips one value of compact type `ty`; every value takes at least one byte, so a forged size ends
+        /// with the buffer.
+        fn skip(&mut self, ty: u8, depth: u8) -> Option<()> {
+            let depth = depth.checked_sub(1)?;
+            match ty {
+                1 | 2 => Some(()),
+                3 => self.byte().map(|_| ()),
+                4..=6 => self.varint().map(|_| ()),
+                7 => self.skip_bytes(8),
+                8 => {
+                    let n = self.varint()?;
+                    self.skip_bytes(n)
+                }
+                9 | 10 => {
+                    let head = self.byte()?;
+                    let n = if head >> 4 == 15 { self.varint()? } else { u64::from(head >> 4) };
+                    let elem = head & 0x0f;
+                    for _ in 0..n {
+                        // Booleans in a collection take a byte each.
+                        if matches!(elem, 1 | 2) { self.byte().map(|_| ())? } else { self.skip(elem, depth)? }
+                    }
+                    Some(())
+                }
+                11 => {
+                    let n = self.varint()?;
+                    if n > 0 {
+                        let kv = self.byte()?;
+                        for _ in 0..n {
+                            self.skip(kv >> 4, depth)?;
+                            self.skip(kv & 0x0f, depth)?;
+                        }
+                    }
+                    Some(())
+                }
+                12 => self.skip_struct(depth, |_, _, _| None),
+                _ => None,
+            }
+        }
+
+        /// Walks a struct's fields; `pick` may consume a field it wants (returning Some), else it is skipped.
+        fn skip_struct(&mut self, depth: u8, mut pick: impl FnMut(&mut Self, i64, u8) -> Option<()>) -> Option<()> {
+            let mut last = 0i64;
+            loop {
+                let head = self.byte()?;
+                if head == 0 {
+                    return Some(());
+                }
+                let ty = head & 0x0f;
+                let id = if head >> 4 == 0 { self.zigzag()? } else { last + i64::from(head >> 4) };
+                last = id;
+                if pick(self, id, ty).is_none() {
+                    self.skip(ty, depth)?;
+                }
+            }
+        }
+    }
+
+    /// The header's `uncompressed_page_size` (field 2, an i32), when the header parses.
+    pub(super) fn uncompressed_page_size(header: &[u8]) -> Option<i64> {
+        let mut r = Reader { buf: header };
+        let mut found = None;
+        r.skip_struct(32, |r, id, ty| {
+            if id == 2 && ty == 5 {
+                found = Some(r.zigzag()?);
+                Some(())
+            } else {
+                None
+            }
+        })?;
+        found
     }
 }
 
@@ -248,5 +396,47 @@ mod tests {
         let ok = d.path().join("ok.parquet");
         std::fs::write(&ok, include_bytes!("../../fuzz/seeds/parquet/sim_train.parquet")).unwrap();
         assert!(read_parquet(&ok).is_ok());
+    }
+
+    /// A compact-protocol page header: type (1), uncompressed size (2), compressed size (3), stop.
+    fn header(uncompressed: u64, compressed: u64) -> Vec<u8> {
+        let varint = |mut v: u64| {
+            let mut out = Vec::new();
+            loop {
+                let b = (v & 0x7f) as u8;
+                v >>= 7;
+                if v == 0 {
+                    out.push(b);
+                    return out;
+                }
+                out.push(b | 0x80);
+            }
+        };
+        let mut h = vec![0x15, 0x00, 0x15];
+        h.extend(varint(uncompressed << 1));
+        h.push(0x15);
+        h.extend(varint(compressed << 1));
+        // A nested struct field (id 5) with an i32 inside, then the header's stop.
+        h.extend([0x2c, 0x15, 0x04, 0x00, 0x00]);
+        h
+    }
+
+    #[test]
+    fn a_page_claiming_to_decompress_to_gigabytes_is_refused_before_any_buffer() {
+        assert_eq!(thrift::uncompressed_page_size(&header(1_000_000, 4_000)), Some(1_000_000));
+        assert!(check_page_claim(&header(1_000_000, 4_000), 4_000).is_ok());
+        // A constant column compressed 10,000 to 1 still passes inside the first MB.
+        assert!(check_page_claim(&header(1_000_000, 100), 100).is_ok());
+        let forged = check_page_claim(&header(2_000_000_000, 3_000), 3_000).unwrap_err();
+        assert!(forged.contains("claims to decompress to 2000000000 bytes from 3000"), "{forged}");
+        assert!(check_page_claim(&header(100 << 20, 1 << 20), 1 << 20).is_err(), "over the 64 MB page cap");
+        // Headers it cannot read are the crate's business.
+        assert_eq!(thrift::uncompressed_page_size(&[0x15]), None);
+        assert!(check_page_claim(&[0xff; 8], 10).is_ok());
+        // Real files pass: the simulator's Parquet (snappy pages, dictionaries) loads through the check.
+        let d = tempfile::tempdir().unwrap();
+        let ok = d.path().join("ok.parquet");
+        std::fs::write(&ok, include_bytes!("../../fuzz/seeds/parquet/sim_train.parquet")).unwrap();
+        assert!(read_parquet(&ok).unwrap().n_rows > 0);
     }
 }
