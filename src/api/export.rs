@@ -1,6 +1,6 @@
 //! Downloads for spreadsheets and reports: a model's results as JSON or CSV, a prediction as CSV. (The fleet
 //! view's CSV is in [`super::fleet`]; charts are exported by the page itself.)
-use super::params::{VersionQuery, machine, model_type};
+use super::params::{VersionQuery, graded_report, machine, model_type, model_version};
 use super::{ApiError, AppState, Path, Query};
 use crate::ml::ModelType;
 use axum::extract::State;
@@ -50,18 +50,8 @@ pub(super) fn csv_response(name: &str, body: String) -> Response {
 fn results(state: &AppState, id: &str, t: &str, version: Option<u32>) -> Result<(ModelType, u32, Value), ApiError> {
     machine(id)?;
     let t = model_type(t)?;
-    let found = match version {
-        Some(v) => state.registry.versions(id, t)?.into_iter().find(|i| i.version == v),
-        None => state.registry.live(id, t)?,
-    };
-    let version = found.map(|i| i.version).ok_or_else(|| {
-        ApiError::not_found(format!("no {t} model{} for {id}", version.map_or(String::new(), |v| format!(" version {v}"))))
-    })?;
-    let mut report = state.registry.report(id, t, Some(version))?;
-    if report.get("quality").is_none() && report.is_object() {
-        report["quality"] = json!(crate::verdict::grade(t.as_str(), &report));
-    }
-    Ok((t, version, report))
+    let version = model_version(state, id, t, version)?.version;
+    Ok((t, version, graded_report(state, id, t, Some(version))?))
 }
 
 #[utoipa::path(get, path = "/api/ml/models/{machine_id}/{model_type}/results.json", params(("machine_id" = String, Path), ("model_type" = String, Path), VersionQuery), responses((status = 200, description = "the model's report (metrics, baselines, grade, split, leaderboard) as a JSON file"), (status = 404)))]

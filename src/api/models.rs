@@ -1,5 +1,5 @@
 //! Machines, the model registry, downloads and predictions.
-use super::params::{VersionQuery, machine, model_type};
+use super::params::{VersionQuery, graded_report, machine, model_type, model_version};
 use super::{ApiError, AppState, Path, Query, auth};
 use crate::ml::ModelType;
 use crate::ml::model::{Recent, UrgencyHours};
@@ -109,11 +109,7 @@ pub async fn model_detail(
     if versions.is_empty() {
         return Err(ApiError::not_found(format!("no {t} model for {id}")));
     }
-    let mut report = state.registry.report(&id, t, q.version)?;
-    // Reports saved before grades existed get theirs computed on the way out.
-    if report.get("quality").is_none() && report.is_object() {
-        report["quality"] = json!(crate::verdict::grade(t.as_str(), &report));
-    }
+    let report = graded_report(&state, &id, t, q.version)?;
     let damaged = state.registry.damaged(&id, t)?;
     Ok(Json(json!({ "machine_id": id, "model_type": t, "versions": versions, "report": report, "damaged": damaged })))
 }
@@ -126,11 +122,7 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     machine(&id)?;
     let t = model_type(&t)?;
-    let info = match q.version {
-        Some(v) => state.registry.versions(&id, t)?.into_iter().find(|i| i.version == v),
-        None => state.registry.live(&id, t)?,
-    }
-    .ok_or_else(|| ApiError::not_found(format!("no {t} model{} for {id}", q.version.map_or(String::new(), |v| format!(" version {v}")))))?;
+    let info = model_version(&state, &id, t, q.version)?;
     let registry = state.registry.clone();
     let (id2, version) = (id.clone(), info.version);
     let bytes = tokio::task::spawn_blocking(move || registry.read_checked(&id2, t, version))

@@ -266,6 +266,14 @@ impl RunStarts {
     }
 }
 
+/// The rows' features, each from its own run's start when there are run starts.
+fn run_matrix(spec: &FeatureSpec, table: &Table, rows: &[usize], starts: Option<&RunStarts>) -> Result<Rows, MlError> {
+    match starts {
+        Some(s) => s.matrix(spec, table, rows),
+        None => rows_matrix(spec, table, rows),
+    }
+}
+
 fn subtract(values: &mut [f64], offset: &[f64]) {
     for (v, o) in values.iter_mut().zip(offset) {
         *v -= o;
@@ -334,15 +342,7 @@ fn ensemble_config(params: &TrainParams) -> EnsembleConfig {
 
 /// How far the healthy reference sits from the runs' normal starts ([`regime_distance`]), when there are both.
 fn reference_distance(spec: &FeatureSpec, table: &Table) -> Result<Option<f64>, MlError> {
-    let split = table.given_split.as_deref().unwrap_or_default();
-    let reference: Vec<usize> = (0..split.len()).filter(|&i| split[i] == Split::Healthy).collect();
-    let Some(head) = table.split_hint.healthy_head_rows else { return Ok(None) };
-    let heads: Vec<usize> = table
-        .life_ranges()
-        .into_iter()
-        .filter(|(_, r)| split.get(r.start) != Some(&Split::Healthy))
-        .flat_map(|(_, r)| r.start..(r.start + head).min(r.end))
-        .collect();
+    let (reference, heads, _) = vouched_healthy(table);
     if reference.is_empty() || heads.is_empty() {
         return Ok(None);
     }
@@ -407,10 +407,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
             }
         }
     }
-    let matrix = |rows: &[usize]| match &starts {
-        Some(s) => s.matrix(&spec, table, rows),
-        None => rows_matrix(&spec, table, rows),
-    };
+    let matrix = |rows: &[usize]| run_matrix(&spec, table, rows, starts.as_ref());
     let fit = matrix(&thin(&plan.fit, MAX_FIT_ROWS))?;
     let holdout = matrix(&thin(&plan.holdout, MAX_HOLDOUT_ROWS))?;
     sw.lap("features");
@@ -540,10 +537,7 @@ fn score_rows(
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(4096) {
         ctx.checkpoint()?;
-        let m = match starts {
-            Some(s) => s.matrix(&model.spec, table, chunk)?,
-            None => rows_matrix(&model.spec, table, chunk)?,
-        };
+        let m = run_matrix(&model.spec, table, chunk, starts)?;
         out.extend(m.iter().map(|r| model.ensemble.score(r).score));
     }
     Ok(out)
@@ -583,10 +577,7 @@ impl AnomalyModel {
         let mut out = Vec::with_capacity(table.n_rows());
         let all: Vec<usize> = (0..table.n_rows()).collect();
         for chunk in all.chunks(4096) {
-            let mut m = match &starts {
-                Some(s) => s.matrix(&self.spec, table, chunk)?,
-                None => rows_matrix(&self.spec, table, chunk)?,
-            };
+            let mut m = run_matrix(&self.spec, table, chunk, starts.as_ref())?;
             if let (None, Some(offset)) = (&starts, &self.reference) {
                 let p = m.n_cols;
                 for values in m.data.chunks_exact_mut(p.max(1)) {
