@@ -41,6 +41,11 @@ impl DataError {
         DataError::Io { path: path.into(), source }
     }
 
+    /// An infinity read from a Parquet cell: a broken reading, not a value to train on (CSV says the same).
+    pub fn infinite(file: impl Into<PathBuf>, row: usize, column: &str, value: f64) -> Self {
+        DataError::Cell { file: file.into(), row, column: column.to_string(), value: value.to_string(), expected: "a finite number" }
+    }
+
     /// What went wrong without file names, paths or anything read from a file (cell values, column names,
     /// parser excerpts): for clients that may not see the data folder's layout or content.
     pub fn redacted(&self) -> String {

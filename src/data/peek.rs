@@ -343,13 +343,7 @@ impl<'a> Tally<'a> {
                 };
                 if let Some(v) = value {
                     if v.is_infinite() {
-                        return Err(DataError::Cell {
-                            file: path.clone(),
-                            row: r + 1,
-                            column: names[c].clone(),
-                            value: v.to_string(),
-                            expected: "a finite number",
-                        });
+                        return Err(DataError::infinite(path, r + 1, &names[c], v));
                     }
                     pass.seen[c] |= !v.is_nan();
                 }

@@ -303,13 +303,7 @@ fn read_rows(path: &Path) -> Result<Frame, DataError> {
             };
             // Same rule as CSV: an infinity is a broken reading, not a value to train on.
             if value.is_infinite() {
-                return Err(DataError::Cell {
-                    file: path.to_path_buf(),
-                    row: r + 1,
-                    column: names[c].clone(),
-                    value: value.to_string(),
-                    expected: "a finite number",
-                });
+                return Err(DataError::infinite(path, r + 1, &names[c], value));
             }
             match &mut texts[c] {
                 Some(t) => t.push(value.to_string()),
