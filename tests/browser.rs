@@ -196,6 +196,7 @@ fn fleet_view_in_a_real_browser() {
         .env("FLEET_FRESH", &ids[0])
         .env("FLEET_STALE", &ids[1])
         .env("FLEET_BARE", &ids[2])
+        .env("FLEET_DAEMON_PID", d.child.id().to_string())
         .output()
         .expect("starting node");
     let text = String::from_utf8_lossy(&out.stdout);

@@ -7,7 +7,7 @@ mod common;
 mod mqtt_helpers;
 
 use common::{Daemon, fleet};
-use mqtt_helpers::{Broker, Login, Msg, Sub};
+use mqtt_helpers::{Broker, Login, Msg, Sub, find_binary};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -254,6 +254,91 @@ fn every_request_is_answered_with_its_transaction_and_bad_ones_get_clear_errors(
     let r = ask("health_check", json!({ "transaction": "h2" }));
     assert_eq!(r["status"], "ok");
     assert!(!daemon.log().contains("panicked"), "{}", daemon.log());
+}
+
+/// One `mosquitto_rr` exchange: the request on `name` with a Response Topic and Correlation Data, the
+/// answer as `(correlation data, qos, topic, payload)`.
+fn rr(port: u16, name: &str, payload: &str, reply_to: &str, correlation: &str) -> (String, String, String, Value) {
+    let out = std::process::Command::new(find_binary("mosquitto_rr"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-W", "10"])
+        .args(["-t", &topic(&format!("bridge/request/{name}")), "-e", reply_to, "-m", payload])
+        .args(["-D", "publish", "correlation-data", correlation, "-F", "%D\t%q\t%t\t%p"])
+        .output()
+        .expect("mosquitto_rr runs");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(out.status.success(), "mosquitto_rr failed ({}): {text} {}", out.status, String::from_utf8_lossy(&out.stderr));
+    let parts: Vec<&str> = text.splitn(4, '\t').collect();
+    assert_eq!(parts.len(), 4, "{text}");
+    let answer = serde_json::from_str(parts[3]).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (parts[0].to_string(), parts[1].to_string(), parts[2].to_string(), answer)
+}
+
+#[test]
+fn mqtt_5_requests_are_answered_on_their_response_topic_and_live_retained_ones_are_refused() {
+    let (d, data, state) = setup(2_000);
+    let broker = Broker::start(&d.path().join("broker"));
+    let sub = Sub::connect(broker.port, &[&format!("{BASE}/#"), "replies/#"]);
+    let daemon = start(&data, &state, &broker.url(), &[]);
+    sub.wait(SHORT, "online", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
+    let health = daemon.get("/api/health").json();
+    assert_eq!(health["mqtt"]["protocol"], "5", "{health}");
+
+    // mosquitto_rr is Mosquitto's own MQTT 5 request/response client: it waits on its Response Topic.
+    let t0 = Instant::now();
+    let (correlation, qos, reply_topic, r) = rr(broker.port, "health_check", "{}", "replies/rr/1", "abc-123");
+    eprintln!("mosquitto_rr answered in {:?}", t0.elapsed());
+    assert_eq!((correlation.as_str(), qos.as_str(), reply_topic.as_str()), ("abc-123", "1", "replies/rr/1"), "{r}");
+    assert_eq!((r["status"].as_str(), r["node_id"].as_str()), (Some("ok"), Some("test1")), "{r}");
+    let m = machine(&daemon);
+    let (_, _, _, r) = rr(broker.port, "predict", &json!({ "machine_id": m }).to_string(), "replies/rr/2", "p-1");
+    assert_eq!(r["status"], "ok", "{r}");
+    assert!(sub.on(&topic("bridge/response/health_check")).is_empty(), "answered on the Response Topic only");
+
+    // A Response Topic on one of our own request topics would be read as a new request: refused, on the
+    // default topic.
+    let published = std::process::Command::new(find_binary("mosquitto_pub"))
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-V", "5", "-q", "1"])
+        .args(["-t", &topic("bridge/request/health_check"), "-m", r#"{"transaction":"loop"}"#])
+        .args(["-D", "publish", "response-topic", &topic("bridge/request/train")])
+        .status()
+        .expect("mosquitto_pub runs");
+    assert!(published.success());
+    let r = sub
+        .wait(SHORT, "the refusal of a looping Response Topic", |m| {
+            m.topic == topic("bridge/response/health_check") && m.json()["transaction"] == "loop"
+        })
+        .json();
+    assert_eq!(r["status"], "error", "{r}");
+    assert!(r["error"].as_str().unwrap_or("").contains("Response Topic"), "{r}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(sub.on(&topic("bridge/response/train")).is_empty(), "nothing ran on the train topic");
+
+    // Over MQTT 5 the daemon subscribes with "retain as published": a request published with the retain
+    // flag while it listens is refused too (3.1.1 cannot tell it from a plain one).
+    sub.publish(&topic("bridge/request/train"), json!({ "machine_id": m, "transaction": "live-retained" }).to_string().as_bytes(), true);
+    let r = sub
+        .wait(SHORT, "the refusal of a live retained request", |m| {
+            m.topic == topic("bridge/response/train") && m.json()["transaction"] == "live-retained"
+        })
+        .json();
+    assert_eq!(r["status"], "error", "{r}");
+    assert!(r["error"].as_str().unwrap_or("").contains("retained"), "{r}");
+    sub.publish(&topic("bridge/request/train"), b"", true);
+    let tasks = daemon.get("/api/ml/tasks").json();
+    assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(0), "the retained train request ran: {tasks}");
+}
+
+#[test]
+fn mqtt_3_1_1_when_asked_still_answers_with_the_transaction() {
+    let (d, data, state) = setup(2_000);
+    let broker = Broker::start(&d.path().join("broker"));
+    let sub = Sub::connect(broker.port, &[&format!("{BASE}/#")]);
+    let daemon = start(&data, &state, &broker.url(), &[("MILLWRIGHT_MQTT__PROTOCOL", "3.1.1")]);
+    sub.wait(SHORT, "online", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
+    assert_eq!(daemon.get("/api/health").json()["mqtt"]["protocol"], "3.1.1");
+    let r = sub.request(BASE, "health_check", r#"{"transaction":"v311"}"#, SHORT);
+    assert_eq!((r["status"].as_str(), r["transaction"].as_str()), (Some("ok"), Some("v311")), "{r}");
+    assert!(daemon.log().contains("protocol=3.1.1"), "{}", daemon.log());
 }
 
 #[test]

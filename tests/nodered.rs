@@ -1,7 +1,7 @@
 //! Node-RED 4.1 (pinned in tests/nodered/package-lock.json, installed by scripts/test) as a real MQTT
 //! client: it runs headless on loopback with the committed flow tests/nodered/flows.json (the README's
 //! example), which starts a training over MQTT 3.1.1, follows its progress over MQTT 5, asks for predictions
-//! when it ends, and watches `jobs/current` and the model topics with JSON parsing. The test reads what the
+//! when it ends (MQTT 5 request/response: Response Topic and Correlation Data), and watches `jobs/current` and the model topics with JSON parsing. The test reads what the
 //! flow logs (`MWRESULT …` lines) and fails on any JSON parse failure Node-RED reports.
 mod common;
 #[allow(dead_code)]
@@ -89,6 +89,9 @@ fn the_node_red_flow_trains_follows_progress_and_gets_predictions() {
     let predict = results("predict");
     assert_eq!(predict.len(), 1, "{log}");
     assert_eq!(predict[0]["status"], "ok", "{log}");
+    // Asked over MQTT 5 with a Response Topic and Correlation Data: answered there, with them.
+    assert_eq!(predict[0]["topic"], "replies/node-red/predict", "{log}");
+    assert!(predict[0]["correlation"].is_string() && predict[0]["correlation"] == predict[0]["expected"], "{log}");
     let current = results("current");
     assert!(current.iter().any(|c| c["status"] == "IDLE") && current.iter().all(|c| c["year"].as_i64().unwrap_or(0) >= 2025), "{log}");
     assert!(!results("model").is_empty(), "{log}");

@@ -34,8 +34,8 @@ pub use load::load;
 #[cfg(test)]
 use load::load_with_default_path;
 pub use sections::{
-    AuthConfig, Config, DataConfig, FleetConfig, GuardConfig, HttpConfig, ModelsConfig, MqttConfig, QueueConfig, ShutdownPolicy,
-    TrainingConfig,
+    AuthConfig, Config, DataConfig, FleetConfig, GuardConfig, HttpConfig, ModelsConfig, MqttConfig, MqttProtocol, QueueConfig,
+    ShutdownPolicy, TrainingConfig,
 };
 pub use template::print_default;
 pub use validate::Broker;

@@ -63,6 +63,7 @@ const USIZE: Kind = Kind::UInt { max: usize::MAX as u64 };
 const U64: Kind = Kind::UInt { max: u64::MAX };
 
 pub(super) const SHUTDOWN_CHOICES: &[&str] = &["cancel_and_requeue", "cancel"];
+pub(super) const MQTT_PROTOCOL_CHOICES: &[&str] = &["auto", "5", "3.1.1"];
 pub(super) const QUALITY_CHOICES: &[&str] = &["fast", "standard", "best"];
 
 /// A choice still read under the name it had before: `old` does what `new` does, and
@@ -190,6 +191,11 @@ pub(super) const KEYS: &[KeySpec] = &[
     key("mqtt.homeassistant", Kind::Bool, "Publish Home Assistant discovery messages so the device appears there by itself."),
     key("mqtt.accept_requests", Kind::Bool, "Accept training and prediction requests over MQTT, not only over HTTP."),
     key("mqtt.discovery_prefix", Kind::Str, "Home Assistant's discovery prefix; change it only if Home Assistant's was changed."),
+    key(
+        "mqtt.protocol",
+        Kind::Choice(MQTT_PROTOCOL_CHOICES),
+        "MQTT version: \"auto\" (5, or 3.1.1 when the broker does not speak 5), \"5\" or \"3.1.1\".",
+    ),
     key("guard.sysfs_root", Kind::Path, "Root under which /sys and /proc are read; change only for tests or containers."),
     key("guard.temp_pause_c", Kind::Float, "SoC temperature (°C) at which training pauses; the Pi throttles itself at 80-85."),
     key("guard.temp_resume_c", Kind::Float, "Temperature (°C) at which a paused job resumes; must be below temp_pause_c."),

@@ -145,6 +145,22 @@ pub struct MqttConfig {
     pub homeassistant: bool,
     pub accept_requests: bool,
     pub discovery_prefix: String,
+    pub protocol: MqttProtocol,
+}
+
+/// Which MQTT version the daemon speaks to the broker. Clients of either version talk to each other
+/// through the broker; MQTT 5 adds Response Topic / Correlation Data to requests and tells live
+/// retained requests apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MqttProtocol {
+    /// MQTT 5, falling back to 3.1.1 for a broker that does not speak 5.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "5")]
+    V5,
+    #[serde(rename = "3.1.1")]
+    V311,
 }
 
 impl Default for MqttConfig {
@@ -165,6 +181,7 @@ impl Default for MqttConfig {
             homeassistant: false,
             accept_requests: true,
             discovery_prefix: "homeassistant".into(),
+            protocol: MqttProtocol::Auto,
         }
     }
 }

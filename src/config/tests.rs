@@ -70,6 +70,7 @@ fn full_config() -> Config {
             homeassistant: true,
             accept_requests: false,
             discovery_prefix: "ha".into(),
+            protocol: MqttProtocol::V311,
         },
         guard: GuardConfig {
             sysfs_root: "/tmp/fake".into(),

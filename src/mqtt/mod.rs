@@ -24,6 +24,7 @@ pub mod topics;
 pub mod tracker;
 pub mod twin;
 pub mod verdicts;
+pub mod wire;
 
 use crate::api::AppState;
 use crate::config::Config;
@@ -106,7 +107,6 @@ impl Mqtt {
         let settings = Settings::from_config(&cfg.mqtt, &instance_id)?;
         let topics = settings.topics.clone();
         tracing::info!(broker = %settings.broker, tls = settings.tls, user = cfg.mqtt.username.as_deref().unwrap_or("(none)"), client_id = %settings.client_id, base_topic = %topics.base(), instance_id = %instance_id, "MQTT: connecting");
-        let (client, eventloop) = rumqttc::AsyncClient::new(settings.options.clone(), outbox::CAPACITY);
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop_tx = Arc::new(stop_tx);
         let (outbox, outbox_rx) = Outbox::new();
@@ -116,7 +116,7 @@ impl Mqtt {
         let router = crate::api::router(state.clone());
         let told = Arc::new(Mutex::new(HashSet::new()));
 
-        let link = tokio::spawn(session::link(eventloop, link_tx, stop_rx.clone()));
+        let link = tokio::spawn(session::link(settings.clone(), link_tx, stop_rx.clone()));
         let watcher = JobWatcher {
             queue: state.queue.clone(),
             topics: topics.clone(),
@@ -136,6 +136,7 @@ impl Mqtt {
                 payload: availability(Availability::Online, &instance_id),
                 retain: true,
                 qos: rumqttc::QoS::AtLeastOnce,
+                correlation: None,
             },
             homeassistant: cfg.mqtt.homeassistant,
             buttons: cfg.mqtt.accept_requests,
@@ -160,7 +161,6 @@ impl Mqtt {
             cfg.mqtt.accept_requests,
         );
         let mut session = session::Session::new(
-            client,
             topics,
             settings.broker.clone(),
             cfg.mqtt.accept_requests,

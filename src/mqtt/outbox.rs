@@ -13,27 +13,34 @@ pub struct Message {
     pub payload: Vec<u8>,
     pub retain: bool,
     pub qos: QoS,
+    /// MQTT 5 Correlation Data, copied from the request this answers.
+    pub correlation: Option<bytes::Bytes>,
 }
 
 impl Message {
     /// Retained state, QoS 1: the broker keeps the last value for late subscribers.
     pub fn state(topic: String, payload: &serde_json::Value) -> Message {
-        Message { topic, payload: payload.to_string().into_bytes(), retain: true, qos: QoS::AtLeastOnce }
+        Message { topic, payload: payload.to_string().into_bytes(), retain: true, qos: QoS::AtLeastOnce, correlation: None }
     }
 
     /// An empty retained payload deletes the retained message (MQTT's way to say "nothing now").
     pub fn clear(topic: String) -> Message {
-        Message { topic, payload: Vec::new(), retain: true, qos: QoS::AtLeastOnce }
+        Message { topic, payload: Vec::new(), retain: true, qos: QoS::AtLeastOnce, correlation: None }
     }
 
     /// A request's answer: not retained, QoS 1 (the asker waits for exactly this message).
     pub fn response(topic: String, payload: &serde_json::Value) -> Message {
-        Message { topic, payload: payload.to_string().into_bytes(), retain: false, qos: QoS::AtLeastOnce }
+        Message { topic, payload: payload.to_string().into_bytes(), retain: false, qos: QoS::AtLeastOnce, correlation: None }
+    }
+
+    /// A request's answer to the MQTT 5 Response Topic the request named, with its Correlation Data.
+    pub fn reply(topic: String, payload: &serde_json::Value, correlation: Option<bytes::Bytes>) -> Message {
+        Message { correlation, ..Message::response(topic, payload) }
     }
 
     /// Events and progress: not retained, QoS 0.
     pub fn transient(topic: String, payload: &serde_json::Value) -> Message {
-        Message { topic, payload: payload.to_string().into_bytes(), retain: false, qos: QoS::AtMostOnce }
+        Message { topic, payload: payload.to_string().into_bytes(), retain: false, qos: QoS::AtMostOnce, correlation: None }
     }
 }
 

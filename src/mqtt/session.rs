@@ -10,13 +10,16 @@
 //! is logged once with what to clear, and the back-off keeps growing instead of resetting at CONNACK.
 use super::outbox::{Message, Outbox};
 use super::requests;
+use super::settings::Settings;
 use super::status::{Facts, Status};
 use super::topics::Topics;
 use super::twin::{Change, Seen, Twins};
+pub use super::wire::LossCause;
+use super::wire::{self, Client, Polled, Received, Version};
 use super::{Availability, availability};
 use crate::lifecycle::Heartbeat;
 use axum::Router;
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, QoS, StateError, TlsError};
+use rumqttc::QoS;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,20 +40,9 @@ const EARLY_LIMIT: usize = 64;
 /// A retained request is parsed (for its `transaction`) only up to this size; it is refused anyway.
 const MAX_RETAINED_PARSE: usize = 64 * 1024;
 
-/// Why a connection ended, as far as the session needs to tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LossCause {
-    /// No CONNACK: the broker is down, refuses us, or its certificate is not trusted.
-    Unreachable,
-    /// rumqttc refused an incoming message of this many bytes (over [`super::settings::MAX_INCOMING`]).
-    Oversize(usize),
-    /// The broker closed the connection (what it does to the older of two clients with one client id).
-    ClosedByPeer,
-    Other,
-}
-
 pub enum LinkEvent {
-    Connected,
+    /// Up, through this client (a new one whenever the link changed the MQTT version).
+    Connected(Client),
     /// `untrusted`: why the broker's TLS certificate was refused, when that is what failed. `up_for`: how
     /// long the connection had been up (None when connecting failed).
     Lost {
@@ -60,74 +52,73 @@ pub enum LinkEvent {
         cause: LossCause,
         up_for: Option<Duration>,
     },
-    Message(Publish),
+    Message(Received),
 }
 
 /// Polls the event loop until told to stop or until our DISCONNECT has been written. Between failed
 /// attempts it waits 1 s, doubling to 30 s, so a dead broker costs nothing. The wait starts again at 1 s
 /// only after a connection held for [`STABLE_AFTER`]: one dropped right after CONNACK (a twin with our
 /// client id, a retained message too big to read) is a failed attempt too, or the loop would reconnect
-/// every second forever.
-pub async fn link(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, mut stop: watch::Receiver<bool>) {
+/// every second forever. The MQTT version of each attempt is [`wire::next_version`]'s choice.
+pub async fn link(settings: Settings, tx: mpsc::Sender<LinkEvent>, mut stop: watch::Receiver<bool>) {
     let mut backoff = MIN_BACKOFF;
     let mut up_since: Option<Instant> = None;
+    let mut version = wire::first_version(settings.protocol);
+    let (mut client, mut eventloop) = wire::connect(&settings, version);
+    let mut told_fallback = false;
     loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+        let failure = match eventloop.poll(up_since.is_some()).await {
+            Ok(Polled::Connected) => {
                 up_since = Some(Instant::now());
-                if tx.send(LinkEvent::Connected).await.is_err() {
+                tracing::debug!(version = version.label(), "MQTT: CONNACK");
+                if tx.send(LinkEvent::Connected(client.clone())).await.is_err() {
                     return;
                 }
+                continue;
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                if tx.send(LinkEvent::Message(p)).await.is_err() {
+            Ok(Polled::Message(m)) => {
+                if tx.send(LinkEvent::Message(m)).await.is_err() {
                     return;
                 }
+                continue;
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
-            Ok(_) => {}
-            Err(e) => {
-                if *stop.borrow() {
-                    return;
-                }
-                let up_for = up_since.take().map(|t| t.elapsed());
-                if up_for.is_some_and(|d| d >= STABLE_AFTER) {
-                    backoff = MIN_BACKOFF;
-                }
-                let cause = if up_for.is_some() { loss_cause(&e) } else { LossCause::Unreachable };
-                if tx
-                    .send(LinkEvent::Lost { reason: e.to_string(), retry_in: backoff, untrusted: untrusted_certificate(&e), cause, up_for })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = super::stopped(&mut stop) => return,
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
+            Ok(Polled::Closed) => return,
+            Ok(Polled::Nothing) => continue,
+            Err(f) => f,
+        };
+        if *stop.borrow() {
+            return;
         }
-    }
-}
-
-/// What ended a connection that had been up.
-pub fn loss_cause(e: &ConnectionError) -> LossCause {
-    use rumqttc::mqttbytes::Error as Wire;
-    let closed = |io: &std::io::Error| {
-        use std::io::ErrorKind as K;
-        matches!(io.kind(), K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe)
-    };
-    match e {
-        ConnectionError::MqttState(StateError::Deserialization(Wire::PayloadSizeLimitExceeded(n))) => LossCause::Oversize(*n),
-        ConnectionError::MqttState(StateError::ConnectionAborted) => LossCause::ClosedByPeer,
-        ConnectionError::MqttState(StateError::Io(io) | StateError::Deserialization(Wire::Io(io))) | ConnectionError::Io(io)
-            if closed(io) =>
-        {
-            LossCause::ClosedByPeer
+        let up_for = up_since.take().map(|t| t.elapsed());
+        if up_for.is_some_and(|d| d >= STABLE_AFTER) {
+            backoff = MIN_BACKOFF;
         }
-        _ => LossCause::Other,
+        let next = wire::next_version(settings.protocol, version, Some(&failure));
+        // The other version is worth an immediate try: it is a different question, not a retry.
+        let retry_in = if next == Version::V311 && version == Version::V5 { Duration::ZERO } else { backoff };
+        let lost = LinkEvent::Lost { reason: failure.text, retry_in, untrusted: failure.untrusted, cause: failure.cause, up_for };
+        if tx.send(lost).await.is_err() {
+            return;
+        }
+        if next != version {
+            if next == Version::V311 && !told_fallback {
+                told_fallback = true;
+                tracing::warn!(
+                    broker = %settings.broker,
+                    "MQTT: the broker did not accept an MQTT 5 connection; trying MQTT 3.1.1 (requests are then answered only on bridge/response/<name>, without Response Topic / Correlation Data). Set mqtt.protocol = \"3.1.1\" to skip the attempt"
+                );
+            }
+            version = next;
+            (client, eventloop) = wire::connect(&settings, version);
+        }
+        if retry_in.is_zero() {
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = super::stopped(&mut stop) => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -139,35 +130,9 @@ enum Own {
     Health,
 }
 
-/// Why the broker's certificate was refused, in an operator's words. rustls' verdict arrives wrapped in an
-/// I/O error ("TLS: I/O: invalid peer certificate: BadSignature"), which names neither the cause nor the
-/// file to fix; a certificate that is not trusted never heals by retrying, so it deserves its own line.
-pub fn untrusted_certificate(e: &ConnectionError) -> Option<String> {
-    let verdict = match e {
-        ConnectionError::Tls(TlsError::TLS(r)) => Some(r),
-        ConnectionError::Tls(TlsError::Io(io)) | ConnectionError::Io(io) => {
-            io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        }
-        _ => None,
-    };
-    let rustls::Error::InvalidCertificate(cert) = verdict? else {
-        return None;
-    };
-    use rustls::CertificateError as C;
-    Some(match cert {
-        C::UnknownIssuer => "it is not signed by a CA the daemon trusts".into(),
-        // Typical of a CA that was regenerated under the same name: the issuer matches, the key does not.
-        C::BadSignature => "its signature does not verify against the trusted CA, perhaps another CA with the same name".into(),
-        C::Expired | C::ExpiredContext { .. } => "it has expired".into(),
-        C::NotValidYet | C::NotValidYetContext { .. } => "it is not valid yet (is the clock right?)".into(),
-        C::NotValidForName | C::NotValidForNameContext { .. } => "it is not issued for the host name in mqtt.url".into(),
-        C::Revoked => "it has been revoked".into(),
-        other => format!("{other:?}"),
-    })
-}
-
 pub struct Session {
-    pub client: AsyncClient,
+    /// The client of the current (or last) connection; None before the first.
+    client: Option<Client>,
     pub topics: Topics,
     pub broker: String,
     /// `mqtt.url` and what the daemon trusts (the CA file or the system store), for the line that says a
@@ -207,7 +172,6 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 impl Session {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        client: AsyncClient,
         topics: Topics,
         broker: String,
         accept_requests: bool,
@@ -221,7 +185,7 @@ impl Session {
     ) -> Session {
         let answering = twins.answers_requests();
         let session = Session {
-            client,
+            client: None,
             topics,
             url: broker.clone(),
             broker,
@@ -291,11 +255,12 @@ impl Session {
         if self.connected {
             // Nothing trains once the daemon is gone, and consumers read the state topic first.
             self.publish(Message::state(self.topics.jobs_current(), &super::tracker::idle_current()));
-            let offline =
-                self.client.publish(self.topics.state(), QoS::AtLeastOnce, true, availability(Availability::Offline, self.twins.me()));
-            let _ = tokio::time::timeout(Duration::from_secs(1), offline).await;
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.client.disconnect()).await;
-            tracing::info!("MQTT: published offline and disconnected");
+            if let Some(client) = &self.client {
+                let offline = Message { payload: availability(Availability::Offline, self.twins.me()), ..self.online() };
+                let _ = tokio::time::timeout(Duration::from_secs(1), client.publish(&offline)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), client.disconnect()).await;
+                tracing::info!("MQTT: published offline and disconnected");
+            }
         }
         let abort = link.abort_handle();
         if tokio::time::timeout(Duration::from_secs(2), link).await.is_err() {
@@ -305,7 +270,10 @@ impl Session {
 
     fn on_link(&mut self, ev: LinkEvent) {
         match ev {
-            LinkEvent::Connected => self.on_connect(),
+            LinkEvent::Connected(client) => {
+                self.client = Some(client);
+                self.on_connect();
+            }
             LinkEvent::Lost { reason, retry_in, untrusted, cause, up_for } => {
                 let kicked_before = self.twins.kicked_out();
                 if let LossCause::Oversize(bytes) = cause {
@@ -388,6 +356,7 @@ impl Session {
             payload: availability(Availability::Online, self.twins.me()),
             retain: true,
             qos: QoS::AtLeastOnce,
+            correlation: None,
         }
     }
 
@@ -439,6 +408,7 @@ impl Session {
             twin: self.twins.is_twin(),
             peers: self.twins.peers(),
             answers_requests: self.twins.answers_requests(),
+            protocol: self.version().map(Version::label),
             warnings,
         });
     }
@@ -453,18 +423,20 @@ impl Session {
             Some(t) => {
                 tracing::info!(broker = %self.broker, after_s = t.elapsed().as_secs(), base_topic = %self.topics.base(), "MQTT: connected again; republishing state")
             }
-            None => tracing::info!(broker = %self.broker, base_topic = %self.topics.base(), "MQTT: connected"),
+            None => {
+                tracing::info!(broker = %self.broker, base_topic = %self.topics.base(), protocol = %self.version().map(Version::label).unwrap_or(""), "MQTT: connected")
+            }
         }
         // A clean session forgets subscriptions: subscribe again every time.
         if self.accept_requests {
-            let _ = self.client.try_subscribe(self.topics.request_filter(), QoS::AtLeastOnce);
+            self.subscribe(self.topics.request_filter(), QoS::AtLeastOnce, true);
         }
         if self.homeassistant {
-            let _ = self.client.try_subscribe(self.topics.ha_status(), QoS::AtLeastOnce);
+            self.subscribe(self.topics.ha_status(), QoS::AtLeastOnce, false);
         }
         // Our own state, info and health come back to us; another instance id there is a twin.
         for topic in [self.topics.state(), self.topics.info(), self.topics.health()] {
-            let _ = self.client.try_subscribe(topic, QoS::AtMostOnce);
+            self.subscribe(topic, QoS::AtMostOnce, false);
         }
         self.send(&self.online());
         // The first connect computes everything; after that the remembered state is complete (it is kept
@@ -512,13 +484,28 @@ impl Session {
     }
 
     fn send(&self, msg: &Message) {
-        if let Err(e) = self.client.try_publish(msg.topic.clone(), msg.qos, msg.retain, msg.payload.clone()) {
+        let sent = match &self.client {
+            Some(client) => client.try_publish(msg),
+            None => Err("not connected yet".into()),
+        };
+        if let Err(e) = sent {
             self.outbox.count_dropped();
             tracing::debug!(topic = %msg.topic, error = %e, "MQTT: message dropped");
         }
     }
 
-    fn on_message(&mut self, p: Publish) {
+    fn subscribe(&self, filter: String, qos: QoS, retain_as_published: bool) {
+        if let Some(Err(e)) = self.client.as_ref().map(|c| c.try_subscribe(filter.clone(), qos, retain_as_published)) {
+            tracing::warn!(filter = %filter, error = %e, "MQTT: could not subscribe");
+        }
+    }
+
+    /// The MQTT version of the current connection (None before the first).
+    pub fn version(&self) -> Option<Version> {
+        self.client.as_ref().map(Client::version)
+    }
+
+    fn on_message(&mut self, p: Received) {
         let topic = p.topic.clone();
         if self.homeassistant && topic == self.topics.ha_status() {
             // A retained "online" arrives with every subscribe, right after we published everything anyway.
@@ -541,7 +528,12 @@ impl Session {
             return;
         }
         tracing::debug!(request = %name, bytes = p.payload.len(), "MQTT request");
-        let reply_to = self.topics.response(&name);
+        let reply_to = Route { topic: self.topics.response(&name), correlation: p.correlation.clone() };
+        let (reply_to, misrouted) = match p.reply_to.as_deref().map(|t| (t, self.topics.reply_topic_problem(t))) {
+            Some((topic, None)) => (Route { topic: topic.to_string(), ..reply_to }, None),
+            Some((topic, Some(why))) => (reply_to, Some(format!("the Response Topic {topic:?} is refused: {why}"))),
+            None => (reply_to, None),
+        };
         let me = requests::Answerer { instance_id: self.twins.me().to_string(), node_id: self.topics.node_id().to_string() };
         if p.retain {
             tracing::warn!(
@@ -556,17 +548,23 @@ impl Session {
                     "retained requests are ignored (they would run again on every reconnect); publish the request without the retain flag"
                         .into(),
             };
-            self.outbox.send(Message::response(reply_to, &requests::response(Err((refusal, None)), transaction, &me)));
+            self.outbox.send(reply_to.answer(&requests::response(Err((refusal, None)), transaction, &me)));
             return;
         }
         let (transaction, body) = requests::parse_payload(&p.payload);
+        if let Some(message) = misrouted {
+            tracing::info!(request = %name, "MQTT request refused: {message}");
+            let refusal = requests::Refused { code: "bad_request", message };
+            self.outbox.send(reply_to.answer(&requests::response(Err((refusal, None)), transaction, &me)));
+            return;
+        }
         let call = body.and_then(|map| requests::to_call(&name, map));
         let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
             let refusal = requests::Refused {
                 code: "busy",
                 message: format!("{MAX_REQUESTS_IN_FLIGHT} MQTT requests are already being answered; try again shortly"),
             };
-            self.outbox.send(Message::response(reply_to, &requests::response(Err((refusal, None)), transaction, &me)));
+            self.outbox.send(reply_to.answer(&requests::response(Err((refusal, None)), transaction, &me)));
             return;
         };
         let router = self.router.clone();
@@ -580,7 +578,7 @@ impl Session {
             if let Err((e, _)) = &result {
                 tracing::info!(request = %name, code = e.code, "MQTT request refused: {}", e.message);
             }
-            outbox.send(Message::response(reply_to, &requests::response(result, transaction, &me)));
+            outbox.send(reply_to.answer(&requests::response(result, transaction, &me)));
             drop(permit);
         });
     }
@@ -602,7 +600,7 @@ impl Session {
     /// A message on our own `bridge/state`, `bridge/info` or `bridge/health`. Ours carry our instance id;
     /// anything else published there while we listen is another daemon. Retained copies that arrive with
     /// the subscription do not count: they may be years old (a reinstalled Pi) or a twin's last will.
-    fn on_own(&mut self, own: Own, p: &Publish) {
+    fn on_own(&mut self, own: Own, p: &Received) {
         if p.retain || p.payload.is_empty() {
             return;
         }
@@ -632,6 +630,19 @@ impl Session {
     }
 }
 
+/// Where a request's answer goes: the MQTT 5 Response Topic the request named, else
+/// `bridge/response/<name>`; with the request's Correlation Data either way.
+struct Route {
+    topic: String,
+    correlation: Option<bytes::Bytes>,
+}
+
+impl Route {
+    fn answer(&self, payload: &Value) -> Message {
+        Message::reply(self.topic.clone(), payload, self.correlation.clone())
+    }
+}
+
 /// The instance id in one of our bridge messages: top level in state and info, under `mqtt` in health.
 fn instance_of(v: &Value) -> Option<&str> {
     v.get("instance_id").and_then(Value::as_str).or_else(|| v.get("mqtt")?.get("instance_id")?.as_str())
@@ -642,23 +653,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn losses_are_told_apart() {
-        use rumqttc::mqttbytes::Error as Wire;
-        let state = |e: StateError| ConnectionError::MqttState(e);
-        assert_eq!(
-            loss_cause(&state(StateError::Deserialization(Wire::PayloadSizeLimitExceeded(9_000_005)))),
-            LossCause::Oversize(9_000_005)
-        );
-        assert_eq!(loss_cause(&state(StateError::ConnectionAborted)), LossCause::ClosedByPeer);
-        let reset = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        assert_eq!(loss_cause(&state(StateError::Io(reset()))), LossCause::ClosedByPeer);
-        assert_eq!(loss_cause(&state(StateError::Deserialization(Wire::Io(reset())))), LossCause::ClosedByPeer);
-        assert_eq!(loss_cause(&ConnectionError::Io(reset())), LossCause::ClosedByPeer);
-        assert_eq!(loss_cause(&state(StateError::AwaitPingResp)), LossCause::Other);
-        assert_eq!(loss_cause(&ConnectionError::NetworkTimeout), LossCause::Other);
-    }
-
-    #[test]
     fn instance_ids_are_found_in_state_info_and_health() {
         assert_eq!(instance_of(&serde_json::json!({"state": "online", "instance_id": "a1"})), Some("a1"));
         assert_eq!(instance_of(&serde_json::json!({"status": "ok", "mqtt": {"instance_id": "b2"}})), Some("b2"));
@@ -666,17 +660,65 @@ mod tests {
         assert_eq!(instance_of(&serde_json::json!(7)), None);
     }
 
-    #[test]
-    fn only_certificate_verdicts_count_as_untrusted() {
-        let wrapped = |e: rustls::Error| ConnectionError::Tls(TlsError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)));
-        let unknown = untrusted_certificate(&wrapped(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)));
-        assert!(unknown.is_some_and(|w| w.contains("not signed by a CA")));
-        assert!(
-            untrusted_certificate(&wrapped(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired)))
-                .is_some_and(|w| w.contains("expired"))
-        );
-        assert_eq!(untrusted_certificate(&wrapped(rustls::Error::DecryptError)), None);
-        assert_eq!(untrusted_certificate(&ConnectionError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))), None);
-        assert_eq!(untrusted_certificate(&ConnectionError::NetworkTimeout), None);
+    /// A broker from before MQTT 5 (Mosquitto ≤ 1.5): a version-5 CONNECT gets 3.1.1's "unacceptable
+    /// protocol version" and a closed socket, a 3.1.1 CONNECT is accepted. No broker here speaks only
+    /// 3.1.1, so this one is a few bytes on a socket.
+    #[tokio::test]
+    async fn auto_connects_as_3_1_1_to_a_broker_that_refuses_version_5() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let levels = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = levels.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let mut buf = vec![0u8; 512];
+                let mut n = 0;
+                // Fixed header, a one-byte remaining length (our CONNECT is short), "\0\x04MQTT", the level.
+                while n < 9 {
+                    match sock.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                }
+                if n < 9 {
+                    continue;
+                }
+                let level = buf[8];
+                seen.lock().unwrap().push(level);
+                if level == 5 {
+                    let _ = sock.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+                    drop(sock);
+                } else {
+                    let _ = sock.write_all(&[0x20, 0x02, 0x00, 0x00]).await;
+                    tokio::spawn(async move {
+                        let mut sink = [0u8; 256];
+                        while matches!(sock.read(&mut sink).await, Ok(k) if k > 0) {}
+                    });
+                }
+            }
+        });
+        let cfg = crate::config::MqttConfig { url: format!("mqtt://127.0.0.1:{port}"), node_id: Some("old".into()), ..Default::default() };
+        let settings = Settings::from_config(&cfg, "0123456789abcdef").unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let t0 = Instant::now();
+        let link = tokio::spawn(link(settings, tx, stop_rx));
+        let mut lost = 0;
+        let version = loop {
+            match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+                Ok(Some(LinkEvent::Connected(client))) => break client.version(),
+                Ok(Some(LinkEvent::Lost { .. })) => lost += 1,
+                Ok(Some(LinkEvent::Message(_))) => {}
+                other => panic!("no connection within 5 s ({} losses): {:?}", lost, other.is_ok()),
+            }
+        };
+        assert_eq!(version, Version::V311);
+        assert_eq!(lost, 1, "one refused version-5 attempt, then 3.1.1");
+        assert!(t0.elapsed() < Duration::from_millis(900), "the 3.1.1 attempt follows at once: {:?}", t0.elapsed());
+        assert_eq!(*levels.lock().unwrap(), vec![5, 4]);
+        let _ = stop_tx.send(true);
+        link.abort();
     }
 }

@@ -1,10 +1,11 @@
-//! From `[mqtt]` to a ready `rumqttc::MqttOptions`: node id, base topic, client id, credentials, TLS.
+//! From `[mqtt]` to what a connection needs (node id, base topic, client id, credentials, TLS); the
+//! version-specific options are built from it in [`super::wire`].
 //! Everything that can be wrong with the files (password, CA, client certificate) is found here, at
 //! start, so a bad setting stops the daemon with a message instead of a silent reconnect loop.
 use super::MqttError;
 use super::topics::Topics;
-use crate::config::{Broker, MqttConfig};
-use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
+use crate::config::{Broker, MqttConfig, MqttProtocol};
+use rumqttc::{TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
@@ -20,7 +21,8 @@ pub const MAX_INCOMING: usize = 2 * MAX_REQUEST + 64 * 1024;
 /// Largest message we send; rumqttc drops the connection on a bigger one, so the outbox refuses them first.
 pub const MAX_OUTGOING: usize = 16 * 1024 * 1024;
 
-/// What the session needs besides the options.
+/// What the session and every connection attempt need.
+#[derive(Clone)]
 pub struct Settings {
     pub node_id: String,
     /// This install's id ([`super::instance`]), also in the last will.
@@ -30,7 +32,15 @@ pub struct Settings {
     /// `host:port` as configured, for logs (never with credentials: the config refuses those in the url).
     pub broker: String,
     pub tls: bool,
-    pub options: MqttOptions,
+    pub host: String,
+    pub port: u16,
+    pub keepalive: Duration,
+    /// The last will: `bridge/state` and its offline payload (retained, QoS 1).
+    pub will: (String, Vec<u8>),
+    pub credentials: Option<(String, String)>,
+    /// None: plain TCP.
+    pub transport: Option<Transport>,
+    pub protocol: MqttProtocol,
 }
 
 impl Settings {
@@ -43,33 +53,36 @@ impl Settings {
         let topics = Topics::new(&base, &cfg.discovery_prefix, &node_id);
         let client_id = cfg.client_id.clone().unwrap_or_else(|| format!("millwright-{node_id}"));
         let Broker { tls, host, port } = cfg.broker()?;
-        let mut options = MqttOptions::new(client_id.clone(), host.clone(), port);
         // 0 turns keep-alive off, which rumqttc accepts only as exactly zero.
         let keepalive = if cfg.keepalive_s == 0 { Duration::ZERO } else { Duration::from_secs(cfg.keepalive_s.max(5)) };
-        options.set_keep_alive(keepalive);
-        options.set_clean_session(true);
-        options.set_max_packet_size(MAX_INCOMING, MAX_OUTGOING);
-        // Enough room for a full republish burst (every retained topic) without dropping any.
-        options.set_request_channel_capacity(1024);
-        options.set_last_will(LastWill::new(
-            topics.state(),
-            super::availability(super::Availability::Offline, instance_id),
-            QoS::AtLeastOnce,
-            true,
-        ));
-        if let Some(user) = &cfg.username {
-            let password = match (&cfg.password, &cfg.password_file) {
-                (Some(p), _) => p.clone(),
-                (None, Some(file)) => read_password(file)?,
-                (None, None) => String::new(),
-            };
-            options.set_credentials(user.clone(), password);
-        }
-        if tls {
-            let config = tls_config(cfg)?;
-            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(config))));
-        }
-        Ok(Settings { node_id, instance_id: instance_id.to_string(), topics, client_id, broker: format!("{host}:{port}"), tls, options })
+        let will = (topics.state(), super::availability(super::Availability::Offline, instance_id));
+        let credentials = match &cfg.username {
+            Some(user) => {
+                let password = match (&cfg.password, &cfg.password_file) {
+                    (Some(p), _) => p.clone(),
+                    (None, Some(file)) => read_password(file)?,
+                    (None, None) => String::new(),
+                };
+                Some((user.clone(), password))
+            }
+            None => None,
+        };
+        let transport = if tls { Some(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls_config(cfg)?)))) } else { None };
+        Ok(Settings {
+            node_id,
+            instance_id: instance_id.to_string(),
+            topics,
+            client_id,
+            broker: format!("{host}:{port}"),
+            tls,
+            host,
+            port,
+            keepalive,
+            will,
+            credentials,
+            transport,
+            protocol: cfg.protocol,
+        })
     }
 }
 
@@ -185,11 +198,9 @@ mod tests {
         assert_eq!(s.topics.state(), "millwright/pi7/bridge/state");
         assert_eq!(s.client_id, "millwright-pi7");
         assert!(!s.tls);
-        let will = s.options.last_will().unwrap();
-        assert!(will.retain);
-        assert_eq!(will.qos, QoS::AtLeastOnce);
+        assert_eq!(s.will.0, "millwright/pi7/bridge/state");
         // The will names the instance, so a twin can tell whose it is.
-        let payload: serde_json::Value = serde_json::from_slice(&will.message).unwrap();
+        let payload: serde_json::Value = serde_json::from_slice(&s.will.1).unwrap();
         assert_eq!(payload, serde_json::json!({"state": "offline", "instance_id": "0123456789abcdef"}));
     }
 

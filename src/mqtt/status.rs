@@ -14,6 +14,8 @@ pub struct Facts {
     /// Instance ids of the other daemons heard on this base topic.
     pub peers: Vec<String>,
     pub answers_requests: bool,
+    /// The MQTT version of the current or last connection ("5" or "3.1.1"); None before the first.
+    pub protocol: Option<&'static str>,
     /// Plain sentences for the operator (the page lists every `warnings` entry).
     pub warnings: Vec<String>,
 }

@@ -51,6 +51,26 @@ impl Topics {
         format!("{}/bridge/response/{name}", self.base)
     }
 
+    /// Why an MQTT 5 Response Topic cannot take an answer, if it cannot: a topic a publish may not
+    /// name (the broker would drop the connection), or one under our base topic other than the
+    /// responses (an answer on a request topic would be read as a new request, on a state topic it
+    /// would overwrite the state), or Home Assistant's discovery.
+    pub fn reply_topic_problem(&self, topic: &str) -> Option<&'static str> {
+        if topic.is_empty() || topic.len() > 65_535 {
+            Some("a topic must have 1 to 65535 bytes")
+        } else if topic.contains(['+', '#', '\0']) {
+            Some("a publish cannot name wildcards or NUL")
+        } else if topic.starts_with('$') {
+            Some("topics starting with $ belong to the broker")
+        } else if topic.starts_with(&format!("{}/", self.base)) && !topic.starts_with(&format!("{}/bridge/response/", self.base)) {
+            Some("it lies under this daemon's base topic, where only bridge/response/... takes answers")
+        } else if topic.starts_with(&format!("{}/", self.discovery_prefix)) || topic == self.ha_status() {
+            Some("it lies under Home Assistant's discovery prefix")
+        } else {
+            None
+        }
+    }
+
     pub fn jobs_current(&self) -> String {
         format!("{}/jobs/current", self.base)
     }
@@ -85,6 +105,26 @@ impl Topics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_topics_that_would_loop_or_break_the_connection_are_refused() {
+        let t = Topics::new("millwright/pi", "homeassistant", "pi");
+        for ok in ["replies/node-red/1", "millwright/pi/bridge/response/mine", "millwright/other/x"] {
+            assert_eq!(t.reply_topic_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            "a/+/b",
+            "a/#",
+            "$SYS/x",
+            "millwright/pi/bridge/request/train",
+            "millwright/pi/bridge/state",
+            "homeassistant/sensor/x/config",
+            "homeassistant/status",
+        ] {
+            assert!(t.reply_topic_problem(bad).is_some(), "{bad}");
+        }
+    }
 
     #[test]
     fn request_names_come_only_from_our_request_topics() {

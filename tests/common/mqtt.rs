@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// `mosquitto` lives in /usr/sbin on Debian, which is not on every PATH.
-fn find_binary(name: &str) -> PathBuf {
+pub fn find_binary(name: &str) -> PathBuf {
     let path = std::env::var("PATH").unwrap_or_default();
     for dir in path.split(':').chain(["/usr/sbin", "/usr/local/sbin", "/sbin"]) {
         let p = Path::new(dir).join(name);

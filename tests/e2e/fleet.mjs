@@ -7,6 +7,36 @@ const [url, token, outdir] = process.argv.slice(2);
 const { FLEET_FRESH: fresh, FLEET_STALE: stale, FLEET_BARE: bare } = process.env;
 const SIZES = [['1024', { width: 1024, height: 600 }], ['1920', { width: 1920, height: 1080 }], ['phone', { width: 390, height: 844 }]];
 
+/** What a size breaks, read in the page: the page wider than the screen, text drawn below 12 px (chart
+ *  text measured as drawn, after the SVG's scaling), navigation links off screen, and a value squeezed to
+ *  a few characters per line. */
+function layoutProblems() {
+  const out = [];
+  const sw = document.documentElement.scrollWidth;
+  if (sw > innerWidth + 1) out.push(`the page is ${sw} px wide on a ${innerWidth} px screen`);
+  for (const e of document.querySelectorAll('body *')) {
+    if (e.childElementCount || !e.textContent.trim()) continue;
+    const cs = getComputedStyle(e);
+    const r = e.getBoundingClientRect();
+    if (cs.visibility === 'hidden' || r.width <= 1 || r.height <= 1) continue;
+    if (e.closest('dialog:not([open]), details:not([open]) > :not(summary), [hidden]')) continue;
+    const scale = e instanceof SVGElement && e.getScreenCTM ? Math.abs(e.getScreenCTM()?.a ?? 1) : 1;
+    const px = parseFloat(cs.fontSize) * scale;
+    if (px < 11.9) out.push(`${px.toFixed(1)} px text: "${e.textContent.trim().slice(0, 24)}"`);
+  }
+  for (const a of document.querySelectorAll('.nav a')) {
+    const r = a.getBoundingClientRect();
+    if (r.right > innerWidth + 1 || r.width === 0) out.push(`navigation link off screen: ${a.textContent}`);
+  }
+  for (const v of document.querySelectorAll('dl.kv dd, .metric-card .value')) {
+    const r = v.getBoundingClientRect();
+    const text = v.textContent.trim();
+    const lineHeight = parseFloat(getComputedStyle(v).lineHeight) || 18;
+    if (text.length > 6 && r.width > 0 && r.height > 4 * lineHeight && r.width < 60) out.push(`value squeezed to ${Math.round(r.width)} px: "${text.slice(0, 24)}"`);
+  }
+  return out;
+}
+
 main(async () => {
   const { ctx, page, guards } = await launch({ url, outdir });
   const { step, shot } = steps(page, outdir);
@@ -96,20 +126,40 @@ main(async () => {
   });
 
   for (const [name, size] of SIZES) {
-    await step(`every view at ${size.width}×${size.height} (screenshots)`, async () => {
+    await step(`every view at ${size.width}×${size.height}: screenshots, nothing overflows, text ≥ 12 px`, async () => {
       await page.setViewportSize(size);
+      const problems = [];
       for (const [view, file] of [['#/fleet', 'fleet'], ['#/train', 'training'], [`#/results/${fresh}/classification`, 'results'], [`#/predict/${fresh}`, 'predictions'], ['#/queue', 'queue'], ['#/system', 'system']]) {
         await page.goto(`${url}${view}`);
         await page.reload();
         await page.waitForSelector('body[data-loaded="1"]');
         await page.waitForTimeout(300);
         await shot(`view-${file}-${name}`);
+        for (const p of await page.evaluate(layoutProblems)) if (!problems.includes(`${view}: ${p}`)) problems.push(`${view}: ${p}`);
       }
+      check(problems.length === 0, `at ${size.width}×${size.height}:\n  ${problems.slice(0, 30).join('\n  ')}`);
     });
   }
 
   await step('no request left localhost and the page logged no errors', async () => {
     console.log(`     ${guards()} requests, all local`);
   });
+  // Last, after the guards: a dead daemon makes Chrome log every refused request.
+  await step('the daemon gone: the page says so and takes back its Cancel buttons', async () => {
+    await page.setViewportSize({ width: 1024, height: 600 });
+    // A job to cancel: the queue shows its Cancel button while the daemon lives.
+    const status = await page.evaluate(async (m) => (await fetch('/api/ml/train/batch', { method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ machine_id: m }) })).status, bare);
+    check(status === 202, `starting a job for the cancel button: HTTP ${status}`);
+    await page.goto(`${url}#/queue`);
+    await page.reload();
+    await page.waitForSelector('.btn.danger');
+    process.kill(Number(process.env.FLEET_DAEMON_PID), 'SIGKILL');
+    await until(async () => (await page.textContent('#top-status')).startsWith('Connection lost'), 8000, 'the status line to say the connection is lost');
+    check(await page.evaluate(() => document.body.classList.contains('offline')), 'the page is not marked offline');
+    const active = await page.$$eval('.btn.danger, #cancel-job', (els) => els.filter((e) => getComputedStyle(e).pointerEvents !== 'none').length);
+    check(active === 0, `${active} cancel buttons still active with the daemon gone`);
+    await shot('connection-lost');
+  });
+
   await ctx.close();
 });

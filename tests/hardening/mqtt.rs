@@ -1,5 +1,5 @@
 //! The MQTT session against a real Mosquitto: a retained request bigger than the daemon's old packet
-//! limit, one over the limit it has now, two daemons with one node id (so one client id: the broker kicks
+//! limit, one over the limit it has now (kept back by the broker over MQTT 5, a dropped link over 3.1.1), two daemons with one node id (so one client id: the broker kicks
 //! each out when the other connects), and two with their own client ids on one base topic.
 use super::common::{Daemon, fleet};
 use serde_json::{Value, json};
@@ -113,15 +113,36 @@ fn a_9_mb_retained_request_neither_breaks_the_session_nor_runs() {
     assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(0), "the retained train request ran: {tasks}");
 }
 
+/// Over MQTT 5 the daemon tells the broker its packet limit at CONNECT, and the broker keeps a bigger
+/// message to itself: the connection holds.
 #[test]
-fn a_message_over_the_limit_costs_reconnects_with_growing_back_off_and_one_clear_line() {
+fn over_mqtt_5_a_message_over_the_limit_is_kept_back_by_the_broker() {
+    let (d, data) = setup();
+    let broker = Broker::start(&d.path().join("broker"));
+    let base = base("big5");
+    leave_retained(&broker, &format!("{base}/bridge/request/predict"), 20_000_000);
+    let watcher = Sub::connect(broker.port, &[&format!("{base}/bridge/state"), &format!("{base}/bridge/response/#")]);
+    let daemon = start(&data, &d.path().join("state"), &broker.url(), "big5", &[]);
+    watcher.wait(SHORT, "online", |m| state_is(m, &base, "online"));
+    std::thread::sleep(Duration::from_secs(8));
+    let n = connects(&broker, "millwright-big5");
+    assert_eq!(n, 1, "the connection held:\n{}", broker.log());
+    let health = mqtt_health(&daemon);
+    assert_eq!((health["connected"].as_bool(), health["protocol"].as_str()), (Some(true), Some("5")), "{health}");
+    let r = watcher.request(&base, "health_check", r#"{"transaction":"v5-big"}"#, SHORT);
+    assert_eq!(r["status"], "ok", "{r}");
+}
+
+/// MQTT 3.1.1 has no way to tell the broker a limit: the client fails the connection on the header.
+#[test]
+fn over_3_1_1_a_message_over_the_limit_costs_reconnects_with_growing_back_off_and_one_clear_line() {
     let (d, data) = setup();
     let broker = Broker::start(&d.path().join("broker"));
     let base = base("big2");
     let predict = format!("{base}/bridge/request/predict");
     // Over the daemon's limit (twice the largest valid request): rumqttc drops the link on its header.
     leave_retained(&broker, &predict, 20_000_000);
-    let daemon = start(&data, &d.path().join("state"), &broker.url(), "big2", &[]);
+    let daemon = start(&data, &d.path().join("state"), &broker.url(), "big2", &[("MILLWRIGHT_MQTT__PROTOCOL", "3.1.1")]);
     let t0 = Instant::now();
     wait_for(SHORT, "a first connect", || connects(&broker, "millwright-big2") >= 1);
     sleep_until(t0 + Duration::from_secs(20));

@@ -28,8 +28,20 @@ function extent(values) {
   return lo === Infinity ? [0, 1] : [lo, hi];
 }
 
+// Chart text is read at 12 px on screen whatever size the chart is drawn at: the SVG scales with its box,
+// so its font size, in the SVG's own units, is 12 × (viewBox width / drawn width). Set through the CSSOM,
+// which the CSP allows (it forbids style attributes).
+const TEXT_PX = 12;
+const textScaler = typeof ResizeObserver === 'function' ? new ResizeObserver((entries) => {
+  for (const { target, contentRect } of entries) {
+    const vb = target.viewBox?.baseVal;
+    if (contentRect.width > 0 && vb?.width) target.style.fontSize = `${((TEXT_PX * vb.width) / contentRect.width).toFixed(2)}px`;
+  }
+}) : null;
+
 function frame({ width, height, title, desc }) {
   const svg = s('svg', { class: 'chart', viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title, preserveAspectRatio: 'xMidYMid meet' });
+  textScaler?.observe(svg);
   svg.append(s('title', {}, title));
   if (desc) svg.append(s('desc', {}, desc));
   return svg;
@@ -54,7 +66,8 @@ function segments(points) {
  */
 export function lineChart({ title, desc, width = 640, height = 230, series = [], bands = [], dots = [], markers = [],
   xFormat = fmtNum, xTime = false, yLabel = '', xLabel = '', yMin, yMax }) {
-  const pad = { l: 52, r: 12, t: 10, b: 34 };
+  // The unit gets a line of its own above the plot, clear of the top tick's label.
+  const pad = { l: 52, r: 12, t: yLabel ? 26 : 10, b: 34 };
   const all = [...series.flatMap((x) => x.points), ...bands.flatMap((b) => [...b.lo, ...b.hi]), ...dots.flatMap((d) => d.points)];
   let [x0, x1] = extent(all.map((p) => p[0]));
   let [y0, y1] = extent(all.map((p) => p[1]));
@@ -73,7 +86,7 @@ export function lineChart({ title, desc, width = 640, height = 230, series = [],
   for (const t of xt) svg.append(s('text', { x: X(t), y: height - pad.b + 16, 'text-anchor': 'middle' }, xFormat(t)));
   svg.append(s('line', { class: 'axis', x1: pad.l, x2: width - pad.r, y1: height - pad.b, y2: height - pad.b }));
   svg.append(s('line', { class: 'axis', x1: pad.l, x2: pad.l, y1: pad.t, y2: height - pad.b }));
-  if (yLabel) svg.append(s('text', { x: 4, y: pad.t + 2, 'dominant-baseline': 'hanging' }, yLabel));
+  if (yLabel) svg.append(s('text', { x: 4, y: 2, 'dominant-baseline': 'hanging' }, yLabel));
   if (xLabel) svg.append(s('text', { x: width - pad.r, y: height - 4, 'text-anchor': 'end' }, xLabel));
   for (const b of bands) {
     const lo = b.lo.filter((p) => Number.isFinite(p[1])); const hi = b.hi.filter((p) => Number.isFinite(p[1]));
@@ -113,6 +126,9 @@ export function svgDocument(svg) {
     for (const p of PAINT) { const v = cs.getPropertyValue(p); if (v) to[i].setAttribute(p, v); }
     to[i].removeAttribute('class');
   });
+  // Standalone, the chart is drawn at its natural size, where 12 units are 12 px.
+  for (const t of clone.querySelectorAll('text')) t.setAttribute('font-size', `${TEXT_PX}px`);
+  clone.removeAttribute('style');
   const [, , w, ht] = svg.getAttribute('viewBox').split(' ').map(Number);
   clone.setAttribute('xmlns', 'http://www.w3.org/2000/svg');
   clone.setAttribute('width', w); clone.setAttribute('height', ht);

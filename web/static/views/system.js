@@ -61,7 +61,7 @@ function vitals(health) {
     ['Memory available', Number.isFinite(g.memory?.available_mb) ? `${fmtNum(g.memory.available_mb, 4)} MB` : null],
     ['Disk free', disks.length ? `${fmtNum(Math.min(...disks.map((d) => d.free_mb)), 4)} MB` : null],
     ['Guard', g.state ? `${g.state}${g.reason ? `: ${g.reason}` : ''}` : null],
-    ['MQTT', m ? (m.connected === undefined ? value('state', m.state ?? m.status) : m.connected ? 'connected' : 'not connected') : null],
+    ['MQTT', m ? (m.connected === undefined ? value('state', m.state ?? m.status) : m.connected ? `connected${m.protocol ? ` (MQTT ${m.protocol})` : ''}` : 'not connected') : null],
     ['Version', health.version],
   ].filter(([, v]) => v !== null && v !== undefined);
   return h('div', { class: 'grid four', id: 'vitals' }, items.map(([k, v]) => h('div', { class: 'metric-card' }, h('div', { class: 'name' }, k), h('div', { class: 'value small-value' }, v))));
