@@ -3,7 +3,8 @@
 //! tests/homeassistant/check.py, which runs Home Assistant's code (the pinned `homeassistant` package in
 //! target/ha-venv, prepared by scripts/test) on it: each platform's discovery schema, its entity setup
 //! (where deprecations are warned about) and its state handling for every payload sent — untrained,
-//! trained through the "train all" button, a cleared model, and a null SoC temperature. Zero errors, zero
+//! trained through the "train all" button, a cleared model, the verdict's "anomalous now", and a null SoC
+//! temperature. Zero errors, zero
 //! warnings.
 mod common;
 #[allow(dead_code)]
@@ -90,6 +91,10 @@ fn home_assistant_accepts_every_config_and_state_without_an_error_or_a_warning()
         assert_eq!(&last["name"], name, "{topic} was renamed after training");
     }
 
+    // The fleet view decides each machine's verdict, which carries the anomaly answer ("anomalous now").
+    assert_eq!(daemon.get("/api/fleet").status, 200);
+    let verdict = sub.wait(SHORT, "the verdict", |x| x.topic == format!("{BASE}/machines/{m}/verdict") && !x.payload.is_empty()).json();
+    assert!(verdict["anomalous"].is_boolean(), "{verdict}");
     let mut messages = as_capture(&sub.all());
     // A model that goes (deleted, or replaced by none) is cleared with an empty retained payload, which is
     // also what a consumer meets on a topic cleared by hand: every state topic must take it.
@@ -128,7 +133,11 @@ fn home_assistant_accepts_every_config_and_state_without_an_error_or_a_warning()
 
     let entities = report["entities"].as_object().unwrap();
     let states = |key: &str| entities[&format!("homeassistant/{key}/config")]["states"].as_array().unwrap().clone();
-    assert_eq!(entities.len(), 3 + 4 + 1 + 1, "{report:#}");
+    assert_eq!(entities.len(), 3 + 4 + 1 + 1 + 1, "{report:#}");
+    let anomalous = states(&format!("binary_sensor/ha1/{m}_anomalous"));
+    let now = if verdict["anomalous"] == true { "on" } else { "off" };
+    assert_eq!(anomalous.first(), Some(&json!(now)), "{anomalous:?}");
+    assert!(anomalous.last().unwrap().is_null(), "a cleared verdict renders unknown: {anomalous:?}");
     assert!(states("sensor/ha1/soc_temperature").iter().all(Value::is_null), "null temperature renders no value");
     let anomaly = states(&format!("sensor/ha1/{m}_anomaly_metric"));
     assert!(anomaly.iter().any(|s| s.as_str().is_some_and(|s| s.parse::<f64>().is_ok())), "{anomaly:?}");

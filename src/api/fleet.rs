@@ -117,7 +117,9 @@ impl Fleet {
             Ok(changes) => self.announce(&changes),
             Err(e) => tracing::warn!("alerts not saved: {e}"),
         }
-        let changed = lock(&self.last).insert(machine.to_string(), v.sentence.clone()).as_deref() != Some(v.sentence.as_str());
+        // The sentence, and the anomaly answer, which a weak anomaly model can flip without changing the sentence.
+        let key = format!("{}|{:?}", v.sentence, v.anomalous);
+        let changed = lock(&self.last).insert(machine.to_string(), key.clone()).as_deref() != Some(key.as_str());
         if changed && let Some(bus) = lock(&self.bus).as_ref() {
             bus.emit("verdict_changed", json!({ "machine_id": machine, "verdict": v }));
         }

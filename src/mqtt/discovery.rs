@@ -42,6 +42,14 @@ fn machine_device(topics: &Topics, machine_id: &str) -> Value {
 }
 
 /// `{{ value_json.<path> }}`, or `None` when the payload is empty, not JSON, or the value is missing or null.
+/// `ON` / `OFF` from a JSON boolean; `None` (Home Assistant's "unknown") when it is absent or null, e.g.
+/// on a cleared topic or for a machine without an anomaly model.
+fn flag_template(key: &str) -> String {
+    format!(
+        "{{% if value_json is defined and value_json.{key} is defined and value_json.{key} is not none %}}{{{{ 'ON' if value_json.{key} else 'OFF' }}}}{{% else %}}None{{% endif %}}"
+    )
+}
+
 fn number_template(path: &str) -> String {
     let mut guards = vec!["value_json is defined".to_string()];
     let mut prefix = String::from("value_json");
@@ -170,6 +178,21 @@ pub fn machine_configs(topics: &Topics, machine_id: &str, with_button: bool) -> 
             }),
         },
     ));
+    out.push(config(
+        topics,
+        Entity {
+            component: "binary_sensor",
+            key: format!("{machine_id}_anomalous"),
+            name: "Anomalous now",
+            device: dev(),
+            extra: json!({
+                "state_topic": super::verdicts::verdict_topic(topics, machine_id),
+                "value_template": flag_template("anomalous"),
+                "device_class": "problem",
+                "json_attributes_topic": super::verdicts::verdict_topic(topics, machine_id),
+            }),
+        },
+    ));
     if with_button {
         out.push(config(
             topics,
@@ -206,14 +229,16 @@ mod tests {
             assert!(c.get("object_id").is_none() && c.get("payload_available").is_none(), "{c}");
             assert_eq!(c["origin"]["name"], "millwright");
         }
-        assert_eq!(all.len(), 3 + 4 + 1 + 1);
+        assert_eq!(all.len(), 3 + 4 + 1 + 1 + 1);
         assert_eq!(all[0].1["device"]["identifiers"][0], "millwright_pi");
         assert_eq!(all[3].1["device"]["identifiers"][0], "millwright_pi_m1");
         assert_eq!(all[3].1["device"]["via_device"], "millwright_pi");
         assert_eq!(all[3].1["name"], "Classification metric");
         assert_eq!(all[3].1["default_entity_id"], "sensor.millwright_pi_m1_classification_metric");
-        assert_eq!(all[8].0, "homeassistant/button/pi/m1_train_all/config");
-        assert_eq!(machine_configs(&t, "m1", false).len(), 5);
+        assert_eq!(all[8].0, "homeassistant/binary_sensor/pi/m1_anomalous/config");
+        assert_eq!(all[8].1["state_topic"], "millwright/pi/machines/m1/verdict");
+        assert_eq!(all[9].0, "homeassistant/button/pi/m1_train_all/config");
+        assert_eq!(machine_configs(&t, "m1", false).len(), 6);
     }
 
     #[test]

@@ -26,7 +26,8 @@ fn now_ms() -> String {
 /// The retained verdict payload: what a dashboard shows, with when it was decided.
 pub fn verdict_payload(machine: &str, v: &Value) -> Value {
     json!({ "machine_id": machine, "state": v["state"], "severity": v["severity"], "label": v["label"], "sentence": v["sentence"],
-        "rul_days": v["rul_days"], "drivers": v["drivers"], "contradiction": v["contradiction"], "timestamp": now_ms() })
+        "rul_days": v["rul_days"], "drivers": v["drivers"], "contradiction": v["contradiction"], "anomalous": v["anomalous"],
+        "timestamp": now_ms() })
 }
 
 pub async fn run(
@@ -68,6 +69,7 @@ mod tests {
         assert_eq!(alerts_topic(&t, "pump_1"), "millwright/machines/pump_1/alerts");
         let p = verdict_payload("pump_1", &json!({ "state": "fresh", "severity": "plan", "sentence": "Plan maintenance" }));
         assert_eq!(p["severity"], "plan");
+        assert!(p["anomalous"].is_null(), "no anomaly answer: no value, not false");
         let ts = p["timestamp"].as_str().unwrap();
         assert!(ts.ends_with('Z') && ts.len() == "2026-01-01T00:00:00.000Z".len(), "{ts}");
     }

@@ -121,6 +121,10 @@ pub struct Verdict {
     /// What the answers would say if the data were fresh (for a stale machine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity_on_old_data: Option<Severity>,
+    /// The anomaly model's answer on the latest data, whatever its grade (a dashboard's "anomalous now");
+    /// None without an anomaly answer or when the data is stale.
+    #[serde(default)]
+    pub anomalous: Option<bool>,
     /// Sort key: higher needs attention sooner.
     pub rank: u8,
 }
@@ -275,6 +279,7 @@ pub fn decide(inp: &Inputs) -> Verdict {
         drivers,
         weighed,
         severity_on_old_data: None,
+        anomalous: inp.anomaly.as_ref().map(|a| a.is_anomaly),
         rank: 10 + severity as u8 * 10,
     };
     if !inp.has_models && fresh.weighed.is_empty() {
@@ -289,6 +294,7 @@ pub fn decide(inp: &Inputs) -> Verdict {
             drivers: Vec::new(),
             weighed: Vec::new(),
             severity_on_old_data: None,
+            anomalous: None,
             rank: 1,
         };
     }
@@ -299,6 +305,7 @@ pub fn decide(inp: &Inputs) -> Verdict {
             label: "stale data".into(),
             sentence: format!("No new data for {}: check the sensor feed; no current verdict", words::age(age * 3600.0)),
             severity_on_old_data: (!fresh.weighed.is_empty()).then_some(severity),
+            anomalous: None,
             rank: 25,
             ..fresh
         };
@@ -425,6 +432,17 @@ mod tests {
         assert_eq!(v.severity, None);
         assert_eq!(v.severity_on_old_data, Some(Severity::Act));
         assert!(v.sentence.contains("30 h"), "{}", v.sentence);
+        assert_eq!(v.anomalous, None, "old data says nothing about now");
+    }
+
+    #[test]
+    fn anomalous_now_is_the_anomaly_answer_whatever_its_grade() {
+        let mut i = demo(Grade::Useful, Grade::Useful, Grade::NotUseful);
+        assert_eq!(decide(&i).anomalous, Some(false));
+        i.anomaly = Some(AnomalyInput { is_anomaly: true, grade: Some(Grade::NotUseful) });
+        assert_eq!(decide(&i).anomalous, Some(true));
+        i.anomaly = None;
+        assert_eq!(decide(&i).anomalous, None);
     }
 
     #[test]

@@ -96,7 +96,9 @@ async def main(capture_path):
                     subscribed_topic=m["topic"], timestamp=0.0,
                 )
                 try:
-                    entity._update_state(msg)
+                    # The sensor's handler is _update_state, the binary sensor's _state_message_received.
+                    handler = getattr(entity, "_update_state", None) or entity._state_message_received
+                    handler(msg)
                     states.append(entity.state)
                     rendered += 1
                 except Exception as ex:

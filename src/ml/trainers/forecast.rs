@@ -447,9 +447,19 @@ impl ForecastModel {
             };
             let f = model.forecast(self.horizon);
             let timestamps = (1..=self.horizon).map(|k| crate::util::time::format_timestamp(last + k as f64 * self.interval_s)).collect();
-            let clamp = |v: Vec<f64>| match sf.floor {
-                Some(floor) => v.into_iter().map(|x| x.max(floor)).collect(),
-                None => v,
+            let decimals = recent.sensors.get(&sf.sensor).and_then(|v| recorded_decimals(v));
+            let clamp = |v: Vec<f64>| -> Vec<f64> {
+                v.into_iter()
+                    .map(|x| match sf.floor {
+                        Some(floor) => x.max(floor),
+                        None => x,
+                    })
+                    .map(|x| match decimals {
+                        // One decimal more than the readings have: finer digits are noise of the arithmetic.
+                        Some(d) => round_to(x, d + 1),
+                        None => x,
+                    })
+                    .collect()
             };
             out.push(SensorForecast {
                 sensor: sf.sensor.clone(),
@@ -470,6 +480,28 @@ impl ForecastModel {
             sensors: out,
         })
     }
+}
+
+/// How many decimals the readings are recorded with (0 to 6), judged on the latest 500; None when they are
+/// finer than that (raw floats) or there are none.
+fn recorded_decimals(values: &[f64]) -> Option<i32> {
+    let tail: Vec<f64> = values[values.len().saturating_sub(500)..].iter().copied().filter(|v| v.is_finite()).collect();
+    if tail.is_empty() {
+        return None;
+    }
+    (0..=6).find(|&d| {
+        let scale = 10f64.powi(d);
+        tail.iter().all(|v| {
+            let x = v * scale;
+            (x - x.round()).abs() <= 1e-9 * x.abs().max(1.0)
+        })
+    })
+}
+
+fn round_to(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    let r = (x * scale).round() / scale;
+    if r.is_finite() { r } else { x }
 }
 
 fn resample(timestamps: &[f64], values: &[f64], step: f64) -> Result<Vec<f64>, MlError> {
@@ -550,5 +582,35 @@ mod tests {
         assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
         assert!(report.warnings.iter().any(|w| w.contains("time limit")), "{:?}", report.warnings);
         assert_eq!(model.sensors[0].model.kind, ModelKind::Naive);
+    }
+
+    #[test]
+    fn readings_decimals_are_found_and_forecasts_carry_one_more() {
+        assert_eq!(recorded_decimals(&[41.2, 40.0, 39.9, f64::NAN]), Some(1));
+        assert_eq!(recorded_decimals(&[1234.56, 0.01]), Some(2));
+        assert_eq!(recorded_decimals(&[3.0, 400.0]), Some(0));
+        assert_eq!(recorded_decimals(&[std::f64::consts::PI]), None, "raw floats stay unrounded");
+        assert_eq!(recorded_decimals(&[]), None);
+        assert_eq!(round_to(41.23456, 2), 41.23);
+
+        let mut table = two_runs(24 * 20, 0.0, 0);
+        for (i, v) in table.sensors[0].values.iter_mut().enumerate() {
+            // A little irregular noise, so the intervals have width; then one decimal, as a logger writes.
+            let noise = ((i * 7919) % 97) as f64 / 97.0 - 0.5;
+            *v = ((*v + noise) * 10.0).round() / 10.0;
+        }
+        let (model, _) = train(&table, &TrainParams::default(), &ctx(Duration::from_secs(60))).unwrap();
+        let recent = Recent {
+            timestamps: table.timestamps.clone(),
+            sensors: [("temp".to_string(), table.sensors[0].values.clone())].into_iter().collect(),
+            time_in_life_h: None,
+        };
+        let answer = model.predict(&recent).unwrap();
+        let f = &answer.sensors[0];
+        for x in f.mean.iter().chain(&f.lo80).chain(&f.hi95) {
+            assert!(((x * 100.0).round() - x * 100.0).abs() < 1e-6, "{x} has more than 2 decimals");
+        }
+        let all: Vec<f64> = [&f.mean, &f.lo80, &f.hi80, &f.lo95, &f.hi95].into_iter().flatten().copied().collect();
+        assert!(all.iter().any(|x| ((x * 10.0).round() - x * 10.0).abs() > 1e-6), "rounded to 2 decimals, not to the readings' 1: {all:?}");
     }
 }
