@@ -75,6 +75,7 @@ impl Runner {
             return self.finish(&id, JobState::Failure, Some("invalid machine id".into()), None);
         };
         let n = request.model_types.len();
+        let shares = time_shares(&self.queue.list(), &request.machine_id, &request.model_types);
         let mut results = BTreeMap::new();
         let mut revoked = false;
         let mut succeeded = 0;
@@ -95,7 +96,8 @@ impl Runner {
             let t0 = Instant::now();
             // A bug in a trainer must fail this model, not kill the runner thread and strand the queue.
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.train_one(&id, *t, &table, &request.params, &cancel, i, n, started)
+                let done_before: f64 = shares[..i].iter().sum();
+                self.train_one(&id, *t, &table, &request.params, &cancel, (done_before, shares[i]), started)
             }))
             .unwrap_or_else(|panic| {
                 Err(MlError::Invalid(format!(
@@ -194,8 +196,7 @@ impl Runner {
         table: &data::Table,
         params: &ml::TrainParams,
         cancel: &Arc<AtomicBool>,
-        i: usize,
-        n: usize,
+        span: (f64, f64),
         started: Instant,
     ) -> Result<ml::Trained, MlError> {
         let queue = self.queue.clone();
@@ -203,18 +204,20 @@ impl Runner {
         let heartbeat = self.heartbeat.clone();
         let last_stage = Mutex::new(String::new());
         let warned = AtomicBool::new(false);
+        let model_started = Instant::now();
+        let before_s = model_started.duration_since(started).as_secs_f64();
         let sink = Arc::new(move |e: &Event| {
             heartbeat.beat();
             let result = queue.update(&job_id, false, |j| match e {
                 Event::Progress { fraction, stage, message } => {
-                    let overall = (i as f64 + fraction) / n as f64;
+                    // This model's span of the job: where it starts and its share of the time.
+                    let overall = span.0 + span.1 * fraction;
                     let pct = (overall * 100.0).max(j.progress.progress_percent).min(100.0);
                     j.progress.current = pct;
                     j.progress.progress_percent = pct;
                     j.progress.stage = stage.clone();
                     j.progress.message = message.clone();
-                    let elapsed = started.elapsed().as_secs_f64();
-                    j.progress.eta_seconds = (overall > 0.02).then(|| elapsed / overall * (1.0 - overall));
+                    j.progress.eta_seconds = eta(span, *fraction, before_s, model_started.elapsed().as_secs_f64());
                     if let Some(m) = j.progress.models.get_mut(t.as_str()) {
                         m.progress_percent = (fraction * 100.0).max(m.progress_percent);
                     }
@@ -284,6 +287,66 @@ impl Runner {
     }
 }
 
+/// Seconds left in the job, or None while there is nothing to go on. `span`: the share of the job done
+/// before this model and this model's share; `before_s`: seconds the job took before this model.
+///
+/// A model's progress is not linear in time (features take a moment, the search most of it), so the pace
+/// comes from the models already finished, or, for the first, from itself once it is half done; the model
+/// running is given at least its expected time, or its own pace once it is half done and slower.
+fn eta(span: (f64, f64), fraction: f64, before_s: f64, in_model_s: f64) -> Option<f64> {
+    let (done, share) = span;
+    let after = (1.0 - done - share).max(0.0);
+    let per_share = if done > 0.0 {
+        before_s / done
+    } else if fraction >= 0.5 && share > 0.0 {
+        in_model_s / fraction / share
+    } else {
+        return None;
+    };
+    let expected = per_share * share;
+    let mut current = (expected - in_model_s).max(expected * (1.0 - fraction));
+    if fraction >= 0.5 {
+        // Past half of it, a model slower than expected is believed about itself.
+        current = current.max(in_model_s * (1.0 - fraction) / fraction);
+    }
+    Some(current + per_share * after).filter(|s| s.is_finite())
+}
+
+/// Seconds of classification, RUL, anomaly and forecast at the default quality on two demo machines
+/// (`millwright train motor_siemens_1la7_001` and `cnc_dmg_mori_nlx_010` after `millwright simulate`,
+/// release build, 2 cores: 8.0 / 3.1 / 0.3 / 4.4 s and 7.2 / 3.6 / 0.3 / 2.9 s). Only their ratios matter.
+const TYPICAL_S: [f64; 4] = [7.5, 3.3, 0.3, 3.6];
+
+/// What a machine's first job moves its bar by, per model.
+fn typical_seconds(t: ModelType) -> f64 {
+    match t {
+        ModelType::Classification => TYPICAL_S[0],
+        ModelType::Regression => TYPICAL_S[1],
+        ModelType::Anomaly => TYPICAL_S[2],
+        ModelType::Timeseries => TYPICAL_S[3],
+    }
+}
+
+/// Each model's share of the job's time, so the bar moves with time and the ETA holds from the start:
+/// equal shares made it 2.5–3× too long early on, because the first two models take most of the time. A
+/// model's time is the one it took in this machine's latest job that trained it, else [`typical_seconds`].
+fn time_shares(history: &[Job], machine: &str, types: &[ModelType]) -> Vec<f64> {
+    let secs: Vec<f64> = types
+        .iter()
+        .map(|t| {
+            history
+                .iter()
+                .filter(|j| j.request.machine_id == machine)
+                .find_map(|j| j.progress.models.get(t.as_str()).filter(|m| m.status == ModelStatus::Success).and_then(|m| m.seconds))
+                .filter(|s| s.is_finite() && *s > 0.0)
+                // A model that took no measurable time still moves the bar.
+                .map_or_else(|| typical_seconds(*t), |s| s.max(0.05))
+        })
+        .collect();
+    let total: f64 = secs.iter().sum();
+    secs.iter().map(|s| s / total).collect()
+}
+
 /// "classification: only one class …" for each failed model, then which models were kept (if any).
 fn batch_failure(results: &Results, succeeded: usize, n: usize) -> String {
     let errors: Vec<String> = results
@@ -322,5 +385,48 @@ mod tests {
         assert_eq!(msg, "classification: only one class (1 of 2 models failed; anomaly trained and live)");
         r.remove("anomaly");
         assert_eq!(batch_failure(&r, 0, 1), "classification: only one class");
+    }
+
+    fn job_with(machine: &str, seconds: &[(ModelType, ModelStatus, f64)]) -> Job {
+        let mut j = Job::new(
+            "id".into(),
+            1,
+            super::super::job::JobRequest { machine_id: machine.into(), model_types: ModelType::ALL.to_vec(), params: Default::default() },
+        );
+        for (t, status, s) in seconds {
+            let m = j.progress.models.entry(t.as_str().into()).or_default();
+            m.status = *status;
+            m.seconds = Some(*s);
+        }
+        j
+    }
+
+    #[test]
+    fn eta_paces_on_finished_models_and_waits_for_half_of_the_first() {
+        // The first model (half the job) a quarter done: its progress says little yet.
+        assert_eq!(eta((0.0, 0.5), 0.25, 0.0, 1.0), None);
+        // Half done after 4 s: 4 s more for it, 8 s for the rest.
+        assert_eq!(eta((0.0, 0.5), 0.5, 0.0, 4.0), Some(12.0));
+        // Half the job took 8 s; the next model (a quarter) just started: 4 s for it and 4 s after.
+        assert_eq!(eta((0.5, 0.25), 0.2, 8.0, 0.0), Some(8.0));
+        // Running slower than expected: what its own progress says is kept.
+        assert_eq!(eta((0.5, 0.25), 0.5, 8.0, 6.0), Some(6.0 + 4.0));
+    }
+
+    #[test]
+    fn time_shares_follow_the_machines_last_job_else_the_typical_times() {
+        let all = ModelType::ALL;
+        let typical = time_shares(&[], "m", &all);
+        assert!((typical.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        // The first model of four is about half the job, not a quarter: the early ETA is no longer 2-3x long.
+        assert!(typical[0] > 0.4 && typical[2] < 0.05, "{typical:?}");
+        let history = [
+            job_with("other", &[(ModelType::Anomaly, ModelStatus::Success, 100.0)]),
+            job_with("m", &[(ModelType::Anomaly, ModelStatus::Failure, 50.0), (ModelType::Classification, ModelStatus::Success, 7.5)]),
+            job_with("m", &[(ModelType::Anomaly, ModelStatus::Success, 7.5)]),
+        ];
+        let s = time_shares(&history, "m", &[ModelType::Classification, ModelType::Anomaly]);
+        assert_eq!(s, vec![0.5, 0.5], "this machine's own successful times, newest first");
+        assert_eq!(time_shares(&[], "m", &[ModelType::Timeseries]), vec![1.0]);
     }
 }

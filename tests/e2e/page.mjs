@@ -118,6 +118,9 @@ main(async () => {
     check(cm.length === 4 && cm.reduce((a, b) => a + b, 0) === detail.report.metrics.n, `confusion matrix ${cm} does not add up to ${detail.report.metrics.n} test rows`);
     check(await page.isVisible('#model-size .badge.warn'), 'no oversize badge beside the size');
     check(await page.$$eval('.hbar', (e) => e.length) > 0, 'no feature importance bars');
+    // Features in plant words ("max of vibration RMS over 72 h"), never the column names.
+    const features = await page.$$eval('#feature-importance .hbar', (els) => els.map((e) => e.textContent));
+    check(features.every((f) => !f.includes('__')) && features.some((f) => / over \d+ (h|min|days?)/.test(f)), `feature names: ${features.slice(0, 4).join(' | ')}`);
     check(await page.$$eval('#versions tbody tr', (e) => e.length) === 1, 'version history missing');
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-model')]);
     check(download.suggestedFilename().endsWith('.mwm'), `download named ${download.suggestedFilename()}`);
@@ -161,6 +164,8 @@ main(async () => {
     const charts = await page.$$eval('#forecast-plots figure', (figs) => figs.map((f) => ['forecast', 'truth', 'history', 'interval80', 'interval95'].every((s) => f.querySelector(`[data-series=${s}]`))));
     check(charts.length >= 1 && charts.every(Boolean), `forecast charts lack a series: ${JSON.stringify(charts)}`);
     check((await page.textContent('#metric-cards')).includes('seasonal naive'), 'forecast metrics are not beside seasonal naive');
+    const question = await page.textContent('#results-panel[aria-labelledby=tab-timeseries] .question');
+    check(question.includes('hourly') && !question.includes('steps of'), `the forecast target in words: ${question}`);
     await shot('08-results-forecast');
   });
 
@@ -204,6 +209,13 @@ main(async () => {
     await until(async () => (await page.textContent('#job-alerts')).includes('Training failed:'), 20000, 'the failure alert');
     check((await page.textContent('#job-alerts')).includes('nothing to learn from'), `the alert lacks the error: ${await page.textContent('#job-alerts')}`);
     check((await page.textContent('.model-row[data-type=classification] .detail')).includes('nothing to learn from'), 'the model row lacks its error');
+    // The bar shows what was done (nothing), not half; the settings that made it fail are open beside it.
+    const overall = Number(await page.getAttribute('#overall-bar', 'aria-valuenow'));
+    check(overall < 50, `a job that failed at the start shows ${overall} %`);
+    check(/^\d+ %$/.test(await page.textContent('#overall-percent')), `not a whole percent: ${await page.textContent('#overall-percent')}`);
+    check(await page.evaluate(() => document.querySelector('#job-settings').open), 'the failed job hides its settings');
+    const excluded = await page.textContent('#job-settings dd[data-key=exclude_sensors]');
+    check(all.every((sn) => excluded.includes(sn)), `the settings lack the excluded sensors: ${excluded}`);
     await shot('11-progress-failed', false);
   });
 

@@ -45,13 +45,15 @@ export async function mount(root, args) {
   const timing = h('div', { class: 'muted', id: 'timing' });
   const cancel = h('button', { type: 'button', class: 'btn danger', id: 'cancel-job' }, 'Cancel training');
   const actions = h('div', { class: 'row' }, cancel);
+  // What the job was asked to do; open by itself when it failed, since the settings are often why.
+  const settings = h('details', { id: 'job-settings' }, h('summary', {}, 'Settings of this job'));
   const models = h('div', { id: 'model-rows' });
   const leaderboard = h('div', { class: 'table-wrap', id: 'leaderboard' });
   const log = h('pre', { class: 'log', id: 'job-log', tabindex: '0', 'aria-label': 'Training log' });
   add(root, head, alerts,
     h('section', { class: 'panel', 'aria-labelledby': 'overall-h' },
       h('div', { class: 'row' }, h('h2', { id: 'overall-h' }, 'Overall'), h('span', { class: 'spacer' }), percentText),
-      overallBar, stage, guard, timing, actions),
+      overallBar, stage, guard, timing, actions, settings),
     h('section', { class: 'panel', 'aria-labelledby': 'models-h' }, h('h2', { id: 'models-h' }, 'Models'), models),
     h('section', { class: 'panel', 'aria-labelledby': 'lb-h' }, h('h2', { id: 'lb-h' }, 'Candidate models (leaderboard)'),
       h('p', { class: 'muted' }, 'Scores are on validation data; each model type has its own metric, so compare within a group only.'), leaderboard),
@@ -92,6 +94,7 @@ export async function mount(root, args) {
     const parts = [];
     if (started) parts.push(`Elapsed ${fmtDuration(((ended ?? Date.now()) - started) / 1000)}`);
     if (!isFinished(t.status) && t.progress?.eta_seconds > 0) parts.push(`about ${fmtDuration(t.progress.eta_seconds)} left`);
+    else if (t.status === 'PROGRESS') parts.push('estimating the time left');
     if (t.status === 'PENDING') parts.push(t.queue_position ? `position ${t.queue_position} in the queue` : 'waiting to start');
     timing.textContent = parts.join(' · ');
   }
@@ -109,7 +112,9 @@ export async function mount(root, args) {
     high.overall = pct;
     setBar(overallBar, pct);
     overallBar.className = ['bar', 'big', t.status === 'SUCCESS' && 'ok', t.status === 'FAILURE' && 'bad', t.status === 'REVOKED' && 'warn'].filter(Boolean).join(' ');
-    percentText.textContent = `${fmtNum(pct, 3)} %`;
+    percentText.textContent = `${Math.floor(pct)} %`;
+    if (settings.childElementCount === 1 && t.params) add(settings, settingsList(t.params));
+    if (t.status === 'FAILURE') settings.open = true;
     const current = p.model_type ? `${TYPE_INFO[p.model_type]?.name ?? p.model_type} (${p.batch_index + 1} of ${p.batch_total})` : '';
     fill(stage, isFinished(t.status) ? '' : [h('strong', {}, p.stage || (t.status === 'PENDING' ? 'waiting' : 'starting')), current ? ` · ${current}` : '', p.message ? ` — ${p.message}` : '']);
     clear(guard);
@@ -207,4 +212,25 @@ export async function mount(root, args) {
     }
   }, 1000);
   return () => { stop(); clearInterval(ticker); };
+}
+
+const SETTING_NAMES = {
+  quality: 'Quality', time_limit_s: 'Time limit', horizon_hours: 'Failure horizon', rul_cap_hours: 'RUL cap',
+  contamination: 'Expected anomaly share', forecast_hours: 'Forecast length', exclude_sensors: 'Excluded sensors', threads: 'Threads', seed: 'Seed',
+};
+
+/** A job's parameters in words, in a fixed order; unset ones say so. */
+function settingsList(params) {
+  const shown = (k, v) => {
+    if (v === null || v === undefined) return 'not set';
+    if (Array.isArray(v)) return v.length ? v.join(', ') : 'none';
+    if (k === 'time_limit_s') return fmtDuration(v);
+    if (k.endsWith('_hours')) return `${fmtNum(v, 4)} h`;
+    if (k === 'contamination') return `${fmtNum(v * 100, 3)} %`;
+    if (k === 'threads' && v === 0) return 'all cores';
+    return String(v);
+  };
+  const dl = h('dl', { class: 'kv' });
+  for (const [k, name] of Object.entries(SETTING_NAMES)) if (k in params) add(dl, h('dt', {}, name), h('dd', { dataset: { key: k } }, shown(k, params[k])));
+  return dl;
 }

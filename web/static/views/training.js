@@ -80,7 +80,7 @@ export async function mount(root, args) {
   ]);
   store.set({ machines: data.machines });
   if (health?.running) {
-    add(running, alertBox('info', 'A job is running:', `${health.running.machine_id}, ${fmtNum(health.running.progress_percent, 2)} %. `,
+    add(running, alertBox('info', 'A job is running:', `${health.running.machine_id}, ${Math.floor(health.running.progress_percent ?? 0)} %. `,
       h('a', { href: `#/progress/${health.running.task_id}` }, 'Watch its progress')));
   }
   clear(body);
