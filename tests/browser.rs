@@ -90,6 +90,25 @@ fn fleet_with_a_big_machine(root: &Path) -> PathBuf {
     data
 }
 
+/// Copies machine `from` to `to` with its test file ending at the row `cut` picks from the RUL column
+/// (hours): the data's latest reading then sits where the test wants it.
+fn cut_copy(data: &Path, from: &str, to: &str, cut: impl Fn(&[f64]) -> Option<usize>) {
+    let (src, dst) = (data.join("machines").join(from), data.join("machines").join(to));
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap().flatten() {
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    let text = std::fs::read_to_string(src.join("test.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let col = header.split(',').position(|c| c == "rul").expect("a rul column");
+    let rows: Vec<&str> = lines.collect();
+    let rul: Vec<f64> = rows.iter().map(|l| l.split(',').nth(col).unwrap().parse().unwrap()).collect();
+    let last = cut(&rul).filter(|&i| i < rows.len()).unwrap_or_else(|| panic!("no row to cut {from}'s test file at for {to}: {rul:?}"));
+    let kept: Vec<&str> = std::iter::once(header).chain(rows[..=last].iter().copied()).collect();
+    std::fs::write(dst.join("test.csv"), kept.join("\n") + "\n").unwrap();
+}
+
 fn header<'a>(r: &'a common::Resp, name: &str) -> &'a str {
     r.header(name).unwrap_or_else(|| panic!("no {name} header in {:?}", r.headers))
 }
@@ -173,11 +192,32 @@ fn fleet_view_in_a_real_browser() {
     require_browser_tools();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    common::fleet(&data, 3, 3000);
+    let opts = millwright::data::simulate::FleetOptions {
+        out_dir: data.clone(),
+        machines: 3,
+        seed: 11,
+        rows: 3000,
+        format: millwright::data::write::Format::Csv,
+        ..Default::default()
+    };
+    millwright::data::simulate::simulate_fleet(&opts).unwrap();
+    let first =
+        std::fs::read_dir(data.join("machines")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).min().unwrap();
+    // The same machine twice more, its history cut where a life nears its failure and where one has just begun.
+    let risk = format!("{first}_at_risk");
+    let healthy = format!("{first}_healthy");
+    cut_copy(&data, &first, &risk, |rul| rul.iter().position(|&r| r <= 12.0));
+    cut_copy(&data, &first, &healthy, |rul| (100..rul.len()).find(|&i| rul[i] >= 300.0));
     let d = Daemon::start(&data, &dir.path().join("state"), &[]);
     let machines = d.get("/api/ml/train/machines/available").json();
-    let ids: Vec<String> = machines["machines"].as_array().unwrap().iter().map(|m| m["machine_id"].as_str().unwrap().to_string()).collect();
-    for id in &ids[..2] {
+    let ids: Vec<String> = machines["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["machine_id"].as_str().unwrap().to_string())
+        .filter(|m| *m != risk && *m != healthy)
+        .collect();
+    for id in [&ids[0], &ids[1], &risk, &healthy] {
         let r = d.post("/api/ml/train/batch", &serde_json::json!({ "machine_id": id }));
         assert_eq!(r.status, 202, "{}", r.text());
         let task = d.wait_task(r.json()["task_id"].as_str().unwrap(), Duration::from_secs(240));
@@ -196,6 +236,8 @@ fn fleet_view_in_a_real_browser() {
         .env("FLEET_FRESH", &ids[0])
         .env("FLEET_STALE", &ids[1])
         .env("FLEET_BARE", &ids[2])
+        .env("FLEET_RISK", &risk)
+        .env("FLEET_HEALTHY", &healthy)
         .env("FLEET_DAEMON_PID", d.child.id().to_string())
         .output()
         .expect("starting node");

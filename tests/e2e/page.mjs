@@ -98,6 +98,8 @@ main(async () => {
       for (const [t, [, p]] of Object.entries(seen[i].models)) check(p >= (seen[i - 1].models[t]?.[1] ?? 0), `${t} went backwards`);
     }
     check((await page.textContent('#job-alerts')).includes('All 4 models trained.'), `no success alert: ${await page.textContent('#job-alerts')}`);
+    // The header follows the panel at once, not at its next 5 s poll.
+    await until(async () => !(await page.textContent('#top-status')).startsWith('Training'), 1500, 'the header to stop saying "Training"');
     const rows = await page.$$eval('.model-row', (els) => els.map((e) => [e.dataset.type, e.dataset.status, e.querySelector('.detail').textContent]));
     check(rows.length === 4 && rows.every(([, s, d]) => s === 'SUCCESS' && /baseline/.test(d)), `model rows: ${JSON.stringify(rows)}`);
     check(await page.isVisible('.model-row .badge.warn:has-text("large model")'), 'no oversize badge on the progress rows');
