@@ -86,6 +86,20 @@ main(async () => {
     check(lines.length === 6 && lines[0].startsWith('machine_id,'), lines.join('\n'));
   });
 
+  await step('the training page finds a machine by name among many', async () => {
+    await page.goto(`${url}#/train`);
+    await page.waitForSelector('#machine-search');
+    const visible = () => page.$$eval('.machine-list .choice', (els) => els.filter((e) => !e.hidden).map((e) => e.dataset.machine));
+    check((await visible()).length === 5, `machines listed: ${await visible()}`);
+    await page.fill('#machine-search', 'healthy');
+    await until(async () => (await visible()).length === 1, 2000, 'the search to narrow the list');
+    check((await visible())[0] === healthy, `found ${await visible()}`);
+    await page.fill('#machine-search', '');
+    await until(async () => (await visible()).length === 5, 2000, 'the list to come back');
+    await page.goto(`${url}#/fleet`);
+    await page.waitForSelector(tileOf(fresh));
+  });
+
   await step('the stale-data alert: raised, acknowledged by name (clearing: tests/hardening/fleet.rs)', async () => {
     const row = `.alert-row[data-kind="stale_data"]`;
     await page.waitForSelector(row);

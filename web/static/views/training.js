@@ -110,6 +110,17 @@ export async function mount(root, args) {
         ? h('div', { class: 'error' }, m.error)
         : h('div', { class: 'line2' }, h('span', { class: 'meta' }, `${m.family || 'machine'} · ${m.sensors} sensors · ${fmtNum(m.rows)} rows · ${m.lives} lives`), modelBadges(m))));
   }
+  // A plant has dozens of machines: a search over names, ids and families, the list as tall as the screen allows.
+  const search = h('input', { type: 'search', id: 'machine-search', placeholder: `Search ${data.machines.length} machines by name, id or family`, 'aria-label': 'Search machines' });
+  search.addEventListener('input', () => {
+    const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
+    for (const label of machineGrid.children) {
+      const m = data.machines.find((x) => x.machine_id === label.dataset.machine);
+      const text = `${m?.display_name ?? ''} ${m?.machine_id ?? ''} ${m?.family ?? ''}`.toLowerCase();
+      label.hidden = !words.every((w) => text.includes(w));
+    }
+  });
+  if (data.machines.length > 3) add(machineSet, search);
   add(machineSet, machineGrid);
 
   // --- model cards ---
