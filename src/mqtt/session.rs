@@ -96,8 +96,10 @@ pub async fn link(settings: Settings, tx: mpsc::Sender<LinkEvent>, mut stop: wat
         let next = wire::next_version(settings.protocol, version, Some(&failure));
         // The other version is worth an immediate try: it is a different question, not a retry.
         let retry_in = if next == Version::V311 && version == Version::V5 { Duration::ZERO } else { backoff };
+        // A broker that refused the version is not down: the fallback below says so, not "no connection".
+        let fallback = retry_in.is_zero();
         let lost = LinkEvent::Lost { reason: failure.text, retry_in, untrusted: failure.untrusted, cause: failure.cause, up_for };
-        if tx.send(lost).await.is_err() {
+        if !fallback && tx.send(lost).await.is_err() {
             return;
         }
         if next != version {
@@ -715,7 +717,7 @@ mod tests {
             }
         };
         assert_eq!(version, Version::V311);
-        assert_eq!(lost, 1, "one refused version-5 attempt, then 3.1.1");
+        assert_eq!(lost, 0, "a refused version is not told as a lost connection");
         assert!(t0.elapsed() < Duration::from_millis(900), "the 3.1.1 attempt follows at once: {:?}", t0.elapsed());
         assert_eq!(*levels.lock().unwrap(), vec![5, 4]);
         let _ = stop_tx.send(true);
