@@ -233,6 +233,13 @@ impl JobQueue {
         self.lock().jobs.values().rev().cloned().collect()
     }
 
+    /// Runs `f` over the jobs, newest first, without copying them (a job carries up to 500 log lines).
+    pub fn read_newest_first<R>(&self, f: impl FnOnce(&[&Job]) -> R) -> R {
+        let inner = self.lock();
+        let jobs: Vec<&Job> = inner.jobs.values().rev().collect();
+        f(&jobs)
+    }
+
     /// 1-based position among waiting jobs, or None when not waiting.
     pub fn position(&self, id: &str) -> Option<usize> {
         let inner = self.lock();

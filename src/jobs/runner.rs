@@ -75,7 +75,7 @@ impl Runner {
             return self.finish(&id, JobState::Failure, Some("invalid machine id".into()), None);
         };
         let n = request.model_types.len();
-        let shares = time_shares(&self.queue.list(), &request.machine_id, &request.model_types);
+        let shares = self.queue.read_newest_first(|jobs| time_shares(jobs, &request.machine_id, &request.model_types));
         let mut results = BTreeMap::new();
         let mut revoked = false;
         let mut succeeded = 0;
@@ -330,7 +330,7 @@ fn typical_seconds(t: ModelType) -> f64 {
 /// Each model's share of the job's time, so the bar moves with time and the ETA holds from the start:
 /// equal shares made it 2.5–3× too long early on, because the first two models take most of the time. A
 /// model's time is the one it took in this machine's latest job that trained it, else [`typical_seconds`].
-fn time_shares(history: &[Job], machine: &str, types: &[ModelType]) -> Vec<f64> {
+fn time_shares(history: &[&Job], machine: &str, types: &[ModelType]) -> Vec<f64> {
     let secs: Vec<f64> = types
         .iter()
         .map(|t| {
@@ -425,6 +425,7 @@ mod tests {
             job_with("m", &[(ModelType::Anomaly, ModelStatus::Failure, 50.0), (ModelType::Classification, ModelStatus::Success, 7.5)]),
             job_with("m", &[(ModelType::Anomaly, ModelStatus::Success, 7.5)]),
         ];
+        let history: Vec<&Job> = history.iter().collect();
         let s = time_shares(&history, "m", &[ModelType::Classification, ModelType::Anomaly]);
         assert_eq!(s, vec![0.5, 0.5], "this machine's own successful times, newest first");
         assert_eq!(time_shares(&[], "m", &[ModelType::Timeseries]), vec![1.0]);
