@@ -1,7 +1,7 @@
 // The page shell: hash routes to views, the login dialog, the theme switch and the status line.
 import { api, setUnauthorizedHandler } from './api.js';
 import { store } from './store.js';
-import { clear, add, h, toast } from './ui.js';
+import { clear, add, h, toast, fmtProgress } from './ui.js';
 import * as fleet from './views/fleet.js';
 import * as training from './views/training.js';
 import * as progress from './views/progress.js';
@@ -126,7 +126,7 @@ export async function refreshHealth() {
     const r = health.running;
     const q = health.queue ?? {};
     topStatus.textContent = r
-      ? `Training ${r.machine_id}: ${Math.floor(r.progress_percent ?? 0)} % (${r.stage || 'starting'}) · ${q.pending ?? 0} waiting`
+      ? `Training ${r.machine_id}: ${fmtProgress(r.progress_percent)} (${r.stage || 'starting'}) · ${q.pending ?? 0} waiting`
       : `Idle · ${q.pending ?? 0} waiting · v${health.version}`;
     document.body.classList.remove('offline');
   } catch (e) {

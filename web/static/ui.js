@@ -97,6 +97,11 @@ export function fmtPct(v, digits = 1) {
   return `${(Number(v) * 100).toFixed(digits)} %`;
 }
 
+/** A job's progress (0–100) in whole percents: "57 %", never "5.76 %". */
+export function fmtProgress(percent) {
+  return `${Math.floor(Number.isFinite(percent) ? percent : 0)} %`;
+}
+
 export function fmtBytes(n) {
   if (n === null || n === undefined) return '–';
   const u = ['B', 'KB', 'MB', 'GB'];

@@ -1,6 +1,6 @@
 // Progress monitor: one job, live over server-sent events (polling when the stream breaks).
 import { api, watchTask, isFinished } from '../api.js';
-import { h, fill, add, clear, bar, setBar, badge, alertBox, statusBadge, fmtDuration, fmtNum, fmtBytes, fmtTime, parseTime, headlineText, TYPE_INFO, oversizeBadge, toast } from '../ui.js';
+import { h, fill, add, clear, bar, setBar, badge, alertBox, statusBadge, fmtDuration, fmtNum, fmtProgress, fmtBytes, fmtTime, parseTime, headlineText, TYPE_INFO, oversizeBadge, toast } from '../ui.js';
 
 // Highest percentages shown per job and model: the bars never move backwards, even across a reload.
 function loadHigh(id) {
@@ -112,7 +112,7 @@ export async function mount(root, args) {
     high.overall = pct;
     setBar(overallBar, pct);
     overallBar.className = ['bar', 'big', t.status === 'SUCCESS' && 'ok', t.status === 'FAILURE' && 'bad', t.status === 'REVOKED' && 'warn'].filter(Boolean).join(' ');
-    percentText.textContent = `${Math.floor(pct)} %`;
+    percentText.textContent = fmtProgress(pct);
     if (settings.childElementCount === 1 && t.params) add(settings, settingsList(t.params));
     if (t.status === 'FAILURE') settings.open = true;
     const current = p.model_type ? `${TYPE_INFO[p.model_type]?.name ?? p.model_type} (${p.batch_index + 1} of ${p.batch_total})` : '';

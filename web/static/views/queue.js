@@ -1,6 +1,6 @@
 // Queue & history: waiting, running and finished jobs, with filters, durations and cancel.
 import { api, isFinished } from '../api.js';
-import { h, fill, add, clear, statusBadge, alertBox, fmtDuration, fmtTime, parseTime, TYPE_INFO, toast } from '../ui.js';
+import { h, fill, add, clear, statusBadge, alertBox, fmtDuration, fmtTime, fmtProgress, parseTime, TYPE_INFO, toast } from '../ui.js';
 
 const STATES = ['', 'PENDING', 'PROGRESS', 'SUCCESS', 'FAILURE', 'REVOKED'];
 const STATE_NAME = { '': 'all', PENDING: 'waiting', PROGRESS: 'running', SUCCESS: 'done', FAILURE: 'failed', REVOKED: 'cancelled' };
@@ -47,7 +47,7 @@ export async function mount(root) {
           h('td', {}, t.model_types.length === 4 ? 'all 4' : t.model_types.map((x) => TYPE_INFO[x]?.short ?? x).join(', ')),
           h('td', {}, fmtTime(t.created_at)),
           h('td', {}, duration(t)),
-          h('td', {}, `${Math.floor(t.progress?.progress_percent ?? 0)} %`, t.error ? h('div', { class: 'error' }, t.error) : ''),
+          h('td', {}, fmtProgress(t.progress?.progress_percent), t.error ? h('div', { class: 'error' }, t.error) : ''),
           h('td', {}, h('a', { href: `#/progress/${t.task_id}` }, 'open'), ' ', isFinished(t.status) ? '' : btn));
       }))) : h('p', { class: 'muted' }, 'No jobs match.'));
   }

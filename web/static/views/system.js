@@ -1,6 +1,6 @@
 // System: what /api/health says (version, queue, and whatever the guard and MQTT add), warnings first.
 import { api } from '../api.js';
-import { h, fill, add, clear, alertBox, fmtDuration, fmtNum } from '../ui.js';
+import { h, fill, add, clear, alertBox, fmtDuration, fmtNum, fmtProgress } from '../ui.js';
 
 const BAD_STATES = new Set(['paused', 'refusing', 'degraded', 'error', 'disconnected', 'throttled', 'critical', 'warning', 'failed']);
 
@@ -89,7 +89,7 @@ export async function mount(root) {
     const { status, version, uptime_s, queue, running, auth_required, ...rest } = health;
     const warnings = collectWarnings(rest);
     const overview = { status, version, uptime_s, auth_required, queue_waiting: queue?.pending, queue_capacity: queue?.capacity,
-      running: running ? `${running.machine_id} ${Math.floor(running.progress_percent ?? 0)} % (${running.stage || 'starting'})` : 'nothing' };
+      running: running ? `${running.machine_id} ${fmtProgress(running.progress_percent)} (${running.stage || 'starting'})` : 'nothing' };
     fill(body, 
       warnings.length ? alertBox('warn', 'Attention:', h('ul', {}, warnings.map((w) => h('li', {}, w)))) : alertBox('ok', 'No warnings.', ''),
       vitals(health),

@@ -1,7 +1,7 @@
 // Model Training: pick a machine, the models (all four by default), the settings, and start a batch.
 import { api } from '../api.js';
 import { store } from '../store.js';
-import { h, fill, add, clear, badge, alertBox, fmtDuration, fmtAge, fmtNum, TYPES, TYPE_INFO, oversizeBadge } from '../ui.js';
+import { h, fill, add, clear, badge, alertBox, fmtDuration, fmtAge, fmtNum, fmtProgress, TYPES, TYPE_INFO, oversizeBadge } from '../ui.js';
 
 // Seconds per data row per model on a Raspberry Pi 4 at quality "fast", used only until this device has
 // finished a job of its own; measured jobs replace it.
@@ -80,7 +80,7 @@ export async function mount(root, args) {
   ]);
   store.set({ machines: data.machines });
   if (health?.running) {
-    add(running, alertBox('info', 'A job is running:', `${health.running.machine_id}, ${Math.floor(health.running.progress_percent ?? 0)} %. `,
+    add(running, alertBox('info', 'A job is running:', `${health.running.machine_id}, ${fmtProgress(health.running.progress_percent)}. `,
       h('a', { href: `#/progress/${health.running.task_id}` }, 'Watch its progress')));
   }
   clear(body);
