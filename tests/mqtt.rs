@@ -47,6 +47,18 @@ fn state_of(m: &Msg) -> String {
     m.json()["state"].as_str().unwrap_or("").to_string()
 }
 
+/// Waits for the answer to request `name` carrying `transaction` on the default response topic, and checks
+/// it is a refusal whose message mentions `why`.
+fn refusal(sub: &Sub, name: &str, transaction: &str, why: &str) {
+    let r = sub
+        .wait(SHORT, &format!("the refusal of {name} {transaction}"), |m| {
+            m.topic == topic(&format!("bridge/response/{name}")) && m.json()["transaction"] == transaction
+        })
+        .json();
+    assert_eq!(r["status"], "error", "{r}");
+    assert!(r["error"].as_str().unwrap_or("").contains(why), "{r}");
+}
+
 fn events(sub: &Sub) -> Vec<Value> {
     sub.on(&topic("bridge/event")).iter().map(Msg::json).collect()
 }
@@ -178,13 +190,7 @@ fn every_request_is_answered_with_its_transaction_and_bad_ones_get_clear_errors(
     sub.publish(&topic("bridge/request/health_check"), br#"{"transaction":"r1"}"#, true);
     let daemon = start(&data, &state, &broker.url(), &[]);
     sub.wait(SHORT, "online", |m| m.topic == topic("bridge/state") && state_of(m) == "online");
-    let r = sub
-        .wait(SHORT, "refusal of a retained request", |m| {
-            m.topic == topic("bridge/response/health_check") && m.json()["transaction"] == "r1"
-        })
-        .json();
-    assert_eq!(r["status"], "error", "{r}");
-    assert!(r["error"].as_str().unwrap().contains("retained"), "{r}");
+    refusal(&sub, "health_check", "r1", "retained");
     sub.publish(&topic("bridge/request/health_check"), b"", true);
     let m = machine(&daemon);
     let ask = |name: &str, payload: Value| sub.request(BASE, name, &payload.to_string(), SHORT);
@@ -303,26 +309,14 @@ fn mqtt_5_requests_are_answered_on_their_response_topic_and_live_retained_ones_a
         .status()
         .expect("mosquitto_pub runs");
     assert!(published.success());
-    let r = sub
-        .wait(SHORT, "the refusal of a looping Response Topic", |m| {
-            m.topic == topic("bridge/response/health_check") && m.json()["transaction"] == "loop"
-        })
-        .json();
-    assert_eq!(r["status"], "error", "{r}");
-    assert!(r["error"].as_str().unwrap_or("").contains("Response Topic"), "{r}");
+    refusal(&sub, "health_check", "loop", "Response Topic");
     std::thread::sleep(Duration::from_millis(500));
     assert!(sub.on(&topic("bridge/response/train")).is_empty(), "nothing ran on the train topic");
 
     // Over MQTT 5 the daemon subscribes with "retain as published": a request published with the retain
     // flag while it listens is refused too (3.1.1 cannot tell it from a plain one).
     sub.publish(&topic("bridge/request/train"), json!({ "machine_id": m, "transaction": "live-retained" }).to_string().as_bytes(), true);
-    let r = sub
-        .wait(SHORT, "the refusal of a live retained request", |m| {
-            m.topic == topic("bridge/response/train") && m.json()["transaction"] == "live-retained"
-        })
-        .json();
-    assert_eq!(r["status"], "error", "{r}");
-    assert!(r["error"].as_str().unwrap_or("").contains("retained"), "{r}");
+    refusal(&sub, "train", "live-retained", "retained");
     sub.publish(&topic("bridge/request/train"), b"", true);
     let tasks = daemon.get("/api/ml/tasks").json();
     assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(0), "the retained train request ran: {tasks}");
