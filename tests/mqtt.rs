@@ -317,7 +317,12 @@ fn mqtt_5_requests_are_answered_on_their_response_topic_and_live_retained_ones_a
     // flag while it listens is refused too (3.1.1 cannot tell it from a plain one).
     sub.publish(&topic("bridge/request/train"), json!({ "machine_id": m, "transaction": "live-retained" }).to_string().as_bytes(), true);
     refusal(&sub, "train", "live-retained", "retained");
+    // Clearing it, as the log line says, is taken for what it is: no warning, no answer.
+    let answers = sub.on(&topic("bridge/response/train")).len();
     sub.publish(&topic("bridge/request/train"), b"", true);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(sub.on(&topic("bridge/response/train")).len(), answers, "the clear was answered as a request");
+    assert_eq!(daemon.log().matches("ignored a retained request").count(), 1, "{}", daemon.log());
     let tasks = daemon.get("/api/ml/tasks").json();
     assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(0), "the retained train request ran: {tasks}");
 }

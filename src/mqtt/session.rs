@@ -522,7 +522,9 @@ impl Session {
             return;
         }
         let Some(name) = self.topics.request_name(&topic).map(str::to_string) else { return };
-        if !self.accept_requests {
+        // An empty retained message deletes a retained one (the clear the log asks for below); the broker
+        // forwards it to subscribers, and over MQTT 5 it keeps its retain flag. It is no request.
+        if !self.accept_requests || (p.retain && p.payload.is_empty()) {
             return;
         }
         if !self.twins.answers_requests() {
