@@ -114,6 +114,7 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     guard.spawn(queue.clone(), gate.clone()).context("starting the resource guard")?;
     registry.set_disk_reserve_mb(cfg.guard.disk_reserve_mb);
     let runner = Runner {
+        data_caps: cfg.data.caps(),
         queue: queue.clone(),
         registry: registry.clone(),
         data_dir: cfg.data_dir.clone(),

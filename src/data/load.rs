@@ -4,6 +4,7 @@ use super::describe::{ColumnRoles, Duplicates, HealthyHead, MachineToml};
 use super::error::DataError;
 use super::frame::Frame;
 use super::id::MachineId;
+use super::peek::Caps;
 use super::read::{Delimiter, TextOptions, read_file};
 use super::sources::{SourceFile, described_files, legacy_files};
 use super::table::{Layout, Sensor, Split, Table};
@@ -33,15 +34,26 @@ pub(super) fn open_machine(data_dir: &Path, id: &str) -> Result<(MachineId, Path
 /// Loads `<data_dir>/machines/<id>/` after validating the id; every file it reads must resolve into the data
 /// folder (see [`Confine`]).
 pub fn load_machine(data_dir: &Path, id: &str) -> Result<Table, DataError> {
+    load_machine_within(data_dir, id, &Caps::default())
+}
+
+/// [`load_machine`] under the configured caps (`[data]`): a machine past `max_rows` is refused before its
+/// rows are decoded.
+pub fn load_machine_within(data_dir: &Path, id: &str, caps: &Caps) -> Result<Table, DataError> {
     let (id, dir, confine) = open_machine(data_dir, id)?;
-    load_folder(&dir, id.to_string(), &confine)
+    load_folder(&dir, id.to_string(), &confine, caps)
 }
 
 /// Loads any machine folder, as the operator named it (the examples read files beside the repository); the
 /// folder's name is the machine id.
 pub fn load_machine_dir(dir: &Path) -> Result<Table, DataError> {
+    load_machine_dir_within(dir, &Caps::default())
+}
+
+/// [`load_machine_dir`] under the given caps.
+pub fn load_machine_dir_within(dir: &Path, caps: &Caps) -> Result<Table, DataError> {
     let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    load_folder(dir, id, &Confine::anywhere())
+    load_folder(dir, id, &Confine::anywhere(), caps)
 }
 
 /// What a folder's description says before any data file is read: the description (or the default one),
@@ -84,11 +96,13 @@ pub(super) fn describe_folder(dir: &Path, confine: &Confine) -> Result<Described
     Ok(Described { desc, toml_path, sources, layout })
 }
 
-fn load_folder(dir: &Path, id: String, confine: &Confine) -> Result<Table, DataError> {
+fn load_folder(dir: &Path, id: String, confine: &Confine, caps: &Caps) -> Result<Table, DataError> {
     let Described { desc, toml_path, sources, layout } = describe_folder(dir, confine)?;
     let mut builder = Builder::new(&desc.columns, confine);
+    let mut rows_left = caps.max_rows;
     for (index, source) in sources.iter().enumerate() {
-        let frame = read_file(&source.path, &text_options(source, &toml_path)?)?;
+        let frame = read_file(&source.path, &text_options(source, &toml_path)?, rows_left)?;
+        rows_left = rows_left.saturating_sub(frame.n_rows);
         builder.add_file(index, source, &frame, &toml_path)?;
     }
     let mut table = builder.finish(id, desc.machine.clone(), layout, sources.iter().map(|s| s.path.clone()).collect())?;

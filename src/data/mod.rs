@@ -18,6 +18,9 @@ pub mod write;
 pub use describe::MachineToml;
 pub use error::DataError;
 pub use id::MachineId;
-pub use load::{MachineSummary, folder_mtime, list_machines, load_machine, load_machine_dir, machine_dir, machine_ids, summarize};
+pub use load::{
+    MachineSummary, folder_mtime, list_machines, load_machine, load_machine_dir, load_machine_dir_within, load_machine_within, machine_dir,
+    machine_ids, summarize,
+};
 pub use peek::{Caps, peek_machine};
 pub use table::{Layout, MachineMeta, Sensor, Split, SplitHint, SplitMethod, Table};

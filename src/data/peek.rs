@@ -73,7 +73,7 @@ fn check_side_files(dir: &Path, described: &Described, confine: &Confine) -> Res
     Ok(())
 }
 
-fn over(file: &Path, what: String, setting: &'static str, limit: impl ToString) -> DataError {
+pub(super) fn over(file: &Path, what: String, setting: &'static str, limit: impl ToString) -> DataError {
     DataError::OverCap { file: file.to_path_buf(), what, setting, limit: limit.to_string() }
 }
 
@@ -319,12 +319,12 @@ impl<'a> Tally<'a> {
         let path = &source.path;
         let bad = |message: String| DataError::Format { file: path.clone(), message };
         let reader = super::read_parquet::StrictFile::open(path)?;
-        super::read_parquet::check_dictionaries(&reader, path)?;
+        let rows = super::read_parquet::check_pages(&reader, path)?;
         let meta = reader.metadata().file_metadata();
         let schema = meta.schema_descr();
         let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
         self.check_columns(path, names.len())?;
-        self.check_rows(path, usize::try_from(meta.num_rows()).unwrap_or(usize::MAX))?;
+        self.check_rows(path, rows)?;
         let scales = super::read_parquet::timestamp_scales(&reader);
         let numeric = |i: usize| schema.column(i).physical_type() != Physical::BYTE_ARRAY;
         let roles = self.resolve(path, &names, &numeric, source.split == Some(Split::Healthy))?;

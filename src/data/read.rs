@@ -48,9 +48,19 @@ pub(super) fn check_text(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
     Ok(())
 }
 
-pub fn read_file(path: &Path, text: &TextOptions) -> Result<Frame, DataError> {
+/// Reads one file; more than `max_rows` rows (what the machine's `data.max_rows` leaves for this file) is
+/// refused, for Parquet from the footer before any row is decoded.
+pub fn read_file(path: &Path, text: &TextOptions, max_rows: usize) -> Result<Frame, DataError> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    if ext == "parquet" || ext == "pq" { super::read_parquet::read_parquet(path) } else { read_text(path, text) }
+    let frame = if ext == "parquet" || ext == "pq" { super::read_parquet::read_parquet(path, max_rows)? } else { read_text(path, text)? };
+    if frame.n_rows > max_rows {
+        return Err(too_many_rows(path, max_rows));
+    }
+    Ok(frame)
+}
+
+pub(super) fn too_many_rows(path: &Path, max_rows: usize) -> DataError {
+    super::peek::over(path, format!("brings the machine past {max_rows} rows"), "data.max_rows", max_rows)
 }
 
 fn read_text(path: &Path, opts: &TextOptions) -> Result<Frame, DataError> {
@@ -133,7 +143,7 @@ mod tests {
         ];
         for (name, body, delim) in cases {
             let p = write(d.path(), name, body);
-            let f = read_file(&p, &TextOptions { delimiter: delim, header: true, names: None }).unwrap();
+            let f = read_file(&p, &TextOptions { delimiter: delim, header: true, names: None }, usize::MAX).unwrap();
             assert_eq!(f.names, ["x", "y"], "{name}");
             let y = f.numeric(1).unwrap();
             assert_eq!(y[0], 2.0);
@@ -145,11 +155,11 @@ mod tests {
     fn unparsable_cell_names_file_row_and_column() {
         let d = tempfile::tempdir().unwrap();
         let p = write(d.path(), "bad.csv", "t,temp\n1,20\n2,warm\n");
-        let f = read_file(&p, &TextOptions { delimiter: Delimiter::Byte(b','), header: true, names: None }).unwrap();
+        let f = read_file(&p, &TextOptions { delimiter: Delimiter::Byte(b','), header: true, names: None }, usize::MAX).unwrap();
         let msg = f.numeric(1).unwrap_err().to_string();
         assert!(msg.contains("bad.csv") && msg.contains("row 3") && msg.contains("\"temp\"") && msg.contains("warm"), "{msg}");
         let p = write(d.path(), "inf.csv", "t,temp\n1,inf\n");
-        let f = read_file(&p, &TextOptions { delimiter: Delimiter::Byte(b','), header: true, names: None }).unwrap();
+        let f = read_file(&p, &TextOptions { delimiter: Delimiter::Byte(b','), header: true, names: None }, usize::MAX).unwrap();
         assert!(f.numeric(1).is_err());
     }
 
@@ -157,7 +167,7 @@ mod tests {
     fn ragged_rows_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let p = write(d.path(), "r.csv", "a,b\n1,2\n3\n");
-        let err = read_file(&p, &TextOptions { delimiter: Delimiter::Byte(b','), header: true, names: None }).err().unwrap();
+        let err = read_file(&p, &TextOptions { delimiter: Delimiter::Byte(b','), header: true, names: None }, usize::MAX).err().unwrap();
         assert!(err.to_string().contains("row 3"), "{err}");
     }
 }

@@ -219,17 +219,27 @@ impl<R: std::io::Read> std::io::Read for StrictRead<R> {
     }
 }
 
-/// Refuses a dictionary page that claims more values than its bytes can hold. The parquet crate sizes the
-/// dictionary from the page's own count before decoding it: fuzzing found a 3.6 KB file whose one page
-/// claimed enough values to take 5.2 GB. Every page is looked at (a dictionary page may come anywhere in a
-/// column chunk); this decompresses each page once more, which the bounded file size keeps small.
-pub(super) fn check_dictionaries<R: ChunkReader + 'static>(reader: &SerializedFileReader<R>, path: &Path) -> Result<(), DataError> {
+/// Checks every page before any row is decoded, and returns the rows the file holds.
+///
+/// - A dictionary page may not claim more values than its bytes can hold: the parquet crate sizes the
+///   dictionary from the page's own count before decoding it (fuzzing found a 3.6 KB file whose one page
+///   claimed enough values to take 5.2 GB). A dictionary page may come anywhere in a column chunk.
+/// - A row group may not claim more rows than each of its columns holds values, and the footer's total must
+///   be the sum of its row groups: the total is what `data.max_rows` is checked against before decoding
+///   (run-length encoding lets a few kB hold millions of values, so the bytes bound nothing).
+///
+/// This decompresses each page once more, which the bounded file size keeps small.
+pub(super) fn check_pages<R: ChunkReader + 'static>(reader: &SerializedFileReader<R>, path: &Path) -> Result<usize, DataError> {
     use parquet::basic::Type as Physical;
     use parquet::column::page::Page;
     let bad = |message: String| DataError::Format { file: path.to_path_buf(), message };
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    let mut total: u64 = 0;
     for g in 0..reader.num_row_groups() {
         let group = reader.get_row_group(g).map_err(|e| bad(format!("row group {g}: {e}")))?;
+        let claimed = u64::try_from(group.metadata().num_rows())
+            .map_err(|_| bad(format!("row group {g} claims {} rows (damaged Parquet data)", group.metadata().num_rows())))?;
+        total = total.saturating_add(claimed);
         for c in 0..schema.num_columns() {
             let column = schema.column(c);
             // The fewest bytes one PLAIN-encoded dictionary value takes (booleans: one bit).
@@ -241,40 +251,56 @@ pub(super) fn check_dictionaries<R: ChunkReader + 'static>(reader: &SerializedFi
                 Physical::BYTE_ARRAY => 32,
                 Physical::FIXED_LEN_BYTE_ARRAY => 8 * u64::try_from(column.type_length().max(1)).unwrap_or(1),
             };
+            let mut values: u64 = 0;
             let mut pages = group.get_column_page_reader(c).map_err(|e| bad(format!("column {}: {e}", column.name())))?;
             while let Some(page) = pages.get_next_page().map_err(|e| bad(format!("column {}: damaged Parquet data: {e}", column.name())))? {
-                if let Page::DictionaryPage { buf, num_values, .. } = &page
-                    && u64::from(*num_values) * bits_per_value > 8 * buf.len() as u64
-                {
-                    return Err(bad(format!(
-                        "column {}: a dictionary page claims {num_values} values in {} bytes (damaged Parquet data)",
-                        column.name(),
-                        buf.len()
-                    )));
+                match &page {
+                    Page::DictionaryPage { buf, num_values, .. } if u64::from(*num_values) * bits_per_value > 8 * buf.len() as u64 => {
+                        return Err(bad(format!(
+                            "column {}: a dictionary page claims {num_values} values in {} bytes (damaged Parquet data)",
+                            column.name(),
+                            buf.len()
+                        )));
+                    }
+                    Page::DataPage { num_values, .. } | Page::DataPageV2 { num_values, .. } => values += u64::from(*num_values),
+                    Page::DictionaryPage { .. } => {}
                 }
+            }
+            // Every row has at least one value (or null) in each column, repeated columns more.
+            if values < claimed {
+                return Err(bad(format!(
+                    "row group {g} claims {claimed} rows but column {} holds {values} values (damaged Parquet data)",
+                    column.name()
+                )));
             }
         }
     }
-    Ok(())
+    let footer = reader.metadata().file_metadata().num_rows();
+    if u64::try_from(footer).ok() != Some(total) {
+        return Err(bad(format!("the footer claims {footer} rows, its row groups {total} (damaged Parquet data)")));
+    }
+    Ok(usize::try_from(total).unwrap_or(usize::MAX))
 }
 
 /// The parquet crate asserts on some malformed footers (negative column offsets, for one) instead of
 /// returning an error; a damaged upload must be a clear "bad file", not a dead request or job thread.
-pub fn read_parquet(path: &Path) -> Result<Frame, DataError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_rows(path))).unwrap_or_else(|panic| {
+pub fn read_parquet(path: &Path, max_rows: usize) -> Result<Frame, DataError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_rows(path, max_rows))).unwrap_or_else(|panic| {
         let why = crate::util::panic_message(panic.as_ref());
         Err(DataError::Format { file: path.to_path_buf(), message: format!("not a readable Parquet file (damaged metadata: {why})") })
     })
 }
 
-fn read_rows(path: &Path) -> Result<Frame, DataError> {
+fn read_rows(path: &Path, max_rows: usize) -> Result<Frame, DataError> {
     let bad = |message: String| DataError::Format { file: path.to_path_buf(), message };
     let reader = StrictFile::open(path)?;
-    check_dictionaries(&reader, path)?;
+    if check_pages(&reader, path)? > max_rows {
+        return Err(super::read::too_many_rows(path, max_rows));
+    }
     let scales = timestamp_scales(&reader);
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
     let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
-    // The footer's row count is only a hint: a damaged or hostile file may claim billions of rows.
+    // Checked against the pages above, but still only a capacity hint.
     let n_rows = usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0).min(1 << 20);
     let mut nums: Vec<Vec<f64>> = names.iter().map(|_| Vec::with_capacity(n_rows)).collect();
     let mut texts: Vec<Option<Vec<String>>> = names.iter().map(|_| None).collect();
@@ -359,7 +385,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("train.parquet");
         std::fs::write(&p, include_bytes!("../../fuzz/seeds/parquet/regress_negative_offset.parquet")).unwrap();
-        let err = read_parquet(&p).err().unwrap();
+        let err = read_parquet(&p, usize::MAX).err().unwrap();
         assert!(matches!(err, DataError::Format { .. }), "{err}");
         let text = err.to_string();
         assert!(text.contains("not a readable Parquet file") || text.contains("damaged Parquet data"), "{err}");
@@ -373,7 +399,7 @@ mod tests {
         let p = d.path().join("train.parquet");
         std::fs::write(&p, include_bytes!("../../fuzz/seeds/parquet/endless-header-skip.parquet")).unwrap();
         let t0 = std::time::Instant::now();
-        let err = read_parquet(&p).err().unwrap();
+        let err = read_parquet(&p, usize::MAX).err().unwrap();
         assert!(t0.elapsed() < std::time::Duration::from_millis(500), "took {:?}", t0.elapsed());
         assert!(err.to_string().contains("damaged Parquet data"), "{err}");
     }
@@ -385,12 +411,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("train.parquet");
         std::fs::write(&p, include_bytes!("../../fuzz/seeds/parquet/huge-dictionary.parquet")).unwrap();
-        let err = read_parquet(&p).err().unwrap().to_string();
+        let err = read_parquet(&p, usize::MAX).err().unwrap().to_string();
         assert!(err.contains("dictionary page claims 671088648 values in 104 bytes"), "{err}");
         // A healthy file with dictionaries passes the check: the simulator's seed file loads.
         let ok = d.path().join("ok.parquet");
         std::fs::write(&ok, include_bytes!("../../fuzz/seeds/parquet/sim_train.parquet")).unwrap();
-        assert!(read_parquet(&ok).is_ok());
+        assert!(read_parquet(&ok, usize::MAX).is_ok());
     }
 
     /// A compact-protocol page header: type (1), uncompressed size (2), compressed size (3), stop.
@@ -432,6 +458,79 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let ok = d.path().join("ok.parquet");
         std::fs::write(&ok, include_bytes!("../../fuzz/seeds/parquet/sim_train.parquet")).unwrap();
-        assert!(read_parquet(&ok).unwrap().n_rows > 0);
+        assert!(read_parquet(&ok, usize::MAX).unwrap().n_rows > 0);
+    }
+}
+
+#[cfg(test)]
+mod row_claims {
+    use super::*;
+    use crate::data::write::{Format, OutTable, write_table};
+
+    /// A healthy 77-row file whose footer and row group are then made to claim `rows` rows.
+    pub(crate) fn file_claiming(dir: &Path, rows: u64) -> std::path::PathBuf {
+        let p = dir.join("train.parquet");
+        let ts: Vec<f64> = (0..77).map(|i| 1.7e9 + 3600.0 * f64::from(i)).collect();
+        let v: Vec<f64> = (0..77).map(f64::from).collect();
+        write_table(&p, &OutTable { timestamps: &ts, columns: vec![("temp", &v)] }, Format::Parquet).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        let n = bytes.len();
+        let footer_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
+        let (body, footer) = bytes[..n - 8].split_at(n - 8 - footer_len);
+        let varint = |mut v: u64| {
+            let mut out = Vec::new();
+            loop {
+                let b = (v & 0x7f) as u8;
+                v >>= 7;
+                if v == 0 {
+                    out.push(b);
+                    return out;
+                }
+                out.push(b | 0x80);
+            }
+        };
+        // An i64 field (type 6) one id after the previous one, holding 77 (zigzag 154): num_rows in the
+        // file metadata and in the row group.
+        let from = [0x16u8, 0x9a, 0x01];
+        let mut to = vec![0x16u8];
+        to.extend(varint(rows << 1));
+        let mut patched = Vec::new();
+        let mut i = 0;
+        let mut hits = 0;
+        while i < footer.len() {
+            if footer[i..].starts_with(&from) {
+                patched.extend(&to);
+                i += from.len();
+                hits += 1;
+            } else {
+                patched.push(footer[i]);
+                i += 1;
+            }
+        }
+        // The file's and the row group's row counts, and each column chunk's value count.
+        assert_eq!(hits, 4, "row and value counts patched");
+        let mut out = body.to_vec();
+        out.extend(&patched);
+        out.extend((patched.len() as u32).to_le_bytes());
+        out.extend(b"PAR1");
+        std::fs::write(&p, out).unwrap();
+        p
+    }
+
+    /// A row group claiming more rows than its pages hold values is damaged; it is refused from the pages,
+    /// before any row is decoded, and an honest count over `data.max_rows` is refused from the footer.
+    #[test]
+    fn a_row_group_claiming_more_rows_than_its_pages_hold_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = file_claiming(d.path(), 50_000_000);
+        let t0 = std::time::Instant::now();
+        let err = read_parquet(&p, usize::MAX).err().unwrap().to_string();
+        assert!(err.contains("row group 0 claims 50000000 rows but column timestamp holds 77 values"), "{err}");
+        assert!(t0.elapsed() < std::time::Duration::from_millis(500), "took {:?}", t0.elapsed());
+        // The honest count passes, and the row cap is checked before decoding.
+        let p = file_claiming(d.path(), 77);
+        assert_eq!(read_parquet(&p, usize::MAX).unwrap().n_rows, 77);
+        let capped = read_parquet(&p, 76).err().unwrap().to_string();
+        assert!(capped.contains("data.max_rows"), "{capped}");
     }
 }

@@ -26,6 +26,8 @@ pub struct Runner {
     pub queue: Arc<JobQueue>,
     pub registry: Arc<Registry>,
     pub data_dir: PathBuf,
+    /// `[data]` caps: a machine past `max_rows` is refused by the loader too, not only at submission.
+    pub data_caps: crate::data::Caps,
     pub gate: Arc<PauseGate>,
     /// The runner's last sign of life, for the watchdog.
     pub heartbeat: Heartbeat,
@@ -67,7 +69,7 @@ impl Runner {
         let id = job.id.clone();
         let request = job.request.clone();
         let started = Instant::now();
-        let table = match data::load_machine(&self.data_dir, &request.machine_id) {
+        let table = match data::load_machine_within(&self.data_dir, &request.machine_id, &self.data_caps) {
             Ok(t) => t,
             Err(e) => return self.finish(&id, JobState::Failure, Some(format!("cannot load machine data: {e}")), None),
         };
