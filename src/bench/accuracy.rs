@@ -2,7 +2,7 @@
 //! Python stack on the same files (../shared/datasets/README.md).
 use super::BenchError;
 use super::measure::{Probe, median};
-use super::protocol::{DATASETS, example_dir, run_protocol};
+use super::protocol::{DATASETS, dataset_dir, protocol_models, run_models};
 use crate::ml::TrainParams;
 use serde::Serialize;
 
@@ -97,6 +97,30 @@ const TARGETS: &[Target] = &[
         max_model_bytes: 2_000_000,
     },
     Target {
+        dataset: "nab-traffic/*",
+        metric: "mase",
+        higher_is_better: false,
+        bound: Bound::BeatsBaseline,
+        max_seconds: 60.0,
+        max_model_bytes: 2_000_000,
+    },
+    Target {
+        dataset: "nab-traffic/*",
+        metric: "coverage80",
+        higher_is_better: true,
+        bound: Bound::Within(0.80, 0.05),
+        max_seconds: 60.0,
+        max_model_bytes: 2_000_000,
+    },
+    Target {
+        dataset: "nab-traffic/*",
+        metric: "coverage95",
+        higher_is_better: true,
+        bound: Bound::Within(0.95, 0.05),
+        max_seconds: 60.0,
+        max_model_bytes: 2_000_000,
+    },
+    Target {
         dataset: "nab-ambient-temperature",
         metric: "mase",
         higher_is_better: false,
@@ -144,13 +168,15 @@ pub struct AccuracyRow {
 pub fn accuracy(datasets: &[String], params: &TrainParams, repeats: usize) -> Result<Vec<AccuracyRow>, BenchError> {
     let mut out = Vec::new();
     for name in &super::protocol::expand_datasets(datasets) {
-        let dir = example_dir(name)
-            .ok_or_else(|| BenchError::Missing(format!("examples/{name}/machine.toml (known: {}, nab-windows)", DATASETS.join(", "))))?;
+        let (dir, models) = dataset_dir(name).ok_or_else(|| {
+            BenchError::Missing(format!("examples/{name}/machine.toml (known: {}, nab-windows, nab-traffic)", DATASETS.join(", ")))
+        })?;
         let table = crate::data::load_machine_dir(&dir)?;
+        let models = models.unwrap_or_else(|| protocol_models(&table));
         let mut runs = Vec::new();
         for _ in 0..repeats.max(1) {
             let probe = Probe::start();
-            let rows = run_protocol(&table, params)?;
+            let rows = run_models(&table, params, &models)?;
             runs.push((rows, probe.stop()));
         }
         let seconds = |i: usize| median(&runs.iter().map(|(r, _)| r[i].train_seconds).collect::<Vec<_>>());

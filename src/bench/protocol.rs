@@ -38,12 +38,31 @@ pub const NAB_WINDOWS: [&str; 12] = [
     "speed_t4013",
 ];
 
-/// Dataset names with `nab-windows` expanded to its series (`nab-windows/<series>`).
+/// NAB's traffic series (5–15 minute readings with gaps, one to three weeks), forecast 24 h ahead from the
+/// same folders as their windows (`nab-traffic/<series>` reads `examples/nab-windows/<series>`).
+pub const NAB_TRAFFIC: [&str; 7] =
+    ["TravelTime_387", "TravelTime_451", "occupancy_6005", "occupancy_t4013", "speed_6005", "speed_7578", "speed_t4013"];
+
+/// Dataset names with the families `nab-windows` and `nab-traffic` expanded to their series.
 pub fn expand_datasets(names: &[String]) -> Vec<String> {
+    let family = |prefix: &str, series: &[&str]| series.iter().map(|s| format!("{prefix}/{s}")).collect::<Vec<_>>();
     names
         .iter()
-        .flat_map(|n| if n == "nab-windows" { NAB_WINDOWS.iter().map(|s| format!("nab-windows/{s}")).collect() } else { vec![n.clone()] })
+        .flat_map(|n| match n.as_str() {
+            "nab-windows" => family(n, &NAB_WINDOWS),
+            "nab-traffic" => family(n, &NAB_TRAFFIC),
+            _ => vec![n.clone()],
+        })
         .collect()
+}
+
+/// The folder a dataset name reads, and the models its protocol trains when the name (not the folder)
+/// decides them.
+pub fn dataset_dir(name: &str) -> Option<(std::path::PathBuf, Option<Vec<ModelType>>)> {
+    match name.strip_prefix("nab-traffic/") {
+        Some(series) => example_dir(&format!("nab-windows/{series}")).map(|d| (d, Some(vec![ModelType::Timeseries]))),
+        None => example_dir(name).map(|d| (d, None)),
+    }
 }
 
 /// `examples/<name>` under the working directory, else under the source tree this binary was built from.
@@ -66,8 +85,13 @@ pub fn protocol_models(table: &Table) -> Vec<ModelType> {
 }
 
 pub fn run_protocol(table: &Table, params: &TrainParams) -> Result<Vec<ProtocolRow>, BenchError> {
+    run_models(table, params, &protocol_models(table))
+}
+
+/// [`run_protocol`] for the given models.
+pub fn run_models(table: &Table, params: &TrainParams, models: &[ModelType]) -> Result<Vec<ProtocolRow>, BenchError> {
     let mut rows = Vec::new();
-    for t in protocol_models(table) {
+    for &t in models {
         let ctx = TrainContext::detached(Duration::from_secs_f64(params.time_limit_s), params.threads);
         let trained = train(t, table, params, &ctx)?;
         let size = trained.bundle_size()?;

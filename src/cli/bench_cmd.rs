@@ -13,7 +13,7 @@ pub struct BenchArgs {
     /// Training threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Datasets for `accuracy` (default: all four shared datasets; `nab-windows` adds NAB's 12 labelled series).
+    /// Datasets for `accuracy` (default: all four shared datasets; `nab-windows` adds NAB's 12 labelled series, `nab-traffic` its 7 traffic series forecast 24 h ahead).
     #[arg(long, value_delimiter = ',')]
     datasets: Vec<String>,
     /// Machine sizes for `scaling`: ROWS (the demo machine's own 9 sensors) or ROWSxSENSORS.

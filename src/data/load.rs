@@ -5,7 +5,7 @@ use super::error::DataError;
 use super::frame::Frame;
 use super::id::MachineId;
 use super::peek::Caps;
-use super::read::{Delimiter, TextOptions, read_file};
+use super::read::{Budget, Delimiter, TextOptions, read_file};
 use super::sources::{SourceFile, described_files, legacy_files};
 use super::table::{Layout, Sensor, Split, Table};
 use serde::Serialize;
@@ -101,7 +101,8 @@ fn load_folder(dir: &Path, id: String, confine: &Confine, caps: &Caps) -> Result
     let mut builder = Builder::new(&desc.columns, confine);
     let mut rows_left = caps.max_rows;
     for (index, source) in sources.iter().enumerate() {
-        let frame = read_file(&source.path, &text_options(source, &toml_path)?, rows_left)?;
+        let budget = Budget { rows: rows_left, columns: caps.max_columns };
+        let frame = read_file(&source.path, &text_options(source, &toml_path)?, budget)?;
         rows_left = rows_left.saturating_sub(frame.n_rows);
         builder.add_file(index, source, &frame, &toml_path)?;
     }

@@ -48,19 +48,36 @@ pub(super) fn check_text(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
     Ok(())
 }
 
-/// Reads one file; more than `max_rows` rows (what the machine's `data.max_rows` leaves for this file) is
-/// refused, for Parquet from the footer before any row is decoded.
-pub fn read_file(path: &Path, text: &TextOptions, max_rows: usize) -> Result<Frame, DataError> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let frame = if ext == "parquet" || ext == "pq" { super::read_parquet::read_parquet(path, max_rows)? } else { read_text(path, text)? };
-    if frame.n_rows > max_rows {
-        return Err(too_many_rows(path, max_rows));
-    }
-    Ok(frame)
+/// What one file may bring: the rows the machine's `data.max_rows` leaves for it, and `data.max_columns`.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub rows: usize,
+    pub columns: usize,
 }
 
-pub(super) fn too_many_rows(path: &Path, max_rows: usize) -> DataError {
-    super::peek::over(path, format!("brings the machine past {max_rows} rows"), "data.max_rows", max_rows)
+impl Budget {
+    #[cfg(test)]
+    pub const UNLIMITED: Budget = Budget { rows: usize::MAX, columns: usize::MAX };
+
+    /// Refuses what is over the budget, naming the setting; Parquet is checked from its footer, before any
+    /// row is decoded (run-length encoding lets a few kB claim millions of rows in hundreds of columns).
+    pub(super) fn check(&self, path: &Path, rows: usize, columns: usize) -> Result<(), DataError> {
+        if columns > self.columns {
+            return Err(super::peek::over(path, format!("has {columns} columns"), "data.max_columns", self.columns));
+        }
+        if rows > self.rows {
+            return Err(super::peek::over(path, format!("brings the machine past {} rows", self.rows), "data.max_rows", self.rows));
+        }
+        Ok(())
+    }
+}
+
+/// Reads one file within `budget`.
+pub fn read_file(path: &Path, text: &TextOptions, budget: Budget) -> Result<Frame, DataError> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let frame = if ext == "parquet" || ext == "pq" { super::read_parquet::read_parquet(path, budget)? } else { read_text(path, text)? };
+    budget.check(path, frame.n_rows, frame.names.len())?;
+    Ok(frame)
 }
 
 fn read_text(path: &Path, opts: &TextOptions) -> Result<Frame, DataError> {
@@ -143,7 +160,7 @@ mod tests {
         ];
         for (name, body, delim) in cases {
             let p = write(d.path(), name, body);
-            let f = read_file(&p, &TextOptions { delimiter: delim, header: true, names: None }, usize::MAX).unwrap();
+            let f = read_file(&p, &TextOptions { delimiter: delim, header: true, names: None }, Budget::UNLIMITED).unwrap();
             assert_eq!(f.names, ["x", "y"], "{name}");
             let y = f.numeric(1).unwrap();
             assert_eq!(y[0], 2.0);
@@ -155,11 +172,11 @@ mod tests {
     fn unparsable_cell_names_file_row_and_column() {
         let d = tempfile::tempdir().unwrap();
         let p = write(d.path(), "bad.csv", "t,temp\n1,20\n2,warm\n");
-        let f = read_file(&p, &TextOptions { delimiter: Delimiter::Byte(b','), header: true, names: None }, usize::MAX).unwrap();
+        let f = read_file(&p, &TextOptions { delimiter: Delimiter::Byte(b','), header: true, names: None }, Budget::UNLIMITED).unwrap();
         let msg = f.numeric(1).unwrap_err().to_string();
         assert!(msg.contains("bad.csv") && msg.contains("row 3") && msg.contains("\"temp\"") && msg.contains("warm"), "{msg}");
         let p = write(d.path(), "inf.csv", "t,temp\n1,inf\n");
-        let f = read_file(&p, &TextOptions { delimiter: Delimiter::Byte(b','), header: true, names: None }, usize::MAX).unwrap();
+        let f = read_file(&p, &TextOptions { delimiter: Delimiter::Byte(b','), header: true, names: None }, Budget::UNLIMITED).unwrap();
         assert!(f.numeric(1).is_err());
     }
 
@@ -167,7 +184,8 @@ mod tests {
     fn ragged_rows_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let p = write(d.path(), "r.csv", "a,b\n1,2\n3\n");
-        let err = read_file(&p, &TextOptions { delimiter: Delimiter::Byte(b','), header: true, names: None }, usize::MAX).err().unwrap();
+        let err =
+            read_file(&p, &TextOptions { delimiter: Delimiter::Byte(b','), header: true, names: None }, Budget::UNLIMITED).err().unwrap();
         assert!(err.to_string().contains("row 3"), "{err}");
     }
 }

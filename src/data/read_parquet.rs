@@ -1,6 +1,7 @@
 //! Parquet through the record API (no arrow): the legacy layout is a few flat numeric columns.
 use super::error::DataError;
 use super::frame::{Frame, RawColumn};
+use super::read::Budget;
 use parquet::basic::{LogicalType, TimeUnit};
 use parquet::file::reader::{ChunkReader, FileReader, SerializedFileReader};
 use parquet::record::Field;
@@ -284,19 +285,19 @@ pub(super) fn check_pages<R: ChunkReader + 'static>(reader: &SerializedFileReade
 
 /// The parquet crate asserts on some malformed footers (negative column offsets, for one) instead of
 /// returning an error; a damaged upload must be a clear "bad file", not a dead request or job thread.
-pub fn read_parquet(path: &Path, max_rows: usize) -> Result<Frame, DataError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_rows(path, max_rows))).unwrap_or_else(|panic| {
+pub fn read_parquet(path: &Path, budget: Budget) -> Result<Frame, DataError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_rows(path, budget))).unwrap_or_else(|panic| {
         let why = crate::util::panic_message(panic.as_ref());
         Err(DataError::Format { file: path.to_path_buf(), message: format!("not a readable Parquet file (damaged metadata: {why})") })
     })
 }
 
-fn read_rows(path: &Path, max_rows: usize) -> Result<Frame, DataError> {
+fn read_rows(path: &Path, budget: Budget) -> Result<Frame, DataError> {
     let bad = |message: String| DataError::Format { file: path.to_path_buf(), message };
     let reader = StrictFile::open(path)?;
-    if check_pages(&reader, path)? > max_rows {
-        return Err(super::read::too_many_rows(path, max_rows));
-    }
+    let columns = reader.metadata().file_metadata().schema_descr().num_columns();
+    budget.check(path, 0, columns)?;
+    budget.check(path, check_pages(&reader, path)?, columns)?;
     let scales = timestamp_scales(&reader);
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
     let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
@@ -385,7 +386,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("train.parquet");
         std::fs::write(&p, include_bytes!("../../fuzz/seeds/parquet/regress_negative_offset.parquet")).unwrap();
-        let err = read_parquet(&p, usize::MAX).err().unwrap();
+        let err = read_parquet(&p, Budget::UNLIMITED).err().unwrap();
         assert!(matches!(err, DataError::Format { .. }), "{err}");
         let text = err.to_string();
         assert!(text.contains("not a readable Parquet file") || text.contains("damaged Parquet data"), "{err}");
@@ -399,7 +400,7 @@ mod tests {
         let p = d.path().join("train.parquet");
         std::fs::write(&p, include_bytes!("../../fuzz/seeds/parquet/endless-header-skip.parquet")).unwrap();
         let t0 = std::time::Instant::now();
-        let err = read_parquet(&p, usize::MAX).err().unwrap();
+        let err = read_parquet(&p, Budget::UNLIMITED).err().unwrap();
         assert!(t0.elapsed() < std::time::Duration::from_millis(500), "took {:?}", t0.elapsed());
         assert!(err.to_string().contains("damaged Parquet data"), "{err}");
     }
@@ -411,12 +412,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("train.parquet");
         std::fs::write(&p, include_bytes!("../../fuzz/seeds/parquet/huge-dictionary.parquet")).unwrap();
-        let err = read_parquet(&p, usize::MAX).err().unwrap().to_string();
+        let err = read_parquet(&p, Budget::UNLIMITED).err().unwrap().to_string();
         assert!(err.contains("dictionary page claims 671088648 values in 104 bytes"), "{err}");
         // A healthy file with dictionaries passes the check: the simulator's seed file loads.
         let ok = d.path().join("ok.parquet");
         std::fs::write(&ok, include_bytes!("../../fuzz/seeds/parquet/sim_train.parquet")).unwrap();
-        assert!(read_parquet(&ok, usize::MAX).is_ok());
+        assert!(read_parquet(&ok, Budget::UNLIMITED).is_ok());
     }
 
     /// A compact-protocol page header: type (1), uncompressed size (2), compressed size (3), stop.
@@ -458,7 +459,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let ok = d.path().join("ok.parquet");
         std::fs::write(&ok, include_bytes!("../../fuzz/seeds/parquet/sim_train.parquet")).unwrap();
-        assert!(read_parquet(&ok, usize::MAX).unwrap().n_rows > 0);
+        assert!(read_parquet(&ok, Budget::UNLIMITED).unwrap().n_rows > 0);
     }
 }
 
@@ -524,13 +525,13 @@ mod row_claims {
         let d = tempfile::tempdir().unwrap();
         let p = file_claiming(d.path(), 50_000_000);
         let t0 = std::time::Instant::now();
-        let err = read_parquet(&p, usize::MAX).err().unwrap().to_string();
+        let err = read_parquet(&p, Budget::UNLIMITED).err().unwrap().to_string();
         assert!(err.contains("row group 0 claims 50000000 rows but column timestamp holds 77 values"), "{err}");
         assert!(t0.elapsed() < std::time::Duration::from_millis(500), "took {:?}", t0.elapsed());
         // The honest count passes, and the row cap is checked before decoding.
         let p = file_claiming(d.path(), 77);
-        assert_eq!(read_parquet(&p, usize::MAX).unwrap().n_rows, 77);
-        let capped = read_parquet(&p, 76).err().unwrap().to_string();
+        assert_eq!(read_parquet(&p, Budget::UNLIMITED).unwrap().n_rows, 77);
+        let capped = read_parquet(&p, Budget { rows: 76, columns: 10 }).err().unwrap().to_string();
         assert!(capped.contains("data.max_rows"), "{capped}");
     }
 }

@@ -12,7 +12,7 @@
 //! engine); the API, the config, MQTT and the files on disk call its model type `timeseries`
 //! ([`ModelType::Timeseries`]), and that name stays theirs.
 use crate::data::Table;
-use crate::ml::engines::forecast::{self, BacktestScore, Candidate, FitSpec, Forecaster, ModelKind, SelectOptions};
+use crate::ml::engines::forecast::{self, BacktestScore, Candidate, FitSpec, Forecaster, SelectOptions};
 use crate::ml::error::MlError;
 use crate::ml::recent::Recent;
 use crate::ml::report::{DataSummary, Headline, Report, SplitSummary, Stopwatch};
@@ -229,15 +229,9 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         if selected.timed_out {
             warnings.push(format!("{}: the time limit ended the model search early; the best model tried so far is used", s.name));
         }
-        let kind = selected.model.kind;
         let eff_period = selected.period;
         let spec = FitSpec::new(selected.periods.clone(), h);
-        let make = |hist: &[f64]| {
-            forecast::Model::fit_spec(kind, hist, &spec, &mut |_| true).map(|mut m| {
-                m.empirical = selected.model.empirical.clone();
-                m
-            })
-        };
+        let make = |hist: &[f64]| selected.model.refit(hist, &spec);
         let test =
             forecast::backtest(y, period, h, TEST_ORIGINS, make, &mut |_| ctx.checkpoint().is_ok()).map_err(|e| cancel_or(e, ctx))?;
         // The simple rules on the same origins; the headline compares with the best of them, never the weakest.
@@ -253,21 +247,21 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
             return Err(MlError::NotEnoughData("no baseline could be scored".into()));
         };
         let baseline_json: serde_json::Map<String, serde_json::Value> = baselines.iter().map(|(n, b)| (n.clone(), json!(b))).collect();
-        let mape = test_mape(y, train_len, &spec, kind, &selected.model.empirical);
+        let mape = test_mape(y, train_len, &spec, &selected.model);
         for (name, score) in &selected.leaderboard {
             board.push(LeaderRow {
                 model: format!("{}: {name}", s.name),
                 metric: "backtest MAE (training tail)".into(),
                 validation_score: score.mae,
-                chosen: name == kind.name(),
+                chosen: *name == selected.chosen,
                 fit_seconds: 0.0,
                 detail: format!("MASE {}", score.mase.map_or("n/a".into(), |m| format!("{m:.3}"))),
             });
         }
         // The deployed model is refitted on everything, keeping the backtest's calibrated widths for intervals.
-        let mut deployed = forecast::Model::fit_spec(kind, y, &spec, &mut |_| true)?;
-        deployed.empirical = selected.model.empirical.clone();
-        per_sensor.push(json!({ "sensor": s.name, "unit": s.unit, "model": kind.name(), "seasons": seasons, "periods": selected.periods,
+        let deployed = selected.model.refit(y, &spec)?;
+        per_sensor
+            .push(json!({ "sensor": s.name, "unit": s.unit, "model": selected.chosen, "seasons": seasons, "periods": selected.periods,
             "test": test, "best_baseline": best_name, "baselines": baseline_json, "mape": mape }));
         fitted.push((s.name.clone(), deployed, test, naive, mape, eff_period, selected.periods.clone()));
         ctx.checkpoint()?;
@@ -351,14 +345,13 @@ fn cancel_or(e: forecast::ForecastError, ctx: &TrainContext) -> MlError {
 }
 
 /// MAPE over the test origins, skipping near-zero actuals (a sensor that reads 0 has no percentage error).
-fn test_mape(y: &[f64], train_len: usize, spec: &FitSpec, kind: ModelKind, empirical: &[[f64; 2]]) -> Option<(f64, usize)> {
+fn test_mape(y: &[f64], train_len: usize, spec: &FitSpec, chosen: &forecast::Model) -> Option<(f64, usize)> {
     let h = spec.horizon.max(1);
     let scale = y.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1e-12);
     let (mut actual, mut pred) = (Vec::new(), Vec::new());
     let mut origin = train_len;
     while origin + h <= y.len() {
-        let mut m = forecast::Model::fit_spec(kind, &y[..origin], spec, &mut |_| true).ok()?;
-        m.empirical = empirical.to_vec();
+        let m = chosen.refit(&y[..origin], spec).ok()?;
         actual.extend_from_slice(&y[origin..origin + h]);
         pred.extend(m.forecast(h).mean);
         origin += h;
@@ -384,10 +377,9 @@ fn forecast_samples(
     let history = (h * 2).min(train_len);
     let mut out = Vec::new();
     for ((s, y), f) in sensors.iter().zip(series).zip(fitted).take(4) {
-        let Ok(mut m) = forecast::Model::fit_spec(f.1.kind, &y[..train_len], &FitSpec::new(f.6.clone(), h), &mut |_| true) else {
+        let Ok(m) = f.1.refit(&y[..train_len], &FitSpec::new(f.6.clone(), h)) else {
             continue;
         };
-        m.empirical = f.1.empirical.clone();
         let fc = m.forecast(h);
         out.push(json!({
             "sensor": s.name, "unit": s.unit, "model": f.1.kind.name(),
@@ -441,9 +433,7 @@ impl ForecastModel {
                         self.period.max(2) * 2
                     )));
                 }
-                let mut m = forecast::Model::fit_spec(sf.model.kind, &y, &sf.spec(self.horizon), &mut |_| true)?;
-                m.empirical = sf.model.empirical.clone();
-                m
+                sf.model.refit(&y, &sf.spec(self.horizon))?
             };
             let f = model.forecast(self.horizon);
             let timestamps = (1..=self.horizon).map(|k| crate::util::time::format_timestamp(last + k as f64 * self.interval_s)).collect();
@@ -527,6 +517,7 @@ fn resample(timestamps: &[f64], values: &[f64], step: f64) -> Result<Vec<f64>, M
 mod tests {
     use super::*;
     use crate::data::{Layout, MachineMeta, Sensor, SplitHint};
+    use crate::ml::engines::forecast::ModelKind;
     use std::time::Duration;
 
     /// Hourly readings with a daily cycle: `first` hours, a silence of `gap_days`, then `second` hours.

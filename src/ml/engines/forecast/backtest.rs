@@ -32,12 +32,16 @@ pub struct Selected {
     pub periods: Vec<usize>,
     /// The time limit ended the search before every candidate was tried.
     pub timed_out: bool,
+    /// The chosen candidate's name as in the leaderboard.
+    pub chosen: String,
 }
 
 struct Detailed {
     score: BacktestScore,
     /// |error| at each step ahead, one entry per origin.
     abs_errors: Vec<Vec<f64>>,
+    /// The point forecast at each origin (h values each), for scoring combinations without refitting.
+    means: Vec<Vec<f64>>,
 }
 
 /// Rolling-origin backtest on the tail of `series` (gap-free): origins every `h` steps ending `h`
@@ -71,6 +75,7 @@ fn run_backtest(
     }
     let origins = origin_points(series.len(), period, h, n_origins)?;
     let mut abs_errors = vec![Vec::with_capacity(origins.len()); h];
+    let mut means = Vec::with_capacity(origins.len());
     let (mut actual_all, mut mean_all) = (Vec::new(), Vec::new());
     let (mut lo80, mut hi80, mut lo95, mut hi95) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (j, &o) in origins.iter().enumerate() {
@@ -82,7 +87,8 @@ fn run_backtest(
             abs_errors[k].push((a - m).abs());
         }
         actual_all.extend_from_slice(actual);
-        mean_all.extend(fc.mean);
+        mean_all.extend_from_slice(&fc.mean);
+        means.push(fc.mean);
         lo80.extend(fc.lo80);
         hi80.extend(fc.hi80);
         lo95.extend(fc.lo95);
@@ -99,7 +105,7 @@ fn run_backtest(
         coverage95: coverage(&actual_all, &lo95, &hi95),
         origins: origins.len(),
     };
-    Ok(Detailed { score, abs_errors })
+    Ok(Detailed { score, abs_errors, means })
 }
 
 /// Ascending forecast origins; each keeps at least `min_train` values of history.
@@ -220,15 +226,22 @@ pub fn select_with(series: &[f64], opts: &SelectOptions<'_>, progress: Progress<
     if is_constant(&y) {
         let model = Model { kind: ModelKind::Naive, state: State::Naive { last: y[y.len() - 1] }, sigma: 0.0, empirical: vec![] };
         report(progress, 1.0)?;
-        return Ok(Selected { model, leaderboard: vec![], period: m, periods: vec![], timed_out: false });
+        return Ok(Selected {
+            model,
+            leaderboard: vec![],
+            period: m,
+            periods: vec![],
+            timed_out: false,
+            chosen: ModelKind::Naive.name().into(),
+        });
     }
     let candidates = Candidate::all(&opts.baseline_periods, &opts.seasons, y.len());
     let units = (candidates.len() + 1) as f64;
     let mut leaderboard = Vec::new();
-    let mut best: Option<(Candidate, Detailed)> = None;
+    let mut tried: Vec<(Candidate, Detailed)> = Vec::new();
     let mut timed_out = false;
     for (i, cand) in candidates.iter().enumerate() {
-        if best.is_some() && (opts.out_of_time)() {
+        if !tried.is_empty() && (opts.out_of_time)() {
             timed_out = true;
             break;
         }
@@ -244,34 +257,164 @@ pub fn select_with(series: &[f64], opts: &SelectOptions<'_>, progress: Progress<
             Err(_) => continue,
         };
         leaderboard.push((cand.name(), detailed.score.clone()));
-        if best.as_ref().is_none_or(|(_, b)| detailed.score.mae < b.score.mae) {
-            best = Some((cand.clone(), detailed));
+        tried.push((cand.clone(), detailed));
+    }
+    // Lowest MAE first; the sort is stable, so ties keep the simpler (earlier) candidate.
+    tried.sort_by(|a, b| a.1.score.mae.total_cmp(&b.1.score.mae));
+    let mut combination = best_combination(&y, &tried, m, h);
+    if let Some(c) = &combination {
+        leaderboard.push((c.name.clone(), c.score.clone()));
+    }
+    // A combination found on the few selection origins must hold on the calibration origins too (more of
+    // the series' moods, three times the origins): measured on one held-out series, a 12 % win on 14
+    // origins became a 25 % loss on the test days. Its members are backtested there, which also gives the
+    // errors its intervals are calibrated on.
+    let mut long_errors = None;
+    if let Some(c) = &combination
+        && opts.calibration_origins > n_origins
+        && !timed_out
+        && !(opts.out_of_time)()
+    {
+        let k = c.recipe.len();
+        let mut long = Vec::with_capacity(k);
+        for (cand, _) in tried.iter().take(k) {
+            let spec = cand.spec(h);
+            let mut fit = |train: &[f64], p: Progress<'_>| Model::fit_spec(cand.kind, train, &spec, p);
+            match run_backtest(&y, m, h, opts.calibration_origins, &mut fit, &mut |_| true) {
+                Ok(d) => long.push((cand.clone(), d)),
+                Err(ForecastError::Cancelled) => return Err(ForecastError::Cancelled),
+                Err(_) => break,
+            }
+        }
+        if long.len() == k {
+            long.sort_by(|a, b| a.1.score.mae.total_cmp(&b.1.score.mae));
+            match combine(&y, &long, m, h) {
+                Some(held) if clearly_better(&held.abs_errors, &long[0].1.abs_errors) => long_errors = Some(held.abs_errors),
+                _ => combination = None,
+            }
         }
     }
     let base = candidates.len() as f64 / units;
     let refit_progress = &mut |f: f64| progress(base + f / units);
-    let (model, periods) = match best {
-        Some((cand, detailed)) => {
+    let (model, periods, chosen) = match (tried.into_iter().next(), combination) {
+        (_, Some(Combined { name, recipe, abs_errors, .. })) => {
+            let mut model = Model::fit_combination(&recipe, &y, h, refit_progress)?;
+            model.empirical = match long_errors {
+                Some(errors) => widths_from(&errors),
+                None => {
+                    let mut fit = |train: &[f64], p: Progress<'_>| Model::fit_combination(&recipe, train, h, p);
+                    calibrate(&y, m, h, opts, abs_errors, timed_out, &mut fit)?
+                }
+            };
+            let mut periods: Vec<usize> = recipe.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+            periods.sort_unstable();
+            periods.dedup();
+            (model, periods, name)
+        }
+        (Some((cand, detailed)), None) => {
             let spec = cand.spec(h);
             let mut model = Model::fit_spec(cand.kind, &y, &spec, refit_progress)?;
-            let mut errors = detailed.abs_errors;
-            if opts.calibration_origins > n_origins && !timed_out && !(opts.out_of_time)() {
-                let mut fit = |train: &[f64], p: Progress<'_>| Model::fit_spec(cand.kind, train, &spec, p);
-                match run_backtest(&y, m, h, opts.calibration_origins, &mut fit, &mut |_| true) {
-                    Ok(d) if d.score.origins > detailed.score.origins => errors = d.abs_errors,
-                    Ok(_) | Err(ForecastError::TooShort { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if errors.first().map_or(0, Vec::len) >= MIN_ORIGINS_FOR_EMPIRICAL {
-                model.empirical = calibrated_widths(&errors);
-            }
-            (model, cand.periods)
+            let mut fit = |train: &[f64], p: Progress<'_>| Model::fit_spec(cand.kind, train, &spec, p);
+            model.empirical = calibrate(&y, m, h, opts, detailed.abs_errors, timed_out, &mut fit)?;
+            (model, cand.periods.clone(), cand.name())
         }
-        None => (Model::fit(ModelKind::Naive, &y, m, refit_progress)?, vec![]),
+        (None, None) => (Model::fit(ModelKind::Naive, &y, m, refit_progress)?, vec![], ModelKind::Naive.name().to_string()),
     };
     report(progress, 1.0)?;
-    Ok(Selected { model, leaderboard, period: periods.first().copied().unwrap_or(1), periods, timed_out })
+    Ok(Selected { model, leaderboard, period: periods.first().copied().unwrap_or(1), periods, timed_out, chosen })
+}
+
+/// Interval widths from a backtest on more origins than the choice was made on (when there is time and
+/// history for them), else from the choice's own errors (`errors`: |error| per step, one per origin); none
+/// with fewer than [`MIN_ORIGINS_FOR_EMPIRICAL`] origins.
+fn calibrate(
+    y: &[f64],
+    m: usize,
+    h: usize,
+    opts: &SelectOptions<'_>,
+    mut errors: Vec<Vec<f64>>,
+    timed_out: bool,
+    fit: &mut FitFn<'_>,
+) -> Result<Vec<[f64; 2]>> {
+    if opts.calibration_origins > opts.n_origins && !timed_out && !(opts.out_of_time)() {
+        match run_backtest(y, m, h, opts.calibration_origins, fit, &mut |_| true) {
+            Ok(d) if d.abs_errors.first().map_or(0, Vec::len) > errors.first().map_or(0, Vec::len) => errors = d.abs_errors,
+            Ok(_) | Err(ForecastError::TooShort { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(widths_from(&errors))
+}
+
+fn widths_from(errors: &[Vec<f64>]) -> Vec<[f64; 2]> {
+    if errors.first().map_or(0, Vec::len) >= MIN_ORIGINS_FOR_EMPIRICAL { calibrated_widths(errors) } else { vec![] }
+}
+
+/// A combination of candidates as the backtest scored it.
+struct Combined {
+    name: String,
+    recipe: Vec<(ModelKind, Vec<usize>)>,
+    score: BacktestScore,
+    abs_errors: Vec<Vec<f64>>,
+}
+
+/// The mean of the best two or three candidates (by backtest MAE, `tried` sorted), scored on the same
+/// origins from their stored forecasts; returned only when it beats the best single candidate there.
+fn best_combination(y: &[f64], tried: &[(Candidate, Detailed)], m: usize, h: usize) -> Option<Combined> {
+    let best_single = &tried.first()?.1.abs_errors;
+    [2usize, 3]
+        .into_iter()
+        .filter_map(|k| combine(y, tried.get(..k)?, m, h))
+        .filter(|c| clearly_better(&c.abs_errors, best_single))
+        .min_by(|a, b| a.score.mae.total_cmp(&b.score.mae))
+}
+
+/// Whether errors `a` (|error| per step, one per origin) are lower than `b`'s by more than the origins'
+/// noise: the mean per-origin MAE difference at least one standard error above zero (the one-standard-error
+/// rule of model selection: the more complex recipe must win by more than its noise). On the shared series
+/// a plain "lower MAE" rule and a two-standard-error rule gave the same mean ratio to the best baseline
+/// (0.972–0.973 over NAB ambient and the 7 traffic series); this one is the usual compromise.
+fn clearly_better(a: &[Vec<f64>], b: &[Vec<f64>]) -> bool {
+    let origins = a.first().map_or(0, Vec::len);
+    if origins < 3 || b.first().map_or(0, Vec::len) != origins {
+        return false;
+    }
+    let per_origin = |e: &[Vec<f64>], j: usize| e.iter().map(|step| step[j]).sum::<f64>() / e.len().max(1) as f64;
+    let d: Vec<f64> = (0..origins).map(|j| per_origin(b, j) - per_origin(a, j)).collect();
+    let n = d.len() as f64;
+    let mean = d.iter().sum::<f64>() / n;
+    let sd = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    mean > 0.0 && (sd == 0.0 || mean / (sd / n.sqrt()) >= 1.0)
+}
+
+/// The equal-weight mean of `members`' backtest forecasts (all on the same origins, ending at the series'
+/// end), scored against the series.
+fn combine(y: &[f64], members: &[(Candidate, Detailed)], m: usize, h: usize) -> Option<Combined> {
+    let origins = members.first()?.1.means.len();
+    if members.iter().any(|(_, d)| d.means.len() != origins) {
+        return None;
+    }
+    let first_origin = y.len().checked_sub(origins * h)?;
+    let actual = &y[first_origin..first_origin + origins * h];
+    let k = members.len() as f64;
+    let mean: Vec<f64> = (0..origins * h).map(|i| members.iter().map(|(_, d)| d.means[i / h][i % h]).sum::<f64>() / k).collect();
+    let mae = super::mae(actual, &mean);
+    let scale = seasonal_naive_mae(&y[..first_origin], m).filter(|s| *s > 0.0);
+    let score = BacktestScore {
+        mae,
+        smape: smape(actual, &mean),
+        mase: scale.map(|s| mae / s),
+        coverage80: f64::NAN,
+        coverage95: f64::NAN,
+        origins,
+    };
+    let name = format!("combination({})", members.iter().map(|(c, _)| c.name()).collect::<Vec<_>>().join(" + "));
+    let mut abs_errors = vec![Vec::with_capacity(origins); h];
+    for (i, (a, f)) in actual.iter().zip(&mean).enumerate() {
+        abs_errors[i % h].push((a - f).abs());
+    }
+    let recipe = members.iter().map(|(c, _)| (c.kind, c.periods.clone())).collect();
+    Some(Combined { name, recipe, score, abs_errors })
 }
 
 fn is_constant(y: &[f64]) -> bool {
@@ -312,4 +455,53 @@ pub(crate) fn calibrated_widths(abs_errors: &[Vec<f64>]) -> Vec<[f64; 2]> {
     };
     let (q80, q95) = (q(0.8), q(0.95));
     scale.iter().map(|s| [q80 * s, q95 * s]).collect()
+}
+
+#[cfg(test)]
+mod combination_tests {
+    use super::*;
+
+    /// |error| per step (one step here), one entry per origin.
+    fn errors(per_origin: &[f64]) -> Vec<Vec<f64>> {
+        vec![per_origin.to_vec()]
+    }
+
+    #[test]
+    fn a_combination_must_win_by_more_than_the_origins_noise() {
+        // Lower on every origin: chosen.
+        assert!(clearly_better(&errors(&[1.0, 1.1, 0.9, 1.0]), &errors(&[1.5, 1.6, 1.4, 1.5])));
+        // Lower on average by one lucky origin, worse on two: the simpler single model stays.
+        assert!(!clearly_better(&errors(&[1.1, 1.1, 1.0, 0.2]), &errors(&[1.0, 1.0, 1.0, 1.2])));
+        // Worse, or too few origins to tell.
+        assert!(!clearly_better(&errors(&[2.0, 2.0, 2.0]), &errors(&[1.0, 1.0, 1.0])));
+        assert!(!clearly_better(&errors(&[0.1, 0.1]), &errors(&[1.0, 1.0])));
+    }
+
+    /// Two members whose errors cancel: naive lags a ramp that seasonal naive overshoots. The combination is
+    /// chosen, forecasts the members' mean, refits with each member's own seasons and survives the bundle's
+    /// encoding (its enum variants come after every older one, so earlier bundles still decode).
+    #[test]
+    fn combination_forecasts_the_members_mean_and_refits_with_their_seasons() {
+        let y: Vec<f64> =
+            (0..24 * 30).map(|t| (t as f64 * std::f64::consts::TAU / 24.0).sin() * 5.0 + 20.0 + (t % 7) as f64 * 0.3).collect();
+        let recipe = vec![(ModelKind::Naive, vec![]), (ModelKind::SeasonalNaive, vec![24])];
+        let m = Model::fit_combination(&recipe, &y, 24, &mut |_| true).unwrap();
+        let naive = Model::fit_spec(ModelKind::Naive, &y, &FitSpec::new(vec![], 24), &mut |_| true).unwrap().forecast(24).mean;
+        let seasonal = Model::fit_spec(ModelKind::SeasonalNaive, &y, &FitSpec::new(vec![24], 24), &mut |_| true).unwrap().forecast(24).mean;
+        let f = m.forecast(24);
+        for k in 0..24 {
+            assert!((f.mean[k] - (naive[k] + seasonal[k]) / 2.0).abs() < 1e-9, "step {k}");
+        }
+        let mut with_widths = m.clone();
+        with_widths.empirical = vec![[1.0, 2.0]; 24];
+        let refit = with_widths.refit(&y[..y.len() - 5], &FitSpec::new(vec![168], 24)).unwrap();
+        let State::Combination { members } = &refit.state else { panic!("{:?}", refit.kind) };
+        assert_eq!(members.iter().map(|m| (m.kind, m.periods.clone())).collect::<Vec<_>>(), recipe, "members keep their own seasons");
+        assert_eq!(refit.empirical, with_widths.empirical);
+        let bytes = postcard::to_stdvec(&refit).unwrap();
+        assert_eq!(postcard::from_bytes::<Model>(&bytes).unwrap(), refit);
+        // A model encoded before combinations existed decodes unchanged: its variant indices did not move.
+        let single = Model::fit_spec(ModelKind::HoltWinters, &y, &FitSpec::new(vec![24], 24), &mut |_| true).unwrap();
+        assert_eq!(postcard::to_stdvec(&single).unwrap()[0], 3, "HoltWinters is still the fourth kind");
+    }
 }

@@ -31,7 +31,7 @@ mod models;
 pub use backtest::select_and_fit;
 pub use backtest::{BacktestScore, Candidate, SelectOptions, backtest, select_with};
 pub use metrics::{mae, mape_skipping_near_zero};
-pub use models::{FitSpec, ModelKind, State};
+pub use models::{FitSpec, Member, ModelKind, State};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -104,6 +104,33 @@ impl Model {
         check_finite(series)?;
         let (state, sigma) = models::fit_state(kind, series, spec, progress)?;
         Ok(Model { kind, state, sigma: if sigma.is_finite() { sigma } else { 0.0 }, empirical: vec![] })
+    }
+
+    /// Fits the mean of several (kind, seasons) members on one series.
+    pub fn fit_combination(members: &[(ModelKind, Vec<usize>)], series: &[f64], horizon: usize, progress: Progress<'_>) -> Result<Model> {
+        let mut fitted = Vec::with_capacity(members.len());
+        let mut sigma = 0.0;
+        for (i, (kind, periods)) in members.iter().enumerate() {
+            let span = 1.0 / members.len().max(1) as f64;
+            let m = Model::fit_spec(*kind, series, &FitSpec::new(periods.clone(), horizon), &mut |f| progress((i as f64 + f) * span))?;
+            sigma += m.sigma / members.len() as f64;
+            fitted.push(Member { kind: *kind, periods: periods.clone(), state: m.state });
+        }
+        Ok(Model { kind: ModelKind::Combination, state: State::Combination { members: fitted }, sigma, empirical: vec![] })
+    }
+
+    /// This model's recipe fitted again on another history (with `spec` for a single kind, each member's own
+    /// seasons for a combination), keeping the calibrated interval widths.
+    pub fn refit(&self, series: &[f64], spec: &FitSpec) -> Result<Model> {
+        let mut m = match &self.state {
+            State::Combination { members } => {
+                let recipe: Vec<(ModelKind, Vec<usize>)> = members.iter().map(|m| (m.kind, m.periods.clone())).collect();
+                Model::fit_combination(&recipe, series, spec.horizon, &mut |_| true)?
+            }
+            _ => Model::fit_spec(self.kind, series, spec, &mut |_| true)?,
+        };
+        m.empirical = self.empirical.clone();
+        Ok(m)
     }
 }
 

@@ -19,6 +19,9 @@ pub enum ModelKind {
     StlEts,
     /// Several seasons (daily and weekly) removed one after another, damped ETS on what is left.
     Mstl,
+    /// The mean of a few candidates' forecasts, chosen when the backtest finds it better than each alone
+    /// (combining forecasts averages their errors away; a standard remedy for the winner's luck).
+    Combination,
 }
 
 /// What a fit needs besides the kind and the history: the seasonal periods in steps (ascending; the first is
@@ -49,6 +52,7 @@ impl ModelKind {
             ModelKind::HoltWinters => "holt_winters",
             ModelKind::StlEts => "stl_ets",
             ModelKind::Mstl => "mstl_ets",
+            ModelKind::Combination => "combination",
         }
     }
 
@@ -89,6 +93,31 @@ pub enum State {
         seasonals: Vec<Vec<f64>>,
         ets: EtsState,
     },
+    /// Equal-weight mean of the members' forecasts; each member keeps its kind and seasons for refits.
+    Combination {
+        members: Vec<Member>,
+    },
+}
+
+/// One model inside a [`State::Combination`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub kind: ModelKind,
+    pub periods: Vec<usize>,
+    pub state: State,
+}
+
+/// The element-wise mean of equally long vectors.
+fn mean_of(rows: impl Iterator<Item = Vec<f64>>, h: usize) -> Vec<f64> {
+    let mut sum = vec![0.0; h];
+    let mut n = 0usize;
+    for r in rows {
+        for (s, v) in sum.iter_mut().zip(r) {
+            *s += v;
+        }
+        n += 1;
+    }
+    sum.into_iter().map(|s| s / n.max(1) as f64).collect()
 }
 
 impl State {
@@ -112,6 +141,7 @@ impl State {
                 .enumerate()
                 .map(|(k, v)| v + seasonals.iter().filter(|s| !s.is_empty()).map(|s| s[k % s.len()]).sum::<f64>())
                 .collect(),
+            State::Combination { members } => mean_of(members.iter().map(|m| m.state.point(h)), h),
         }
     }
 
@@ -128,6 +158,8 @@ impl State {
                 (1..=h).map(|k| k as f64 * (1.0 + k as f64 / t)).collect()
             }
             State::HoltWinters(ets) | State::StlEts { ets, .. } | State::Mstl { ets, .. } => ets.variance_factors(h),
+            // The analytic fallback only (combinations are chosen with enough origins for empirical widths).
+            State::Combination { members } => mean_of(members.iter().map(|m| m.state.variance_factors(h)), h),
         }
     }
 }
@@ -162,6 +194,9 @@ pub fn fit_state(kind: ModelKind, y: &[f64], spec: &FitSpec, progress: &mut dyn 
         }
         ModelKind::StlEts => fit_stl_ets(fit_window(y, m), m, h, progress)?,
         ModelKind::Mstl => fit_mstl(y, &spec.periods, h, progress)?,
+        ModelKind::Combination => {
+            return Err(ForecastError::InvalidParameter("a combination is fitted from its members (Model::refit)".into()));
+        }
     };
     report(progress, 1.0)?;
     Ok(out)
