@@ -407,3 +407,132 @@ fn nab_forecast_is_scored_on_held_out_weeks_with_intervals() {
     let cov = r.metrics["coverage95"].as_f64().unwrap();
     assert!((0.90..=1.0).contains(&cov), "95 % intervals cover {cov}");
 }
+
+/// One run: 2,000 minutes of two noisy sensors that start normal, single-reading spikes scattered through the
+/// scored part, and one sustained fault (rows 1,500..1,560).
+fn spiky_run(dir: &Path) -> (Vec<usize>, std::ops::Range<usize>) {
+    std::fs::create_dir_all(dir).unwrap();
+    // Farther apart than the longest feature window (60 rows), so each spike is alone in the features.
+    let spikes: Vec<usize> = (700..1450).step_by(100).collect();
+    let fault = 1500..1560;
+    let mut csv = String::from("datetime,a,b,anomaly\n");
+    let mut seed = 11u64;
+    let mut noise = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5
+    };
+    for i in 0..2000usize {
+        let (mut a, b) = (20.0 + noise(), 5.0 + 0.5 * noise());
+        let faulty = fault.contains(&i);
+        if spikes.contains(&i) {
+            a += 9.0;
+        }
+        if faulty {
+            a += 4.0;
+        }
+        csv.push_str(&format!("2026-01-0{} {:02}:{:02}:00,{a:.3},{b:.3},{}\n", 1 + i / 1440, i / 60 % 24, i % 60, u8::from(faulty)));
+    }
+    std::fs::write(dir.join("run.csv"), csv).unwrap();
+    std::fs::write(
+        dir.join("machine.toml"),
+        "[[files]]\npath = \"run.csv\"\n\n[columns]\ntimestamp = \"datetime\"\nanomaly = \"anomaly\"\n\n[split]\nhealthy_head_rows = 600\n",
+    )
+    .unwrap();
+    (spikes, fault)
+}
+
+/// k of n: with every reading on its own, single spikes alarm; with 3 of 5 they do not, the sustained fault
+/// still does, the healthy alarm rate stays at the contamination it was calibrated for, the report says so, and
+/// the per-row export and live predictions judge alarms the same way. A model written in bundle format 2,
+/// before alarms could be confirmed, still loads and alarms on single readings.
+#[test]
+fn confirmed_alarms_ignore_single_spikes_and_keep_the_fault() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("spiky");
+    let (spikes, fault) = spiky_run(&dir);
+    let table = data::load_machine_dir(&dir).unwrap();
+    let train = |k_of_n: [u32; 2]| {
+        let p = TrainParams { alarm_k_of_n: k_of_n, ..params() };
+        let trained = ml::train(ModelType::Anomaly, &table, &p, &ctx()).unwrap();
+        let Payload::Anomaly(model) = trained.payload.clone() else { panic!("not an anomaly model") };
+        let rows = model.score_table(&table).unwrap();
+        (trained, model, rows)
+    };
+    let (_, single, single_rows) = train([1, 1]);
+    let (mut trained, confirmed, confirmed_rows) = train([3, 5]);
+    // A spike stays in the windowed features for a while, so the rows after it may still alarm: what k of n
+    // removes is the alarm *at* a lone reading, and the flapping of alarms that come and go.
+    let spikes_alarmed = |rows: &[ml::model::RowScore]| spikes.iter().filter(|&&i| rows[i].alarm).count();
+    let onsets_outside =
+        |rows: &[ml::model::RowScore]| (1..rows.len()).filter(|&i| rows[i].alarm && !rows[i - 1].alarm && !fault.contains(&i)).count();
+    let fault_alarmed = |rows: &[ml::model::RowScore]| fault.clone().filter(|&i| rows[i].alarm).count();
+    eprintln!(
+        "spike readings alarmed: {} of {} single, {} confirmed; alarm onsets outside the fault: {} single, {} confirmed; fault rows alarmed: {} single, {} confirmed of {}",
+        spikes_alarmed(&single_rows),
+        spikes.len(),
+        spikes_alarmed(&confirmed_rows),
+        onsets_outside(&single_rows),
+        onsets_outside(&confirmed_rows),
+        fault_alarmed(&single_rows),
+        fault_alarmed(&confirmed_rows),
+        fault.len()
+    );
+    assert!(spikes_alarmed(&single_rows) >= spikes.len() / 2, "single readings alarm on spikes");
+    // A lone reading confirms only when healthy noise happens to put two of the four before it over the
+    // (recalibrated, lower) threshold too.
+    assert!(spikes_alarmed(&confirmed_rows) * 4 <= spikes_alarmed(&single_rows), "lone readings mostly do not alarm");
+    assert!(onsets_outside(&confirmed_rows) < onsets_outside(&single_rows), "fewer separate alarms");
+    assert!(fault_alarmed(&confirmed_rows) >= fault.len() * 3 / 4, "the sustained fault still alarms");
+    let r = &trained.report;
+    assert_eq!(r.metrics["alarm_confirm"], "3 of the last 5 readings");
+    assert!(r.target.contains("an alarm needing 3 of the last 5 readings"), "{}", r.target);
+    let healthy = r.metrics["healthy_alarm_rate"].as_f64().unwrap();
+    assert!(healthy <= 3.0 * params().contamination, "healthy alarm rate {healthy}");
+    // An export row alarms exactly when 3 of the last 5 raw scores were over the threshold.
+    let raw = ml::model::AnomalyModel { confirm: ml::Confirm::SINGLE, ..confirmed.clone() }.score_table(&table).unwrap();
+    for (i, row) in confirmed_rows.iter().enumerate() {
+        let over = raw[i.saturating_sub(4)..=i].iter().filter(|r| r.alarm).count();
+        assert_eq!(row.alarm, over >= 3, "row {i}");
+    }
+    // Live: a window ending on a spike alarms alone, not confirmed; one inside the fault alarms confirmed.
+    let window = |end: usize| ml::model::Recent {
+        timestamps: table.timestamps[end - 120..end].to_vec(),
+        sensors: table.sensors.iter().map(|s| (s.name.clone(), s.values[end - 120..end].to_vec())).collect(),
+        time_in_life_h: None,
+    };
+    let spike = spikes[spikes.len() / 2];
+    assert!(single.predict(&window(spike + 1)).unwrap().is_anomaly);
+    assert!(!confirmed.predict(&window(spike + 1)).unwrap().is_anomaly);
+    let in_fault = confirmed.predict(&window(fault.start + 30)).unwrap();
+    assert!(in_fault.is_anomaly, "{in_fault:?}");
+    assert_eq!(in_fault.anomaly_score, confirmed_rows[fault.start + 29].score, "live and export agree");
+    // Round trip through the bundle keeps the confirmation.
+    let out = d.path().join("models");
+    write_model_dir(&out, &mut trained).unwrap();
+    let (header, loaded) = Payload::load(&out.join(ml::MODEL_FILE)).unwrap();
+    assert_eq!(header.format_version, ml::bundle::FORMAT_VERSION);
+    let Payload::Anomaly(loaded) = loaded else { panic!("not an anomaly model") };
+    assert_eq!(loaded.confirm, confirmed.confirm);
+    // Format 2 wrote the same fields without the confirmation at the end.
+    let v2_model = ml::model::AnomalyModel { confirm: ml::Confirm::SINGLE, ..single.clone() };
+    let v3 = postcard::to_stdvec(&Payload::Anomaly(v2_model)).unwrap();
+    let v2_payload = &v3[..v3.len() - 2];
+    let mut v2_header = header.clone();
+    v2_header.format_version = ml::bundle::FORMAT_VERSION;
+    let json = serde_json::to_string(&v2_header).unwrap().replace("\"format_version\":3", "\"format_version\":2");
+    let mut bytes = ml::bundle::MAGIC.to_vec();
+    bytes.extend(2u32.to_le_bytes());
+    bytes.extend((json.len() as u32).to_le_bytes());
+    bytes.extend(json.as_bytes());
+    bytes.extend((v2_payload.len() as u64).to_le_bytes());
+    bytes.extend(v2_payload);
+    let crc = ml::bundle::crc32(&bytes);
+    bytes.extend(crc.to_le_bytes());
+    let old = d.path().join("v2.mwm");
+    std::fs::write(&old, bytes).unwrap();
+    let (h2, p2) = Payload::load(&old).unwrap();
+    assert_eq!(h2.format_version, 2);
+    let Payload::Anomaly(old_model) = p2 else { panic!("not an anomaly model") };
+    assert!(old_model.confirm.is_single());
+    assert!(old_model.predict(&window(spike + 1)).unwrap().is_anomaly, "format 2 alarms on single readings, as it did");
+}

@@ -25,6 +25,8 @@ pub struct TrainBody {
     pub model_types: Option<Vec<String>>,
     pub horizon_hours: Option<f64>,
     pub contamination: Option<f64>,
+    /// `[k, n]`: an anomaly alarm needs k of the last n readings over the threshold.
+    pub alarm_k_of_n: Option<[u32; 2]>,
     pub forecast_hours: Option<f64>,
     /// fast, standard or best.
     pub quality: Option<String>,
@@ -49,6 +51,9 @@ fn params(state: &AppState, b: &TrainBody) -> Result<TrainParams, ApiError> {
     }
     if let Some(c) = b.contamination {
         p.contamination = c;
+    }
+    if let Some(k_of_n) = b.alarm_k_of_n {
+        p.alarm_k_of_n = k_of_n;
     }
     if let Some(f) = b.forecast_hours {
         p.forecast_hours = f;

@@ -36,6 +36,9 @@ pub struct TrainArgs {
     /// Share of healthy rows the anomaly threshold lets through.
     #[arg(long, default_value_t = 0.02)]
     contamination: f64,
+    /// An anomaly alarm needs K of the last N readings over the threshold, e.g. 3/5 (default 1/1).
+    #[arg(long, value_name = "K/N", default_value = "1/1", value_parser = parse_k_of_n)]
+    alarm_k_of_n: [u32; 2],
     #[arg(long, default_value_t = 24.0)]
     forecast_hours: f64,
     /// Sensors to leave out (comma-separated).
@@ -49,6 +52,12 @@ pub struct TrainArgs {
     /// Print every report as JSON after the summary.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_k_of_n(s: &str) -> Result<[u32; 2], String> {
+    let bad = || format!("{s:?}: give K/N, e.g. 3/5 (3 of the last 5 readings)");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    Ok([k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?])
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -72,6 +81,7 @@ impl TrainArgs {
             horizon_hours: self.horizon_hours,
             rul_cap_hours: None,
             contamination: self.contamination,
+            alarm_k_of_n: self.alarm_k_of_n,
             forecast_hours: self.forecast_hours,
             exclude_sensors: self.exclude.clone(),
         };

@@ -17,7 +17,14 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub const MAGIC: [u8; 8] = *b"MWMODEL\0";
-pub const FORMAT_VERSION: u32 = 2;
+/// The version this millwright writes. 3: the anomaly model gained its alarm confirmation (k of n).
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest version it still reads (the payload decoder turns older payloads into today's types).
+pub const OLDEST_READABLE: u32 = 2;
+
+fn readable(version: u32) -> bool {
+    (OLDEST_READABLE..=FORMAT_VERSION).contains(&version)
+}
 
 /// Magic, version and header length: enough to know whether the rest is worth reading.
 const PREFIX_LEN: usize = 8 + 4 + 4;
@@ -51,7 +58,7 @@ pub enum BundleError {
     #[error("not a millwright model file")]
     NotABundle,
     #[error(
-        "model file format version {found} is not supported: millwright {} reads format version {supported}; \
+        "model file format version {found} is not supported: millwright {} reads format versions {OLDEST_READABLE} to {supported}; \
          retrain the model with this millwright, or load it with a millwright release that reads format version {found}",
         env!("CARGO_PKG_VERSION")
     )]
@@ -195,7 +202,7 @@ fn check_prefix(bytes: &[u8]) -> Result<u64, BundleError> {
         return Err(BundleError::Truncated);
     }
     let version = read_u32(bytes, MAGIC.len());
-    if version != FORMAT_VERSION {
+    if !readable(version) {
         return Err(BundleError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
     }
     if bytes.len() < PREFIX_LEN {
@@ -206,8 +213,8 @@ fn check_prefix(bytes: &[u8]) -> Result<u64, BundleError> {
 
 fn parse_header(json: &[u8]) -> Result<BundleHeader, BundleError> {
     let header: BundleHeader = serde_json::from_slice(json)?;
-    // The binary version field was already checked; a header disagreeing with it was not written by encode.
-    if header.format_version != FORMAT_VERSION {
+    // The binary version field was already checked; a header outside the readable range was not written by encode.
+    if !readable(header.format_version) {
         return Err(BundleError::UnsupportedVersion { found: header.format_version, supported: FORMAT_VERSION });
     }
     Ok(header)
@@ -409,24 +416,24 @@ mod tests {
     #[test]
     fn a_future_version_is_refused_with_both_versions_named() {
         let err = decode(&future_version_file()).unwrap_err();
-        assert!(matches!(err, BundleError::UnsupportedVersion { found: 3, supported: 2 }), "{err:?}");
+        assert!(matches!(err, BundleError::UnsupportedVersion { found: 4, supported: 3 }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains("version 3"), "{msg}");
-        assert!(msg.contains("version 2"), "{msg}");
+        assert!(msg.contains("version 4"), "{msg}");
+        assert!(msg.contains("versions 2 to 3"), "{msg}");
         assert!(msg.contains("retrain"), "{msg}");
 
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("future.mwm");
         std::fs::write(&p, future_version_file()).unwrap();
-        assert!(matches!(read_header(&p), Err(BundleError::UnsupportedVersion { found: 3, supported: 2 })));
-        assert!(matches!(read(&p), Err(BundleError::UnsupportedVersion { found: 3, supported: 2 })));
+        assert!(matches!(read_header(&p), Err(BundleError::UnsupportedVersion { found: 4, supported: 3 })));
+        assert!(matches!(read(&p), Err(BundleError::UnsupportedVersion { found: 4, supported: 3 })));
     }
 
     #[test]
     fn encode_refuses_a_header_claiming_another_version() {
         let mut h = header();
         h.format_version = FORMAT_VERSION + 1;
-        assert!(matches!(encode(&h, b"x"), Err(BundleError::UnsupportedVersion { found: 3, supported: 2 })));
+        assert!(matches!(encode(&h, b"x"), Err(BundleError::UnsupportedVersion { found: 4, supported: 3 })));
     }
 
     #[test]
@@ -440,7 +447,7 @@ mod tests {
         h.metrics = serde_json::json!({ "per_sensor": vec!["ünïcode sensor name"; 500] });
         assert_eq!(encoded_len(&h, 3).unwrap(), encode(&h, b"abc").unwrap().len() as u64);
         h.format_version = FORMAT_VERSION + 1;
-        assert!(matches!(encoded_len(&h, 3), Err(BundleError::UnsupportedVersion { found: 3, supported: 2 })));
+        assert!(matches!(encoded_len(&h, 3), Err(BundleError::UnsupportedVersion { found: 4, supported: 3 })));
     }
 
     #[test]

@@ -26,3 +26,4 @@ pub use error::MlError;
 pub use shared::context::{Event, LeaderRow, PauseGate, TrainContext};
 pub use shared::params::{ModelType, Quality, TrainParams, bounds, check_range};
 pub use train::{MODEL_FILE, REPORT_FILE, Trained, train};
+pub use trainers::confirm::Confirm;

@@ -49,7 +49,11 @@ impl Payload {
         postcard::to_stdvec(self).map_err(MlError::Encode)
     }
 
-    fn decode(bytes: &[u8]) -> Result<Payload, MlError> {
+    /// Decodes a payload written in bundle format `version` (any the bundle reader accepts).
+    fn decode(bytes: &[u8], version: u32) -> Result<Payload, MlError> {
+        if version < 3 {
+            return postcard::from_bytes::<v2::Payload>(bytes).map(Payload::from).map_err(MlError::Decode);
+        }
         postcard::from_bytes(bytes).map_err(MlError::Decode)
     }
 
@@ -84,10 +88,50 @@ impl Payload {
         if header.payload_encoding != PAYLOAD_ENCODING {
             return Err(MlError::UnknownEncoding { path: path.to_path_buf(), encoding: header.payload_encoding });
         }
-        let payload = Payload::decode(&bytes)?;
+        let payload = Payload::decode(&bytes, header.format_version)?;
         if payload.model_type().as_str() != header.model_type {
             return Err(MlError::TypeMismatch { path: path.to_path_buf(), header: header.model_type, payload: payload.model_type() });
         }
         Ok((header, payload))
+    }
+}
+
+/// Format version 2, as it was written: read so that models trained before an upgrade keep answering.
+mod v2 {
+    use super::{ClassifierModel, ForecastModel, RegressorModel};
+    use crate::ml::engines::detectors::Ensemble;
+    use crate::ml::shared::features::FeatureSpec;
+    use crate::ml::trainers::confirm::Confirm;
+    use serde::Deserialize;
+
+    /// Before the alarm confirmation: every reading alarmed on its own.
+    #[derive(Deserialize)]
+    pub struct AnomalyModel {
+        spec: FeatureSpec,
+        ensemble: Ensemble,
+        contamination: f64,
+        reference: Option<Vec<f64>>,
+    }
+
+    /// The variants in the order version 2 wrote them.
+    #[derive(Deserialize)]
+    pub enum Payload {
+        Classifier(ClassifierModel),
+        Regressor(RegressorModel),
+        Anomaly(AnomalyModel),
+        Forecast(ForecastModel),
+    }
+
+    impl From<Payload> for super::Payload {
+        fn from(p: Payload) -> Self {
+            match p {
+                Payload::Classifier(m) => super::Payload::Classifier(m),
+                Payload::Regressor(m) => super::Payload::Regressor(m),
+                Payload::Anomaly(AnomalyModel { spec, ensemble, contamination, reference }) => {
+                    super::Payload::Anomaly(super::AnomalyModel { spec, ensemble, contamination, reference, confirm: Confirm::SINGLE })
+                }
+                Payload::Forecast(m) => super::Payload::Forecast(m),
+            }
+        }
     }
 }

@@ -27,7 +27,15 @@ impl Recent {
     }
 
     pub fn last_row_features(&self, spec: &FeatureSpec) -> Result<Vec<f32>, MlError> {
-        let cols = self.columns_for(&spec.sensors)?;
+        self.features_back(spec, 0)
+    }
+
+    /// The features of the reading `back` readings before the last, from the readings up to it.
+    pub fn features_back(&self, spec: &FeatureSpec, back: usize) -> Result<Vec<f32>, MlError> {
+        let mut cols = self.columns_for(&spec.sensors)?;
+        for c in &mut cols {
+            c.truncate(c.len().saturating_sub(back));
+        }
         let til = if spec.time_in_life {
             Some(
                 self.time_in_life_h

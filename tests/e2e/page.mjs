@@ -64,6 +64,8 @@ main(async () => {
     await page.click('#advanced summary');
     await page.fill('#horizon-hours', '36');
     await page.fill('#contamination', '0.03');
+    await page.fill('#alarm-k', '2');
+    await page.fill('#alarm-n', '3');
     if (small.family === 'motor') await page.fill('#exclude-sensors', 'speed_rpm');
     await page.click('#start-training');
     await page.waitForSelector('#login-dialog[open]');
@@ -76,7 +78,8 @@ main(async () => {
     await page.waitForURL(/#\/progress\/[0-9a-f-]{36}$/);
     taskId = page.url().split('/').pop();
     const t = (await api(`/api/ml/tasks/${taskId}`)).body;
-    check(t.params.horizon_hours === 36 && t.params.contamination === 0.03, `advanced settings not sent: ${JSON.stringify(t.params)}`);
+    check(t.params.horizon_hours === 36 && t.params.contamination === 0.03 && t.params.alarm_k_of_n.join('/') === '2/3',
+      `advanced settings not sent: ${JSON.stringify(t.params)}`);
     if (small.family === 'motor') check(t.params.exclude_sensors.includes('speed_rpm'), `exclude not sent: ${JSON.stringify(t.params)}`);
     check(t.model_types.length === 4 && t.complete_system, 'the job does not train all four');
     check(await page.textContent('#auth-button') === 'Log out', 'the menu offers no logout after logging in');

@@ -104,6 +104,10 @@ pub struct TrainParams {
     pub rul_cap_hours: Option<f64>,
     /// Share of healthy rows the anomaly threshold lets through as alarms.
     pub contamination: f64,
+    /// `[k, n]`: an anomaly alarm needs k of the last n readings over the threshold (`[1, 1]`: every reading
+    /// on its own). The threshold is calibrated on the confirmed scores, so the healthy alarm rate stays
+    /// `contamination`; what changes is that isolated spikes no longer alarm.
+    pub alarm_k_of_n: [u32; 2],
     pub forecast_hours: f64,
     pub exclude_sensors: Vec<String>,
 }
@@ -118,6 +122,7 @@ impl Default for TrainParams {
             horizon_hours: 48.0,
             rul_cap_hours: None,
             contamination: 0.02,
+            alarm_k_of_n: [1, 1],
             forecast_hours: 24.0,
             exclude_sensors: Vec::new(),
         }
@@ -133,6 +138,8 @@ pub mod bounds {
     pub const FORECAST_HOURS: (f64, f64) = (1.0, 336.0);
     /// Share of healthy rows that may alarm: below 0.1 % no held-out set can calibrate it; half is not "rare".
     pub const CONTAMINATION: (f64, f64) = (0.001, 0.5);
+    /// Readings an alarm may wait for: an hour of minute readings; longer is a trend, not a confirmation.
+    pub const ALARM_WINDOW: u32 = 60;
     pub const RUL_CAP_HOURS: (f64, f64) = (1.0, 1_000_000.0);
     /// Seconds per model; the daemon lowers the upper end to `training.max_time_limit_s`.
     pub const TIME_LIMIT_S: (f64, f64) = (1.0, 7.0 * 86_400.0);
@@ -169,6 +176,13 @@ impl TrainParams {
         if self.threads == 0 || self.threads > bounds::THREADS_MAX {
             return Err(format!("threads must be between 1 and {}, got {}", bounds::THREADS_MAX, self.threads));
         }
+        let [k, n] = self.alarm_k_of_n;
+        if !(1 <= k && k <= n && n <= bounds::ALARM_WINDOW) {
+            return Err(format!(
+                "alarm_k_of_n must be [k, n] with n between 1 and {} and k between 1 and n (e.g. [3, 5]: 3 of the last 5 readings), got [{k}, {n}]",
+                bounds::ALARM_WINDOW
+            ));
+        }
         Ok(())
     }
 }
@@ -193,6 +207,9 @@ mod tests {
             (TrainParams { horizon_hours: 1e308, ..Default::default() }, "horizon_hours"),
             (TrainParams { horizon_hours: 1e-300, ..Default::default() }, "horizon_hours"),
             (TrainParams { contamination: 1e-300, ..Default::default() }, "contamination"),
+            (TrainParams { alarm_k_of_n: [4, 3], ..Default::default() }, "alarm_k_of_n"),
+            (TrainParams { alarm_k_of_n: [0, 5], ..Default::default() }, "alarm_k_of_n"),
+            (TrainParams { alarm_k_of_n: [1, 61], ..Default::default() }, "alarm_k_of_n"),
             (TrainParams { forecast_hours: 1e-300, ..Default::default() }, "forecast_hours"),
             (TrainParams { time_limit_s: 0.0001, ..Default::default() }, "time_limit"),
             (TrainParams { rul_cap_hours: Some(f64::INFINITY), ..Default::default() }, "rul_cap_hours"),

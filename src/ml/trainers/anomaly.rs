@@ -3,8 +3,9 @@
 //! when the data says runs start normal), each calibrated to [0, 1] on held-out healthy rows,
 //! with a threshold set by `contamination`. Evaluated against real anomaly labels when the data has them,
 //! else against a clearly named proxy — never against labels derived from the same features.
+use super::confirm::Confirm;
 use crate::data::{Split, Table};
-use crate::ml::engines::detectors::{Detector, DetectorKind, Ensemble, EnsembleConfig, PcaConfig, Rows};
+use crate::ml::engines::detectors::{Detector, DetectorKind, Ensemble, EnsembleConfig, PcaConfig, Rows, threshold_for_contamination};
 use crate::ml::error::MlError;
 use crate::ml::recent::Recent;
 use crate::ml::report::{DataSummary, Headline, Report, SplitSummary, Stopwatch, sample_indices};
@@ -30,6 +31,8 @@ pub struct AnomalyModel {
     /// When runs start normal: the features' mean over the latest run's normal start. Every row is scored
     /// relative to its own run's start in training; live rows relative to this one.
     pub reference: Option<Vec<f64>>,
+    /// How many recent readings confirm an alarm; the threshold is calibrated on confirmed scores.
+    pub confirm: Confirm,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -369,9 +372,13 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     }
     let mut report = Report::new(ModelType::Anomaly, &table.machine_id);
     report.target = format!(
-        "abnormal behaviour relative to {}; threshold lets {:.1} % of held-out healthy rows alarm",
+        "abnormal behaviour relative to {}; threshold lets {:.1} % of held-out healthy rows alarm{}",
         plan.fit_rule,
-        params.contamination * 100.0
+        params.contamination * 100.0,
+        match Confirm::from_params(params.alarm_k_of_n) {
+            c if c.is_single() => String::new(),
+            c => format!(", an alarm needing {}", c.describe()),
+        }
     );
     sw.lap("split");
     ctx.checkpoint()?;
@@ -431,7 +438,18 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
 
     ctx.stage("evaluate", 0.8, 1.0, "scoring test rows");
     let reference = starts.as_ref().and_then(|s| s.latest(table));
-    let model = AnomalyModel { spec, ensemble, contamination: params.contamination, reference };
+    let confirm = Confirm::from_params(params.alarm_k_of_n);
+    let mut model = AnomalyModel { spec, ensemble, contamination: params.contamination, reference, confirm };
+    if !confirm.is_single() {
+        // The ensemble's threshold was set on single readings; confirmed scores are lower on healthy rows
+        // (a spike needs company), so the share that alarms is calibrated again on them.
+        let confirmed = confirmed_scores(&model, table, &plan.holdout, starts.as_ref(), ctx)?;
+        model.ensemble.threshold = threshold_for_contamination(&confirmed, params.contamination).map_err(MlError::Detector)?;
+        plan.summary.notes.push(format!(
+            "an alarm needs {}: the threshold is calibrated on confirmed scores of the held-out healthy rows",
+            confirm.describe()
+        ));
+    }
     evaluate(table, params, ctx, &model, &plan, starts.as_ref(), &mut report)?;
     for m in &model.ensemble.members {
         report.leaderboard.push(LeaderRow {
@@ -472,7 +490,7 @@ fn evaluate(
     report: &mut Report,
 ) -> Result<(), MlError> {
     let threshold = model.ensemble.threshold;
-    let holdout_scores: Vec<f64> = score_rows(model, table, &plan.holdout, starts, ctx)?;
+    let holdout_scores: Vec<f64> = confirmed_scores(model, table, &plan.holdout, starts, ctx)?;
     let healthy_alarm_rate = holdout_scores.iter().filter(|s| **s > threshold).count() as f64 / holdout_scores.len().max(1) as f64;
     let by_run = alarm_rate_by_run(table, &plan.holdout, &holdout_scores, threshold);
     if let Some((run, rate)) = by_run.iter().max_by(|a, b| a.1.total_cmp(&b.1))
@@ -489,7 +507,7 @@ fn evaluate(
     let by_run_json: serde_json::Map<String, serde_json::Value> = by_run.iter().map(|(run, rate)| (run.to_string(), json!(rate))).collect();
     let Some((rows, y, truth_name)) = truth(table, params, &plan.test) else {
         report.headline = Headline::new("healthy_alarm_rate", healthy_alarm_rate, params.contamination, "target contamination", false);
-        report.metrics = json!({ "healthy_alarm_rate": healthy_alarm_rate, "healthy_alarm_rate_by_run": by_run_json, "threshold": threshold, "truth": "none: the data has no anomaly labels, RUL or failure label" });
+        report.metrics = json!({ "healthy_alarm_rate": healthy_alarm_rate, "healthy_alarm_rate_by_run": by_run_json, "threshold": threshold, "alarm_confirm": model.confirm.describe(), "truth": "none: the data has no anomaly labels, RUL or failure label" });
         report
             .warnings
             .push("no ground truth or proxy for anomalies: only the false-alarm rate on held-out healthy rows is reported".into());
@@ -498,7 +516,7 @@ fn evaluate(
     if rows.is_empty() {
         return Err(MlError::NotEnoughData("no test rows to evaluate the anomaly detector on".into()));
     }
-    let scores = score_rows(model, table, &rows, starts, ctx)?;
+    let scores = confirmed_scores(model, table, &rows, starts, ctx)?;
     // The ensemble flags score > threshold; metrics use >= on a nudged threshold to match exactly.
     let cut = f64::from_bits(threshold.to_bits() + 1);
     let m = metrics::classification_metrics(&y, &scores, cut);
@@ -509,7 +527,7 @@ fn evaluate(
     let prevalence = m.positives as f64 / (m.n.max(1)) as f64;
     report.headline = Headline::new("pr_auc", m.pr_auc.unwrap_or(f64::NAN), prevalence, "random detector (prevalence)", true);
     report.metrics = json!({ "precision": m.precision, "recall": m.recall, "f1": m.f1, "roc_auc": m.roc_auc, "pr_auc": m.pr_auc,
-        "accuracy": m.accuracy, "threshold": threshold, "alarm_rate": flag_rate, "healthy_alarm_rate": healthy_alarm_rate, "healthy_alarm_rate_by_run": by_run_json, "truth": truth_name, "n": m.n, "positives": m.positives });
+        "accuracy": m.accuracy, "threshold": threshold, "alarm_rate": flag_rate, "healthy_alarm_rate": healthy_alarm_rate, "healthy_alarm_rate_by_run": by_run_json, "alarm_confirm": model.confirm.describe(), "truth": truth_name, "n": m.n, "positives": m.positives });
     report.baseline = json!({ "name": "random detector at the same alarm rate", "precision": bp, "recall": br, "f1": bf, "roc_auc": 0.5, "pr_auc": prevalence });
     report.confusion = Some(m.confusion);
     report.samples = score_samples(&scores, &y, threshold);
@@ -543,6 +561,34 @@ fn score_rows(
     Ok(out)
 }
 
+/// Scores as alarms are judged: each row's confirmed score (see [`Confirm`]) from its own raw score and those
+/// of the readings before it in its run; the raw scores when every reading counts on its own.
+fn confirmed_scores(
+    model: &AnomalyModel,
+    table: &Table,
+    rows: &[usize],
+    starts: Option<&RunStarts>,
+    ctx: &TrainContext,
+) -> Result<Vec<f64>, MlError> {
+    if model.confirm.is_single() {
+        return score_rows(model, table, rows, starts, ctx);
+    }
+    let run_start: HashMap<u32, usize> = table.life_ranges().into_iter().map(|(life, r)| (life, r.start)).collect();
+    let window = |r: usize| r.saturating_sub(model.confirm.lookback()).max(run_start.get(&table.life[r]).copied().unwrap_or(r))..=r;
+    let mut needed: Vec<usize> = rows.iter().flat_map(|&r| window(r)).collect();
+    needed.sort_unstable();
+    needed.dedup();
+    let raw = score_rows(model, table, &needed, starts, ctx)?;
+    let at: HashMap<usize, f64> = needed.into_iter().zip(raw).collect();
+    Ok(rows
+        .iter()
+        .map(|&r| {
+            let scores: Vec<f64> = window(r).filter_map(|i| at.get(&i).copied()).collect();
+            model.confirm.score(&scores)
+        })
+        .collect())
+}
+
 fn score_samples(scores: &[f64], y: &[bool], threshold: f64) -> serde_json::Value {
     let mut pos = [0u32; 20];
     let mut neg = [0u32; 20];
@@ -559,11 +605,12 @@ impl AnomalyModel {
     pub fn describe(&self) -> String {
         let names: Vec<&str> = self.ensemble.members.iter().map(|m| m.detector.name()).collect();
         format!(
-            "anomaly ensemble ({}) on {} features, threshold {:.4}, contamination {}",
+            "anomaly ensemble ({}) on {} features, threshold {:.4}, contamination {}, alarm on {}",
             names.join(" + "),
             self.spec.n_features(),
             self.ensemble.threshold,
-            self.contamination
+            self.contamination,
+            self.confirm.describe()
         )
     }
 
@@ -595,15 +642,43 @@ impl AnomalyModel {
                 });
             }
         }
+        if !self.confirm.is_single() {
+            // Rows are in table order; a run's rows are consecutive.
+            let raw: Vec<f64> = out.iter().map(|r| r.score).collect();
+            for (run, range) in table.life_ranges() {
+                for i in range.clone() {
+                    let from = i.saturating_sub(self.confirm.lookback()).max(range.start);
+                    let score = self.confirm.score(&raw[from..=i]);
+                    out[i].score = score;
+                    out[i].alarm = score > self.ensemble.threshold;
+                    debug_assert_eq!(out[i].run, run);
+                }
+            }
+        }
         Ok(out)
     }
 
-    pub fn predict(&self, recent: &Recent) -> Result<AnomalyAnswer, MlError> {
-        let mut row: Vec<f64> = recent.last_row_features(&self.spec)?.into_iter().map(f64::from).collect();
+    /// The raw ensemble score of the reading `back` readings before the last.
+    fn raw_at(&self, recent: &Recent, back: usize) -> Result<crate::ml::engines::detectors::EnsembleScore, MlError> {
+        let mut row: Vec<f64> = recent.features_back(&self.spec, back)?.into_iter().map(f64::from).collect();
         if let Some(offset) = &self.reference {
             subtract(&mut row, offset);
         }
-        let s = self.ensemble.score(&row);
+        Ok(self.ensemble.score(&row))
+    }
+
+    pub fn predict(&self, recent: &Recent) -> Result<AnomalyAnswer, MlError> {
+        let mut s = self.raw_at(recent, 0)?;
+        if !self.confirm.is_single() {
+            // The readings before the last, as far as the given history reaches (oldest first).
+            let available = recent.timestamps.len().saturating_sub(self.spec.min_rows()).min(self.confirm.lookback());
+            let mut window = Vec::with_capacity(available + 1);
+            for back in (1..=available).rev() {
+                window.push(self.raw_at(recent, back)?.score);
+            }
+            window.push(s.score);
+            s.score = self.confirm.score(&window);
+        }
         let names = self.spec.names();
         let mut per_sensor: Vec<(String, f64)> = self
             .spec

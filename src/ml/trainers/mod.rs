@@ -9,6 +9,7 @@
 //!   files on disk call its model type `timeseries`).
 pub mod anomaly;
 pub mod classify;
+pub mod confirm;
 pub mod forecast;
 pub mod regress;
 mod supervised;

@@ -143,7 +143,8 @@ function facts(r) {
     (d.sensors_dropped ?? []).length ? row('Sensors dropped', d.sensors_dropped.join(', ')) : null,
     row('Training time', `${fmtDuration(r.train_seconds)} (${(r.timings ?? []).map(([k, v]) => `${k} ${fmtNum(v, 2)} s`).join(', ')})`),
     r.metrics?.truth ? row('Scored against', r.metrics.truth) : null,
-    r.params ? row('Settings', `quality ${r.params.quality}, time limit ${fmtDuration(r.params.time_limit_s)}, horizon ${r.params.horizon_hours} h, contamination ${r.params.contamination}, forecast ${r.params.forecast_hours} h` +
+    r.params ? row('Settings', `quality ${r.params.quality}, time limit ${fmtDuration(r.params.time_limit_s)}, horizon ${r.params.horizon_hours} h, contamination ${r.params.contamination}` +
+      ((r.params.alarm_k_of_n ?? [1, 1])[1] > 1 ? `, alarm on ${r.params.alarm_k_of_n[0]} of ${r.params.alarm_k_of_n[1]} readings` : '') + `, forecast ${r.params.forecast_hours} h` +
       ((r.params.exclude_sensors ?? []).length ? `, excluded: ${r.params.exclude_sensors.join(', ')}` : '')) : null,
     row('millwright', r.millwright_version ?? '–'));
 }

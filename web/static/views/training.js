@@ -160,6 +160,8 @@ export async function mount(root, args) {
     h('div', { class: 'fields' },
       num('horizon-hours', 'Failure horizon (hours)', 48, { min: '1', max: '10000', step: '1' }, 'Classification: “fails within this many hours”.'),
       num('contamination', 'Anomaly contamination', 0.02, { min: '0.001', max: '0.5', step: '0.001' }, 'Share of healthy readings allowed to alarm.'),
+      num('alarm-k', 'Anomaly alarm needs … readings', 1, { min: '1', max: '60', step: '1' }, 'k: how many recent readings must be over the threshold.'),
+      num('alarm-n', '… of the last … readings', 1, { min: '1', max: '60', step: '1' }, 'n: 3 of 5 ignores lone spikes; 1 of 1 alarms on every reading.'),
       num('forecast-hours', 'Forecast horizon (hours)', 24, { min: '1', max: '720', step: '1' }, 'How far ahead the forecaster predicts.'),
       h('div', { class: 'field' }, h('label', { for: 'quality' }, 'Quality preset'), quality, h('span', { class: 'hint' }, 'More candidates and trees: slower, sometimes better.')),
       h('div', { class: 'field' }, h('label', { for: 'exclude-sensors' }, 'Sensors to exclude'), exclude, h('span', { class: 'hint' }, 'Comma-separated sensor names (e.g. a broken sensor).'))));
@@ -215,6 +217,12 @@ export async function mount(root, args) {
       forecast_hours: val('forecast-hours'),
     };
     if (state.quality) body.quality = state.quality;
+    const [k, n] = [val('alarm-k'), val('alarm-n')];
+    if (!(Number.isInteger(k) && Number.isInteger(n) && k >= 1 && k <= n && n <= 60)) {
+      add(error, alertBox('bad', 'Check the settings:', 'an alarm needs k of the last n readings with 1 ≤ k ≤ n ≤ 60.'));
+      return;
+    }
+    if (n > 1) body.alarm_k_of_n = [k, n];
     const ex = exclude.value.split(/[,\s]+/).map((x) => x.trim()).filter(Boolean);
     if (ex.length) body.exclude_sensors = ex;
     for (const k of ['horizon_hours', 'contamination', 'forecast_hours']) {

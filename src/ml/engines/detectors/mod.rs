@@ -18,7 +18,7 @@ mod rng;
 mod robust_z;
 mod stats;
 
-pub use ensemble::{DetectorKind, Ensemble, EnsembleConfig};
+pub use ensemble::{DetectorKind, Ensemble, EnsembleConfig, EnsembleScore, threshold_for_contamination};
 pub use pca::PcaConfig;
 
 use serde::{Deserialize, Serialize};

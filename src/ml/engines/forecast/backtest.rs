@@ -269,7 +269,9 @@ pub fn select_with(series: &[f64], opts: &SelectOptions<'_>, progress: Progress<
     // the series' moods, three times the origins): measured on one held-out series, a 12 % win on 14
     // origins became a 25 % loss on the test days. Its members are backtested there, which also gives the
     // errors its intervals are calibrated on.
-    let mut long_errors = None;
+    // Errors on the calibration origins, when the check below measured them: the combination's, else
+    // the best single model's (so neither is backtested there twice).
+    let (mut long_errors, mut single_long_errors) = (None, None);
     if let Some(c) = &combination
         && opts.calibration_origins > n_origins
         && !timed_out
@@ -287,10 +289,14 @@ pub fn select_with(series: &[f64], opts: &SelectOptions<'_>, progress: Progress<
             }
         }
         if long.len() == k {
-            long.sort_by(|a, b| a.1.score.mae.total_cmp(&b.1.score.mae));
-            match combine(&y, &long, m, h) {
-                Some(held) if clearly_better(&held.abs_errors, &long[0].1.abs_errors) => long_errors = Some(held.abs_errors),
-                _ => combination = None,
+            let best_single = long.iter().min_by(|a, b| a.1.score.mae.total_cmp(&b.1.score.mae)).map(|(_, d)| d.abs_errors.clone());
+            match (combine(&y, &long, m, h), best_single) {
+                (Some(held), Some(single)) if clearly_better(&held.abs_errors, &single) => long_errors = Some(held.abs_errors),
+                _ => {
+                    combination = None;
+                    // `long` is in the order of `tried`: its first is the single model chosen.
+                    single_long_errors = long.into_iter().next().map(|(_, d)| d.abs_errors);
+                }
             }
         }
     }
@@ -314,8 +320,13 @@ pub fn select_with(series: &[f64], opts: &SelectOptions<'_>, progress: Progress<
         (Some((cand, detailed)), None) => {
             let spec = cand.spec(h);
             let mut model = Model::fit_spec(cand.kind, &y, &spec, refit_progress)?;
-            let mut fit = |train: &[f64], p: Progress<'_>| Model::fit_spec(cand.kind, train, &spec, p);
-            model.empirical = calibrate(&y, m, h, opts, detailed.abs_errors, timed_out, &mut fit)?;
+            model.empirical = match single_long_errors {
+                Some(errors) => widths_from(&errors),
+                None => {
+                    let mut fit = |train: &[f64], p: Progress<'_>| Model::fit_spec(cand.kind, train, &spec, p);
+                    calibrate(&y, m, h, opts, detailed.abs_errors, timed_out, &mut fit)?
+                }
+            };
             (model, cand.periods.clone(), cand.name())
         }
         (None, None) => (Model::fit(ModelKind::Naive, &y, m, refit_progress)?, vec![], ModelKind::Naive.name().to_string()),
