@@ -12,6 +12,42 @@ use millwright::data::{Caps, load_machine_dir_within, summarize};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+/// libFuzzer's -malloc_limit_mb needs a sanitizer's malloc hooks, which this build has none of, and its RSS
+/// limit is checked once a second, so a large allocation freed quickly passes unseen (peaks of 1.9 GB were
+/// reported with no input saved). One allocation of more than this aborts here instead: libFuzzer saves the
+/// input as a crash.
+const MAX_ALLOCATION: usize = 256 << 20;
+
+struct Bounded;
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the only addition is the abort.
+unsafe impl std::alloc::GlobalAlloc for Bounded {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if layout.size() > MAX_ALLOCATION {
+            std::process::abort();
+        }
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if layout.size() > MAX_ALLOCATION {
+            std::process::abort();
+        }
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        if new_size > MAX_ALLOCATION {
+            std::process::abort();
+        }
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Bounded = Bounded;
+
 fn machine_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
