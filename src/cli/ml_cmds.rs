@@ -264,14 +264,13 @@ pub fn predict(a: &PredictArgs) -> Result<()> {
 fn write_row_scores(out: &Path, model: &ml::model::AnomalyModel, table: &Table) -> Result<()> {
     use std::io::Write;
     let scores = model.score_table(table)?;
-    let threshold = model.ensemble.threshold;
     let mut text = String::from("timestamp,run,score,threshold,alarm,label\n");
     for s in &scores {
         let ts = chrono::DateTime::from_timestamp_millis((s.timestamp * 1000.0).round() as i64)
             .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
             .unwrap_or_default();
         let label = s.label.filter(|l| l.is_finite()).map(|l| l.to_string()).unwrap_or_default();
-        text.push_str(&format!("{ts},{},{:.6},{threshold:.6},{},{label}\n", s.run, s.score, u8::from(s.alarm)));
+        text.push_str(&format!("{ts},{},{:.6},{:.6},{},{label}\n", s.run, s.score, s.threshold, u8::from(s.alarm)));
     }
     if out == Path::new("-") {
         std::io::stdout().write_all(text.as_bytes())?;

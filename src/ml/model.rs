@@ -128,7 +128,16 @@ mod v2 {
                 Payload::Classifier(m) => super::Payload::Classifier(m),
                 Payload::Regressor(m) => super::Payload::Regressor(m),
                 Payload::Anomaly(AnomalyModel { spec, ensemble, contamination, reference }) => {
-                    super::Payload::Anomaly(super::AnomalyModel { spec, ensemble, contamination, reference, confirm: Confirm::SINGLE })
+                    let live_threshold = ensemble.threshold;
+                    super::Payload::Anomaly(super::AnomalyModel {
+                        spec,
+                        ensemble,
+                        contamination,
+                        reference,
+                        confirm: Confirm::SINGLE,
+                        run_thresholds: Vec::new(),
+                        live_threshold,
+                    })
                 }
                 Payload::Forecast(m) => super::Payload::Forecast(m),
             }

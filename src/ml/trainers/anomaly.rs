@@ -33,6 +33,11 @@ pub struct AnomalyModel {
     pub reference: Option<Vec<f64>>,
     /// How many recent readings confirm an alarm; the threshold is calibrated on confirmed scores.
     pub confirm: Confirm,
+    /// Runs whose own held-out healthy rows alarm too often at the pooled threshold, with the higher threshold
+    /// calibrated on those rows (by run number). A run's threshold is never below the pooled one.
+    pub run_thresholds: Vec<(u32, f64)>,
+    /// The threshold live readings are judged by: the latest run's.
+    pub live_threshold: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -52,6 +57,8 @@ pub struct RowScore {
     pub timestamp: f64,
     pub run: u32,
     pub score: f64,
+    /// The threshold of the row's run (see [`AnomalyModel::run_thresholds`]).
+    pub threshold: f64,
     pub alarm: bool,
     /// The data's own anomaly label, when it has one.
     pub label: Option<f64>,
@@ -439,16 +446,38 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     ctx.stage("evaluate", 0.8, 1.0, "scoring test rows");
     let reference = starts.as_ref().and_then(|s| s.latest(table));
     let confirm = Confirm::from_params(params.alarm_k_of_n);
-    let mut model = AnomalyModel { spec, ensemble, contamination: params.contamination, reference, confirm };
+    let pooled = ensemble.threshold;
+    let mut model = AnomalyModel {
+        spec,
+        ensemble,
+        contamination: params.contamination,
+        reference,
+        confirm,
+        run_thresholds: Vec::new(),
+        live_threshold: pooled,
+    };
+    let holdout_scores = confirmed_scores(&model, table, &plan.holdout, starts.as_ref(), ctx)?;
     if !confirm.is_single() {
         // The ensemble's threshold was set on single readings; confirmed scores are lower on healthy rows
         // (a spike needs company), so the share that alarms is calibrated again on them.
-        let confirmed = confirmed_scores(&model, table, &plan.holdout, starts.as_ref(), ctx)?;
-        model.ensemble.threshold = threshold_for_contamination(&confirmed, params.contamination).map_err(MlError::Detector)?;
+        model.ensemble.threshold = threshold_for_contamination(&holdout_scores, params.contamination).map_err(MlError::Detector)?;
+        model.live_threshold = model.ensemble.threshold;
         plan.summary.notes.push(format!(
             "an alarm needs {}: the threshold is calibrated on confirmed scores of the held-out healthy rows",
             confirm.describe()
         ));
+    }
+    if starts.is_some() {
+        model.run_thresholds = run_thresholds(table, &plan.holdout, &holdout_scores, model.ensemble.threshold, params.contamination);
+        let latest = table.life_ranges().last().map(|(run, _)| *run);
+        model.live_threshold = latest.map_or(model.ensemble.threshold, |run| model.threshold_of(run));
+        if !model.run_thresholds.is_empty() {
+            plan.summary.notes.push(format!(
+                "{} of {} runs alarm more often on their own held-out healthy rows than the target at the pooled threshold: each of those gets the higher threshold calibrated on its rows (never a lower one)",
+                model.run_thresholds.len(),
+                table.n_lives()
+            ));
+        }
     }
     evaluate(table, params, ctx, &model, &plan, starts.as_ref(), &mut report)?;
     for m in &model.ensemble.members {
@@ -490,7 +519,11 @@ fn evaluate(
     report: &mut Report,
 ) -> Result<(), MlError> {
     let threshold = model.ensemble.threshold;
-    let holdout_scores: Vec<f64> = confirmed_scores(model, table, &plan.holdout, starts, ctx)?;
+    // Scores moved by their run's threshold, so that one cut (the pooled threshold) is every run's alarm.
+    let judged = |rows: &[usize], scores: Vec<f64>| -> Vec<f64> {
+        rows.iter().zip(scores).map(|(&r, s)| s - model.threshold_of(table.life[r]) + threshold).collect()
+    };
+    let holdout_scores = judged(&plan.holdout, confirmed_scores(model, table, &plan.holdout, starts, ctx)?);
     let healthy_alarm_rate = holdout_scores.iter().filter(|s| **s > threshold).count() as f64 / holdout_scores.len().max(1) as f64;
     let by_run = alarm_rate_by_run(table, &plan.holdout, &holdout_scores, threshold);
     if let Some((run, rate)) = by_run.iter().max_by(|a, b| a.1.total_cmp(&b.1))
@@ -516,7 +549,7 @@ fn evaluate(
     if rows.is_empty() {
         return Err(MlError::NotEnoughData("no test rows to evaluate the anomaly detector on".into()));
     }
-    let scores = confirmed_scores(model, table, &rows, starts, ctx)?;
+    let scores = judged(&rows, confirmed_scores(model, table, &rows, starts, ctx)?);
     // The ensemble flags score > threshold; metrics use >= on a nudged threshold to match exactly.
     let cut = f64::from_bits(threshold.to_bits() + 1);
     let m = metrics::classification_metrics(&y, &scores, cut);
@@ -532,6 +565,25 @@ fn evaluate(
     report.confusion = Some(m.confusion);
     report.samples = score_samples(&scores, &y, threshold);
     Ok(())
+}
+
+/// Runs whose held-out healthy rows alarm more than `contamination` at the pooled threshold, each with the
+/// threshold its own rows call for. A run needs enough held-out rows for its quantile to mean something.
+fn run_thresholds(table: &Table, holdout: &[usize], scores: &[f64], pooled: f64, contamination: f64) -> Vec<(u32, f64)> {
+    const MIN_RUN_ROWS: usize = 50;
+    let mut by_run: std::collections::BTreeMap<u32, Vec<f64>> = std::collections::BTreeMap::new();
+    for (&r, &s) in holdout.iter().zip(scores) {
+        by_run.entry(table.life[r]).or_default().push(s);
+    }
+    if by_run.len() < 2 {
+        return Vec::new();
+    }
+    by_run
+        .into_iter()
+        .filter(|(_, s)| s.len() >= MIN_RUN_ROWS)
+        .filter_map(|(run, s)| threshold_for_contamination(&s, contamination).ok().map(|t| (run, t)))
+        .filter(|(_, t)| *t > pooled)
+        .collect()
 }
 
 /// The share of each run's rows whose score is over the threshold, by run (life) number.
@@ -633,11 +685,13 @@ impl AnomalyModel {
             }
             for (row, &r) in m.iter().zip(chunk) {
                 let score = self.ensemble.score(row).score;
+                let threshold = self.threshold_of(table.life[r]);
                 out.push(RowScore {
                     timestamp: table.timestamps[r],
                     run: table.life[r],
                     score,
-                    alarm: score > self.ensemble.threshold,
+                    threshold,
+                    alarm: score > threshold,
                     label: table.anomaly.as_ref().map(|a| a[r]),
                 });
             }
@@ -650,12 +704,17 @@ impl AnomalyModel {
                     let from = i.saturating_sub(self.confirm.lookback()).max(range.start);
                     let score = self.confirm.score(&raw[from..=i]);
                     out[i].score = score;
-                    out[i].alarm = score > self.ensemble.threshold;
+                    out[i].alarm = score > out[i].threshold;
                     debug_assert_eq!(out[i].run, run);
                 }
             }
         }
         Ok(out)
+    }
+
+    /// The threshold rows of `run` are judged by: the run's own when its healthy rows needed a higher one.
+    pub fn threshold_of(&self, run: u32) -> f64 {
+        self.run_thresholds.iter().find(|(r, _)| *r == run).map_or(self.ensemble.threshold, |(_, t)| *t)
     }
 
     /// The raw ensemble score of the reading `back` readings before the last.
@@ -695,8 +754,8 @@ impl AnomalyModel {
         per_sensor.truncate(5);
         Ok(AnomalyAnswer {
             anomaly_score: s.score,
-            threshold: self.ensemble.threshold,
-            is_anomaly: s.score > self.ensemble.threshold,
+            threshold: self.live_threshold,
+            is_anomaly: s.score > self.live_threshold,
             top_sensors: per_sensor,
             detectors: s.per_detector,
         })

@@ -56,6 +56,11 @@ impl ModelKind {
         }
     }
 
+    /// A rule with nothing fitted (naive, seasonal naive, drift), as opposed to a smoothing model.
+    pub fn is_simple_rule(self) -> bool {
+        matches!(self, ModelKind::Naive | ModelKind::SeasonalNaive | ModelKind::Drift)
+    }
+
     /// Candidates worth trying for period `m`, simplest first (ties go to the simpler model).
     pub fn candidates(m: usize) -> Vec<ModelKind> {
         if m > 1 {
