@@ -67,9 +67,9 @@ fn machine_dir() -> &'static PathBuf {
 
 /// Run-length encoding lets a few kB of Parquet hold millions of honest rows in hundreds of columns, so what
 /// loading may take is bounded by `data.max_rows` and `data.max_columns` (50 million and 1,000 by default),
-/// not by the file's size: a mutated seed took 1.9 GB under a 100,000-row cap. The target runs under caps that
-/// fit libFuzzer's 2 GB limit and are far above the seeds' sizes (about 100 rows, 8 columns): what is
-/// hunted is memory the caps do not bound.
+/// not by the file's size. The target runs under caps that fit libFuzzer's 2 GB limit and are far above the
+/// seeds' sizes (about 100 rows, 8 columns): what is hunted is memory the caps do not bound (such as the
+/// 1.85 GB page buffer a 23-byte varint claimed, found once the allocation bound below was in place).
 const MAX_ROWS: usize = 10_000;
 const MAX_COLUMNS: usize = 64;
 
