@@ -378,6 +378,21 @@ pub(super) fn field_number(f: &Field) -> Option<f64> {
     })
 }
 
+/// Thrift's unsigned varint, for the tests that forge headers and footers.
+#[cfg(test)]
+fn varint(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return out;
+        }
+        out.push(b | 0x80);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,18 +440,6 @@ mod tests {
 
     /// A compact-protocol page header: type (1), uncompressed size (2), compressed size (3), stop.
     fn header(uncompressed: u64, compressed: u64) -> Vec<u8> {
-        let varint = |mut v: u64| {
-            let mut out = Vec::new();
-            loop {
-                let b = (v & 0x7f) as u8;
-                v >>= 7;
-                if v == 0 {
-                    out.push(b);
-                    return out;
-                }
-                out.push(b | 0x80);
-            }
-        };
         let mut h = vec![0x15, 0x00, 0x15];
         h.extend(varint(uncompressed << 1));
         h.push(0x15);
@@ -486,18 +489,6 @@ mod row_claims {
         let n = bytes.len();
         let footer_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
         let (body, footer) = bytes[..n - 8].split_at(n - 8 - footer_len);
-        let varint = |mut v: u64| {
-            let mut out = Vec::new();
-            loop {
-                let b = (v & 0x7f) as u8;
-                v >>= 7;
-                if v == 0 {
-                    out.push(b);
-                    return out;
-                }
-                out.push(b | 0x80);
-            }
-        };
         // An i64 field (type 6) one id after the previous one, holding 77 (zigzag 154): num_rows in the
         // file metadata and in the row group.
         let from = [0x16u8, 0x9a, 0x01];
