@@ -1,11 +1,12 @@
 //! Assembling a [`Table`] from a machine folder: find the files, give each column its role, check the data.
+use super::caps::Budget;
+use super::caps::Caps;
 use super::confine::Confine;
 use super::describe::{ColumnRoles, Duplicates, HealthyHead, MachineToml};
 use super::error::DataError;
 use super::frame::Frame;
 use super::id::MachineId;
-use super::peek::Caps;
-use super::read::{Budget, Delimiter, TextOptions, read_file};
+use super::read::{Delimiter, TextOptions, read_file};
 use super::sources::{SourceFile, described_files, legacy_files};
 use super::table::{Layout, Sensor, Split, Table};
 use serde::Serialize;

@@ -2,6 +2,7 @@
 //! file sizes, Parquet footers and one streamed pass over each file that keeps only counters and a bounded
 //! sample, never a table. Memory is one line (at most `max_line_bytes`) plus the sample, whatever the file.
 //! The [`Caps`] refuse what no Pi should be asked to train on before the file is read.
+use super::caps::{Caps, over};
 use super::confine::Confine;
 use super::describe::{ColumnRoles, Duplicates};
 use super::error::DataError;
@@ -12,21 +13,6 @@ use super::table::{Layout, Split};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-
-/// Hard limits on what a machine's data may be; each refusal names its setting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Caps {
-    pub max_file_bytes: u64,
-    pub max_columns: usize,
-    pub max_line_bytes: usize,
-    pub max_rows: usize,
-}
-
-impl Default for Caps {
-    fn default() -> Self {
-        Caps { max_file_bytes: 1024 << 20, max_columns: 1000, max_line_bytes: 1 << 20, max_rows: 50_000_000 }
-    }
-}
 
 /// Rows whose cells decide which columns are numeric and what the sampling interval is.
 const SAMPLE_ROWS: usize = 2000;
@@ -71,10 +57,6 @@ fn check_side_files(dir: &Path, described: &Described, confine: &Confine) -> Res
         }
     }
     Ok(())
-}
-
-pub(super) fn over(file: &Path, what: String, setting: &'static str, limit: impl ToString) -> DataError {
-    DataError::OverCap { file: file.to_path_buf(), what, setting, limit: limit.to_string() }
 }
 
 /// Which column of the file at hand plays which role (by index), as the loader resolves them.

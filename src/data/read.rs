@@ -1,4 +1,5 @@
 //! Reading one CSV or Parquet file into named columns, before any column has a role.
+use super::caps::Budget;
 use super::error::DataError;
 use super::frame::{Frame, RawColumn};
 use std::path::Path;
@@ -46,30 +47,6 @@ pub(super) fn check_text(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
         return bad(format!("not a text file: {odd} of the first {} characters are not text (is it binary?)", text.chars().count()));
     }
     Ok(())
-}
-
-/// What one file may bring: the rows the machine's `data.max_rows` leaves for it, and `data.max_columns`.
-#[derive(Clone, Copy, Debug)]
-pub struct Budget {
-    pub rows: usize,
-    pub columns: usize,
-}
-
-impl Budget {
-    #[cfg(test)]
-    pub const UNLIMITED: Budget = Budget { rows: usize::MAX, columns: usize::MAX };
-
-    /// Refuses what is over the budget, naming the setting; Parquet is checked from its footer, before any
-    /// row is decoded (run-length encoding lets a few kB claim millions of rows in hundreds of columns).
-    pub(super) fn check(&self, path: &Path, rows: usize, columns: usize) -> Result<(), DataError> {
-        if columns > self.columns {
-            return Err(super::peek::over(path, format!("has {columns} columns"), "data.max_columns", self.columns));
-        }
-        if rows > self.rows {
-            return Err(super::peek::over(path, format!("brings the machine past {} rows", self.rows), "data.max_rows", self.rows));
-        }
-        Ok(())
-    }
 }
 
 /// Reads one file within `budget`.

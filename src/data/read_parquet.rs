@@ -1,7 +1,7 @@
 //! Parquet through the record API (no arrow): the legacy layout is a few flat numeric columns.
+use super::caps::Budget;
 use super::error::DataError;
 use super::frame::{Frame, RawColumn};
-use super::read::Budget;
 use parquet::basic::{LogicalType, TimeUnit};
 use parquet::file::reader::{ChunkReader, FileReader, SerializedFileReader};
 use parquet::record::Field;
