@@ -90,7 +90,7 @@ fn is_missing(cell: &str) -> bool {
 }
 
 /// Empty and the usual NaN spellings are missing (NaN); infinities are refused as unparsable.
-fn parse_number(cell: &str) -> Option<f64> {
+pub(super) fn parse_number(cell: &str) -> Option<f64> {
     let c = cell.trim();
     if is_missing(c) {
         return Some(f64::NAN);

@@ -322,11 +322,10 @@ impl<'a> Builder<'a> {
                 .iter()
                 .enumerate()
                 .map(|(r, v)| {
-                    levels
-                        .iter()
-                        .position(|l| l == v)
-                        .map(|p| p as f64)
-                        .ok_or_else(|| frame.cell_error(c, r, v, "one of the listed categories"))
+                    // A level written as a number matches the same number however the file spells it
+                    // ("1" and "1.0"): numeric cells are read as numbers, not kept as written.
+                    let same = |l: &String| l == v || l.trim().parse::<f64>().ok().zip(v.parse::<f64>().ok()).is_some_and(|(a, b)| a == b);
+                    levels.iter().position(same).map(|p| p as f64).ok_or_else(|| frame.cell_error(c, r, v, "one of the listed categories"))
                 })
                 .collect(),
         }

@@ -11,6 +11,7 @@ mod load;
 mod peek;
 mod read;
 mod read_parquet;
+mod read_text;
 pub mod simulate;
 mod sources;
 mod table;

@@ -1,7 +1,7 @@
 //! Reading one CSV or Parquet file into named columns, before any column has a role.
 use super::caps::Budget;
 use super::error::DataError;
-use super::frame::{Frame, RawColumn};
+use super::frame::Frame;
 use std::path::Path;
 
 /// How cells are separated in a text file.
@@ -52,67 +52,13 @@ pub(super) fn check_text(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
 /// Reads one file within `budget`.
 pub fn read_file(path: &Path, text: &TextOptions, budget: Budget) -> Result<Frame, DataError> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let frame = if ext == "parquet" || ext == "pq" { super::read_parquet::read_parquet(path, budget)? } else { read_text(path, text)? };
+    let frame = if ext == "parquet" || ext == "pq" {
+        super::read_parquet::read_parquet(path, budget)?
+    } else {
+        super::read_text::read_text(path, text, budget)?
+    };
     budget.check(path, frame.n_rows, frame.names.len())?;
     Ok(frame)
-}
-
-fn read_text(path: &Path, opts: &TextOptions) -> Result<Frame, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    check_text(path, &bytes)?;
-    let content = String::from_utf8_lossy(&bytes);
-    // Excel and some exporters (AI4I's copy among them) start with a byte-order mark.
-    let content = content.strip_prefix('\u{feff}').unwrap_or(&content);
-    let rows: Vec<Vec<String>> = match opts.delimiter {
-        Delimiter::Whitespace => {
-            content.lines().filter(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().map(str::to_string).collect()).collect()
-        }
-        Delimiter::Byte(b) => {
-            let mut rdr = csv::ReaderBuilder::new().delimiter(b).has_headers(false).flexible(true).from_reader(content.as_bytes());
-            let mut out = Vec::new();
-            for (i, rec) in rdr.records().enumerate() {
-                let rec = rec.map_err(|e| DataError::Format { file: path.to_path_buf(), message: format!("row {}: {e}", i + 1) })?;
-                if rec.iter().all(|c| c.trim().is_empty()) {
-                    continue;
-                }
-                out.push(rec.iter().map(str::to_string).collect());
-            }
-            out
-        }
-    };
-    let mut rows = rows.into_iter();
-    let (names, first_row) = match (&opts.names, opts.header) {
-        (Some(names), header) => {
-            if header {
-                rows.next();
-            }
-            (names.clone(), if header { 2 } else { 1 })
-        }
-        (None, true) => {
-            let header = rows.next().ok_or_else(|| DataError::Format { file: path.to_path_buf(), message: "empty file".into() })?;
-            (header.into_iter().map(|h| h.trim().to_string()).collect(), 2)
-        }
-        (None, false) => {
-            return Err(DataError::Format {
-                file: path.to_path_buf(),
-                message: "header = false needs `names = [...]` for the columns".into(),
-            });
-        }
-    };
-    let mut columns: Vec<Vec<String>> = vec![Vec::new(); names.len()];
-    for (i, row) in rows.enumerate() {
-        if row.len() != names.len() {
-            return Err(DataError::Format {
-                file: path.to_path_buf(),
-                message: format!("row {}: {} cells, expected {} ({})", first_row + i, row.len(), names.len(), names.join(", ")),
-            });
-        }
-        for (col, cell) in columns.iter_mut().zip(row) {
-            col.push(cell);
-        }
-    }
-    let n_rows = columns.first().map_or(0, Vec::len);
-    Ok(Frame { file: path.to_path_buf(), names, columns: columns.into_iter().map(RawColumn::Text).collect(), n_rows, first_row })
 }
 
 #[cfg(test)]

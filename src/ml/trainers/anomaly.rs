@@ -479,7 +479,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
             ));
         }
     }
-    evaluate(table, params, ctx, &model, &plan, starts.as_ref(), &mut report)?;
+    evaluate(table, params, ctx, &model, &plan, &holdout_scores, starts.as_ref(), &mut report)?;
     for m in &model.ensemble.members {
         report.leaderboard.push(LeaderRow {
             model: m.detector.name().into(),
@@ -509,12 +509,14 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     Ok((model, report))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn evaluate(
     table: &Table,
     params: &TrainParams,
     ctx: &TrainContext,
     model: &AnomalyModel,
     plan: &Plan,
+    holdout_confirmed: &[f64],
     starts: Option<&RunStarts>,
     report: &mut Report,
 ) -> Result<(), MlError> {
@@ -523,7 +525,7 @@ fn evaluate(
     let judged = |rows: &[usize], scores: Vec<f64>| -> Vec<f64> {
         rows.iter().zip(scores).map(|(&r, s)| s - model.threshold_of(table.life[r]) + threshold).collect()
     };
-    let holdout_scores = judged(&plan.holdout, confirmed_scores(model, table, &plan.holdout, starts, ctx)?);
+    let holdout_scores = judged(&plan.holdout, holdout_confirmed.to_vec());
     let healthy_alarm_rate = holdout_scores.iter().filter(|s| **s > threshold).count() as f64 / holdout_scores.len().max(1) as f64;
     let by_run = alarm_rate_by_run(table, &plan.holdout, &holdout_scores, threshold);
     if let Some((run, rate)) = by_run.iter().max_by(|a, b| a.1.total_cmp(&b.1))

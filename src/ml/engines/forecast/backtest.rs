@@ -265,12 +265,10 @@ pub fn select_with(series: &[f64], opts: &SelectOptions<'_>, progress: Progress<
     if let Some(c) = &combination {
         leaderboard.push((c.name.clone(), c.score.clone()));
     }
-    // A combination found on the few selection origins must hold on the calibration origins too (more of
-    // the series' moods, three times the origins): measured on one held-out series, a 12 % win on 14
-    // origins became a 25 % loss on the test days. Its members are backtested there, which also gives the
-    // errors its intervals are calibrated on.
-    // Errors on the calibration origins, when the check below measured them: the combination's, else
-    // the best single model's (so neither is backtested there twice).
+    // A combination found on the few selection origins must hold on the calibration origins too (three times
+    // as many, more of the series' moods) when the series has them. Its members are backtested there, which
+    // also gives the errors the intervals are calibrated on: the combination's if it holds, else the single
+    // model's (so neither is backtested there twice).
     let (mut long_errors, mut single_long_errors) = (None, None);
     if let Some(c) = &combination
         && opts.calibration_origins > n_origins
