@@ -506,6 +506,10 @@ fn confirmed_alarms_ignore_single_spikes_and_keep_the_fault() {
     let in_fault = confirmed.predict(&window(fault.start + 30)).unwrap();
     assert!(in_fault.is_anomaly, "{in_fault:?}");
     assert_eq!(in_fault.anomaly_score, confirmed_rows[fault.start + 29].score, "live and export agree");
+    // The daemon's own answer (the machine's latest rows) takes the readings the confirmation needs.
+    let latest = ml::predict::recent_from_table(&table, &Payload::Anomaly(confirmed.clone())).unwrap();
+    let last = confirmed.predict(&latest).unwrap();
+    assert_eq!(last.anomaly_score, confirmed_rows[table.n_rows() - 1].score, "the latest rows, confirmed");
     // Round trip through the bundle keeps the confirmation.
     let out = d.path().join("models");
     write_model_dir(&out, &mut trained).unwrap();
