@@ -194,7 +194,9 @@ mod thrift {
         }
     }
 
-    /// The header's `uncompressed_page_size` (field 2, an i32), when the header parses.
+    /// The header's `uncompressed_page_size` (field 2, an i32), when the header parses and the size is one an
+    /// i32 holds and not negative: the crate truncates a longer varint to 32 bits, so a value outside that
+    /// range (fuzzing found -30082267069898628) means something else to it than to this reader.
     pub(super) fn uncompressed_page_size(header: &[u8]) -> Option<i64> {
         let mut r = Reader { buf: header };
         let mut found = None;
@@ -206,7 +208,7 @@ mod thrift {
                 None
             }
         })?;
-        found
+        found.filter(|size| (0..=i64::from(i32::MAX)).contains(size))
     }
 }
 
@@ -466,6 +468,12 @@ mod tests {
         long_varint.extend([0xa1; 21]);
         long_varint.extend([0xd0, 0x06, 0x15, 0xda, 0x06, 0x4c, 0x15, 0x6a, 0x15, 0x00, 0x12, 0x00, 0x00]);
         assert!(check_page_claim(&long_varint, 429).unwrap_err().contains("does not parse"));
+        // A size outside an i32 (the crate keeps its low 32 bits: 1.6 GB from this one) or negative.
+        let mut out_of_range = vec![0x15, 0x00, 0x15];
+        out_of_range.extend(varint(60_164_534_139_797_255));
+        out_of_range.extend([0x15, 0x18, 0x00]);
+        assert!(check_page_claim(&out_of_range, 12).unwrap_err().contains("does not parse"));
+        assert!(check_page_claim(&header(1_000_000, 4_000), 4_000).is_ok());
         // Real files pass: the simulator's Parquet (snappy pages, dictionaries) loads through the check.
         let d = tempfile::tempdir().unwrap();
         let ok = d.path().join("ok.parquet");
