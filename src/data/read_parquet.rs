@@ -66,6 +66,10 @@ impl ChunkReader for StrictFile {
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        // The file's reader reserves `length` before reading: a damaged length past the end is refused first.
+        if start.saturating_add(length as u64) > parquet::file::reader::Length::len(&self.file) {
+            return Err(parquet::errors::ParquetError::EOF(format!("{length} bytes at {start} run past the end of the file")));
+        }
         let header_at = self.header_at.swap(NO_HEADER, std::sync::atomic::Ordering::Relaxed);
         if header_at < start && start - header_at <= MAX_HEADER_BYTES {
             let header = self.file.get_bytes(header_at, usize::try_from(start - header_at).unwrap_or(0))?;
