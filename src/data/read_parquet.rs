@@ -43,10 +43,27 @@ impl StrictFile {
     pub(super) fn open(path: &Path) -> Result<SerializedFileReader<StrictFile>, DataError> {
         let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
         let strict = StrictFile { file, header_at: std::sync::atomic::AtomicU64::new(NO_HEADER) };
-        SerializedFileReader::new(strict).map_err(|e| DataError::Format {
+        let unreadable = |e: String| DataError::Format {
             file: path.to_path_buf(),
             message: format!("not a readable Parquet file (truncated, damaged, or another format renamed): {e}"),
-        })
+        };
+        if let Some(footer) = strict.footer() {
+            thrift::check_footer(&footer).map_err(unreadable)?;
+        }
+        SerializedFileReader::new(strict).map_err(|e| unreadable(e.to_string()))
+    }
+
+    /// The footer's bytes when the file's last 8 bytes frame one that fits in the file; otherwise the crate
+    /// reports what is wrong.
+    fn footer(&self) -> Option<bytes::Bytes> {
+        let len = parquet::file::reader::Length::len(&self.file);
+        let tail = self.file.get_bytes(len.checked_sub(8)?, 8).ok()?;
+        if &tail[4..] != b"PAR1" {
+            return None;
+        }
+        let footer_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+        let start = len.checked_sub(8)?.checked_sub(footer_len)?;
+        self.file.get_bytes(start, usize::try_from(footer_len).ok()?).ok()
     }
 }
 
@@ -196,6 +213,45 @@ mod thrift {
                 }
             }
         }
+    }
+
+    /// Walks the whole footer (FileMetaData) before the crate parses it. The crate reserves what a list or a
+    /// schema element claims (`Vec::with_capacity`) before reading it: fuzzing found a schema element claiming
+    /// hundreds of millions of children, which on a Pi is an allocation failure that aborts the daemon.
+    /// Walking consumes at least a byte per list entry, so every list's claimed size is bounded by the footer;
+    /// each schema element's `num_children` (field 5) must be at most the schema's element count.
+    pub(super) fn check_footer(footer: &[u8]) -> Result<(), String> {
+        let mut r = Reader { buf: footer };
+        let mut elements = 0u64;
+        let mut most_children = 0i64;
+        r.skip_struct(32, |r, id, ty| {
+            if id != 2 || ty != 9 {
+                return None;
+            }
+            let head = r.byte()?;
+            let n = if head >> 4 == 15 { r.varint()? } else { u64::from(head >> 4) };
+            if head & 0x0f != 12 {
+                return None;
+            }
+            for _ in 0..n {
+                r.skip_struct(31, |r, id, ty| {
+                    if id == 5 && ty == 5 {
+                        let children = r.zigzag()?;
+                        most_children = most_children.max(children).max(if children < 0 { i64::MAX } else { 0 });
+                        Some(())
+                    } else {
+                        None
+                    }
+                })?;
+                elements += 1;
+            }
+            Some(())
+        })
+        .ok_or("the footer does not parse (damaged Parquet data)")?;
+        if u64::try_from(most_children).unwrap_or(u64::MAX) > elements {
+            return Err(format!("a schema element claims {most_children} children among {elements} (damaged Parquet data)"));
+        }
+        Ok(())
     }
 
     /// The header's `uncompressed_page_size` (field 2, an i32), when the header parses and the size is one an
@@ -442,6 +498,25 @@ mod tests {
         let ok = d.path().join("ok.parquet");
         std::fs::write(&ok, include_bytes!("../../fuzz/seeds/parquet/sim_train.parquet")).unwrap();
         assert!(read_parquet(&ok, Budget::UNLIMITED).is_ok());
+    }
+
+    /// Files another writer made (pyarrow 26: nanosecond timestamps, nulls, a dictionary-encoded text column,
+    /// key-value metadata, row groups of 100, snappy; and version-2 pages with gzip and no dictionary) pass
+    /// every check the reader makes before the crate sees them: footer walk, page headers, row claims.
+    #[test]
+    fn files_written_by_pyarrow_pass_every_check() {
+        let d = tempfile::tempdir().unwrap();
+        for (name, bytes) in [
+            ("v1.parquet", &include_bytes!("../../fuzz/seeds/parquet/pyarrow_v1_snappy_dict.parquet")[..]),
+            ("v2.parquet", &include_bytes!("../../fuzz/seeds/parquet/pyarrow_v2_gzip_plain.parquet")[..]),
+        ] {
+            let p = d.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let f = read_parquet(&p, Budget::UNLIMITED).unwrap();
+            assert_eq!(f.n_rows, 300, "{name}");
+            assert_eq!(f.names[..2], ["timestamp", "temp"], "{name}");
+            assert!(matches!(&f.columns[0], RawColumn::Time(t) if t[1] - t[0] == 60.0), "{name}");
+        }
     }
 
     /// A compact-protocol page header: type (1), uncompressed size (2), compressed size (3), stop.
