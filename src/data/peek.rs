@@ -7,7 +7,7 @@ use super::confine::Confine;
 use super::describe::{ColumnRoles, Duplicates};
 use super::error::DataError;
 use super::load::{Described, MachineSummary, TIME_NAMES, describe_folder, open_machine, text_options};
-use super::read::{Delimiter, check_text};
+use super::read_text::{Delimiter, check_text};
 use super::sources::SourceFile;
 use super::table::{Layout, Split};
 use std::collections::HashSet;

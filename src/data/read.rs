@@ -2,52 +2,8 @@
 use super::caps::Budget;
 use super::error::DataError;
 use super::frame::Frame;
+use super::read_text::TextOptions;
 use std::path::Path;
-
-/// How cells are separated in a text file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Delimiter {
-    Byte(u8),
-    /// Runs of spaces/tabs (NASA's C-MAPSS files, with trailing blanks).
-    Whitespace,
-}
-
-impl Delimiter {
-    pub fn parse(s: &str) -> Option<Delimiter> {
-        match s {
-            "," | "comma" => Some(Delimiter::Byte(b',')),
-            ";" | "semicolon" => Some(Delimiter::Byte(b';')),
-            "\t" | "tab" => Some(Delimiter::Byte(b'\t')),
-            "|" | "pipe" => Some(Delimiter::Byte(b'|')),
-            "whitespace" | "space" | " " => Some(Delimiter::Whitespace),
-            _ => None,
-        }
-    }
-}
-
-pub struct TextOptions {
-    pub delimiter: Delimiter,
-    pub header: bool,
-    pub names: Option<Vec<String>>,
-}
-
-/// Binary files and UTF-16 exports would otherwise surface as puzzling cell errors quoting mojibake.
-pub(super) fn check_text(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let bad = |message: String| Err(DataError::Format { file: path.to_path_buf(), message });
-    if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
-        return bad("the file is UTF-16 text; save it as UTF-8 (CSV UTF-8 in Excel)".into());
-    }
-    if let Some(at) = bytes.iter().position(|b| *b == 0) {
-        return bad(format!("not a text file: NUL byte at offset {at} (is it binary, or a different format renamed?)"));
-    }
-    let head = &bytes[..bytes.len().min(64 * 1024)];
-    let text = String::from_utf8_lossy(head);
-    let odd = text.chars().filter(|c| *c == char::REPLACEMENT_CHARACTER || (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))).count();
-    if odd * 20 > text.chars().count().max(1) {
-        return bad(format!("not a text file: {odd} of the first {} characters are not text (is it binary?)", text.chars().count()));
-    }
-    Ok(())
-}
 
 /// Reads one file within `budget`.
 pub fn read_file(path: &Path, text: &TextOptions, budget: Budget) -> Result<Frame, DataError> {
@@ -64,6 +20,7 @@ pub fn read_file(path: &Path, text: &TextOptions, budget: Budget) -> Result<Fram
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::read_text::Delimiter;
     use std::path::PathBuf;
 
     fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
