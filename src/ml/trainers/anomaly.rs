@@ -377,15 +377,13 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     if spec.sensors.is_empty() {
         return Err(MlError::NotEnoughData("every sensor is constant or excluded on the healthy rows".into()));
     }
+    let confirm = Confirm::from_params(params.alarm_k_of_n);
     let mut report = Report::new(ModelType::Anomaly, &table.machine_id);
     report.target = format!(
         "abnormal behaviour relative to {}; threshold lets {:.1} % of held-out healthy rows alarm{}",
         plan.fit_rule,
         params.contamination * 100.0,
-        match Confirm::from_params(params.alarm_k_of_n) {
-            c if c.is_single() => String::new(),
-            c => format!(", an alarm needing {}", c.describe()),
-        }
+        if confirm.is_single() { String::new() } else { format!(", an alarm needing {}", confirm.describe()) }
     );
     sw.lap("split");
     ctx.checkpoint()?;
@@ -445,7 +443,6 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
 
     ctx.stage("evaluate", 0.8, 1.0, "scoring test rows");
     let reference = starts.as_ref().and_then(|s| s.latest(table));
-    let confirm = Confirm::from_params(params.alarm_k_of_n);
     let pooled = ensemble.threshold;
     let mut model = AnomalyModel {
         spec,
