@@ -308,3 +308,65 @@ fn in_process_daemon_serves_api_and_page_and_stops_from_its_shutdown() {
     let (queue, _) = millwright::jobs::JobQueue::open(std::sync::Arc::new(store), 16, 200, false).unwrap();
     assert_eq!(queue.get(&id).map(|j| j.state), Some(millwright::jobs::JobState::Success));
 }
+
+/// Readings at 1 s on a daemon configured with a 10 s training grid: the job says what it aggregated,
+/// every report carries it, and raw 1 s readings sent to predict get the answers the machine's own data gets.
+#[test]
+fn one_second_readings_train_on_the_configured_grid_and_predictions_take_raw_readings() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, state) = (d.path().join("data"), d.path().join("state"));
+    let opts = millwright::data::simulate::FleetOptions {
+        out_dir: data.clone(),
+        machines: 1,
+        seed: 5,
+        rows: 200_000,
+        interval_s: 1.0,
+        ..Default::default()
+    };
+    let m = millwright::data::simulate::simulate_fleet(&opts).unwrap()[0].id.to_string();
+    let daemon = Daemon::start(&data, &state, &[("MILLWRIGHT_DATA__GRID", "10 s")]);
+    let r = daemon.post("/api/ml/train/batch", &json!({ "machine_id": m, "horizon_hours": 1.0, "forecast_hours": 1.0 }));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let task = daemon.wait_task(r.json()["task_id"].as_str().unwrap(), LONG);
+    let logs = task["logs"].to_string();
+    assert!(logs.contains("aggregated onto 10 s steps"), "{logs}");
+    for t in ["classification", "regression", "anomaly", "timeseries"] {
+        assert_eq!(task["progress"]["models"][t]["status"], "SUCCESS", "{t}: {}", task["progress"]["models"][t]);
+        let report = &daemon.get(&format!("/api/ml/models/{m}/{t}")).json()["report"];
+        let grid = &report["data"]["grid"];
+        assert_eq!((grid["grid"]["step_s"].as_f64(), grid["raw_rows"].as_u64()), (Some(10.0), Some(200_000)), "{t}: {grid}");
+        assert!(grid["rows"].as_u64().unwrap() <= 200_000 / 10 + 20, "{t}: {grid}");
+        assert_eq!(report["data"]["interval_s"], 10.0, "{t}");
+    }
+    let own = daemon.post(&format!("/api/ml/predict/{m}"), &json!({}));
+    assert_eq!(own.status, 200, "{}", own.text());
+    let own = own.json();
+    // The same readings, raw, as a client would send them: the current life's last 100 minutes at 1 s (feature
+    // windows of 500 steps); fewer are refused in steps and hours.
+    let table = millwright::data::load_machine(&data, &m).unwrap();
+    let (_, life) = table.life_ranges().pop().unwrap();
+    let start = life.end.saturating_sub(6000).max(life.start);
+    let rows: Vec<serde_json::Value> = (start..life.end)
+        .map(|i| {
+            let mut row = serde_json::Map::new();
+            row.insert("timestamp".into(), json!(table.timestamps[i]));
+            for s in &table.sensors {
+                row.insert(s.name.clone(), if s.values[i].is_finite() { json!(s.values[i]) } else { json!(null) });
+            }
+            serde_json::Value::Object(row)
+        })
+        .collect();
+    let time_in_life_h = (table.timestamps[life.end - 1] - table.timestamps[life.start]) / 3600.0;
+    let sent = daemon.post(&format!("/api/ml/predict/{m}"), &json!({ "rows": rows, "time_in_life_h": time_in_life_h }));
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    let sent = sent.json();
+    for (t, key) in [("classification", "failure_probability"), ("regression", "rul_hours"), ("anomaly", "anomaly_score")] {
+        let (a, b) = (&own["predictions"][t]["answer"][key], &sent["predictions"][t]["answer"][key]);
+        assert!(a.is_number() && a == b, "{t}: {a} from the machine's data vs {b} from the raw rows sent\n{}", sent["predictions"][t]);
+    }
+    assert_eq!(own["predictions"]["timeseries"]["answer"]["sensors"], sent["predictions"]["timeseries"]["answer"]["sensors"]);
+    let short =
+        daemon.post(&format!("/api/ml/predict/{m}"), &json!({ "rows": rows[rows.len() - 600..], "time_in_life_h": time_in_life_h })).json();
+    let e = short["predictions"]["regression"]["error"].as_str().unwrap_or_default();
+    assert!(e.contains("the model works on 10 s steps") && e.contains("h of readings"), "{short}");
+}

@@ -46,9 +46,9 @@ fn all_four_beat_their_baselines_and_round_trip() {
         let (header, loaded) = Payload::load(&dir.join(ml::MODEL_FILE)).unwrap();
         assert_eq!(header.model_type, t.as_str());
         assert_eq!(header.data_fingerprint, trained.fingerprint, "{t}: the bundle names the data it was trained on");
-        let recent = ml::predict::recent_from_table(&table, &trained.payload).unwrap();
-        let a = ml::predict::answer(&trained.payload, &recent, &UrgencyHours::default()).unwrap();
-        let b = ml::predict::answer(&loaded, &recent, &UrgencyHours::default()).unwrap();
+        let recent = ml::predict::recent_from_table(&table, &trained.payload, None).unwrap();
+        let a = ml::predict::answer(&trained.payload, None, &recent, &UrgencyHours::default()).unwrap();
+        let b = ml::predict::answer(&loaded, None, &recent, &UrgencyHours::default()).unwrap();
         assert_eq!(a, b, "{t}: a loaded bundle answers exactly like the trained model");
         let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(ml::REPORT_FILE)).unwrap()).unwrap();
         assert_eq!(report["model_type"], t.as_str());
@@ -71,17 +71,17 @@ fn predictions_refuse_missing_sensors_and_short_history() {
     let d = tempfile::tempdir().unwrap();
     let table = small_machine(d.path(), 6_000);
     let trained = ml::train(ModelType::Classification, &table, &params(), &ctx()).unwrap();
-    let mut recent = ml::predict::recent_from_table(&table, &trained.payload).unwrap();
+    let mut recent = ml::predict::recent_from_table(&table, &trained.payload, None).unwrap();
     let first = recent.sensors.keys().next().unwrap().clone();
     let mut short = recent.clone();
     for v in short.sensors.values_mut() {
         v.truncate(2);
     }
     short.timestamps.truncate(2);
-    let e = ml::predict::answer(&trained.payload, &short, &UrgencyHours::default()).unwrap_err().to_string();
+    let e = ml::predict::answer(&trained.payload, None, &short, &UrgencyHours::default()).unwrap_err().to_string();
     assert!(e.contains("too few rows"), "{e}");
     recent.sensors.remove(&first);
-    let e = ml::predict::answer(&trained.payload, &recent, &UrgencyHours::default()).unwrap_err().to_string();
+    let e = ml::predict::answer(&trained.payload, None, &recent, &UrgencyHours::default()).unwrap_err().to_string();
     assert!(e.contains(&first) && e.contains("missing"), "{e}");
 }
 
@@ -373,8 +373,8 @@ fn forecasts_carry_the_unit_and_stay_in_the_physical_range() {
     .unwrap();
     let table = data::load_machine_dir(&dir).unwrap();
     let trained = ml::train(ModelType::Timeseries, &table, &params(), &ctx()).unwrap();
-    let recent = ml::predict::recent_from_table(&table, &trained.payload).unwrap();
-    let a = ml::predict::answer(&trained.payload, &recent, &UrgencyHours::default()).unwrap();
+    let recent = ml::predict::recent_from_table(&table, &trained.payload, None).unwrap();
+    let a = ml::predict::answer(&trained.payload, None, &recent, &UrgencyHours::default()).unwrap();
     let s = &a["sensors"][0];
     assert_eq!(s["unit"], "A", "{s}");
     for band in ["mean", "lo80", "lo95"] {
@@ -507,7 +507,7 @@ fn confirmed_alarms_ignore_single_spikes_and_keep_the_fault() {
     assert!(in_fault.is_anomaly, "{in_fault:?}");
     assert_eq!(in_fault.anomaly_score, confirmed_rows[fault.start + 29].score, "live and export agree");
     // The daemon's own answer (the machine's latest rows) takes the readings the confirmation needs.
-    let latest = ml::predict::recent_from_table(&table, &Payload::Anomaly(confirmed.clone())).unwrap();
+    let latest = ml::predict::recent_from_table(&table, &Payload::Anomaly(confirmed.clone()), None).unwrap();
     let last = confirmed.predict(&latest).unwrap();
     assert_eq!(last.anomaly_score, confirmed_rows[table.n_rows() - 1].score, "the latest rows, confirmed");
     // Round trip through the bundle keeps the confirmation.
@@ -523,8 +523,8 @@ fn confirmed_alarms_ignore_single_spikes_and_keep_the_fault() {
     let v3 = postcard::to_stdvec(&Payload::Anomaly(v2_model)).unwrap();
     let v2_payload = &v3[..v3.len() - added];
     let mut v2_header = header.clone();
-    v2_header.format_version = ml::bundle::FORMAT_VERSION;
-    let json = serde_json::to_string(&v2_header).unwrap().replace("\"format_version\":3", "\"format_version\":2");
+    v2_header.format_version = 2;
+    let json = serde_json::to_string(&v2_header).unwrap();
     let mut bytes = ml::bundle::MAGIC.to_vec();
     bytes.extend(2u32.to_le_bytes());
     bytes.extend((json.len() as u32).to_le_bytes());
@@ -540,6 +540,26 @@ fn confirmed_alarms_ignore_single_spikes_and_keep_the_fault() {
     let Payload::Anomaly(old_model) = p2 else { panic!("not an anomaly model") };
     assert!(old_model.confirm.is_single());
     assert!(old_model.predict(&window(spike + 1)).unwrap().is_anomaly, "format 2 alarms on single readings, as it did");
+    // Format 3 is format 4 without a grid in the header: it loads as a model that takes readings as recorded.
+    let mut v3_header = header.clone();
+    v3_header.format_version = 3;
+    let v3_payload = postcard::to_stdvec(&Payload::Anomaly(confirmed.clone())).unwrap();
+    let json = serde_json::to_string(&v3_header).unwrap();
+    assert!(!json.contains("grid"), "a model trained as recorded names no grid: {json}");
+    let mut bytes = ml::bundle::MAGIC.to_vec();
+    bytes.extend(3u32.to_le_bytes());
+    bytes.extend((json.len() as u32).to_le_bytes());
+    bytes.extend(json.as_bytes());
+    bytes.extend((v3_payload.len() as u64).to_le_bytes());
+    bytes.extend(&v3_payload);
+    let crc = ml::bundle::crc32(&bytes);
+    bytes.extend(crc.to_le_bytes());
+    let v3 = d.path().join("v3.mwm");
+    std::fs::write(&v3, bytes).unwrap();
+    let (h3, live) = ml::model::LiveModel::load(&v3).unwrap();
+    assert_eq!((h3.format_version, live.grid), (3, None));
+    let Payload::Anomaly(v3_model) = live.payload else { panic!("not an anomaly model") };
+    assert_eq!(v3_model.confirm, confirmed.confirm);
 }
 
 /// NAB's traffic occupancy (5-minute readings with gaps, 2,500 rows): the backtest finds a daily seasonal rule
@@ -564,4 +584,95 @@ fn nab_traffic_forecast_combines_a_seasonal_rule_with_smoothing() {
     let answer = model.predict(&recent).unwrap();
     assert_eq!(answer.sensors[0].model, "combination");
     assert!(answer.sensors[0].mean.iter().all(|v| v.is_finite()));
+}
+
+/// A 1-minute machine re-recorded at 1 s: each minute's row becomes 60 readings scattered symmetrically
+/// around it, so their mean is the minute's value and their spread is noise the minute never had.
+fn at_one_second(minutes: &Table) -> Table {
+    let n = minutes.n_rows();
+    let expand = |col: &[f64]| -> Vec<f64> { col.iter().flat_map(|&v| std::iter::repeat_n(v, 60)).collect() };
+    let mut t = minutes.clone();
+    t.timestamps = (0..n * 60).map(|j| minutes.timestamps[j / 60] + (j % 60) as f64).collect();
+    t.life = minutes.life.iter().flat_map(|&l| std::iter::repeat_n(l, 60)).collect();
+    t.given_split = minutes.given_split.as_ref().map(|g| g.iter().flat_map(|&s| std::iter::repeat_n(s, 60)).collect());
+    for s in &mut t.sensors {
+        let spread = 0.25;
+        s.values = (0..n * 60).map(|j| s.values[j / 60] + if j % 2 == 0 { spread } else { -spread }).collect();
+    }
+    t.label = minutes.label.as_deref().map(expand);
+    t.rul = minutes.rul.as_deref().map(expand);
+    t.anomaly = minutes.anomaly.as_deref().map(expand);
+    t.interval_s = 1.0;
+    t
+}
+
+/// The data-path issue's check: readings at 1 s put onto a 1-minute grid train the models the same machine
+/// recorded at 1 minute trains, and the models answer raw 1 s readings as the 1-minute models answer minutes.
+#[test]
+fn one_second_readings_on_a_minute_grid_train_the_minute_models() {
+    let d = tempfile::tempdir().unwrap();
+    let opts =
+        FleetOptions { out_dir: d.path().to_path_buf(), machines: 1, seed: 7, rows: 6_000, interval_s: 60.0, ..FleetOptions::default() };
+    let fleet = simulate_fleet(&opts).unwrap();
+    let mut minutes = data::load_machine(d.path(), &fleet[0].id).unwrap();
+    // Answers come from the current life: end the history with the last life long enough to fill every window.
+    let longest = minutes.life_ranges().into_iter().map(|(_, r)| r).rfind(|r| r.len() > 600).unwrap();
+    let keep = |c: &mut Vec<f64>| c.truncate(longest.end);
+    keep(&mut minutes.timestamps);
+    minutes.life.truncate(longest.end);
+    minutes.given_split = None;
+    minutes.sensors.iter_mut().for_each(|s| keep(&mut s.values));
+    minutes.label.as_mut().map(keep);
+    minutes.rul.as_mut().map(keep);
+    let seconds = at_one_second(&minutes);
+    let grid = data::grid::Grid { step_s: 60.0, stats: vec![data::grid::GridStat::Mean] };
+    let gridded = data::grid::onto_grid(&seconds, &grid, "test".into()).unwrap();
+    assert_eq!(gridded.timestamps, minutes.timestamps);
+    assert_eq!(
+        (gridded.life.clone(), gridded.given_split.clone(), gridded.rul.clone()),
+        (minutes.life.clone(), minutes.given_split.clone(), minutes.rul.clone())
+    );
+    assert_eq!(gridded.interval_s, 60.0);
+    for (g, m) in gridded.sensors.iter().zip(&minutes.sensors) {
+        assert_eq!(g.name, m.name);
+        let worst =
+            g.values.iter().zip(&m.values).filter(|(a, b)| a.is_finite() || b.is_finite()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-9, "{}: a step's mean is the minute's value ({worst})", g.name);
+    }
+    // Lives of about 14 h at this size: a horizon inside them.
+    let params = TrainParams { horizon_hours: 4.0, forecast_hours: 6.0, ..params() };
+    for t in ModelType::ALL {
+        let on_minutes = ml::train(t, &minutes, &params, &ctx()).unwrap();
+        let on_grid = ml::train(t, &gridded, &params, &ctx()).unwrap();
+        let (a, b) = (&on_minutes.report.headline, &on_grid.report.headline);
+        assert!(
+            (a.value - b.value).abs() <= 0.01 * a.value.abs().max(1e-9),
+            "{t}: {} {} on minutes vs {} on the grid",
+            a.metric,
+            a.value,
+            b.value
+        );
+        assert_eq!(
+            on_grid.report.data.grid.as_ref().map(|g| g.raw_rows),
+            Some(seconds.n_rows()),
+            "{t}: the report says what was aggregated"
+        );
+        // The gridded model answers the raw 1 s readings of the current life as the minute model answers its minutes.
+        let raw = ml::predict::recent_from_table(&seconds, &on_grid.payload, Some(&grid)).unwrap();
+        assert!(raw.timestamps.len() > 60, "{t}: raw readings, not steps");
+        let from_seconds = ml::predict::answer(&on_grid.payload, Some(&grid), &raw, &UrgencyHours::default()).unwrap();
+        let from_minutes = {
+            let recent = ml::predict::recent_from_table(&minutes, &on_minutes.payload, None).unwrap();
+            ml::predict::answer(&on_minutes.payload, None, &recent, &UrgencyHours::default()).unwrap()
+        };
+        let number = |v: &serde_json::Value| -> f64 {
+            ["failure_probability", "rul_hours", "anomaly_score"]
+                .iter()
+                .find_map(|k| v[k].as_f64())
+                .or_else(|| v["sensors"][0]["mean"][0].as_f64())
+                .unwrap_or_else(|| panic!("{t}: no number in {v}"))
+        };
+        let (x, y) = (number(&from_minutes), number(&from_seconds));
+        assert!((x - y).abs() <= 0.02 * x.abs().max(0.05), "{t}: {x} from minutes vs {y} from raw seconds\n{from_minutes}\n{from_seconds}");
+    }
 }

@@ -288,19 +288,30 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")))
 }
 
-/// The sensors a model reads from the request's rows.
-fn needed_sensors(payload: &crate::ml::model::Payload) -> Vec<String> {
-    match payload {
+/// The sensors a model reads from the request's rows (a model on a grid: the sensors its columns come from).
+fn needed_sensors(model: &crate::ml::model::LiveModel) -> Vec<String> {
+    let columns: Vec<String> = match &model.payload {
         crate::ml::model::Payload::Forecast(m) => m.sensors.iter().map(|s| s.sensor.clone()).collect(),
         other => other.feature_spec().map(|s| s.sensors.clone()).unwrap_or_default(),
+    };
+    if model.grid.is_none() {
+        return columns;
     }
+    let mut sensors: Vec<String> = Vec::new();
+    for c in &columns {
+        let s = crate::data::grid::source_sensor(c);
+        if !sensors.iter().any(|x| x == s) {
+            sensors.push(s.to_string());
+        }
+    }
+    sensors
 }
 
 /// Rows lacking a sensor some live model needs are refused as a whole (naming what is missing and what was
 /// sent instead, which catches typos), rather than answered with four identical per-model errors.
 fn check_readings(
     recent: &Recent,
-    live: &[(crate::registry::VersionInfo, std::sync::Arc<crate::ml::model::Payload>)],
+    live: &[(crate::registry::VersionInfo, std::sync::Arc<crate::ml::model::LiveModel>)],
 ) -> Result<Vec<String>, ApiError> {
     let mut needed: Vec<String> = Vec::new();
     for (_, payload) in live {
@@ -362,7 +373,7 @@ pub(super) fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>
             predictions.insert(t.as_str().into(), json!({ "available": false, "damaged": true, "error": format!("the live {t} model file is damaged ({reason}): retrain it, or delete that version to use the previous one") }));
             continue;
         }
-        let Some((info, payload)) = live.next_if(|(_, p)| p.model_type() == t) else {
+        let Some((info, model)) = live.next_if(|(_, m)| m.payload.model_type() == t) else {
             missing.push(t.as_str());
             predictions.insert(
                 t.as_str().into(),
@@ -372,10 +383,12 @@ pub(super) fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>
         };
         let recent = match (&given, &table) {
             (Some(r), _) => Ok(r.clone()),
-            (None, Some(tab)) => crate::ml::predict::recent_from_table(tab, &payload).map_err(|e| e.to_string()),
+            (None, Some(tab)) => crate::ml::predict::recent_from_table(tab, &model.payload, model.grid.as_ref()).map_err(|e| e.to_string()),
             (None, None) => Err("no readings".to_string()),
         };
-        let answer = recent.and_then(|r| crate::ml::predict::answer(&payload, &r, &UrgencyHours::default()).map_err(|e| e.to_string()));
+        let answer = recent.and_then(|r| {
+            crate::ml::predict::answer(&model.payload, model.grid.as_ref(), &r, &UrgencyHours::default()).map_err(|e| e.to_string())
+        });
         let entry = match answer {
             Ok(a) => json!({ "available": true, "version": info.version, "trained_at": info.trained_at, "answer": a }),
             Err(e) => json!({ "available": true, "version": info.version, "trained_at": info.trained_at, "error": e }),

@@ -133,6 +133,10 @@ pub fn inspect(data_dir: &Path, machine: &str) -> Result<()> {
         if t.lives_known { "from the data" } else { "one series per file" },
         s.interval_s
     );
+    match data::grid::GridSetting::default().grid_for(&t) {
+        Some((_, why)) => println!("grid      {why} (default setting; see data.grid)"),
+        None => println!("grid      trained as recorded (default setting; data.grid sets a coarser step)"),
+    }
     // Lives and files need not be in time order: the first and last rows are not the time range.
     let (min_t, max_t) = t.timestamps.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
     if min_t <= max_t {

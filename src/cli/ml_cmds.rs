@@ -2,7 +2,7 @@
 use super::DataDirArg;
 use super::data_cmds::load_any;
 use crate::data::Table;
-use crate::ml::model::{Payload, UrgencyHours};
+use crate::ml::model::{LiveModel, Payload, UrgencyHours};
 use crate::ml::report::Report;
 use crate::ml::{self, Event, ModelType, PauseGate, Quality, TrainContext, TrainParams};
 use anyhow::{Context, Result, bail};
@@ -52,6 +52,45 @@ pub struct TrainArgs {
     /// Print every report as JSON after the summary.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    grid: GridArgs,
+}
+
+/// The training grid, as `[data]` grid / grid_rows / grid_stats set it for the daemon.
+#[derive(clap::Args)]
+pub struct GridArgs {
+    /// Training grid: auto (aggregate machines over --grid-rows rows onto the finest step that fits), off, or a
+    /// step such as "1 min" that finer readings are aggregated onto.
+    #[arg(long, default_value = "auto", value_parser = crate::data::grid::GridChoice::parse)]
+    grid: crate::data::grid::GridChoice,
+    /// With --grid auto, machines with more rows than this are aggregated.
+    #[arg(long, default_value_t = crate::data::grid::GridSetting::default().max_rows)]
+    grid_rows: usize,
+    /// What each grid step keeps of a sensor (comma-separated): mean (required), min, max, std, last, count.
+    #[arg(long, value_delimiter = ',', default_value = "mean,std", value_parser = parse_grid_stat)]
+    grid_stats: Vec<crate::data::grid::GridStat>,
+}
+
+fn parse_grid_stat(s: &str) -> Result<crate::data::grid::GridStat, String> {
+    crate::data::grid::GridStat::parse(s.trim()).ok_or_else(|| format!("{s:?}: one of mean, min, max, std, last, count"))
+}
+
+impl GridArgs {
+    fn setting(&self) -> Result<crate::data::grid::GridSetting> {
+        if !self.grid_stats.contains(&crate::data::grid::GridStat::Mean) {
+            bail!("--grid-stats must include mean (the column that keeps the sensor's name)");
+        }
+        Ok(crate::data::grid::GridSetting { choice: self.grid, max_rows: self.grid_rows, stats: self.grid_stats.clone() })
+    }
+
+    /// The table on the grid the arguments call for, saying so when it was aggregated.
+    pub fn apply(&self, table: Table) -> Result<Table> {
+        let table = crate::data::grid::apply(table, &self.setting()?)?;
+        if let Some(g) = &table.grid {
+            eprintln!("{}; median {} readings a step, {} empty steps left as gaps", g.why, g.readings_per_step, g.empty_steps);
+        }
+        Ok(table)
+    }
 }
 
 fn parse_k_of_n(s: &str) -> Result<[u32; 2], String> {
@@ -100,7 +139,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     let types = ModelType::parse_list(&a.models).map_err(anyhow::Error::msg)?;
     let params = a.params()?;
     let t0 = Instant::now();
-    let table = load_any(&a.data.dir()?, &a.machine)?;
+    let table = a.grid.apply(load_any(&a.data.dir()?, &a.machine)?)?;
     eprintln!(
         "loaded {} ({} rows, {} sensors) in {:.2} s",
         table.machine_id,
@@ -245,11 +284,15 @@ pub fn predict(a: &PredictArgs) -> Result<()> {
             );
             continue;
         }
-        let (header, payload) = Payload::load(&path)?;
-        let answer = answer(&payload, &table).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
+        let (header, live) = LiveModel::load(&path)?;
+        let answer = answer(&live, &table).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
         answers.insert(t.as_str().into(), serde_json::json!({ "created_at": header.created_at, "answer": answer }));
-        if let (Some(out), Payload::Anomaly(model)) = (&a.rows, &payload) {
-            write_row_scores(out, model, &table)?;
+        if let (Some(out), Payload::Anomaly(model)) = (&a.rows, &live.payload) {
+            // Rows are scored on the grid the model was trained on, one line per step.
+            match &live.grid {
+                Some(g) => write_row_scores(out, model, &crate::data::grid::onto_grid(&table, g, String::new())?)?,
+                None => write_row_scores(out, model, &table)?,
+            }
         }
     }
     let text = serde_json::to_string_pretty(&serde_json::Value::Object(answers))?;
@@ -282,9 +325,9 @@ fn write_row_scores(out: &Path, model: &ml::model::AnomalyModel, table: &Table) 
 }
 
 /// One model's answer for the latest rows of a machine's own data.
-pub fn answer(payload: &Payload, table: &Table) -> Result<serde_json::Value, ml::MlError> {
-    let recent = ml::predict::recent_from_table(table, payload)?;
-    ml::predict::answer(payload, &recent, &UrgencyHours::default())
+pub fn answer(live: &LiveModel, table: &Table) -> Result<serde_json::Value, ml::MlError> {
+    let recent = ml::predict::recent_from_table(table, &live.payload, live.grid.as_ref())?;
+    ml::predict::answer(&live.payload, live.grid.as_ref(), &recent, &UrgencyHours::default())
 }
 
 pub fn inspect_model(path: &Path) -> Result<()> {

@@ -255,6 +255,17 @@ pub(super) const KEYS: &[KeySpec] = &[
         "A line of a CSV file longer than this many KB (1..=1048576) is refused, so a file without line breaks is never read whole.",
     ),
     key("data.max_rows", U64, "Rows a machine may have at most (100..=1000000000), over all its files."),
+    key(
+        "data.grid",
+        Kind::Str,
+        "Training grid: \"auto\" aggregates a machine with more than grid_rows rows onto the finest step (1 s .. 6 h) that fits, \"off\" never aggregates, a step such as \"1 min\" aggregates any finer data onto it.",
+    ),
+    key("data.grid_rows", U64, "With grid set to \"auto\", machines with more rows than this (1000..=100000000) are aggregated."),
+    key(
+        "data.grid_stats",
+        Kind::StrList,
+        "What each grid step keeps of a sensor's readings, one column each: \"mean\" (required, keeps the sensor's name), \"min\", \"max\", \"std\", \"last\", \"count\".",
+    ),
 ];
 
 pub(super) fn spec(key: &str) -> Option<&'static KeySpec> {

@@ -308,11 +308,24 @@ pub struct DataConfig {
     pub max_columns: usize,
     pub max_line_kb: u64,
     pub max_rows: u64,
+    /// "auto", "off" or a step such as "1 min": readings finer than the grid are aggregated onto it.
+    pub grid: String,
+    pub grid_rows: u64,
+    pub grid_stats: Vec<String>,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        DataConfig { max_file_mb: 1024, max_columns: 1000, max_line_kb: 1024, max_rows: 50_000_000 }
+        let grid = crate::data::grid::GridSetting::default();
+        DataConfig {
+            max_file_mb: 1024,
+            max_columns: 1000,
+            max_line_kb: 1024,
+            max_rows: 50_000_000,
+            grid: "auto".into(),
+            grid_rows: grid.max_rows as u64,
+            grid_stats: grid.stats.iter().map(|s| s.as_str().to_string()).collect(),
+        }
     }
 }
 
@@ -323,6 +336,18 @@ impl DataConfig {
             max_columns: self.max_columns,
             max_line_bytes: usize::try_from(self.max_line_kb.saturating_mul(1024)).unwrap_or(usize::MAX),
             max_rows: usize::try_from(self.max_rows).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The grid policy; the config was validated, so an unreadable value cannot reach here (the default
+    /// stands in for it rather than a panic).
+    pub fn grid_setting(&self) -> crate::data::grid::GridSetting {
+        use crate::data::grid::{GridChoice, GridSetting, GridStat};
+        let fallback = GridSetting::default();
+        GridSetting {
+            choice: GridChoice::parse(&self.grid).unwrap_or(fallback.choice),
+            max_rows: usize::try_from(self.grid_rows).unwrap_or(usize::MAX),
+            stats: self.grid_stats.iter().filter_map(|s| GridStat::parse(s)).collect(),
         }
     }
 }

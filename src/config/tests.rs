@@ -93,7 +93,15 @@ fn full_config() -> Config {
             body_memory_mb: 64,
         },
         fleet: FleetConfig { stale_data_h: 6.0, evaluate_interval_s: 30.0, alert_retention_days: 7.0 },
-        data: DataConfig { max_file_mb: 512, max_columns: 200, max_line_kb: 256, max_rows: 1_000_000 },
+        data: DataConfig {
+            max_file_mb: 512,
+            max_columns: 200,
+            max_line_kb: 256,
+            max_rows: 1_000_000,
+            grid: "10 min".into(),
+            grid_rows: 50_000,
+            grid_stats: vec!["mean".into(), "max".into()],
+        },
     }
 }
 

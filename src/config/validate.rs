@@ -428,9 +428,27 @@ impl DataConfig {
             ("data.max_columns", self.max_columns as u64, 2, 100_000, "columns (a time column and a sensor at least)"),
             ("data.max_line_kb", self.max_line_kb, 1, 1 << 20, "KB"),
             ("data.max_rows", self.max_rows, 100, 1_000_000_000, "rows"),
+            ("data.grid_rows", self.grid_rows, 1000, 100_000_000, "rows"),
         ] {
             if !(min..=max).contains(&value) {
                 return Err(invalid(key, value.to_string(), format!("must be between {min} and {max} {what}")));
+            }
+        }
+        crate::data::grid::GridChoice::parse(&self.grid).map_err(|e| invalid("data.grid", self.grid.clone(), e))?;
+        if !self.grid_stats.iter().any(|s| s == "mean") {
+            return Err(invalid(
+                "data.grid_stats",
+                format!("{:?}", self.grid_stats),
+                "must include \"mean\" (the column that keeps the sensor's name); add any of \"min\", \"max\", \"std\", \"last\", \"count\"",
+            ));
+        }
+        for s in &self.grid_stats {
+            if crate::data::grid::GridStat::parse(s).is_none() {
+                return Err(invalid(
+                    "data.grid_stats",
+                    s.clone(),
+                    "each entry is one of \"mean\", \"min\", \"max\", \"std\", \"last\", \"count\"",
+                ));
             }
         }
         Ok(())

@@ -115,6 +115,7 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     registry.set_disk_reserve_mb(cfg.guard.disk_reserve_mb);
     let runner = Runner {
         data_caps: cfg.data.caps(),
+        grid: cfg.data.grid_setting(),
         queue: queue.clone(),
         registry: registry.clone(),
         data_dir: cfg.data_dir.clone(),

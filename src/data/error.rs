@@ -34,6 +34,10 @@ pub enum DataError {
     Describe { file: PathBuf, message: String },
     #[error("{}: {setting} leads outside the data folder ({} resolves to {}, which is not under {}); keep a machine's files inside the data folder (copy them there rather than linking to them)", file.display(), path.display(), resolved.display(), root.display())]
     Outside { file: PathBuf, setting: String, path: PathBuf, resolved: PathBuf, root: PathBuf },
+    #[error(
+        "sensor column {column:?} is named like a column the training grid makes (a sensor, ':' and mean, min, max, std, last or count); rename it, or set data.grid = \"off\" so the readings are not aggregated"
+    )]
+    GridName { column: String },
 }
 
 impl DataError {
@@ -67,6 +71,7 @@ impl DataError {
             DataError::TooFewRows { rows, .. } => format!("only {rows} row(s); at least 2 rows are needed"),
             DataError::Describe { .. } => "the machine.toml is not valid".to_string(),
             DataError::Outside { .. } => "the machine's description names a file outside the data folder".to_string(),
+            DataError::GridName { .. } => "a sensor column is named like a column the training grid makes".to_string(),
         };
         format!("{what}; log in to see details")
     }

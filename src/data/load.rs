@@ -437,6 +437,7 @@ impl<'a> Builder<'a> {
             anomaly: self.anomaly,
             split_hint: Default::default(),
             rul_cap_hint: self.roles.rul_cap_hours,
+            grid: None,
         };
         table.interval_s = median_interval(&table);
         Ok(table)

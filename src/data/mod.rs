@@ -6,6 +6,7 @@ mod confine;
 mod describe;
 mod error;
 mod frame;
+pub mod grid;
 mod id;
 mod load;
 mod peek;

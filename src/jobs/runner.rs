@@ -28,6 +28,8 @@ pub struct Runner {
     pub data_dir: PathBuf,
     /// `[data]` caps: a machine past `max_rows` is refused by the loader too, not only at submission.
     pub data_caps: crate::data::Caps,
+    /// `[data]` grid: readings finer than it are aggregated before training.
+    pub grid: crate::data::grid::GridSetting,
     pub gate: Arc<PauseGate>,
     /// The runner's last sign of life, for the watchdog.
     pub heartbeat: Heartbeat,
@@ -69,10 +71,16 @@ impl Runner {
         let id = job.id.clone();
         let request = job.request.clone();
         let started = Instant::now();
-        let table = match data::load_machine_within(&self.data_dir, &request.machine_id, &self.data_caps) {
+        let table = match data::load_machine_within(&self.data_dir, &request.machine_id, &self.data_caps)
+            .and_then(|t| data::grid::apply(t, &self.grid))
+        {
             Ok(t) => t,
             Err(e) => return self.finish(&id, JobState::Failure, Some(format!("cannot load machine data: {e}")), None),
         };
+        if let Some(g) = &table.grid {
+            tracing::info!(raw_rows = g.raw_rows, rows = g.rows, step_s = g.grid.step_s, "{}", g.why);
+            self.update(&id, true, |j| j.log(g.why.clone()));
+        }
         let Ok(machine) = MachineId::parse(&request.machine_id) else {
             return self.finish(&id, JobState::Failure, Some("invalid machine id".into()), None);
         };

@@ -18,7 +18,9 @@ use thiserror::Error;
 
 pub const MAGIC: [u8; 8] = *b"MWMODEL\0";
 /// The version this millwright writes. 3: the anomaly model gained its alarm confirmation (k of n).
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: the header may name a training grid; a millwright that ignored it would feed raw readings to a model
+/// trained on grid steps, so older ones must refuse these files (the payload is encoded as in 3).
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest version it still reads (the payload decoder turns older payloads into today's types).
 pub const OLDEST_READABLE: u32 = 2;
 
@@ -49,6 +51,9 @@ pub struct BundleHeader {
     pub metrics: serde_json::Value,
     /// How the payload is encoded, e.g. "postcard".
     pub payload_encoding: String,
+    /// The training grid: readings are aggregated onto it before the model sees them (format 4 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<crate::data::grid::Grid>,
 }
 
 #[derive(Debug, Error)]
@@ -319,6 +324,7 @@ mod tests {
             data_fingerprint: "0123456789abcdef".into(),
             metrics: serde_json::json!({"rmse": 1.25}),
             payload_encoding: "postcard".into(),
+            grid: None,
         }
     }
 
@@ -416,24 +422,24 @@ mod tests {
     #[test]
     fn a_future_version_is_refused_with_both_versions_named() {
         let err = decode(&future_version_file()).unwrap_err();
-        assert!(matches!(err, BundleError::UnsupportedVersion { found: 4, supported: 3 }), "{err:?}");
+        assert!(matches!(err, BundleError::UnsupportedVersion { found: 5, supported: 4 }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains("version 4"), "{msg}");
-        assert!(msg.contains("versions 2 to 3"), "{msg}");
+        assert!(msg.contains("version 5"), "{msg}");
+        assert!(msg.contains("versions 2 to 4"), "{msg}");
         assert!(msg.contains("retrain"), "{msg}");
 
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("future.mwm");
         std::fs::write(&p, future_version_file()).unwrap();
-        assert!(matches!(read_header(&p), Err(BundleError::UnsupportedVersion { found: 4, supported: 3 })));
-        assert!(matches!(read(&p), Err(BundleError::UnsupportedVersion { found: 4, supported: 3 })));
+        assert!(matches!(read_header(&p), Err(BundleError::UnsupportedVersion { found: 5, supported: 4 })));
+        assert!(matches!(read(&p), Err(BundleError::UnsupportedVersion { found: 5, supported: 4 })));
     }
 
     #[test]
     fn encode_refuses_a_header_claiming_another_version() {
         let mut h = header();
         h.format_version = FORMAT_VERSION + 1;
-        assert!(matches!(encode(&h, b"x"), Err(BundleError::UnsupportedVersion { found: 4, supported: 3 })));
+        assert!(matches!(encode(&h, b"x"), Err(BundleError::UnsupportedVersion { found: 5, supported: 4 })));
     }
 
     #[test]
@@ -447,7 +453,7 @@ mod tests {
         h.metrics = serde_json::json!({ "per_sensor": vec!["ünïcode sensor name"; 500] });
         assert_eq!(encoded_len(&h, 3).unwrap(), encode(&h, b"abc").unwrap().len() as u64);
         h.format_version = FORMAT_VERSION + 1;
-        assert!(matches!(encoded_len(&h, 3), Err(BundleError::UnsupportedVersion { found: 4, supported: 3 })));
+        assert!(matches!(encoded_len(&h, 3), Err(BundleError::UnsupportedVersion { found: 5, supported: 4 })));
     }
 
     #[test]

@@ -14,6 +14,21 @@ pub use super::trainers::classify::{ClassifierModel, FailureAnswer};
 pub use super::trainers::forecast::{ForecastAnswer, ForecastModel, SensorForecast, SensorForecaster};
 pub use super::trainers::regress::{RegressorModel, RulAnswer, UrgencyHours};
 
+/// A model as it answers: its payload and the grid its readings are aggregated onto, if it was trained on one.
+#[derive(Debug)]
+pub struct LiveModel {
+    pub payload: Payload,
+    pub grid: Option<crate::data::grid::Grid>,
+}
+
+impl LiveModel {
+    pub fn load(path: &Path) -> Result<(BundleHeader, LiveModel), MlError> {
+        let (header, payload) = Payload::load(path)?;
+        let grid = header.grid.clone();
+        Ok((header, LiveModel { payload, grid }))
+    }
+}
+
 /// The encoding of [`Payload`] inside a bundle, named in its header.
 const PAYLOAD_ENCODING: &str = "postcard";
 
@@ -80,6 +95,7 @@ impl Payload {
             data_fingerprint: fingerprint.into(),
             metrics: serde_json::json!({ "headline": report.headline, "test": report.metrics }),
             payload_encoding: PAYLOAD_ENCODING.into(),
+            grid: report.data.grid.as_ref().map(|g| g.grid.clone()),
         }
     }
 

@@ -1,10 +1,12 @@
 //! Answers from a loaded model for recent readings, and the recent readings of a machine's own data.
 use super::error::MlError;
 use super::model::{Payload, Recent, UrgencyHours};
+use super::shared::features::FeatureError;
 use crate::data::Table;
+use crate::data::grid::{Grid, describe_step, readings_onto_grid};
 use std::collections::BTreeMap;
 
-/// How many trailing rows of the current life a model needs to answer.
+/// How many trailing rows (grid steps, for a model trained on a grid) of the current life a model needs to answer.
 pub fn rows_needed(payload: &Payload) -> usize {
     match payload {
         Payload::Forecast(m) => m.history_rows(),
@@ -14,26 +16,56 @@ pub fn rows_needed(payload: &Payload) -> usize {
     }
 }
 
-/// The latest rows of the machine's current (last) life.
-pub fn recent_from_table(table: &Table, payload: &Payload) -> Result<Recent, MlError> {
+/// The latest readings of the machine's current (last) life, as recorded: for a model on a grid, those of
+/// the last steps it needs ([`answer`] aggregates them).
+pub fn recent_from_table(table: &Table, payload: &Payload, grid: Option<&Grid>) -> Result<Recent, MlError> {
     let ranges = table.life_ranges();
     let Some((_, life)) = ranges.last() else { return Err(MlError::NotEnoughData("the machine has no rows".into())) };
     let need = rows_needed(payload);
-    let start = life.end.saturating_sub(need).max(life.start);
+    let start = match grid {
+        None => life.end.saturating_sub(need).max(life.start),
+        Some(g) => {
+            let last_step = (table.timestamps[life.end - 1] / g.step_s).floor();
+            let from = (last_step - need as f64 + 1.0) * g.step_s;
+            life.start + table.timestamps[life.clone()].partition_point(|&t| t < from)
+        }
+    };
     let sensors: BTreeMap<String, Vec<f64>> = table.sensors.iter().map(|s| (s.name.clone(), s.values[start..life.end].to_vec())).collect();
     let timestamps = table.timestamps[start..life.end].to_vec();
     let time_in_life_h = timestamps.last().map(|t| (t - table.timestamps[life.start]) / 3600.0);
     Ok(Recent { timestamps, sensors, time_in_life_h })
 }
 
-pub fn answer(payload: &Payload, recent: &Recent, urgency: &UrgencyHours) -> Result<serde_json::Value, MlError> {
-    let v = match payload {
-        Payload::Classifier(m) => serde_json::to_value(m.predict(recent)?),
-        Payload::Regressor(m) => serde_json::to_value(m.predict(recent, urgency)?),
-        Payload::Anomaly(m) => serde_json::to_value(m.predict(recent)?),
-        Payload::Forecast(m) => serde_json::to_value(m.predict(recent)?),
+/// A model's answer for raw readings; a model trained on a grid gets them aggregated onto it first.
+pub fn answer(payload: &Payload, grid: Option<&Grid>, recent: &Recent, urgency: &UrgencyHours) -> Result<serde_json::Value, MlError> {
+    let gridded;
+    let recent = match grid {
+        None => recent,
+        Some(g) => {
+            let (timestamps, sensors) = readings_onto_grid(&recent.timestamps, &recent.sensors, g);
+            gridded = Recent { timestamps, sensors, time_in_life_h: recent.time_in_life_h };
+            &gridded
+        }
     };
-    Ok(v?)
+    let v = match payload {
+        Payload::Classifier(m) => m.predict(recent).map(serde_json::to_value),
+        Payload::Regressor(m) => m.predict(recent, urgency).map(serde_json::to_value),
+        Payload::Anomaly(m) => m.predict(recent).map(serde_json::to_value),
+        Payload::Forecast(m) => m.predict(recent).map(serde_json::to_value),
+    };
+    Ok(v.map_err(|e| in_steps(e, grid))??)
+}
+
+/// "Too few rows" means too few grid steps for a model on a grid: said in steps and in hours of readings.
+fn in_steps(e: MlError, grid: Option<&Grid>) -> MlError {
+    match (e, grid) {
+        (MlError::Features(FeatureError::TooFewRows { min_rows, n }), Some(g)) => MlError::Readings(format!(
+            "too few readings: the model works on {} steps and needs {min_rows} of them ({:.1} h of readings); the readings sent fill {n}",
+            describe_step(g.step_s),
+            min_rows as f64 * g.step_s / 3600.0
+        )),
+        (e, _) => e,
+    }
 }
 
 /// One line about a model, for `inspect-model`.

@@ -31,6 +31,9 @@ pub struct DataSummary {
     pub features: usize,
     pub feature_windows_rows: Vec<usize>,
     pub time_in_life: bool,
+    /// How the readings were put onto the training grid; absent when they were used as recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<crate::data::grid::GridSummary>,
 }
 
 /// The one number a card shows, its baseline on the same test rows, and which direction is better.

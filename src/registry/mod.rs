@@ -5,7 +5,7 @@
 //! renaming a finished hidden temp folder, so a reader (or a restart after a power cut) never sees half a
 //! model; hidden names are skipped by every listing and swept by [`Registry::open`].
 use crate::data::MachineId;
-use crate::ml::model::Payload;
+use crate::ml::model::LiveModel;
 use crate::ml::{MODEL_FILE, MlError, ModelType, REPORT_FILE, Trained};
 use crate::util::fsx;
 use serde::{Deserialize, Serialize};
@@ -255,7 +255,7 @@ type CacheKey = (String, ModelType);
 #[derive(Clone)]
 struct Cached {
     info: VersionInfo,
-    payload: Arc<Payload>,
+    payload: Arc<LiveModel>,
     /// The newest folder number at load time: it differs from `info.version` when newer folders are
     /// unreadable, and remembering it spares re-reading (and re-warning about) them on every prediction.
     newest_seen: u32,
@@ -624,7 +624,7 @@ impl Registry {
     /// The live model, loaded once and cached. Each call lists the type folder and reads nothing more while
     /// the newest folder is the one seen at load time, so a retrain or a delete — even by another process —
     /// is picked up at once; numbers are never reused, so the same number means the same model.
-    pub fn load_live(&self, machine: &str, t: ModelType) -> Result<Option<(VersionInfo, Arc<Payload>)>, RegistryError> {
+    pub fn load_live(&self, machine: &str, t: ModelType) -> Result<Option<(VersionInfo, Arc<LiveModel>)>, RegistryError> {
         let machine = parse_machine(machine)?;
         let key: CacheKey = (machine.to_string(), t);
         let dirs = version_dirs(&self.type_dir(&machine, t))?;
@@ -644,14 +644,14 @@ impl Registry {
             // Loaded without holding the cache lock, so a big model does not stall other machines' predictions.
             _ => {
                 let path = self.type_dir(&machine, t).join(version_name(meta.version)).join(MODEL_FILE);
-                let (_, payload) = Payload::load(&path)?;
-                if payload.model_type() != t {
+                let (_, live) = LiveModel::load(&path)?;
+                if live.payload.model_type() != t {
                     return Err(RegistryError::Corrupt {
                         path,
-                        message: format!("holds a {} model, not a {t} model", payload.model_type()),
+                        message: format!("holds a {} model, not a {t} model", live.payload.model_type()),
                     });
                 }
-                Arc::new(payload)
+                Arc::new(live)
             }
         };
         let info = meta.into_info(true);

@@ -680,6 +680,7 @@ mod tests {
             interval_s,
             split_hint: SplitHint::default(),
             rul_cap_hint: None,
+            grid: None,
         }
     }
 

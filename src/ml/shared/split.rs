@@ -422,6 +422,7 @@ mod tests {
             interval_s: 60.0,
             split_hint: SplitHint::default(),
             rul_cap_hint: None,
+            grid: None,
         }
     }
 

@@ -497,6 +497,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         lives: table.n_lives(),
         features: model.spec.n_features(),
         feature_windows_rows: model.spec.windows.clone(),
+        grid: table.grid.clone(),
         time_in_life: false,
     };
     report.warnings.extend(dropped.iter().map(|s| format!("sensor {s} is constant on the healthy rows and was dropped")));

@@ -102,9 +102,11 @@ fn grid_series(table: &Table, values: &[f64], rows: std::ops::Range<usize>, step
 }
 
 /// The rows forming one continuous timeline: the whole table when time increases across it (a machine's
-/// lives one after another), else the last life (independent runs cannot be stitched together).
+/// lives one after another), else the last life (independent runs cannot be stitched together). A life may
+/// begin in the grid step the previous one ended in (steps are time-ordered within a life, so equal times
+/// only meet at a boundary); the later row then takes that point.
 fn timeline(table: &Table) -> std::ops::Range<usize> {
-    let monotonic = table.timestamps.windows(2).all(|w| w[1] > w[0]);
+    let monotonic = table.timestamps.windows(2).all(|w| w[1] >= w[0]);
     if monotonic {
         return 0..table.n_rows();
     }
@@ -307,6 +309,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         sensors_used: sensors.iter().map(|s| s.name.clone()).collect(),
         interval_s: step,
         lives: table.n_lives(),
+        grid: table.grid.clone(),
         ..Default::default()
     };
     sw.lap("evaluate");
@@ -542,6 +545,7 @@ mod tests {
             interval_s: 3600.0,
             split_hint: SplitHint::default(),
             rul_cap_hint: None,
+            grid: None,
         }
     }
 

@@ -114,6 +114,7 @@ pub fn data_summary(table: &Table, p: &Prepared) -> DataSummary {
         lives: table.n_lives(),
         features: p.spec.n_features(),
         feature_windows_rows: p.spec.windows.clone(),
+        grid: table.grid.clone(),
         time_in_life: p.spec.time_in_life,
     }
 }

@@ -140,6 +140,9 @@ function facts(r) {
       (sp.test_lives ? ` (${sp.train_lives}/${sp.val_lives}/${sp.test_lives} lives)` : '')),
     (sp.notes ?? []).length ? row('Notes', sp.notes.join('; ')) : null,
     row('Data', `${fmtNum(d.rows)} rows, ${d.sensors} sensors, every ${fmtDuration(d.interval_s)}${d.features ? `, ${d.features} features` : ''}`),
+    d.grid ? row('Training grid', `${fmtNum(d.grid.raw_rows)} readings every ${fmtDuration(d.grid.raw_interval_s)} aggregated onto ` +
+      `${fmtNum(d.grid.rows)} steps of ${fmtDuration(d.grid.grid.step_s)} (${d.grid.grid.stats.join(', ')} per sensor; ` +
+      `${fmtNum(d.grid.empty_steps)} empty steps left as gaps)`) : null,
     (d.sensors_dropped ?? []).length ? row('Sensors dropped', d.sensors_dropped.join(', ')) : null,
     row('Training time', `${fmtDuration(r.train_seconds)} (${(r.timings ?? []).map(([k, v]) => `${k} ${fmtNum(v, 2)} s`).join(', ')})`),
     r.metrics?.truth ? row('Scored against', r.metrics.truth) : null,
