@@ -83,7 +83,7 @@ pub struct Table {
     /// RUL cap the data's description asks for (C-MAPSS's 125 cycles), used when training sets none.
     pub rul_cap_hint: Option<f64>,
     /// Set when the rows are steps of a training grid rather than readings as recorded (see [`super::grid`]).
-    pub grid: Option<super::grid::GridSummary>,
+    pub grid: Option<super::grid::spec::GridSummary>,
 }
 
 /// A protocol the data's description asks for (e.g. AI4I's stratified 80/20); `Auto` lets millwright decide.

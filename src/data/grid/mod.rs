@@ -3,69 +3,13 @@
 //! and days at any sampling rate and a long 1 s history trains on a bounded number of rows. Steps are
 //! aligned to the epoch, so a live reading lands in the step a training reading at the same time did, and
 //! training, the per-row export and live answers aggregate with the same code.
+pub(super) mod spec;
+
 use super::error::DataError;
 use super::table::{Sensor, Split, Table};
-use serde::{Deserialize, Serialize};
+pub use spec::{Grid, GridStat, GridSummary, source_sensor};
 use std::collections::BTreeMap;
 use std::ops::Range;
-
-/// What a grid step keeps of a sensor's readings, each one column of the gridded table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GridStat {
-    Mean,
-    Min,
-    Max,
-    Std,
-    Last,
-    /// Valid readings in the step: a sensor that drops out shows as a falling count.
-    Count,
-}
-
-impl GridStat {
-    pub const ALL: [GridStat; 6] = [GridStat::Mean, GridStat::Min, GridStat::Max, GridStat::Std, GridStat::Last, GridStat::Count];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GridStat::Mean => "mean",
-            GridStat::Min => "min",
-            GridStat::Max => "max",
-            GridStat::Std => "std",
-            GridStat::Last => "last",
-            GridStat::Count => "count",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<GridStat> {
-        GridStat::ALL.into_iter().find(|g| g.as_str() == s)
-    }
-
-    /// The mean keeps the sensor's own name, so a gridded model needs the same sensors a raw one does.
-    fn column_name(self, sensor: &str) -> String {
-        match self {
-            GridStat::Mean => sensor.to_string(),
-            other => format!("{sensor}{STAT_SEPARATOR}{}", other.as_str()),
-        }
-    }
-}
-
-/// Between a sensor's name and the statistic in a gridded column's name ("vibration:std").
-const STAT_SEPARATOR: char = ':';
-
-/// The sensor a column of a gridded table is made from ("vibration:std" → "vibration").
-pub fn source_sensor(column: &str) -> &str {
-    match column.rsplit_once(STAT_SEPARATOR) {
-        Some((sensor, stat)) if GridStat::parse(stat).is_some() => sensor,
-        _ => column,
-    }
-}
-
-/// The step rows were aggregated onto, and what each step keeps; stored with every model trained on it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Grid {
-    pub step_s: f64,
-    pub stats: Vec<GridStat>,
-}
 
 /// `data.grid`: when readings are put onto a coarser grid.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -227,20 +171,6 @@ fn stat_of(values: &[f64], stat: GridStat) -> f64 {
         GridStat::Last => values.iter().rev().copied().find(|v| v.is_finite()).unwrap_or(f64::NAN),
         GridStat::Count => n as f64,
     }
-}
-
-/// What putting a table onto its grid did, for the report and `inspect-data`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GridSummary {
-    pub grid: Grid,
-    pub why: String,
-    pub raw_rows: usize,
-    pub raw_interval_s: f64,
-    pub rows: usize,
-    /// Median readings per step.
-    pub readings_per_step: f64,
-    /// Steps inside lives with no reading at all: gaps are left as gaps, never filled in.
-    pub empty_steps: usize,
 }
 
 /// The table on `grid`: one row per step that has readings, per life. Labels and anomaly marks are the
