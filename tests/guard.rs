@@ -347,7 +347,7 @@ fn estimate_child() {
     let params = TrainParams { threads: 1, quality: Quality::Standard, ..TrainParams::default() };
     let before = millwright::util::rss_bytes().unwrap();
     let table = millwright::data::load_machine(data, &id).unwrap();
-    let shape = Shape::of(&table);
+    let shape = Shape::of(&table, &millwright::data::grid::GridSetting::default());
     let estimate = estimate_bytes(&shape, &[t], Some(&params));
     let ctx = TrainContext::detached(Duration::from_secs(300), 1);
     millwright::ml::train(t, &table, &params, &ctx).unwrap();

@@ -258,7 +258,7 @@ pub(super) const KEYS: &[KeySpec] = &[
     key(
         "data.grid",
         Kind::Str,
-        "Training grid: \"auto\" aggregates a machine with more than grid_rows rows onto the finest step (1 s .. 6 h) that fits, \"off\" never aggregates, a step such as \"1 min\" aggregates any finer data onto it.",
+        "Training grid: \"auto\" aggregates a machine with more than grid_rows rows onto the finest step (1 s .. 1 h) that fits, \"off\" never aggregates, a step such as \"1 min\" aggregates any finer data onto it.",
     ),
     key("data.grid_rows", U64, "With grid set to \"auto\", machines with more rows than this (1000..=100000000) are aggregated."),
     key(

@@ -6,6 +6,7 @@
 //! splits come to about 7 bytes per row × feature; the coefficients carry a margin for quality `best` and more
 //! threads. Models of a batch train one after another, so a batch needs its largest model plus the table.
 use crate::data::Table;
+use crate::data::grid::GridSetting;
 use crate::ml::{ModelType, Quality, TrainParams};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -18,11 +19,16 @@ use std::time::SystemTime;
 pub struct Shape {
     pub rows: usize,
     pub sensors: Vec<String>,
+    /// Rows the models train on: fewer than `rows` when the readings go onto a training grid.
+    pub train_rows: usize,
+    /// Columns each sensor becomes on that grid (its mean plus the statistics asked for); 1 without one.
+    pub columns_per_sensor: usize,
 }
 
 impl Shape {
-    pub fn of(table: &Table) -> Shape {
-        Shape { rows: table.n_rows(), sensors: table.sensors.iter().map(|s| s.name.clone()).collect() }
+    pub fn of(table: &Table, grid: &GridSetting) -> Shape {
+        let (train_rows, columns_per_sensor) = grid.trained_shape(table);
+        Shape { rows: table.n_rows(), sensors: table.sensors.iter().map(|s| s.name.clone()).collect(), train_rows, columns_per_sensor }
     }
 
     fn sensors_used(&self, exclude: &[String]) -> usize {
@@ -50,8 +56,9 @@ fn coefficients(t: ModelType) -> (u64, f64) {
 pub fn estimate_bytes(shape: &Shape, types: &[ModelType], params: Option<&TrainParams>) -> u64 {
     let exclude = params.map(|p| p.exclude_sensors.as_slice()).unwrap_or(&[]);
     let sensors = shape.sensors_used(exclude) as u64;
-    let rows = shape.rows as u64;
-    let features = sensors * FEATURES_PER_SENSOR + 1;
+    let columns = sensors * shape.columns_per_sensor as u64;
+    let rows = shape.train_rows as u64;
+    let features = columns * FEATURES_PER_SENSOR + 1;
     // Quality best grows more candidates and deeper trees; more threads keep more histograms alive.
     let quality = match params.map(|p| p.quality) {
         Some(Quality::Best) => 1.3,
@@ -59,7 +66,10 @@ pub fn estimate_bytes(shape: &Shape, types: &[ModelType], params: Option<&TrainP
     };
     let threads = params.map_or(1, |p| p.threads.max(1)) as f64;
     let thread_factor = 1.0 + 0.05 * (threads - 1.0).min(8.0);
-    let table = rows * (shape.sensors.len() as u64 + TABLE_COLUMNS_EXTRA) * 8;
+    // The table as loaded, and its copy on the grid when there is one.
+    let raw = shape.rows as u64 * (shape.sensors.len() as u64 + TABLE_COLUMNS_EXTRA) * 8;
+    let gridded = if shape.train_rows < shape.rows { rows * (columns + TABLE_COLUMNS_EXTRA) * 8 } else { 0 };
+    let table = raw + gridded;
     let model = types
         .iter()
         .map(|&t| {
@@ -74,12 +84,13 @@ pub fn estimate_bytes(shape: &Shape, types: &[ModelType], params: Option<&TrainP
 /// Machine shapes by id, reloaded only when the folder changes (loading a big machine takes a while).
 pub struct ShapeCache {
     data_dir: PathBuf,
+    grid: GridSetting,
     shapes: Mutex<HashMap<String, (SystemTime, Shape)>>,
 }
 
 impl ShapeCache {
-    pub fn new(data_dir: &Path) -> ShapeCache {
-        ShapeCache { data_dir: data_dir.to_path_buf(), shapes: Mutex::new(HashMap::new()) }
+    pub fn new(data_dir: &Path, grid: GridSetting) -> ShapeCache {
+        ShapeCache { data_dir: data_dir.to_path_buf(), grid, shapes: Mutex::new(HashMap::new()) }
     }
 
     /// None when the machine cannot be loaded: the runner then fails the job with the real error.
@@ -94,7 +105,7 @@ impl ShapeCache {
             return Some(s.clone());
         }
         let table = crate::data::load_machine(&self.data_dir, machine).ok()?;
-        let shape = Shape::of(&table);
+        let shape = Shape::of(&table, &self.grid);
         if let Ok(mut cache) = self.shapes.lock() {
             cache.insert(machine.to_string(), (mtime, shape.clone()));
         }
@@ -107,7 +118,18 @@ mod tests {
     use super::*;
 
     fn shape(rows: usize, sensors: usize) -> Shape {
-        Shape { rows, sensors: (0..sensors).map(|i| format!("s{i}")).collect() }
+        Shape { rows, sensors: (0..sensors).map(|i| format!("s{i}")).collect(), train_rows: rows, columns_per_sensor: 1 }
+    }
+
+    #[test]
+    fn a_machine_on_a_training_grid_is_sized_by_its_steps() {
+        let raw = shape(1_200_000, 9);
+        let gridded = Shape { train_rows: 20_000, columns_per_sensor: 2, ..raw.clone() };
+        let (r, g) = (estimate_bytes(&raw, &ModelType::ALL, None), estimate_bytes(&gridded, &ModelType::ALL, None));
+        // The raw table is still loaded; the models train on 60× fewer rows of twice the columns.
+        let loaded = 1_200_000 * (9 + TABLE_COLUMNS_EXTRA) * 8;
+        assert!(g > loaded && g < loaded + 100 * 1024 * 1024, "{g}");
+        assert!(r > 5 * g, "{r} {g}");
     }
 
     #[test]

@@ -99,6 +99,15 @@ impl GridSetting {
         Some((self.grid(step), why))
     }
 
+    /// Rows the models would train on and the columns each sensor would become, without aggregating: what the
+    /// resource guard sizes a job by.
+    pub fn trained_shape(&self, table: &Table) -> (usize, usize) {
+        match self.grid_for(table) {
+            Some((grid, _)) => (steps_on(table, grid.step_s), grid.stats.len().max(1)),
+            None => (table.n_rows(), 1),
+        }
+    }
+
     fn grid(&self, step_s: f64) -> Grid {
         Grid { step_s, stats: self.stats.clone() }
     }
