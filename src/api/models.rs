@@ -314,8 +314,8 @@ fn check_readings(
     live: &[(crate::registry::VersionInfo, std::sync::Arc<crate::ml::model::LiveModel>)],
 ) -> Result<Vec<String>, ApiError> {
     let mut needed: Vec<String> = Vec::new();
-    for (_, payload) in live {
-        for s in needed_sensors(payload) {
+    for (_, model) in live {
+        for s in needed_sensors(model) {
             if !needed.contains(&s) {
                 needed.push(s);
             }

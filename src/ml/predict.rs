@@ -3,7 +3,7 @@ use super::error::MlError;
 use super::model::{Payload, Recent, UrgencyHours};
 use super::shared::features::FeatureError;
 use crate::data::Table;
-use crate::data::grid::{Grid, describe_step, readings_onto_grid};
+use crate::data::grid::{Grid, describe_step, last_steps_start, readings_onto_grid};
 use std::collections::BTreeMap;
 
 /// How many trailing rows (grid steps, for a model trained on a grid) of the current life a model needs to answer.
@@ -24,11 +24,7 @@ pub fn recent_from_table(table: &Table, payload: &Payload, grid: Option<&Grid>) 
     let need = rows_needed(payload);
     let start = match grid {
         None => life.end.saturating_sub(need).max(life.start),
-        Some(g) => {
-            let last_step = (table.timestamps[life.end - 1] / g.step_s).floor();
-            let from = (last_step - need as f64 + 1.0) * g.step_s;
-            life.start + table.timestamps[life.clone()].partition_point(|&t| t < from)
-        }
+        Some(g) => life.start + last_steps_start(&table.timestamps[life.clone()], g, need),
     };
     let sensors: BTreeMap<String, Vec<f64>> = table.sensors.iter().map(|s| (s.name.clone(), s.values[start..life.end].to_vec())).collect();
     let timestamps = table.timestamps[start..life.end].to_vec();

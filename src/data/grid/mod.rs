@@ -262,6 +262,14 @@ pub fn apply(table: Table, setting: &GridSetting) -> Result<Table, DataError> {
     }
 }
 
+/// Where the readings of the last `steps` steps begin in one life's time-ordered `timestamps`: the raw
+/// readings an answer from `steps` grid steps needs.
+pub fn last_steps_start(timestamps: &[f64], grid: &Grid, steps: usize) -> usize {
+    let Some(&last) = timestamps.last() else { return 0 };
+    let first_key = step_key(last, grid.step_s) - i64::try_from(steps).unwrap_or(i64::MAX).saturating_sub(1);
+    timestamps.partition_point(|&t| step_key(t, grid.step_s) < first_key)
+}
+
 /// Raw readings of one life (oldest first) on `grid`, as [`onto_grid`] puts a table's rows: the same steps,
 /// the same columns. The last step may still be filling; it is used as it stands.
 pub fn readings_onto_grid(timestamps: &[f64], sensors: &BTreeMap<String, Vec<f64>>, grid: &Grid) -> (Vec<f64>, BTreeMap<String, Vec<f64>>) {
@@ -344,6 +352,10 @@ mod tests {
         let sensors = BTreeMap::from([("v".to_string(), v[400..].to_vec())]);
         let (times, cols) = readings_onto_grid(&ts[400..], &sensors, &g);
         let n = times.len();
+        // The last three steps' readings start where the third step from the end does.
+        let from = last_steps_start(&ts, &g, 3);
+        assert_eq!(step_key(ts[from], 60.0), step_key(ts[599], 60.0) - 2);
+        assert_eq!(step_key(ts[from - 1], 60.0), step_key(ts[599], 60.0) - 3);
         assert_eq!(times[n - 1], *trained.timestamps.last().unwrap());
         for name in ["v", "v:std"] {
             let t = &trained.sensor(name).unwrap().values;
