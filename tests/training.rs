@@ -676,3 +676,27 @@ fn one_second_readings_on_a_minute_grid_train_the_minute_models() {
         assert!((x - y).abs() <= 0.02 * x.abs().max(0.05), "{t}: {x} from minutes vs {y} from raw seconds\n{from_minutes}\n{from_seconds}");
     }
 }
+
+/// More training rows than `max_train_rows` (or than the time limit allows): the tree models fit on an even
+/// share of every life, the report says so, every test row is still scored, and the error stays close.
+#[test]
+fn training_rows_over_the_cap_are_thinned_across_lives_and_every_test_row_kept() {
+    let d = tempfile::tempdir().unwrap();
+    let table = small_machine(d.path(), 30_000);
+    let full = ml::train(ModelType::Regression, &table, &params(), &ctx()).unwrap().report;
+    let capped = TrainParams { max_train_rows: 4_000, ..params() };
+    let thin = ml::train(ModelType::Regression, &table, &capped, &ctx()).unwrap().report;
+    eprintln!("rmse {} on {} rows, {} on {} rows", full.headline.value, full.split.train_rows, thin.headline.value, thin.split.train_rows);
+    assert!(full.split.train_rows > 4_000 && thin.split.train_rows <= 4_000, "{} → {}", full.split.train_rows, thin.split.train_rows);
+    assert!(thin.split.train_rows >= 2_000, "the stride keeps at least half the cap: {}", thin.split.train_rows);
+    assert!(thin.split.val_rows < full.split.val_rows);
+    assert_eq!((thin.split.test_rows, thin.split.train_lives), (full.split.test_rows, full.split.train_lives));
+    let note = thin.split.notes.iter().find(|n| n.contains("thinned")).unwrap_or_else(|| panic!("{:?}", thin.split.notes));
+    assert!(note.contains("max_train_rows = 4000") && note.contains("test rows are all kept"), "{note}");
+    assert!(thin.headline.value < 1.25 * full.headline.value, "{} vs {}", thin.headline.value, full.headline.value);
+    assert!(thin.headline.improvement > 0.05, "still beats its baseline: {:?}", thin.headline);
+    // A time limit too short for every row thins too, and says so.
+    let hurried = TrainParams { time_limit_s: 1.0, ..params() };
+    let quick = ml::train(ModelType::Classification, &table, &hurried, &ctx()).unwrap().report;
+    assert!(quick.split.notes.iter().any(|n| n.contains("the time limit of 1 s allows about")), "{:?}", quick.split.notes);
+}

@@ -33,6 +33,8 @@ pub struct TrainBody {
     pub exclude_sensors: Option<Vec<String>>,
     pub threads: Option<usize>,
     pub seed: Option<u64>,
+    /// Training (and validation) rows the tree models fit on at most, taken evenly across lives.
+    pub max_train_rows: Option<usize>,
 }
 
 fn params(state: &AppState, b: &TrainBody) -> Result<TrainParams, ApiError> {
@@ -73,6 +75,9 @@ fn params(state: &AppState, b: &TrainBody) -> Result<TrainParams, ApiError> {
     }
     if let Some(s) = b.seed {
         p.seed = s;
+    }
+    if let Some(m) = b.max_train_rows {
+        p.max_train_rows = m;
     }
     p.validate().map_err(ApiError::bad_request)?;
     Ok(p)

@@ -19,6 +19,9 @@ pub struct BenchArgs {
     /// Machine sizes for `scaling`: ROWS (the demo machine's own 9 sensors) or ROWSxSENSORS.
     #[arg(long, value_delimiter = ',', default_value = "50000,10000x10,50000x10,200000x10,1000000x10,50000x30")]
     cases: Vec<String>,
+    /// Training rows the tree models fit on at most (the training default; raise it to measure without thinning).
+    #[arg(long, default_value_t = TrainParams::default().max_train_rows)]
+    max_train_rows: usize,
     /// Also train the demo machine with the guard's hot thread budget (`guard.hot_threads`, default 1).
     #[arg(long)]
     hot: bool,
@@ -61,7 +64,8 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
     anyhow::ensure!(a.seconds.is_finite() && a.seconds > 0.0 && a.seconds <= 3_600.0, "--seconds must be between 0 and 3600");
     let threads = a.threads.unwrap_or_else(|| TrainParams::default().threads);
     anyhow::ensure!(threads >= 1, "--threads must be at least 1");
-    let params = TrainParams { threads, ..TrainParams::default() };
+    let params = TrainParams { threads, max_train_rows: a.max_train_rows, ..TrainParams::default() };
+    params.validate().map_err(anyhow::Error::msg)?;
     let dir = WorkDir::new()?;
     let work = dir.0.as_path();
     let mut json = serde_json::Map::new();

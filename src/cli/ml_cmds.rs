@@ -44,6 +44,9 @@ pub struct TrainArgs {
     /// Sensors to leave out (comma-separated).
     #[arg(long, value_delimiter = ',')]
     exclude: Vec<String>,
+    /// The classifier and RUL model fit on at most this many training rows, taken evenly across lives.
+    #[arg(long, default_value_t = TrainParams::default().max_train_rows)]
+    max_train_rows: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Where models go: OUT/<machine>/<type>/model.mwm + report.json
@@ -123,6 +126,7 @@ impl TrainArgs {
             alarm_k_of_n: self.alarm_k_of_n,
             forecast_hours: self.forecast_hours,
             exclude_sensors: self.exclude.clone(),
+            max_train_rows: self.max_train_rows,
         };
         p.validate().map_err(anyhow::Error::msg)?;
         Ok(p)

@@ -110,6 +110,10 @@ pub struct TrainParams {
     pub alarm_k_of_n: [u32; 2],
     pub forecast_hours: f64,
     pub exclude_sensors: Vec<String>,
+    /// The classifier and the RUL model fit on at most this many training rows (and as many validation rows),
+    /// taken evenly across every life when there are more; fewer when the time limit allows fewer. Test rows
+    /// are never thinned: every metric is on all of them.
+    pub max_train_rows: usize,
 }
 
 impl Default for TrainParams {
@@ -125,6 +129,7 @@ impl Default for TrainParams {
             alarm_k_of_n: [1, 1],
             forecast_hours: 24.0,
             exclude_sensors: Vec::new(),
+            max_train_rows: 250_000,
         }
     }
 }
@@ -145,6 +150,8 @@ pub mod bounds {
     pub const TIME_LIMIT_S: (f64, f64) = (1.0, 7.0 * 86_400.0);
     /// The daemon lowers this to `training.threads` (or the core count).
     pub const THREADS_MAX: usize = 256;
+    /// Rows the tree models fit on: fewer cannot hold a validation split; more than this no Pi holds.
+    pub const MAX_TRAIN_ROWS: (usize, usize) = (1_000, 100_000_000);
 }
 
 /// `name` within `[lo, hi]` (both inclusive), finite; the message names the range.
@@ -175,6 +182,10 @@ impl TrainParams {
         }
         if self.threads == 0 || self.threads > bounds::THREADS_MAX {
             return Err(format!("threads must be between 1 and {}, got {}", bounds::THREADS_MAX, self.threads));
+        }
+        let (lo, hi) = bounds::MAX_TRAIN_ROWS;
+        if !(lo..=hi).contains(&self.max_train_rows) {
+            return Err(format!("max_train_rows must be between {lo} and {hi}, got {}", self.max_train_rows));
         }
         let [k, n] = self.alarm_k_of_n;
         if !(1 <= k && k <= n && n <= bounds::ALARM_WINDOW) {
@@ -214,6 +225,7 @@ mod tests {
             (TrainParams { time_limit_s: 0.0001, ..Default::default() }, "time_limit"),
             (TrainParams { rul_cap_hours: Some(f64::INFINITY), ..Default::default() }, "rul_cap_hours"),
             (TrainParams { threads: 257, ..Default::default() }, "threads"),
+            (TrainParams { max_train_rows: 10, ..Default::default() }, "max_train_rows"),
         ] {
             let e = p.validate().unwrap_err();
             assert!(e.starts_with(name) && e.contains("between") || e.contains("at least"), "{name}: {e}");

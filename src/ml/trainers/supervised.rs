@@ -53,7 +53,7 @@ pub fn prepare(
     let (probe, _) = FeatureSpec::for_table(table, &params.exclude_sensors, &all_rows, til);
     let independent = rows_are_independent(table);
     let gap = if independent { 0 } else { probe.min_rows() };
-    let plan = plan_split(table, params.seed, gap, stratify.then_some(target))?;
+    let mut plan = plan_split(table, params.seed, gap, stratify.then_some(target))?;
     for note in &plan.notes {
         ctx.log(note.clone());
     }
@@ -70,10 +70,26 @@ pub fn prepare(
     ctx.checkpoint()?;
     ctx.stage("features", 0.05, 0.2, format!("{} features from {} sensors", spec.n_features(), spec.sensors.len()));
     let labelled = |rows: &[usize]| rows.iter().copied().filter(|&r| target[r].is_finite()).collect::<Vec<_>>();
-    let train = part(&spec, table, labelled(&plan.train), target)?;
+    let (train_rows, val_rows) = (labelled(&plan.train), labelled(&plan.val));
+    let cap = row_cap(params, spec.n_features());
+    let (train_rows, val_rows) = match thinning(train_rows.len(), &cap) {
+        None => (train_rows, val_rows),
+        Some(stride) => {
+            let note = format!(
+                "training and validation rows thinned evenly across lives to 1 in {stride} ({} of {} training rows): {}; test rows are all kept",
+                train_rows.len().div_ceil(stride),
+                train_rows.len(),
+                cap.why
+            );
+            ctx.log(note.clone());
+            plan.notes.push(note);
+            (every(&train_rows, stride), every(&val_rows, stride))
+        }
+    };
+    let train = part(&spec, table, train_rows, target)?;
     ctx.progress(0.5, || "training features ready".into());
     ctx.checkpoint()?;
-    let val = part(&spec, table, labelled(&plan.val), target)?;
+    let val = part(&spec, table, val_rows, target)?;
     let test = part(&spec, table, labelled(&plan.test), target)?;
     sw.lap("features");
     for (name, p) in [("training", &train), ("validation", &val), ("test", &test)] {
@@ -82,6 +98,38 @@ pub fn prepare(
         }
     }
     Ok(Prepared { spec, dropped, plan, train, val, test })
+}
+
+/// Seconds one tree model spends per training row and feature, measured on this 2-core machine (BENCHMARKS §2:
+/// 1,000,000 rows × 161 features, classification 109 s); a Pi 4 is about twice as slow, hence the margin.
+const SECONDS_PER_ROW_FEATURE: f64 = 6.8e-7;
+/// Share of the time limit the fit on all rows may take by that estimate: candidates, validation and the
+/// margin for slower hardware take the rest.
+const TIME_SHARE_FOR_ROWS: f64 = 0.25;
+
+/// How many training rows a model may fit on, and which setting says so.
+struct RowCap {
+    rows: usize,
+    why: String,
+}
+
+fn row_cap(params: &TrainParams, n_features: usize) -> RowCap {
+    let by_time = (params.time_limit_s * TIME_SHARE_FOR_ROWS / (SECONDS_PER_ROW_FEATURE * n_features.max(1) as f64)) as usize;
+    if by_time < params.max_train_rows {
+        RowCap { rows: by_time.max(1), why: format!("the time limit of {} s allows about {by_time} rows", params.time_limit_s) }
+    } else {
+        RowCap { rows: params.max_train_rows, why: format!("max_train_rows = {}", params.max_train_rows) }
+    }
+}
+
+/// Every `stride`-th row when there are more than the cap: rows are ordered by life and time, so an even
+/// stride keeps every life and the same share of rows near each failure.
+fn thinning(rows: usize, cap: &RowCap) -> Option<usize> {
+    (rows > cap.rows).then(|| rows.div_ceil(cap.rows))
+}
+
+fn every(rows: &[usize], stride: usize) -> Vec<usize> {
+    rows.iter().copied().step_by(stride.max(1)).collect()
 }
 
 fn part(spec: &FeatureSpec, table: &Table, rows: Vec<usize>, target: &[f64]) -> Result<Part, MlError> {
