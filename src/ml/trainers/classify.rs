@@ -146,7 +146,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         }
     };
     let yte = as_bool(&p.test.y);
-    let test_scores = chosen.model.predict_matrix(&p.test.x);
+    let test_scores = p.score_test(table, &chosen.model)?;
     let m = metrics::classification_metrics(&yte, &test_scores, threshold);
     let base = metrics::prior_baseline(&ytr, &yte);
     let always = metrics::always_positive_baseline(&yte);

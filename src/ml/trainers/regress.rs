@@ -137,7 +137,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
 
     ctx.stage("evaluate", 0.85, 1.0, "metrics on test lives");
     let yte: Vec<f64> = p.test.y.iter().map(|v| f64::from(*v)).collect();
-    let pred: Vec<f64> = chosen.model.predict_matrix(&p.test.x).into_iter().map(|v| v.clamp(0.0, cap)).collect();
+    let pred: Vec<f64> = p.score_test(table, &chosen.model)?.into_iter().map(|v| v.clamp(0.0, cap)).collect();
     let m = metrics::regression_metrics(&yte, &pred, cap * 0.1).ok_or_else(|| MlError::NotEnoughData("no test rows to evaluate".into()))?;
     let train_mean = p.train.y.iter().map(|v| f64::from(*v)).sum::<f64>() / p.train.y.len().max(1) as f64;
     let base = metrics::regression_metrics(&yte, &vec![train_mean; yte.len()], cap * 0.1);
