@@ -249,6 +249,16 @@ fn env_wins_over_file_and_empty_unsets() {
 }
 
 #[test]
+fn the_training_grid_is_read_from_file_and_environment() {
+    let (loaded, _) =
+        load_text("[data]\ngrid = \"10 min\"\ngrid_stats = [\"mean\", \"max\", \"max\"]\n", &[("MILLWRIGHT_DATA__GRID_ROWS", "5000")]);
+    let g = loaded.unwrap().data.grid_setting();
+    assert_eq!((g.choice, g.max_rows), (crate::data::grid::GridChoice::Every(600.0), 5000));
+    let (msg, _) = err_text("[data]\ngrid = \"sometimes\"");
+    assert!(msg.contains("\"1 min\"") && msg.contains("auto"), "the refusal says what to write: {msg}");
+}
+
+#[test]
 fn non_config_variables_are_ignored() {
     let c = load_env(&[("MILLWRIGHT_LOG", "debug"), ("MILLWRIGHT_TEST_SLOW", "1"), ("PATH", "/usr/bin"), ("MILLWRIGHTX", "1")]).unwrap();
     assert_eq!(c, defaults());
@@ -384,6 +394,11 @@ fn each_invalid_value_is_refused_naming_its_key() {
         ("[http]\nmax_connections = 4", "http.max_connections"),
         ("[http]\nmax_connections = 100000", "http.max_connections"),
         ("[http]\nbody_memory_mb = 4", "http.body_memory_mb"),
+        ("[data]\ngrid = \"sometimes\"", "data.grid"),
+        ("[data]\ngrid = \"0.5 s\"", "data.grid"),
+        ("[data]\ngrid_rows = 10", "data.grid_rows"),
+        ("[data]\ngrid_stats = [\"std\"]", "data.grid_stats"),
+        ("[data]\ngrid_stats = [\"mean\", \"median\"]", "data.grid_stats"),
     ];
     for (text, key) in cases {
         let (msg, path) = err_text(text);

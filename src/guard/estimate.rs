@@ -57,7 +57,9 @@ pub fn estimate_bytes(shape: &Shape, types: &[ModelType], params: Option<&TrainP
     let exclude = params.map(|p| p.exclude_sensors.as_slice()).unwrap_or(&[]);
     let sensors = shape.sensors_used(exclude) as u64;
     let columns = sensors * shape.columns_per_sensor as u64;
-    let rows = shape.train_rows as u64;
+    // The tree models fit on at most max_train_rows training rows, plus validation rows in proportion.
+    let fitted = params.map_or(shape.train_rows, |p| shape.train_rows.min(p.max_train_rows.saturating_mul(10) / 7));
+    let rows = fitted as u64;
     let features = columns * FEATURES_PER_SENSOR + 1;
     // Quality best grows more candidates and deeper trees; more threads keep more histograms alive.
     let quality = match params.map(|p| p.quality) {
@@ -154,5 +156,10 @@ mod tests {
         let t = [ModelType::Classification];
         assert!(estimate_bytes(&s, &t, Some(&fewer)) < estimate_bytes(&s, &t, Some(&base)));
         assert!(estimate_bytes(&s, &t, Some(&best)) > estimate_bytes(&s, &t, Some(&base)));
+        // A million rows thinned to a quarter of a million cost about what those rows cost.
+        let big = shape(1_000_000, 9);
+        let thinned = TrainParams { max_train_rows: 250_000, ..base.clone() };
+        let unthinned = TrainParams { max_train_rows: 100_000_000, ..base.clone() };
+        assert!(estimate_bytes(&big, &t, Some(&thinned)) * 2 < estimate_bytes(&big, &t, Some(&unthinned)));
     }
 }

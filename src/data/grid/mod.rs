@@ -108,8 +108,15 @@ impl GridSetting {
         }
     }
 
+    /// A statistic named twice would make two columns of one name: each is kept once, in the order given.
     fn grid(&self, step_s: f64) -> Grid {
-        Grid { step_s, stats: self.stats.clone() }
+        let mut stats: Vec<GridStat> = Vec::new();
+        for s in &self.stats {
+            if !stats.contains(s) {
+                stats.push(*s);
+            }
+        }
+        Grid { step_s, stats }
     }
 }
 
@@ -377,7 +384,8 @@ mod tests {
         setting.choice = GridChoice::Off;
         assert!(setting.grid_for(&t).is_none());
         setting.choice = GridChoice::Every(60.0);
-        assert_eq!(setting.grid_for(&t).unwrap().0.step_s, 60.0);
+        setting.stats = vec![GridStat::Mean, GridStat::Max, GridStat::Mean];
+        assert_eq!(setting.grid_for(&t).unwrap().0, grid(60.0, &[GridStat::Mean, GridStat::Max]));
         // A step no finer than the data changes nothing.
         setting.choice = GridChoice::Every(1.0);
         assert!(setting.grid_for(&t).is_none());
