@@ -6,7 +6,7 @@ use crate::ml::error::MlError;
 use crate::ml::report::{DataSummary, SplitSummary, Stopwatch};
 use crate::ml::shared::context::{LeaderRow, TrainContext};
 use crate::ml::shared::features::{FeatureMatrix, FeatureSpec, features_for_rows};
-use crate::ml::shared::params::{Quality, TrainParams};
+use crate::ml::shared::params::{Quality, TrainParams, bounds};
 use crate::ml::shared::split::{SplitPlan, plan_split};
 use std::time::Instant;
 
@@ -140,7 +140,9 @@ struct RowCap {
 fn row_cap(params: &TrainParams, n_features: usize) -> RowCap {
     let by_time = (params.time_limit_s * TIME_SHARE_FOR_ROWS / (SECONDS_PER_ROW_FEATURE * n_features.max(1) as f64)) as usize;
     if by_time < params.max_train_rows {
-        RowCap { rows: by_time.max(1), why: format!("the time limit of {} s allows about {by_time} rows", params.time_limit_s) }
+        // Never below the fewest rows max_train_rows accepts: fewer cannot hold both classes and a validation split.
+        let rows = by_time.max(bounds::MAX_TRAIN_ROWS.0);
+        RowCap { rows, why: format!("the time limit of {} s allows about {rows} rows", params.time_limit_s) }
     } else {
         RowCap { rows: params.max_train_rows, why: format!("max_train_rows = {}", params.max_train_rows) }
     }
