@@ -172,9 +172,7 @@ mod thrift {
                     self.skip_bytes(n)
                 }
                 9 | 10 => {
-                    let head = self.byte()?;
-                    let n = if head >> 4 == 15 { self.varint()? } else { u64::from(head >> 4) };
-                    let elem = head & 0x0f;
+                    let (n, elem) = self.list_header()?;
                     for _ in 0..n {
                         self.skip_element(elem, depth)?;
                     }
@@ -194,6 +192,14 @@ mod thrift {
                 12 => self.skip_struct(depth, |_, _, _| None),
                 _ => None,
             }
+        }
+
+        /// A list or set header: its claimed length (in the high nibble, or a varint after it when that is 15)
+        /// and its elements' type.
+        fn list_header(&mut self) -> Option<(u64, u8)> {
+            let head = self.byte()?;
+            let n = if head >> 4 == 15 { self.varint()? } else { u64::from(head >> 4) };
+            Some((n, head & 0x0f))
         }
 
         /// Skips one element of a list, set or map. Booleans there take a byte each (as struct fields they live
@@ -234,9 +240,8 @@ mod thrift {
             if id != 2 || ty != 9 {
                 return None;
             }
-            let head = r.byte()?;
-            let n = if head >> 4 == 15 { r.varint()? } else { u64::from(head >> 4) };
-            if head & 0x0f != 12 {
+            let (n, elem) = r.list_header()?;
+            if elem != 12 {
                 return None;
             }
             for _ in 0..n {

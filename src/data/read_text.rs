@@ -43,7 +43,7 @@ pub(super) fn check_text(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
     if let Some(at) = bytes.iter().position(|b| *b == 0) {
         return bad(format!("not a text file: NUL byte at offset {at} (is it binary, or a different format renamed?)"));
     }
-    let head = &bytes[..bytes.len().min(64 * 1024)];
+    let head = &bytes[..bytes.len().min(HEAD_BYTES)];
     let text = String::from_utf8_lossy(head);
     let odd = text.chars().filter(|c| *c == char::REPLACEMENT_CHARACTER || (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))).count();
     if odd * 20 > text.chars().count().max(1) {
