@@ -53,7 +53,7 @@ for t in $FUZZ_TARGETS; do
     else
         failed=1
         echo "!! $t FAILED; the end of its log ($PWD/$log):"
-        grep -v -E '^#[0-9]+ +(NEW|REDUCE|pulse)' "$log" | tail -n 60
+        grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)' "$log" | tail -n 60
         for a in "artifacts/$t"/*; do
             [ -e "$a" ] || continue
             echo "!! reproducer: $PWD/$a"

@@ -231,11 +231,12 @@ mod thrift {
     /// schema element claims (`Vec::with_capacity`) before reading it: fuzzing found a schema element claiming
     /// hundreds of millions of children, which on a Pi is an allocation failure that aborts the daemon.
     /// Walking consumes at least a byte per list entry, so every list's claimed size is bounded by the footer;
-    /// each schema element's `num_children` (field 5) must be at most the schema's element count.
+    /// each schema element's `num_children` (field 5) must be at most the schema's element count, and the
+    /// schema may nest at most [`MAX_SCHEMA_DEPTH`] groups: the crate builds the schema tree recursively, and
+    /// 2,600 nested groups in a 20 KB file overflowed a 2 MB thread stack (found by fuzzing).
     pub(super) fn check_footer(footer: &[u8]) -> Result<(), String> {
         let mut r = Reader { buf: footer };
-        let mut elements = 0u64;
-        let mut most_children = 0i64;
+        let mut children: Vec<i64> = Vec::new();
         r.skip_struct(32, |r, id, ty| {
             if id != 2 || ty != 9 {
                 return None;
@@ -245,24 +246,53 @@ mod thrift {
                 return None;
             }
             for _ in 0..n {
+                let mut count = 0;
                 r.skip_struct(31, |r, id, ty| {
                     if id == 5 && ty == 5 {
-                        let children = r.zigzag()?;
-                        most_children = most_children.max(children).max(if children < 0 { i64::MAX } else { 0 });
+                        count = r.zigzag()?;
                         Some(())
                     } else {
                         None
                     }
                 })?;
-                elements += 1;
+                children.push(count);
             }
             Some(())
         })
         .ok_or("the footer does not parse (damaged Parquet data)")?;
-        if u64::try_from(most_children).unwrap_or(u64::MAX) > elements {
-            return Err(format!("a schema element claims {most_children} children among {elements} (damaged Parquet data)"));
+        let elements = children.len() as u64;
+        let most = children.iter().copied().map(|c| if c < 0 { i64::MAX } else { c }).max().unwrap_or(0);
+        if u64::try_from(most).unwrap_or(u64::MAX) > elements {
+            return Err(format!("a schema element claims {most} children among {elements} (damaged Parquet data)"));
+        }
+        let depth = schema_depth(&children);
+        if depth > MAX_SCHEMA_DEPTH {
+            return Err(format!("the schema nests {depth} levels deep; at most {MAX_SCHEMA_DEPTH} are read (damaged Parquet data)"));
         }
         Ok(())
+    }
+
+    /// Real tables are flat (the root and its columns: 2 levels); lists and maps add 2 or 3 levels each.
+    pub(super) const MAX_SCHEMA_DEPTH: usize = 64;
+
+    /// How deep the schema tree nests, from its elements' child counts in the footer's depth-first order.
+    fn schema_depth(children: &[i64]) -> usize {
+        // Children still to come at each open level.
+        let mut open: Vec<i64> = Vec::new();
+        let mut deepest = 0;
+        for &c in children {
+            deepest = deepest.max(open.len() + 1);
+            if let Some(left) = open.last_mut() {
+                *left -= 1;
+            }
+            if c > 0 {
+                open.push(c);
+            }
+            while open.last() == Some(&0) {
+                open.pop();
+            }
+        }
+        deepest
     }
 
     /// The header's `uncompressed_page_size` (field 2, an i32), when the header parses and the size is one an
@@ -528,6 +558,48 @@ mod tests {
             assert_eq!(f.names[..2], ["timestamp", "temp"], "{name}");
             assert!(matches!(&f.columns[0], RawColumn::Time(t) if t[1] - t[0] == 60.0), "{name}");
         }
+    }
+
+    /// A Parquet file of no rows whose schema nests `depth` groups above one INT32 column.
+    fn nested(depth: usize) -> Vec<u8> {
+        // FileMetaData: version (1) = 1, schema (2) = a list of structs, ...
+        let mut f = vec![0x15, 0x02, 0x19, 0xfc];
+        f.extend(varint(depth as u64 + 2));
+        for level in 0..=depth + 1 {
+            let leaf = level == depth + 1;
+            // type (1) INT32 for the leaf; repetition (3) REQUIRED, name (4) "a", num_children (5) 1 for groups.
+            f.extend(if leaf { &[0x15, 0x02, 0x25, 0x00][..] } else { &[0x35, 0x00][..] });
+            f.extend([0x18, 1, b'a']);
+            if !leaf {
+                f.extend([0x15, 0x02]);
+            }
+            f.push(0);
+        }
+        // ... num_rows (3) = 0, row_groups (4) = an empty list, stop.
+        f.extend([0x16, 0x00, 0x19, 0x0c, 0x00]);
+        let mut out = b"PAR1".to_vec();
+        out.extend(&f);
+        out.extend((f.len() as u32).to_le_bytes());
+        out.extend(b"PAR1");
+        out
+    }
+
+    /// Found by `fuzz/` (parquet target, a stack overflow): the crate builds the schema tree recursively, so a
+    /// few KB of nested groups overflowed the stack of the thread reading it, which aborts the daemon.
+    #[test]
+    fn a_schema_nested_thousands_deep_is_refused_before_the_crate_recurses() {
+        let d = tempfile::tempdir().unwrap();
+        let deep = d.path().join("deep.parquet");
+        std::fs::write(&deep, nested(2_600)).unwrap();
+        // The 2 MB stack of the daemon's blocking threads; without the check this overflows it.
+        let reading = std::thread::Builder::new().stack_size(2 << 20).spawn(move || read_parquet(&deep, Budget::UNLIMITED));
+        let err = reading.unwrap().join().unwrap().err().unwrap().to_string();
+        assert!(err.contains("the schema nests 2602 levels deep; at most 64"), "{err}");
+        // Nesting a real writer could produce is read as before.
+        let shallow = d.path().join("shallow.parquet");
+        std::fs::write(&shallow, nested(thrift::MAX_SCHEMA_DEPTH - 2)).unwrap();
+        let ok = read_parquet(&shallow, Budget::UNLIMITED);
+        assert!(ok.as_ref().is_ok_and(|f| f.names == ["a"]), "{:?}", ok.err());
     }
 
     /// A compact-protocol page header: type (1), uncompressed size (2), compressed size (3), stop.
