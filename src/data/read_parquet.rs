@@ -7,6 +7,8 @@ use parquet::file::reader::{ChunkReader, FileReader, SerializedFileReader};
 use parquet::record::Field;
 use std::path::Path;
 
+mod delta;
+
 /// Seconds per stored unit for each leaf column that is a timestamp (pandas writes nanoseconds as plain INT64).
 pub(super) fn timestamp_scales<R: ChunkReader + 'static>(reader: &SerializedFileReader<R>) -> Vec<Option<f64>> {
     let schema = reader.metadata().file_metadata().schema_descr();
@@ -124,18 +126,28 @@ fn check_page_claim(header: &[u8], compressed: usize) -> Result<(), String> {
 
 /// Just enough of Thrift's compact protocol to find field 2 (`uncompressed_page_size`) of a Parquet page header.
 mod thrift {
-    struct Reader<'a> {
+    /// Thrift's compact protocol and Parquet's delta encodings share the ULEB128 varint and its zigzag form.
+    pub(super) struct Reader<'a> {
         buf: &'a [u8],
     }
 
-    impl Reader<'_> {
-        fn byte(&mut self) -> Option<u8> {
+    impl<'a> Reader<'a> {
+        pub(super) fn new(buf: &'a [u8]) -> Self {
+            Reader { buf }
+        }
+
+        /// The bytes not read yet.
+        pub(super) fn rest(&self) -> &'a [u8] {
+            self.buf
+        }
+
+        pub(super) fn byte(&mut self) -> Option<u8> {
             let (b, rest) = self.buf.split_first()?;
             self.buf = rest;
             Some(*b)
         }
 
-        fn varint(&mut self) -> Option<u64> {
+        pub(super) fn varint(&mut self) -> Option<u64> {
             let mut v = 0u64;
             for shift in (0..70).step_by(7) {
                 let b = self.byte()?;
@@ -147,12 +159,12 @@ mod thrift {
             None
         }
 
-        fn zigzag(&mut self) -> Option<i64> {
+        pub(super) fn zigzag(&mut self) -> Option<i64> {
             let v = self.varint()?;
             Some((v >> 1) as i64 ^ -((v & 1) as i64))
         }
 
-        fn skip_bytes(&mut self, n: u64) -> Option<()> {
+        pub(super) fn skip_bytes(&mut self, n: u64) -> Option<()> {
             let n = usize::try_from(n).ok()?;
             self.buf = self.buf.get(n..)?;
             Some(())
@@ -369,7 +381,11 @@ pub(super) fn check_pages<R: ChunkReader + 'static>(reader: &SerializedFileReade
                             buf.len()
                         )));
                     }
-                    Page::DataPage { num_values, .. } | Page::DataPageV2 { num_values, .. } => values += u64::from(*num_values),
+                    Page::DataPage { num_values, .. } | Page::DataPageV2 { num_values, .. } => {
+                        delta::check_page(&page, column.max_rep_level(), column.max_def_level())
+                            .map_err(|e| bad(format!("column {}: {e}", column.name())))?;
+                        values += u64::from(*num_values);
+                    }
                     Page::DictionaryPage { .. } => {}
                 }
             }
