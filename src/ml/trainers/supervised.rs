@@ -1,7 +1,7 @@
 //! The pipeline classification and RUL regression share: split without leaks, causal features, GBDT
 //! candidates trained with early stopping on validation, one chosen on validation, test kept for the report.
 use crate::data::{Layout, SplitMethod, Table};
-use crate::ml::engines::gbdt::{self, Control, Matrix, Objective, RoundInfo};
+use crate::ml::engines::gbdt::{self, Control, Dataset, Matrix, Objective, RoundInfo};
 use crate::ml::error::MlError;
 use crate::ml::report::{DataSummary, SplitSummary, Stopwatch};
 use crate::ml::shared::context::{LeaderRow, TrainContext};
@@ -14,8 +14,8 @@ pub struct Prepared {
     pub spec: FeatureSpec,
     pub dropped: Vec<String>,
     pub plan: SplitPlan,
-    pub train: Part,
-    pub val: Part,
+    pub train: Part<Dataset>,
+    pub val: Part<Matrix>,
     pub test: Held,
 }
 
@@ -42,10 +42,12 @@ impl Prepared {
     }
 }
 
-/// Rows of one split that have a target, with their features.
-pub struct Part {
+/// Rows of one split that have a target, with their features: binned as they are computed for training (the
+/// f32 matrix of a million rows × 161 features is 640 MB, its bins a quarter of that), as numbers for
+/// validation, which the candidates predict.
+pub struct Part<X> {
     pub rows: Vec<usize>,
-    pub x: Matrix,
+    pub x: X,
     pub y: Vec<f32>,
 }
 
@@ -109,7 +111,7 @@ pub fn prepare(
             (every(&train_rows, stride), every(&val_rows, stride))
         }
     };
-    let train = part(&spec, table, train_rows, target)?;
+    let train = binned_part(&spec, table, train_rows, target, &binning(params, ctx))?;
     ctx.progress(0.5, || "training features ready".into());
     ctx.checkpoint()?;
     let val = part(&spec, table, val_rows, target)?;
@@ -158,10 +160,29 @@ fn every(rows: &[usize], stride: usize) -> Vec<usize> {
     rows.iter().copied().step_by(stride.max(1)).collect()
 }
 
-fn part(spec: &FeatureSpec, table: &Table, rows: Vec<usize>, target: &[f64]) -> Result<Part, MlError> {
-    let FeatureMatrix { n_rows, n_cols, data } = features_for_rows(spec, table, &rows)?;
+fn part(spec: &FeatureSpec, table: &Table, rows: Vec<usize>, target: &[f64]) -> Result<Part<Matrix>, MlError> {
+    let x = features_of(spec, table, &rows)?;
     let y = rows.iter().map(|&r| target[r] as f32).collect();
-    Ok(Part { x: Matrix::new(n_rows, n_cols, data)?, rows, y })
+    Ok(Part { x, rows, y })
+}
+
+fn features_of(spec: &FeatureSpec, table: &Table, rows: &[usize]) -> Result<Matrix, MlError> {
+    let FeatureMatrix { n_rows, n_cols, data } = features_for_rows(spec, table, rows)?;
+    Ok(Matrix::new(n_rows, n_cols, data)?)
+}
+
+/// The binning every candidate shares: the candidates' seed, threads and bin count.
+fn binning(params: &TrainParams, ctx: &TrainContext) -> gbdt::Params {
+    gbdt::Params { seed: params.seed, threads: ctx.threads(), ..gbdt::Params::default() }
+}
+
+fn binned_part(spec: &FeatureSpec, table: &Table, rows: Vec<usize>, target: &[f64], binning: &gbdt::Params) -> Result<Part<Dataset>, MlError> {
+    let x = Dataset::by_rows(rows.len(), binning, SCORE_CHUNK_ROWS, &mut |at: &[usize]| {
+        let chunk: Vec<usize> = at.iter().map(|&i| rows[i]).collect();
+        features_of(spec, table, &chunk)
+    })?;
+    let y = rows.iter().map(|&r| target[r] as f32).collect();
+    Ok(Part { x, rows, y })
 }
 
 pub fn split_summary(p: &Prepared) -> SplitSummary {
@@ -279,7 +300,7 @@ pub fn fit_candidate(
         ctx.progress(lo + (hi - lo) * within, || format!("{} round {}/{} (best {})", c.name, info.round, info.total, info.best_round));
         if ctx.out_of_time() { Control::Stop } else { Control::Continue }
     };
-    let out = gbdt::train(&c.params, &p.train.x, &p.train.y, weights, Some((&p.val.x, &p.val.y)), &mut monitor)?;
+    let out = gbdt::train_on(&c.params, &p.train.x, &p.train.y, weights, Some((&p.val.x, &p.val.y)), &mut monitor)?;
     if cancelled {
         return Err(MlError::Cancelled);
     }

@@ -52,39 +52,89 @@ pub(super) struct Binned {
 }
 
 impl Binned {
+    #[cfg(test)]
     pub fn build(x: &Matrix, max_bins: usize, seed: u64, threads: usize) -> Result<Self, GbdtError> {
-        let n = x.n_rows;
-        let sample = sample_rows(n, seed);
-        let n_groups = x.n_cols.div_ceil(LANES);
-        let group_len = n * LANES;
-        let mut bins = vec![0u8; n_groups * group_len];
+        let sample = sample_rows(x.n_rows, seed);
+        let features = map_jobs((0..x.n_cols).collect(), threads, &|c| feature_bins(x.column(c), sample.as_deref(), max_bins))?;
+        let mut data = Binned::empty(x.n_rows, features);
+        data.fill(0, x, threads)?;
+        Ok(data.finished())
+    }
+
+    /// The same bins as [`Binned::build`] on the whole matrix, without ever holding it: `rows` gives the
+    /// features of the listed rows (positions in `0..n_rows`, ascending) as a matrix. Bins are chosen from the
+    /// same sampled rows as [`Binned::build`] chooses them from, then the rest is binned a chunk at a time.
+    pub fn build_by_rows<E: From<GbdtError>>(
+        n_rows: usize,
+        max_bins: usize,
+        seed: u64,
+        threads: usize,
+        chunk_rows: usize,
+        rows: &mut dyn FnMut(&[usize]) -> Result<Matrix, E>,
+    ) -> Result<Self, E> {
+        let sampled: Vec<usize> = sample_rows(n_rows, seed).unwrap_or_else(|| (0..n_rows).collect());
+        let sample = rows(&sampled)?;
+        // Every column of the sample matrix is the sample itself.
+        let features = map_jobs((0..sample.n_cols).collect(), threads, &|c| feature_bins(sample.column(c), None, max_bins))?;
+        drop(sample);
+        let mut data = Binned::empty(n_rows, features);
+        let positions: Vec<usize> = (0..n_rows).collect();
+        for (k, chunk) in positions.chunks(chunk_rows.max(1)).enumerate() {
+            let x = rows(chunk)?;
+            if x.n_rows != chunk.len() || x.n_cols != data.features.len() {
+                return Err(GbdtError::MatrixShape { n_rows: chunk.len(), n_cols: data.features.len(), expected: chunk.len(), got: x.n_rows }.into());
+            }
+            data.fill(k * chunk_rows.max(1), &x, threads)?;
+        }
+        Ok(data.finished())
+    }
+
+    fn empty(n_rows: usize, features: Vec<FeatureBins>) -> Self {
+        let bins = vec![0u8; features.len().div_ceil(LANES) * n_rows * LANES];
+        Binned { n_rows, bins, features, offsets: Vec::new(), splittable: Vec::new() }
+    }
+
+    /// Bins the rows of `x` as rows `first..` of this data, each group of features in its own job. An infinite
+    /// value is refused: NaN is what missing means.
+    fn fill(&mut self, first: usize, x: &Matrix, threads: usize) -> Result<(), GbdtError> {
+        let group_len = self.n_rows * LANES;
+        let n_groups = self.features.len().div_ceil(LANES);
+        let features = &self.features;
         let mut jobs = Vec::new();
-        let mut rest: &mut [u8] = &mut bins;
+        let mut rest: &mut [u8] = &mut self.bins;
         for r in balanced_ranges(&vec![1usize; n_groups], threads * 4) {
             let (head, tail) = rest.split_at_mut(r.len() * group_len);
             jobs.push((r, head));
             rest = tail;
         }
-        let per_job = map_jobs(jobs, threads, &|(groups, out): (std::ops::Range<usize>, &mut [u8])| {
-            let mut made = Vec::new();
+        let infinite = map_jobs(jobs, threads, &|(groups, out): (std::ops::Range<usize>, &mut [u8])| {
             for (g, dst) in groups.zip(out.chunks_mut(group_len.max(1))) {
+                let rows = dst.get_mut(first * LANES..(first + x.n_rows) * LANES).unwrap_or_default();
                 for c in g * LANES..((g + 1) * LANES).min(x.n_cols) {
-                    made.push(bin_feature(x.column(c), sample.as_deref(), max_bins, dst, c % LANES));
+                    if let Some(row) = x.column(c).iter().position(|v| v.is_infinite()) {
+                        return Some(GbdtError::InfiniteFeature { col: c, row: first + row });
+                    }
+                    for (cell, &v) in rows.chunks_exact_mut(LANES).zip(x.column(c)) {
+                        cell[c % LANES] = features[c].bin_of(v);
+                    }
                 }
             }
-            made
+            None
         })?;
-        let features: Vec<FeatureBins> = per_job.into_iter().flatten().collect();
-        let mut offsets = Vec::with_capacity(features.len() + 1);
+        infinite.into_iter().flatten().next().map_or(Ok(()), Err)
+    }
+
+    fn finished(mut self) -> Self {
+        let mut offsets = Vec::with_capacity(self.features.len() + 1);
         let mut acc = 0;
-        for f in &features {
+        for f in &self.features {
             offsets.push(acc);
             acc += f.n_bins();
         }
         offsets.push(acc);
-        let mut data = Binned { n_rows: n, bins, features, offsets, splittable: Vec::new() };
-        data.splittable = (0..data.features.len()).map(|f| data.is_splittable(f)).collect();
-        Ok(data)
+        self.offsets = offsets;
+        self.splittable = (0..self.features.len()).map(|f| self.is_splittable(f)).collect();
+        self
     }
 
     fn is_splittable(&self, f: usize) -> bool {
@@ -117,8 +167,8 @@ fn sample_rows(n: usize, seed: u64) -> Option<Vec<usize>> {
     (n > MAX_BIN_SAMPLE).then(|| sample_sorted(&mut Rng::derived(seed, PURPOSE_BIN_SAMPLE, 0), n, MAX_BIN_SAMPLE))
 }
 
-/// Bins one feature and writes its bins into `lane` of an interleaved group.
-fn bin_feature(col: &[f32], sample: Option<&[usize]>, max_bins: usize, group: &mut [u8], lane: usize) -> FeatureBins {
+/// One feature's bins, from its values on the sampled rows (all rows when `sample` is None).
+fn feature_bins(col: &[f32], sample: Option<&[usize]>, max_bins: usize) -> FeatureBins {
     let mut values: Vec<f32> = match sample {
         Some(rows) => rows.iter().filter_map(|&r| col.get(r).copied()).filter(|v| !v.is_nan()).collect(),
         None => col.iter().copied().filter(|v| !v.is_nan()).collect(),
@@ -126,11 +176,7 @@ fn bin_feature(col: &[f32], sample: Option<&[usize]>, max_bins: usize, group: &m
     values.sort_unstable_by(f32::total_cmp);
     let distinct = count_distinct(&values);
     let bounds = bin_bounds(&distinct, max_bins);
-    let fb = FeatureBins { n_numeric: if distinct.is_empty() { 0 } else { bounds.len() + 1 }, bounds };
-    for (dst, &v) in group.chunks_exact_mut(LANES).zip(col) {
-        dst[lane] = fb.bin_of(v);
-    }
-    fb
+    FeatureBins { n_numeric: if distinct.is_empty() { 0 } else { bounds.len() + 1 }, bounds }
 }
 
 /// Sorted distinct values with their counts; -0.0 and 0.0 count as one value since `<=` cannot tell them apart.

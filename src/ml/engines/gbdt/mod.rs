@@ -288,8 +288,49 @@ pub struct TrainOutcome {
     pub rounds_trained: usize,
 }
 
+/// Training rows as bins, built once and shared by every candidate trained on the same rows: binning is the
+/// data's shape, not a training choice, as long as the candidates keep the same `max_bins`.
+pub struct Dataset {
+    binned: Binned,
+    max_bins: usize,
+}
+
+impl Dataset {
+    /// Bins a whole matrix (infinite values refused; NaN is missing). The trainers bin by rows; the engine's
+    /// tests train on matrices, and check that both give the same bins.
+    #[cfg(test)]
+    pub fn from_matrix(x: &Matrix, params: &Params) -> Result<Self, GbdtError> {
+        params.validate()?;
+        x.check_shape()?;
+        Ok(Dataset { binned: Binned::build(x, params.max_bins, params.seed, params.threads)?, max_bins: params.max_bins })
+    }
+
+    /// Bins `n_rows` rows as their features are computed, `chunk_rows` at a time, never holding the f32 matrix
+    /// of them all: `rows` returns the features of the rows at the given positions (ascending, in
+    /// `0..n_rows`). The bins are the ones [`Dataset::from_matrix`] would choose for the whole matrix.
+    pub fn by_rows<E: From<GbdtError>>(
+        n_rows: usize,
+        params: &Params,
+        chunk_rows: usize,
+        rows: &mut dyn FnMut(&[usize]) -> Result<Matrix, E>,
+    ) -> Result<Self, E> {
+        params.validate()?;
+        let binned = Binned::build_by_rows(n_rows, params.max_bins, params.seed, params.threads, chunk_rows, rows)?;
+        Ok(Dataset { binned, max_bins: params.max_bins })
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.binned.n_rows
+    }
+
+    pub fn n_cols(&self) -> usize {
+        self.binned.features.len()
+    }
+}
+
 /// Trains a boosted ensemble. `weights` scale each row's loss (e.g. class weights); `valid` drives
 /// early stopping and `RoundInfo::valid_loss`.
+#[cfg(test)]
 pub fn train(
     params: &Params,
     x: &Matrix,
@@ -299,45 +340,59 @@ pub fn train(
     monitor: &mut dyn Monitor,
 ) -> Result<TrainOutcome, GbdtError> {
     params.validate()?;
-    check_training_data(params.objective, x, y, weights)?;
-    if let Some((vx, vy)) = valid {
-        check_validation_data(params.objective, x.n_cols, vx, vy)?;
+    check_training_data(params.objective, x.n_rows, x.n_cols, y, weights)?;
+    train_on(params, &Dataset::from_matrix(x, params)?, y, weights, valid, monitor)
+}
+
+/// [`train`] on rows already binned.
+pub fn train_on(
+    params: &Params,
+    data: &Dataset,
+    y: &[f32],
+    weights: Option<&[f32]>,
+    valid: Option<(&Matrix, &[f32])>,
+    monitor: &mut dyn Monitor,
+) -> Result<TrainOutcome, GbdtError> {
+    params.validate()?;
+    if params.max_bins != data.max_bins {
+        return Err(GbdtError::InvalidParam {
+            name: "max_bins",
+            reason: format!("{} differs from the {} the data was binned with", params.max_bins, data.max_bins),
+        });
     }
-    let data = Binned::build(x, params.max_bins, params.seed, params.threads)?;
+    check_training_data(params.objective, data.n_rows(), data.n_cols(), y, weights)?;
+    if let Some((vx, vy)) = valid {
+        check_validation_data(params.objective, data.n_cols(), vx, vy)?;
+    }
+    let data = &data.binned;
     if params.threads <= 1 {
-        return Booster::new(params, &data, y, weights, valid, None).run(monitor);
+        return Booster::new(params, data, y, weights, valid, None).run(monitor);
     }
     let workers = HistWorkers::new();
     let cfg = params.grow_config();
     std::thread::scope(|s| {
-        let (w, d, c) = (&workers, &data, &cfg);
+        let (w, c) = (&workers, &cfg);
         for _ in 1..params.threads {
-            s.spawn(move || w.worker_loop(&|t| process_task(d, c, t)));
+            s.spawn(move || w.worker_loop(&|t| process_task(data, c, t)));
         }
         let _stop = ShutdownOnDrop(&workers);
-        Booster::new(params, &data, y, weights, valid, Some(&workers)).run(monitor)
+        Booster::new(params, data, y, weights, valid, Some(&workers)).run(monitor)
     })
 }
 
-fn check_training_data(objective: Objective, x: &Matrix, y: &[f32], weights: Option<&[f32]>) -> Result<(), GbdtError> {
-    x.check_shape()?;
-    if x.n_rows == 0 {
+fn check_training_data(objective: Objective, n_rows: usize, n_cols: usize, y: &[f32], weights: Option<&[f32]>) -> Result<(), GbdtError> {
+    if n_rows == 0 {
         return Err(GbdtError::NoRows { what: "training set" });
     }
-    if x.n_cols == 0 {
+    if n_cols == 0 {
         return Err(GbdtError::NoFeatures);
     }
-    if u32::try_from(x.n_rows).is_err() {
-        return Err(GbdtError::TooManyRows { rows: x.n_rows });
+    if u32::try_from(n_rows).is_err() {
+        return Err(GbdtError::TooManyRows { rows: n_rows });
     }
-    check_labels(objective, "label", x.n_rows, y)?;
+    check_labels(objective, "label", n_rows, y)?;
     if let Some(w) = weights {
-        check_weights(x.n_rows, w)?;
-    }
-    for c in 0..x.n_cols {
-        if let Some(row) = x.column(c).iter().position(|v| v.is_infinite()) {
-            return Err(GbdtError::InfiniteFeature { col: c, row });
-        }
+        check_weights(n_rows, w)?;
     }
     Ok(())
 }

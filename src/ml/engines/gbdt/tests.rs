@@ -330,3 +330,50 @@ fn timing_50k_rows_100_features() {
     println!("TIMING same with 1 thread: {:.2}s", t0.elapsed().as_secs_f64());
     assert_eq!(one.model.to_bytes(), bytes);
 }
+
+/// The rows of `x` at `at`, as the trainers' feature closure returns them.
+fn rows_of(x: &Matrix, at: &[usize]) -> Matrix {
+    Matrix::from_rows(&at.iter().map(|&r| x.row(r)).collect::<Vec<_>>()).unwrap()
+}
+
+/// Binning as features are computed, a chunk at a time, gives the bins of the whole matrix (past the
+/// sampling threshold too, where the bins come from sampled rows) and so the same model.
+#[test]
+fn binning_by_rows_matches_the_whole_matrix() {
+    let (mut x, y) = dataset(21, 130_000, 5, xor_label);
+    // Missing values and a column of few distinct values.
+    for r in (0..x.n_rows).step_by(7) {
+        x.data[r] = f32::NAN;
+    }
+    for r in 0..x.n_rows {
+        x.data[4 * x.n_rows + r] = (r % 3) as f32;
+    }
+    let params = Params { num_rounds: 20, ..binary_params() };
+    let whole = Dataset::from_matrix(&x, &params).unwrap();
+    let mut calls = 0;
+    let chunked = Dataset::by_rows(x.n_rows, &params, 10_000, &mut |at: &[usize]| -> Result<Matrix, GbdtError> {
+        calls += 1;
+        Ok(rows_of(&x, at))
+    })
+    .unwrap();
+    // One call for the sample, then 13 chunks.
+    assert_eq!(calls, 14);
+    assert!(whole.binned.bins == chunked.binned.bins, "bins differ");
+    for (a, b) in whole.binned.features.iter().zip(&chunked.binned.features) {
+        assert_eq!((&a.bounds, a.n_numeric), (&b.bounds, b.n_numeric));
+    }
+    assert_eq!(whole.binned.splittable, chunked.binned.splittable);
+    let a = train_on(&params, &whole, &y, None, None, &mut NoMonitor).unwrap().model;
+    let b = train_on(&params, &chunked, &y, None, None, &mut NoMonitor).unwrap().model;
+    let probe = rows_of(&x, &(0..2_000).collect::<Vec<_>>());
+    assert_eq!(a.predict_matrix(&probe), b.predict_matrix(&probe));
+    // A chunk of the wrong shape, an infinity, and other bins than the data's are refused.
+    let short = Dataset::by_rows(100, &params, 50, &mut |at: &[usize]| -> Result<Matrix, GbdtError> { Ok(rows_of(&x, &at[1..])) });
+    assert!(matches!(short, Err(GbdtError::MatrixShape { .. })));
+    let mut inf = rows_of(&x, &(0..100).collect::<Vec<_>>());
+    inf.data[3 * 100 + 42] = f32::INFINITY;
+    let refused = Dataset::by_rows(100, &params, 50, &mut |at: &[usize]| -> Result<Matrix, GbdtError> { Ok(rows_of(&inf, at)) });
+    assert!(matches!(refused, Err(GbdtError::InfiniteFeature { col: 3, row: 42 })), "{:?}", refused.err());
+    let other = Params { max_bins: 16, ..params.clone() };
+    assert!(matches!(train_on(&other, &whole, &y, None, None, &mut NoMonitor), Err(GbdtError::InvalidParam { name: "max_bins", .. })));
+}
