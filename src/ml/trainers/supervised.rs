@@ -176,7 +176,13 @@ fn binning(params: &TrainParams, ctx: &TrainContext) -> gbdt::Params {
     gbdt::Params { seed: params.seed, threads: ctx.threads(), ..gbdt::Params::default() }
 }
 
-fn binned_part(spec: &FeatureSpec, table: &Table, rows: Vec<usize>, target: &[f64], binning: &gbdt::Params) -> Result<Part<Dataset>, MlError> {
+fn binned_part(
+    spec: &FeatureSpec,
+    table: &Table,
+    rows: Vec<usize>,
+    target: &[f64],
+    binning: &gbdt::Params,
+) -> Result<Part<Dataset>, MlError> {
     let x = Dataset::by_rows(rows.len(), binning, SCORE_CHUNK_ROWS, &mut |at: &[usize]| {
         let chunk: Vec<usize> = at.iter().map(|&i| rows[i]).collect();
         features_of(spec, table, &chunk)

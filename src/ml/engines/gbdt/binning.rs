@@ -82,7 +82,13 @@ impl Binned {
         for (k, chunk) in positions.chunks(chunk_rows.max(1)).enumerate() {
             let x = rows(chunk)?;
             if x.n_rows != chunk.len() || x.n_cols != data.features.len() {
-                return Err(GbdtError::MatrixShape { n_rows: chunk.len(), n_cols: data.features.len(), expected: chunk.len(), got: x.n_rows }.into());
+                return Err(GbdtError::MatrixShape {
+                    n_rows: chunk.len(),
+                    n_cols: data.features.len(),
+                    expected: chunk.len(),
+                    got: x.n_rows,
+                }
+                .into());
             }
             data.fill(k * chunk_rows.max(1), &x, threads)?;
         }

@@ -247,9 +247,8 @@ pub enum Control {
 pub struct RoundInfo {
     pub round: usize,
     pub total: usize,
-    /// Weighted mean logloss (Binary) or squared error (Regression) on the training rows.
-    pub train_loss: f64,
-    /// Same loss, unweighted, on the validation set.
+    /// Mean logloss (Binary) or squared error (Regression) on the validation set. The training loss is not
+    /// computed: nothing reads it, and over every training row it cost 4 % of the time.
     pub valid_loss: Option<f64>,
     pub best_round: usize,
 }
@@ -471,8 +470,12 @@ impl Loss<'_> {
         }
     }
 
-    fn gradients(&self, scores: &[f64], out: &mut [GradPair]) {
-        for (r, (o, &s)) in out.iter_mut().zip(scores).enumerate() {
+    fn gradients(&self, scores: &[f64], out: &mut [GradPair], threads: usize) {
+        par::for_row_chunks(out, threads, &|first, out| self.gradients_from(first, scores, out));
+    }
+
+    fn gradients_from(&self, first: usize, scores: &[f64], out: &mut [GradPair]) {
+        for (r, (o, &s)) in out.iter_mut().zip(&scores[first..]).enumerate().map(|(i, x)| (first + i, x)) {
             let w = self.weight(r);
             let y = self.y[r] as f64;
             let (g, h) = match self.objective {
@@ -571,14 +574,13 @@ impl<'a> Booster<'a> {
         let mut stopped_by_monitor = false;
         for round in 1..=total {
             self.boost_round(round)?;
-            let train_loss = self.loss.mean_loss(&self.scores);
             let valid_loss = self.valid.as_ref().map(|v| v.loss.mean_loss(&v.scores));
             match valid_loss {
                 Some(l) if l < best.1 => best = (round, l),
                 Some(_) => {}
                 None => best.0 = round,
             }
-            let info = RoundInfo { round, total, train_loss, valid_loss, best_round: best.0 };
+            let info = RoundInfo { round, total, valid_loss, best_round: best.0 };
             if monitor.on_round(&info) == Control::Stop {
                 stopped_by_monitor = true;
                 break;
@@ -593,7 +595,7 @@ impl<'a> Booster<'a> {
     }
 
     fn boost_round(&mut self, round: usize) -> Result<(), GbdtError> {
-        self.loss.gradients(&self.scores, &mut self.grads);
+        self.loss.gradients(&self.scores, &mut self.grads, self.params.threads);
         let bag = self.bag(round);
         let features = self.sample_features(round);
         let grown = self.learner.grow(&self.grads, bag.as_deref(), &features)?;
@@ -602,9 +604,12 @@ impl<'a> Booster<'a> {
         self.update_train_scores(&grown, &values, bag.is_some());
         let tree = self.to_tree(&grown, values);
         if let Some(v) = &mut self.valid {
-            for (r, s) in v.scores.iter_mut().enumerate() {
-                *s += tree.predict_in(v.x, r);
-            }
+            let x = v.x;
+            par::for_row_chunks(&mut v.scores, self.params.threads, &|first, scores| {
+                for (i, s) in scores.iter_mut().enumerate() {
+                    *s += tree.predict_in(x, first + i);
+                }
+            });
         }
         self.splits.push(grown.nodes.iter().map(|n| (n.feature, n.gain)).collect());
         self.trees.push(tree);
@@ -643,10 +648,13 @@ impl<'a> Booster<'a> {
             }
         }
         if bagged {
-            for r in (0..self.data.n_rows).filter(|&r| !in_bag[r]) {
-                let leaf = leaf_of_binned(&grown.nodes, self.data, r);
-                self.scores[r] += values.get(leaf).copied().unwrap_or(0.0) as f64;
-            }
+            let data = self.data;
+            par::for_row_chunks(&mut self.scores, self.params.threads, &|first, scores| {
+                for (i, s) in scores.iter_mut().enumerate().filter(|(i, _)| !in_bag[first + i]) {
+                    let leaf = leaf_of_binned(&grown.nodes, data, first + i);
+                    *s += values.get(leaf).copied().unwrap_or(0.0) as f64;
+                }
+            });
         }
     }
 

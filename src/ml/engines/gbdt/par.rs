@@ -70,3 +70,27 @@ pub(super) fn balanced_ranges(weights: &[usize], parts: usize) -> Vec<std::ops::
     }
     out
 }
+
+/// Rows below which one thread does the whole per-row pass: spawning costs more than the work.
+const PARALLEL_MIN_ROWS: usize = 65_536;
+
+/// Runs `f(first_row, rows)` over `out` cut into one run of rows per thread. Each row's result depends on that
+/// row alone, so the output is the same for any thread count. Used for the per-round passes outside the
+/// histograms (gradients, out-of-bag and validation scores), which otherwise leave the second core idle.
+pub(super) fn for_row_chunks<T: Send>(out: &mut [T], threads: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
+    if threads <= 1 || out.len() < PARALLEL_MIN_ROWS {
+        f(0, out);
+        return;
+    }
+    let per = out.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let mut chunks = out.chunks_mut(per).enumerate();
+        let first = chunks.next();
+        for (k, chunk) in chunks {
+            s.spawn(move || f(k * per, chunk));
+        }
+        if let Some((_, chunk)) = first {
+            f(0, chunk);
+        }
+    });
+}

@@ -143,7 +143,7 @@ fn round_info_reports_losses() {
     train(&p, &x, &y, None, Some((&xv, &yv)), &mut monitor).unwrap();
     assert_eq!(infos.len(), 30);
     assert!(infos.iter().all(|i| i.total == 30 && i.valid_loss.is_some() && i.best_round <= i.round));
-    assert!(infos[29].train_loss < infos[0].train_loss);
+    assert!(infos[29].valid_loss < infos[0].valid_loss);
 }
 
 #[test]
@@ -157,6 +157,26 @@ fn thread_count_does_not_change_the_model() {
     assert_eq!(one.to_bytes(), three.to_bytes());
     let (p1, p2) = (one.predict_matrix(&x), two.predict_matrix(&x));
     assert!(p1.iter().zip(&p2).all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
+/// Past 65,536 rows the per-row passes (gradients, out-of-bag and validation scores) run split across the
+/// threads too; the model and the validation losses the monitor sees stay those of one thread.
+#[test]
+fn thread_count_does_not_change_the_model_on_many_rows() {
+    let (x, y) = dataset(14, 70_000, 4, xor_label);
+    let (xv, yv) = dataset(15, 70_000, 4, xor_label);
+    let base = Params { num_rounds: 8, bagging_fraction: 0.8, seed: 7, ..binary_params() };
+    let run = |threads: usize| {
+        let mut losses = Vec::new();
+        let mut monitor = |i: &RoundInfo| {
+            losses.push(i.valid_loss);
+            Control::Continue
+        };
+        let p = Params { threads, ..base.clone() };
+        let model = train(&p, &x, &y, None, Some((&xv, &yv)), &mut monitor).unwrap().model;
+        (model.to_bytes(), losses)
+    };
+    assert_eq!(run(1), run(2));
 }
 
 #[test]
