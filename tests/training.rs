@@ -317,6 +317,22 @@ fn predict_rows_exports_the_scores_the_report_was_computed_from() {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(models.join("valves/anomaly/report.json")).unwrap()).unwrap();
     let reported = report["metrics"]["f1"].as_f64().unwrap();
     assert!((f1 - reported).abs() < 1e-9, "F1 from the exported rows {f1} vs the report's {reported}");
+    // Piped into `head` (the reader stops after a line, 8,100 rows unwritten): the export ends quietly with
+    // the reader, as a Unix tool does, instead of panicking about a broken pipe.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_millwright"))
+        .args(["predict", dir_s, "--models", models_s, "--rows", "-"])
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(first.trim_end(), "timestamp,run,score,threshold,alarm,label");
+    // Ended by the signal, or done when the reader closed: either way nothing to say.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.trim().is_empty() && matches!(out.status.code(), None | Some(0)), "{:?}: {err}", out.status);
 }
 
 /// Runs recorded over the same days cannot be stitched into one timeline: the forecaster says it learns from

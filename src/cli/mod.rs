@@ -158,8 +158,22 @@ fn stderr_is_stream(_: &str) -> bool {
     false
 }
 
+/// `millwright inspect-data m | head` ends when `head` does, as any Unix tool would, instead of panicking
+/// about a broken pipe: Rust ignores SIGPIPE, so printing to a closed pipe failed inside `println!`. Not
+/// for the daemon, the benchmarks or the health check, which write to sockets whose peers may vanish and must
+/// get an error for that, not a signal.
+fn end_quietly_when_stdout_closes() {
+    // SAFETY: sets the default disposition of one signal, before any thread is started; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Bench(_) | Command::Healthcheck { .. }) {
+        end_quietly_when_stdout_closes();
+    }
     let result = match cli.command {
         Command::Simulate(args) => data_cmds::simulate(&args),
         Command::Machines { data, json } => data.dir().and_then(|d| data_cmds::machines(&d, json)),
