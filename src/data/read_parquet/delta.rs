@@ -72,7 +72,7 @@ fn skip_run(r: &mut Reader<'_>, num_values: u32) -> Result<(), String> {
 
 /// Every block consumes at least its min-delta byte, and the count was bounded by the page's values.
 fn skip_blocks(r: &mut Reader<'_>, block_size: u64, minis: u64, total: u64) -> Option<()> {
-    if minis == 0 || block_size == 0 || block_size % minis != 0 {
+    if minis == 0 || block_size == 0 || !block_size.is_multiple_of(minis) {
         return None;
     }
     let per_mini = block_size / minis;
