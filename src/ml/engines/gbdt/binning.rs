@@ -73,23 +73,19 @@ impl Binned {
         rows: &mut dyn FnMut(&[usize]) -> Result<Matrix, E>,
     ) -> Result<Self, E> {
         let sampled: Vec<usize> = sample_rows(n_rows, seed).unwrap_or_else(|| (0..n_rows).collect());
-        let sample = rows(&sampled)?;
+        let sample = checked(rows(&sampled)?, sampled.len(), None)?;
         // Every column of the sample matrix is the sample itself.
         let features = map_jobs((0..sample.n_cols).collect(), threads, &|c| feature_bins(sample.column(c), None, max_bins))?;
-        drop(sample);
         let mut data = Binned::empty(n_rows, features);
+        if sampled.len() == n_rows {
+            // Up to MAX_BIN_SAMPLE rows the sample is every row: bin it as it is rather than compute it twice.
+            data.fill(0, &sample, threads)?;
+            return Ok(data.finished());
+        }
+        drop(sample);
         let positions: Vec<usize> = (0..n_rows).collect();
         for (k, chunk) in positions.chunks(chunk_rows.max(1)).enumerate() {
-            let x = rows(chunk)?;
-            if x.n_rows != chunk.len() || x.n_cols != data.features.len() {
-                return Err(GbdtError::MatrixShape {
-                    n_rows: chunk.len(),
-                    n_cols: data.features.len(),
-                    expected: chunk.len(),
-                    got: x.n_rows,
-                }
-                .into());
-            }
+            let x = checked(rows(chunk)?, chunk.len(), Some(data.features.len()))?;
             data.fill(k * chunk_rows.max(1), &x, threads)?;
         }
         Ok(data.finished())
@@ -171,6 +167,16 @@ impl Binned {
 
 fn sample_rows(n: usize, seed: u64) -> Option<Vec<usize>> {
     (n > MAX_BIN_SAMPLE).then(|| sample_sorted(&mut Rng::derived(seed, PURPOSE_BIN_SAMPLE, 0), n, MAX_BIN_SAMPLE))
+}
+
+/// A chunk of features as asked for: `rows` rows (and `cols` columns when the sample set them).
+fn checked(x: Matrix, rows: usize, cols: Option<usize>) -> Result<Matrix, GbdtError> {
+    x.check_shape()?;
+    if x.n_rows != rows || cols.is_some_and(|c| c != x.n_cols) {
+        let n_cols = cols.unwrap_or(x.n_cols);
+        return Err(GbdtError::MatrixShape { n_rows: rows, n_cols, expected: rows.saturating_mul(n_cols), got: x.data.len() });
+    }
+    Ok(x)
 }
 
 /// One feature's bins, from its values on the sampled rows (all rows when `sample` is None).

@@ -387,8 +387,18 @@ fn binning_by_rows_matches_the_whole_matrix() {
     let b = train_on(&params, &chunked, &y, None, None, &mut NoMonitor).unwrap().model;
     let probe = rows_of(&x, &(0..2_000).collect::<Vec<_>>());
     assert_eq!(a.predict_matrix(&probe), b.predict_matrix(&probe));
+    // Up to 100,000 rows the sample is every row, binned as it is: one call.
+    let (small, _) = dataset(22, 5_000, 3, xor_label);
+    let mut calls = 0;
+    let once = Dataset::by_rows(small.n_rows, &params, 1_000, &mut |at: &[usize]| -> Result<Matrix, GbdtError> {
+        calls += 1;
+        Ok(rows_of(&small, at))
+    })
+    .unwrap();
+    assert_eq!(calls, 1);
+    assert!(once.binned.bins == Dataset::from_matrix(&small, &params).unwrap().binned.bins);
     // A chunk of the wrong shape, an infinity, and other bins than the data's are refused.
-    let short = Dataset::by_rows(100, &params, 50, &mut |at: &[usize]| -> Result<Matrix, GbdtError> { Ok(rows_of(&x, &at[1..])) });
+    let short = Dataset::by_rows(100_001, &params, 50_000, &mut |at: &[usize]| -> Result<Matrix, GbdtError> { Ok(rows_of(&x, &at[1..])) });
     assert!(matches!(short, Err(GbdtError::MatrixShape { .. })));
     let mut inf = rows_of(&x, &(0..100).collect::<Vec<_>>());
     inf.data[3 * 100 + 42] = f32::INFINITY;
