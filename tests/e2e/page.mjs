@@ -67,6 +67,11 @@ main(async () => {
     await page.fill('#alarm-k', '2');
     await page.fill('#alarm-n', '3');
     if (small.family === 'motor') await page.fill('#exclude-sensors', 'speed_rpm');
+    // Out of range is refused on the page, before anything is sent.
+    await page.fill('#max-train-rows', '10');
+    await page.click('#start-training');
+    await until(async () => (await page.textContent('#start-error')).includes('between 1,000 and 100,000,000'), 5000, 'the row cap message');
+    await page.fill('#max-train-rows', '5000');
     await page.click('#start-training');
     await page.waitForSelector('#login-dialog[open]');
     await shot('03-login-dialog', false);
@@ -78,7 +83,8 @@ main(async () => {
     await page.waitForURL(/#\/progress\/[0-9a-f-]{36}$/);
     taskId = page.url().split('/').pop();
     const t = (await api(`/api/ml/tasks/${taskId}`)).body;
-    check(t.params.horizon_hours === 36 && t.params.contamination === 0.03 && t.params.alarm_k_of_n.join('/') === '2/3',
+    check(t.params.horizon_hours === 36 && t.params.contamination === 0.03 && t.params.alarm_k_of_n.join('/') === '2/3' &&
+      t.params.max_train_rows === 5000,
       `advanced settings not sent: ${JSON.stringify(t.params)}`);
     if (small.family === 'motor') check(t.params.exclude_sensors.includes('speed_rpm'), `exclude not sent: ${JSON.stringify(t.params)}`);
     check(t.model_types.length === 4 && t.complete_system, 'the job does not train all four');

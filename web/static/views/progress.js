@@ -216,7 +216,8 @@ export async function mount(root, args) {
 
 const SETTING_NAMES = {
   quality: 'Quality', time_limit_s: 'Time limit', horizon_hours: 'Failure horizon', rul_cap_hours: 'RUL cap',
-  contamination: 'Expected anomaly share', forecast_hours: 'Forecast length', exclude_sensors: 'Excluded sensors', threads: 'Threads', seed: 'Seed',
+  contamination: 'Expected anomaly share', forecast_hours: 'Forecast length', exclude_sensors: 'Excluded sensors',
+  max_train_rows: 'Most training rows', threads: 'Threads', seed: 'Seed',
 };
 
 /** A job's parameters in words, in a fixed order; unset ones say so. */

@@ -163,6 +163,8 @@ export async function mount(root, args) {
       num('alarm-k', 'Anomaly alarm needs … readings', 1, { min: '1', max: '60', step: '1' }, 'k: how many recent readings must be over the threshold.'),
       num('alarm-n', '… of the last … readings', 1, { min: '1', max: '60', step: '1' }, 'n: 3 of 5 ignores lone spikes; 1 of 1 alarms on every reading.'),
       num('forecast-hours', 'Forecast horizon (hours)', 24, { min: '1', max: '720', step: '1' }, 'How far ahead the forecaster predicts.'),
+      num('max-train-rows', 'Most training rows', '', { min: '1000', max: '100000000', step: '1000', placeholder: '250000' },
+        'Past this many, training and validation rows are thinned evenly across lives (test rows never are). Empty: the default, 250,000.'),
       h('div', { class: 'field' }, h('label', { for: 'quality' }, 'Quality preset'), quality, h('span', { class: 'hint' }, 'More candidates and trees: slower, sometimes better.')),
       h('div', { class: 'field' }, h('label', { for: 'exclude-sensors' }, 'Sensors to exclude'), exclude, h('span', { class: 'hint' }, 'Comma-separated sensor names (e.g. a broken sensor).'))));
   add(settings, h('div', { class: 'row' }, h('span', { id: 'time-limit-label' }, 'Time limit per model:'), limits), advanced);
@@ -223,6 +225,15 @@ export async function mount(root, args) {
       return;
     }
     if (n > 1) body.alarm_k_of_n = [k, n];
+    const cap = form.querySelector('#max-train-rows').value.trim();
+    if (cap) {
+      const rows = Number(cap);
+      if (!(Number.isInteger(rows) && rows >= 1000 && rows <= 100000000)) {
+        add(error, alertBox('bad', 'Check the settings:', 'most training rows must be a whole number between 1,000 and 100,000,000 (or empty for the default).'));
+        return;
+      }
+      body.max_train_rows = rows;
+    }
     const ex = exclude.value.split(/[,\s]+/).map((x) => x.trim()).filter(Boolean);
     if (ex.length) body.exclude_sensors = ex;
     for (const k of ['horizon_hours', 'contamination', 'forecast_hours']) {
