@@ -626,7 +626,7 @@ fn confirmed_scores(
         return score_rows(model, table, rows, starts, ctx);
     }
     let run_start: HashMap<u32, usize> = table.life_ranges().into_iter().map(|(life, r)| (life, r.start)).collect();
-    let window = |r: usize| r.saturating_sub(model.confirm.lookback()).max(run_start.get(&table.life[r]).copied().unwrap_or(r))..=r;
+    let window = |r: usize| model.confirm.window(r, run_start.get(&table.life[r]).copied().unwrap_or(r));
     let mut needed: Vec<usize> = rows.iter().flat_map(|&r| window(r)).collect();
     needed.sort_unstable();
     needed.dedup();
@@ -701,8 +701,7 @@ impl AnomalyModel {
             let raw: Vec<f64> = out.iter().map(|r| r.score).collect();
             for (run, range) in table.life_ranges() {
                 for i in range.clone() {
-                    let from = i.saturating_sub(self.confirm.lookback()).max(range.start);
-                    let score = self.confirm.score(&raw[from..=i]);
+                    let score = self.confirm.score(&raw[self.confirm.window(i, range.start)]);
                     out[i].score = score;
                     out[i].alarm = score > out[i].threshold;
                     debug_assert_eq!(out[i].run, run);

@@ -28,6 +28,12 @@ impl Confirm {
         self.n.saturating_sub(1) as usize
     }
 
+    /// The rows whose raw scores confirm row `r`: it and up to [`Confirm::lookback`] before it, never before
+    /// `run_start`, its run's first row.
+    pub fn window(&self, r: usize, run_start: usize) -> std::ops::RangeInclusive<usize> {
+        r.saturating_sub(self.lookback()).max(run_start).min(r)..=r
+    }
+
     /// The confirmed score of the last reading of `window` (oldest first; only its last `n` count). At a
     /// run's start, with fewer than k readings so far, nothing can be confirmed yet: the score is 0, the
     /// ensemble's "entirely normal" (its scores lie in [0, 1]).
@@ -67,5 +73,9 @@ mod tests {
         assert!(c.score(&[0.9, 0.9]) < threshold);
         assert_eq!(Confirm::SINGLE.score(&[0.2, 0.7]), 0.7);
         assert_eq!(Confirm::from_params([4, 2]), Confirm { k: 4, n: 4 });
+        // The window stops at the run's first row.
+        assert_eq!(c.window(10, 0), 6..=10);
+        assert_eq!(c.window(10, 8), 8..=10);
+        assert_eq!(Confirm::SINGLE.window(10, 0), 10..=10);
     }
 }
