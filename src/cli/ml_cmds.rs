@@ -80,9 +80,7 @@ fn parse_grid_stat(s: &str) -> Result<crate::data::grid::GridStat, String> {
 
 impl GridArgs {
     fn setting(&self) -> Result<crate::data::grid::GridSetting> {
-        if !self.grid_stats.contains(&crate::data::grid::GridStat::Mean) {
-            bail!("--grid-stats must include mean (the column that keeps the sensor's name)");
-        }
+        crate::data::grid::check_stats(&self.grid_stats).map_err(|e| anyhow::anyhow!("--grid-stats {e}"))?;
         Ok(crate::data::grid::GridSetting { choice: self.grid, max_rows: self.grid_rows, stats: self.grid_stats.clone() })
     }
 

@@ -435,13 +435,8 @@ impl DataConfig {
             }
         }
         crate::data::grid::GridChoice::parse(&self.grid).map_err(|e| invalid("data.grid", self.grid.clone(), e))?;
-        if !self.grid_stats.iter().any(|s| s == "mean") {
-            return Err(invalid(
-                "data.grid_stats",
-                format!("{:?}", self.grid_stats),
-                "must include \"mean\" (the column that keeps the sensor's name); add any of \"min\", \"max\", \"std\", \"last\", \"count\"",
-            ));
-        }
+        let stats: Vec<_> = self.grid_stats.iter().filter_map(|s| crate::data::grid::GridStat::parse(s)).collect();
+        crate::data::grid::check_stats(&stats).map_err(|e| invalid("data.grid_stats", format!("{:?}", self.grid_stats), e))?;
         for s in &self.grid_stats {
             if crate::data::grid::GridStat::parse(s).is_none() {
                 return Err(invalid(

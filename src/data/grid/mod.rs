@@ -46,6 +46,16 @@ pub struct GridSetting {
     pub stats: Vec<GridStat>,
 }
 
+/// A list of step statistics must keep the mean: it is the column that keeps the sensor's name, which the
+/// models and every prediction request use. The config and the command line both refuse a list without it.
+pub fn check_stats(stats: &[GridStat]) -> Result<(), &'static str> {
+    if stats.contains(&GridStat::Mean) {
+        Ok(())
+    } else {
+        Err("must include \"mean\" (the column that keeps the sensor's name); add any of \"min\", \"max\", \"std\", \"last\", \"count\"")
+    }
+}
+
 impl Default for GridSetting {
     fn default() -> Self {
         GridSetting { choice: GridChoice::Auto, max_rows: 100_000, stats: vec![GridStat::Mean, GridStat::Std] }
