@@ -111,7 +111,7 @@ pub fn prepare(
             (every(&train_rows, stride), every(&val_rows, stride))
         }
     };
-    let train = binned_part(&spec, table, train_rows, target, &binning(params, ctx))?;
+    let train = binned_part(&spec, table, train_rows, target, &binning(params, ctx), ctx)?;
     ctx.progress(0.5, || "training features ready".into());
     ctx.checkpoint()?;
     let val = part(&spec, table, val_rows, target)?;
@@ -176,16 +176,24 @@ fn binning(params: &TrainParams, ctx: &TrainContext) -> gbdt::Params {
     gbdt::Params { seed: params.seed, threads: ctx.threads(), ..gbdt::Params::default() }
 }
 
+/// The training rows binned a chunk at a time, with a cancel check and progress between chunks (a million
+/// rows take seconds).
 fn binned_part(
     spec: &FeatureSpec,
     table: &Table,
     rows: Vec<usize>,
     target: &[f64],
     binning: &gbdt::Params,
+    ctx: &TrainContext,
 ) -> Result<Part<Dataset>, MlError> {
-    let x = Dataset::by_rows(rows.len(), binning, SCORE_CHUNK_ROWS, &mut |at: &[usize]| {
+    let mut done = 0usize;
+    let x = Dataset::by_rows(rows.len(), binning, SCORE_CHUNK_ROWS, &mut |at: &[usize]| -> Result<Matrix, MlError> {
+        ctx.checkpoint()?;
         let chunk: Vec<usize> = at.iter().map(|&i| rows[i]).collect();
-        features_of(spec, table, &chunk)
+        let x = features_of(spec, table, &chunk)?;
+        done += at.len();
+        ctx.progress(0.45 * (done as f64 / rows.len().max(1) as f64).min(1.0), || format!("training features: {done} rows"));
+        Ok(x)
     })?;
     let y = rows.iter().map(|&r| target[r] as f32).collect();
     Ok(Part { x, rows, y })
