@@ -126,6 +126,38 @@ fn progress_is_frequent_monotonic_and_cancel_is_fast() {
     assert!(max_gap < Duration::from_secs(2), "progress silent for {max_gap:?}");
 }
 
+/// Past 100,000 training rows the features are computed and binned 32,768 rows at a time, which takes seconds
+/// at a million rows: a cancel asked during that stops at the next chunk, before any tree is grown.
+#[test]
+fn cancel_while_training_rows_are_binned_stops_at_the_next_chunk() {
+    let d = tempfile::tempdir().unwrap();
+    let table = small_machine(d.path(), 220_000);
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (flag, seen) = (cancel.clone(), Arc::new(Mutex::new(Vec::new())));
+    let seen2 = seen.clone();
+    let ctx = TrainContext::new(
+        Arc::new(move |e: &Event| {
+            if let Event::Progress { message, .. } = e {
+                // The first chunk of binned rows: ask to cancel from inside the job, as the API's cancel would.
+                if message.starts_with("binning the training rows") {
+                    flag.store(true, Ordering::Relaxed);
+                }
+                seen2.lock().unwrap().push(message.clone());
+            }
+        }),
+        cancel,
+        Arc::new(PauseGate::default()),
+        Duration::from_secs(600),
+        2,
+    );
+    let result = ml::train(ModelType::Regression, &table, &params(), &ctx);
+    assert!(matches!(result, Err(ml::MlError::Cancelled)), "{:?}", result.err());
+    let seen = seen.lock().unwrap();
+    let binned = seen.iter().filter(|m| m.starts_with("binning the training rows")).count();
+    assert_eq!(binned, 1, "one chunk after the cancel: {seen:?}");
+    assert!(!seen.iter().any(|m| m.contains("features ready") || m.contains("round")), "{seen:?}");
+}
+
 #[test]
 fn corrupt_and_foreign_bundles_are_refused() {
     let d = tempfile::tempdir().unwrap();

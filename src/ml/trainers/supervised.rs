@@ -192,7 +192,8 @@ fn binned_part(
         let chunk: Vec<usize> = at.iter().map(|&i| rows[i]).collect();
         let x = features_of(spec, table, &chunk)?;
         done += at.len();
-        ctx.progress(0.45 * (done as f64 / rows.len().max(1) as f64).min(1.0), || format!("training features: {done} rows"));
+        // The bins' sample (up to 100,000 rows) is computed first, then every chunk: `done` runs past the rows.
+        ctx.progress(0.45 * (done as f64 / rows.len().max(1) as f64).min(1.0), || "binning the training rows' features".into());
         Ok(x)
     })?;
     let y = rows.iter().map(|&r| target[r] as f32).collect();
