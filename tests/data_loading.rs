@@ -231,3 +231,38 @@ fn the_default_demo_fleet_loads_quickly() {
         assert!(simulated < std::time::Duration::from_secs(10), "simulating took {simulated:?}");
     }
 }
+
+/// Two million 1 s readings of 20 sensors are 384 MB as a table. Put onto the training grid as they are read,
+/// the whole `train` (load, then the anomaly model) stays under 40 % of that: the test fails when loading
+/// holds the readings whole.
+#[test]
+fn a_long_one_second_history_trains_without_ever_holding_its_readings() {
+    let d = tempfile::tempdir().unwrap();
+    let opts = data::simulate::FleetOptions {
+        out_dir: d.path().to_path_buf(),
+        machines: 1,
+        rows: 2_000_000,
+        interval_s: 1.0,
+        min_sensors: 20,
+        ..Default::default()
+    };
+    let sim = data::simulate::simulate_machine(0, &opts).unwrap();
+    assert_eq!(sim.sensors, 20);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_millwright"))
+        .args(["train", &sim.id, "--models", "anomaly", "--threads", "1"])
+        .arg("--data-dir")
+        .arg(d.path())
+        .env_clear()
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let peak_mb: f64 = stdout
+        .lines()
+        .find_map(|l| l.split_once("peak RSS ")?.1.strip_suffix(" MB")?.parse().ok())
+        .unwrap_or_else(|| panic!("no peak in {stdout}"));
+    let table_mb = 2_000_000.0 * (20.0 + 4.0) * 8.0 / 1e6;
+    println!("peak RSS {peak_mb} MB, the readings as a table {table_mb} MB");
+    assert!(peak_mb < 0.4 * table_mb, "peak RSS {peak_mb} MB: the readings were held ({table_mb} MB as a table)");
+    assert!(stderr.contains("about 2000000 readings at 1 s aggregated onto 30 s steps"), "{stderr}");
+}

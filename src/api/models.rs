@@ -338,7 +338,6 @@ fn check_readings(
 }
 
 pub(super) fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>) -> Result<Json<Value>, ApiError> {
-    let table = if given.is_none() { Some(crate::data::load_machine(&state.data_dir, id)?) } else { None };
     let mut live = Vec::new();
     // A damaged model file fails its own answer, not the other three.
     let mut damaged: BTreeMap<ModelType, String> = BTreeMap::new();
@@ -361,6 +360,14 @@ pub(super) fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>
     if live.is_empty() && !crate::data::machine_dir(&state.data_dir, &mid).is_dir() {
         return Err(ApiError::not_found(format!("unknown machine {id:?}: no data folder and no trained model")));
     }
+    // Only the latest readings the models need are kept while the history streams by.
+    let table = match given {
+        Some(_) => None,
+        None => {
+            let tail = crate::ml::predict::tail_for(live.iter().map(|(_, m)| (&m.payload, m.grid.as_ref())));
+            Some(crate::data::load_machine_tail(&state.data_dir, id, &state.data_caps(), tail)?)
+        }
+    };
     let ignored = match &given {
         Some(r) => check_readings(r, &live)?,
         None => Vec::new(),

@@ -197,6 +197,11 @@ impl AppState {
         self
     }
 
+    /// The caps of `[data]`, as loading a machine must keep to them.
+    pub fn data_caps(&self) -> crate::data::Caps {
+        self.summaries.caps
+    }
+
     /// How many machine summaries were made rather than served from the cache.
     pub fn summaries_made(&self) -> u64 {
         self.summaries.made.load(std::sync::atomic::Ordering::Relaxed)

@@ -2,10 +2,9 @@
 //! simulated machines of growing size — and the default demo machine against its targets.
 use super::BenchError;
 use super::measure::{Probe, median};
-use crate::data::simulate::{FleetOptions, simulate_machine};
+use crate::data::simulate::{FleetOptions, noisy_copies, simulate_machine};
 use crate::data::{Sensor, Table};
 use crate::ml::{ModelType, TrainContext, TrainParams, train};
-use crate::util::rng::Rng;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -140,24 +139,17 @@ fn machine(case: &Case, work_dir: &std::path::Path) -> Result<Table, BenchError>
     Ok(table)
 }
 
-/// Extra sensors are noisy, rescaled copies of the real ones (so they carry the same wear signal, as a second
-/// accelerometer would); fewer sensors keep the first `n`.
+/// Extra sensors are the simulator's noisy copies of the real ones; fewer sensors keep the first `n`.
 fn widen(table: &mut Table, n: usize) {
-    let real = table.sensors.len();
-    if n <= real {
+    if n <= table.sensors.len() {
         table.sensors.truncate(n);
         return;
     }
-    let mut rng = Rng::new(0x005C_A1E5);
-    for k in real..n {
-        let base = &table.sensors[k % real];
-        let finite: Vec<f64> = base.values.iter().copied().filter(|v| v.is_finite()).collect();
-        let mean = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
-        let sd = (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / finite.len().max(1) as f64).sqrt();
-        let gain = rng.range(0.5, 2.0);
-        let values = base.values.iter().map(|v| v * gain + 0.3 * sd * gain * rng.normal()).collect();
-        let sensor = Sensor { name: format!("aux_{:02}_{}", k, base.name), unit: base.unit.clone(), values };
-        table.sensors.push(sensor);
+    let real: Vec<Vec<f64>> = table.sensors.iter().map(|s| s.values.clone()).collect();
+    let names: Vec<String> = table.sensors.iter().map(|s| s.name.clone()).collect();
+    let units: Vec<String> = table.sensors.iter().map(|s| s.unit.clone()).collect();
+    for (k, (name, values)) in (real.len()..n).zip(noisy_copies(&real, &names, n, 0x005C_A1E5)) {
+        table.sensors.push(Sensor { name, unit: units[k % units.len()].clone(), values });
     }
 }
 

@@ -24,6 +24,9 @@ pub struct SimulateArgs {
     /// File format of the legacy layout.
     #[arg(long, value_enum, default_value = "parquet")]
     format: FormatArg,
+    /// Sensors per machine at least: past a family's own (6–9), noisy rescaled copies of them are added.
+    #[arg(long, default_value_t = 0)]
+    sensors: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -46,6 +49,7 @@ pub fn simulate(a: &SimulateArgs) -> Result<()> {
             FormatArg::Parquet => data::write::Format::Parquet,
             FormatArg::Csv => data::write::Format::Csv,
         },
+        min_sensors: a.sensors,
     };
     let t0 = Instant::now();
     let fleet = data::simulate::simulate_fleet(&opts).context("simulating the demo fleet")?;
@@ -113,6 +117,16 @@ pub fn load_any(data_dir: &Path, machine: &str) -> Result<Table> {
         return Ok(data::load_machine_dir(as_path)?);
     }
     Ok(data::load_machine(data_dir, machine)?)
+}
+
+/// [`load_any`] put onto the training grid `grid` calls for while it is read.
+pub fn load_any_on_grid(data_dir: &Path, machine: &str, grid: &data::grid::GridSetting) -> Result<Table> {
+    let as_path = Path::new(machine);
+    let caps = data::Caps::default();
+    if machine.contains('/') && as_path.is_dir() {
+        return Ok(data::load_machine_dir_gridded(as_path, &caps, grid)?);
+    }
+    Ok(data::load_machine_gridded(data_dir, machine, &caps, grid)?)
 }
 
 pub fn inspect(data_dir: &Path, machine: &str) -> Result<()> {

@@ -84,9 +84,9 @@ impl GridArgs {
         Ok(crate::data::grid::GridSetting { choice: self.grid, max_rows: self.grid_rows, stats: self.grid_stats.clone() })
     }
 
-    /// The table on the grid the arguments call for, saying so when it was aggregated.
-    pub fn apply(&self, table: Table) -> Result<Table> {
-        let table = crate::data::grid::apply(table, &self.setting()?)?;
+    /// The machine loaded onto the grid the arguments call for, saying so when it was aggregated.
+    pub fn load(&self, data_dir: &std::path::Path, machine: &str) -> Result<Table> {
+        let table = super::data_cmds::load_any_on_grid(data_dir, machine, &self.setting()?)?;
         if let Some(g) = &table.grid {
             eprintln!("{}; median {} readings a step, {} empty steps left as gaps", g.why, g.readings_per_step, g.empty_steps);
         }
@@ -141,7 +141,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     let types = ModelType::parse_list(&a.models).map_err(anyhow::Error::msg)?;
     let params = a.params()?;
     let t0 = Instant::now();
-    let table = a.grid.apply(load_any(&a.data.dir()?, &a.machine)?)?;
+    let table = a.grid.load(&a.data.dir()?, &a.machine)?;
     eprintln!(
         "loaded {} ({} rows, {} sensors) in {:.2} s",
         table.machine_id,

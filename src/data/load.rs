@@ -1,17 +1,18 @@
 //! Assembling a [`Table`] from a machine folder: find the files, give each column its role, check the data.
+use super::build::{BuildOptions, Builder, CHUNK_ROWS, Tail};
 use super::caps::Budget;
 use super::caps::Caps;
 use super::confine::Confine;
-use super::describe::{ColumnRoles, Duplicates, HealthyHead, MachineToml};
+use super::describe::{ColumnRoles, HealthyHead, MachineToml};
 use super::error::DataError;
-use super::frame::Frame;
+use super::grid::{self, GridSetting};
 use super::id::MachineId;
-use super::read::read_file;
+use super::read::read_file_chunks;
 use super::read_text::{Delimiter, TextOptions};
 use super::sources::{SourceFile, described_files, legacy_files};
-use super::table::{Layout, Sensor, Split, Table};
+use super::table::{Layout, Split, Table};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub(super) const TOML_NAME: &str = "machine.toml";
@@ -43,7 +44,14 @@ pub fn load_machine(data_dir: &Path, id: &str) -> Result<Table, DataError> {
 /// rows are decoded.
 pub fn load_machine_within(data_dir: &Path, id: &str, caps: &Caps) -> Result<Table, DataError> {
     let (id, dir, confine) = open_machine(data_dir, id)?;
-    load_folder(&dir, id.to_string(), &confine, caps)
+    load_folder(&dir, id.to_string(), &confine, caps, Keep::All)
+}
+
+/// [`load_machine_within`], put onto the training grid `grid` calls for as it is read: a long fine-grained
+/// history is aggregated step by step, never held as readings (see [`super::build`]).
+pub fn load_machine_gridded(data_dir: &Path, id: &str, caps: &Caps, grid: &GridSetting) -> Result<Table, DataError> {
+    let (id, dir, confine) = open_machine(data_dir, id)?;
+    load_folder(&dir, id.to_string(), &confine, caps, Keep::Grid(grid))
 }
 
 /// Loads any machine folder, as the operator named it (the examples read files beside the repository); the
@@ -55,7 +63,20 @@ pub fn load_machine_dir(dir: &Path) -> Result<Table, DataError> {
 /// [`load_machine_dir`] under the given caps.
 pub fn load_machine_dir_within(dir: &Path, caps: &Caps) -> Result<Table, DataError> {
     let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    load_folder(dir, id, &Confine::anywhere(), caps)
+    load_folder(dir, id, &Confine::anywhere(), caps, Keep::All)
+}
+
+/// The latest readings of a machine's last life, as [`Tail`] says, read as a stream: what an answer from
+/// the machine's own history needs, in memory bounded by the tail, not by the history.
+pub fn load_machine_tail(data_dir: &Path, id: &str, caps: &Caps, tail: Tail) -> Result<Table, DataError> {
+    let (id, dir, confine) = open_machine(data_dir, id)?;
+    load_folder(&dir, id.to_string(), &confine, caps, Keep::Tail(tail))
+}
+
+/// [`load_machine_dir_within`] onto the training grid, as [`load_machine_gridded`].
+pub fn load_machine_dir_gridded(dir: &Path, caps: &Caps, grid: &GridSetting) -> Result<Table, DataError> {
+    let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    load_folder(dir, id, &Confine::anywhere(), caps, Keep::Grid(grid))
 }
 
 /// What a folder's description says before any data file is read: the description (or the default one),
@@ -98,24 +119,83 @@ pub(super) fn describe_folder(dir: &Path, confine: &Confine) -> Result<Described
     Ok(Described { desc, toml_path, sources, layout })
 }
 
-fn load_folder(dir: &Path, id: String, confine: &Confine, caps: &Caps) -> Result<Table, DataError> {
+/// What a load keeps: every row, the rows put onto a training grid, or the latest readings only.
+#[derive(Clone, Copy)]
+enum Keep<'a> {
+    All,
+    Grid(&'a GridSetting),
+    Tail(Tail),
+}
+
+fn load_folder(dir: &Path, id: String, confine: &Confine, caps: &Caps, keep: Keep<'_>) -> Result<Table, DataError> {
+    let grid = match keep {
+        Keep::Grid(g) => Some(g),
+        Keep::All | Keep::Tail(_) => None,
+    };
     let Described { desc, toml_path, sources, layout } = describe_folder(dir, confine)?;
-    let mut builder = Builder::new(&desc.columns, confine);
-    let mut rows_left = caps.max_rows;
-    for (index, source) in sources.iter().enumerate() {
-        let budget = Budget { rows: rows_left, columns: caps.max_columns };
-        let frame = read_file(&source.path, &text_options(source, &toml_path)?, budget)?;
-        rows_left = rows_left.saturating_sub(frame.n_rows);
-        builder.add_file(index, source, &frame, &toml_path)?;
+    let windows = match &desc.anomaly_windows {
+        Some(w) => read_windows(dir, &toml_path, w, confine)?,
+        None => Vec::new(),
+    };
+    let mut builder = Builder::new(BuildOptions {
+        roles: &desc.columns,
+        confine,
+        toml_path: &toml_path,
+        grid,
+        expected_rows: sources.iter().map(|s| expected_rows(&s.path)).sum(),
+        windows,
+        tail: match keep {
+            Keep::Tail(t) => Some(t),
+            Keep::All | Keep::Grid(_) => None,
+        },
+    });
+    let mut rows_read = 0usize;
+    for source in &sources {
+        let budget = Budget { rows: caps.max_rows.saturating_sub(rows_read), columns: caps.max_columns };
+        read_file_chunks(&source.path, &text_options(source, &toml_path)?, budget, CHUNK_ROWS, &mut |frame| {
+            rows_read += frame.n_rows;
+            builder.add_chunk(source, &frame)
+        })?;
+        builder.end_file(source)?;
     }
     let mut table = builder.finish(id, desc.machine.clone(), layout, sources.iter().map(|s| s.path.clone()).collect())?;
     apply_units(&mut table, &desc.units);
-    if let Some(w) = &desc.anomaly_windows {
-        apply_windows(&mut table, dir, &toml_path, w, confine)?;
-    }
     table.split_hint = desc.split.hint();
-    table.split_hint.healthy_head_rows = healthy_head_rows(&table, &desc, &toml_path)?;
-    Ok(table)
+    // A tail is for answers; the healthy head of a life it does not hold means nothing there.
+    if !matches!(keep, Keep::Tail(_)) {
+        table.split_hint.healthy_head_rows = healthy_head_rows(&table, &desc, &toml_path)?;
+    }
+    match grid {
+        // Put onto its grid while streaming: a head given in readings becomes steps.
+        Some(_) if table.grid.is_some() => {
+            if let (Some(HealthyHead::Rows(_)), Some(g)) = (desc.split.healthy_head().ok().flatten(), &table.grid) {
+                table.split_hint.healthy_head_rows =
+                    grid::healthy_head_on_grid(table.split_hint.healthy_head_rows, g.raw_interval_s, g.grid.step_s);
+            }
+            Ok(table)
+        }
+        Some(setting) => grid::apply(table, setting),
+        None => Ok(table),
+    }
+}
+
+/// About how many rows a file holds, read from its head: the Parquet footer, or a text file's size over the
+/// length of its first lines. Only the choice of a training grid from the first rows uses it.
+fn expected_rows(path: &Path) -> usize {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if ext == "parquet" || ext == "pq" {
+        // The crate can panic on a damaged footer; the real read reports it.
+        let rows = std::panic::catch_unwind(|| {
+            let reader = super::read_parquet::StrictFile::open(path).ok()?;
+            usize::try_from(parquet::file::reader::FileReader::metadata(&reader).file_metadata().num_rows()).ok()
+        });
+        return rows.ok().flatten().unwrap_or(0);
+    }
+    let mut head = vec![0u8; 64 * 1024];
+    let n = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).unwrap_or(0);
+    let lines = head[..n].iter().filter(|b| **b == b'\n').count().max(1);
+    (size as f64 * lines as f64 / n.max(1) as f64) as usize
 }
 
 /// The healthy head in rows: the trainers take one row count for every run, so a duration or a share is
@@ -178,400 +258,15 @@ pub(super) fn text_options(source: &SourceFile, toml_path: &Path) -> Result<Text
     Ok(TextOptions { delimiter, header: source.spec.header.unwrap_or(true), names: source.spec.names.clone() })
 }
 
-/// Which column of a file plays which role, by index.
-struct Roles {
-    time: Option<usize>,
-    unit: Option<usize>,
-    label: Option<usize>,
-    rul: Option<usize>,
-    anomaly: Option<usize>,
-    sensors: Vec<usize>,
-}
-
-struct Builder<'a> {
-    roles: &'a ColumnRoles,
-    confine: &'a Confine,
-    sensor_names: Option<Vec<String>>,
-    timestamps: Vec<f64>,
-    life: Vec<u32>,
-    lives_known: bool,
-    splits: Vec<Option<Split>>,
-    sensors: Vec<Vec<f64>>,
-    label: Option<Vec<f64>>,
-    rul: Option<Vec<f64>>,
-    anomaly: Option<Vec<f64>>,
-    next_life: u32,
-    first_file: Option<PathBuf>,
-}
-
-impl<'a> Builder<'a> {
-    fn new(roles: &'a ColumnRoles, confine: &'a Confine) -> Self {
-        Builder {
-            roles,
-            confine,
-            sensor_names: None,
-            timestamps: Vec::new(),
-            life: Vec::new(),
-            lives_known: false,
-            splits: Vec::new(),
-            sensors: Vec::new(),
-            label: None,
-            rul: None,
-            anomaly: None,
-            next_life: 0,
-            first_file: None,
-        }
-    }
-
-    /// Reference files of healthy data may lack the ground-truth columns (SKAB's anomaly-free run has no `anomaly`).
-    fn resolve(&mut self, frame: &Frame, healthy: bool) -> Result<Roles, DataError> {
-        let r = self.roles;
-        let find = |name: &Option<String>| match name.as_deref() {
-            Some(n) if healthy && !frame.names.iter().any(|c| c == n) => Ok(None),
-            Some(n) => frame.index_of(n).map(Some),
-            None => Ok(None),
-        };
-        let time = match &r.timestamp {
-            Some(n) => Some(frame.index_of(n)?),
-            None => TIME_NAMES.iter().find_map(|n| frame.names.iter().position(|c| c.eq_ignore_ascii_case(n))),
-        };
-        let rul = match &r.rul {
-            Some(n) => Some(frame.index_of(n)?),
-            None => frame.names.iter().position(|c| c == "rul"),
-        };
-        let (unit, label, anomaly) = (find(&r.unit)?, find(&r.label)?, find(&r.anomaly)?);
-        for ignored in r.ignore.iter().filter(|_| !healthy) {
-            frame.index_of(ignored)?;
-        }
-        let taken = [time, unit, label, rul, anomaly];
-        let sensors = match (&self.sensor_names, &r.sensors) {
-            (Some(names), _) => names.iter().map(|n| frame.index_of(n)).collect::<Result<Vec<_>, _>>()?,
-            (None, Some(names)) => names.iter().map(|n| frame.index_of(n)).collect::<Result<Vec<_>, _>>()?,
-            (None, None) => (0..frame.names.len())
-                .filter(|i| !taken.contains(&Some(*i)))
-                .filter(|i| !r.ignore.contains(&frame.names[*i]))
-                .filter(|i| r.categorical.contains_key(&frame.names[*i]) || frame.looks_numeric(*i))
-                .collect(),
-        };
-        if sensors.is_empty() {
-            return Err(DataError::NoSensors { file: frame.file.clone() });
-        }
-        if self.sensor_names.is_none() {
-            self.sensor_names = Some(sensors.iter().map(|i| frame.names[*i].clone()).collect());
-        }
-        Ok(Roles { time, unit, label, rul, anomaly, sensors })
-    }
-
-    fn add_file(&mut self, index: usize, source: &SourceFile, frame: &Frame, toml_path: &Path) -> Result<(), DataError> {
-        let healthy = source.split == Some(Split::Healthy);
-        let roles = self.resolve(frame, healthy)?;
-        let n = frame.n_rows;
-        let base = self.timestamps.len();
-        self.first_file.get_or_insert_with(|| frame.file.clone());
-        let times = match roles.time {
-            Some(c) if self.roles.step_seconds.is_some() => {
-                let step = self.roles.step_seconds.unwrap_or(1.0);
-                frame.numeric(c)?.into_iter().map(|v| v * step).collect()
-            }
-            Some(c) => frame.timestamps(c)?,
-            None => (0..n).map(|i| i as f64 * self.roles.step_seconds.unwrap_or(1.0)).collect(),
-        };
-        let lives = self.file_lives(index, source, frame, &roles)?;
-        let how = self.roles.duplicates;
-        check_monotonic(frame, &times, &lives, how)?;
-        let groups = (how != Duplicates::Error).then(|| repeat_groups(&times, &lives)).filter(|g| g.len() < n);
-        let fold = |values: Vec<f64>, reduce: Reduce| match &groups {
-            Some(g) => collapse(g, &values, reduce),
-            None => values,
-        };
-        let (sensor_reduce, flag_reduce) = match how {
-            Duplicates::Mean => (Reduce::Mean, Reduce::Max),
-            Duplicates::First | Duplicates::Error => (Reduce::First, Reduce::First),
-        };
-        for (k, &c) in roles.sensors.iter().enumerate() {
-            let categorical = self.roles.categorical.contains_key(&frame.names[c]);
-            let values = fold(self.sensor_values(frame, c)?, if categorical { Reduce::First } else { sensor_reduce });
-            if self.sensors.len() <= k {
-                self.sensors.push(Vec::new());
-            }
-            self.sensors[k].extend(values);
-        }
-        let rul = self.file_rul(source, frame, &roles, &times, &lives, toml_path)?.map(|v| fold(v, sensor_reduce));
-        let (times, lives) = match &groups {
-            Some(g) => (g.iter().map(|r| times[r.start]).collect(), g.iter().map(|r| lives[r.start]).collect()),
-            None => (times, lives),
-        };
-        let n = times.len();
-        let normal = |role: &Option<String>| (healthy && role.is_some()).then(|| vec![0.0; n]);
-        let label = roles.label.map(|c| frame.numeric(c)).transpose()?.map(|v| fold(v, flag_reduce)).or_else(|| normal(&self.roles.label));
-        let anomaly =
-            roles.anomaly.map(|c| frame.numeric(c)).transpose()?.map(|v| fold(v, flag_reduce)).or_else(|| normal(&self.roles.anomaly));
-        push_optional(&mut self.label, base, label, n);
-        push_optional(&mut self.anomaly, base, anomaly, n);
-        push_optional(&mut self.rul, base, rul, n);
-        self.timestamps.extend(times);
-        self.life.extend(lives);
-        self.splits.extend(std::iter::repeat_n(source.split, n));
-        Ok(())
-    }
-
-    fn sensor_values(&self, frame: &Frame, c: usize) -> Result<Vec<f64>, DataError> {
-        match self.roles.categorical.get(&frame.names[c]) {
-            None => frame.numeric(c),
-            Some(levels) => frame
-                .text(c)
-                .iter()
-                .enumerate()
-                .map(|(r, v)| {
-                    // A level written as a number matches the same number however the file spells it
-                    // ("1" and "1.0"): numeric cells are read as numbers, not kept as written.
-                    let same = |l: &String| l == v || l.trim().parse::<f64>().ok().zip(v.parse::<f64>().ok()).is_some_and(|(a, b)| a == b);
-                    levels.iter().position(same).map(|p| p as f64).ok_or_else(|| frame.cell_error(c, r, v, "one of the listed categories"))
-                })
-                .collect(),
-        }
-    }
-
-    /// Global life id per row: from a unit column, one per file, or split where RUL jumps up (a repaired machine).
-    fn file_lives(&mut self, index: usize, source: &SourceFile, frame: &Frame, roles: &Roles) -> Result<Vec<u32>, DataError> {
-        let n = frame.n_rows;
-        let mut ids: HashMap<String, u32> = HashMap::new();
-        let mut out = Vec::with_capacity(n);
-        if let Some(c) = roles.unit {
-            self.lives_known = true;
-            for key in frame.text(c) {
-                let next = &mut self.next_life;
-                let id = *ids.entry(key).or_insert_with(|| {
-                    *next += 1;
-                    *next - 1
-                });
-                out.push(id);
-            }
-        } else if let (Some(c), false) = (roles.rul, source.spec.file_is_life) {
-            let rul = frame.numeric(c)?;
-            let mut current = self.next_life;
-            for i in 0..n {
-                if i > 0 && rul[i] > rul[i - 1] {
-                    current += 1;
-                    self.lives_known = true;
-                }
-                out.push(current);
-            }
-            self.next_life = current + 1;
-        } else {
-            self.lives_known |= source.spec.file_is_life;
-            out.resize(n, self.next_life);
-            self.next_life += 1;
-        }
-        let _ = index;
-        Ok(out)
-    }
-
-    fn file_rul(
-        &self,
-        source: &SourceFile,
-        frame: &Frame,
-        roles: &Roles,
-        times: &[f64],
-        lives: &[u32],
-        toml_path: &Path,
-    ) -> Result<Option<Vec<f64>>, DataError> {
-        if let Some(rel) = &source.spec.rul_at_end {
-            let path = toml_path.parent().unwrap_or(Path::new(".")).join(rel);
-            self.confine.check(&path, &format!("rul_at_end = {rel:?}"), toml_path)?;
-            let ends = read_number_list(&path)?;
-            let order = life_order(lives);
-            if order.len() != ends.len() {
-                return Err(DataError::Describe {
-                    file: toml_path.to_path_buf(),
-                    message: format!(
-                        "{} has {} RUL values but {} has {} units",
-                        path.display(),
-                        ends.len(),
-                        frame.file.display(),
-                        order.len()
-                    ),
-                });
-            }
-            let end_of: HashMap<u32, f64> = order.iter().copied().zip(ends).collect();
-            return Ok(Some(hours_to_end(times, lives, |l| end_of.get(&l).copied().unwrap_or(0.0))));
-        }
-        if let Some(c) = roles.rul {
-            return Ok(Some(frame.numeric(c)?));
-        }
-        Ok(self.roles.rul_from_end.then(|| hours_to_end(times, lives, |_| 0.0)))
-    }
-
-    fn finish(
-        self,
-        machine_id: String,
-        meta: super::table::MachineMeta,
-        layout: Layout,
-        sources: Vec<PathBuf>,
-    ) -> Result<Table, DataError> {
-        let file = self.first_file.clone().unwrap_or_default();
-        let n = self.timestamps.len();
-        if n < 2 {
-            return Err(DataError::TooFewRows { file, rows: n });
-        }
-        let names = self.sensor_names.unwrap_or_default();
-        let sensors: Vec<Sensor> =
-            names.into_iter().zip(self.sensors).map(|(name, values)| Sensor { unit: String::new(), name, values }).collect();
-        if let Some(s) = sensors.iter().find(|s| s.values.iter().all(|v| v.is_nan())) {
-            return Err(DataError::AllMissing { file, column: s.name.clone() });
-        }
-        let given_split = self.splits.iter().all(Option::is_some).then(|| self.splits.iter().flatten().copied().collect());
-        let mut table = Table {
-            machine_id,
-            meta,
-            layout,
-            sources,
-            interval_s: 0.0,
-            timestamps: self.timestamps,
-            life: self.life,
-            lives_known: self.lives_known,
-            given_split,
-            sensors,
-            label: self.label,
-            rul: self.rul,
-            anomaly: self.anomaly,
-            split_hint: Default::default(),
-            rul_cap_hint: self.roles.rul_cap_hours,
-            grid: None,
-        };
-        table.interval_s = median_interval(&table);
-        Ok(table)
-    }
-}
-
-/// Appends a file's optional column, padding with NaN where earlier or later files lack it.
-fn push_optional(target: &mut Option<Vec<f64>>, base: usize, values: Option<Vec<f64>>, n: usize) {
-    match (target.as_mut(), values) {
-        (Some(t), Some(v)) => t.extend(v),
-        (Some(t), None) => t.extend(std::iter::repeat_n(f64::NAN, n)),
-        (None, Some(v)) => {
-            let mut t = vec![f64::NAN; base];
-            t.extend(v);
-            *target = Some(t);
-        }
-        (None, None) => {}
-    }
-}
-
-fn life_order(lives: &[u32]) -> Vec<u32> {
-    let mut order: Vec<u32> = Vec::new();
-    for &l in lives {
-        if !order.contains(&l) {
-            order.push(l);
-        }
-    }
-    order
-}
-
-fn hours_to_end(times: &[f64], lives: &[u32], end_rul: impl Fn(u32) -> f64) -> Vec<f64> {
-    let mut last: HashMap<u32, f64> = HashMap::new();
-    for (t, l) in times.iter().zip(lives) {
-        last.insert(*l, *t);
-    }
-    times.iter().zip(lives).map(|(t, l)| end_rul(*l) + (last.get(l).copied().unwrap_or(*t) - t) / 3600.0).collect()
-}
-
-fn read_number_list(path: &Path) -> Result<Vec<f64>, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-    text.split_whitespace()
-        .enumerate()
-        .map(|(i, tok)| {
-            tok.parse::<f64>().map_err(|_| DataError::Cell {
-                file: path.to_path_buf(),
-                row: i + 1,
-                column: "rul".into(),
-                value: tok.into(),
-                expected: "a number",
-            })
-        })
-        .collect()
-}
-
-/// Time must move forward within a life; a repeated timestamp is refused, kept once or averaged as
-/// `duplicates` says, and each fault gets the advice that fixes it.
-fn check_monotonic(frame: &Frame, times: &[f64], lives: &[u32], how: Duplicates) -> Result<(), DataError> {
-    let mut last: HashMap<u32, f64> = HashMap::new();
-    for (i, (t, l)) in times.iter().zip(lives).enumerate() {
-        let Some(prev) = last.insert(*l, *t) else { continue };
-        if *t == prev && how == Duplicates::Error {
-            return Err(DataError::DuplicateTime {
-                file: frame.file.clone(),
-                row: frame.first_row + i,
-                life: l.to_string(),
-                time: crate::util::time::format_timestamp(*t),
-            });
-        }
-        if *t < prev {
-            return Err(DataError::NonMonotonic {
-                file: frame.file.clone(),
-                row: frame.first_row + i,
-                life: l.to_string(),
-                previous: crate::util::time::format_timestamp(prev),
-                current: crate::util::time::format_timestamp(*t),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Runs of consecutive rows sharing one life and timestamp (times are already known not to go backwards).
-fn repeat_groups(times: &[f64], lives: &[u32]) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for i in 1..=times.len() {
-        if i == times.len() || times[i] != times[start] || lives[i] != lives[start] {
-            out.push(start..i);
-            start = i;
-        }
-    }
-    out
-}
-
-#[derive(Clone, Copy)]
-enum Reduce {
-    First,
-    /// Mean of the readings present; NaN when none is.
-    Mean,
-    /// Any flag set sets the row's flag.
-    Max,
-}
-
-fn collapse(groups: &[std::ops::Range<usize>], values: &[f64], how: Reduce) -> Vec<f64> {
-    groups
-        .iter()
-        .map(|r| {
-            let present = values[r.clone()].iter().copied().filter(|v| !v.is_nan());
-            match how {
-                Reduce::First => values[r.start],
-                Reduce::Max => present.fold(f64::NAN, f64::max),
-                Reduce::Mean => {
-                    let (sum, count) = present.fold((0.0, 0usize), |(s, c), v| (s + v, c + 1));
-                    if count == 0 { f64::NAN } else { sum / count as f64 }
-                }
-            }
-        })
-        .collect()
-}
-
-fn median_interval(t: &Table) -> f64 {
-    let mut diffs: Vec<f64> =
-        (1..t.n_rows()).filter(|&i| t.life[i] == t.life[i - 1]).map(|i| t.timestamps[i] - t.timestamps[i - 1]).collect();
-    if diffs.is_empty() {
-        return 1.0;
-    }
-    let mid = diffs.len() / 2;
-    diffs.select_nth_unstable_by(mid, f64::total_cmp);
-    diffs[mid]
-}
-
+/// A column on a training grid takes its sensor's unit, except a count of readings, which has none.
 fn apply_units(table: &mut Table, units: &BTreeMap<String, String>) {
     for s in &mut table.sensors {
-        s.unit = units.get(&s.name).cloned().unwrap_or_else(|| unit_from_name(&s.name).to_string());
+        let sensor = grid::source_sensor(&s.name);
+        s.unit = if grid::column_stat(&s.name) == grid::GridStat::Count && sensor != s.name {
+            String::new()
+        } else {
+            units.get(sensor).cloned().unwrap_or_else(|| unit_from_name(sensor).to_string())
+        };
     }
 }
 
@@ -598,14 +293,14 @@ fn unit_from_name(name: &str) -> &'static str {
     SUFFIXES.iter().find(|(s, _)| name.ends_with(s)).map_or("", |(_, u)| u)
 }
 
-/// NAB-style labelled windows become (or extend) the anomaly ground-truth column.
-fn apply_windows(
-    table: &mut Table,
+/// NAB-style labelled windows (epoch seconds, inclusive): rows inside one are marked in the anomaly
+/// ground-truth column as they are read (the column is made, all normal, when the files have none).
+fn read_windows(
     dir: &Path,
     toml_path: &Path,
     spec: &super::describe::WindowsSpec,
     confine: &Confine,
-) -> Result<(), DataError> {
+) -> Result<Vec<(f64, f64)>, DataError> {
     let path = dir.join(&spec.path);
     confine.check(&path, &format!("[anomaly_windows] path = {:?}", spec.path), toml_path)?;
     let describe = |message: String| DataError::Describe { file: toml_path.to_path_buf(), message };
@@ -624,13 +319,7 @@ fn apply_windows(
             _ => return Err(describe(format!("{}: window {p} is not a pair of timestamps", path.display()))),
         }
     }
-    let flags = table.anomaly.get_or_insert_with(|| vec![0.0; table.timestamps.len()]);
-    for (flag, t) in flags.iter_mut().zip(&table.timestamps) {
-        if windows.iter().any(|(a, b)| t >= a && t <= b) {
-            *flag = 1.0;
-        }
-    }
-    Ok(())
+    Ok(windows)
 }
 
 /// One line of `millwright machines`.

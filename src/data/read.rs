@@ -5,16 +5,34 @@ use super::frame::Frame;
 use super::read_text::TextOptions;
 use std::path::Path;
 
-/// Reads one file within `budget`.
+/// Reads one file within `budget`, whole.
+#[cfg(test)]
 pub fn read_file(path: &Path, text: &TextOptions, budget: Budget) -> Result<Frame, DataError> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let frame = if ext == "parquet" || ext == "pq" {
-        super::read_parquet::read_parquet(path, budget)?
-    } else {
-        super::read_text::read_text(path, text, budget)?
-    };
+    let frame =
+        if is_parquet(path) { super::read_parquet::read_parquet(path, budget)? } else { super::read_text::read_text(path, text, budget)? };
     budget.check(path, frame.n_rows, frame.names.len())?;
     Ok(frame)
+}
+
+/// Reads one file within `budget` as frames of at most `chunk_rows` rows, handing each to `each` in order
+/// (at least one, so the column names are always seen); memory is one chunk, not the file.
+pub fn read_file_chunks(
+    path: &Path,
+    text: &TextOptions,
+    budget: Budget,
+    chunk_rows: usize,
+    each: &mut dyn FnMut(Frame) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    if is_parquet(path) {
+        super::read_parquet::read_parquet_chunks(path, budget, chunk_rows, each)
+    } else {
+        super::read_text::read_text_chunks(path, text, budget, chunk_rows, each)
+    }
+}
+
+fn is_parquet(path: &Path) -> bool {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    ext == "parquet" || ext == "pq"
 }
 
 #[cfg(test)]

@@ -405,16 +405,66 @@ pub(super) fn check_pages<R: ChunkReader + 'static>(reader: &SerializedFileReade
     Ok(usize::try_from(total).unwrap_or(usize::MAX))
 }
 
+/// The whole file as one frame.
+#[cfg(test)]
+pub(super) fn read_parquet(path: &Path, budget: Budget) -> Result<Frame, DataError> {
+    let mut whole = None;
+    read_parquet_chunks(path, budget, usize::MAX, &mut |frame| {
+        whole = Some(frame);
+        Ok(())
+    })?;
+    whole.ok_or_else(|| DataError::Format { file: path.to_path_buf(), message: "no columns".into() })
+}
+
+/// The file as frames of at most `chunk_rows` rows, in order; at least one frame, as the text reader.
 /// The parquet crate asserts on some malformed footers (negative column offsets, for one) instead of
 /// returning an error; a damaged upload must be a clear "bad file", not a dead request or job thread.
-pub fn read_parquet(path: &Path, budget: Budget) -> Result<Frame, DataError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_rows(path, budget))).unwrap_or_else(|panic| {
+pub(super) fn read_parquet_chunks(
+    path: &Path,
+    budget: Budget,
+    chunk_rows: usize,
+    each: &mut dyn FnMut(Frame) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_rows(path, budget, chunk_rows, each))).unwrap_or_else(|panic| {
         let why = crate::util::panic_message(panic.as_ref());
         Err(DataError::Format { file: path.to_path_buf(), message: format!("not a readable Parquet file (damaged metadata: {why})") })
     })
 }
 
-fn read_rows(path: &Path, budget: Budget) -> Result<Frame, DataError> {
+/// One chunk's columns while it is read: numbers until a string arrives, then text.
+struct Chunk {
+    nums: Vec<Vec<f64>>,
+    texts: Vec<Option<Vec<String>>>,
+    rows: usize,
+}
+
+impl Chunk {
+    fn new(columns: usize, capacity: usize) -> Chunk {
+        Chunk { nums: (0..columns).map(|_| Vec::with_capacity(capacity)).collect(), texts: vec![None; columns], rows: 0 }
+    }
+
+    fn frame(self, path: &Path, names: &[String], is_time: &[bool], first_row: usize) -> Frame {
+        let columns = self
+            .nums
+            .into_iter()
+            .zip(self.texts)
+            .zip(is_time)
+            .map(|((num, text), time)| match (text, time) {
+                (Some(t), _) => RawColumn::Text(t),
+                (None, true) => RawColumn::Time(num),
+                (None, false) => RawColumn::Num(num),
+            })
+            .collect::<Vec<_>>();
+        Frame { file: path.to_path_buf(), names: names.to_vec(), columns, n_rows: self.rows, first_row }
+    }
+}
+
+fn read_rows(
+    path: &Path,
+    budget: Budget,
+    chunk_rows: usize,
+    each: &mut dyn FnMut(Frame) -> Result<(), DataError>,
+) -> Result<(), DataError> {
     let bad = |message: String| DataError::Format { file: path.to_path_buf(), message };
     let reader = StrictFile::open(path)?;
     let columns = reader.metadata().file_metadata().schema_descr().num_columns();
@@ -424,17 +474,18 @@ fn read_rows(path: &Path, budget: Budget) -> Result<Frame, DataError> {
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
     let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
     // Checked against the pages above, but still only a capacity hint.
-    let n_rows = usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0).min(1 << 20);
-    let mut nums: Vec<Vec<f64>> = names.iter().map(|_| Vec::with_capacity(n_rows)).collect();
-    let mut texts: Vec<Option<Vec<String>>> = names.iter().map(|_| None).collect();
+    let capacity = usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0).min(1 << 20).min(chunk_rows);
+    let mut chunk = Chunk::new(names.len(), capacity);
     let mut is_time: Vec<bool> = scales.iter().map(Option::is_some).collect();
+    let (mut chunk_first, mut sent) = (1, false);
     let rows = reader.get_row_iter(None).map_err(|e| bad(format!("cannot read rows: {e}")))?;
     for (r, row) in rows.enumerate() {
         let row = row.map_err(|e| bad(format!("row {}: damaged Parquet data: {e}", r + 1)))?;
         for (c, (_, field)) in row.get_column_iter().enumerate().take(names.len()) {
             let value = match field {
                 Field::Str(s) => {
-                    texts[c].get_or_insert_with(|| nums[c].iter().map(|v| v.to_string()).collect()).push(s.clone());
+                    let nums = &chunk.nums[c];
+                    chunk.texts[c].get_or_insert_with(|| nums.iter().map(|v| v.to_string()).collect()).push(s.clone());
                     continue;
                 }
                 Field::TimestampMillis(v) => {
@@ -455,28 +506,22 @@ fn read_rows(path: &Path, budget: Budget) -> Result<Frame, DataError> {
             if value.is_infinite() {
                 return Err(DataError::infinite(path, r + 1, &names[c], value));
             }
-            match &mut texts[c] {
+            match &mut chunk.texts[c] {
                 Some(t) => t.push(value.to_string()),
-                None => nums[c].push(value),
+                None => chunk.nums[c].push(value),
             }
         }
+        chunk.rows += 1;
+        if chunk.rows == chunk_rows {
+            let full = std::mem::replace(&mut chunk, Chunk::new(names.len(), capacity));
+            each(full.frame(path, &names, &is_time, chunk_first))?;
+            (chunk_first, sent) = (r + 2, true);
+        }
     }
-    let columns = nums
-        .into_iter()
-        .zip(texts)
-        .zip(&is_time)
-        .map(|((num, text), time)| match (text, time) {
-            (Some(t), _) => RawColumn::Text(t),
-            (None, true) => RawColumn::Time(num),
-            (None, false) => RawColumn::Num(num),
-        })
-        .collect::<Vec<_>>();
-    let n_rows = match columns.first() {
-        Some(RawColumn::Num(v) | RawColumn::Time(v)) => v.len(),
-        Some(RawColumn::Text(t)) => t.len(),
-        None => 0,
-    };
-    Ok(Frame { file: path.to_path_buf(), names, columns, n_rows, first_row: 1 })
+    if chunk.rows > 0 || !sent {
+        each(chunk.frame(path, &names, &is_time, chunk_first))?;
+    }
+    Ok(())
 }
 
 pub(super) fn field_number(f: &Field) -> Option<f64> {

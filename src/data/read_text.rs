@@ -108,7 +108,26 @@ impl<R: Read> Read for NoNul<R> {
 /// Rows as they are read, split into cells; empty records are skipped.
 type Records<'a> = Box<dyn Iterator<Item = Result<Vec<String>, DataError>> + 'a>;
 
+/// The whole file as one frame.
+#[cfg(test)]
 pub(super) fn read_text(path: &Path, opts: &TextOptions, budget: Budget) -> Result<Frame, DataError> {
+    let mut whole = None;
+    read_text_chunks(path, opts, budget, usize::MAX, &mut |frame| {
+        whole = Some(frame);
+        Ok(())
+    })?;
+    whole.ok_or_else(|| DataError::Format { file: path.to_path_buf(), message: "empty file".into() })
+}
+
+/// The file as frames of at most `chunk_rows` rows, in order, each numbered from its own first row; at least
+/// one frame (an empty one for a file with a header and no rows), so the column names are always seen.
+pub(super) fn read_text_chunks(
+    path: &Path,
+    opts: &TextOptions,
+    budget: Budget,
+    chunk_rows: usize,
+    each: &mut dyn FnMut(Frame) -> Result<(), DataError>,
+) -> Result<(), DataError> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut reader = BufReader::with_capacity(HEAD_BYTES, file);
     let head = reader.fill_buf().map_err(|e| DataError::io(path, e))?;
@@ -172,8 +191,16 @@ pub(super) fn read_text(path: &Path, opts: &TextOptions, budget: Budget) -> Resu
         (None, false) => return Err(format("header = false needs `names = [...]` for the columns".into())),
     };
     budget.check(path, 0, names.len())?;
-    let mut columns: Vec<Building> = names.iter().map(|_| Building::Num(Vec::new())).collect();
-    let mut n_rows = 0usize;
+    let empty = || names.iter().map(|_| Building::Num(Vec::new())).collect::<Vec<Building>>();
+    let frame = |columns: Vec<Building>, n_rows: usize, first_row: usize| Frame {
+        file: path.to_path_buf(),
+        names: names.clone(),
+        columns: columns.into_iter().map(Building::finish).collect(),
+        n_rows,
+        first_row,
+    };
+    let mut columns = empty();
+    let (mut n_rows, mut in_chunk, mut chunk_first, mut sent) = (0usize, 0usize, first_row, false);
     for (i, row) in records.enumerate() {
         let row = row?;
         if row.len() != names.len() {
@@ -185,8 +212,16 @@ pub(super) fn read_text(path: &Path, opts: &TextOptions, budget: Budget) -> Resu
         for (col, cell) in columns.iter_mut().zip(&row) {
             col.push(cell);
         }
+        in_chunk += 1;
+        if in_chunk == chunk_rows {
+            each(frame(std::mem::replace(&mut columns, empty()), in_chunk, chunk_first))?;
+            (in_chunk, chunk_first, sent) = (0, first_row + i + 1, true);
+        }
     }
-    Ok(Frame { file: path.to_path_buf(), names, columns: columns.into_iter().map(Building::finish).collect(), n_rows, first_row })
+    if in_chunk > 0 || !sent {
+        each(frame(columns, in_chunk, chunk_first))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 //! row × feature; past that only a 100,000-row sample is held as f32 and each further row costs its bins and
 //! its share of the validation matrix, about 3 bytes. The coefficients carry a margin for quality `best` and
 //! more threads. Models of a batch train one after another, so a batch needs its largest model plus the table.
-use crate::data::Table;
-use crate::data::grid::GridSetting;
+use crate::data::grid::{Extent, GridSetting};
+use crate::data::{Caps, MachineSummary, STREAM_AFTER_ROWS, Table};
 use crate::ml::{ModelType, Quality, TrainParams};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -31,6 +31,26 @@ impl Shape {
     pub fn of(table: &Table, grid: &GridSetting) -> Shape {
         let (train_rows, columns_per_sensor) = grid.trained_shape(table);
         Shape { rows: table.n_rows(), sensors: table.sensors.iter().map(|s| s.name.clone()).collect(), train_rows, columns_per_sensor }
+    }
+
+    /// From the machine's metadata, without loading it (what listing reads: the rows, the interval and the
+    /// lives); the steps on a grid are estimated as lives of equal length without gaps.
+    pub fn of_summary(s: &MachineSummary, grid: &GridSetting) -> Shape {
+        let lives = s.lives.max(1);
+        let life_rows = s.rows.div_ceil(lives);
+        let steps = |step: f64| lives * ((life_rows as f64 * s.interval_s / step).ceil() as usize).max(1);
+        let extent = Extent {
+            rows: s.rows,
+            interval_s: s.interval_s,
+            median_life_s: life_rows as f64 * s.interval_s,
+            steps_on: &steps,
+            estimated: true,
+        };
+        let (train_rows, columns_per_sensor) = match grid.grid_for_extent(&extent) {
+            Some((g, _)) => (steps(g.step_s).min(s.rows), g.stats.len().max(1)),
+            None => (s.rows, 1),
+        };
+        Shape { rows: s.rows, sensors: s.sensor_names.clone(), train_rows, columns_per_sensor }
     }
 
     fn sensors_used(&self, exclude: &[String]) -> usize {
@@ -85,8 +105,10 @@ pub fn estimate_bytes(shape: &Shape, types: &[ModelType], params: Option<&TrainP
     };
     let threads = params.map_or(1, |p| p.threads.max(1)) as f64;
     let thread_factor = 1.0 + 0.05 * (threads - 1.0).min(8.0);
-    // The table as loaded, and its copy on the grid when there is one.
-    let raw = shape.rows as u64 * (shape.sensors.len() as u64 + TABLE_COLUMNS_EXTRA) * 8;
+    // The table as loaded, and its copy on the grid when there is one. Readings going onto a grid are held
+    // only until the grid is chosen, then aggregated as they stream in.
+    let held = if shape.train_rows < shape.rows { shape.rows.min(STREAM_AFTER_ROWS) } else { shape.rows };
+    let raw = held as u64 * (shape.sensors.len() as u64 + TABLE_COLUMNS_EXTRA) * 8;
     let gridded = if shape.train_rows < shape.rows { rows * (columns + TABLE_COLUMNS_EXTRA) * 8 } else { 0 };
     let table = raw + gridded;
     let model = types
@@ -100,16 +122,17 @@ pub fn estimate_bytes(shape: &Shape, types: &[ModelType], params: Option<&TrainP
     table + model
 }
 
-/// Machine shapes by id, reloaded only when the folder changes (loading a big machine takes a while).
+/// Machine shapes by id, from the metadata listing reads, re-read only when the folder changes.
 pub struct ShapeCache {
     data_dir: PathBuf,
+    caps: Caps,
     grid: GridSetting,
     shapes: Mutex<HashMap<String, (SystemTime, Shape)>>,
 }
 
 impl ShapeCache {
-    pub fn new(data_dir: &Path, grid: GridSetting) -> ShapeCache {
-        ShapeCache { data_dir: data_dir.to_path_buf(), grid, shapes: Mutex::new(HashMap::new()) }
+    pub fn new(data_dir: &Path, caps: Caps, grid: GridSetting) -> ShapeCache {
+        ShapeCache { data_dir: data_dir.to_path_buf(), caps, grid, shapes: Mutex::new(HashMap::new()) }
     }
 
     /// None when the machine cannot be loaded: the runner then fails the job with the real error.
@@ -123,8 +146,8 @@ impl ShapeCache {
         {
             return Some(s.clone());
         }
-        let table = crate::data::load_machine(&self.data_dir, machine).ok()?;
-        let shape = Shape::of(&table, &self.grid);
+        let summary = crate::data::peek_machine(&self.data_dir, machine, &self.caps).ok()?;
+        let shape = Shape::of_summary(&summary, &self.grid);
         if let Ok(mut cache) = self.shapes.lock() {
             cache.insert(machine.to_string(), (mtime, shape.clone()));
         }
@@ -145,11 +168,36 @@ mod tests {
         let raw = shape(1_200_000, 9);
         let gridded = Shape { train_rows: 20_000, columns_per_sensor: 2, ..raw.clone() };
         let (r, g) = (estimate_bytes(&raw, &ModelType::ALL, None), estimate_bytes(&gridded, &ModelType::ALL, None));
-        // The raw table is still loaded; the models train on 60× fewer rows of twice the columns.
-        let loaded = 1_200_000 * (9 + TABLE_COLUMNS_EXTRA) * 8;
-        assert!(g > loaded && g < loaded + 100 * 1024 * 1024, "{g}");
+        // Only the readings before the grid is chosen are held raw; the models train on 60× fewer rows of
+        // twice the columns.
+        let held = STREAM_AFTER_ROWS as u64 * (9 + TABLE_COLUMNS_EXTRA) * 8;
+        assert!(g > held && g < held + 100 * 1024 * 1024, "{g}");
         // Unthinned (no parameters), the raw rows past the binning sample still cost several times more.
         assert!(r > 3 * g, "{r} {g}");
+    }
+
+    #[test]
+    fn a_shape_from_metadata_alone_finds_the_grid_the_loader_will() {
+        let summary = |rows: usize, lives: usize, interval_s: f64| MachineSummary {
+            id: "m".into(),
+            name: "m".into(),
+            family: String::new(),
+            layout: "machine.toml".into(),
+            rows,
+            sensors: 2,
+            sensor_names: vec!["a".into(), "b".into()],
+            lives,
+            has_label: false,
+            has_rul: false,
+            has_anomaly: false,
+            interval_s,
+        };
+        // 10 million 1 s readings in one life: 116 days, onto 10 min steps (the day-scale floor fits the budget).
+        let s = Shape::of_summary(&summary(10_000_000, 1, 1.0), &GridSetting::default());
+        assert_eq!((s.rows, s.train_rows, s.columns_per_sensor), (10_000_000, 16_667, 2));
+        // Hourly rows stay as they are.
+        let s = Shape::of_summary(&summary(200_000, 10, 3600.0), &GridSetting::default());
+        assert_eq!((s.train_rows, s.columns_per_sensor), (200_000, 1));
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl Guard {
             probe: Mutex::new(probe),
             latest: Mutex::new(first),
             status: Mutex::new(Status::default()),
-            shapes: ShapeCache::new(&cfg.data_dir, cfg.data.grid_setting()),
+            shapes: ShapeCache::new(&cfg.data_dir, cfg.data.caps(), cfg.data.grid_setting()),
             bus,
         })
     }

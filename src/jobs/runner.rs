@@ -71,9 +71,7 @@ impl Runner {
         let id = job.id.clone();
         let request = job.request.clone();
         let started = Instant::now();
-        let table = match data::load_machine_within(&self.data_dir, &request.machine_id, &self.data_caps)
-            .and_then(|t| data::grid::apply(t, &self.grid))
-        {
+        let table = match data::load_machine_gridded(&self.data_dir, &request.machine_id, &self.data_caps, &self.grid) {
             Ok(t) => t,
             Err(e) => return self.finish(&id, JobState::Failure, Some(format!("cannot load machine data: {e}")), None),
         };

@@ -16,6 +16,20 @@ pub fn rows_needed(payload: &Payload) -> usize {
     }
 }
 
+/// How much of a machine's history answers from these models need: the rows of the raw models and the
+/// seconds of the last steps of the gridded ones (one step more, for a step still filling).
+pub fn tail_for<'a>(models: impl IntoIterator<Item = (&'a Payload, Option<&'a Grid>)>) -> crate::data::Tail {
+    let mut tail = crate::data::Tail { rows: 1, seconds: 0.0 };
+    for (payload, grid) in models {
+        let need = rows_needed(payload);
+        match grid {
+            None => tail.rows = tail.rows.max(need),
+            Some(g) => tail.seconds = tail.seconds.max((need + 1) as f64 * g.step_s),
+        }
+    }
+    tail
+}
+
 /// The latest readings of the machine's current (last) life, as recorded: for a model on a grid, those of
 /// the last steps it needs ([`answer`] aggregates them).
 pub fn recent_from_table(table: &Table, payload: &Payload, grid: Option<&Grid>) -> Result<Recent, MlError> {

@@ -7,7 +7,7 @@ pub(super) mod spec;
 
 use super::error::DataError;
 use super::table::{Sensor, Split, Table};
-pub use spec::{Grid, GridStat, GridSummary, source_sensor};
+pub use spec::{Grid, GridStat, GridSummary, column_stat, source_sensor};
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -69,13 +69,52 @@ const STEPS_S: [f64; 13] = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0,
 const DAY_SCALE_STEP_S: f64 = 600.0;
 const DAY_SCALE_LIFE_S: f64 = 72.0 * 3600.0;
 
+/// What the grid choice looks at: a whole table, or a loader's first rows scaled up to the rows expected.
+pub struct Extent<'a> {
+    pub rows: usize,
+    pub interval_s: f64,
+    pub median_life_s: f64,
+    /// Rows the data would have on a step.
+    pub steps_on: &'a dyn Fn(f64) -> usize,
+    /// True when the figures are estimated from the first rows (the reason then says "about").
+    pub estimated: bool,
+}
+
 impl GridSetting {
     /// The grid this table should train on, with the reason in words; `None` keeps the rows as they are.
     pub fn grid_for(&self, table: &Table) -> Option<(Grid, String)> {
-        let interval = table.interval_s;
+        let steps = |s: f64| steps_on(table, s);
+        self.grid_for_extent(&Extent {
+            rows: table.n_rows(),
+            interval_s: table.interval_s,
+            median_life_s: median_life_span(table),
+            steps_on: &steps,
+            estimated: false,
+        })
+    }
+
+    /// The grid for a loader that has read `prefix` of about `expected_rows` rows: its steps and life spans
+    /// are scaled by the rows still to come (a life still running in the prefix is assumed to run on).
+    pub fn grid_for_prefix(&self, prefix: &Table, expected_rows: usize) -> Option<(Grid, String)> {
+        let scale = expected_rows.max(prefix.n_rows()) as f64 / prefix.n_rows().max(1) as f64;
+        let steps = |s: f64| (steps_on(prefix, s) as f64 * scale).ceil() as usize;
+        let lives = prefix.life_ranges();
+        let span = if lives.len() == 1 { median_life_span(prefix) * scale } else { median_life_span(prefix) };
+        self.grid_for_extent(&Extent {
+            rows: expected_rows.max(prefix.n_rows()),
+            interval_s: prefix.interval_s,
+            median_life_s: span,
+            steps_on: &steps,
+            estimated: true,
+        })
+    }
+
+    pub fn grid_for_extent(&self, e: &Extent) -> Option<(Grid, String)> {
+        let interval = e.interval_s;
         if !(interval.is_finite() && interval > 0.0) {
             return None;
         }
+        let about = if e.estimated { "about " } else { "" };
         let finer = |step: f64| interval < step * 0.999;
         // Averaging fewer than two readings a step would change the data without shrinking it.
         let worth_it = |step: f64| interval * 2.0 <= step * 1.001;
@@ -83,25 +122,25 @@ impl GridSetting {
             GridChoice::Off => return None,
             GridChoice::Every(step) => {
                 let why = format!(
-                    "{} readings at {} aggregated onto {} steps (data.grid = {})",
-                    table.n_rows(),
+                    "{about}{} readings at {} aggregated onto {} steps (data.grid = {})",
+                    e.rows,
                     describe_step(interval),
                     describe_step(step),
                     describe_step(step)
                 );
                 return finer(step).then(|| (self.grid(step), why));
             }
-            GridChoice::Auto if table.n_rows() <= self.max_rows => return None,
+            GridChoice::Auto if e.rows <= self.max_rows => return None,
             GridChoice::Auto => {
-                let floor = if median_life_span(table) >= DAY_SCALE_LIFE_S { DAY_SCALE_STEP_S } else { 0.0 };
+                let floor = if e.median_life_s >= DAY_SCALE_LIFE_S { DAY_SCALE_STEP_S } else { 0.0 };
                 let mut steps = STEPS_S.iter().copied().filter(|&s| worth_it(s) && s >= floor);
                 let first = steps.clone().next()?;
-                steps.find(|&s| steps_on(table, s) <= self.max_rows).unwrap_or(STEPS_S[STEPS_S.len() - 1].max(first))
+                steps.find(|&s| (e.steps_on)(s) <= self.max_rows).unwrap_or(STEPS_S[STEPS_S.len() - 1].max(first))
             }
         };
         let why = format!(
-            "{} readings at {} aggregated onto {} steps (more than data.grid_rows = {})",
-            table.n_rows(),
+            "{about}{} readings at {} aggregated onto {} steps (more than data.grid_rows = {})",
+            e.rows,
             describe_step(interval),
             describe_step(step),
             self.max_rows
@@ -199,9 +238,48 @@ fn stat_of(values: &[f64], stat: GridStat) -> f64 {
     }
 }
 
+/// A table's rows on a grid, before the summary: the readings each step holds, in step order.
+pub struct Aggregated {
+    pub table: Table,
+    pub counts: Vec<usize>,
+}
+
 /// The table on `grid`: one row per step that has readings, per life. Labels and anomaly marks are the
 /// step's maximum (a failure anywhere in it counts), remaining life and the given split the step's last row's.
 pub fn onto_grid(table: &Table, grid: &Grid, why: String) -> Result<Table, DataError> {
+    let Aggregated { mut table, counts } = aggregate(table, grid)?;
+    table.split_hint.healthy_head_rows = healthy_head_on_grid(table.split_hint.healthy_head_rows, table.interval_s, grid.step_s);
+    let raw_interval_s = table.interval_s;
+    table.interval_s = grid.step_s;
+    table.grid = Some(summary(&table, grid, why, counts.iter().sum(), raw_interval_s, counts));
+    Ok(table)
+}
+
+/// A healthy head given in readings, in grid steps.
+pub fn healthy_head_on_grid(rows: Option<usize>, raw_interval_s: f64, step_s: f64) -> Option<usize> {
+    rows.map(|n| ((n as f64 * raw_interval_s / step_s).floor() as usize).max(1))
+}
+
+/// What putting the readings onto `grid` did, from the gridded rows and the readings each step held.
+pub fn summary(gridded: &Table, grid: &Grid, why: String, raw_rows: usize, raw_interval_s: f64, mut counts: Vec<usize>) -> GridSummary {
+    let readings_per_step = if counts.is_empty() {
+        0.0
+    } else {
+        let mid = counts.len() / 2;
+        *counts.select_nth_unstable(mid).1 as f64
+    };
+    let mut empty_steps = 0;
+    for (_, life) in gridded.life_ranges() {
+        for pair in gridded.timestamps[life].windows(2) {
+            let gap = step_key(pair[1], grid.step_s) - step_key(pair[0], grid.step_s);
+            empty_steps += usize::try_from(gap - 1).unwrap_or(0);
+        }
+    }
+    GridSummary { grid: grid.clone(), why, raw_rows, raw_interval_s, rows: gridded.n_rows(), readings_per_step, empty_steps }
+}
+
+/// The rows of `table` on `grid` (the interval and split hint left as they were; the caller sums up).
+pub fn aggregate(table: &Table, grid: &Grid) -> Result<Aggregated, DataError> {
     for s in &table.sensors {
         if source_sensor(&s.name) != s.name {
             return Err(DataError::GridName { column: s.name.clone() });
@@ -209,14 +287,8 @@ pub fn onto_grid(table: &Table, grid: &Grid, why: String) -> Result<Table, DataE
     }
     let step = grid.step_s;
     let mut steps: Vec<Range<usize>> = Vec::new();
-    let mut empty_steps = 0;
     for (_, life) in table.life_ranges() {
         let local = buckets(&table.timestamps[life.clone()], step);
-        for pair in local.windows(2) {
-            let gap =
-                step_key(table.timestamps[life.start + pair[1].start], step) - step_key(table.timestamps[life.start + pair[0].start], step);
-            empty_steps += usize::try_from(gap - 1).unwrap_or(0);
-        }
         steps.extend(local.into_iter().map(|r| life.start + r.start..life.start + r.end));
     }
     let first_of = |col: &[f64]| -> Vec<f64> { steps.iter().map(|r| col[r.start]).collect() };
@@ -233,25 +305,8 @@ pub fn onto_grid(table: &Table, grid: &Grid, why: String) -> Result<Table, DataE
             })
         })
         .collect();
-    let mut counts: Vec<usize> = steps.iter().map(|r| r.len()).collect();
-    let readings_per_step = if counts.is_empty() {
-        0.0
-    } else {
-        let mid = counts.len() / 2;
-        *counts.select_nth_unstable(mid).1 as f64
-    };
-    let mut split_hint = table.split_hint.clone();
-    split_hint.healthy_head_rows = split_hint.healthy_head_rows.map(|n| ((n as f64 * table.interval_s / step).floor() as usize).max(1));
-    let summary = GridSummary {
-        grid: grid.clone(),
-        why,
-        raw_rows: table.n_rows(),
-        raw_interval_s: table.interval_s,
-        rows: steps.len(),
-        readings_per_step,
-        empty_steps,
-    };
-    Ok(Table {
+    let counts = steps.iter().map(|r| r.len()).collect();
+    let table = Table {
         machine_id: table.machine_id.clone(),
         meta: table.meta.clone(),
         layout: table.layout.clone(),
@@ -264,11 +319,23 @@ pub fn onto_grid(table: &Table, grid: &Grid, why: String) -> Result<Table, DataE
         label: table.label.as_deref().map(max_of),
         rul: table.rul.as_deref().map(last_of),
         anomaly: table.anomaly.as_deref().map(max_of),
-        interval_s: step,
-        split_hint,
+        interval_s: table.interval_s,
+        split_hint: table.split_hint.clone(),
         rul_cap_hint: table.rul_cap_hint,
-        grid: Some(summary),
-    })
+        grid: None,
+    };
+    Ok(Aggregated { table, counts })
+}
+
+/// Where the rows that may still share a step with rows to come begin: the last (life, step) of the rows.
+pub fn open_step_start(timestamps: &[f64], life: &[u32], step_s: f64) -> usize {
+    let (Some(&t), Some(&l)) = (timestamps.last(), life.last()) else { return 0 };
+    let key = step_key(t, step_s);
+    let mut i = timestamps.len();
+    while i > 0 && life[i - 1] == l && step_key(timestamps[i - 1], step_s) == key {
+        i -= 1;
+    }
+    i
 }
 
 /// [`onto_grid`] when the setting calls for it; the table unchanged otherwise.

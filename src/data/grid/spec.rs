@@ -53,6 +53,18 @@ pub fn source_sensor(column: &str) -> &str {
     }
 }
 
+/// The statistic a column of a gridded table holds ("vibration:std" → std; a plain name is the mean).
+pub fn column_stat(column: &str) -> GridStat {
+    column.rsplit_once(STAT_SEPARATOR).and_then(|(_, stat)| GridStat::parse(stat)).unwrap_or(GridStat::Mean)
+}
+
+impl Grid {
+    /// The columns each sensor becomes on this grid, sensor by sensor, in the grid's order of statistics.
+    pub fn column_names(&self, sensors: &[String]) -> Vec<String> {
+        sensors.iter().flat_map(|s| self.stats.iter().map(move |stat| stat.column_name(s))).collect()
+    }
+}
+
 /// The step rows were aggregated onto, and what each step keeps; stored with every model trained on it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Grid {

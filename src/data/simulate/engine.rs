@@ -34,6 +34,8 @@ pub struct MachineData {
     /// One column per sensor of the family, in the family's order.
     pub sensors: Vec<Vec<f64>>,
     pub lives: Vec<Life>,
+    /// Added sensors (name, values), after the family's own.
+    pub extra: Vec<(String, Vec<f64>)>,
     pub load: Vec<f64>,
     pub wear: Vec<f64>,
     pub ambient: Vec<f64>,
@@ -78,7 +80,7 @@ pub fn generate(model: &Model, family: &Family, rows: usize, interval_s: f64, se
         .collect();
     apply_dropouts(&mut root.fork(8), &mut sensors);
     let rul = remaining_life(&lives, dt_h, rows);
-    MachineData { timestamps, rul, sensors, lives, load, wear, ambient }
+    MachineData { timestamps, rul, sensors, lives, extra: Vec::new(), load, wear, ambient }
 }
 
 /// Consecutive lives filling exactly `rows`; the machine is repaired and restarts at once after each failure.

@@ -32,11 +32,21 @@ pub struct FleetOptions {
     /// Seconds between rows.
     pub interval_s: f64,
     pub format: Format,
+    /// Sensors per machine at least: past the family's own, noisy rescaled copies of them are added.
+    pub min_sensors: usize,
 }
 
 impl Default for FleetOptions {
     fn default() -> Self {
-        FleetOptions { out_dir: PathBuf::from("data"), machines: 10, seed: 42, rows: 50_000, interval_s: 3600.0, format: Format::Parquet }
+        FleetOptions {
+            out_dir: PathBuf::from("data"),
+            machines: 10,
+            seed: 42,
+            rows: 50_000,
+            interval_s: 3600.0,
+            format: Format::Parquet,
+            min_sensors: 0,
+        }
     }
 }
 
@@ -91,7 +101,9 @@ pub fn simulate_machine(index: usize, opts: &FleetOptions) -> Result<SimulatedMa
     let (model, family) = model_of(index)
         .ok_or_else(|| DataError::Format { file: opts.out_dir.clone(), message: format!("no simulated family for machine {index}") })?;
     let id = MachineId::parse(&machine_id(index))?;
-    let data = generate(model, family, opts.rows, opts.interval_s, machine_seed(opts.seed, index));
+    let mut data = generate(model, family, opts.rows, opts.interval_s, machine_seed(opts.seed, index));
+    let names: Vec<String> = family.sensors.iter().map(|s| s.name.to_string()).collect();
+    data.extra = noisy_copies(&data.sensors, &names, opts.min_sensors, machine_seed(opts.seed, index) ^ 0x005C_A1E5);
     let machines_dir = opts.out_dir.join("machines");
     std::fs::create_dir_all(&machines_dir).map_err(|e| DataError::io(&machines_dir, e))?;
     let files = output::MachineFiles { id: id.as_str(), serial: index + 1, model, family, data: &data, format: opts.format };
@@ -101,8 +113,26 @@ pub fn simulate_machine(index: usize, opts: &FleetOptions) -> Result<SimulatedMa
         family: family.name.to_string(),
         rows: data.timestamps.len(),
         lives: data.lives.len(),
-        sensors: family.sensors.len(),
+        sensors: family.sensors.len() + data.extra.len(),
     })
+}
+
+/// Columns `real..n` as noisy, rescaled copies of the real ones (they carry the same wear signal, as a second
+/// accelerometer would), named `aux_<k>_<sensor>`; none when there are already `n`.
+pub fn noisy_copies(real: &[Vec<f64>], names: &[String], n: usize, seed: u64) -> Vec<(String, Vec<f64>)> {
+    let mut rng = crate::util::rng::Rng::new(seed);
+    (real.len()..n)
+        .filter_map(|k| {
+            let i = k.checked_rem(real.len())?;
+            let base = &real[i];
+            let finite: Vec<f64> = base.iter().copied().filter(|v| v.is_finite()).collect();
+            let mean = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
+            let sd = (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / finite.len().max(1) as f64).sqrt();
+            let gain = rng.range(0.5, 2.0);
+            let values = base.iter().map(|v| v * gain + 0.3 * sd * gain * rng.normal()).collect();
+            Some((format!("aux_{:02}_{}", k, names.get(i).map_or("", String::as_str)), values))
+        })
+        .collect()
 }
 
 /// `motor_siemens_1la7_001`, …; the catalogue repeats past its end with the next serial numbers.

@@ -128,6 +128,9 @@ fn write_split(path: &Path, m: &MachineFiles<'_>, rows: std::ops::Range<usize>) 
     for (spec, values) in m.family.sensors.iter().zip(&d.sensors) {
         columns.push((spec.name, &values[rows.clone()]));
     }
+    for (name, values) in &d.extra {
+        columns.push((name, &values[rows.clone()]));
+    }
     write_table(path, &OutTable { timestamps: &d.timestamps[rows], columns }, m.format)
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 const ROWS: usize = 5_000;
 
 fn options(dir: &Path, machines: usize, rows: usize, seed: u64) -> FleetOptions {
-    FleetOptions { out_dir: dir.to_path_buf(), machines, seed, rows, interval_s: 3600.0, format: Format::Parquet }
+    FleetOptions { out_dir: dir.to_path_buf(), machines, seed, rows, interval_s: 3600.0, format: Format::Parquet, min_sensors: 0 }
 }
 
 /// The in-memory history of every default machine, for the physics checks.
