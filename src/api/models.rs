@@ -360,14 +360,21 @@ pub(super) fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>
     if live.is_empty() && !crate::data::machine_dir(&state.data_dir, &mid).is_dir() {
         return Err(ApiError::not_found(format!("unknown machine {id:?}: no data folder and no trained model")));
     }
-    // Only the latest readings the models need are kept while the history streams by.
-    let table = match given {
-        Some(_) => None,
-        None => {
-            let tail = crate::ml::predict::tail_for(live.iter().map(|(_, m)| (&m.payload, m.grid.as_ref())));
-            Some(crate::data::load_machine_tail(&state.data_dir, id, &state.data_caps(), tail)?)
+    // From the machine's own history: per grid the live models use, only the latest rows they need are kept
+    // while the files stream by, put onto that grid as they are read.
+    let mut tails: Vec<(Option<crate::data::grid::Grid>, crate::data::Table)> = Vec::new();
+    if given.is_none() {
+        for (_, m) in &live {
+            if tails.iter().any(|(g, _)| g.as_ref() == m.grid.as_ref()) {
+                continue;
+            }
+            let rows =
+                live.iter().filter(|(_, o)| o.grid == m.grid).map(|(_, o)| crate::ml::predict::rows_needed(&o.payload)).max().unwrap_or(1);
+            let tail = crate::data::Tail { rows };
+            tails.push((m.grid.clone(), crate::data::load_machine_tail(&state.data_dir, id, &state.data_caps(), tail, m.grid.as_ref())?));
         }
-    };
+        crate::util::release_freed_memory();
+    }
     let ignored = match &given {
         Some(r) => check_readings(r, &live)?,
         None => Vec::new(),
@@ -388,14 +395,14 @@ pub(super) fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>
             );
             continue;
         };
-        let recent = match (&given, &table) {
-            (Some(r), _) => Ok(r.clone()),
-            (None, Some(tab)) => crate::ml::predict::recent_from_table(tab, &model.payload, model.grid.as_ref()).map_err(|e| e.to_string()),
-            (None, None) => Err("no readings".to_string()),
-        };
-        let answer = recent.and_then(|r| {
-            crate::ml::predict::answer(&model.payload, model.grid.as_ref(), &r, &UrgencyHours::default()).map_err(|e| e.to_string())
-        });
+        let (grid, urgency) = (model.grid.as_ref(), UrgencyHours::default());
+        let answer = match (&given, tails.iter().find(|(g, _)| g.as_ref() == grid)) {
+            (Some(r), _) => crate::ml::predict::answer(&model.payload, grid, r, &urgency),
+            (None, Some((_, tab))) => crate::ml::predict::recent_from_table(tab, &model.payload, None)
+                .and_then(|r| crate::ml::predict::answer_on_grid(&model.payload, grid, &r, &urgency)),
+            (None, None) => Err(crate::ml::MlError::NotEnoughData("no readings".into())),
+        }
+        .map_err(|e| e.to_string());
         let entry = match answer {
             Ok(a) => json!({ "available": true, "version": info.version, "trained_at": info.trained_at, "answer": a }),
             Err(e) => json!({ "available": true, "version": info.version, "trained_at": info.trained_at, "error": e }),

@@ -178,14 +178,15 @@ pub(super) struct BuildOptions<'a> {
     pub windows: Vec<(f64, f64)>,
     /// Keep only the latest readings of the last life (for answers from a machine's own history).
     pub tail: Option<Tail>,
+    /// Put every reading onto this grid (a model's), with no choice to make.
+    pub fixed_grid: Option<Grid>,
 }
 
-/// The latest readings a prediction needs: the last `rows` of the last life and every reading within
-/// `seconds` of its latest, plus the life's first reading (how long the life has run). Without a grid.
+/// The latest rows a prediction needs: the last `rows` of the last life, plus the life's first row (how long
+/// the life has run). On a fixed grid, rows are steps.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tail {
     pub rows: usize,
-    pub seconds: f64,
 }
 
 impl<'a> Builder<'a> {
@@ -206,7 +207,10 @@ impl<'a> Builder<'a> {
             file: None,
             rul_from_end: HashMap::new(),
             raw_interval_s: None,
-            stream: Stream::Undecided,
+            stream: match o.fixed_grid {
+                Some(grid) => Stream::Gridded { grid, why: String::new(), counts: Vec::new() },
+                None => Stream::Undecided,
+            },
             tail: o.tail,
             life_head: None,
         }
@@ -415,7 +419,12 @@ impl<'a> Builder<'a> {
     /// when only the tail is wanted, let the older readings go.
     fn stream_on(&mut self) -> Result<(), DataError> {
         if let Some(tail) = self.tail {
-            self.cut_to_tail(tail);
+            if matches!(self.stream, Stream::Gridded { .. }) {
+                self.flush(false)?;
+                cut_to_tail(&mut self.done, &mut self.life_head, tail);
+            } else {
+                cut_to_tail(&mut self.pending, &mut self.life_head, tail);
+            }
             return Ok(());
         }
         if matches!(self.stream, Stream::Undecided)
@@ -433,35 +442,6 @@ impl<'a> Builder<'a> {
             self.flush(false)?;
         }
         Ok(())
-    }
-
-    fn cut_to_tail(&mut self, tail: Tail) {
-        let p = &self.pending;
-        let (Some(&life), Some(&last_t)) = (p.life.last(), p.timestamps.last()) else { return };
-        let mut start = p.len();
-        while start > 0 && p.life[start - 1] == life {
-            start -= 1;
-        }
-        if start > 0 || self.life_head.as_ref().is_some_and(|h| h.life.first() != Some(&life)) {
-            self.pending.take_front(start);
-            self.life_head = None;
-        }
-        let p = &self.pending;
-        let by_rows = p.len().saturating_sub(tail.rows);
-        let by_time = p.timestamps.partition_point(|t| *t < last_t - tail.seconds);
-        let mut cut = by_rows.min(by_time);
-        // Repeats of one timestamp stay together, for `duplicates`.
-        while cut > 0 && cut < p.len() && p.timestamps[cut - 1] == p.timestamps[cut] {
-            cut -= 1;
-        }
-        if cut == 0 {
-            return;
-        }
-        if self.life_head.is_none() {
-            self.life_head = Some(self.pending.take_front(1));
-            cut -= 1;
-        }
-        self.pending.take_front(cut);
     }
 
     /// The pending rows' times and lives as a table, for the grid choice.
@@ -540,14 +520,21 @@ impl<'a> Builder<'a> {
         let streamed = matches!(self.stream, Stream::Gridded { .. });
         let rows = if streamed {
             self.flush(true)?;
+            if let Some(tail) = self.tail {
+                cut_to_tail(&mut self.done, &mut self.life_head, tail);
+            }
             std::mem::take(&mut self.done)
         } else {
             let categorical = self.categorical();
-            let mut rows = self.life_head.take().unwrap_or_default();
-            rows.append(std::mem::take(&mut self.pending));
-            rows.collapse_repeats(self.roles.duplicates, &categorical)
+            std::mem::take(&mut self.pending).collapse_repeats(self.roles.duplicates, &categorical)
         };
-        let mut rows = rows;
+        let mut rows = match self.life_head.take() {
+            Some(mut head) => {
+                head.append(rows);
+                head
+            }
+            None => rows,
+        };
         if let Some(rul) = rows.rul.as_mut()
             && !self.rul_from_end.is_empty()
         {
@@ -582,6 +569,38 @@ impl<'a> Builder<'a> {
         }
         Ok(table)
     }
+}
+
+/// Lets all but the tail of `rows` go, keeping the last life's first row in `head`.
+fn cut_to_tail(rows: &mut Rows, head: &mut Option<Rows>, tail: Tail) {
+    let p = &*rows;
+    let Some(&life) = p.life.last() else { return };
+    let mut start = p.len();
+    while start > 0 && p.life[start - 1] == life {
+        start -= 1;
+    }
+    if start > 0 || head.as_ref().is_some_and(|h| h.life.first() != Some(&life)) {
+        rows.take_front(start);
+        *head = None;
+    }
+    let p = &*rows;
+    // Counted in distinct timestamps: repeats become one row later (`duplicates`) and stay together.
+    let (mut cut, mut kept) = (p.len(), 0);
+    while cut > 0 && kept < tail.rows {
+        let t = p.timestamps[cut - 1];
+        while cut > 0 && p.timestamps[cut - 1] == t {
+            cut -= 1;
+        }
+        kept += 1;
+    }
+    if cut == 0 {
+        return;
+    }
+    if head.is_none() {
+        *head = Some(rows.take_front(1));
+        cut -= 1;
+    }
+    rows.take_front(cut);
 }
 
 /// Appends a file's optional column, padding with NaN where earlier or later files lack it.
@@ -769,23 +788,26 @@ mod tests {
     }
 
     #[test]
-    fn a_tail_keeps_the_last_lifes_latest_readings_and_its_first() {
+    fn a_tail_keeps_the_last_lifes_latest_rows_and_its_first_as_read_or_on_a_grid() {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("machines/m1");
         std::fs::create_dir_all(&dir).unwrap();
         machine(&dir, Format::Csv);
         let whole = load_machine_dir(&dir).unwrap();
-        let (_, last) = whole.life_ranges().pop().unwrap();
-        for (tail, kept) in [(Tail { rows: 5000, seconds: 60.0 }, 5000), (Tail { rows: 10, seconds: 7200.0 }, 7201)] {
-            let t = crate::data::load_machine_tail(d.path(), "m1", &Caps::default(), tail).unwrap();
-            assert_eq!(t.n_rows(), kept + 1, "{tail:?}");
-            assert!(t.life.iter().all(|l| *l == whole.life[last.start]));
-            // The life's first reading, then the latest ones exactly as the whole table has them.
+        let g = Grid { step_s: 60.0, stats: vec![GridStat::Mean, GridStat::Std] };
+        let on_grid = grid::onto_grid(&whole, &g, String::new()).unwrap();
+        for (full, grid, kept) in [(&whole, None, 5000), (&whole, None, 70_000), (&on_grid, Some(&g), 300)] {
+            let t = crate::data::load_machine_tail(d.path(), "m1", &Caps::default(), Tail { rows: kept }, grid).unwrap();
+            let (_, last) = full.life_ranges().pop().unwrap();
+            assert_eq!(t.n_rows(), kept + 1, "{kept}");
+            assert!(t.life.iter().all(|l| *l == full.life[last.start]));
+            assert_eq!(t.sensor_names(), full.sensor_names());
+            // The life's first row, then the latest ones exactly as the whole table has them.
             let rows = std::iter::once(last.start).chain(last.end - kept..last.end);
             for (i, w) in rows.enumerate() {
-                assert_eq!(t.timestamps[i], whole.timestamps[w]);
-                for (a, b) in t.sensors.iter().zip(&whole.sensors) {
-                    assert!(same(&a.values[i..=i], &b.values[w..=w]), "{}", a.name);
+                assert_eq!(t.timestamps[i], full.timestamps[w]);
+                for (a, b) in t.sensors.iter().zip(&full.sensors) {
+                    assert!(same(&a.values[i..=i], &b.values[w..=w]), "{} row {w}", a.name);
                 }
             }
         }

@@ -66,11 +66,12 @@ pub fn load_machine_dir_within(dir: &Path, caps: &Caps) -> Result<Table, DataErr
     load_folder(dir, id, &Confine::anywhere(), caps, Keep::All)
 }
 
-/// The latest readings of a machine's last life, as [`Tail`] says, read as a stream: what an answer from
-/// the machine's own history needs, in memory bounded by the tail, not by the history.
-pub fn load_machine_tail(data_dir: &Path, id: &str, caps: &Caps, tail: Tail) -> Result<Table, DataError> {
+/// The latest rows of a machine's last life, as [`Tail`] says, read as a stream — as recorded, or put onto a
+/// model's grid as they are read (then the rows are steps): what an answer from the machine's own history
+/// needs, in memory bounded by the tail, not by the history.
+pub fn load_machine_tail(data_dir: &Path, id: &str, caps: &Caps, tail: Tail, grid: Option<&grid::Grid>) -> Result<Table, DataError> {
     let (id, dir, confine) = open_machine(data_dir, id)?;
-    load_folder(&dir, id.to_string(), &confine, caps, Keep::Tail(tail))
+    load_folder(&dir, id.to_string(), &confine, caps, Keep::Tail(tail, grid))
 }
 
 /// [`load_machine_dir_within`] onto the training grid, as [`load_machine_gridded`].
@@ -124,13 +125,14 @@ pub(super) fn describe_folder(dir: &Path, confine: &Confine) -> Result<Described
 enum Keep<'a> {
     All,
     Grid(&'a GridSetting),
-    Tail(Tail),
+    /// The tail, as read or on a model's grid.
+    Tail(Tail, Option<&'a grid::Grid>),
 }
 
 fn load_folder(dir: &Path, id: String, confine: &Confine, caps: &Caps, keep: Keep<'_>) -> Result<Table, DataError> {
     let grid = match keep {
         Keep::Grid(g) => Some(g),
-        Keep::All | Keep::Tail(_) => None,
+        Keep::All | Keep::Tail(..) => None,
     };
     let Described { desc, toml_path, sources, layout } = describe_folder(dir, confine)?;
     let windows = match &desc.anomaly_windows {
@@ -145,7 +147,11 @@ fn load_folder(dir: &Path, id: String, confine: &Confine, caps: &Caps, keep: Kee
         expected_rows: sources.iter().map(|s| expected_rows(&s.path)).sum(),
         windows,
         tail: match keep {
-            Keep::Tail(t) => Some(t),
+            Keep::Tail(t, _) => Some(t),
+            Keep::All | Keep::Grid(_) => None,
+        },
+        fixed_grid: match keep {
+            Keep::Tail(_, g) => g.cloned(),
             Keep::All | Keep::Grid(_) => None,
         },
     });
@@ -162,7 +168,7 @@ fn load_folder(dir: &Path, id: String, confine: &Confine, caps: &Caps, keep: Kee
     apply_units(&mut table, &desc.units);
     table.split_hint = desc.split.hint();
     // A tail is for answers; the healthy head of a life it does not hold means nothing there.
-    if !matches!(keep, Keep::Tail(_)) {
+    if !matches!(keep, Keep::Tail(..)) {
         table.split_hint.healthy_head_rows = healthy_head_rows(&table, &desc, &toml_path)?;
     }
     match grid {

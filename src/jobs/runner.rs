@@ -63,6 +63,7 @@ impl Runner {
             tracing::info!(models = ?job.request.model_types, "job started");
             self.run_job(job, cancel);
             self.queue.release(&id);
+            crate::util::release_freed_memory();
         }
         tracing::info!("job runner stopped");
     }

@@ -16,20 +16,6 @@ pub fn rows_needed(payload: &Payload) -> usize {
     }
 }
 
-/// How much of a machine's history answers from these models need: the rows of the raw models and the
-/// seconds of the last steps of the gridded ones (one step more, for a step still filling).
-pub fn tail_for<'a>(models: impl IntoIterator<Item = (&'a Payload, Option<&'a Grid>)>) -> crate::data::Tail {
-    let mut tail = crate::data::Tail { rows: 1, seconds: 0.0 };
-    for (payload, grid) in models {
-        let need = rows_needed(payload);
-        match grid {
-            None => tail.rows = tail.rows.max(need),
-            Some(g) => tail.seconds = tail.seconds.max((need + 1) as f64 * g.step_s),
-        }
-    }
-    tail
-}
-
 /// The latest readings of the machine's current (last) life, as recorded: for a model on a grid, those of
 /// the last steps it needs ([`answer`] aggregates them).
 pub fn recent_from_table(table: &Table, payload: &Payload, grid: Option<&Grid>) -> Result<Recent, MlError> {
@@ -48,15 +34,23 @@ pub fn recent_from_table(table: &Table, payload: &Payload, grid: Option<&Grid>) 
 
 /// A model's answer for raw readings; a model trained on a grid gets them aggregated onto it first.
 pub fn answer(payload: &Payload, grid: Option<&Grid>, recent: &Recent, urgency: &UrgencyHours) -> Result<serde_json::Value, MlError> {
-    let gridded;
-    let recent = match grid {
-        None => recent,
+    match grid {
+        None => answer_on_grid(payload, None, recent, urgency),
         Some(g) => {
             let (timestamps, sensors) = readings_onto_grid(&recent.timestamps, &recent.sensors, g);
-            gridded = Recent { timestamps, sensors, time_in_life_h: recent.time_in_life_h };
-            &gridded
+            answer_on_grid(payload, grid, &Recent { timestamps, sensors, time_in_life_h: recent.time_in_life_h }, urgency)
         }
-    };
+    }
+}
+
+/// A model's answer for rows already on its grid (steps read onto it from the machine's files), or for raw
+/// readings when it has none.
+pub fn answer_on_grid(
+    payload: &Payload,
+    grid: Option<&Grid>,
+    recent: &Recent,
+    urgency: &UrgencyHours,
+) -> Result<serde_json::Value, MlError> {
     let v = match payload {
         Payload::Classifier(m) => m.predict(recent).map(serde_json::to_value),
         Payload::Regressor(m) => m.predict(recent, urgency).map(serde_json::to_value),

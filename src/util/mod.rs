@@ -10,6 +10,17 @@ pub fn peak_rss_bytes() -> Option<u64> {
     proc_status_kb("VmHWM:").map(|kb| kb * 1024)
 }
 
+/// Hands memory freed by a big piece of work (a training job, a pass over a machine's files) back to the
+/// system: glibc keeps freed heap in its per-thread arenas, so an idle daemon would otherwise stay at its
+/// last job's peak for months.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers of ours.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Current resident memory (VmRSS), in bytes.
 pub fn rss_bytes() -> Option<u64> {
     proc_status_kb("VmRSS:").map(|kb| kb * 1024)
