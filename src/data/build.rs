@@ -226,7 +226,7 @@ impl<'a> Builder<'a> {
         };
         let time = match &r.timestamp {
             Some(n) => Some(frame.index_of(n)?),
-            None => super::load::TIME_NAMES.iter().find_map(|n| frame.names.iter().position(|c| c.eq_ignore_ascii_case(n))),
+            None => super::describe::TIME_NAMES.iter().find_map(|n| frame.names.iter().position(|c| c.eq_ignore_ascii_case(n))),
         };
         let rul = match &r.rul {
             Some(n) => Some(frame.index_of(n)?),

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use super::table::{MachineMeta, SplitHint, SplitMethod};
 
+/// Column names taken as the timestamp when `[columns]` names none (compared without case).
+pub(super) const TIME_NAMES: [&str; 4] = ["timestamp", "datetime", "time", "date"];
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineToml {

@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub(super) const TOML_NAME: &str = "machine.toml";
-pub(super) const TIME_NAMES: [&str; 4] = ["timestamp", "datetime", "time", "date"];
 
 pub fn machine_dir(data_dir: &Path, id: &MachineId) -> PathBuf {
     data_dir.join("machines").join(id.as_str())
@@ -144,7 +143,8 @@ fn load_folder(dir: &Path, id: String, confine: &Confine, caps: &Caps, keep: Kee
         confine,
         toml_path: &toml_path,
         grid,
-        expected_rows: sources.iter().map(|s| expected_rows(&s.path)).sum(),
+        // Only a grid chosen from the first rows needs it.
+        expected_rows: if grid.is_some() { sources.iter().map(|s| expected_rows(&s.path)).sum() } else { 0 },
         windows,
         tail: match keep {
             Keep::Tail(t, _) => Some(t),

@@ -4,9 +4,9 @@
 //! The [`Caps`] refuse what no Pi should be asked to train on before the file is read.
 use super::caps::{Caps, over};
 use super::confine::Confine;
-use super::describe::{ColumnRoles, Duplicates};
+use super::describe::{ColumnRoles, Duplicates, TIME_NAMES};
 use super::error::DataError;
-use super::load::{Described, MachineSummary, TIME_NAMES, describe_folder, open_machine, text_options};
+use super::load::{Described, MachineSummary, describe_folder, open_machine, text_options};
 use super::read_text::{Delimiter, check_text};
 use super::sources::SourceFile;
 use super::table::{Layout, Split};
