@@ -69,8 +69,14 @@ impl IntoResponse for ApiError {
 
 impl From<crate::data::DataError> for ApiError {
     fn from(e: crate::data::DataError) -> Self {
+        ApiError::from(&e)
+    }
+}
+
+impl From<&crate::data::DataError> for ApiError {
+    fn from(e: &crate::data::DataError) -> Self {
         use crate::data::DataError as D;
-        let mut out = match &e {
+        let mut out = match e {
             D::InvalidMachineId { .. } => ApiError::bad_request(e.to_string()),
             D::UnknownMachine { id, .. } => ApiError::not_found(format!("unknown machine {id:?}")),
             _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_data", e.to_string()),

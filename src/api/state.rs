@@ -12,10 +12,9 @@ use crate::lifecycle::Heartbeat;
 use crate::ml::{ModelType, TrainParams};
 use crate::registry::Registry;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::sync::Arc;
+use std::time::Instant;
 
 pub use crate::jobs::Refusal;
 /// Whether the resource guard refuses a submission outright (machine, model types).
@@ -94,71 +93,9 @@ pub struct AppState {
     /// Bumped when serving starts and by every `/api/health` request, for the watchdog.
     pub heartbeat: Heartbeat,
     pub started: Instant,
-    summaries: Arc<SummaryCache>,
+    summaries: Arc<crate::data::Summaries>,
     /// Verdicts, their cache and the alerts (configured by the daemon).
     pub fleet: Arc<super::fleet::Fleet>,
-}
-
-/// What a machine folder's files were when it was summarised: path, size and mtime of each (two levels
-/// deep, enough for `[[files]]` patterns in a subfolder).
-type Fingerprint = Vec<(PathBuf, u64, SystemTime)>;
-
-/// A summary or why there is none, kept alike: a folder that fails is not re-read until its files change.
-type Cached = Result<MachineSummary, CachedFailure>;
-
-#[derive(Clone)]
-struct CachedFailure {
-    status: axum::http::StatusCode,
-    code: &'static str,
-    message: String,
-    redacted: Option<String>,
-}
-
-impl From<&ApiError> for CachedFailure {
-    fn from(e: &ApiError) -> Self {
-        CachedFailure { status: e.status, code: e.code, message: e.message.clone(), redacted: e.redacted.clone() }
-    }
-}
-
-impl From<CachedFailure> for ApiError {
-    fn from(f: CachedFailure) -> Self {
-        let mut e = ApiError::new(f.status, f.code, f.message);
-        e.redacted = f.redacted;
-        e
-    }
-}
-
-/// Machine summaries from metadata ([`crate::data::peek_machine`]), cached by the folder's fingerprint; one
-/// summary of a folder is made at a time, and requests arriving meanwhile wait for it and share it.
-#[derive(Default)]
-struct SummaryCache {
-    caps: crate::data::Caps,
-    done: Mutex<HashMap<String, (Fingerprint, Cached)>>,
-    flights: Mutex<HashMap<String, Arc<Mutex<()>>>>,
-    /// Summaries made (not served from the cache), for the log and tests.
-    made: std::sync::atomic::AtomicU64,
-}
-
-fn fingerprint(dir: &Path) -> Fingerprint {
-    fn walk(dir: &Path, depth: usize, out: &mut Fingerprint) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        // A folder of millions of files is not a machine; the cap keeps a listing cheap anyway.
-        for entry in entries.filter_map(Result::ok).take(10_000) {
-            let Ok(meta) = entry.metadata() else { continue };
-            let path = entry.path();
-            if meta.is_dir() {
-                if depth > 0 {
-                    walk(&path, depth - 1, out);
-                }
-                continue;
-            }
-            out.push((path, meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, 1, &mut out);
-    out.sort();
-    out
 }
 
 /// The state folder is the registry's parent (`<state_dir>/models`).
@@ -176,6 +113,7 @@ impl AppState {
     pub fn new(setup: Setup) -> AppState {
         let Setup { queue, registry, data_dir, mut access, training, http, hooks } = setup;
         access.private_folders = private_folders(&data_dir, &registry);
+        let data_dir_for_summaries = data_dir.clone();
         AppState {
             queue,
             registry,
@@ -187,24 +125,24 @@ impl AppState {
             heartbeat: Heartbeat::new(),
             started: Instant::now(),
             fleet: Arc::new(super::fleet::Fleet::default()),
-            summaries: Arc::new(SummaryCache::default()),
+            summaries: Arc::new(crate::data::Summaries::new(&data_dir_for_summaries, crate::data::Caps::default())),
         }
     }
 
-    /// The caps a machine's data must keep to (`[data]` in the configuration).
-    pub fn with_data_caps(mut self, caps: crate::data::Caps) -> AppState {
-        self.summaries = Arc::new(SummaryCache { caps, ..SummaryCache::default() });
+    /// The daemon's machine summaries, shared with the resource guard so a folder is read once for both.
+    pub fn with_summaries(mut self, summaries: Arc<crate::data::Summaries>) -> AppState {
+        self.summaries = summaries;
         self
     }
 
     /// The caps of `[data]`, as loading a machine must keep to them.
     pub fn data_caps(&self) -> crate::data::Caps {
-        self.summaries.caps
+        self.summaries.caps()
     }
 
     /// How many machine summaries were made rather than served from the cache.
     pub fn summaries_made(&self) -> u64 {
-        self.summaries.made.load(std::sync::atomic::Ordering::Relaxed)
+        self.summaries.made()
     }
 
     pub async fn machine_summary(&self, id: &str) -> Result<MachineSummary, ApiError> {
@@ -215,37 +153,10 @@ impl AppState {
 
     fn summary_blocking(&self, id: &str) -> Result<MachineSummary, ApiError> {
         let mid = crate::data::MachineId::parse(id)?;
-        let dir = crate::data::machine_dir(&self.data_dir, &mid);
-        if !dir.is_dir() {
+        if !crate::data::machine_dir(&self.data_dir, &mid).is_dir() {
             return Err(ApiError::not_found(format!("unknown machine {id:?}")));
         }
-        let cache = &self.summaries;
-        let lookup = |print: &Fingerprint| -> Option<Cached> {
-            let done = cache.done.lock().ok()?;
-            done.get(id).filter(|(p, _)| p == print).map(|(_, c)| c.clone())
-        };
-        if let Some(hit) = lookup(&fingerprint(&dir)) {
-            return hit.map_err(ApiError::from);
-        }
-        let flight = match cache.flights.lock() {
-            Ok(mut f) => f.entry(id.to_string()).or_default().clone(),
-            Err(_) => Arc::new(Mutex::new(())),
-        };
-        let _turn = flight.lock().unwrap_or_else(|p| p.into_inner());
-        // Whoever held the turn before may have just made it.
-        let print = fingerprint(&dir);
-        if let Some(hit) = lookup(&print) {
-            return hit.map_err(ApiError::from);
-        }
-        let started = Instant::now();
-        let made: Result<MachineSummary, ApiError> = crate::data::peek_machine(&self.data_dir, id, &cache.caps).map_err(ApiError::from);
-        cache.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(machine = id, ok = made.is_ok(), ms = started.elapsed().as_millis() as u64, "machine summarised from metadata");
-        let cached: Cached = made.as_ref().map(Clone::clone).map_err(CachedFailure::from);
-        if let Ok(mut done) = cache.done.lock() {
-            done.insert(id.to_string(), (print, cached));
-        }
-        made
+        self.summaries.get(id).map_err(|e| ApiError::from(&*e))
     }
 
     /// Every machine folder with its summary or the reason it cannot be loaded.

@@ -62,7 +62,10 @@ pub fn simulate(a: &SimulateArgs) -> Result<()> {
 
 pub fn machines(data_dir: &Path, json: bool) -> Result<()> {
     let t0 = Instant::now();
-    let all = data::list_machines(data_dir)?;
+    // From metadata and one streamed pass per file, as the daemon's listing: no table is held.
+    let caps = data::Caps::default();
+    let all: Vec<(String, Result<data::MachineSummary, data::DataError>)> =
+        data::machine_ids(data_dir)?.into_iter().map(|id| (id.clone(), data::peek_machine(data_dir, &id, &caps))).collect();
     if all.is_empty() {
         println!(
             "no machines in {} — create the demo fleet with `millwright simulate --out {}`",
@@ -75,7 +78,7 @@ pub fn machines(data_dir: &Path, json: bool) -> Result<()> {
     let mut failures = Vec::new();
     for (id, loaded) in all {
         match loaded {
-            Ok(t) => rows.push(data::summarize(&t)),
+            Ok(summary) => rows.push(summary),
             Err(e) => failures.push((id, e.to_string())),
         }
     }
@@ -105,7 +108,7 @@ pub fn machines(data_dir: &Path, json: bool) -> Result<()> {
         for (id, e) in &failures {
             println!("{id:<40} cannot load: {e}");
         }
-        eprintln!("loaded {} machine(s) in {:.2} s", rows.len(), t0.elapsed().as_secs_f64());
+        eprintln!("checked {} machine(s) in {:.2} s", rows.len() + failures.len(), t0.elapsed().as_secs_f64());
     }
     Ok(())
 }
@@ -130,8 +133,10 @@ pub fn load_any_on_grid(data_dir: &Path, machine: &str, grid: &data::grid::GridS
 }
 
 pub fn inspect(data_dir: &Path, machine: &str) -> Result<()> {
-    let t = load_any(data_dir, machine)?;
+    // Read onto the default training grid, as training would: a year of 1 s readings is never held whole.
+    let t = load_any_on_grid(data_dir, machine, &data::grid::GridSetting::default())?;
     let s = data::summarize(&t);
+    let (raw_rows, raw_interval_s) = t.grid.as_ref().map_or((s.rows, s.interval_s), |g| (g.raw_rows, g.raw_interval_s));
     println!("machine   {} ({})", s.id, s.name);
     if let Some(f) = &t.meta.family {
         println!("family    {f}");
@@ -141,14 +146,12 @@ pub fn inspect(data_dir: &Path, machine: &str) -> Result<()> {
         println!("file      {}", src.display());
     }
     println!(
-        "rows      {}  lives {} ({})  interval {} s",
-        s.rows,
+        "rows      {raw_rows}  lives {} ({})  interval {raw_interval_s} s",
         s.lives,
         if t.lives_known { "from the data" } else { "one series per file" },
-        s.interval_s
     );
-    match data::grid::GridSetting::default().grid_for(&t) {
-        Some((_, why)) => println!("grid      {why} (default setting; see data.grid)"),
+    match &t.grid {
+        Some(g) => println!("grid      {} → {} steps (default setting; see data.grid; the figures below are on it)", g.why, g.rows),
         None => println!("grid      trained as recorded (default setting; data.grid sets a coarser step)"),
     }
     // Lives and files need not be in time order: the first and last rows are not the time range.

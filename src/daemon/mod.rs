@@ -105,7 +105,8 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     let gate = Arc::new(PauseGate::default());
     let runner_heartbeat = Heartbeat::new();
     let bus = Bus::new();
-    let guard = crate::guard::Guard::new(cfg, bus.clone());
+    let summaries = Arc::new(crate::data::Summaries::new(&cfg.data_dir, cfg.data.caps()));
+    let guard = crate::guard::Guard::new(cfg, bus.clone(), summaries.clone());
     let admit: crate::jobs::Admission = {
         let g = guard.clone();
         Arc::new(move |job: &crate::jobs::Job| g.admit(job))
@@ -136,7 +137,7 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
         http: api::HttpLimits::from_config(&cfg.http),
         hooks: hooks(guard, mqtt_status.clone()),
     })
-    .with_data_caps(cfg.data.caps());
+    .with_summaries(summaries);
     state.fleet.configure(
         api::fleet::Settings { stale_data_h: cfg.fleet.stale_data_h },
         crate::alerts::AlertBook::open(&cfg.state_dir.join(ALERTS_FILE), cfg.fleet.alert_retention_days),

@@ -26,7 +26,7 @@ pub struct Budget {
 }
 
 impl Budget {
-    #[cfg(test)]
+    /// For a reader whose caller has already checked the file against the caps (the listing's pass).
     pub const UNLIMITED: Budget = Budget { rows: usize::MAX, columns: usize::MAX };
 
     /// Refuses what is over the budget, naming the setting; Parquet is checked from its footer, before any

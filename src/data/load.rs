@@ -144,7 +144,7 @@ fn load_folder(dir: &Path, id: String, confine: &Confine, caps: &Caps, keep: Kee
         toml_path: &toml_path,
         grid,
         // Only a grid chosen from the first rows needs it.
-        expected_rows: if grid.is_some() { sources.iter().map(|s| expected_rows(&s.path)).sum() } else { 0 },
+        expected_rows: if grid.is_some() { sources.iter().map(|s| super::read::expected_rows(&s.path)).sum() } else { 0 },
         windows,
         tail: match keep {
             Keep::Tail(t, _) => Some(t),
@@ -183,25 +183,6 @@ fn load_folder(dir: &Path, id: String, confine: &Confine, caps: &Caps, keep: Kee
         Some(setting) => grid::apply(table, setting),
         None => Ok(table),
     }
-}
-
-/// About how many rows a file holds, read from its head: the Parquet footer, or a text file's size over the
-/// length of its first lines. Only the choice of a training grid from the first rows uses it.
-fn expected_rows(path: &Path) -> usize {
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    if ext == "parquet" || ext == "pq" {
-        // The crate can panic on a damaged footer; the real read reports it.
-        let rows = std::panic::catch_unwind(|| {
-            let reader = super::read_parquet::StrictFile::open(path).ok()?;
-            usize::try_from(parquet::file::reader::FileReader::metadata(&reader).file_metadata().num_rows()).ok()
-        });
-        return rows.ok().flatten().unwrap_or(0);
-    }
-    let mut head = vec![0u8; 64 * 1024];
-    let n = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).unwrap_or(0);
-    let lines = head[..n].iter().filter(|b| **b == b'\n').count().max(1);
-    (size as f64 * lines as f64 / n.max(1) as f64) as usize
 }
 
 /// The healthy head in rows: the trainers take one row count for every run, so a duration or a share is

@@ -16,6 +16,7 @@ mod read_parquet;
 mod read_text;
 pub mod simulate;
 mod sources;
+mod summaries;
 mod table;
 pub mod write;
 
@@ -29,4 +30,5 @@ pub use load::{
     load_machine_gridded, load_machine_tail, load_machine_within, machine_dir, machine_ids, summarize,
 };
 pub use peek::peek_machine;
+pub use summaries::{Summaries, Summary};
 pub use table::{Layout, MachineMeta, Sensor, Split, SplitHint, SplitMethod, Table};

@@ -6,6 +6,7 @@ use super::caps::{Caps, over};
 use super::confine::Confine;
 use super::describe::{ColumnRoles, Duplicates, TIME_NAMES};
 use super::error::DataError;
+use super::frame::RawColumn;
 use super::load::{Described, MachineSummary, describe_folder, open_machine, text_options};
 use super::read_text::{Delimiter, check_text};
 use super::sources::SourceFile;
@@ -16,6 +17,8 @@ use std::path::Path;
 
 /// Rows whose cells decide which columns are numeric and what the sampling interval is.
 const SAMPLE_ROWS: usize = 2000;
+/// Rows of a Parquet file decoded at a time while it is checked: memory stays a chunk, not the file.
+const PEEK_CHUNK_ROWS: usize = 65_536;
 /// Cells the sample may hold: a file of 10,000 columns samples 10 rows, not 20 million cells.
 const SAMPLE_CELLS: usize = 100_000;
 
@@ -297,51 +300,39 @@ impl<'a> Tally<'a> {
     fn parquet_rows(&mut self, source: &SourceFile) -> Result<Pass, DataError> {
         use parquet::basic::Type as Physical;
         use parquet::file::reader::FileReader;
-        use parquet::record::Field;
         let path = &source.path;
-        let bad = |message: String| DataError::Format { file: path.clone(), message };
         let reader = super::read_parquet::StrictFile::open(path)?;
         let rows = super::read_parquet::check_pages(&reader, path)?;
-        let meta = reader.metadata().file_metadata();
-        let schema = meta.schema_descr();
+        let schema = reader.metadata().file_metadata().schema_descr_ptr();
         let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
         self.check_columns(path, names.len())?;
         self.check_rows(path, rows)?;
-        let scales = super::read_parquet::timestamp_scales(&reader);
+        drop(reader);
         let numeric = |i: usize| schema.column(i).physical_type() != Physical::BYTE_ARRAY;
         let roles = self.resolve(path, &names, &numeric, source.split == Some(Split::Healthy))?;
         let wanted: Vec<usize> = [roles.time, roles.unit, roles.rul].into_iter().flatten().collect();
         let mut pass = Pass { seen: vec![false; names.len()], ..Pass::default() };
-        let rows = reader.get_row_iter(None).map_err(|e| bad(format!("cannot read rows: {e}")))?;
-        let mut values: Vec<Option<String>> = vec![None; names.len()];
-        for (r, row) in rows.enumerate() {
-            let row = row.map_err(|e| bad(format!("row {}: damaged Parquet data: {e}", r + 1)))?;
-            for (c, (_, field)) in row.get_column_iter().enumerate() {
-                // As the load: an infinity anywhere is a broken reading; NaN and null are missing.
-                let value = match field {
-                    Field::Str(s) => (!s.trim().is_empty()).then_some(0.0),
-                    Field::Null => None,
-                    other => super::read_parquet::field_number(other).map(|v| v * scales[c].unwrap_or(1.0)),
+        let mut values: Vec<String> = vec![String::new(); names.len()];
+        // The same frames the load reads (an infinity is refused there), a chunk at a time.
+        super::read_parquet::read_parquet_chunks(path, super::caps::Budget::UNLIMITED, PEEK_CHUNK_ROWS, &mut |frame| {
+            for (c, column) in frame.columns.iter().enumerate().take(names.len()) {
+                pass.seen[c] |= match column {
+                    RawColumn::Num(v) | RawColumn::Time(v) => v.iter().any(|x| !x.is_nan()),
+                    RawColumn::Text(v) => v.iter().any(|t| !t.trim().is_empty()),
                 };
-                if let Some(v) = value {
-                    if v.is_infinite() {
-                        return Err(DataError::infinite(path, r + 1, &names[c], v));
-                    }
-                    pass.seen[c] |= !v.is_nan();
+            }
+            for r in 0..frame.n_rows {
+                for &c in &wanted {
+                    values[c] = match &frame.columns[c] {
+                        RawColumn::Num(v) | RawColumn::Time(v) => v[r].to_string(),
+                        RawColumn::Text(v) => v[r].clone(),
+                    };
                 }
+                pass.rows += 1;
+                pass.row(self.roles, source, &roles, path, frame.first_row + r, &|i| values[i].as_str())?;
             }
-            for (c, (_, field)) in row.get_column_iter().enumerate().filter(|(c, _)| wanted.contains(c)) {
-                values[c] = Some(match field {
-                    Field::Str(s) => s.clone(),
-                    Field::TimestampMillis(v) => (*v as f64 / 1e3).to_string(),
-                    Field::TimestampMicros(v) => (*v as f64 / 1e6).to_string(),
-                    Field::Date(d) => (f64::from(*d) * 86_400.0).to_string(),
-                    other => super::read_parquet::field_number(other).map_or(f64::NAN, |v| v * scales[c].unwrap_or(1.0)).to_string(),
-                });
-            }
-            pass.rows += 1;
-            pass.row(self.roles, source, &roles, path, r + 1, &|i| values[i].as_deref().unwrap_or(""))?;
-        }
+            Ok(())
+        })?;
         pass.name_seen(&roles);
         Ok(pass)
     }

@@ -30,6 +30,19 @@ pub fn read_file_chunks(
     }
 }
 
+/// About how many rows a file holds, without reading it: a Parquet footer's count, or a text file's size over
+/// the length of its first lines. 0 when it cannot tell; the real read reports why.
+pub fn expected_rows(path: &Path) -> usize {
+    if is_parquet(path) {
+        return super::read_parquet::footer_rows(path).unwrap_or(0);
+    }
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut head = vec![0u8; 64 * 1024];
+    let n = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).unwrap_or(0);
+    let lines = head[..n].iter().filter(|b| **b == b'\n').count().max(1);
+    (size as f64 * lines as f64 / n.max(1) as f64) as usize
+}
+
 fn is_parquet(path: &Path) -> bool {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     ext == "parquet" || ext == "pq"

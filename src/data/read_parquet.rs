@@ -405,6 +405,17 @@ pub(super) fn check_pages<R: ChunkReader + 'static>(reader: &SerializedFileReade
     Ok(usize::try_from(total).unwrap_or(usize::MAX))
 }
 
+/// The row count a file's footer claims; None when the footer cannot be read (the crate can panic on a
+/// damaged one, so it is caught here).
+pub(super) fn footer_rows(path: &Path) -> Option<usize> {
+    std::panic::catch_unwind(|| {
+        let reader = StrictFile::open(path).ok()?;
+        usize::try_from(reader.metadata().file_metadata().num_rows()).ok()
+    })
+    .ok()
+    .flatten()
+}
+
 /// The whole file as one frame.
 #[cfg(test)]
 pub(super) fn read_parquet(path: &Path, budget: Budget) -> Result<Frame, DataError> {
@@ -465,6 +476,24 @@ fn read_rows(
     chunk_rows: usize,
     each: &mut dyn FnMut(Frame) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
+    read_rows_by(path, budget, chunk_rows, each, Decode::ColumnsWhenFlat)
+}
+
+/// Column by column when every column allows it (the fast way), or row by row always (tests compare the two).
+#[derive(Clone, Copy, PartialEq)]
+enum Decode {
+    ColumnsWhenFlat,
+    #[cfg(test)]
+    RowByRow,
+}
+
+fn read_rows_by(
+    path: &Path,
+    budget: Budget,
+    chunk_rows: usize,
+    each: &mut dyn FnMut(Frame) -> Result<(), DataError>,
+    decode: Decode,
+) -> Result<(), DataError> {
     let bad = |message: String| DataError::Format { file: path.to_path_buf(), message };
     let reader = StrictFile::open(path)?;
     let columns = reader.metadata().file_metadata().schema_descr().num_columns();
@@ -475,8 +504,11 @@ fn read_rows(
     let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
     // Checked against the pages above, but still only a capacity hint.
     let capacity = usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0).min(1 << 20).min(chunk_rows);
-    let mut chunk = Chunk::new(names.len(), capacity);
     let mut is_time: Vec<bool> = scales.iter().map(Option::is_some).collect();
+    if let Some(kinds) = flat_numeric_kinds(&reader).filter(|_| decode == Decode::ColumnsWhenFlat) {
+        return read_columns(&reader, path, &names, &kinds, &scales, &mut is_time, capacity, chunk_rows, each);
+    }
+    let mut chunk = Chunk::new(names.len(), capacity);
     let (mut chunk_first, mut sent) = (1, false);
     let rows = reader.get_row_iter(None).map_err(|e| bad(format!("cannot read rows: {e}")))?;
     for (r, row) in rows.enumerate() {
@@ -524,6 +556,175 @@ fn read_rows(
     Ok(())
 }
 
+/// How one numeric leaf column's stored values become the numbers the record API would give
+/// ([`parquet::record::Field::convert_int32`] and friends, then [`field_number`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Bool,
+    Int32,
+    Int8,
+    Int16,
+    UInt8,
+    UInt16,
+    UInt32,
+    Date,
+    Int64,
+    UInt64,
+    TimestampMillis,
+    TimestampMicros,
+    Float,
+    Double,
+}
+
+/// The kinds of every column when the file is flat (no nesting, no lists) and every column is a number the
+/// column reader can decode exactly as the record API does; otherwise None and rows are read one by one
+/// (text, decimals, INT96, times of day, nested data).
+fn flat_numeric_kinds<R: ChunkReader + 'static>(reader: &SerializedFileReader<R>) -> Option<Vec<Kind>> {
+    use parquet::basic::{ConvertedType as C, Type as P};
+    let schema = reader.metadata().file_metadata().schema_descr();
+    (0..schema.num_columns())
+        .map(|i| {
+            let col = schema.column(i);
+            if col.max_rep_level() != 0 || col.max_def_level() > 1 || col.path().parts().len() != 1 {
+                return None;
+            }
+            Some(match (col.physical_type(), col.converted_type()) {
+                (P::BOOLEAN, C::NONE) => Kind::Bool,
+                (P::INT32, C::NONE | C::INT_32) => Kind::Int32,
+                (P::INT32, C::INT_8) => Kind::Int8,
+                (P::INT32, C::INT_16) => Kind::Int16,
+                (P::INT32, C::UINT_8) => Kind::UInt8,
+                (P::INT32, C::UINT_16) => Kind::UInt16,
+                (P::INT32, C::UINT_32) => Kind::UInt32,
+                (P::INT32, C::DATE) => Kind::Date,
+                (P::INT64, C::NONE | C::INT_64) => Kind::Int64,
+                (P::INT64, C::UINT_64) => Kind::UInt64,
+                (P::INT64, C::TIMESTAMP_MILLIS) => Kind::TimestampMillis,
+                (P::INT64, C::TIMESTAMP_MICROS) => Kind::TimestampMicros,
+                (P::FLOAT, C::NONE) => Kind::Float,
+                (P::DOUBLE, C::NONE) => Kind::Double,
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
+/// One column's next `rows` values appended to `out` as numbers (nulls are NaN, as the record API's
+/// `Field::Null`); returns how many rows were read.
+fn column_values(
+    reader: &mut parquet::column::reader::ColumnReader,
+    kind: Kind,
+    scale: Option<f64>,
+    max_def: i16,
+    rows: usize,
+    levels: &mut Vec<i16>,
+    out: &mut Vec<f64>,
+) -> parquet::errors::Result<usize> {
+    use parquet::column::reader::ColumnReader as R;
+    let scale = scale.unwrap_or(1.0);
+    levels.clear();
+    macro_rules! read {
+        ($r:expr, $convert:expr) => {{
+            let mut dense = Vec::with_capacity(rows);
+            let defs = (max_def > 0).then_some(&mut *levels);
+            let (records, _, _) = $r.read_records(rows, defs, None, &mut dense)?;
+            let convert = $convert;
+            if max_def > 0 {
+                let mut next = dense.into_iter();
+                for &d in levels.iter() {
+                    out.push(if d == max_def { next.next().map_or(f64::NAN, &convert) } else { f64::NAN });
+                }
+            } else {
+                out.extend(dense.into_iter().map(convert));
+            }
+            records
+        }};
+    }
+    Ok(match (reader, kind) {
+        (R::BoolColumnReader(r), _) => read!(r, |v: bool| f64::from(u8::from(v))),
+        (R::Int32ColumnReader(r), Kind::Int8) => read!(r, |v: i32| f64::from(v as i8) * scale),
+        (R::Int32ColumnReader(r), Kind::Int16) => read!(r, |v: i32| f64::from(v as i16) * scale),
+        (R::Int32ColumnReader(r), Kind::UInt8) => read!(r, |v: i32| f64::from(v as u8) * scale),
+        (R::Int32ColumnReader(r), Kind::UInt16) => read!(r, |v: i32| f64::from(v as u16) * scale),
+        (R::Int32ColumnReader(r), Kind::UInt32) => read!(r, |v: i32| f64::from(v as u32) * scale),
+        (R::Int32ColumnReader(r), Kind::Date) => read!(r, |v: i32| f64::from(v) * 86_400.0),
+        (R::Int32ColumnReader(r), _) => read!(r, |v: i32| f64::from(v) * scale),
+        (R::Int64ColumnReader(r), Kind::UInt64) => read!(r, |v: i64| v as u64 as f64 * scale),
+        (R::Int64ColumnReader(r), Kind::TimestampMillis) => read!(r, |v: i64| v as f64 / 1e3),
+        (R::Int64ColumnReader(r), Kind::TimestampMicros) => read!(r, |v: i64| v as f64 / 1e6),
+        (R::Int64ColumnReader(r), _) => read!(r, |v: i64| v as f64 * scale),
+        (R::FloatColumnReader(r), _) => read!(r, |v: f32| f64::from(v) * scale),
+        (R::DoubleColumnReader(r), _) => read!(r, |v: f64| v * scale),
+        _ => 0,
+    })
+}
+
+/// The flat numeric file read column by column, a row group at a time, in frames of at most `chunk_rows`
+/// rows: the same frames as the row-by-row reader, several times faster (no `Row` of boxed fields per row).
+#[allow(clippy::too_many_arguments)]
+fn read_columns<R: ChunkReader + 'static>(
+    reader: &SerializedFileReader<R>,
+    path: &Path,
+    names: &[String],
+    kinds: &[Kind],
+    scales: &[Option<f64>],
+    is_time: &mut [bool],
+    capacity: usize,
+    chunk_rows: usize,
+    each: &mut dyn FnMut(Frame) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    let bad = |message: String| DataError::Format { file: path.to_path_buf(), message };
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    let max_defs: Vec<i16> = (0..names.len()).map(|c| schema.column(c).max_def_level()).collect();
+    let chunk_rows = chunk_rows.max(1);
+    let mut chunk = Chunk::new(names.len(), capacity);
+    let (mut chunk_first, mut done, mut sent) = (1usize, 0usize, false);
+    let mut levels = Vec::new();
+    for g in 0..reader.num_row_groups() {
+        let group = reader.get_row_group(g).map_err(|e| bad(format!("row group {g}: damaged Parquet data: {e}")))?;
+        let mut columns = (0..names.len())
+            .map(|c| group.get_column_reader(c).map_err(|e| bad(format!("column {}: damaged Parquet data: {e}", names[c]))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut left = usize::try_from(group.metadata().num_rows()).unwrap_or(0);
+        while left > 0 {
+            let want = left.min(chunk_rows - chunk.rows);
+            let mut got = None;
+            for (c, column) in columns.iter_mut().enumerate() {
+                let before = chunk.nums[c].len();
+                let n = column_values(column, kinds[c], scales[c], max_defs[c], want, &mut levels, &mut chunk.nums[c])
+                    .map_err(|e| bad(format!("row {}: damaged Parquet data: {e}", done + 1)))?;
+                if chunk.nums[c].len() - before != n || got.is_some_and(|g| g != n) || n == 0 {
+                    return Err(bad(format!("row group {g}: column {} ends before the others (damaged Parquet data)", names[c])));
+                }
+                got = Some(n);
+                is_time[c] |= matches!(kinds[c], Kind::Date | Kind::TimestampMillis | Kind::TimestampMicros)
+                    && chunk.nums[c][before..].iter().any(|v| !v.is_nan());
+            }
+            let n = got.unwrap_or(0);
+            // Same rule as CSV, and the same cell named as the row-by-row reader would: the first in row order.
+            if chunk.nums.iter().any(|col| col[chunk.rows..].iter().any(|v| v.is_infinite())) {
+                for r in chunk.rows..chunk.rows + n {
+                    if let Some(c) = (0..names.len()).find(|&c| chunk.nums[c][r].is_infinite()) {
+                        return Err(DataError::infinite(path, done + (r - chunk.rows) + 1, &names[c], chunk.nums[c][r]));
+                    }
+                }
+            }
+            chunk.rows += n;
+            done += n;
+            left -= n;
+            if chunk.rows == chunk_rows {
+                let full = std::mem::replace(&mut chunk, Chunk::new(names.len(), capacity));
+                each(full.frame(path, names, is_time, chunk_first))?;
+                (chunk_first, sent) = (done + 1, true);
+            }
+        }
+    }
+    if chunk.rows > 0 || !sent {
+        each(chunk.frame(path, names, is_time, chunk_first))?;
+    }
+    Ok(())
+}
+
 pub(super) fn field_number(f: &Field) -> Option<f64> {
     Some(match f {
         Field::Bool(b) => f64::from(u8::from(*b)),
@@ -560,6 +761,112 @@ fn varint(mut v: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A column's name, kind (n, t, s) and every value's bits, NaN included.
+    type Seen = (String, char, Vec<String>);
+
+    /// Each frame's first row, rows and columns.
+    fn frames_by(path: &Path, chunk_rows: usize, decode: Decode) -> Vec<(usize, usize, Vec<Seen>)> {
+        let mut out = Vec::new();
+        read_rows_by(
+            path,
+            Budget::UNLIMITED,
+            chunk_rows,
+            &mut |f: Frame| {
+                let cols = f
+                    .names
+                    .iter()
+                    .zip(&f.columns)
+                    .map(|(n, c)| match c {
+                        RawColumn::Num(v) => (n.clone(), 'n', v.iter().map(|x| x.to_bits().to_string()).collect()),
+                        RawColumn::Time(v) => (n.clone(), 't', v.iter().map(|x| x.to_bits().to_string()).collect()),
+                        RawColumn::Text(v) => (n.clone(), 's', v.clone()),
+                    })
+                    .collect();
+                out.push((f.first_row, f.n_rows, cols));
+                Ok(())
+            },
+            decode,
+        )
+        .unwrap();
+        out
+    }
+
+    /// Every numeric kind the column reader decodes, nullable and not, over three row groups, read in chunks
+    /// that cross them: the same frames as the row-by-row reader, bit for bit.
+    #[test]
+    fn column_by_column_reads_what_row_by_row_reads() {
+        use parquet::data_type::{BoolType, DoubleType, FloatType, Int32Type, Int64Type};
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        let schema = "message m {
+            required int64 ts (TIMESTAMP(MILLIS,true)); optional int64 us (TIMESTAMP(MICROS,false));
+            optional int64 ns (TIMESTAMP(NANOS,true)); optional int32 day (DATE);
+            optional int32 i8 (INT_8); optional int32 i16 (INT_16); optional int32 u8 (UINT_8); optional int32 u16 (UINT_16);
+            optional int32 u32 (UINT_32); required int32 plain; optional int64 u64 (UINT_64); optional int64 long;
+            optional float f; required double d; optional boolean flag; }";
+        let schema = std::sync::Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kinds.parquet");
+        let mut w = SerializedFileWriter::new(
+            std::fs::File::create(&path).unwrap(),
+            schema,
+            std::sync::Arc::new(WriterProperties::builder().build()),
+        )
+        .unwrap();
+        for group in 0..3i64 {
+            let n = 5 + group as usize * 3;
+            let defs: Vec<i16> = (0..n).map(|r| i16::from(r % 3 != 1)).collect();
+            let present = defs.iter().filter(|d| **d == 1).count();
+            let ints: Vec<i32> = (0..n as i32).map(|r| r * 977 - 3000 - group as i32).collect();
+            let longs: Vec<i64> = (0..n as i64).map(|r| 1_700_000_000_123 + r * 1_001 + group * 7).collect();
+            let mut rg = w.next_row_group().unwrap();
+            let mut c = 0;
+            while let Some(mut col) = rg.next_column().unwrap() {
+                let required = [0usize, 9, 13].contains(&c);
+                let d = if required { None } else { Some(&defs[..]) };
+                let k = if required { n } else { present };
+                match c {
+                    0..=3 | 10 | 11 if c != 3 => {
+                        let v: Vec<i64> = longs[..k].iter().map(|x| if c == 10 { -x } else { *x }).collect();
+                        col.typed::<Int64Type>().write_batch(&v, d, None).unwrap();
+                    }
+                    12 => {
+                        let v: Vec<f32> = ints[..k].iter().map(|x| *x as f32 / 7.0).collect();
+                        col.typed::<FloatType>().write_batch(&v, d, None).unwrap();
+                    }
+                    13 => {
+                        let v: Vec<f64> = ints[..k].iter().map(|x| f64::from(*x) / 3.0).collect();
+                        col.typed::<DoubleType>().write_batch(&v, d, None).unwrap();
+                    }
+                    14 => {
+                        let v: Vec<bool> = (0..k).map(|r| r % 2 == 0).collect();
+                        col.typed::<BoolType>().write_batch(&v, d, None).unwrap();
+                    }
+                    _ => {
+                        col.typed::<Int32Type>().write_batch(&ints[..k], d, None).unwrap();
+                    }
+                }
+                col.close().unwrap();
+                c += 1;
+            }
+            rg.close().unwrap();
+        }
+        w.close().unwrap();
+        let reader = StrictFile::open(&path).unwrap();
+        assert!(flat_numeric_kinds(&reader).is_some(), "every column here has the fast path");
+        for chunk_rows in [1, 4, 7, 1000] {
+            let (fast, slow) = (frames_by(&path, chunk_rows, Decode::ColumnsWhenFlat), frames_by(&path, chunk_rows, Decode::RowByRow));
+            assert_eq!(fast, slow, "chunks of {chunk_rows}");
+        }
+        let whole = frames_by(&path, 1000, Decode::ColumnsWhenFlat);
+        assert_eq!(whole[0].1, 5 + 8 + 11);
+        // The seeds the simulator and other writers made agree too (text columns go row by row in both).
+        for seed in ["sim_train.parquet", "pyarrow_v1_snappy_dict.parquet", "pyarrow_v2_gzip_plain.parquet", "delta_v2_pages.parquet"] {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/parquet").join(seed);
+            assert_eq!(frames_by(&p, 100, Decode::ColumnsWhenFlat), frames_by(&p, 100, Decode::RowByRow), "{seed}");
+        }
+    }
 
     /// Found by `fuzz/` (parquet target): a footer with a negative column offset made the parquet crate
     /// assert inside the row iterator.

@@ -8,13 +8,10 @@
 //! its share of the validation matrix, about 3 bytes. The coefficients carry a margin for quality `best` and
 //! more threads. Models of a batch train one after another, so a batch needs its largest model plus the table.
 use crate::data::grid::{Extent, GridSetting};
-use crate::data::{Caps, MachineSummary, STREAM_AFTER_ROWS, Table};
+use crate::data::{MachineSummary, STREAM_AFTER_ROWS, Summaries, Table};
 use crate::ml::{ModelType, Quality, TrainParams};
 use serde::Serialize;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::Arc;
 
 /// What the estimate needs to know about a machine's data.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -122,36 +119,21 @@ pub fn estimate_bytes(shape: &Shape, types: &[ModelType], params: Option<&TrainP
     table + model
 }
 
-/// Machine shapes by id, from the metadata listing reads, re-read only when the folder changes.
+/// Machine shapes by id, from the summaries the listing reads (shared with the API, so a folder is read once).
 pub struct ShapeCache {
-    data_dir: PathBuf,
-    caps: Caps,
+    summaries: Arc<Summaries>,
     grid: GridSetting,
-    shapes: Mutex<HashMap<String, (SystemTime, Shape)>>,
 }
 
 impl ShapeCache {
-    pub fn new(data_dir: &Path, caps: Caps, grid: GridSetting) -> ShapeCache {
-        ShapeCache { data_dir: data_dir.to_path_buf(), caps, grid, shapes: Mutex::new(HashMap::new()) }
+    pub fn new(summaries: Arc<Summaries>, grid: GridSetting) -> ShapeCache {
+        ShapeCache { summaries, grid }
     }
 
     /// None when the machine cannot be loaded: the runner then fails the job with the real error.
     pub fn shape(&self, machine: &str) -> Option<Shape> {
-        let id = crate::data::MachineId::parse(machine).ok()?;
-        let dir = crate::data::machine_dir(&self.data_dir, &id);
-        let mtime = crate::data::folder_mtime(&dir);
-        if let Ok(cache) = self.shapes.lock()
-            && let Some((t, s)) = cache.get(machine)
-            && *t == mtime
-        {
-            return Some(s.clone());
-        }
-        let summary = crate::data::peek_machine(&self.data_dir, machine, &self.caps).ok()?;
-        let shape = Shape::of_summary(&summary, &self.grid);
-        if let Ok(mut cache) = self.shapes.lock() {
-            cache.insert(machine.to_string(), (mtime, shape.clone()));
-        }
-        Some(shape)
+        let summary = self.summaries.get(machine).ok()?;
+        Some(Shape::of_summary(&summary, &self.grid))
     }
 }
 

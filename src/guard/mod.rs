@@ -89,7 +89,8 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 
 impl Guard {
     /// Takes a first reading at once, so the first job is judged on real numbers.
-    pub fn new(cfg: &Config, bus: Bus) -> Arc<Guard> {
+    /// `summaries` are the daemon's, shared with the API: sizing a job reads no folder the listing has read.
+    pub fn new(cfg: &Config, bus: Bus, summaries: Arc<crate::data::Summaries>) -> Arc<Guard> {
         let mut probe = Probe::new(&cfg.guard.sysfs_root, &cfg.state_dir, &cfg.data_dir);
         let first = probe.read();
         tracing::info!(
@@ -104,7 +105,7 @@ impl Guard {
             probe: Mutex::new(probe),
             latest: Mutex::new(first),
             status: Mutex::new(Status::default()),
-            shapes: ShapeCache::new(&cfg.data_dir, cfg.data.caps(), cfg.data.grid_setting()),
+            shapes: ShapeCache::new(summaries, cfg.data.grid_setting()),
             bus,
         })
     }

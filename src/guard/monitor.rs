@@ -241,7 +241,7 @@ mod tests {
         let bus = Bus::new();
         let rx = bus.subscribe();
         let (q, _) = JobQueue::open(Arc::new(SledStore::open(&dir.join("jobs")).unwrap()), 5, 10, false).unwrap();
-        (Guard::new(&cfg, bus), Arc::new(q), rx)
+        (Guard::new(&cfg, bus, Arc::new(crate::data::Summaries::new(&cfg.data_dir, cfg.data.caps()))), Arc::new(q), rx)
     }
 
     fn request() -> JobRequest {

@@ -114,6 +114,10 @@ fn concurrent_listings_share_one_streamed_pass_in_bounded_memory() {
     assert!(growth < 20.0, "listing a {size_mb:.0} MB CSV grew the daemon's peak memory by {growth:.1} MB");
     listing(&daemon, true);
     assert_eq!(summarised(&daemon, "plant"), 1, "served from the cache while the files are unchanged");
+    // The resource guard sizes a submission from the same summaries: no second pass over the files.
+    let r = daemon.post("/api/ml/train/batch", &json!({"machine_id": "plant", "model_types": ["anomaly"]}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(summarised(&daemon, "plant"), 1, "the guard sized the job from the listing's summary");
     std::fs::OpenOptions::new()
         .append(true)
         .open(dir.join("train.csv"))
