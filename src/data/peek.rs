@@ -18,7 +18,7 @@ use std::path::Path;
 /// Rows whose cells decide which columns are numeric and what the sampling interval is.
 const SAMPLE_ROWS: usize = 2000;
 /// Rows of a Parquet file decoded at a time while it is checked: memory stays a chunk, not the file.
-const PEEK_CHUNK_ROWS: usize = 65_536;
+const PEEK_CHUNK_ROWS: usize = 8_192;
 /// Cells the sample may hold: a file of 10,000 columns samples 10 rows, not 20 million cells.
 const SAMPLE_CELLS: usize = 100_000;
 
