@@ -349,6 +349,19 @@ fn predict_rows_exports_the_scores_the_report_was_computed_from() {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(models.join("valves/anomaly/report.json")).unwrap()).unwrap();
     let reported = report["metrics"]["f1"].as_f64().unwrap();
     assert!((f1 - reported).abs() < 1e-9, "F1 from the exported rows {f1} vs the report's {reported}");
+    // Without --rows only the latest rows are read, as the daemon does: the answer for the last run's last row
+    // is the score the export gives that row.
+    let answers: serde_json::Value = serde_json::from_slice(&run(&["predict", dir_s, "--models", models_s]).stdout).unwrap();
+    let score = answers["anomaly"]["answer"]["anomaly_score"].as_f64().unwrap_or_else(|| panic!("{answers}"));
+    let last_row = text.lines().last().unwrap().split(',').nth(2).unwrap().parse::<f64>().unwrap();
+    assert!((score - last_row).abs() < 1e-5, "answer {score} vs the export's last row {last_row}");
+    assert!(answers["classification"]["missing"].is_string(), "{answers}");
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_millwright"))
+        .args(["predict", "no_such_machine", "--data-dir", d.path().to_str().unwrap(), "--models", models_s])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success() && String::from_utf8_lossy(&unknown.stderr).contains("unknown machine"), "{unknown:?}");
     // Piped into `head` (the reader stops after a line, 8,100 rows unwritten): the export ends quietly with
     // the reader, as a Unix tool does, instead of panicking about a broken pipe.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_millwright"))

@@ -362,19 +362,12 @@ pub(super) fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>
     }
     // From the machine's own history: per grid the live models use, only the latest rows they need are kept
     // while the files stream by, put onto that grid as they are read.
-    let mut tails: Vec<(Option<crate::data::grid::Grid>, crate::data::Table)> = Vec::new();
-    if given.is_none() {
-        for (_, m) in &live {
-            if tails.iter().any(|(g, _)| g.as_ref() == m.grid.as_ref()) {
-                continue;
-            }
-            let rows =
-                live.iter().filter(|(_, o)| o.grid == m.grid).map(|(_, o)| crate::ml::predict::rows_needed(&o.payload)).max().unwrap_or(1);
-            let tail = crate::data::Tail { rows };
-            tails.push((m.grid.clone(), crate::data::load_machine_tail(&state.data_dir, id, &state.data_caps(), tail, m.grid.as_ref())?));
-        }
-        crate::util::release_freed_memory();
-    }
+    let tails = match &given {
+        Some(_) => Vec::new(),
+        None => crate::ml::predict::history_tails(live.iter().map(|(_, m)| (&m.payload, m.grid.as_ref())), |tail, grid| {
+            crate::data::load_machine_tail(&state.data_dir, id, &state.data_caps(), tail, grid)
+        })?,
+    };
     let ignored = match &given {
         Some(r) => check_readings(r, &live)?,
         None => Vec::new(),
@@ -396,11 +389,9 @@ pub(super) fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>
             continue;
         };
         let (grid, urgency) = (model.grid.as_ref(), UrgencyHours::default());
-        let answer = match (&given, tails.iter().find(|(g, _)| g.as_ref() == grid)) {
-            (Some(r), _) => crate::ml::predict::answer(&model.payload, grid, r, &urgency),
-            (None, Some((_, tab))) => crate::ml::predict::recent_from_table(tab, &model.payload, None)
-                .and_then(|r| crate::ml::predict::answer_on_grid(&model.payload, grid, &r, &urgency)),
-            (None, None) => Err(crate::ml::MlError::NotEnoughData("no readings".into())),
+        let answer = match &given {
+            Some(r) => crate::ml::predict::answer(&model.payload, grid, r, &urgency),
+            None => crate::ml::predict::answer_from_tails(&model.payload, grid, &tails, &urgency),
         }
         .map_err(|e| e.to_string());
         let entry = match answer {

@@ -113,6 +113,16 @@ pub fn machines(data_dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// The machine's id, and its folder when it was named by path rather than as a machine under the data folder.
+pub fn machine_of(machine: &str) -> (String, Option<std::path::PathBuf>) {
+    let as_path = Path::new(machine);
+    if machine.contains('/') && as_path.is_dir() {
+        let id = as_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        return (id, Some(as_path.to_path_buf()));
+    }
+    (machine.to_string(), None)
+}
+
 /// A machine id under the data folder, or a path to any machine folder (e.g. `examples/ai4i2020`).
 pub fn load_any(data_dir: &Path, machine: &str) -> Result<Table> {
     let as_path = Path::new(machine);

@@ -270,15 +270,23 @@ pub struct PredictArgs {
 }
 
 pub fn predict(a: &PredictArgs) -> Result<()> {
-    let table = load_any(&a.data.dir()?, &a.machine)?;
+    let data_dir = a.data.dir()?;
+    let (machine_id, folder) = super::data_cmds::machine_of(&a.machine);
+    if folder.is_none() && !crate::data::machine_dir(&data_dir, &crate::data::MachineId::parse(&machine_id)?).is_dir() {
+        bail!(
+            "unknown machine {machine_id:?}: no folder {} — `millwright machines` lists them",
+            data_dir.join("machines").join(&machine_id).display()
+        );
+    }
     if let Some(out) = &a.rows
-        && !a.models.join(&table.machine_id).join(ModelType::Anomaly.as_str()).join(ml::MODEL_FILE).is_file()
+        && !a.models.join(&machine_id).join(ModelType::Anomaly.as_str()).join(ml::MODEL_FILE).is_file()
     {
-        bail!("--rows {}: no anomaly model for {} in {} — train it first", out.display(), table.machine_id, a.models.display());
+        bail!("--rows {}: no anomaly model for {machine_id} in {} — train it first", out.display(), a.models.display());
     }
     let mut answers = serde_json::Map::new();
+    let mut live = Vec::new();
     for t in ModelType::ALL {
-        let path = a.models.join(&table.machine_id).join(t.as_str()).join(ml::MODEL_FILE);
+        let path = a.models.join(&machine_id).join(t.as_str()).join(ml::MODEL_FILE);
         if !path.is_file() {
             answers.insert(
                 t.as_str().into(),
@@ -286,14 +294,25 @@ pub fn predict(a: &PredictArgs) -> Result<()> {
             );
             continue;
         }
-        let (header, live) = LiveModel::load(&path)?;
-        let answer = answer(&live, &table).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
+        live.push((t, LiveModel::load(&path)?));
+    }
+    // As the daemon: only the latest rows each model needs, read onto its grid while the files stream by.
+    let caps = crate::data::Caps::default();
+    let tails = ml::predict::history_tails(live.iter().map(|(_, (_, m))| (&m.payload, m.grid.as_ref())), |tail, grid| match &folder {
+        Some(dir) => crate::data::load_machine_dir_tail(dir, &caps, tail, grid),
+        None => crate::data::load_machine_tail(&data_dir, &machine_id, &caps, tail, grid),
+    })?;
+    for (t, (header, model)) in &live {
+        let answer = ml::predict::answer_from_tails(&model.payload, model.grid.as_ref(), &tails, &UrgencyHours::default())
+            .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
         answers.insert(t.as_str().into(), serde_json::json!({ "created_at": header.created_at, "answer": answer }));
-        if let (Some(out), Payload::Anomaly(model)) = (&a.rows, &live.payload) {
-            // Rows are scored on the grid the model was trained on, one line per step.
-            match &live.grid {
-                Some(g) => write_row_scores(out, model, &crate::data::grid::onto_grid(&table, g, String::new())?)?,
-                None => write_row_scores(out, model, &table)?,
+        if let (Some(out), Payload::Anomaly(anomaly)) = (&a.rows, &model.payload) {
+            // Every row is scored (the whole history is read for this export), on the grid the model was
+            // trained on: one line per step.
+            let table = load_any(&data_dir, &a.machine)?;
+            match &model.grid {
+                Some(g) => write_row_scores(out, anomaly, &crate::data::grid::onto_grid(&table, g, String::new())?)?,
+                None => write_row_scores(out, anomaly, &table)?,
             }
         }
     }
@@ -324,12 +343,6 @@ fn write_row_scores(out: &Path, model: &ml::model::AnomalyModel, table: &Table) 
         eprintln!("{} rows scored into {}", scores.len(), out.display());
     }
     Ok(())
-}
-
-/// One model's answer for the latest rows of a machine's own data.
-pub fn answer(live: &LiveModel, table: &Table) -> Result<serde_json::Value, ml::MlError> {
-    let recent = ml::predict::recent_from_table(table, &live.payload, live.grid.as_ref())?;
-    ml::predict::answer(&live.payload, live.grid.as_ref(), &recent, &UrgencyHours::default())
 }
 
 pub fn inspect_model(path: &Path) -> Result<()> {

@@ -73,6 +73,12 @@ pub fn load_machine_tail(data_dir: &Path, id: &str, caps: &Caps, tail: Tail, gri
     load_folder(&dir, id.to_string(), &confine, caps, Keep::Tail(tail, grid))
 }
 
+/// [`load_machine_tail`] for any machine folder, as [`load_machine_dir`].
+pub fn load_machine_dir_tail(dir: &Path, caps: &Caps, tail: Tail, grid: Option<&grid::Grid>) -> Result<Table, DataError> {
+    let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    load_folder(dir, id, &Confine::anywhere(), caps, Keep::Tail(tail, grid))
+}
+
 /// [`load_machine_dir_within`] onto the training grid, as [`load_machine_gridded`].
 pub fn load_machine_dir_gridded(dir: &Path, caps: &Caps, grid: &GridSetting) -> Result<Table, DataError> {
     let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -43,6 +43,39 @@ pub fn answer(payload: &Payload, grid: Option<&Grid>, recent: &Recent, urgency: 
     }
 }
 
+/// What live models answer from when they answer from a machine's own history: per grid they use, only the
+/// latest rows of the last life they need, read from the files onto that grid by `load` (which streams them).
+pub type Tails = Vec<(Option<Grid>, Table)>;
+
+pub fn history_tails<'m, E>(
+    models: impl Iterator<Item = (&'m Payload, Option<&'m Grid>)> + Clone,
+    load: impl Fn(crate::data::Tail, Option<&Grid>) -> Result<Table, E>,
+) -> Result<Tails, E> {
+    let mut tails: Tails = Vec::new();
+    for (_, grid) in models.clone() {
+        if tails.iter().any(|(g, _)| g.as_ref() == grid) {
+            continue;
+        }
+        let rows = models.clone().filter(|(_, g)| *g == grid).map(|(p, _)| rows_needed(p)).max().unwrap_or(1);
+        tails.push((grid.cloned(), load(crate::data::Tail { rows }, grid)?));
+    }
+    crate::util::release_freed_memory();
+    Ok(tails)
+}
+
+/// A model's answer from the tails [`history_tails`] read.
+pub fn answer_from_tails(
+    payload: &Payload,
+    grid: Option<&Grid>,
+    tails: &Tails,
+    urgency: &UrgencyHours,
+) -> Result<serde_json::Value, MlError> {
+    let Some((_, table)) = tails.iter().find(|(g, _)| g.as_ref() == grid) else {
+        return Err(MlError::NotEnoughData("no readings".into()));
+    };
+    recent_from_table(table, payload, None).and_then(|r| answer_on_grid(payload, grid, &r, urgency))
+}
+
 /// A model's answer for rows already on its grid (steps read onto it from the machine's files), or for raw
 /// readings when it has none.
 pub fn answer_on_grid(
