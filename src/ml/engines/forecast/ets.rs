@@ -87,12 +87,10 @@ impl EtsState {
     }
 
     pub fn point(&self, h: usize) -> Vec<f64> {
-        let mut damp_sum = 0.0;
-        let mut phi_k = 1.0;
-        (0..h)
-            .map(|k| {
-                phi_k *= self.phi;
-                damp_sum += phi_k;
+        damp_sums(self.phi, h)
+            .into_iter()
+            .enumerate()
+            .map(|(k, damp_sum)| {
                 let s = if self.seasonal.is_empty() { 0.0 } else { self.seasonal[k % self.seasonal.len()] };
                 self.level + damp_sum * self.trend + s
             })
@@ -170,20 +168,8 @@ fn run(y: &[f64], m: usize, init: &Init, p: Params, horizon: usize, out: Option<
     let (mut sse, mut sse_after, mut n_after) = (0.0, 0.0, 0usize);
     let stride = (y.len().saturating_mul(horizon) / MULTI_STEP_BUDGET).max(1);
     let (mut multi_sse, mut multi_n) = (0.0, 0usize);
-    // φ + φ² + … + φ^k for k = 1..=horizon, the same for every origin.
-    let damp_sums: Vec<f64> = if horizon > 1 {
-        let mut phi_k = 1.0;
-        let mut sum = 0.0;
-        (0..horizon)
-            .map(|_| {
-                phi_k *= p.phi;
-                sum += phi_k;
-                sum
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    // The same for every origin.
+    let damp_sums = if horizon > 1 { damp_sums(p.phi, horizon) } else { Vec::new() };
     // The seasonal offsets laid out over a season plus a horizon (zeros without a season), so that every
     // origin's forecasts read one contiguous stretch: no `% m` in the innermost loop.
     let unrolled_len = if horizon > 1 { horizon + m - 1 } else { 0 };
@@ -226,6 +212,18 @@ fn run(y: &[f64], m: usize, init: &Init, p: Params, horizon: usize, out: Option<
     }
     let objective = if multi_n > 0 { multi_sse / multi_n as f64 } else { sse };
     (objective, sigma)
+}
+
+/// φ + φ² + … + φ^k for k = 1..=h: how much of the trend the forecast k steps ahead carries.
+fn damp_sums(phi: f64, h: usize) -> Vec<f64> {
+    let (mut phi_k, mut sum) = (1.0, 0.0);
+    (0..h)
+        .map(|_| {
+            phi_k *= phi;
+            sum += phi_k;
+            sum
+        })
+        .collect()
 }
 
 /// Σ (obs − (level + damp·trend + season))² over one origin's forecasts, in four independent sums: one running
