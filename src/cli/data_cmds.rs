@@ -125,21 +125,19 @@ pub fn machine_of(machine: &str) -> (String, Option<std::path::PathBuf>) {
 
 /// A machine id under the data folder, or a path to any machine folder (e.g. `examples/ai4i2020`).
 pub fn load_any(data_dir: &Path, machine: &str) -> Result<Table> {
-    let as_path = Path::new(machine);
-    if machine.contains('/') && as_path.is_dir() {
-        return Ok(data::load_machine_dir(as_path)?);
+    match machine_of(machine) {
+        (_, Some(dir)) => Ok(data::load_machine_dir(&dir)?),
+        (id, None) => Ok(data::load_machine(data_dir, &id)?),
     }
-    Ok(data::load_machine(data_dir, machine)?)
 }
 
 /// [`load_any`] put onto the training grid `grid` calls for while it is read.
 pub fn load_any_on_grid(data_dir: &Path, machine: &str, grid: &data::grid::GridSetting) -> Result<Table> {
-    let as_path = Path::new(machine);
     let caps = data::Caps::default();
-    if machine.contains('/') && as_path.is_dir() {
-        return Ok(data::load_machine_dir_gridded(as_path, &caps, grid)?);
+    match machine_of(machine) {
+        (_, Some(dir)) => Ok(data::load_machine_dir_gridded(&dir, &caps, grid)?),
+        (id, None) => Ok(data::load_machine_gridded(data_dir, &id, &caps, grid)?),
     }
-    Ok(data::load_machine_gridded(data_dir, machine, &caps, grid)?)
 }
 
 pub fn inspect(data_dir: &Path, machine: &str) -> Result<()> {
