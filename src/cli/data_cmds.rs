@@ -117,8 +117,7 @@ pub fn machines(data_dir: &Path, json: bool) -> Result<()> {
 pub fn machine_of(machine: &str) -> (String, Option<std::path::PathBuf>) {
     let as_path = Path::new(machine);
     if machine.contains('/') && as_path.is_dir() {
-        let id = as_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        return (id, Some(as_path.to_path_buf()));
+        return (data::folder_id(as_path), Some(as_path.to_path_buf()));
     }
     (machine.to_string(), None)
 }

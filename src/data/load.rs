@@ -59,10 +59,14 @@ pub fn load_machine_dir(dir: &Path) -> Result<Table, DataError> {
     load_machine_dir_within(dir, &Caps::default())
 }
 
+/// A folder named on the command line is the machine its name says.
+pub fn folder_id(dir: &Path) -> String {
+    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
 /// [`load_machine_dir`] under the given caps.
 pub fn load_machine_dir_within(dir: &Path, caps: &Caps) -> Result<Table, DataError> {
-    let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    load_folder(dir, id, &Confine::anywhere(), caps, Keep::All)
+    load_folder(dir, folder_id(dir), &Confine::anywhere(), caps, Keep::All)
 }
 
 /// The latest rows of a machine's last life, as [`Tail`] says, read as a stream — as recorded, or put onto a
@@ -75,14 +79,12 @@ pub fn load_machine_tail(data_dir: &Path, id: &str, caps: &Caps, tail: Tail, gri
 
 /// [`load_machine_tail`] for any machine folder, as [`load_machine_dir`].
 pub fn load_machine_dir_tail(dir: &Path, caps: &Caps, tail: Tail, grid: Option<&grid::Grid>) -> Result<Table, DataError> {
-    let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    load_folder(dir, id, &Confine::anywhere(), caps, Keep::Tail(tail, grid))
+    load_folder(dir, folder_id(dir), &Confine::anywhere(), caps, Keep::Tail(tail, grid))
 }
 
 /// [`load_machine_dir_within`] onto the training grid, as [`load_machine_gridded`].
 pub fn load_machine_dir_gridded(dir: &Path, caps: &Caps, grid: &GridSetting) -> Result<Table, DataError> {
-    let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    load_folder(dir, id, &Confine::anywhere(), caps, Keep::Grid(grid))
+    load_folder(dir, folder_id(dir), &Confine::anywhere(), caps, Keep::Grid(grid))
 }
 
 /// What a folder's description says before any data file is read: the description (or the default one),

@@ -26,8 +26,9 @@ pub use describe::MachineToml;
 pub use error::DataError;
 pub use id::MachineId;
 pub use load::{
-    MachineSummary, folder_mtime, list_machines, load_machine, load_machine_dir, load_machine_dir_gridded, load_machine_dir_tail,
-    load_machine_dir_within, load_machine_gridded, load_machine_tail, load_machine_within, machine_dir, machine_ids, summarize,
+    MachineSummary, folder_id, folder_mtime, list_machines, load_machine, load_machine_dir, load_machine_dir_gridded,
+    load_machine_dir_tail, load_machine_dir_within, load_machine_gridded, load_machine_tail, load_machine_within, machine_dir, machine_ids,
+    summarize,
 };
 pub use peek::peek_machine;
 pub use summaries::{Summaries, Summary};
