@@ -253,7 +253,7 @@ impl<'a> Tally<'a> {
                 self.check_rows(path, pass.rows)?;
             }
             match &roles {
-                Some(r) => pass.row(self.roles, source, r, path, line_no, &|i| cells[i].as_str())?,
+                Some(r) => pass.row(self.roles, source, r, path, line_no, &|i| Cell::Text(cells[i].as_str()))?,
                 None => {
                     sample.push(cells.clone());
                     if sample.len() >= (SAMPLE_CELLS / names.len().max(1)).clamp(2, SAMPLE_ROWS) {
@@ -312,29 +312,95 @@ impl<'a> Tally<'a> {
         let roles = self.resolve(path, &names, &numeric, source.split == Some(Split::Healthy))?;
         let wanted: Vec<usize> = [roles.time, roles.unit, roles.rul].into_iter().flatten().collect();
         let mut pass = Pass { seen: vec![false; names.len()], ..Pass::default() };
-        let mut values: Vec<String> = vec![String::new(); names.len()];
-        // The same frames the load reads (an infinity is refused there), a chunk at a time.
+        if !self.parquet_by_column(source, &roles, &wanted, rows, &mut pass)? {
+            self.parquet_frames(source, &roles, &wanted, &mut pass)?;
+        }
+        pass.name_seen(&roles);
+        Ok(pass)
+    }
+
+    /// A flat numeric file a column at a time, so that a wide file never has every column's pages in
+    /// memory: each column once for whether it holds a value and for its first infinity (refused as the
+    /// load refuses it, naming the first in row order), then the time, unit and RUL columns together for
+    /// the row checks, as numbers. `Ok(false)` when the file is not flat and numeric.
+    fn parquet_by_column(
+        &mut self,
+        source: &SourceFile,
+        roles: &Roles,
+        wanted: &[usize],
+        rows: usize,
+        pass: &mut Pass,
+    ) -> Result<bool, DataError> {
+        let path = &source.path;
+        let mut first_infinite: Option<(usize, DataError)> = None;
+        for c in 0..pass.seen.len() {
+            let mut seen = false;
+            let read = super::read_parquet::read_parquet_columns(path, &[c], PEEK_CHUNK_ROWS, &mut |frame| {
+                if let Some(RawColumn::Num(v) | RawColumn::Time(v)) = frame.columns.first() {
+                    seen = seen || v.iter().any(|x| !x.is_nan());
+                }
+                Ok(())
+            });
+            match read {
+                Ok(false) => return Ok(false),
+                Ok(true) => pass.seen[c] = seen,
+                Err(e @ DataError::Cell { row, .. }) => {
+                    if first_infinite.as_ref().is_none_or(|(first, _)| row < *first) {
+                        first_infinite = Some((row, e));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some((_, e)) = first_infinite {
+            return Err(e);
+        }
+        if wanted.is_empty() {
+            for line in 1..=rows {
+                pass.rows += 1;
+                pass.row(self.roles, source, roles, path, line, &|_| Cell::Num(f64::NAN))?;
+            }
+            return Ok(true);
+        }
+        let mut slot = vec![usize::MAX; pass.seen.len()];
+        for (k, &c) in wanted.iter().enumerate() {
+            slot[c] = k;
+        }
+        super::read_parquet::read_parquet_columns(path, wanted, PEEK_CHUNK_ROWS, &mut |frame| {
+            for r in 0..frame.n_rows {
+                let cell = |c: usize| match frame.columns.get(slot[c]) {
+                    Some(RawColumn::Num(v) | RawColumn::Time(v)) => Cell::Num(v[r]),
+                    Some(RawColumn::Text(v)) => Cell::Text(v[r].as_str()),
+                    None => Cell::Num(f64::NAN),
+                };
+                pass.rows += 1;
+                pass.row(self.roles, source, roles, path, frame.first_row + r, &cell)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Any other Parquet file: the same frames the load reads (an infinity is refused there), a chunk at a time.
+    fn parquet_frames(&mut self, source: &SourceFile, roles: &Roles, wanted: &[usize], pass: &mut Pass) -> Result<(), DataError> {
+        let path = &source.path;
         super::read_parquet::read_parquet_chunks(path, super::caps::Budget::UNLIMITED, PEEK_CHUNK_ROWS, &mut |frame| {
-            for (c, column) in frame.columns.iter().enumerate().take(names.len()) {
+            for (c, column) in frame.columns.iter().enumerate().take(pass.seen.len()) {
                 pass.seen[c] |= match column {
                     RawColumn::Num(v) | RawColumn::Time(v) => v.iter().any(|x| !x.is_nan()),
                     RawColumn::Text(v) => v.iter().any(|t| !t.trim().is_empty()),
                 };
             }
             for r in 0..frame.n_rows {
-                for &c in &wanted {
-                    values[c] = match &frame.columns[c] {
-                        RawColumn::Num(v) | RawColumn::Time(v) => v[r].to_string(),
-                        RawColumn::Text(v) => v[r].clone(),
-                    };
-                }
+                let cell = |c: usize| match frame.columns.get(c).filter(|_| wanted.contains(&c)) {
+                    Some(RawColumn::Num(v) | RawColumn::Time(v)) => Cell::Num(v[r]),
+                    Some(RawColumn::Text(v)) => Cell::Text(v[r].as_str()),
+                    None => Cell::Num(f64::NAN),
+                };
                 pass.rows += 1;
-                pass.row(self.roles, source, &roles, path, frame.first_row + r, &|i| values[i].as_str())?;
+                pass.row(self.roles, source, roles, path, frame.first_row + r, &cell)?;
             }
             Ok(())
-        })?;
-        pass.name_seen(&roles);
-        Ok(pass)
+        })
     }
 
     fn finish(self, id: String, described: &Described) -> Result<MachineSummary, DataError> {
@@ -386,7 +452,7 @@ fn replay(
 ) -> Result<(), DataError> {
     let first_line = last_line + 1 - sample.len();
     for (k, row) in sample.iter().enumerate() {
-        pass.row(roles, source, r, path, first_line + k, &|i| row[i].as_str())?;
+        pass.row(roles, source, r, path, first_line + k, &|i| Cell::Text(row[i].as_str()))?;
     }
     Ok(())
 }
@@ -395,14 +461,14 @@ fn replay(
 #[derive(Default)]
 struct Pass {
     rows: usize,
-    units: HashSet<String>,
+    units: HashSet<LifeKey>,
     rul_resets: usize,
     last_rul: Option<f64>,
-    last_time: Option<(String, f64)>,
+    last_time: Option<(LifeKey, f64)>,
     diffs: Vec<f64>,
     backwards: Option<(usize, f64, f64)>,
     /// The first timestamp that repeats the previous one within a life (refused unless `duplicates` says).
-    duplicate: Option<(usize, f64, String)>,
+    duplicate: Option<(usize, f64, LifeKey)>,
     /// By column index: whether a sensor cell held a value.
     seen: Vec<bool>,
     seen_sensors: HashSet<String>,
@@ -437,55 +503,58 @@ impl Pass {
         r: &Roles,
         path: &Path,
         line: usize,
-        cell: &dyn Fn(usize) -> &'c str,
+        cell: &dyn Fn(usize) -> Cell<'c>,
     ) -> Result<(), DataError> {
-        let text = |i: usize| cell(i).trim();
         let i = self.index;
         self.index += 1;
         if self.check_cells {
             for (c, name, levels) in &r.sensors {
-                let v = text(*c);
-                let ok = match levels {
-                    Some(levels) => levels.iter().any(|l| l == v),
-                    None => is_missing(v) || v.parse::<f64>().is_ok_and(f64::is_finite),
+                let v = cell(*c);
+                let ok = match (levels, v) {
+                    (Some(levels), _) => {
+                        let v = v.text();
+                        levels.iter().any(|l| *l == v)
+                    }
+                    (None, Cell::Text(t)) => is_missing(t.trim()) || t.trim().parse::<f64>().is_ok_and(f64::is_finite),
+                    (None, Cell::Num(x)) => !x.is_infinite(),
                 };
                 if self.seen.len() <= *c {
                     self.seen.resize(*c + 1, false);
                 }
-                self.seen[*c] |= !is_missing(v);
+                self.seen[*c] |= !v.is_missing();
                 if !ok {
                     return Err(DataError::Cell {
                         file: path.to_path_buf(),
                         row: line,
                         column: name.clone(),
-                        value: v.chars().take(60).collect(),
+                        value: v.text().chars().take(60).collect(),
                         expected: if levels.is_some() { "one of the listed categories" } else { "a number" },
                     });
                 }
             }
         }
-        let mut life = String::new();
+        let mut life = LifeKey::Whole;
         if let Some(u) = r.unit {
             self.has_unit = true;
-            life = text(u).to_string();
+            life = cell(u).life_key();
             if !self.units.contains(&life) {
                 self.units.insert(life.clone());
             }
         } else if let (Some(c), false) = (r.rul, source.spec.file_is_life) {
             self.rul_lives = true;
-            if let Ok(v) = text(c).parse::<f64>() {
+            if let Some(v) = cell(c).number() {
                 if self.last_rul.is_some_and(|prev| v > prev) {
                     self.rul_resets += 1;
                 }
                 self.last_rul = Some(v);
             }
-            life = self.rul_resets.to_string();
+            life = LifeKey::Reset(self.rul_resets);
         }
         self.file_is_life = source.spec.file_is_life;
         let step = roles.step_seconds.unwrap_or(1.0);
         let t = match r.time {
-            Some(c) if roles.step_seconds.is_some() => text(c).parse::<f64>().ok().map(|v| v * step),
-            Some(c) => crate::util::time::parse_timestamp(text(c)),
+            Some(c) if roles.step_seconds.is_some() => cell(c).number().map(|v| v * step),
+            Some(c) => cell(c).timestamp(),
             None => Some(i as f64 * step),
         };
         let Some(t) = t else {
@@ -494,24 +563,25 @@ impl Pass {
                 file: path.to_path_buf(),
                 row: line,
                 column: format!("#{}", c + 1),
-                value: text(c).chars().take(60).collect(),
+                value: cell(c).text().chars().take(60).collect(),
                 expected: "a timestamp",
             });
         };
-        if let Some((prev_life, prev)) = &self.last_time
-            && *prev_life == life
-        {
-            if t < *prev && self.backwards.is_none() {
-                self.backwards = Some((line, *prev, t));
+        match &mut self.last_time {
+            Some((prev_life, prev)) if *prev_life == life => {
+                if t < *prev && self.backwards.is_none() {
+                    self.backwards = Some((line, *prev, t));
+                }
+                if t == *prev && roles.duplicates == Duplicates::Error && self.duplicate.is_none() {
+                    self.duplicate = Some((line, t, life));
+                }
+                if self.diffs.len() < SAMPLE_ROWS {
+                    self.diffs.push(t - *prev);
+                }
+                *prev = t;
             }
-            if t == *prev && roles.duplicates == Duplicates::Error && self.duplicate.is_none() {
-                self.duplicate = Some((line, t, life.clone()));
-            }
-            if self.diffs.len() < SAMPLE_ROWS {
-                self.diffs.push(t - prev);
-            }
+            _ => self.last_time = Some((life, t)),
         }
-        self.last_time = Some((life, t));
         Ok(())
     }
 
@@ -523,7 +593,7 @@ impl Pass {
             return Err(DataError::DuplicateTime {
                 file: path.to_path_buf(),
                 row: *row,
-                life: if life.is_empty() { "of this row".into() } else { life.clone() },
+                life: life.describe(),
                 time: crate::util::time::format_timestamp(*time),
             });
         }
@@ -537,6 +607,75 @@ impl Pass {
             });
         }
         Ok(())
+    }
+}
+
+/// A cell as the row checks see it: text from a text file, a number from a typed (Parquet) one, which
+/// is checked as its text would be without printing and parsing it again.
+#[derive(Clone, Copy)]
+enum Cell<'a> {
+    Text(&'a str),
+    Num(f64),
+}
+
+impl<'a> Cell<'a> {
+    fn text(self) -> std::borrow::Cow<'a, str> {
+        match self {
+            Cell::Text(t) => std::borrow::Cow::Borrowed(t.trim()),
+            Cell::Num(v) => std::borrow::Cow::Owned(v.to_string()),
+        }
+    }
+
+    fn is_missing(self) -> bool {
+        match self {
+            Cell::Text(t) => is_missing(t.trim()),
+            Cell::Num(v) => v.is_nan(),
+        }
+    }
+
+    /// As `str::parse::<f64>` reads the text.
+    fn number(self) -> Option<f64> {
+        match self {
+            Cell::Text(t) => t.trim().parse().ok(),
+            Cell::Num(v) => Some(v),
+        }
+    }
+
+    fn timestamp(self) -> Option<f64> {
+        match self {
+            Cell::Text(t) => crate::util::time::parse_timestamp(t),
+            Cell::Num(v) => v.is_finite().then_some(v),
+        }
+    }
+
+    /// Equal for the same text, or the same number (every NaN alike, as their text is).
+    fn life_key(self) -> LifeKey {
+        match self {
+            Cell::Text(t) => LifeKey::Text(t.trim().to_string()),
+            Cell::Num(v) if v.is_nan() => LifeKey::Number(f64::NAN.to_bits()),
+            Cell::Num(v) => LifeKey::Number(v.to_bits()),
+        }
+    }
+}
+
+/// Which life a row belongs to: a unit cell's value, the count of RUL resets before it, or the whole file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum LifeKey {
+    Whole,
+    Text(String),
+    Number(u64),
+    Reset(usize),
+}
+
+impl LifeKey {
+    /// As errors name the life.
+    fn describe(&self) -> String {
+        match self {
+            LifeKey::Text(t) if !t.is_empty() => t.clone(),
+            LifeKey::Number(bits) => f64::from_bits(*bits).to_string(),
+            LifeKey::Reset(n) => n.to_string(),
+            LifeKey::Whole | LifeKey::Text(_) => "of this row".into(),
+        }
     }
 }
 
@@ -637,6 +776,81 @@ mod tests {
             let peek = peek_machine(d.path(), "m1", &Caps::default()).unwrap();
             assert_eq!(serde_json::to_value(&peek).unwrap(), serde_json::to_value(&full).unwrap(), "{files:?}");
         }
+    }
+
+    /// A Parquet file of optional doubles, one row group per `groups` rows (None is a null).
+    fn parquet(path: &Path, names: &[&str], rows: &[Vec<Option<f64>>], groups: usize) {
+        use parquet::data_type::DoubleType;
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        let fields: String = names.iter().map(|n| format!("optional double {n}; ")).collect();
+        let schema = std::sync::Arc::new(parquet::schema::parser::parse_message_type(&format!("message m {{ {fields}}}")).unwrap());
+        let file = std::fs::File::create(path).unwrap();
+        let mut w = SerializedFileWriter::new(file, schema, std::sync::Arc::new(WriterProperties::builder().build())).unwrap();
+        for block in rows.chunks(groups) {
+            let mut rg = w.next_row_group().unwrap();
+            let mut c = 0;
+            while let Some(mut col) = rg.next_column().unwrap() {
+                let defs: Vec<i16> = block.iter().map(|r| i16::from(r[c].is_some())).collect();
+                let values: Vec<f64> = block.iter().filter_map(|r| r[c]).collect();
+                col.typed::<DoubleType>().write_batch(&values, Some(&defs), None).unwrap();
+                col.close().unwrap();
+                c += 1;
+            }
+            rg.close().unwrap();
+        }
+        w.close().unwrap();
+    }
+
+    /// A Parquet machine is listed a column at a time: the same summary as the full load (units, an empty
+    /// sensor, nulls, row groups), and an infinity is refused naming the cell the load names, the first in
+    /// row order whichever column holds it.
+    #[test]
+    fn parquet_listed_by_column_agrees_with_the_full_load() {
+        let toml =
+            b"[[files]]\npath = \"u.parquet\"\n[columns]\nunit = \"id\"\ntimestamp = \"cycle\"\nstep_seconds = 3600\nrul_from_end = true\n";
+        let rows = |inf: &[(usize, usize, f64)]| -> Vec<Vec<Option<f64>>> {
+            let mut rows: Vec<Vec<Option<f64>>> = (0..40)
+                .map(|r| {
+                    let unit = (r / 15) as f64;
+                    vec![
+                        Some(unit),
+                        Some((r % 15) as f64),
+                        (r % 4 != 1).then_some(r as f64 * 0.5),
+                        (r == 39).then_some(2.0),
+                        Some(1.0 + r as f64),
+                    ]
+                })
+                .collect();
+            for &(r, c, v) in inf {
+                rows[r][c] = Some(v);
+            }
+            rows
+        };
+        let names = ["id", "cycle", "s1", "s2", "s3"];
+        let d = folder(&[("machine.toml", &toml[..])]);
+        let file = d.path().join("machines/m1/u.parquet");
+        parquet(&file, &names, &rows(&[]), 16);
+        let full = crate::data::summarize(&crate::data::load_machine(d.path(), "m1").unwrap());
+        let peek = peek_machine(d.path(), "m1", &Caps::default()).unwrap();
+        assert_eq!(serde_json::to_value(&peek).unwrap(), serde_json::to_value(&full).unwrap());
+        assert_eq!(peek.rows, 40);
+        for inf in [
+            vec![(20, 4, f64::INFINITY), (30, 2, f64::NEG_INFINITY)],
+            vec![(30, 4, f64::INFINITY), (20, 2, f64::NEG_INFINITY)],
+            vec![(17, 4, f64::INFINITY), (17, 2, f64::INFINITY)],
+        ] {
+            parquet(&file, &names, &rows(&inf), 16);
+            let load = crate::data::load_machine(d.path(), "m1").err().unwrap().to_string();
+            let peek = peek_machine(d.path(), "m1", &Caps::default()).err().unwrap().to_string();
+            assert_eq!(peek, load, "{inf:?}");
+            assert!(load.contains(&format!("row {}", inf.iter().map(|i| i.0).min().unwrap() + 1)), "{load}");
+        }
+        let mut empty_s2 = rows(&[]);
+        empty_s2[39][3] = None;
+        parquet(&file, &names, &empty_s2, 16);
+        let load = crate::data::load_machine(d.path(), "m1").err().unwrap().to_string();
+        assert_eq!(peek_machine(d.path(), "m1", &Caps::default()).err().unwrap().to_string(), load);
     }
 
     #[test]

@@ -506,7 +506,9 @@ fn read_rows_by(
     let capacity = usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0).min(1 << 20).min(chunk_rows);
     let mut is_time: Vec<bool> = scales.iter().map(Option::is_some).collect();
     if let Some(kinds) = flat_numeric_kinds(&reader).filter(|_| decode == Decode::ColumnsWhenFlat) {
-        return read_columns(&reader, path, &names, &kinds, &scales, &mut is_time, capacity, chunk_rows, each);
+        let all: Vec<usize> = (0..names.len()).collect();
+        let columns = Columns { names: &names, kinds: &kinds, scales: &scales, which: &all };
+        return read_columns(&reader, path, &columns, &mut is_time, capacity, chunk_rows, each);
     }
     let mut chunk = Chunk::new(names.len(), capacity);
     let (mut chunk_first, mut sent) = (1, false);
@@ -659,53 +661,66 @@ fn column_values(
     })
 }
 
+/// Which columns of a flat numeric file [`read_columns`] reads, and how each is decoded (indexed by the
+/// file's column numbers).
+struct Columns<'a> {
+    names: &'a [String],
+    kinds: &'a [Kind],
+    scales: &'a [Option<f64>],
+    /// Read these, in this order; the frames hold only them.
+    which: &'a [usize],
+}
+
 /// The flat numeric file read column by column, a row group at a time, in frames of at most `chunk_rows`
 /// rows: the same frames as the row-by-row reader, several times faster (no `Row` of boxed fields per row).
-#[allow(clippy::too_many_arguments)]
+/// Only the column readers of `cols.which` are open, so reading one column holds one column's pages.
 fn read_columns<R: ChunkReader + 'static>(
     reader: &SerializedFileReader<R>,
     path: &Path,
-    names: &[String],
-    kinds: &[Kind],
-    scales: &[Option<f64>],
+    cols: &Columns,
     is_time: &mut [bool],
     capacity: usize,
     chunk_rows: usize,
     each: &mut dyn FnMut(Frame) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
     let bad = |message: String| DataError::Format { file: path.to_path_buf(), message };
+    let Columns { names, kinds, scales, which } = *cols;
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
     let max_defs: Vec<i16> = (0..names.len()).map(|c| schema.column(c).max_def_level()).collect();
+    let picked: Vec<String> = which.iter().map(|&c| names[c].clone()).collect();
+    let picked_time = |is_time: &[bool]| -> Vec<bool> { which.iter().map(|&c| is_time[c]).collect() };
     let chunk_rows = chunk_rows.max(1);
-    let mut chunk = Chunk::new(names.len(), capacity);
+    let mut chunk = Chunk::new(which.len(), capacity);
     let (mut chunk_first, mut done, mut sent) = (1usize, 0usize, false);
     let mut levels = Vec::new();
     for g in 0..reader.num_row_groups() {
         let group = reader.get_row_group(g).map_err(|e| bad(format!("row group {g}: damaged Parquet data: {e}")))?;
-        let mut columns = (0..names.len())
-            .map(|c| group.get_column_reader(c).map_err(|e| bad(format!("column {}: damaged Parquet data: {e}", names[c]))))
+        let mut columns = which
+            .iter()
+            .map(|&c| group.get_column_reader(c).map_err(|e| bad(format!("column {}: damaged Parquet data: {e}", names[c]))))
             .collect::<Result<Vec<_>, _>>()?;
         let mut left = usize::try_from(group.metadata().num_rows()).unwrap_or(0);
         while left > 0 {
             let want = left.min(chunk_rows - chunk.rows);
             let mut got = None;
-            for (c, column) in columns.iter_mut().enumerate() {
-                let before = chunk.nums[c].len();
-                let n = column_values(column, kinds[c], scales[c], max_defs[c], want, &mut levels, &mut chunk.nums[c])
+            for (k, column) in columns.iter_mut().enumerate() {
+                let c = which[k];
+                let before = chunk.nums[k].len();
+                let n = column_values(column, kinds[c], scales[c], max_defs[c], want, &mut levels, &mut chunk.nums[k])
                     .map_err(|e| bad(format!("row {}: damaged Parquet data: {e}", done + 1)))?;
-                if chunk.nums[c].len() - before != n || got.is_some_and(|g| g != n) || n == 0 {
+                if chunk.nums[k].len() - before != n || got.is_some_and(|g| g != n) || n == 0 {
                     return Err(bad(format!("row group {g}: column {} ends before the others (damaged Parquet data)", names[c])));
                 }
                 got = Some(n);
                 is_time[c] |= matches!(kinds[c], Kind::Date | Kind::TimestampMillis | Kind::TimestampMicros)
-                    && chunk.nums[c][before..].iter().any(|v| !v.is_nan());
+                    && chunk.nums[k][before..].iter().any(|v| !v.is_nan());
             }
             let n = got.unwrap_or(0);
             // Same rule as CSV, and the same cell named as the row-by-row reader would: the first in row order.
             if chunk.nums.iter().any(|col| col[chunk.rows..].iter().any(|v| v.is_infinite())) {
                 for r in chunk.rows..chunk.rows + n {
-                    if let Some(c) = (0..names.len()).find(|&c| chunk.nums[c][r].is_infinite()) {
-                        return Err(DataError::infinite(path, done + (r - chunk.rows) + 1, &names[c], chunk.nums[c][r]));
+                    if let Some(k) = (0..which.len()).find(|&k| chunk.nums[k][r].is_infinite()) {
+                        return Err(DataError::infinite(path, done + (r - chunk.rows) + 1, &picked[k], chunk.nums[k][r]));
                     }
                 }
             }
@@ -713,16 +728,46 @@ fn read_columns<R: ChunkReader + 'static>(
             done += n;
             left -= n;
             if chunk.rows == chunk_rows {
-                let full = std::mem::replace(&mut chunk, Chunk::new(names.len(), capacity));
-                each(full.frame(path, names, is_time, chunk_first))?;
+                let full = std::mem::replace(&mut chunk, Chunk::new(which.len(), capacity));
+                each(full.frame(path, &picked, &picked_time(is_time), chunk_first))?;
                 (chunk_first, sent) = (done + 1, true);
             }
         }
     }
     if chunk.rows > 0 || !sent {
-        each(chunk.frame(path, names, is_time, chunk_first))?;
+        each(chunk.frame(path, &picked, &picked_time(is_time), chunk_first))?;
     }
     Ok(())
+}
+
+/// Some columns of a flat numeric file, as frames holding only them (in `which`'s order): the listing reads
+/// a column at a time so that a wide file never has every column's pages in memory. `Ok(false)` when the
+/// file is not flat and numeric (the caller reads it whole, row by row).
+pub(super) fn read_parquet_columns(
+    path: &Path,
+    which: &[usize],
+    chunk_rows: usize,
+    each: &mut dyn FnMut(Frame) -> Result<(), DataError>,
+) -> Result<bool, DataError> {
+    let read = || -> Result<bool, DataError> {
+        let reader = StrictFile::open(path)?;
+        let Some(kinds) = flat_numeric_kinds(&reader) else { return Ok(false) };
+        let schema = reader.metadata().file_metadata().schema_descr_ptr();
+        let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
+        if let Some(&c) = which.iter().find(|&&c| c >= names.len()) {
+            return Err(DataError::Format { file: path.to_path_buf(), message: format!("no column #{}", c + 1) });
+        }
+        let scales = timestamp_scales(&reader);
+        let mut is_time: Vec<bool> = scales.iter().map(Option::is_some).collect();
+        let capacity = chunk_rows.min(1 << 20);
+        let columns = Columns { names: &names, kinds: &kinds, scales: &scales, which };
+        read_columns(&reader, path, &columns, &mut is_time, capacity, chunk_rows, each)?;
+        Ok(true)
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
+        let why = crate::util::panic_message(panic.as_ref());
+        Err(DataError::Format { file: path.to_path_buf(), message: format!("not a readable Parquet file (damaged metadata: {why})") })
+    })
 }
 
 pub(super) fn field_number(f: &Field) -> Option<f64> {
@@ -861,6 +906,20 @@ mod tests {
         }
         let whole = frames_by(&path, 1000, Decode::ColumnsWhenFlat);
         assert_eq!(whole[0].1, 5 + 8 + 11);
+        // Some columns, in any order, are those columns of the whole frames.
+        for which in [vec![13usize, 0, 5], vec![7], vec![14, 2]] {
+            let mut some = Vec::new();
+            let flat = read_parquet_columns(&path, &which, 1000, &mut |f: Frame| {
+                some.extend(f.columns.iter().map(|c| match c {
+                    RawColumn::Num(v) | RawColumn::Time(v) => v.iter().map(|x| x.to_bits().to_string()).collect::<Vec<_>>(),
+                    RawColumn::Text(v) => v.clone(),
+                }));
+                Ok(())
+            });
+            assert!(flat.unwrap());
+            let expected: Vec<Vec<String>> = which.iter().map(|&c| whole[0].2[c].2.clone()).collect();
+            assert_eq!(some, expected, "{which:?}");
+        }
         // The seeds the simulator and other writers made agree too (text columns go row by row in both).
         for seed in ["sim_train.parquet", "pyarrow_v1_snappy_dict.parquet", "pyarrow_v2_gzip_plain.parquet", "delta_v2_pages.parquet"] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/parquet").join(seed);
