@@ -6,7 +6,7 @@ use super::caps::{Caps, over};
 use super::confine::Confine;
 use super::describe::{ColumnRoles, Duplicates, TIME_NAMES};
 use super::error::DataError;
-use super::frame::RawColumn;
+use super::frame::{Frame, RawColumn};
 use super::load::{Described, MachineSummary, describe_folder, open_machine, text_options};
 use super::read_text::{Delimiter, check_text};
 use super::sources::SourceFile;
@@ -362,27 +362,20 @@ impl<'a> Tally<'a> {
             }
             return Ok(true);
         }
-        let mut slot = vec![usize::MAX; pass.seen.len()];
+        let mut slot = vec![None; pass.seen.len()];
         for (k, &c) in wanted.iter().enumerate() {
-            slot[c] = k;
+            slot[c] = Some(k);
         }
+        let checks = RowChecks { roles: self.roles, source, r: roles };
         super::read_parquet::read_parquet_columns(path, wanted, PEEK_CHUNK_ROWS, &mut |frame| {
-            for r in 0..frame.n_rows {
-                let cell = |c: usize| match frame.columns.get(slot[c]) {
-                    Some(RawColumn::Num(v) | RawColumn::Time(v)) => Cell::Num(v[r]),
-                    Some(RawColumn::Text(v)) => Cell::Text(v[r].as_str()),
-                    None => Cell::Num(f64::NAN),
-                };
-                pass.rows += 1;
-                pass.row(self.roles, source, roles, path, frame.first_row + r, &cell)?;
-            }
-            Ok(())
+            checks.frame(pass, &frame, &|c| slot.get(c).copied().flatten())
         })
     }
 
     /// Any other Parquet file: the same frames the load reads (an infinity is refused there), a chunk at a time.
     fn parquet_frames(&mut self, source: &SourceFile, roles: &Roles, wanted: &[usize], pass: &mut Pass) -> Result<(), DataError> {
         let path = &source.path;
+        let checks = RowChecks { roles: self.roles, source, r: roles };
         super::read_parquet::read_parquet_chunks(path, super::caps::Budget::UNLIMITED, PEEK_CHUNK_ROWS, &mut |frame| {
             for (c, column) in frame.columns.iter().enumerate().take(pass.seen.len()) {
                 pass.seen[c] |= match column {
@@ -390,16 +383,7 @@ impl<'a> Tally<'a> {
                     RawColumn::Text(v) => v.iter().any(|t| !t.trim().is_empty()),
                 };
             }
-            for r in 0..frame.n_rows {
-                let cell = |c: usize| match frame.columns.get(c).filter(|_| wanted.contains(&c)) {
-                    Some(RawColumn::Num(v) | RawColumn::Time(v)) => Cell::Num(v[r]),
-                    Some(RawColumn::Text(v)) => Cell::Text(v[r].as_str()),
-                    None => Cell::Num(f64::NAN),
-                };
-                pass.rows += 1;
-                pass.row(self.roles, source, roles, path, frame.first_row + r, &cell)?;
-            }
-            Ok(())
+            checks.frame(pass, &frame, &|c| wanted.contains(&c).then_some(c))
         })
     }
 
@@ -438,6 +422,29 @@ impl<'a> Tally<'a> {
             has_anomaly: self.has_anomaly || described.desc.anomaly_windows.is_some(),
             interval_s,
         })
+    }
+}
+
+/// The row checks of one file, run over a frame's rows.
+struct RowChecks<'a> {
+    roles: &'a ColumnRoles,
+    source: &'a SourceFile,
+    r: &'a Roles,
+}
+
+impl RowChecks<'_> {
+    /// `column_of` says where a file's column is in the frame (None: not read, never asked for).
+    fn frame(&self, pass: &mut Pass, frame: &Frame, column_of: &dyn Fn(usize) -> Option<usize>) -> Result<(), DataError> {
+        for r in 0..frame.n_rows {
+            let cell = |c: usize| match column_of(c).and_then(|k| frame.columns.get(k)) {
+                Some(RawColumn::Num(v) | RawColumn::Time(v)) => Cell::Num(v[r]),
+                Some(RawColumn::Text(v)) => Cell::Text(v[r].as_str()),
+                None => Cell::Num(f64::NAN),
+            };
+            pass.rows += 1;
+            pass.row(self.roles, self.source, self.r, &self.source.path, frame.first_row + r, &cell)?;
+        }
+        Ok(())
     }
 }
 
