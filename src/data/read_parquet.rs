@@ -685,6 +685,10 @@ fn read_columns<R: ChunkReader + 'static>(
 ) -> Result<(), DataError> {
     let bad = |message: String| DataError::Format { file: path.to_path_buf(), message };
     let Columns { names, kinds, scales, which } = *cols;
+    // Rows are counted by what the columns return: with none, a row group claiming rows would never end.
+    if which.is_empty() {
+        return Err(bad("has no columns".into()));
+    }
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
     let max_defs: Vec<i16> = (0..names.len()).map(|c| schema.column(c).max_def_level()).collect();
     let picked: Vec<String> = which.iter().map(|&c| names[c].clone()).collect();
@@ -906,6 +910,8 @@ mod tests {
         }
         let whole = frames_by(&path, 1000, Decode::ColumnsWhenFlat);
         assert_eq!(whole[0].1, 5 + 8 + 11);
+        // No column at all is refused, not a loop counting rows that nothing returns.
+        assert!(read_parquet_columns(&path, &[], 1000, &mut |_| Ok(())).is_err());
         // Some columns, in any order, are those columns of the whole frames.
         for which in [vec![13usize, 0, 5], vec![7], vec![14, 2]] {
             let mut some = Vec::new();
