@@ -230,12 +230,113 @@ mod thrift {
                     return Some(());
                 }
                 let ty = head & 0x0f;
-                let id = if head >> 4 == 0 { self.zigzag()? } else { last + i64::from(head >> 4) };
+                // A full field id is an i16 to the crate: a longer varint is truncated there, so it is here
+                // (id 65541 is field 5 to the crate; found by fuzzing).
+                let id = if head >> 4 == 0 { i64::from(self.zigzag()? as i16) } else { last + i64::from(head >> 4) };
                 last = id;
                 if pick(self, id, ty).is_none() {
                     self.skip(ty, depth)?;
                 }
             }
+        }
+    }
+
+    /// The structs on the way to the schema. The crate reads a field by its id, as the type the Parquet
+    /// format gives that id, whatever type the field's header says; this walk skips by the header. Where the
+    /// two could read different bytes, the footer is refused: a known field under another type (fuzzing found
+    /// FileMetaData's i32 `version` sent as a list, after which the crate read a schema this walk never saw).
+    #[derive(Clone, Copy, PartialEq)]
+    enum Kind {
+        FileMeta,
+        Schema,
+        Logical,
+        Decimal,
+        TimeLike,
+        TimeUnit,
+        Integer,
+        Variant,
+        Geometry,
+        Geography,
+        Empty,
+    }
+
+    const BOOL: u8 = 1;
+    const BYTE: u8 = 3;
+    const I32: u8 = 5;
+    const BINARY: u8 = 8;
+    const LIST: u8 = 9;
+    const STRUCT: u8 = 12;
+
+    /// The compact type the format gives field `id` of `kind` (booleans as [`BOOL`]), and the struct inside.
+    fn field_type(kind: Kind, id: i64) -> Option<(u8, Option<Kind>)> {
+        use Kind::*;
+        Some(match (kind, id) {
+            (FileMeta, 1) => (I32, None),
+            (FileMeta, 2) => (LIST, Some(Schema)),
+            (Schema, 1..=3 | 5..=9) => (I32, None),
+            (Schema, 4) => (BINARY, None),
+            (Schema, 10) => (STRUCT, Some(Logical)),
+            (Logical, 5) => (STRUCT, Some(Decimal)),
+            (Logical, 7 | 8) => (STRUCT, Some(TimeLike)),
+            (Logical, 10) => (STRUCT, Some(Integer)),
+            (Logical, 16) => (STRUCT, Some(Variant)),
+            (Logical, 17) => (STRUCT, Some(Geometry)),
+            (Logical, 18) => (STRUCT, Some(Geography)),
+            (Logical, 1..=18) => (STRUCT, Some(Empty)),
+            (Decimal, 1 | 2) | (Geography, 2) => (I32, None),
+            (TimeLike, 1) | (Integer, 2) => (BOOL, None),
+            (TimeLike, 2) => (STRUCT, Some(TimeUnit)),
+            (TimeUnit, 1..=3) => (STRUCT, Some(Empty)),
+            (Integer, 1) | (Variant, 1) => (BYTE, None),
+            (Geometry, 1) | (Geography, 1) => (BINARY, None),
+            _ => return None,
+        })
+    }
+
+    impl Reader<'_> {
+        /// Walks one struct of `kind`, checking every field the crate would read by its id; a schema element's
+        /// `num_children` (field 5) is pushed onto `children` (0 when absent).
+        fn walk(&mut self, kind: Kind, depth: u8, children: &mut Vec<i64>) -> Result<(), String> {
+            let damaged = || String::from("the footer does not parse (damaged Parquet data)");
+            let depth = depth.checked_sub(1).ok_or_else(damaged)?;
+            let mut last = 0i64;
+            let mut count = 0i64;
+            loop {
+                let head = self.byte().ok_or_else(damaged)?;
+                if head == 0 {
+                    break;
+                }
+                let ty = head & 0x0f;
+                // A full field id is an i16 to the crate: a longer varint is truncated there, so it is here.
+                let id = if head >> 4 == 0 { i64::from(self.zigzag().ok_or_else(damaged)? as i16) } else { last + i64::from(head >> 4) };
+                last = id;
+                let Some((want, inner)) = field_type(kind, id) else {
+                    self.skip(ty, depth).ok_or_else(damaged)?;
+                    continue;
+                };
+                let fits = if want == BOOL { matches!(ty, 1 | 2) } else { ty == want };
+                if !fits {
+                    return Err(format!("footer field {id} has compact type {ty} where the format has {want} (damaged Parquet data)"));
+                }
+                match (ty, inner) {
+                    (LIST, Some(elements)) => {
+                        let (n, elem) = self.list_header().ok_or_else(damaged)?;
+                        if elem != STRUCT {
+                            return Err(format!("footer field {id} lists compact type {elem}, not structs (damaged Parquet data)"));
+                        }
+                        for _ in 0..n {
+                            self.walk(elements, depth, children)?;
+                        }
+                    }
+                    (STRUCT, Some(inner)) => self.walk(inner, depth, children)?,
+                    (I32, _) if kind == Kind::Schema && id == 5 => count = self.zigzag().ok_or_else(damaged)?,
+                    _ => self.skip(ty, depth).ok_or_else(damaged)?,
+                }
+            }
+            if kind == Kind::Schema {
+                children.push(count);
+            }
+            Ok(())
         }
     }
 
@@ -249,29 +350,7 @@ mod thrift {
     pub(super) fn check_footer(footer: &[u8]) -> Result<(), String> {
         let mut r = Reader { buf: footer };
         let mut children: Vec<i64> = Vec::new();
-        r.skip_struct(32, |r, id, ty| {
-            if id != 2 || ty != 9 {
-                return None;
-            }
-            let (n, elem) = r.list_header()?;
-            if elem != 12 {
-                return None;
-            }
-            for _ in 0..n {
-                let mut count = 0;
-                r.skip_struct(31, |r, id, ty| {
-                    if id == 5 && ty == 5 {
-                        count = r.zigzag()?;
-                        Some(())
-                    } else {
-                        None
-                    }
-                })?;
-                children.push(count);
-            }
-            Some(())
-        })
-        .ok_or("the footer does not parse (damaged Parquet data)")?;
+        r.walk(Kind::FileMeta, 32, &mut children)?;
         let elements = children.len() as u64;
         let most = children.iter().copied().map(|c| if c < 0 { i64::MAX } else { c }).max().unwrap_or(0);
         if u64::try_from(most).unwrap_or(u64::MAX) > elements {
@@ -944,6 +1023,30 @@ mod tests {
         assert!(matches!(err, DataError::Format { .. }), "{err}");
         let text = err.to_string();
         assert!(text.contains("not a readable Parquet file") || text.contains("damaged Parquet data"), "{err}");
+    }
+
+    /// Found by `fuzz/` (parquet target, an allocation of 4 GB): FileMetaData's i32 `version` sent as a list.
+    /// The crate reads a field by its id as the format's type, so from there it read other bytes than the
+    /// footer check did, found a schema element claiming half a billion children and reserved room for them.
+    /// A known field under another type is now refused, as is a long field id the crate truncates.
+    #[test]
+    fn a_known_footer_field_under_another_type_is_refused() {
+        let bytes = include_bytes!("../../fuzz/seeds/parquet/regress_field_type_mismatch.parquet");
+        let n = bytes.len();
+        let len = u32::from_le_bytes([bytes[n - 8], bytes[n - 7], bytes[n - 6], bytes[n - 5]]) as usize;
+        let footer = &bytes[n - 8 - len..n - 8];
+        let err = thrift::check_footer(footer).err().unwrap();
+        assert!(err.contains("field 1 has compact type 9"), "{err}");
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("train.parquet");
+        std::fs::write(&p, bytes).unwrap();
+        let err = read_parquet(&p, Budget::UNLIMITED).err().unwrap();
+        assert!(matches!(err, DataError::Format { .. }) && err.to_string().contains("damaged Parquet data"), "{err}");
+        // Field 5 (num_children) of the root written with the full-id form as 65541, which the crate reads as 5:
+        // root { num_children: 2**30 } with no children after it.
+        let forged = [0x29u8, 0x1c, 0x05, 0x8a, 0x80, 0x08, 0x80, 0x80, 0x80, 0x80, 0x08, 0x00, 0x00];
+        let err = thrift::check_footer(&forged).err().unwrap();
+        assert!(err.contains("children"), "{err}");
     }
 
     /// Found by `fuzz/` (parquet target, a libFuzzer timeout): a page header claiming a list of millions of
