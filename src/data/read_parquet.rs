@@ -301,6 +301,7 @@ mod thrift {
             let depth = depth.checked_sub(1).ok_or_else(damaged)?;
             let mut last = 0i64;
             let mut count = 0i64;
+            let mut schema_read = false;
             loop {
                 let head = self.byte().ok_or_else(damaged)?;
                 if head == 0 {
@@ -310,6 +311,12 @@ mod thrift {
                 // A full field id is an i16 to the crate: a longer varint is truncated there, so it is here.
                 let id = if head >> 4 == 0 { i64::from(self.zigzag().ok_or_else(damaged)? as i16) } else { last + i64::from(head >> 4) };
                 last = id;
+                // Writers put the schema (2) right after the version (1). Anything else before it, or a second
+                // schema, is bytes this walk could read otherwise than the crate, ahead of what it checks.
+                if kind == Kind::FileMeta && (id == 2 || !schema_read) && (schema_read || !matches!(id, 1 | 2)) {
+                    return Err(format!("footer field {id} comes where only the version and one schema may (damaged Parquet data)"));
+                }
+                schema_read |= kind == Kind::FileMeta && id == 2;
                 let Some((want, inner)) = field_type(kind, id) else {
                     self.skip(ty, depth).ok_or_else(damaged)?;
                     continue;
@@ -1047,6 +1054,13 @@ mod tests {
         let forged = [0x29u8, 0x1c, 0x05, 0x8a, 0x80, 0x08, 0x80, 0x80, 0x80, 0x80, 0x08, 0x00, 0x00];
         let err = thrift::check_footer(&forged).err().unwrap();
         assert!(err.contains("children"), "{err}");
+        // Row groups (4, an empty list) before the schema, and a second schema: neither is read past.
+        let rows_first = [0x49u8, 0x0c, 0x19, 0x1c, 0x00, 0x00];
+        assert!(thrift::check_footer(&rows_first).err().unwrap().contains("field 4 comes where"));
+        let twice = [0x29u8, 0x1c, 0x00, 0x09, 0x04, 0x1c, 0x00, 0x00];
+        assert!(thrift::check_footer(&twice).err().unwrap().contains("field 2 comes where"));
+        let once = [0x15u8, 0x02, 0x19, 0x1c, 0x00, 0x16, 0x04, 0x00];
+        assert!(thrift::check_footer(&once).is_ok());
     }
 
     /// Found by `fuzz/` (parquet target, a libFuzzer timeout): a page header claiming a list of millions of
