@@ -214,6 +214,17 @@ mod thrift {
             Some((n, head & 0x0f))
         }
 
+        /// A struct field's id and compact type, `Some(None)` at the struct's end. A full field id is an i16 to
+        /// the crate: a longer varint is truncated there, so it is here (65541 is field 5; found by fuzzing).
+        fn field_header(&mut self, last: i64) -> Option<Option<(i64, u8)>> {
+            let head = self.byte()?;
+            if head == 0 {
+                return Some(None);
+            }
+            let id = if head >> 4 == 0 { i64::from(self.zigzag()? as i16) } else { last + i64::from(head >> 4) };
+            Some(Some((id, head & 0x0f)))
+        }
+
         /// Skips one element of a list, set or map. Booleans there take a byte each (as struct fields they live
         /// in the field header), so every element consumes at least a byte and a forged count ends with the
         /// buffer: a map of booleans claiming 2^64 entries once spun here for good (found by fuzzing).
@@ -225,14 +236,7 @@ mod thrift {
         fn skip_struct(&mut self, depth: u8, mut pick: impl FnMut(&mut Self, i64, u8) -> Option<()>) -> Option<()> {
             let mut last = 0i64;
             loop {
-                let head = self.byte()?;
-                if head == 0 {
-                    return Some(());
-                }
-                let ty = head & 0x0f;
-                // A full field id is an i16 to the crate: a longer varint is truncated there, so it is here
-                // (id 65541 is field 5 to the crate; found by fuzzing).
-                let id = if head >> 4 == 0 { i64::from(self.zigzag()? as i16) } else { last + i64::from(head >> 4) };
+                let Some((id, ty)) = self.field_header(last)? else { return Some(()) };
                 last = id;
                 if pick(self, id, ty).is_none() {
                     self.skip(ty, depth)?;
@@ -302,14 +306,7 @@ mod thrift {
             let mut last = 0i64;
             let mut count = 0i64;
             let mut schema_read = false;
-            loop {
-                let head = self.byte().ok_or_else(damaged)?;
-                if head == 0 {
-                    break;
-                }
-                let ty = head & 0x0f;
-                // A full field id is an i16 to the crate: a longer varint is truncated there, so it is here.
-                let id = if head >> 4 == 0 { i64::from(self.zigzag().ok_or_else(damaged)? as i16) } else { last + i64::from(head >> 4) };
+            while let Some((id, ty)) = self.field_header(last).ok_or_else(damaged)? {
                 last = id;
                 // Writers put the schema (2) right after the version (1). Anything else before it, or a second
                 // schema, is bytes this walk could read otherwise than the crate, ahead of what it checks.
