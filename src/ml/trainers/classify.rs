@@ -112,7 +112,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
 
     ctx.stage("train", 0.2, 0.85, format!("{} training rows, {positives} positive", ytr.len()));
     let yval = as_bool(&p.val.y);
-    let cands = candidates(gbdt::Objective::Binary, params.quality, params.seed, ctx.threads());
+    let cands = candidates(gbdt::Objective::Binary, params.quality, params.seed, ctx.threads(), p.train.rows.len());
     let mut best: Option<(f64, supervised::Fitted)> = None;
     let mut board = Vec::new();
     for (i, c) in cands.iter().enumerate() {

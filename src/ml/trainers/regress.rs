@@ -112,7 +112,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     ctx.log(cap_text);
 
     ctx.stage("train", 0.2, 0.85, format!("{} training rows", p.train.rows.len()));
-    let cands = candidates(gbdt::Objective::Regression, params.quality, params.seed, ctx.threads());
+    let cands = candidates(gbdt::Objective::Regression, params.quality, params.seed, ctx.threads(), p.train.rows.len());
     let yval: Vec<f64> = p.val.y.iter().map(|v| f64::from(*v)).collect();
     let mut best: Option<(f64, supervised::Fitted)> = None;
     let mut board = Vec::new();

@@ -28,6 +28,7 @@ use rng::{Rng, sample_sorted};
 
 const PURPOSE_BAGGING: u64 = 2;
 const PURPOSE_FEATURES: u64 = 3;
+const PURPOSE_GOSS: u64 = 4;
 
 #[derive(Debug, Error)]
 pub enum GbdtError {
@@ -125,6 +126,16 @@ impl Matrix {
     }
 }
 
+/// Gradient-based one-side sampling (LightGBM's GOSS): each tree sees the `top_rate` share of rows with
+/// the largest |gradient × hessian| and a random `other_rate` share of the rest, the latter weighted up so
+/// the sums stay unbiased. On large training sets it cuts a tree's work to a third with little loss, since
+/// rows the model already fits carry little gradient.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Goss {
+    pub top_rate: f64,
+    pub other_rate: f64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Objective {
     /// Logistic loss on 0/1 labels; predictions are probabilities.
@@ -151,6 +162,8 @@ pub struct Params {
     pub feature_fraction: f64,
     /// Share of rows each tree is fitted on; 1.0 = no bagging.
     pub bagging_fraction: f64,
+    /// Gradient-based one-side sampling instead of bagging (then `bagging_fraction` must be 1.0).
+    pub goss: Option<Goss>,
     /// Numeric bins per feature, at most 255 (NaN has a bin of its own).
     pub max_bins: usize,
     /// Stop after this many rounds without a better validation loss; 0 = off.
@@ -173,6 +186,7 @@ impl Default for Params {
             min_gain_to_split: 0.0,
             feature_fraction: 1.0,
             bagging_fraction: 1.0,
+            goss: None,
             max_bins: 255,
             early_stopping_rounds: 0,
             seed: 0,
@@ -208,6 +222,14 @@ impl Params {
         }
         if !fraction_ok(self.bagging_fraction) {
             return bad("bagging_fraction", "must be in (0, 1]");
+        }
+        if let Some(g) = &self.goss {
+            if !(g.top_rate > 0.0 && g.other_rate > 0.0 && g.top_rate + g.other_rate < 1.0) {
+                return bad("goss", "top_rate and other_rate must be > 0 and sum to less than 1");
+            }
+            if self.bagging_fraction < 1.0 {
+                return bad("goss", "replaces bagging: set bagging_fraction to 1.0");
+            }
         }
         if !(2..=255).contains(&self.max_bins) {
             return bad("max_bins", "must be between 2 and 255");
@@ -501,6 +523,12 @@ impl Loss<'_> {
     }
 }
 
+/// Rounds fitted on every row before GOSS starts (LightGBM's choice): early gradients are all large, so
+/// ranking them says little until the first trees have fitted the bulk of the signal.
+fn goss_warmup(learning_rate: f64) -> usize {
+    (1.0 / learning_rate).ceil().min(1e6) as usize
+}
+
 fn point_loss(objective: Objective, y: f64, s: f64) -> f64 {
     match objective {
         // log(1 + e^s) - y·s, written to stay finite for large |s|.
@@ -596,7 +624,10 @@ impl<'a> Booster<'a> {
 
     fn boost_round(&mut self, round: usize) -> Result<(), GbdtError> {
         self.loss.gradients(&self.scores, &mut self.grads, self.params.threads);
-        let bag = self.bag(round);
+        let bag = match self.params.goss {
+            Some(goss) if round > goss_warmup(self.params.learning_rate) => Some(self.goss_sample(goss, round)),
+            _ => self.bag(round),
+        };
         let features = self.sample_features(round);
         let grown = self.learner.grow(&self.grads, bag.as_deref(), &features)?;
         // Rounded to f32 before use so training scores match what the stored model will predict.
@@ -624,6 +655,34 @@ impl<'a> Booster<'a> {
         let mut rng = Rng::derived(self.params.seed, PURPOSE_BAGGING, round as u64);
         let f = self.params.bagging_fraction;
         Some((0..self.data.n_rows as u32).filter(|_| rng.next_f64() < f).collect())
+    }
+
+    /// Sorted rows of this round's GOSS sample; the gradients of the randomly kept rows are scaled up in
+    /// place (they are recomputed every round).
+    fn goss_sample(&mut self, goss: Goss, round: usize) -> Vec<u32> {
+        let n = self.grads.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let weight = |p: &GradPair| (p.g * p.h).abs();
+        let top = ((n as f64 * goss.top_rate).ceil() as usize).clamp(1, n);
+        let mut keys: Vec<f32> = self.grads.iter().map(weight).collect();
+        let (_, &mut cut, _) = keys.select_nth_unstable_by(top - 1, |a, b| b.total_cmp(a));
+        let keep_other = goss.other_rate / (1.0 - goss.top_rate);
+        let scale = (1.0 / keep_other) as f32;
+        let mut rng = Rng::derived(self.params.seed, PURPOSE_GOSS, round as u64);
+        let mut rows = Vec::with_capacity(((goss.top_rate + goss.other_rate) * n as f64) as usize + 1);
+        for (r, p) in self.grads.iter_mut().enumerate() {
+            // Ties at the cut all count as top rows: a few more than `top`, never a biased draw among them.
+            if weight(p) >= cut {
+                rows.push(r as u32);
+            } else if rng.next_f64() < keep_other {
+                p.g *= scale;
+                p.h *= scale;
+                rows.push(r as u32);
+            }
+        }
+        rows
     }
 
     fn sample_features(&self, round: usize) -> Vec<usize> {

@@ -407,3 +407,64 @@ fn binning_by_rows_matches_the_whole_matrix() {
     let other = Params { max_bins: 16, ..params.clone() };
     assert!(matches!(train_on(&other, &whole, &y, None, None, &mut NoMonitor), Err(GbdtError::InvalidParam { name: "max_bins", .. })));
 }
+
+#[test]
+fn goss_keeps_the_largest_gradients_and_weights_up_a_sample_of_the_rest() {
+    let (x, y) = dataset(21, 20_000, 3, xor_label);
+    let params = Params { goss: Some(Goss { top_rate: 0.2, other_rate: 0.1 }), ..binary_params() };
+    let data = Dataset::from_matrix(&x, &params).unwrap();
+    let mut b = Booster::new(&params, &data.binned, &y, None, None, None);
+    // Gradients 1..=n in a scrambled order, so the top 20 % are not simply the last rows.
+    let n = y.len();
+    for (r, p) in b.grads.iter_mut().enumerate() {
+        let v = ((r * 7919) % n + 1) as f32;
+        *p = GradPair { g: -v, h: 1.0 };
+    }
+    let before = b.grads.clone();
+    let rows = b.goss_sample(Goss { top_rate: 0.2, other_rate: 0.1 }, 30);
+    assert!(rows.windows(2).all(|w| w[0] < w[1]), "rows must stay sorted");
+    let cut = 0.8 * n as f32;
+    let top: Vec<u32> = (0..n as u32).filter(|&r| before[r as usize].g.abs() > cut).collect();
+    assert!(top.iter().all(|r| rows.binary_search(r).is_ok()), "a top-gradient row was left out");
+    assert!(top.iter().all(|&r| b.grads[r as usize].g == before[r as usize].g), "top rows are not reweighted");
+    let others: Vec<u32> = rows.iter().copied().filter(|&r| before[r as usize].g.abs() <= cut).collect();
+    let share = others.len() as f64 / n as f64;
+    assert!((share - 0.1).abs() < 0.01, "{share} of all rows sampled from the rest, want 0.1");
+    assert!(others.iter().all(|&r| b.grads[r as usize].g == before[r as usize].g * 8.0 && b.grads[r as usize].h == 8.0));
+    // Weighted up, the sample's sums estimate the whole set's.
+    let sum = |rs: &mut dyn Iterator<Item = f64>| rs.sum::<f64>();
+    let want = sum(&mut before.iter().map(|p| p.g as f64));
+    let got = sum(&mut rows.iter().map(|&r| b.grads[r as usize].g as f64));
+    assert!((got / want - 1.0).abs() < 0.03, "sampled gradient sum {got} vs {want}");
+    let hess = sum(&mut rows.iter().map(|&r| b.grads[r as usize].h as f64));
+    assert!((hess / n as f64 - 1.0).abs() < 0.05, "sampled hessian sum {hess} vs {n}");
+}
+
+#[test]
+fn goss_trains_about_as_well_and_stays_reproducible() {
+    let label = |r: &[f32], rng: &mut Rng| ((r[0] as f64 * 3.0).sin() + (r[1] as f64 * 2.0).powi(2) + 0.1 * normal(rng)) as f32;
+    let (x, y) = dataset(22, 20_000, 4, label);
+    let (xt, yt) = dataset(23, 2000, 4, label);
+    let base = Params { num_rounds: 150, learning_rate: 0.1, threads: 2, seed: 3, ..Params::default() };
+    let goss = Params { goss: Some(Goss { top_rate: 0.2, other_rate: 0.1 }), ..base.clone() };
+    let mse = |m: &Model| m.predict_matrix(&xt).iter().zip(&yt).map(|(p, &y)| (p - y as f64).powi(2)).sum::<f64>() / yt.len() as f64;
+    let (full, sampled) = (fit(&base, &x, &y).model, fit(&goss, &x, &y).model);
+    assert!(mse(&sampled) < 1.15 * mse(&full), "GOSS test MSE {} vs {} on every row", mse(&sampled), mse(&full));
+    assert_ne!(full.to_bytes(), sampled.to_bytes(), "GOSS changed nothing");
+    let one = fit(&Params { threads: 1, ..goss.clone() }, &x, &y).model;
+    assert_eq!(one.to_bytes(), sampled.to_bytes(), "the thread count changed a GOSS model");
+}
+
+#[test]
+fn goss_settings_are_checked() {
+    let (x, y) = dataset(24, 200, 3, xor_label);
+    for (goss, bagging) in [
+        (Goss { top_rate: 0.0, other_rate: 0.1 }, 1.0),
+        (Goss { top_rate: 0.6, other_rate: 0.5 }, 1.0),
+        (Goss { top_rate: 0.2, other_rate: 0.1 }, 0.8),
+    ] {
+        let p = Params { goss: Some(goss), bagging_fraction: bagging, ..binary_params() };
+        let err = train(&p, &x, &y, None, None, &mut NoMonitor).err().map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.starts_with("parameter goss")), "{goss:?} with bagging {bagging}: {err:?}");
+    }
+}
