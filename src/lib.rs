@@ -26,6 +26,7 @@ pub mod config;
 pub mod daemon;
 pub mod data;
 pub mod guard;
+pub mod ingest;
 pub mod jobs;
 pub mod lifecycle;
 pub mod ml;

@@ -11,6 +11,7 @@ pub mod intake;
 mod limits;
 mod models;
 mod params;
+mod readings;
 mod redact;
 pub mod server;
 mod state;
@@ -84,6 +85,8 @@ async fn health(State(state): State<AppState>, headers: axum::http::HeaderMap) -
         fleet::machine_verdict,
         fleet::alerts,
         fleet::ack,
+        readings::post_readings,
+        readings::get_readings,
     ),
     components(schemas(tasks::TrainBody, models::PredictBody, auth::LoginBody, fleet::AckBody))
 )]
@@ -133,6 +136,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/api/machines/{machine_id}/verdict", get(fleet::machine_verdict))
         .route("/api/alerts", get(fleet::alerts))
         .route("/api/alerts/{alert_id}/ack", post(fleet::ack))
+        .route("/api/machines/{machine_id}/readings", post(readings::post_readings).get(readings::get_readings))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     let predict =
         Router::new().route("/api/ml/predict/{machine_id}", post(models::predict)).layer(DefaultBodyLimit::max(PREDICT_BODY_LIMIT));

@@ -96,6 +96,8 @@ pub struct AppState {
     summaries: Arc<crate::data::Summaries>,
     /// Verdicts, their cache and the alerts (configured by the daemon).
     pub fleet: Arc<super::fleet::Fleet>,
+    /// The log readings are appended to; `None` where no daemon runs (tools, the fuzzer).
+    pub readings: Option<Arc<crate::ingest::Readings>>,
 }
 
 /// The state folder is the registry's parent (`<state_dir>/models`).
@@ -126,7 +128,14 @@ impl AppState {
             started: Instant::now(),
             fleet: Arc::new(super::fleet::Fleet::default()),
             summaries: Arc::new(crate::data::Summaries::new(&data_dir_for_summaries, crate::data::Caps::default())),
+            readings: None,
         }
+    }
+
+    /// Readings in over the API go to `readings`.
+    pub fn with_readings(mut self, readings: Arc<crate::ingest::Readings>) -> AppState {
+        self.readings = Some(readings);
+        self
     }
 
     /// The daemon's machine summaries, shared with the resource guard so a folder is read once for both.

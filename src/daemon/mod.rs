@@ -137,7 +137,8 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
         http: api::HttpLimits::from_config(&cfg.http),
         hooks: hooks(guard, mqtt_status.clone()),
     })
-    .with_summaries(summaries);
+    .with_summaries(summaries)
+    .with_readings(open_readings(&cfg.state_dir)?);
     state.fleet.configure(
         api::fleet::Settings { stale_data_h: cfg.fleet.stale_data_h },
         crate::alerts::AlertBook::open(&cfg.state_dir.join(ALERTS_FILE), cfg.fleet.alert_retention_days),
@@ -159,6 +160,20 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
 
 /// The alerts, in the state folder.
 pub const ALERTS_FILE: &str = "alerts.json";
+
+/// The readings log, in the state folder.
+pub const READINGS_DIR: &str = "readings";
+
+fn open_readings(state_dir: &std::path::Path) -> anyhow::Result<Arc<crate::ingest::Readings>> {
+    let dir = state_dir.join(READINGS_DIR);
+    let (readings, recovered) = crate::ingest::Readings::open(&dir, crate::ingest::Tolerances::default())
+        .with_context(|| format!("opening the readings log in {} (move the folder aside to start an empty one)", dir.display()))?;
+    if recovered.cut_bytes > 0 {
+        tracing::warn!(bytes = recovered.cut_bytes, "readings log: cut off a write the last stop interrupted (it was never acknowledged)");
+    }
+    tracing::info!(segments = recovered.segments, "readings log open");
+    Ok(Arc::new(readings))
+}
 
 /// What the guard and the MQTT bridge add to the API: the guard's refusals, and both parts' facts on
 /// `/api/health` (the bridge's next to the guard's).

@@ -1,0 +1,230 @@
+//! Reading a body of rows and checking each against the machine: every bad row is named with its reason,
+//! never dropped in silence, and never costs the good rows beside it.
+use super::error::IngestError;
+use super::wal::Batch;
+use crate::util::time::{format_timestamp, parse_timestamp};
+use serde_json::Value;
+
+/// One row as sent: its time and its values by sensor name (`NaN` = sent as null, i.e. missing).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub ts: f64,
+    pub values: Vec<(String, f64)>,
+}
+
+/// Why row `row` (0-based, in the order sent) was not accepted.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RowError {
+    pub row: usize,
+    pub error: String,
+}
+
+/// What a machine accepts.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    /// The machine's sensors, in the order rows are stored.
+    pub sensors: Vec<String>,
+    pub now: f64,
+    /// How far ahead of `now` a timestamp may be (clocks on a plant drift).
+    pub future_tolerance_s: f64,
+    /// The newest accepted timestamp so far, if any.
+    pub last_ts: Option<f64>,
+    /// How far behind `last_ts` a row may be (gateways resend and reorder a little).
+    pub order_tolerance_s: f64,
+}
+
+/// The accepted rows as one batch for the log, and the rest with their reasons.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    pub batch: Batch,
+    pub errors: Vec<RowError>,
+}
+
+const TIME_KEYS: [&str; 3] = ["ts", "timestamp", "time"];
+
+/// A JSON object or an array of objects, each `{"ts": ..., "<sensor>": value, ...}`. A malformed body is
+/// one error; a malformed row is that row's error.
+pub fn parse_json(body: &[u8]) -> Result<Vec<Result<Row, String>>, IngestError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| IngestError::Body(format!("not JSON ({e})")))?;
+    match v {
+        Value::Array(items) => Ok(items.into_iter().map(row_of).collect()),
+        Value::Object(_) => Ok(vec![row_of(v)]),
+        other => Err(IngestError::Body(format!("a JSON {} where rows were expected", kind(&other)))),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn row_of(v: Value) -> Result<Row, String> {
+    let Value::Object(map) = v else { return Err(format!("a {} instead of an object of readings", kind(&v))) };
+    let mut ts = None;
+    let mut values = Vec::with_capacity(map.len());
+    for (key, value) in map {
+        if TIME_KEYS.contains(&key.as_str()) {
+            if ts.is_some() {
+                return Err(format!("more than one time field ({})", TIME_KEYS.join(", ")));
+            }
+            let t = match &value {
+                Value::String(s) => parse_timestamp(s),
+                Value::Number(n) => n.as_f64(),
+                _ => None,
+            };
+            ts = Some(t.ok_or_else(|| format!("{key} {value} is not a time (RFC 3339 text or epoch seconds)"))?);
+            continue;
+        }
+        let x = match &value {
+            Value::Number(n) => n.as_f64(),
+            Value::Null => Some(f64::NAN),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match x {
+            Some(x) if !x.is_infinite() => values.push((key, x)),
+            _ => return Err(format!("sensor {key:?} is {value}, not a number (send null for a missing reading)")),
+        }
+    }
+    let ts = ts.ok_or_else(|| "no time field: give \"ts\" as RFC 3339 text or epoch seconds".to_string())?;
+    Ok(Row { ts, values })
+}
+
+/// Keeps the rows `rules` accept, in the order sent, as one batch of `machine`.
+pub fn check_rows(machine: &str, rows: Vec<Result<Row, String>>, rules: &Rules) -> Checked {
+    let mut batch = Batch { machine: machine.to_string(), sensors: rules.sensors.clone(), rows: Vec::new() };
+    let mut errors = Vec::new();
+    let mut last = rules.last_ts;
+    for (i, row) in rows.into_iter().enumerate() {
+        match row.and_then(|r| check_row(r, rules, last)) {
+            Ok((ts, values)) => {
+                last = Some(last.map_or(ts, |l| l.max(ts)));
+                batch.rows.push((ts, values));
+            }
+            Err(error) => errors.push(RowError { row: i, error }),
+        }
+    }
+    Checked { batch, errors }
+}
+
+fn check_row(row: Row, rules: &Rules, last: Option<f64>) -> Result<(f64, Vec<f64>), String> {
+    let ahead = row.ts - rules.now;
+    if ahead > rules.future_tolerance_s {
+        return Err(format!(
+            "time {} is {ahead:.0} s in the future (tolerance {} s): check the sender's clock",
+            format_timestamp(row.ts),
+            rules.future_tolerance_s
+        ));
+    }
+    if let Some(l) = last
+        && row.ts < l - rules.order_tolerance_s
+    {
+        return Err(format!(
+            "time {} is {:.0} s older than the newest reading {} (tolerance {} s): readings arrive in time order",
+            format_timestamp(row.ts),
+            l - row.ts,
+            format_timestamp(l),
+            rules.order_tolerance_s
+        ));
+    }
+    let mut values = vec![f64::NAN; rules.sensors.len()];
+    let mut any = false;
+    for (name, x) in row.values {
+        let Some(i) = rules.sensors.iter().position(|s| *s == name) else {
+            return Err(format!("unknown sensor {name:?}; this machine has {}", list(&rules.sensors)));
+        };
+        any |= !x.is_nan();
+        values[i] = x;
+    }
+    if !any {
+        return Err("no sensor reading in the row".into());
+    }
+    Ok((row.ts, values))
+}
+
+fn list(names: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let mut out = names.iter().take(SHOWN).map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN {
+        out.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Rules {
+        Rules {
+            sensors: vec!["temp".into(), "vib".into()],
+            now: parse_timestamp("2026-12-06T12:00:00Z").unwrap(),
+            future_tolerance_s: 300.0,
+            last_ts: parse_timestamp("2026-12-06T11:00:00Z"),
+            order_tolerance_s: 60.0,
+        }
+    }
+
+    #[test]
+    fn good_rows_are_kept_in_sensor_order_and_each_bad_row_says_why() {
+        let body = br#"[
+            {"ts": "2026-12-06T11:00:01Z", "vib": 0.5, "temp": 40},
+            {"ts": "2026-12-06T11:00:02Z", "temp": "41.5", "vib": null},
+            {"ts": "2026-12-06T11:00:03Z", "temp": "hot"},
+            {"ts": "2026-12-06T11:00:04Z", "pressure": 3},
+            {"temp": 1},
+            {"ts": "2026-12-06T13:00:00Z", "temp": 1},
+            {"ts": "2026-12-06T10:00:00Z", "temp": 1},
+            {"ts": "2026-12-06T10:59:30Z", "temp": 2},
+            {"ts": 1796558405, "vib": null},
+            7
+        ]"#;
+        let checked = check_rows("m1", parse_json(body).unwrap(), &rules());
+        let b = &checked.batch;
+        assert_eq!((b.machine.as_str(), b.sensors.clone()), ("m1", vec!["temp".to_string(), "vib".to_string()]));
+        assert_eq!(b.rows.len(), 3, "{:?}", checked.errors);
+        assert_eq!(b.rows[0].1, vec![40.0, 0.5]);
+        assert_eq!(b.rows[1].1[0], 41.5);
+        assert!(b.rows[1].1[1].is_nan());
+        assert_eq!(b.rows[2].0, parse_timestamp("2026-12-06T10:59:30Z").unwrap(), "within the order tolerance");
+        let why: Vec<(usize, &str)> = checked.errors.iter().map(|e| (e.row, e.error.as_str())).collect();
+        let expect = [
+            (2, "sensor \"temp\" is \"hot\", not a number"),
+            (3, "unknown sensor \"pressure\"; this machine has \"temp\", \"vib\""),
+            (4, "no time field"),
+            (5, "in the future"),
+            (6, "older than the newest reading"),
+            (8, "no sensor reading"),
+            (9, "a number instead of an object"),
+        ];
+        assert_eq!(why.len(), expect.len(), "{why:?}");
+        for ((row, msg), (want_row, want)) in why.iter().zip(expect) {
+            assert_eq!(*row, want_row);
+            assert!(msg.contains(want), "row {row}: {msg:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_rows_is_one_clear_error() {
+        for (body, want) in [(&b"{"[..], "not JSON"), (b"\"x\"", "a JSON string"), (b"3", "a JSON number")] {
+            let e = parse_json(body).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("send a JSON object"), "{e}");
+        }
+        assert_eq!(parse_json(b"[]").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn the_order_check_follows_the_rows_of_the_same_batch() {
+        let r = Rules { last_ts: None, ..rules() };
+        let body = br#"[{"ts": "2026-12-06T11:30:00Z", "temp": 1}, {"ts": "2026-12-06T11:00:00Z", "temp": 2}]"#;
+        let checked = check_rows("m1", parse_json(body).unwrap(), &r);
+        assert_eq!((checked.batch.rows.len(), checked.errors.len()), (1, 1));
+        assert_eq!(checked.errors[0].row, 1);
+    }
+}
