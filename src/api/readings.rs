@@ -59,9 +59,9 @@ pub async fn post_readings(
 }
 
 #[utoipa::path(get, path = "/api/machines/{machine_id}/readings", params(("machine_id" = String, Path)),
-    responses((status = 200, description = "rows the readings log holds for the machine, first and last time, sensors"), (status = 401), (status = 404)))]
-pub async fn get_readings(AxState(state): AxState<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    auth::require(&state, &headers)?;
+    responses((status = 200, description = "rows the readings log holds for the machine, first and last time, sensors"), (status = 404)))]
+pub async fn get_readings(AxState(state): AxState<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    // Open like every read on the LAN: counts and times, no path.
     let log = readings(&state)?;
     crate::data::MachineId::parse(&id)?;
     let machine = id.clone();

@@ -251,7 +251,9 @@ pub fn read_all(dir: &Path) -> Result<Scan, IngestError> {
         let (_, good) = scan_segment(&path, &mut |b| batches.push(b))?;
         let len = std::fs::metadata(&path).map_err(|e| IngestError::open(&path, e))?.len();
         if good < len && good > 0 {
-            scan.damaged.push(format!("{}: {} bytes after byte {good} are not whole frames", path.display(), len - good));
+            // The file's name only: this is shown to readers who may not see the state folder's path.
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            scan.damaged.push(format!("segment {name}: {} bytes after byte {good} are not whole frames", len - good));
         }
         scan.batches.extend(batches);
     }
