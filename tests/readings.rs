@@ -81,6 +81,19 @@ fn good_rows_are_stored_and_each_bad_row_is_named() {
     assert_eq!(r.status, 401);
     assert_eq!(post(&d, "no_such_machine", &row(t0, &sensors, 1.0)).0, 404);
     assert_eq!(stored(&d, &id)["rows"].as_u64(), Some(3), "refused requests stored nothing");
+
+    // The same as CSV: a header with the time and the sensors, an empty cell for a missing reading.
+    let mut csv = format!("ts,{}\n", sensors.join(","));
+    let cells = |v: &str| vec![v; sensors.len()].join(",");
+    csv += &format!("{},{}\n", format_timestamp(t0 + 10.0), cells("5"));
+    csv += &format!("{},{}\n", format_timestamp(t0 + 11.0), cells(""));
+    csv += &format!("{},,{}\n", format_timestamp(t0 + 12.0), vec!["6"; sensors.len() - 1].join(","));
+    let r =
+        d.post_raw(&format!("/api/machines/{id}/readings"), csv.as_bytes(), &[("Authorization", &auth()), ("Content-Type", "text/csv")]);
+    let v = r.json();
+    assert_eq!((r.status, v["accepted"].as_u64(), v["rejected"].as_u64()), (200, Some(2), Some(1)), "{v}");
+    assert!(v["errors"][0]["error"].as_str().unwrap().contains("no sensor reading"), "{v}");
+    assert_eq!(stored(&d, &id)["rows"].as_u64(), Some(5));
 }
 
 #[test]

@@ -18,6 +18,13 @@ fn readings(state: &AppState) -> Result<Arc<Readings>, ApiError> {
     })
 }
 
+/// `text/csv` (or `application/csv`) is CSV; anything else is read as JSON.
+fn is_csv(headers: &HeaderMap) -> bool {
+    let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "text/csv" || mime == "application/csv"
+}
+
 fn write_error(e: IngestError) -> ApiError {
     match e {
         IngestError::Body(m) => ApiError::bad_request(m),
@@ -28,7 +35,7 @@ fn write_error(e: IngestError) -> ApiError {
 }
 
 #[utoipa::path(post, path = "/api/machines/{machine_id}/readings", params(("machine_id" = String, Path)),
-    request_body(content = String, description = "a JSON object {\"ts\": \"2026-01-01T00:00:00Z\", \"<sensor>\": value, ...} or an array of them; null = a missing reading", content_type = "application/json"),
+    request_body(content = String, description = "a JSON object {\"ts\": \"2026-01-01T00:00:00Z\", \"<sensor>\": value, ...} or an array of them (null = a missing reading); or, as text/csv, a header line with ts and the sensors, then rows (an empty cell = a missing reading)", content_type = "application/json"),
     responses((status = 200, description = "accepted rows are durable; each refused row with its reason"), (status = 400), (status = 401), (status = 404),
         (status = 422, description = "no row was accepted"), (status = 507, description = "the disk is full: nothing was stored")))]
 pub async fn post_readings(
@@ -40,7 +47,7 @@ pub async fn post_readings(
     auth::require(&state, &headers)?;
     let log = readings(&state)?;
     let summary = state.machine_summary(&id).await?;
-    let rows = crate::ingest::parse_json(&raw).map_err(write_error)?;
+    let rows = if is_csv(&headers) { crate::ingest::parse_csv(&raw) } else { crate::ingest::parse_json(&raw) }.map_err(write_error)?;
     let out = log.accept(&id, summary.sensor_names, rows).await.map_err(|e| {
         tracing::error!(machine = %id, error = %e, "readings not stored");
         write_error(e)

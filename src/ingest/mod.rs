@@ -1,7 +1,7 @@
 //! Readings in: rows of a machine's sensors, checked one by one and made durable before anyone is told
 //! they were accepted.
 //!
-//! [`parse_json`] reads a body of rows, [`check_rows`] keeps the good ones and names what is wrong with each
+//! [`parse_json`] and [`parse_csv`] read a body of rows, [`check_rows`] keeps the good ones and names what is wrong with each
 //! other one, and [`Wal`] appends a machine's accepted rows to a write-ahead log shared by every machine:
 //! one writer thread gathers whatever batches are waiting, writes them and syncs once for all of them
 //! (group commit), and only then answers each caller. A frame carries its length and a CRC-32, so a write
@@ -13,5 +13,5 @@ mod wal;
 
 pub use error::IngestError;
 pub use readings::{Accepted, Readings, Stored, Tolerances};
-pub use rows::{Checked, Row, RowError, Rules, check_rows, parse_json};
+pub use rows::{Checked, Row, RowError, Rules, check_rows, parse_csv, parse_json};
 pub use wal::{Batch, Recovered, Scan, Wal, read_all};

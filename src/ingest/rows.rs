@@ -96,6 +96,45 @@ fn row_of(v: Value) -> Result<Row, String> {
     Ok(Row { ts, values })
 }
 
+/// CSV with a header line: one time column (`ts`, `timestamp` or `time`) and one column per sensor; an
+/// empty cell is a missing reading. Comma or semicolon, whichever the header uses; no quoted commas.
+pub fn parse_csv(body: &[u8]) -> Result<Vec<Result<Row, String>>, IngestError> {
+    let text = std::str::from_utf8(body).map_err(|e| IngestError::Body(format!("CSV that is not UTF-8 text ({e})")))?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header = lines.next().ok_or_else(|| IngestError::Body("an empty CSV (a header line is needed)".into()))?;
+    let sep = if header.contains(';') && !header.contains(',') { ';' } else { ',' };
+    let cell = |c: &str| c.trim().trim_matches('"').to_string();
+    let names: Vec<String> = header.split(sep).map(cell).collect();
+    let time_col = names
+        .iter()
+        .position(|n| TIME_KEYS.contains(&n.as_str()))
+        .ok_or_else(|| IngestError::Body(format!("a CSV header without a time column ({}): {header:?}", TIME_KEYS.join(", "))))?;
+    Ok(lines
+        .map(|line| {
+            let cells: Vec<String> = line.split(sep).map(cell).collect();
+            if cells.len() != names.len() {
+                return Err(format!("{} cells where the header has {}", cells.len(), names.len()));
+            }
+            let ts = parse_timestamp(&cells[time_col])
+                .ok_or_else(|| format!("{} {:?} is not a time (RFC 3339 text or epoch seconds)", names[time_col], cells[time_col]))?;
+            let mut values = Vec::with_capacity(names.len() - 1);
+            for (i, (name, c)) in names.iter().zip(&cells).enumerate().filter(|(i, _)| *i != time_col) {
+                let x = if c.is_empty() { Some(f64::NAN) } else { c.parse::<f64>().ok().filter(|x| !x.is_infinite()) };
+                match x {
+                    Some(x) => values.push((name.clone(), x)),
+                    None => {
+                        return Err(format!(
+                            "sensor {name:?} (column {}) is {c:?}, not a number (leave the cell empty for a missing reading)",
+                            i + 1
+                        ));
+                    }
+                }
+            }
+            Ok(Row { ts, values })
+        })
+        .collect())
+}
+
 /// Keeps the rows `rules` accept, in the order sent, as one batch of `machine`.
 pub fn check_rows(machine: &str, rows: Vec<Result<Row, String>>, rules: &Rules) -> Checked {
     let mut batch = Batch { machine: machine.to_string(), sensors: rules.sensors.clone(), rows: Vec::new() };
@@ -217,6 +256,24 @@ mod tests {
             assert!(e.contains(want) && e.contains("send a JSON object"), "{e}");
         }
         assert_eq!(parse_json(b"[]").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn csv_rows_read_like_json_rows() {
+        let csv =
+            b"ts;temp;vib\n2026-12-06T11:00:01Z;40;0.5\n\n2026-12-06T11:00:02Z;41.5;\n2026-12-06T11:00:03Z;hot;1\n2026-12-06T11:00:04Z;1\n";
+        let checked = check_rows("m1", parse_csv(csv).unwrap(), &rules());
+        assert_eq!(checked.batch.rows.len(), 2, "{:?}", checked.errors);
+        assert_eq!(checked.batch.rows[0].1, vec![40.0, 0.5]);
+        assert!(checked.batch.rows[1].1[1].is_nan());
+        let why: Vec<(usize, &str)> = checked.errors.iter().map(|e| (e.row, e.error.as_str())).collect();
+        assert_eq!(why.len(), 2);
+        assert!(why[0].0 == 2 && why[0].1.contains("\"temp\" (column 2) is \"hot\""), "{why:?}");
+        assert!(why[1].0 == 3 && why[1].1.contains("2 cells where the header has 3"), "{why:?}");
+        for (bad, want) in [(&b""[..], "an empty CSV"), (b"temp,vib\n1,2\n", "without a time column"), (b"\xff\xfe", "not UTF-8")] {
+            let e = parse_csv(bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[test]
