@@ -1,5 +1,6 @@
-//! Readings in over HTTP: `POST /api/machines/{id}/readings` appends rows to the machine's history once they
-//! are durable; `GET` says what the log holds for it.
+//! Readings in over HTTP: `POST /api/machines/{id}/readings` appends a machine's rows to the readings log and
+//! answers once they are durable; `GET` says what the log holds for it. (The log does not reach the machine's
+//! training history yet: compaction is the next part of issue 19.)
 use super::{ApiError, AppState, Path, auth};
 use crate::ingest::{IngestError, Readings};
 use axum::Json;
