@@ -1,7 +1,9 @@
 //! Readings in over HTTP against the real daemon: each bad row named and counted beside the good ones,
-//! and every acknowledged reading still there after `kill -9` at an arbitrary moment.
+//! every acknowledged reading still there after `kill -9` at an arbitrary moment, and the readings reaching
+//! the machine's history: its listing, training and the answers from its latest data.
+//! Each test has its own fleet: the daemon writes readings into the machine's folder.
 mod common;
-use common::{Daemon, TOKEN, shared_fleet};
+use common::{Daemon, TOKEN};
 use millwright::util::time::{format_timestamp, now_secs};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,7 +48,9 @@ fn row(t: f64, sensors: &[String], v: f64) -> Value {
 #[test]
 fn good_rows_are_stored_and_each_bad_row_is_named() {
     let state = tempfile::tempdir().unwrap();
-    let d = Daemon::start(shared_fleet(2_000), &state.path().join("state"), &[]);
+    let data = state.path().join("data");
+    common::fleet(&data, 1, 2_000);
+    let d = Daemon::start(&data, &state.path().join("state"), &[]);
     let (id, sensors) = machine(&d);
     let t0 = (now_secs() - 3_600.0).floor();
     let body = json!([
@@ -100,7 +104,8 @@ fn good_rows_are_stored_and_each_bad_row_is_named() {
 fn every_acknowledged_reading_survives_kill_9() {
     let state_dir = tempfile::tempdir().unwrap();
     let state = state_dir.path().join("state");
-    let data = shared_fleet(2_000);
+    let data = &state_dir.path().join("data");
+    common::fleet(data, 1, 2_000);
     let mut d = Daemon::start(data, &state, &[]);
     let (id, sensors) = machine(&d);
     let mut next = (now_secs() - 7_200.0).floor();
@@ -149,8 +154,85 @@ fn every_acknowledged_reading_survives_kill_9() {
         acknowledged = rows;
         next = last_acked.unwrap_or(next) + 2.0;
     }
-    // The newest time came back from the log: a reading far older than it is refused after the restart.
+    // Each start moved the log's readings into the machine's files: every acknowledged reading is in them or
+    // still pending in the log, none twice.
+    let s = stored(&d, &id);
+    let history = millwright::data::load_machine(data, &id).unwrap().n_rows() as u64;
+    assert_eq!(history - 2_000 + s["pending"].as_u64().unwrap(), acknowledged, "{s}");
+    // The newest time came back: a reading far older than it is refused after the restart.
     let (status, v) = post(&d, &id, &row(next - 3_600.0, &sensors, 1.0));
     assert_eq!(status, 422, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("older than the newest reading"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("not after the machine's history"), "{v}");
+}
+
+/// The newest row of the machine's history files and its sensors' values there.
+fn history_end(d: &Daemon, id: &str) -> (f64, Vec<f64>) {
+    let t = millwright::data::load_machine(&d.data_dir, id).unwrap();
+    let last = t.n_rows() - 1;
+    (t.timestamps[last], t.sensors.iter().map(|s| s.values[last]).collect())
+}
+
+fn listed_rows(d: &Daemon) -> u64 {
+    d.get("/api/ml/train/machines/available").json()["machines"][0]["rows"].as_u64().unwrap()
+}
+
+#[test]
+fn readings_reach_the_history_training_and_the_answers_from_the_latest_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::fleet(&data, 1, 2_000);
+    let d = Daemon::start(&data, &dir.path().join("state"), &[("MILLWRIGHT_READINGS__COMPACT_INTERVAL_S", "10")]);
+    let (id, sensors) = machine(&d);
+    let (end, values) = history_end(&d, &id);
+    let before = listed_rows(&d);
+    let task = d.post("/api/ml/train/batch", &json!({ "machine_id": id })).json();
+    assert_eq!(d.wait_task(task["task_id"].as_str().unwrap(), Duration::from_secs(600))["status"], "SUCCESS");
+    let start = |d: &Daemon| {
+        let p = d.post(&format!("/api/ml/predict/{id}"), &json!({})).json();
+        p["predictions"]["timeseries"]["answer"]["start"].as_str().unwrap_or_else(|| panic!("{p}")).to_string()
+    };
+    assert_eq!(start(&d), format_timestamp(end + 3_600.0), "the forecast starts after the history");
+
+    // Two days of hourly readings continuing the history (the values of its last row, drifting a little),
+    // and one stamped at the history's end, which is refused: it would land inside the past.
+    let hours: u32 = 48;
+    let mut rows = vec![{
+        let mut r = json!({ "ts": format_timestamp(end) });
+        r[&sensors[0]] = json!(values[0]);
+        r
+    }];
+    for h in 1..=hours {
+        let mut r = json!({ "ts": format_timestamp(end + f64::from(h) * 3_600.0) });
+        for (s, v) in sensors.iter().zip(&values) {
+            r[s] = json!(v * (1.0 + 0.001 * f64::from(h)));
+        }
+        rows.push(r);
+    }
+    let (status, v) = post(&d, &id, &json!(rows));
+    assert_eq!((status, v["accepted"].as_u64(), v["rejected"].as_u64()), (200, Some(u64::from(hours)), Some(1)), "{v}");
+    assert!(v["errors"][0]["error"].as_str().unwrap().contains("not after the machine's history"), "{v}");
+
+    // Within a compaction interval (10 s here) the readings are in the machine's files, but the last
+    // order tolerance (60 s) of them: here the newest reading alone stays in the log.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let in_files = u64::from(hours) - 1;
+    while listed_rows(&d) < before + in_files {
+        assert!(std::time::Instant::now() < deadline, "readings never reached the listing: {}", stored(&d, &id));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(listed_rows(&d), before + in_files);
+    let s = stored(&d, &id);
+    assert_eq!(
+        (s["pending"].as_u64(), s["compacted_until"].as_str()),
+        (Some(1), Some(format_timestamp(end + f64::from(hours - 1) * 3_600.0).as_str())),
+        "{s}"
+    );
+    assert!(d.log().contains("readings compacted into the machines' files"), "the move is logged");
+
+    // The answers from the machine's latest data read them: the forecast starts after the newest compacted one.
+    assert_eq!(start(&d), format_timestamp(end + f64::from(hours) * 3_600.0));
+    // And the machine still trains, its unlabelled readings in the running life.
+    let task = d.post("/api/ml/train/batch", &json!({ "machine_id": id })).json();
+    let done = d.wait_task(task["task_id"].as_str().unwrap(), Duration::from_secs(600));
+    assert_eq!(done["status"], "SUCCESS", "{done}");
 }

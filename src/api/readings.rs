@@ -1,6 +1,6 @@
 //! Readings in over HTTP: `POST /api/machines/{id}/readings` appends a machine's rows to the readings log and
-//! answers once they are durable; `GET` says what the log holds for it. (The log does not reach the machine's
-//! training history yet: compaction is the next part of issue 19.)
+//! answers once they are durable; `GET` says what the log holds for it and how far its readings are in the
+//! machine's files (the daemon's compaction moves them there, where training and predictions read them).
 use super::{ApiError, AppState, Path, auth};
 use crate::ingest::{IngestError, Readings};
 use axum::Json;
@@ -49,7 +49,7 @@ pub async fn post_readings(
     let log = readings(&state)?;
     let summary = state.machine_summary(&id).await?;
     let rows = if is_csv(&headers) { crate::ingest::parse_csv(&raw) } else { crate::ingest::parse_json(&raw) }.map_err(write_error)?;
-    let out = log.accept(&id, summary.sensor_names, rows).await.map_err(|e| {
+    let out = log.accept(&id, summary.sensor_names, summary.last_time, rows).await.map_err(|e| {
         tracing::error!(machine = %id, error = %e, "readings not stored");
         write_error(e)
     })?;
@@ -67,16 +67,20 @@ pub async fn post_readings(
 }
 
 #[utoipa::path(get, path = "/api/machines/{machine_id}/readings", params(("machine_id" = String, Path)),
-    responses((status = 200, description = "rows the readings log holds for the machine, first and last time, sensors"), (status = 404)))]
+    responses((status = 200, description = "rows the readings log holds for the machine, first and last time, sensors; compacted_until: the newest reading in the machine's files; pending: rows not yet there"), (status = 404)))]
 pub async fn get_readings(AxState(state): AxState<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     // Open like every read on the LAN: counts and times, no path.
     let log = readings(&state)?;
-    crate::data::MachineId::parse(&id)?;
+    let dir = crate::data::machine_dir(&state.data_dir, &crate::data::MachineId::parse(&id)?);
     let machine = id.clone();
-    let stored = tokio::task::spawn_blocking(move || log.stored(&machine))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(write_error)?;
+    let (stored, until) = tokio::task::spawn_blocking(move || {
+        // A folder that cannot be listed has nothing compacted into it as far as anyone can tell.
+        let until = crate::data::live::compacted_until(&dir).ok().flatten().map(|us| us as f64 / 1e6);
+        log.stored(&machine, until).map(|s| (s, until))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(write_error)?;
     let time = |t: Option<f64>| t.map(crate::util::time::format_timestamp);
     Ok(Json(json!({
         "machine_id": id,
@@ -84,6 +88,8 @@ pub async fn get_readings(AxState(state): AxState<AppState>, Path(id): Path<Stri
         "first": time(stored.first),
         "last": time(stored.last),
         "sensors": stored.sensors,
+        "compacted_until": time(until),
+        "pending": stored.pending,
         "damaged": stored.damaged,
     })))
 }

@@ -99,6 +99,7 @@ pub(super) const SECTIONS: &[(&str, &str)] = &[
     ("http", "The HTTP API: its connections and the host names it answers to."),
     ("fleet", "The fleet view: one verdict per machine, and the alerts raised from it."),
     ("data", "Hard caps on machine data, checked from file metadata before anything is loaded."),
+    ("readings", "Readings taken in over HTTP: checked row by row, durable before acknowledged, then moved into each machine's files."),
 ];
 
 pub(super) const KEYS: &[KeySpec] = &[
@@ -247,6 +248,18 @@ pub(super) const KEYS: &[KeySpec] = &[
     ),
     key("fleet.evaluate_interval_s", Kind::Float, "Seconds between evaluations of every machine's verdict for alerts and MQTT (5..=3600)."),
     key("fleet.alert_retention_days", Kind::Float, "Days a cleared alert is kept before it is deleted (1..=3650)."),
+    key("readings.enabled", Kind::Bool, "Take readings in (POST /api/machines/{id}/readings); when off, that route answers 503."),
+    key("readings.future_tolerance_s", Kind::Float, "Seconds a reading may be stamped ahead of this Pi's clock (0..=86400)."),
+    key(
+        "readings.order_tolerance_s",
+        Kind::Float,
+        "Seconds a reading may be older than the machine's newest one (0..=3600); older ones are refused.",
+    ),
+    key(
+        "readings.compact_interval_s",
+        Kind::Float,
+        "Seconds between moves of the readings log into each machine's live/ files, where training and predictions read them (10..=86400).",
+    ),
     key("data.max_file_mb", U64, "A machine's data file larger than this many MB (1..=1048576) is refused before it is read."),
     key("data.max_columns", USIZE, "A data file with more columns than this (2..=100000) is refused."),
     key(

@@ -23,6 +23,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub fleet: FleetConfig,
     pub data: DataConfig,
+    pub readings: ReadingsConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -270,6 +271,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             fleet: FleetConfig::default(),
             data: DataConfig::default(),
+            readings: ReadingsConfig::default(),
         }
     }
 }
@@ -297,6 +299,25 @@ pub struct FleetConfig {
 impl Default for FleetConfig {
     fn default() -> Self {
         FleetConfig { stale_data_h: 24.0, evaluate_interval_s: 60.0, alert_retention_days: 30.0 }
+    }
+}
+
+/// Readings taken in (HTTP and MQTT): how they are checked and how often they move into the machines' files.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadingsConfig {
+    pub enabled: bool,
+    /// Seconds a reading may be stamped ahead of this clock.
+    pub future_tolerance_s: f64,
+    /// Seconds a reading may be older than the machine's newest one.
+    pub order_tolerance_s: f64,
+    /// Seconds between moves of the readings log into the machines' `live/` files.
+    pub compact_interval_s: f64,
+}
+
+impl Default for ReadingsConfig {
+    fn default() -> Self {
+        ReadingsConfig { enabled: true, future_tolerance_s: 300.0, order_tolerance_s: 60.0, compact_interval_s: 300.0 }
     }
 }
 

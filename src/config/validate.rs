@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use super::error::{ConfigError, invalid};
 use super::render::{render_f64, render_path, render_str};
 use super::schema;
-use super::sections::{Config, DataConfig, FleetConfig, GuardConfig, HttpConfig, MqttConfig};
+use super::sections::{Config, DataConfig, FleetConfig, GuardConfig, HttpConfig, MqttConfig, ReadingsConfig};
 
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 
@@ -48,6 +48,7 @@ impl Config {
         self.http.validate_limits()?;
         self.fleet.validate()?;
         self.data.validate()?;
+        self.readings.validate()?;
         Ok(())
     }
 
@@ -415,6 +416,21 @@ impl FleetConfig {
         ] {
             if !(value.is_finite() && (lo..=hi).contains(&value)) {
                 return Err(invalid(key, render_f64(value), format!("must be between {lo} and {hi} {unit}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ReadingsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value, lo, hi) in [
+            ("readings.future_tolerance_s", self.future_tolerance_s, 0.0, 86_400.0),
+            ("readings.order_tolerance_s", self.order_tolerance_s, 0.0, 3_600.0),
+            ("readings.compact_interval_s", self.compact_interval_s, 10.0, 86_400.0),
+        ] {
+            if !(value.is_finite() && (lo..=hi).contains(&value)) {
+                return Err(invalid(key, render_f64(value), format!("must be between {lo} and {hi} seconds")));
             }
         }
         Ok(())

@@ -137,8 +137,8 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
         http: api::HttpLimits::from_config(&cfg.http),
         hooks: hooks(guard, mqtt_status.clone()),
     })
-    .with_summaries(summaries)
-    .with_readings(open_readings(&cfg.state_dir)?);
+    .with_summaries(summaries);
+    let state = if cfg.readings.enabled { state.with_readings(open_readings(cfg)?) } else { state };
     state.fleet.configure(
         api::fleet::Settings { stale_data_h: cfg.fleet.stale_data_h },
         crate::alerts::AlertBook::open(&cfg.state_dir.join(ALERTS_FILE), cfg.fleet.alert_retention_days),
@@ -164,9 +164,10 @@ pub const ALERTS_FILE: &str = "alerts.json";
 /// The readings log, in the state folder.
 pub const READINGS_DIR: &str = "readings";
 
-fn open_readings(state_dir: &std::path::Path) -> anyhow::Result<Arc<crate::ingest::Readings>> {
-    let dir = state_dir.join(READINGS_DIR);
-    let (readings, recovered) = crate::ingest::Readings::open(&dir, crate::ingest::Tolerances::default())
+fn open_readings(cfg: &Config) -> anyhow::Result<Arc<crate::ingest::Readings>> {
+    let dir = cfg.state_dir.join(READINGS_DIR);
+    let tolerances = crate::ingest::Tolerances { future_s: cfg.readings.future_tolerance_s, order_s: cfg.readings.order_tolerance_s };
+    let (readings, recovered) = crate::ingest::Readings::open(&dir, tolerances)
         .with_context(|| format!("opening the readings log in {} (move the folder aside to start an empty one)", dir.display()))?;
     if recovered.cut_bytes > 0 {
         tracing::warn!(bytes = recovered.cut_bytes, "readings log: cut off a write the last stop interrupted (it was never acknowledged)");
@@ -336,6 +337,10 @@ pub async fn run(mut daemon: Daemon, listener: tokio::net::TcpListener, cfg: &Co
         Duration::from_secs_f64(cfg.fleet.evaluate_interval_s),
         shutdown.clone(),
     ));
+    if let Some(readings) = daemon.state.readings.clone() {
+        let every = Duration::from_secs_f64(cfg.readings.compact_interval_s);
+        tokio::spawn(compact_readings(readings, cfg.data_dir.clone(), every, shutdown.clone()));
+    }
     let systemd = systemd::start(systemd::Parts { queue: daemon.queue.clone(), beats: systemd_beats, addr }, shutdown.clone()).await;
     shutdown.wait().await;
     let grace = Duration::from_secs(cfg.queue.shutdown_grace_s.min(9));
@@ -354,6 +359,40 @@ pub async fn run(mut daemon: Daemon, listener: tokio::net::TcpListener, cfg: &Co
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Moves the readings log into the machines' files every `every` (the first pass right away: readings a
+/// previous run left in the log). Not at shutdown: a long pass would hold up the stop, and the log keeps
+/// everything until the next start.
+async fn compact_readings(readings: Arc<crate::ingest::Readings>, data_dir: std::path::PathBuf, every: Duration, shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tick.tick() => {}
+        }
+        let (r, d) = (readings.clone(), data_dir.clone());
+        match tokio::task::spawn_blocking(move || r.compact(&d)).await {
+            Ok(Ok(done)) => {
+                if done.rows > 0 || done.segments_removed > 0 {
+                    tracing::info!(
+                        rows = done.rows,
+                        files = done.files,
+                        held = done.held,
+                        segments_removed = done.segments_removed,
+                        merged = done.merged,
+                        "readings compacted into the machines' files"
+                    );
+                }
+                for (machine, why) in &done.waiting {
+                    tracing::warn!(machine = %machine, "readings stay in the log: {why}");
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "readings compaction failed; the readings stay in the log"),
+            Err(e) => tracing::error!(error = %e, "readings compaction task failed"),
+        }
+    }
 }
 
 /// `millwright healthcheck`: exit 0 when the daemon answers /api/health with 200.

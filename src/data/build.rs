@@ -7,7 +7,7 @@ use super::describe::{ColumnRoles, Duplicates};
 use super::error::DataError;
 use super::frame::Frame;
 use super::grid::{self, Grid, GridSetting};
-use super::sources::SourceFile;
+use super::sources::{FileKind, LIVE_TIME, Origin, SourceFile};
 use super::table::{Layout, MachineMeta, Sensor, Split, SplitHint, Table};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -216,9 +216,19 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// Reference files of healthy data may lack the ground-truth columns (SKAB's anomaly-free run has no `anomaly`).
-    fn resolve(&mut self, frame: &Frame, healthy: bool) -> Result<Roles, DataError> {
+    /// Reference files of healthy data may lack the ground-truth columns (SKAB's anomaly-free run has no
+    /// `anomaly`); compacted readings have only their time and the sensors.
+    fn resolve(&mut self, frame: &Frame, kind: FileKind) -> Result<Roles, DataError> {
         let r = self.roles;
+        let healthy = kind == FileKind::Healthy;
+        if kind == FileKind::Live {
+            let Some(names) = self.sensor_names.clone().or_else(|| r.sensors.clone()) else {
+                return Err(DataError::NoSensors { file: frame.file.clone() });
+            };
+            let sensors = names.iter().map(|n| frame.index_of(n)).collect::<Result<Vec<_>, _>>()?;
+            self.sensor_names.get_or_insert(names);
+            return Ok(Roles { time: Some(frame.index_of(LIVE_TIME)?), unit: None, label: None, rul: None, anomaly: None, sensors });
+        }
         let find = |name: &Option<String>| match name.as_deref() {
             Some(n) if healthy && !frame.names.iter().any(|c| c == n) => Ok(None),
             Some(n) => frame.index_of(n).map(Some),
@@ -260,14 +270,16 @@ impl<'a> Builder<'a> {
         let mut state = match self.file.take() {
             Some(s) => s,
             None => {
-                let healthy = source.split == Some(Split::Healthy);
-                let roles = self.resolve(frame, healthy)?;
+                let kind = source.kind();
+                let healthy = kind == FileKind::Healthy;
+                let roles = self.resolve(frame, kind)?;
                 self.first_file.get_or_insert_with(|| frame.file.clone());
                 FileState {
                     roles,
                     healthy,
                     ids: HashMap::new(),
-                    current_life: self.next_life,
+                    // Compacted readings continue the life that is still running.
+                    current_life: if kind == FileKind::Live { self.next_life.saturating_sub(1) } else { self.next_life },
                     prev_rul: None,
                     last_time: HashMap::new(),
                     order: Vec::new(),
@@ -287,7 +299,7 @@ impl<'a> Builder<'a> {
         let n = frame.n_rows;
         let roles = &state.roles;
         let times: Vec<f64> = match roles.time {
-            Some(c) if self.roles.step_seconds.is_some() => {
+            Some(c) if self.roles.step_seconds.is_some() && source.origin == Origin::History => {
                 let step = self.roles.step_seconds.unwrap_or(1.0);
                 frame.numeric(c)?.into_iter().map(|v| v * step).collect()
             }
@@ -306,7 +318,9 @@ impl<'a> Builder<'a> {
         for &c in &roles.sensors {
             sensors.push(self.sensor_values(frame, c)?);
         }
-        let derived = source.spec.rul_at_end.is_some() || (roles.rul.is_none() && self.roles.rul_from_end);
+        // The running life has not ended: its readings have no remaining life to count from an end.
+        let derived =
+            source.origin == Origin::History && (source.spec.rul_at_end.is_some() || (roles.rul.is_none() && self.roles.rul_from_end));
         let rul = if derived {
             let t0 = *state.t0.get_or_insert(times.first().copied().unwrap_or(0.0));
             Some(times.iter().map(|t| (t0 - t) / 3600.0).collect())

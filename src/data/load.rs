@@ -9,7 +9,7 @@ use super::grid::{self, GridSetting};
 use super::id::MachineId;
 use super::read::read_file_chunks;
 use super::read_text::{Delimiter, TextOptions};
-use super::sources::{SourceFile, described_files, legacy_files};
+use super::sources::{SourceFile, described_files, legacy_files, live_files};
 use super::table::{Layout, Split, Table};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -114,7 +114,7 @@ pub(super) fn describe_folder(dir: &Path, confine: &Confine) -> Result<Described
     };
     check_numbers(&desc.columns, &toml_path)?;
     desc.split.healthy_head().map_err(|message| DataError::Describe { file: toml_path.clone(), message })?;
-    let (sources, layout) = if desc.files.is_empty() {
+    let (mut sources, layout) = if desc.files.is_empty() {
         let (files, format) = legacy_files(dir).ok_or_else(|| DataError::NoLayout { dir: dir.to_path_buf() })?;
         for f in &files {
             let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -124,6 +124,9 @@ pub(super) fn describe_folder(dir: &Path, confine: &Confine) -> Result<Described
     } else {
         (described_files(dir, &toml_path, &desc, confine)?, Layout::Described)
     };
+    // Under a given split the newest rows are test rows: the readings never change what a model is fitted on.
+    let split = sources.iter().any(|s| s.split.is_some()).then_some(Split::Test);
+    sources.extend(live_files(dir, split, confine)?);
     Ok(Described { desc, toml_path, sources, layout })
 }
 
@@ -333,6 +336,8 @@ pub struct MachineSummary {
     pub has_rul: bool,
     pub has_anomaly: bool,
     pub interval_s: f64,
+    /// The newest reading's time (epoch seconds, or steps × step_seconds): readings taken in must be later.
+    pub last_time: Option<f64>,
 }
 
 pub fn summarize(t: &Table) -> MachineSummary {
@@ -353,6 +358,7 @@ pub fn summarize(t: &Table) -> MachineSummary {
         has_rul: t.rul.is_some(),
         has_anomaly: t.anomaly.is_some(),
         interval_s: t.interval_s,
+        last_time: t.timestamps.iter().copied().reduce(f64::max),
     }
 }
 

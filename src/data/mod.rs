@@ -9,6 +9,7 @@ mod error;
 mod frame;
 pub mod grid;
 mod id;
+pub mod live;
 mod load;
 mod peek;
 mod read;

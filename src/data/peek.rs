@@ -9,8 +9,8 @@ use super::error::DataError;
 use super::frame::{Frame, RawColumn};
 use super::load::{Described, MachineSummary, describe_folder, open_machine, text_options};
 use super::read_text::{Delimiter, check_text};
-use super::sources::SourceFile;
-use super::table::{Layout, Split};
+use super::sources::{FileKind, LIVE_TIME, Origin, SourceFile};
+use super::table::Layout;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -84,6 +84,7 @@ struct Tally<'a> {
     diffs: Vec<f64>,
     /// Sensors with at least one value in any file: a column that is empty everywhere is refused, as the load does.
     seen: HashSet<String>,
+    last_time: Option<f64>,
 }
 
 impl<'a> Tally<'a> {
@@ -99,6 +100,7 @@ impl<'a> Tally<'a> {
             has_anomaly: false,
             diffs: Vec::new(),
             seen: HashSet::new(),
+            last_time: None,
         }
     }
 
@@ -115,7 +117,9 @@ impl<'a> Tally<'a> {
             return Err(DataError::TooFewRows { file: path.clone(), rows: 0 });
         }
         self.rows += pass.rows;
-        self.lives += pass.lives();
+        // Compacted readings continue the last life; alone, they are one.
+        self.lives += if source.origin == Origin::Live { usize::from(self.lives == 0) } else { pass.lives() };
+        self.last_time = pass.max_time.into_iter().chain(self.last_time).reduce(f64::max);
         self.has_rul |= source.spec.rul_at_end.is_some();
         pass.times_sorted_check(path)?;
         self.diffs.append(&mut pass.diffs);
@@ -124,11 +128,22 @@ impl<'a> Tally<'a> {
     }
 
     /// Roles from the header, and from the sample which columns are numeric.
-    fn resolve(&mut self, file: &Path, names: &[String], numeric: &dyn Fn(usize) -> bool, healthy: bool) -> Result<Roles, DataError> {
+    fn resolve(&mut self, file: &Path, names: &[String], numeric: &dyn Fn(usize) -> bool, kind: FileKind) -> Result<Roles, DataError> {
         let r = self.roles;
+        let healthy = kind == FileKind::Healthy;
         let missing =
             |column: &str| DataError::MissingColumn { file: file.to_path_buf(), column: column.into(), available: names.join(", ") };
         let index = |n: &str| names.iter().position(|c| c == n).ok_or_else(|| missing(n));
+        let categorical = |i: usize| (i, names[i].clone(), r.categorical.get(&names[i]).cloned());
+        if kind == FileKind::Live {
+            // As the load reads them: the time column and the machine's sensors, nothing else.
+            let Some(list) = self.sensor_names.clone().or_else(|| r.sensors.clone()) else {
+                return Err(DataError::NoSensors { file: file.to_path_buf() });
+            };
+            let sensors = list.iter().map(|n| index(n).map(categorical)).collect::<Result<Vec<_>, _>>()?;
+            self.sensor_names.get_or_insert(list);
+            return Ok(Roles { time: Some(index(LIVE_TIME)?), unit: None, rul: None, sensors });
+        }
         let find = |name: &Option<String>| match name.as_deref() {
             Some(n) if healthy && !names.iter().any(|c| c == n) => Ok(None),
             Some(n) => index(n).map(Some),
@@ -164,7 +179,7 @@ impl<'a> Tally<'a> {
         if self.sensor_names.is_none() {
             self.sensor_names = Some(sensors.iter().map(|i| names[*i].clone()).collect());
         }
-        let sensors = sensors.into_iter().map(|i| (i, names[i].clone(), r.categorical.get(&names[i]).cloned())).collect();
+        let sensors = sensors.into_iter().map(categorical).collect();
         Ok(Roles { time, unit, rul, sensors })
     }
 
@@ -286,7 +301,7 @@ impl<'a> Tally<'a> {
         sample: &[Vec<String>],
     ) -> Result<Roles, DataError> {
         let numeric = |i: usize| sample.iter().map(|row| row[i].trim()).find(|c| !is_missing(c)).is_none_or(|c| c.parse::<f64>().is_ok());
-        self.resolve(path, names, &numeric, source.split == Some(Split::Healthy))
+        self.resolve(path, names, &numeric, source.kind())
     }
 
     fn parquet(&mut self, source: &SourceFile) -> Result<Pass, DataError> {
@@ -309,7 +324,7 @@ impl<'a> Tally<'a> {
         self.check_rows(path, rows)?;
         drop(reader);
         let numeric = |i: usize| schema.column(i).physical_type() != Physical::BYTE_ARRAY;
-        let roles = self.resolve(path, &names, &numeric, source.split == Some(Split::Healthy))?;
+        let roles = self.resolve(path, &names, &numeric, source.kind())?;
         let wanted: Vec<usize> = [roles.time, roles.unit, roles.rul].into_iter().flatten().collect();
         let mut pass = Pass { seen: vec![false; names.len()], ..Pass::default() };
         if !self.parquet_by_column(source, &roles, &wanted, rows, &mut pass)? {
@@ -421,6 +436,7 @@ impl<'a> Tally<'a> {
             has_rul: self.has_rul,
             has_anomaly: self.has_anomaly || described.desc.anomaly_windows.is_some(),
             interval_s,
+            last_time: self.last_time,
         })
     }
 }
@@ -472,6 +488,8 @@ struct Pass {
     rul_resets: usize,
     last_rul: Option<f64>,
     last_time: Option<(LifeKey, f64)>,
+    /// The newest time in the file (any life).
+    max_time: Option<f64>,
     diffs: Vec<f64>,
     backwards: Option<(usize, f64, f64)>,
     /// The first timestamp that repeats the previous one within a life (refused unless `duplicates` says).
@@ -560,7 +578,7 @@ impl Pass {
         self.file_is_life = source.spec.file_is_life;
         let step = roles.step_seconds.unwrap_or(1.0);
         let t = match r.time {
-            Some(c) if roles.step_seconds.is_some() => cell(c).number().map(|v| v * step),
+            Some(c) if roles.step_seconds.is_some() && source.origin == Origin::History => cell(c).number().map(|v| v * step),
             Some(c) => cell(c).timestamp(),
             None => Some(i as f64 * step),
         };
@@ -574,6 +592,7 @@ impl Pass {
                 expected: "a timestamp",
             });
         };
+        self.max_time = Some(self.max_time.map_or(t, |m| m.max(t)));
         match &mut self.last_time {
             Some((prev_life, prev)) if *prev_life == life => {
                 if t < *prev && self.backwards.is_none() {

@@ -10,6 +10,63 @@ pub struct SourceFile {
     pub path: PathBuf,
     pub spec: FileSpec,
     pub split: Option<Split>,
+    pub origin: Origin,
+}
+
+/// Where a file's rows come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The machine's history as the operator put it there.
+    History,
+    /// Readings the daemon took in, compacted into `live/`: timestamp and sensors only, continuing the
+    /// machine's last life (it is the one still running).
+    Live,
+}
+
+/// How strictly a file's columns are matched against the description.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    History,
+    /// Reference data known to be normal: it may lack the ground-truth columns.
+    Healthy,
+    /// Compacted readings: only [`LIVE_TIME`] and sensors.
+    Live,
+}
+
+impl SourceFile {
+    pub fn kind(&self) -> FileKind {
+        match (self.origin, self.split) {
+            (Origin::Live, _) => FileKind::Live,
+            (Origin::History, Some(Split::Healthy)) => FileKind::Healthy,
+            (Origin::History, _) => FileKind::History,
+        }
+    }
+}
+
+/// The folder of a machine's compacted readings, and their time column (epoch microseconds in Parquet).
+pub const LIVE_DIR: &str = "live";
+pub const LIVE_TIME: &str = "timestamp";
+
+/// The compacted readings in `<dir>/live/`, oldest first (their names start with their first time,
+/// zero-padded, so the name order is the time order). `split` is theirs when the history has a given split.
+pub fn live_files(dir: &Path, split: Option<Split>, confine: &Confine) -> Result<Vec<SourceFile>, DataError> {
+    let live = dir.join(LIVE_DIR);
+    if !live.is_dir() {
+        return Ok(Vec::new());
+    }
+    confine.check(&live, "the compacted readings folder", dir)?;
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&live)
+        .map_err(|e| DataError::io(&live, e))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "parquet"))
+        .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
+        .collect();
+    paths.sort();
+    for p in &paths {
+        confine.check(p, "a compacted readings file", dir)?;
+    }
+    Ok(paths.into_iter().map(|path| SourceFile { path, spec: FileSpec::default(), split, origin: Origin::Live }).collect())
 }
 
 /// The legacy layout (the files the replaced Python stack wrote): `train` is required; `val` and `test` are optional; Parquet wins over CSV.
@@ -22,7 +79,7 @@ pub fn legacy_files(dir: &Path) -> Option<(Vec<SourceFile>, &'static str)> {
             if split == Split::Train {
                 format = ext;
             }
-            out.push(SourceFile { path, spec: FileSpec::default(), split: Some(split) });
+            out.push(SourceFile { path, spec: FileSpec::default(), split: Some(split), origin: Origin::History });
         }
     }
     (out.first().is_some_and(|f| f.split == Some(Split::Train))).then_some((out, format))
@@ -48,7 +105,7 @@ pub fn described_files(dir: &Path, toml_path: &Path, desc: &MachineToml, confine
         for p in &paths {
             confine.check(p, &setting, toml_path)?;
         }
-        out.extend(paths.into_iter().map(|path| SourceFile { path, spec: spec.clone(), split }));
+        out.extend(paths.into_iter().map(|path| SourceFile { path, spec: spec.clone(), split, origin: Origin::History }));
     }
     let with_split = out.iter().filter(|f| f.split.is_some()).count();
     if with_split != 0 && with_split != out.len() {

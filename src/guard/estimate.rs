@@ -173,6 +173,7 @@ mod tests {
             has_rul: false,
             has_anomaly: false,
             interval_s,
+            last_time: None,
         };
         // 10 million 1 s readings in one life: 116 days, onto 10 min steps (the day-scale floor fits the budget).
         let s = Shape::of_summary(&summary(10_000_000, 1, 1.0), &GridSetting::default());

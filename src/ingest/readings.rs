@@ -1,5 +1,6 @@
 //! The part the daemon holds: the log plus the newest accepted time of each machine, so each row can be
 //! checked against what came before it.
+use super::compact::{Compaction, compact};
 use super::error::IngestError;
 use super::rows::{Row, RowError, Rules, check_rows};
 use super::wal::{Recovered, Wal, read_all};
@@ -39,6 +40,8 @@ pub struct Stored {
     pub first: Option<f64>,
     pub last: Option<f64>,
     pub sensors: Vec<String>,
+    /// Rows later than `compacted_until`: not yet in the machine's files.
+    pub pending: usize,
     /// Damage found while reading (a segment that stops before its end), if any.
     pub damaged: Vec<String>,
 }
@@ -47,11 +50,21 @@ pub struct Readings {
     dir: PathBuf,
     wal: Wal,
     newest: Mutex<HashMap<String, f64>>,
+    /// How far each machine's readings are in its files (what compaction last wrote).
+    compacted: Mutex<HashMap<String, f64>>,
+    /// Held (shared) by each submission from its check until its rows are durable; compaction takes it alone
+    /// for an instant, so everything accepted before its snapshot of the newest times is in the log it reads.
+    gate: tokio::sync::RwLock<()>,
     tolerances: Tolerances,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn raise(times: &mut HashMap<String, f64>, machine: &str, t: f64) {
+    let e = times.entry(machine.to_string()).or_insert(t);
+    *e = e.max(t);
 }
 
 impl Readings {
@@ -61,42 +74,74 @@ impl Readings {
         let mut newest = HashMap::new();
         for b in read_all(dir)?.batches {
             if let Some(t) = b.rows.iter().map(|r| r.0).reduce(f64::max) {
-                let e = newest.entry(b.machine).or_insert(t);
-                *e = e.max(t);
+                raise(&mut newest, &b.machine, t);
             }
         }
-        Ok((Readings { dir: dir.to_path_buf(), wal, newest: Mutex::new(newest), tolerances }, recovered))
+        let readings = Readings {
+            dir: dir.to_path_buf(),
+            wal,
+            newest: Mutex::new(newest),
+            compacted: Mutex::new(HashMap::new()),
+            gate: tokio::sync::RwLock::new(()),
+            tolerances,
+        };
+        Ok((readings, recovered))
     }
 
-    /// Checks `rows` against `sensors` and this machine's newest reading and makes the good ones durable.
-    /// Nothing is counted as accepted unless it is on disk.
-    pub async fn accept(&self, machine: &str, sensors: Vec<String>, rows: Vec<Result<Row, String>>) -> Result<Accepted, IngestError> {
+    /// Checks `rows` against `sensors`, the end of the machine's history (`history_end`, from its files) and
+    /// its newest reading, and makes the good ones durable. Nothing is counted as accepted unless it is on disk.
+    pub async fn accept(
+        &self,
+        machine: &str,
+        sensors: Vec<String>,
+        history_end: Option<f64>,
+        rows: Vec<Result<Row, String>>,
+    ) -> Result<Accepted, IngestError> {
+        let _gate = self.gate.read().await;
+        let compacted = lock(&self.compacted).get(machine).copied();
         let rules = Rules {
             sensors,
             now: now_secs(),
             future_tolerance_s: self.tolerances.future_s,
             last_ts: lock(&self.newest).get(machine).copied(),
             order_tolerance_s: self.tolerances.order_s,
+            history_end: history_end.into_iter().chain(compacted).reduce(f64::max),
         };
         let checked = check_rows(machine, rows, &rules);
         let accepted = checked.batch.rows.len();
         if accepted > 0 {
             self.wal.append(&checked.batch).await?;
             if let Some(t) = checked.batch.rows.iter().map(|r| r.0).reduce(f64::max) {
-                let mut newest = lock(&self.newest);
-                let e = newest.entry(machine.to_string()).or_insert(t);
-                *e = e.max(t);
+                raise(&mut lock(&self.newest), machine, t);
             }
         }
         Ok(Accepted { accepted, rejected: checked.errors.len(), errors: checked.errors })
     }
 
-    /// What the log holds for `machine` (blocking: reads the log).
-    pub fn stored(&self, machine: &str) -> Result<Stored, IngestError> {
+    /// Moves the readings of the log into the machines' files under `data_dir` (blocking: reads the log and
+    /// writes files). A machine's readings of the last order tolerance before its newest stay: a later
+    /// submission may still bring readings that go before them.
+    pub fn compact(&self, data_dir: &Path) -> Result<Compaction, IngestError> {
+        let open_from: HashMap<String, f64> = {
+            let _alone = self.gate.blocking_write();
+            lock(&self.newest).iter().map(|(m, t)| (m.clone(), t - self.tolerances.order_s)).collect()
+        };
+        let done = compact(&self.dir, data_dir, &|m| open_from.get(m).copied(), now_secs())?;
+        let mut compacted = lock(&self.compacted);
+        for (m, t) in &done.until {
+            raise(&mut compacted, m, *t);
+        }
+        Ok(done)
+    }
+
+    /// What the log holds for `machine`, and how much of it is not yet in the machine's files, which end
+    /// at `compacted_until` (blocking: reads the log).
+    pub fn stored(&self, machine: &str, compacted_until: Option<f64>) -> Result<Stored, IngestError> {
         let scan = read_all(&self.dir)?;
-        let mut out = Stored { rows: 0, first: None, last: None, sensors: Vec::new(), damaged: scan.damaged };
+        let mut out = Stored { rows: 0, first: None, last: None, sensors: Vec::new(), pending: 0, damaged: scan.damaged };
         for b in scan.batches.into_iter().filter(|b| b.machine == machine) {
             out.rows += b.rows.len();
+            out.pending += b.rows.iter().filter(|(t, _)| compacted_until.is_none_or(|u| *t > u)).count();
             for (t, _) in &b.rows {
                 out.first = Some(out.first.map_or(*t, |f: f64| f.min(*t)));
                 out.last = Some(out.last.map_or(*t, |l: f64| l.max(*t)));

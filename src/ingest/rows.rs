@@ -31,6 +31,9 @@ pub struct Rules {
     pub last_ts: Option<f64>,
     /// How far behind `last_ts` a row may be (gateways resend and reorder a little).
     pub order_tolerance_s: f64,
+    /// The end of the machine's history (its files and the readings already compacted into them): a row
+    /// must be later, whatever the tolerance, or it would land inside what the models read as the past.
+    pub history_end: Option<f64>,
 }
 
 /// The accepted rows as one batch for the log, and the rest with their reasons.
@@ -161,6 +164,15 @@ fn check_row(row: Row, rules: &Rules, last: Option<f64>) -> Result<(f64, Vec<f64
             rules.future_tolerance_s
         ));
     }
+    if let Some(h) = rules.history_end
+        && row.ts <= h
+    {
+        return Err(format!(
+            "time {} is not after the machine's history, which ends at {}: only newer readings are taken in",
+            format_timestamp(row.ts),
+            format_timestamp(h)
+        ));
+    }
     if let Some(l) = last
         && row.ts < l - rules.order_tolerance_s
     {
@@ -207,6 +219,7 @@ mod tests {
             future_tolerance_s: 300.0,
             last_ts: parse_timestamp("2026-12-06T11:00:00Z"),
             order_tolerance_s: 60.0,
+            history_end: None,
         }
     }
 
@@ -283,5 +296,14 @@ mod tests {
         let checked = check_rows("m1", parse_json(body).unwrap(), &r);
         assert_eq!((checked.batch.rows.len(), checked.errors.len()), (1, 1));
         assert_eq!(checked.errors[0].row, 1);
+    }
+
+    #[test]
+    fn a_row_inside_the_machines_history_is_refused_whatever_the_tolerance() {
+        let r = Rules { history_end: parse_timestamp("2026-12-06T11:00:30Z"), ..rules() };
+        let body = br#"[{"ts": "2026-12-06T11:00:30Z", "temp": 1}, {"ts": "2026-12-06T11:00:31Z", "temp": 2}]"#;
+        let checked = check_rows("m1", parse_json(body).unwrap(), &r);
+        assert_eq!(checked.batch.rows.len(), 1);
+        assert!(checked.errors[0].error.contains("not after the machine's history"), "{:?}", checked.errors);
     }
 }

@@ -188,7 +188,7 @@ impl Writer {
     }
 }
 
-fn segment_paths(dir: &Path) -> Result<Vec<(u64, PathBuf)>, IngestError> {
+pub(super) fn segment_paths(dir: &Path) -> Result<Vec<(u64, PathBuf)>, IngestError> {
     let entries = std::fs::read_dir(dir).map_err(|e| IngestError::open(dir, e))?;
     let mut out: Vec<(u64, PathBuf)> = entries
         .filter_map(Result::ok)
@@ -206,7 +206,7 @@ fn cut(path: &Path, len: u64) -> Result<(), IngestError> {
 }
 
 /// Reads every whole frame of a segment into `each`; returns the frames read and the length they end at.
-fn scan_segment(path: &Path, each: &mut dyn FnMut(Batch)) -> Result<(usize, u64), IngestError> {
+pub(super) fn scan_segment(path: &Path, each: &mut dyn FnMut(Batch)) -> Result<(usize, u64), IngestError> {
     let file = File::open(path).map_err(|e| IngestError::open(path, e))?;
     let mut r = BufReader::new(file);
     let mut magic = [0u8; 8];
