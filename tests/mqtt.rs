@@ -850,3 +850,120 @@ fn a_job_interrupted_by_a_restart_is_told_as_job_failed_and_jobs_current_is_idle
     let told_again = events(&sub).iter().filter(|e| e["type"] == "job_failed" && e["data"]["task_id"] == id.as_str()).count();
     assert_eq!(told_again, 0, "the earlier interruption was told again after a clean restart");
 }
+
+/// One reading of every sensor of machine `m` at `t`.
+fn reading(t: f64, sensors: &[String], v: f64) -> Value {
+    let mut r = json!({ "ts": millwright::util::time::format_timestamp(t) });
+    for s in sensors {
+        r[s] = json!(v);
+    }
+    r
+}
+
+fn sensors_of(data: &Path, m: &str) -> Vec<String> {
+    millwright::data::Summaries::new(data, millwright::data::Caps::default()).get(m).unwrap().sensor_names
+}
+
+fn readings_health(d: &Daemon) -> Value {
+    d.get("/api/health").json()["mqtt"]["readings_in"].clone()
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !ok() {
+        assert!(t0.elapsed() < limit, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn readings_over_mqtt_are_stored_bad_ones_counted_and_the_per_sensor_layout_reads_too() {
+    let (d, data, state) = setup(2_000);
+    let broker = Broker::start(&d.path().join("broker"));
+    let daemon = start(&data, &state, &broker.url(), &[]);
+    let m = machine(&daemon);
+    let sensors = sensors_of(&data, &m);
+    let publisher = Sub::connect(broker.port, &[]);
+    let t0 = (millwright::util::time::now_secs() - 3_600.0).floor();
+    let readings_topic = topic(&format!("machines/{m}/readings"));
+    wait_for("the readings connection", SHORT, || daemon.log().contains("MQTT readings: subscribed"));
+    // Good rows, a row with an unknown sensor, a body that is not readings, a machine that does not exist.
+    publisher.publish(&readings_topic, json!([reading(t0, &sensors, 1.0), reading(t0 + 1.0, &sensors, 2.0)]).to_string().as_bytes(), false);
+    publisher.publish(&readings_topic, json!({ "ts": t0 + 2.0, "no_such_sensor": 1 }).to_string().as_bytes(), false);
+    publisher.publish(&readings_topic, b"not json", false);
+    publisher.publish(&topic("machines/no_such_machine/readings"), reading(t0, &sensors, 1.0).to_string().as_bytes(), false);
+    publisher.publish(&readings_topic, reading(t0 + 3.0, &sensors, 3.0).to_string().as_bytes(), false);
+    wait_for("five messages taken in", SHORT, || readings_health(&daemon)["messages"] == 5);
+    let h = readings_health(&daemon);
+    assert_eq!(
+        (h["rows_accepted"].as_u64(), h["rows_rejected"].as_u64(), h["refused_messages"].as_u64()),
+        (Some(3), Some(1), Some(2)),
+        "{h}"
+    );
+    let stored = daemon.get(&format!("/api/machines/{m}/readings")).json();
+    assert_eq!(stored["rows"], 3, "{stored}");
+    assert!(daemon.log().contains("MQTT readings refused"), "a refusal is sampled to the log");
+
+    // The per-sensor layout gateways publish: one value per topic; values sent within one second form one row.
+    let mut daemon = daemon;
+    daemon.terminate();
+    let daemon = start(&data, &state, &broker.url(), &[("MILLWRIGHT_READINGS__MQTT_TOPIC", "plant/{machine}/{sensor}")]);
+    wait_for("the per-sensor subscription", SHORT, || daemon.log().contains("MQTT readings: subscribed filter=plant/+/+"));
+    let stamp = millwright::util::time::now_secs() - 30.0;
+    for (k, s) in sensors.iter().enumerate() {
+        let body = json!({ "ts": stamp, "value": k as f64 });
+        publisher.publish(&format!("plant/{m}/{s}"), body.to_string().as_bytes(), false);
+    }
+    publisher.publish(&format!("plant/{m}/no_such_sensor"), b"1.5", false);
+    wait_for("one message per sensor", SHORT, || readings_health(&daemon)["messages"] == sensors.len() + 1);
+    let h = readings_health(&daemon);
+    assert_eq!((h["rows_accepted"].as_u64(), h["rows_rejected"].as_u64()), (Some(sensors.len() as u64), Some(1)), "{h}");
+}
+
+#[test]
+fn every_reading_the_broker_took_is_stored_across_kill_9_of_the_daemon() {
+    let (d, data, state) = setup(2_000);
+    let broker = Broker::start(&d.path().join("broker"));
+    let mut daemon = start(&data, &state, &broker.url(), &[]);
+    let m = machine(&daemon);
+    let sensors = sensors_of(&data, &m);
+    let readings_topic = topic(&format!("machines/{m}/readings"));
+    wait_for("the readings connection", SHORT, || daemon.log().contains("MQTT readings: subscribed"));
+    let publisher = Sub::connect(broker.port, &[]);
+    let t0 = (millwright::util::time::now_secs() - 7_200.0).floor();
+    let total = 600;
+    let mut sent = 0;
+    for kill in 0..2 {
+        // Readings keep coming while the daemon is killed, and while it is down: the broker keeps them in
+        // the daemon's session until it is back.
+        for _ in 0..150 {
+            publisher.publish(&readings_topic, reading(t0 + f64::from(sent), &sensors, f64::from(sent)).to_string().as_bytes(), false);
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        daemon.kill9();
+        for _ in 0..150 {
+            publisher.publish(&readings_topic, reading(t0 + f64::from(sent), &sensors, f64::from(sent)).to_string().as_bytes(), false);
+            sent += 1;
+        }
+        daemon = start(&data, &state, &broker.url(), &[]);
+        eprintln!("kill {kill}: {sent} readings published so far");
+    }
+    assert_eq!(sent, total);
+    let all_in = |daemon: &Daemon| {
+        daemon.get(&format!("/api/machines/{m}/readings")).json()["last"]
+            == millwright::util::time::format_timestamp(t0 + f64::from(total - 1))
+    };
+    wait_for("the last reading stored", LONG, || all_in(&daemon));
+    eprintln!("readings in over MQTT after the last start: {}", readings_health(&daemon));
+    daemon.terminate();
+    // Distinct times in the log and in the machine's files (the start-up compaction moved some there).
+    let mut times = std::collections::BTreeSet::new();
+    for b in millwright::ingest::read_all(&state.join("readings")).unwrap().batches.into_iter().filter(|b| b.machine == m) {
+        times.extend(b.rows.iter().map(|r| r.0 as i64));
+    }
+    let table = millwright::data::load_machine(&data, &m).unwrap();
+    times.extend(table.timestamps.iter().filter(|t| **t >= t0).map(|t| *t as i64));
+    let missing: Vec<u32> = (0..total).filter(|i| !times.contains(&((t0 as i64) + i64::from(*i)))).collect();
+    assert!(missing.is_empty(), "readings the broker took but the daemon lost: {missing:?}");
+}

@@ -260,6 +260,11 @@ pub(super) const KEYS: &[KeySpec] = &[
         Kind::Float,
         "Seconds between moves of the readings log into each machine's live/ files, where training and predictions read them (10..=86400).",
     ),
+    key(
+        "readings.mqtt_topic",
+        Kind::Str,
+        "MQTT topic readings arrive on when mqtt.enabled: {base} is mqtt.base_topic, {machine} the machine's segment; a {sensor} segment means one value per message (a number, or {\"ts\": ..., \"value\": ...}). Empty: no readings over MQTT.",
+    ),
     key("data.max_file_mb", U64, "A machine's data file larger than this many MB (1..=1048576) is refused before it is read."),
     key("data.max_columns", USIZE, "A data file with more columns than this (2..=100000) is refused."),
     key(

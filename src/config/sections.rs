@@ -313,11 +313,20 @@ pub struct ReadingsConfig {
     pub order_tolerance_s: f64,
     /// Seconds between moves of the readings log into the machines' `live/` files.
     pub compact_interval_s: f64,
+    /// The MQTT topic readings arrive on (with `mqtt.enabled`): `{base}` is the base topic, `{machine}` the
+    /// machine's segment and an optional `{sensor}` segment makes it one value per message. Empty: none.
+    pub mqtt_topic: String,
 }
 
 impl Default for ReadingsConfig {
     fn default() -> Self {
-        ReadingsConfig { enabled: true, future_tolerance_s: 300.0, order_tolerance_s: 60.0, compact_interval_s: 300.0 }
+        ReadingsConfig {
+            enabled: true,
+            future_tolerance_s: 300.0,
+            order_tolerance_s: 60.0,
+            compact_interval_s: 300.0,
+            mqtt_topic: "{base}/machines/{machine}/readings".into(),
+        }
     }
 }
 

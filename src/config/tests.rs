@@ -102,7 +102,13 @@ fn full_config() -> Config {
             grid_rows: 50_000,
             grid_stats: vec!["mean".into(), "max".into()],
         },
-        readings: ReadingsConfig { enabled: false, future_tolerance_s: 30.0, order_tolerance_s: 5.5, compact_interval_s: 60.0 },
+        readings: ReadingsConfig {
+            enabled: false,
+            future_tolerance_s: 30.0,
+            order_tolerance_s: 5.5,
+            compact_interval_s: 60.0,
+            mqtt_topic: "plant/{machine}/{sensor}".into(),
+        },
     }
 }
 

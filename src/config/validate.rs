@@ -433,6 +433,11 @@ impl ReadingsConfig {
                 return Err(invalid(key, render_f64(value), format!("must be between {lo} and {hi} seconds")));
             }
         }
+        if !self.mqtt_topic.is_empty()
+            && let Err(why) = crate::ingest::ReadingsTopic::parse(&self.mqtt_topic, "base")
+        {
+            return Err(invalid("readings.mqtt_topic", render_str("readings.mqtt_topic", &self.mqtt_topic), why));
+        }
         Ok(())
     }
 }

@@ -33,7 +33,8 @@ struct Pending {
     dir: PathBuf,
     until_us: Option<i64>,
     sensors: Vec<String>,
-    /// By time: a reading sent twice (a client's retry) is kept once, as last sent.
+    /// By time: readings of one time are one row (a client's retry, or one message per sensor), each
+    /// sensor's value as last sent.
     rows: BTreeMap<i64, Vec<f64>>,
 }
 
@@ -108,11 +109,11 @@ pub fn compact(log_dir: &Path, data_dir: &Path, open_from: &dyn Fn(&str) -> Opti
                     keep[i] = true;
                     continue;
                 }
-                let mut row = vec![f64::NAN; p.sensors.len()];
-                for (c, v) in columns.iter().zip(values) {
+                let row = p.rows.entry(us).or_default();
+                row.resize(p.sensors.len(), f64::NAN);
+                for (c, v) in columns.iter().zip(values).filter(|(_, v)| !v.is_nan()) {
                     row[*c] = v;
                 }
-                p.rows.insert(us, row);
             }
         })?;
     }

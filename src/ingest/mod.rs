@@ -12,10 +12,12 @@ mod compact;
 mod error;
 mod readings;
 mod rows;
+mod topic;
 mod wal;
 
 pub use compact::Compaction;
 pub use error::IngestError;
 pub use readings::{Accepted, Readings, Stored, Tolerances};
-pub use rows::{Checked, Row, RowError, Rules, check_rows, parse_csv, parse_json};
+pub use rows::{Checked, Row, RowError, Rules, check_rows, parse_csv, parse_json, parse_value};
+pub use topic::{ReadingsTopic, TopicOf};
 pub use wal::{Batch, Recovered, Scan, Wal, read_all};

@@ -99,6 +99,32 @@ fn row_of(v: Value) -> Result<Row, String> {
     Ok(Row { ts, values })
 }
 
+/// One value of `sensor` (the per-sensor topic layout): a bare number, or `{"ts": ..., "value": x}`. A bare
+/// number is stamped `arrival_s` rounded down to the second, so the sensors a gateway sends in one burst
+/// share one row.
+pub fn parse_value(body: &[u8], sensor: &str, arrival_s: f64) -> Result<Vec<Result<Row, String>>, IngestError> {
+    let text = std::str::from_utf8(body).map_err(|e| IngestError::Body(format!("a value that is not UTF-8 text ({e})")))?.trim();
+    if let Ok(x) = text.parse::<f64>() {
+        let row = if x.is_infinite() {
+            Err(format!("{sensor:?} is {text}, not a number"))
+        } else {
+            Ok(Row { ts: arrival_s.floor(), values: vec![(sensor.to_string(), x)] })
+        };
+        return Ok(vec![row]);
+    }
+    let v: Value = serde_json::from_str(text)
+        .map_err(|_| IngestError::Body(format!("{text:.40?} is neither a number nor JSON {{\"ts\": ..., \"value\": ...}}")))?;
+    let Value::Object(mut map) = v else { return Err(IngestError::Body(format!("a JSON {} where a value was expected", kind(&v)))) };
+    let Some(value) = map.remove("value") else {
+        return Err(IngestError::Body("a JSON object without \"value\": send {\"ts\": ..., \"value\": 1.5}".into()));
+    };
+    map.insert(sensor.to_string(), value);
+    if !TIME_KEYS.iter().any(|k| map.contains_key(*k)) {
+        map.insert("ts".into(), Value::from(arrival_s.floor()));
+    }
+    Ok(vec![row_of(Value::Object(map))])
+}
+
 /// CSV with a header line: one time column (`ts`, `timestamp` or `time`) and one column per sensor; an
 /// empty cell is a missing reading. Comma or semicolon, whichever the header uses; no quoted commas.
 pub fn parse_csv(body: &[u8]) -> Result<Vec<Result<Row, String>>, IngestError> {
@@ -305,5 +331,19 @@ mod tests {
         let checked = check_rows("m1", parse_json(body).unwrap(), &r);
         assert_eq!(checked.batch.rows.len(), 1);
         assert!(checked.errors[0].error.contains("not after the machine's history"), "{:?}", checked.errors);
+    }
+
+    #[test]
+    fn one_value_per_message_reads_as_a_row_of_that_sensor() {
+        let arrival = 1_780_000_000.7;
+        let one = |body: &[u8]| parse_value(body, "temp", arrival).map(|mut r| r.remove(0));
+        assert_eq!(one(b" 41.5\n").unwrap(), Ok(Row { ts: 1_780_000_000.0, values: vec![("temp".into(), 41.5)] }));
+        let stamped = one(br#"{"ts": "2026-12-06T11:00:01Z", "value": 2}"#).unwrap().unwrap();
+        assert_eq!((stamped.ts, stamped.values), (parse_timestamp("2026-12-06T11:00:01Z").unwrap(), vec![("temp".into(), 2.0)]));
+        assert!(one(br#"{"value": "hot"}"#).unwrap().unwrap_err().contains("not a number"));
+        for (bad, want) in [(&b"hot"[..], "neither a number"), (b"[1]", "a JSON array"), (br#"{"v": 1}"#, "without \"value\"")] {
+            let e = one(bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
     }
 }

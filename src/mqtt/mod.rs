@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod instance;
 pub mod outbox;
 pub mod publisher;
+pub mod readings_in;
 pub mod requests;
 pub mod session;
 pub mod settings;
@@ -145,12 +146,15 @@ impl Mqtt {
             started: Default::default(),
             sysfs_root: cfg.guard.sysfs_root.clone(),
         };
-        let helpers = vec![
+        let mut helpers = vec![
             tokio::spawn(watcher.run(stop_rx.clone())),
             tokio::spawn(forward_bus(bus.subscribe(), topics.clone(), outbox.clone(), told, machines_tx, stop_rx.clone())),
             tokio::spawn(run_publisher(publisher, refresh.clone(), machines_rx, stop_rx.clone())),
             tokio::spawn(verdicts::run(bus.subscribe(), topics.clone(), outbox.clone(), state.fleet.clone(), stop_rx.clone())),
         ];
+        if let Some(readings_in) = readings_in(cfg, &settings, &state, &status)? {
+            helpers.push(tokio::spawn(readings_in.run(stop_rx.clone())));
+        }
         let twins = twin::Twins::new(
             twin::Names {
                 instance_id,
@@ -228,6 +232,20 @@ fn info(cfg: &Config, settings: &Settings) -> serde_json::Value {
 }
 
 /// Resolves once the stop flag is set (or its sender is gone); holds no borrow across the await.
+/// The readings connection, when readings are taken in and `readings.mqtt_topic` names a topic.
+fn readings_in(cfg: &Config, settings: &Settings, state: &AppState, status: &Status) -> Result<Option<readings_in::ReadingsIn>, MqttError> {
+    let Some(readings) = state.readings.clone() else { return Ok(None) };
+    if cfg.readings.mqtt_topic.is_empty() {
+        return Ok(None);
+    }
+    let topic = crate::ingest::ReadingsTopic::parse(&cfg.readings.mqtt_topic, settings.topics.base())
+        .map_err(|why| MqttError::Setting { key: "readings.mqtt_topic", message: why })?;
+    let counts = Arc::new(readings_in::Counts::default());
+    status.set_readings(counts.clone());
+    tracing::info!(filter = %topic.filter(), client_id = %format!("{}-readings", settings.client_id), "MQTT: taking readings in");
+    Ok(Some(readings_in::ReadingsIn { settings: settings.clone(), topic, state: state.clone(), readings, counts }))
+}
+
 pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|v| *v).await.map(|_| ());
 }

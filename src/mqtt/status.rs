@@ -23,6 +23,8 @@ pub struct Facts {
 #[derive(Default)]
 pub struct Status {
     facts: Mutex<Option<Facts>>,
+    /// Set while readings come in over MQTT.
+    readings: Mutex<Option<std::sync::Arc<super::readings_in::Counts>>>,
 }
 
 impl Status {
@@ -36,11 +38,22 @@ impl Status {
         self.facts.lock().ok().and_then(|f| f.clone())
     }
 
-    /// `{"mqtt": {...}}` once the bridge runs, else `{}`; merged into the health answer.
-    pub fn health(&self) -> Value {
-        match self.get() {
-            Some(f) => json!({ "mqtt": f }),
-            None => json!({}),
+    pub fn set_readings(&self, counts: std::sync::Arc<super::readings_in::Counts>) {
+        if let Ok(mut r) = self.readings.lock() {
+            *r = Some(counts);
         }
+    }
+
+    /// `{"mqtt": {...}}` once the bridge runs, else `{}`; merged into the health answer. With readings over
+    /// MQTT, `mqtt.readings_in` counts messages, refused messages and rows since the start.
+    pub fn health(&self) -> Value {
+        let Some(f) = self.get() else { return json!({}) };
+        let mut v = json!({ "mqtt": f });
+        if let Some(c) = self.readings.lock().ok().and_then(|r| r.clone()) {
+            let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            v["mqtt"]["readings_in"] = json!({ "messages": n(&c.messages), "refused_messages": n(&c.refused_messages),
+                "rows_accepted": n(&c.rows_accepted), "rows_rejected": n(&c.rows_rejected) });
+        }
+        v
     }
 }
