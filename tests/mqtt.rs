@@ -967,3 +967,61 @@ fn every_reading_the_broker_took_is_stored_across_kill_9_of_the_daemon() {
     let missing: Vec<u32> = (0..total).filter(|i| !times.contains(&((t0 as i64) + i64::from(*i)))).collect();
     assert!(missing.is_empty(), "readings the broker took but the daemon lost: {missing:?}");
 }
+
+#[test]
+fn readings_in_over_mqtt_are_scored_and_each_machines_health_is_published_retained() {
+    let (d, data, state) = setup(2_000);
+    let broker = Broker::start(&d.path().join("broker"));
+    let daemon = start(
+        &data,
+        &state,
+        &broker.url(),
+        &[("MILLWRIGHT_FLEET__EVALUATE_INTERVAL_S", "5"), ("MILLWRIGHT_READINGS__COMPACT_INTERVAL_S", "10")],
+    );
+    let m = machine(&daemon);
+    let sensors = sensors_of(&data, &m);
+    let history = millwright::data::load_machine(&data, &m).unwrap();
+    let end = *history.timestamps.last().unwrap();
+    let last: Vec<f64> = history.sensors.iter().map(|s| *s.values.last().unwrap()).collect();
+    let task = daemon.post("/api/ml/train/batch", &json!({ "machine_id": m })).json();
+    assert_eq!(daemon.wait_task(task["task_id"].as_str().unwrap(), LONG)["status"], "SUCCESS");
+
+    let health_topic = topic(&format!("machines/{m}/health"));
+    let sub = Sub::connect(broker.port, &[&health_topic]);
+    let first = sub.wait(Duration::from_secs(30), "a health message with four answers", |x| {
+        let v = x.json();
+        ["classification", "regression", "anomaly", "timeseries"]
+            .iter()
+            .all(|t| v["answers"][t].is_object() && v["answers"][t]["error"].is_null())
+    });
+    let h = first.json();
+    for k in ["state", "sentence", "light", "scored_at", "models"] {
+        assert!(!h[k].is_null(), "{k} missing: {h}");
+    }
+    assert!(h["answers"]["regression"]["rul_hours"].as_f64().is_some_and(|r| r >= 0.0), "{h}");
+    assert_eq!(h["answers"]["timeseries"]["start"], millwright::util::time::format_timestamp(end + 3_600.0), "{h}");
+
+    // A day of hourly readings over MQTT, continuing the history: within a compaction and a scoring the
+    // machine's health is scored on them (its forecast starts after the newest reading in its files).
+    wait_for("the readings connection", SHORT, || daemon.log().contains("MQTT readings: subscribed"));
+    let rows: Vec<Value> = (1..=24)
+        .map(|h| {
+            let mut r = json!({ "ts": millwright::util::time::format_timestamp(end + f64::from(h) * 3_600.0) });
+            for (s, v) in sensors.iter().zip(&last) {
+                r[s] = json!(v);
+            }
+            r
+        })
+        .collect();
+    sub.publish(&topic(&format!("machines/{m}/readings")), json!(rows).to_string().as_bytes(), false);
+    let want = millwright::util::time::format_timestamp(end + 24.0 * 3_600.0);
+    let t0 = Instant::now();
+    sub.wait(Duration::from_secs(60), "a health message scored on the new readings", |x| {
+        x.json()["answers"]["timeseries"]["start"] == want.as_str()
+    });
+    eprintln!("readings published → health scored on them: {:.1} s", t0.elapsed().as_secs_f64());
+    // A dashboard connecting later gets the latest health at once: it is retained.
+    let late = Sub::connect(broker.port, &[&health_topic]);
+    let kept = late.wait_topic(&health_topic, SHORT);
+    assert!(kept.retain && kept.json()["machine_id"] == m.as_str(), "{:?}", kept.json());
+}

@@ -156,8 +156,17 @@ fn every_acknowledged_reading_survives_kill_9() {
     }
     // Each start moved the log's readings into the machine's files: every acknowledged reading is in them or
     // still pending in the log, none twice.
-    let s = stored(&d, &id);
-    let history = millwright::data::load_machine(data, &id).unwrap().n_rows() as u64;
+    // (The start's pass runs beside the requests: read when it is not moving anything.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (s, history) = loop {
+        let before = stored(&d, &id);
+        let history = millwright::data::load_machine(data, &id).unwrap().n_rows() as u64;
+        if stored(&d, &id) == before && !before["compacted_until"].is_null() {
+            break (before, history);
+        }
+        assert!(std::time::Instant::now() < deadline, "the start's compaction never settled: {before}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(history - 2_000 + s["pending"].as_u64().unwrap(), acknowledged, "{s}");
     // The newest time came back: a reading far older than it is refused after the restart.
     let (status, v) = post(&d, &id, &row(next - 3_600.0, &sensors, 1.0));

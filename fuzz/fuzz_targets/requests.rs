@@ -37,6 +37,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/ml/models/{s}/anomaly/download?{q}"),
     ("DELETE", "/api/ml/models/{s}/regression?{q}"),
     ("POST", "/api/auth/login"),
+    ("POST", "/api/machines/{s}/readings"),
+    ("GET", "/api/machines/{s}/readings"),
+    // The one machine there is: the body reaches the row checks and the log.
+    ("POST", "/api/machines/m1/readings"),
 ];
 
 /// The job store in memory: the queue's persistence is not what is fuzzed here.
@@ -96,6 +100,9 @@ fn world() -> &'static World {
             http: HttpLimits::default(),
             hooks: Hooks::default(),
         });
+        let (readings, _) =
+            millwright::ingest::Readings::open(&root.join("state/readings"), millwright::ingest::Tolerances::default()).expect("fuzz readings");
+        let state = state.with_readings(Arc::new(readings));
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("fuzz runtime");
         World { rt, app: router(state) }
     })

@@ -10,6 +10,7 @@ use super::{ApiError, AppState, Path, Query, auth};
 use crate::alerts::{AlertBook, Change, Kind};
 use crate::lifecycle::Bus;
 use crate::ml::ModelType;
+use crate::util::sync::lock;
 use crate::verdict::{self, Inputs, Quality, Severity, State, Verdict};
 use axum::Json;
 use axum::body::Bytes;
@@ -19,7 +20,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 /// Live models older than the newest data by more than this are "models stale": retrain them.
@@ -35,6 +36,8 @@ pub struct Fleet {
     last: Mutex<HashMap<String, String>>,
     /// Display names from the machine summaries.
     names: Mutex<HashMap<String, String>>,
+    /// Every machine's tile after the latest evaluation on the cadence.
+    scored: tokio::sync::watch::Sender<std::sync::Arc<Vec<Value>>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -52,13 +55,11 @@ struct Key {
 struct Cached {
     key: Key,
     inputs: Inputs,
+    /// The four answers, in brief (see [`brief`]).
+    answers: Value,
     models: Value,
     oldest_model_s: Option<f64>,
     error: Option<String>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Default for Fleet {
@@ -70,6 +71,7 @@ impl Default for Fleet {
             bus: Mutex::new(None),
             last: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
+            scored: tokio::sync::watch::Sender::new(std::sync::Arc::new(Vec::new())),
         }
     }
 }
@@ -125,6 +127,11 @@ impl Fleet {
         }
     }
 
+    /// The tiles of each evaluation on the cadence, as they come.
+    pub fn scores(&self) -> tokio::sync::watch::Receiver<std::sync::Arc<Vec<Value>>> {
+        self.scored.subscribe()
+    }
+
     pub fn active_alerts(&self, machine: &str) -> Vec<crate::alerts::Alert> {
         lock(&self.alerts).active_for(machine)
     }
@@ -173,17 +180,46 @@ fn inputs_of(state: &AppState, id: &str) -> Result<Cached, ApiError> {
         qualities.insert(t.as_str().into(), q);
         reports.insert(t.as_str().to_string(), report);
     }
-    let (inputs, error) = if reports.is_empty() {
-        (Inputs::default(), None)
+    let (inputs, answers, error) = if reports.is_empty() {
+        (Inputs::default(), Value::Null, None)
     } else {
         match super::models::predict_blocking(state, id, None) {
-            Ok(Json(answer)) => (verdict::inputs_from(&answer["predictions"], &reports, &qualities), None),
-            Err(e) => (Inputs { has_models: true, ..Default::default() }, Some(e.message_for(false).to_string())),
+            Ok(Json(answer)) => (verdict::inputs_from(&answer["predictions"], &reports, &qualities), brief(&answer["predictions"]), None),
+            Err(e) => (Inputs { has_models: true, ..Default::default() }, Value::Null, Some(e.message_for(false).to_string())),
         }
     };
-    let c = Cached { key, inputs, models: Value::Object(models), oldest_model_s: oldest, error };
+    let c = Cached { key, inputs, answers, models: Value::Object(models), oldest_model_s: oldest, error };
     lock(&state.fleet.cache).insert(id.to_string(), c.clone());
     Ok(c)
+}
+
+/// Each live model's answer in a few numbers (what a dashboard shows beside the verdict): the forecast's
+/// values stay behind `POST /api/ml/predict`.
+fn brief(predictions: &Value) -> Value {
+    let mut out = Map::new();
+    for t in ModelType::ALL {
+        let p = &predictions[t.as_str()];
+        let a = &p["answer"];
+        let v = if p["available"] != Value::Bool(true) {
+            Value::Null
+        } else if !p["error"].is_null() {
+            json!({ "error": p["error"] })
+        } else {
+            match t {
+                ModelType::Classification => {
+                    json!({ "failure_probability": a["failure_probability"], "will_fail": a["will_fail"], "health": a["health"] })
+                }
+                ModelType::Regression => json!({ "rul_hours": a["rul_hours"], "urgency": a["urgency"], "at_cap": a["at_cap"] }),
+                ModelType::Anomaly => {
+                    json!({ "is_anomaly": a["is_anomaly"], "anomaly_score": a["anomaly_score"], "threshold": a["threshold"],
+                    "top_sensors": a["top_sensors"].as_array().map(|s| s.iter().take(3).cloned().collect::<Vec<_>>()) })
+                }
+                ModelType::Timeseries => json!({ "start": a["start"], "horizon_hours": a["horizon_hours"] }),
+            }
+        };
+        out.insert(t.as_str().into(), v);
+    }
+    Value::Object(out)
 }
 
 fn light(v: &Verdict) -> &'static str {
@@ -218,7 +254,7 @@ fn tile(state: &AppState, id: &str, name: &str) -> Result<(Value, Verdict), ApiE
         "rul_days": v.rul_days, "drivers": v.drivers, "contradiction": v.contradiction,
         "data_age_h": data_age_h, "data_updated_at": (data_s > 0.0).then(|| crate::alerts::stamp(data_s)),
         "models_age_h": c.oldest_model_s.map(|m| ((now - m) / 3600.0).max(0.0)),
-        "models_state": models_state, "models": c.models, "error": c.error,
+        "models_state": models_state, "models": c.models, "answers": c.answers, "error": c.error,
         "alerts_active": alerts.len(),
     });
     Ok((t, v))
@@ -387,8 +423,14 @@ pub async fn watch(state: AppState, bus: Bus, every: std::time::Duration, shutdo
             _ = shutdown.wait() => return,
             _ = tick.tick() => {
                 refresh_names(&state).await;
-                if let Ok(Err(e)) = blocking(&state, fleet_blocking).await {
-                    tracing::warn!("fleet evaluation failed: {}", e.message);
+                match blocking(&state, fleet_blocking).await {
+                    // This tick's scores: MQTT publishes each as the machine's retained health. Not on the bus,
+                    // where hundreds of machines a tick would push the alerts out of its backlog.
+                    Ok(Ok(tiles)) => {
+                        state.fleet.scored.send_replace(std::sync::Arc::new(tiles));
+                    }
+                    Ok(Err(e)) => tracing::warn!("fleet evaluation failed: {}", e.message),
+                    Err(e) => tracing::warn!("fleet evaluation failed: {}", e.message),
                 }
             }
             job = jobs.recv() => match job {

@@ -4,10 +4,11 @@ use super::caps::Caps;
 use super::error::DataError;
 use super::load::MachineSummary;
 use super::peek::peek_machine;
+use crate::util::sync::lock;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 /// What a machine folder's files were when it was summarised: path, size and mtime of each (two levels
@@ -24,10 +25,6 @@ pub struct Summaries {
     done: Mutex<HashMap<String, (Fingerprint, Summary)>>,
     flights: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     made: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn fingerprint(dir: &Path) -> Fingerprint {

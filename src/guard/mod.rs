@@ -20,11 +20,12 @@ use crate::config::Config;
 use crate::jobs::{Job, JobQueue};
 use crate::lifecycle::Bus;
 use crate::ml::{ModelType, PauseGate};
+use crate::util::sync::lock;
 use estimate::{ShapeCache, estimate_bytes};
 use readings::{Probe, Readings};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -69,10 +70,6 @@ pub struct Guard {
     status: Mutex<Status>,
     shapes: ShapeCache,
     bus: Bus,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn mb(bytes: u64) -> u64 {

@@ -3,11 +3,12 @@
 use super::compact::{Compaction, compact};
 use super::error::IngestError;
 use super::rows::{Row, RowError, Rules, check_rows};
-use super::wal::{Recovered, Wal, read_all};
+use super::wal::{Batch, Recovered, Wal, read_all, scan_older};
+use crate::util::sync::lock;
 use crate::util::time::now_secs;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 /// A segment is closed at this size and a new one started (retention will drop whole segments).
 const SEGMENT_BYTES: u64 = 64 << 20;
@@ -58,10 +59,6 @@ pub struct Readings {
     tolerances: Tolerances,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn raise(times: &mut HashMap<String, f64>, machine: &str, t: f64) {
     let e = times.entry(machine.to_string()).or_insert(t);
     *e = e.max(t);
@@ -70,13 +67,14 @@ fn raise(times: &mut HashMap<String, f64>, machine: &str, t: f64) {
 impl Readings {
     /// Opens the log in `dir` (blocking: it reads the log once to learn each machine's newest time).
     pub fn open(dir: &Path, tolerances: Tolerances) -> Result<(Readings, Recovered), IngestError> {
-        let (wal, recovered) = Wal::open(dir, SEGMENT_BYTES)?;
         let mut newest = HashMap::new();
-        for b in read_all(dir)?.batches {
+        let mut note = |b: Batch| {
             if let Some(t) = b.rows.iter().map(|r| r.0).reduce(f64::max) {
                 raise(&mut newest, &b.machine, t);
             }
-        }
+        };
+        scan_older(dir, &mut note)?;
+        let (wal, recovered) = Wal::open_reading(dir, SEGMENT_BYTES, &mut note)?;
         let readings = Readings {
             dir: dir.to_path_buf(),
             wal,
@@ -149,5 +147,38 @@ impl Readings {
             out.sensors = b.sensors;
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(times: &[f64]) -> Vec<Result<Row, String>> {
+        times.iter().map(|t| Ok(Row { ts: *t, values: vec![("a".into(), 1.0)] })).collect()
+    }
+
+    #[test]
+    fn each_machines_newest_time_comes_back_from_every_segment_at_open() {
+        let d = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let now = now_secs().floor();
+        let sensors = || vec!["a".to_string()];
+        {
+            let (r, _) = Readings::open(d.path(), Tolerances::default()).unwrap();
+            // Segments are 64 MB: write the two machines' newest times into different segments by hand.
+            rt.block_on(r.accept("m1", sensors(), None, rows(&[now - 600.0]))).unwrap();
+            drop(r);
+            std::fs::write(d.path().join(format!("{:012}.wal", 2)), b"").unwrap();
+            let (r, _) = Readings::open(d.path(), Tolerances::default()).unwrap();
+            rt.block_on(r.accept("m2", sensors(), None, rows(&[now - 300.0]))).unwrap();
+        }
+        let (r, rec) = Readings::open(d.path(), Tolerances::default()).unwrap();
+        assert_eq!(rec.segments, 2);
+        for (machine, newest) in [("m1", now - 600.0), ("m2", now - 300.0)] {
+            let out = rt.block_on(r.accept(machine, sensors(), None, rows(&[newest - 120.0, newest + 1.0]))).unwrap();
+            assert_eq!((out.accepted, out.rejected), (1, 1), "{machine}: {out:?}");
+            assert!(out.errors[0].error.contains("older than the newest reading"), "{machine}: {out:?}");
+        }
     }
 }

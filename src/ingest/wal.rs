@@ -61,12 +61,18 @@ impl Wal {
     /// Opens (or creates) the log in `dir`, cutting off an unfinished last write; a new segment starts once
     /// the current one holds `segment_bytes`.
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Wal, Recovered), IngestError> {
+        Self::open_reading(dir, segment_bytes, &mut |_| {})
+    }
+
+    /// [`Wal::open`], handing `each` every whole batch of the newest segment, which it reads anyway (the
+    /// older ones are read with [`scan_older`]).
+    pub fn open_reading(dir: &Path, segment_bytes: u64, each: &mut dyn FnMut(Batch)) -> Result<(Wal, Recovered), IngestError> {
         std::fs::create_dir_all(dir).map_err(|e| IngestError::open(dir, e))?;
         let segments = segment_paths(dir)?;
         let mut recovered = Recovered { segments: segments.len(), ..Recovered::default() };
         let current = match segments.last() {
             Some((seq, path)) => {
-                let (frames, good) = scan_segment(path, &mut |_| {})?;
+                let (frames, good) = scan_segment(path, each)?;
                 let len = std::fs::metadata(path).map_err(|e| IngestError::open(path, e))?.len();
                 recovered.frames = frames;
                 if good == 0 {
@@ -238,6 +244,18 @@ pub(super) fn scan_segment(path: &Path, each: &mut dyn FnMut(Batch)) -> Result<(
         good += (FRAME_HEADER + len) as u64;
     }
     Ok((frames, good))
+}
+
+/// Every whole batch of the segments before the newest one (what [`Wal::open_reading`] does not read).
+pub fn scan_older(dir: &Path, each: &mut dyn FnMut(Batch)) -> Result<(), IngestError> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let segments = segment_paths(dir)?;
+    for (_, path) in segments.iter().take(segments.len().saturating_sub(1)) {
+        scan_segment(path, each)?;
+    }
+    Ok(())
 }
 
 /// Every batch in the log in `dir`, oldest first. A damaged frame ends its segment's reading and is named.

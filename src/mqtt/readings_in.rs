@@ -251,7 +251,7 @@ static ROWS_REFUSED: LastLogged = std::sync::Mutex::new(None);
 /// Runs `log` at most once per [`LOG_EVERY`] for each kind of refusal: a sender of bad readings at 1 kHz
 /// must not fill the journal.
 fn sampled(kind: &LastLogged, log: impl FnOnce()) {
-    let mut last = kind.lock().unwrap_or_else(|p| p.into_inner());
+    let mut last = crate::util::sync::lock(kind);
     if last.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
         *last = Some(Instant::now());
         log();

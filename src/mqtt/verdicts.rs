@@ -1,7 +1,8 @@
 //! Each machine's verdict and active alerts as retained state for dashboards (Home Assistant, Node-RED):
-//! `<base>/machines/<id>/verdict` and `<base>/machines/<id>/alerts`, republished when they change. The
+//! `<base>/machines/<id>/verdict` and `<base>/machines/<id>/alerts`, republished when they change, and
+//! `<base>/machines/<id>/health`, republished after every scoring on the fleet's cadence. The
 //! changes themselves also go out as events on `<base>/bridge/event` (the bus forwarder does that). Fed
-//! by the daemon's bus (`verdict_changed`, `alert_*`), so it never computes a verdict itself.
+//! by the daemon's bus (`verdict_changed`, `alert_*`) and the fleet's scores, so it never computes a verdict itself.
 use super::outbox::{Message, Outbox};
 use super::topics::Topics;
 use crate::api::fleet::Fleet;
@@ -13,6 +14,21 @@ use tokio::sync::watch;
 
 pub fn verdict_topic(topics: &Topics, machine: &str) -> String {
     format!("{}/machines/{machine}/verdict", topics.base())
+}
+
+pub fn health_topic(topics: &Topics, machine: &str) -> String {
+    format!("{}/machines/{machine}/health", topics.base())
+}
+
+/// The retained health payload: the verdict of the latest scoring, the four answers in brief, the sensors
+/// behind it, the live model versions and how old the data is.
+pub fn health_payload(tile: &Value) -> Value {
+    let versions: serde_json::Map<String, Value> =
+        tile["models"].as_object().map(|m| m.iter().map(|(t, v)| (t.clone(), v["version"].clone())).collect()).unwrap_or_default();
+    json!({ "machine_id": tile["machine_id"], "light": tile["light"], "state": tile["state"], "severity": tile["severity"],
+        "label": tile["label"], "sentence": tile["sentence"], "rul_days": tile["rul_days"], "drivers": tile["drivers"],
+        "answers": tile["answers"], "models": versions, "data_updated_at": tile["data_updated_at"], "error": tile["error"],
+        "scored_at": now_ms() })
 }
 
 pub fn alerts_topic(topics: &Topics, machine: &str) -> String {
@@ -37,8 +53,20 @@ pub async fn run(
     fleet: Arc<Fleet>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut scores = fleet.scores();
     loop {
         tokio::select! {
+            changed = scores.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let tiles = scores.borrow_and_update().clone();
+                for t in tiles.iter() {
+                    if let Some(machine) = t["machine_id"].as_str().filter(|m| crate::data::MachineId::parse(m).is_ok()) {
+                        outbox.send(Message::state(health_topic(&topics, machine), &health_payload(t)));
+                    }
+                }
+            }
             r = rx.recv() => match r {
                 Ok(ev) => {
                     let Some(machine) = ev.data["machine_id"].as_str().filter(|m| crate::data::MachineId::parse(m).is_ok()) else { continue };

@@ -8,12 +8,13 @@ use crate::data::MachineId;
 use crate::ml::model::LiveModel;
 use crate::ml::{MODEL_FILE, MlError, ModelType, REPORT_FILE, Trained};
 use crate::util::fsx;
+use crate::util::sync::lock;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 #[cfg(test)]
 mod tests;
@@ -271,11 +272,6 @@ pub struct Registry {
     writes: Mutex<()>,
     /// A save that would leave less free space than this fails (the resource guard's `disk_reserve_mb`).
     disk_reserve_bytes: std::sync::atomic::AtomicU64,
-}
-
-/// Neither lock guards an invariant a panic could break halfway, so a poisoned one is still usable.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Registry {

@@ -3,10 +3,11 @@
 use super::backup;
 use super::frame::{self, Framed};
 use super::{RecordStore, StoreError};
+use crate::util::sync::lock;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// sled keeps at most this much in its page cache: the Pi shares its memory.
@@ -63,10 +64,6 @@ pub struct SledStore {
     clock: Mutex<BackupClock>,
     /// One backup write at a time (the background thread and the one at stop share a temporary file name).
     writer: Mutex<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Free bytes for an unprivileged writer on the file system holding `path` (or its nearest existing parent).

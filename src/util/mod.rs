@@ -3,6 +3,7 @@ pub mod failpoint;
 pub mod fsx;
 pub mod http_client;
 pub mod rng;
+pub mod sync;
 pub mod time;
 
 /// Peak resident memory of this process so far (VmHWM), in bytes; None where /proc is absent.
