@@ -99,7 +99,10 @@ pub(super) const SECTIONS: &[(&str, &str)] = &[
     ("http", "The HTTP API: its connections and the host names it answers to."),
     ("fleet", "The fleet view: one verdict per machine, and the alerts raised from it."),
     ("data", "Hard caps on machine data, checked from file metadata before anything is loaded."),
-    ("readings", "Readings taken in over HTTP: checked row by row, durable before acknowledged, then moved into each machine's files."),
+    (
+        "readings",
+        "Readings taken in over HTTP and MQTT: checked row by row, durable before acknowledged, then moved into each machine's files.",
+    ),
 ];
 
 pub(super) const KEYS: &[KeySpec] = &[
