@@ -26,6 +26,8 @@ const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 /// After the log refused to store (full disk), the pause before the broker is asked to send again.
 const STORE_RETRY: Duration = Duration::from_secs(5);
+/// A machine's summary is tried this often (100 ms, 200 ms, … apart) before its message waits for the broker.
+const SUMMARY_TRIES: u32 = 5;
 /// One refusal per this interval goes to the log; all are counted.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -191,9 +193,10 @@ impl ReadingsIn {
 
     async fn take_inner(&self, topic: &str, payload: &[u8]) -> Outcome {
         let Some(of) = self.topic.of(topic) else { return Outcome::Refused("the topic does not match readings.mqtt_topic".into()) };
-        let summary = match self.state.machine_summary(&of.machine).await {
+        let summary = match self.summary(&of.machine).await {
             Ok(s) => s,
-            Err(e) => return Outcome::Refused(e.message_for(false).to_string()),
+            Err(Missing::Machine(why)) => return Outcome::Refused(why),
+            Err(Missing::Summary(why)) => return Outcome::NotStored(IngestError::Open { path: of.machine.clone().into(), message: why }),
         };
         let rows = match &of.sensor {
             None => parse_json(payload),
@@ -215,6 +218,33 @@ impl ReadingsIn {
             }
             Err(e) => Outcome::NotStored(e),
         }
+    }
+}
+
+enum Missing {
+    /// No such machine: the message is refused for good.
+    Machine(String),
+    /// The machine's folder could not be summarised (its files changing under the summary, a damaged file):
+    /// the message waits for the broker to send it again.
+    Summary(String),
+}
+
+impl ReadingsIn {
+    /// The machine's summary (its sensors and the end of its history). A summary that fails while the
+    /// compaction writes or joins the machine's files is tried again a few times before giving up.
+    async fn summary(&self, machine: &str) -> Result<crate::data::MachineSummary, Missing> {
+        let mut last = String::new();
+        for attempt in 0..SUMMARY_TRIES {
+            match self.state.machine_summary(machine).await {
+                Ok(s) => return Ok(s),
+                Err(e) if e.status == axum::http::StatusCode::NOT_FOUND || e.status == axum::http::StatusCode::BAD_REQUEST => {
+                    return Err(Missing::Machine(e.message_for(false).to_string()));
+                }
+                Err(e) => last = e.message_for(false).to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        }
+        Err(Missing::Summary(last))
     }
 }
 
