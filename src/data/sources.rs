@@ -55,18 +55,19 @@ pub fn live_files(dir: &Path, split: Option<Split>, confine: &Confine) -> Result
         return Ok(Vec::new());
     }
     confine.check(&live, "the compacted readings folder", dir)?;
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&live)
-        .map_err(|e| DataError::io(&live, e))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "parquet"))
-        .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
-        .collect();
-    paths.sort();
-    for p in &paths {
-        confine.check(p, "a compacted readings file", dir)?;
+    // A file whose range another covers is a part the daemon is joining into a day's file (or a join cut
+    // short left): its rows are in the other one, and reading both would read them twice.
+    let mut reach = i64::MIN;
+    let mut out = Vec::new();
+    for f in super::live::live_files(dir)? {
+        if f.last_us <= reach {
+            continue;
+        }
+        reach = f.last_us;
+        confine.check(&f.path, "a compacted readings file", dir)?;
+        out.push(SourceFile { path: f.path, spec: FileSpec::default(), split, origin: Origin::Live });
     }
-    Ok(paths.into_iter().map(|path| SourceFile { path, spec: FileSpec::default(), split, origin: Origin::Live }).collect())
+    Ok(out)
 }
 
 /// The legacy layout (the files the replaced Python stack wrote): `train` is required; `val` and `test` are optional; Parquet wins over CSV.

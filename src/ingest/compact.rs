@@ -253,6 +253,18 @@ mod tests {
         let again = compact(log.path(), data.path(), &all, T0).unwrap();
         assert_eq!((again.rows, again.files), (0, 0));
         assert_eq!(crate::data::load_machine(data.path(), "m1").unwrap().n_rows(), 105);
+        // A part beside the file that covers it (a join cut short, or a reader listing mid-join) is not read twice.
+        let dir = data.path().join("machines/m1");
+        let part = crate::data::live::LiveRows {
+            sensors: vec!["a".into(), "b".into()],
+            times_us: vec![((T0 + 2.0) * 1e6) as i64, ((T0 + 3.0) * 1e6) as i64],
+            values: vec![vec![1.0, 2.0], vec![3.0, 4.0]],
+        };
+        crate::data::live::write_live(&dir, &part).unwrap();
+        assert_eq!(crate::data::live::live_files(&dir).unwrap().len(), 2);
+        assert_eq!(crate::data::load_machine(data.path(), "m1").unwrap().n_rows(), 105);
+        let summary = crate::data::peek_machine(data.path(), "m1", &crate::data::Caps::default()).unwrap();
+        assert_eq!(summary.rows, 105);
     }
 
     #[test]
