@@ -34,6 +34,27 @@ pub fn live_dir(machine_dir: &Path) -> PathBuf {
     machine_dir.join(LIVE_DIR)
 }
 
+/// Reads of a folder tried when its compacted readings keep vanishing under them.
+const VANISHED_TRIES: u32 = 5;
+
+/// Runs a read of a machine's folder again while it fails on a compacted readings file that is gone: the
+/// daemon's daily join removes a day's parts once the joined file is durable, so a reader that listed the
+/// parts just before finds the same rows in the joined file when it lists the folder again.
+pub(super) fn again_if_vanished<T>(mut read: impl FnMut() -> Result<T, DataError>) -> Result<T, DataError> {
+    let mut attempt = 1;
+    loop {
+        match read() {
+            Err(e) if attempt < VANISHED_TRIES && vanished(&e) => attempt += 1,
+            done => return done,
+        }
+    }
+}
+
+fn vanished(e: &DataError) -> bool {
+    matches!(e, DataError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound
+        && path.parent().and_then(Path::file_name).is_some_and(|n| n == LIVE_DIR))
+}
+
 fn file_name(first_us: i64, last_us: i64) -> String {
     format!("{first_us:016}_{last_us:016}.parquet")
 }
@@ -238,5 +259,41 @@ mod tests {
         write_live(d.path(), &rows(day0 + 3_600, 100, 10)).unwrap();
         assert_eq!(tidy(d.path(), before).unwrap(), Tidied { merged: 0, removed: 1 });
         assert_eq!(live_files(d.path()).unwrap(), files);
+    }
+
+    #[test]
+    fn a_read_that_finds_a_joined_part_gone_lists_the_folder_again() {
+        let d = tempfile::tempdir().unwrap();
+        let day0 = 20_600 * 86_400;
+        for start in [day0, day0 + 3_600, day0 + 7_200] {
+            write_live(d.path(), &rows(start, 100, 10)).unwrap();
+        }
+        let total = |files: &[LiveFile]| -> Result<usize, DataError> {
+            files.iter().map(|f| read_live(&f.path).map(|r| r.times_us.len())).sum::<Result<usize, _>>()
+        };
+        let mut attempts = 0;
+        let read = again_if_vanished(|| {
+            attempts += 1;
+            let listed = live_files(d.path())?;
+            if attempts == 1 {
+                // The daily join runs between this reader's listing and its reads.
+                tidy(d.path(), (day0 + 86_400 + 1) * 1_000_000)?;
+            }
+            total(&listed)
+        });
+        assert_eq!((read.unwrap(), attempts), (300, 2));
+        // Only a vanished readings file is worth a second look, and only a few times.
+        let mut calls = 0;
+        let other = again_if_vanished(|| -> Result<(), DataError> {
+            calls += 1;
+            Err(DataError::io(d.path().join("train.csv"), std::io::ErrorKind::NotFound.into()))
+        });
+        assert!(other.is_err() && calls == 1);
+        calls = 0;
+        let gone = again_if_vanished(|| -> Result<(), DataError> {
+            calls += 1;
+            Err(DataError::io(live_dir(d.path()).join("x.parquet"), std::io::ErrorKind::NotFound.into()))
+        });
+        assert!(gone.is_err() && calls == VANISHED_TRIES);
     }
 }

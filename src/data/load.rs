@@ -140,6 +140,10 @@ enum Keep<'a> {
 }
 
 fn load_folder(dir: &Path, id: String, confine: &Confine, caps: &Caps, keep: Keep<'_>) -> Result<Table, DataError> {
+    super::live::again_if_vanished(|| load_folder_once(dir, id.clone(), confine, caps, keep))
+}
+
+fn load_folder_once(dir: &Path, id: String, confine: &Confine, caps: &Caps, keep: Keep<'_>) -> Result<Table, DataError> {
     let grid = match keep {
         Keep::Grid(g) => Some(g),
         Keep::All | Keep::Tail(..) => None,

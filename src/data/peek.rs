@@ -25,8 +25,13 @@ const SAMPLE_CELLS: usize = 100_000;
 /// Summarises `<data_dir>/machines/<id>/` without loading it (see the module doc).
 pub fn peek_machine(data_dir: &Path, id: &str, caps: &Caps) -> Result<MachineSummary, DataError> {
     let (id, dir, confine) = open_machine(data_dir, id)?;
-    let described = describe_folder(&dir, &confine)?;
-    check_side_files(&dir, &described, &confine)?;
+    let id = id.to_string();
+    super::live::again_if_vanished(|| peek_folder(&id, &dir, &confine, caps))
+}
+
+fn peek_folder(id: &str, dir: &Path, confine: &Confine, caps: &Caps) -> Result<MachineSummary, DataError> {
+    let described = describe_folder(dir, confine)?;
+    check_side_files(dir, &described, confine)?;
     for source in &described.sources {
         let size = std::fs::metadata(&source.path).map_err(|e| DataError::io(&source.path, e))?.len();
         if size > caps.max_file_bytes {

@@ -15,9 +15,6 @@ use std::time::{Instant, SystemTime};
 /// deep, enough for `[[files]]` patterns in a subfolder).
 type Fingerprint = Vec<(PathBuf, u64, SystemTime)>;
 
-/// Attempts at a summary of a folder whose files keep changing while it is read.
-const CHANGING_TRIES: u32 = 3;
-
 /// A summary or why there is none, kept alike: a folder that fails is not re-read until its files change.
 pub type Summary = Result<MachineSummary, Arc<DataError>>;
 
@@ -89,22 +86,12 @@ impl Summaries {
         if let Some(hit) = lookup(&print) {
             return hit;
         }
-        let (mut print, mut attempt) = (print, 1);
-        loop {
-            let started = Instant::now();
-            let made: Summary = peek_machine(&self.data_dir, id, &self.caps).map_err(Arc::new);
-            self.made.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(machine = id, ok = made.is_ok(), ms = started.elapsed().as_millis() as u64, "machine summarised from metadata");
-            // A failure while the files changed under it (the daemon's compaction joining a day's readings
-            // removes the parts it read) says nothing about the folder: read it again as it is now.
-            let now = fingerprint(&dir);
-            if made.is_ok() || now == print || attempt == CHANGING_TRIES {
-                lock(&self.done).insert(id.to_string(), (print, made.clone()));
-                return made;
-            }
-            print = now;
-            attempt += 1;
-        }
+        let started = Instant::now();
+        let made: Summary = peek_machine(&self.data_dir, id, &self.caps).map_err(Arc::new);
+        self.made.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(machine = id, ok = made.is_ok(), ms = started.elapsed().as_millis() as u64, "machine summarised from metadata");
+        lock(&self.done).insert(id.to_string(), (print, made.clone()));
+        made
     }
 }
 
