@@ -60,17 +60,11 @@ pub struct ReadingsIn {
 }
 
 fn options(s: &Settings) -> MqttOptions {
-    let mut o = MqttOptions::new(format!("{}-readings", s.client_id), s.host.clone(), s.port);
-    o.set_keep_alive(s.keepalive);
+    let mut o = super::wire::base_v311(s, format!("{}-readings", s.client_id));
+    // The broker keeps the subscription and the unacknowledged messages while the daemon is away.
     o.set_clean_session(false);
     o.set_manual_acks(true);
     o.set_max_packet_size(MAX_INCOMING, MAX_INCOMING);
-    if let Some((user, password)) = &s.credentials {
-        o.set_credentials(user.clone(), password.clone());
-    }
-    if let Some(t) = &s.transport {
-        o.set_transport(t.clone());
-    }
     o
 }
 

@@ -116,20 +116,26 @@ pub fn connect(settings: &Settings, version: Version) -> (Client, EventLoop) {
     }
 }
 
-fn options_v311(s: &Settings) -> MqttOptions {
-    let mut o = MqttOptions::new(s.client_id.clone(), s.host.clone(), s.port);
+/// What every 3.1.1 connection of the daemon shares: the broker, keep-alive, credentials and TLS.
+pub(super) fn base_v311(s: &Settings, client_id: String) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, s.host.clone(), s.port);
     o.set_keep_alive(s.keepalive);
-    o.set_clean_session(true);
-    o.set_max_packet_size(MAX_INCOMING, MAX_OUTGOING);
-    // Enough room for a full republish burst (every retained topic) without dropping any.
-    o.set_request_channel_capacity(REQUEST_CAPACITY);
-    o.set_last_will(LastWill::new(s.will.0.clone(), s.will.1.clone(), QoS::AtLeastOnce, true));
     if let Some((user, password)) = &s.credentials {
         o.set_credentials(user.clone(), password.clone());
     }
     if let Some(t) = &s.transport {
         o.set_transport(t.clone());
     }
+    o
+}
+
+fn options_v311(s: &Settings) -> MqttOptions {
+    let mut o = base_v311(s, s.client_id.clone());
+    o.set_clean_session(true);
+    o.set_max_packet_size(MAX_INCOMING, MAX_OUTGOING);
+    // Enough room for a full republish burst (every retained topic) without dropping any.
+    o.set_request_channel_capacity(REQUEST_CAPACITY);
+    o.set_last_will(LastWill::new(s.will.0.clone(), s.will.1.clone(), QoS::AtLeastOnce, true));
     o
 }
 
