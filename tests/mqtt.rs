@@ -1024,4 +1024,25 @@ fn readings_in_over_mqtt_are_scored_and_each_machines_health_is_published_retain
     let late = Sub::connect(broker.port, &[&health_topic]);
     let kept = late.wait_topic(&health_topic, SHORT);
     assert!(kept.retain && kept.json()["machine_id"] == m.as_str(), "{:?}", kept.json());
+
+    // The score history has both: the scores before the readings and the one on them, oldest first, a
+    // line only when what it rests on changed (evaluations every 5 s of unchanged data write nothing).
+    let h = daemon.get(&format!("/api/machines/{m}/scores")).json();
+    let scores = h["scores"].as_array().unwrap_or_else(|| panic!("{h}"));
+    let starts: Vec<&str> = scores.iter().filter_map(|s| s["answers"]["timeseries"]["start"].as_str()).collect();
+    let before = millwright::util::time::format_timestamp(end + 3_600.0);
+    let (a, b) = (starts.iter().position(|s| *s == before), starts.iter().position(|s| *s == want));
+    assert!(a.is_some_and(|a| b.is_some_and(|b| a < b)), "{starts:?}");
+    for w in scores.windows(2) {
+        let basis = |v: &Value| (v["data_updated_at"].clone(), v["models"].clone(), v["sentence"].clone(), v["state"].clone());
+        assert_ne!(basis(&w[0]), basis(&w[1]), "a score was written again though nothing changed: {h}");
+    }
+    let newest = daemon.get(&format!("/api/machines/{m}/scores?limit=1")).json();
+    assert_eq!(newest["scores"].as_array().map(Vec::len), Some(1), "{newest}");
+    assert_eq!(newest["scores"][0], *scores.last().unwrap());
+    let since = scores.last().unwrap()["scored_at"].as_str().unwrap();
+    assert_eq!(daemon.get(&format!("/api/machines/{m}/scores?since={since}")).json()["count"], 1);
+    let bad = common::request(daemon.addr, "GET", &format!("/api/machines/{m}/scores?since=yesterday"), None, &[]);
+    assert_eq!(bad.status, 400, "{}", String::from_utf8_lossy(&bad.body));
+    assert_eq!(common::request(daemon.addr, "GET", "/api/machines/no_such/scores", None, &[]).status, 404);
 }

@@ -245,3 +245,109 @@ fn readings_reach_the_history_training_and_the_answers_from_the_latest_data() {
     let done = d.wait_task(task["task_id"].as_str().unwrap(), Duration::from_secs(600));
     assert_eq!(done["status"], "SUCCESS", "{done}");
 }
+
+#[test]
+fn readings_files_older_than_the_retention_go_and_the_newest_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::fleet(&data, 1, 2_000);
+    let id = millwright::data::machine_ids(&data).unwrap().remove(0);
+    let machine_dir = millwright::data::machine_dir(&data, &millwright::data::MachineId::parse(&id).unwrap());
+    let history: Vec<_> = std::fs::read_dir(&machine_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    // Three days of readings files as an earlier run compacted them: ten, nine and one day old.
+    let now = now_secs().floor();
+    let live = |first: f64| {
+        let times_us: Vec<i64> = (0..600).map(|i| ((first + i as f64 * 60.0) * 1e6) as i64).collect();
+        let a = times_us.iter().map(|t| (t / 60_000_000 % 50) as f64).collect();
+        let rows = millwright::data::live::LiveRows { sensors: vec!["a".into()], times_us, values: vec![a] };
+        millwright::data::live::write_live(&machine_dir, &rows).unwrap()
+    };
+    let (old1, old2, newest) = (live(now - 10.0 * 86_400.0), live(now - 9.0 * 86_400.0), live(now - 86_400.0));
+    let d = Daemon::start(&data, &dir.path().join("state"), &[("MILLWRIGHT_READINGS__RETAIN_DAYS", "2")]);
+    // The start's compaction pass applies the retention.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while old1.exists() || old2.exists() {
+        assert!(std::time::Instant::now() < deadline, "files older than 2 days still there: {}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(newest.exists(), "the newest readings file stays");
+    for name in &history {
+        assert!(machine_dir.join(name).exists(), "{name:?}: the machine's own files are never removed");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !d.log().contains("old readings files removed") {
+        assert!(std::time::Instant::now() < deadline, "the removal is not in the log: {}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(d.log().contains("by_age=2"), "{}", d.log());
+}
+
+#[test]
+fn readings_from_a_regime_the_training_data_never_had_show_as_drift_and_mark_the_models_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::fleet(&data, 1, 2_000);
+    let d = Daemon::start(&data, &dir.path().join("state"), &[("MILLWRIGHT_READINGS__COMPACT_INTERVAL_S", "10")]);
+    let (id, sensors) = machine(&d);
+    let task = d.post("/api/ml/train/anomaly", &json!({ "machine_id": id })).json();
+    assert_eq!(d.wait_task(task["task_id"].as_str().unwrap(), Duration::from_secs(600))["status"], "SUCCESS");
+    let before = d.get(&format!("/api/machines/{id}/verdict")).json()["tile"].clone();
+    // The history's own last rows: a life wearing towards its end, which the models were trained for.
+    assert!(before["drift"]["level"] == "stable" || before["drift"]["level"] == "moderate", "{}", before["drift"]);
+    assert_eq!(before["models_state"], "ok", "{before}");
+
+    // 400 readings a minute apart: rows of the machine's own history, one sensor moved ten standard
+    // deviations (a new operating regime, or a sensor swapped for one with another offset).
+    let history = millwright::data::load_machine(&data, &id).unwrap();
+    let moved = &sensors[0];
+    let values = &history.sensors.iter().find(|s| &s.name == moved).unwrap().values;
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let mean = finite.iter().sum::<f64>() / finite.len() as f64;
+    let sd = (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / finite.len() as f64).sqrt();
+    let t0 = (now_secs() - 400.0 * 60.0).floor();
+    let rows: Vec<Value> = (0..400)
+        .map(|i| {
+            let src = (i * 37) % history.n_rows();
+            let mut r = json!({ "ts": format_timestamp(t0 + i as f64 * 60.0) });
+            for s in &history.sensors {
+                let v = s.values[src];
+                r[&s.name] = if !v.is_finite() {
+                    Value::Null
+                } else if &s.name == moved {
+                    json!(v + 10.0 * sd)
+                } else {
+                    json!(v)
+                };
+            }
+            r
+        })
+        .collect();
+    let (status, v) = post(&d, &id, &json!(rows));
+    assert_eq!((status, v["accepted"].as_u64()), (200, Some(400)), "{v}");
+
+    // Judged once compaction moved them into the machine's files (every 10 s here; the last minute waits out
+    // the order tolerance).
+    let last_in_files = t0 + 397.0 * 60.0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let tile = loop {
+        let t = d.get(&format!("/api/machines/{id}/verdict")).json()["tile"].clone();
+        if t["drift"]["to"].as_str().and_then(millwright::util::time::parse_timestamp) >= Some(last_in_files) {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "the drift never reached the readings: {t}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let drift = &tile["drift"];
+    assert_eq!(drift["level"], "large", "{drift}");
+    assert_eq!(drift["sensors"][0]["sensor"], moved.as_str(), "the moved sensor drifted most: {drift}");
+    assert_eq!(drift["sensors"][0]["level"], "large", "{drift}");
+    assert!(drift["sensors"][0]["recent_median"].as_f64().unwrap() > drift["sensors"][0]["training_median"].as_f64().unwrap() + 5.0 * sd);
+    let others: Vec<&Value> = drift["sensors"].as_array().unwrap().iter().skip(1).collect();
+    assert!(others.iter().all(|s| s["level"] == "stable"), "the sensors replayed from the history do not drift: {drift}");
+    assert!(drift["rows"].as_u64().unwrap() >= 300, "{drift}");
+    assert_eq!(tile["models_state"], "models_stale", "{tile}");
+    assert!(tile["stale_reason"].as_str().unwrap().contains(moved.as_str()), "{tile}");
+    // The predictions carry the whole drift report.
+    let p = d.post(&format!("/api/ml/predict/{id}"), &json!({})).json();
+    assert_eq!(p["drift"]["level"], "large", "{}", p["drift"]);
+}

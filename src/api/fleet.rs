@@ -10,6 +10,7 @@ use super::{ApiError, AppState, Path, Query, auth};
 use crate::alerts::{AlertBook, Change, Kind};
 use crate::lifecycle::Bus;
 use crate::ml::ModelType;
+use crate::scores::ScoreHistory;
 use crate::util::sync::lock;
 use crate::verdict::{self, Inputs, Quality, Severity, State, Verdict};
 use axum::Json;
@@ -36,6 +37,10 @@ pub struct Fleet {
     last: Mutex<HashMap<String, String>>,
     /// Display names from the machine summaries.
     names: Mutex<HashMap<String, String>>,
+    /// Where each evaluation's scores are kept (none: not kept, as in tests of the API alone).
+    history: Mutex<Option<std::sync::Arc<ScoreHistory>>>,
+    /// When the history last let its old days go (epoch seconds).
+    pruned_at: Mutex<f64>,
     /// Every machine's tile after the latest evaluation on the cadence.
     scored: tokio::sync::watch::Sender<std::sync::Arc<Vec<Value>>>,
 }
@@ -60,6 +65,8 @@ struct Cached {
     models: Value,
     oldest_model_s: Option<f64>,
     error: Option<String>,
+    /// The latest rows against the models' training data (see [`crate::ml::drift`]), in brief.
+    drift: Value,
 }
 
 impl Default for Fleet {
@@ -71,16 +78,20 @@ impl Default for Fleet {
             bus: Mutex::new(None),
             last: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
+            history: Mutex::new(None),
+            pruned_at: Mutex::new(0.0),
             scored: tokio::sync::watch::Sender::new(std::sync::Arc::new(Vec::new())),
         }
     }
 }
 
 impl Fleet {
-    /// The daemon's settings, its alerts file and its bus (alert changes and verdict changes go out on it).
-    pub fn configure(&self, settings: Settings, alerts: AlertBook, bus: Bus) {
+    /// The daemon's settings, its alerts file, its score history and its bus (alert changes and verdict
+    /// changes go out on it).
+    pub fn configure(&self, settings: Settings, alerts: AlertBook, history: Option<std::sync::Arc<ScoreHistory>>, bus: Bus) {
         *lock(&self.settings) = settings;
         *lock(&self.alerts) = alerts;
+        *lock(&self.history) = history;
         *lock(&self.bus) = Some(bus);
     }
 
@@ -124,6 +135,34 @@ impl Fleet {
         let changed = lock(&self.last).insert(machine.to_string(), key.clone()).as_deref() != Some(key.as_str());
         if changed && let Some(bus) = lock(&self.bus).as_ref() {
             bus.emit("verdict_changed", json!({ "machine_id": machine, "verdict": v }));
+        }
+    }
+
+    /// Writes an evaluation's scores to the history, and once an hour lets the oldest days go. The history is
+    /// a record, not the verdict: failing to write it is said, and the scoring goes on.
+    fn keep_scores(&self, tiles: &[Value], now_s: f64) {
+        let Some(history) = lock(&self.history).clone() else { return };
+        if let Err(e) = history.record(tiles, now_s) {
+            tracing::warn!("score history not written: {e}");
+        }
+        let due = {
+            let mut pruned = lock(&self.pruned_at);
+            let due = now_s - *pruned >= 3_600.0;
+            if due {
+                *pruned = now_s;
+            }
+            due
+        };
+        if due && let Err(e) = history.prune(now_s) {
+            tracing::warn!("score history not pruned: {e}");
+        }
+    }
+
+    /// The machine's scores (see [`ScoreHistory::read`]); empty when no history is kept.
+    pub fn score_history(&self, machine: &str, since_s: Option<f64>, limit: usize) -> Result<Vec<Value>, crate::scores::ScoreError> {
+        match lock(&self.history).clone() {
+            Some(h) => h.read(machine, since_s, limit),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -180,15 +219,20 @@ fn inputs_of(state: &AppState, id: &str) -> Result<Cached, ApiError> {
         qualities.insert(t.as_str().into(), q);
         reports.insert(t.as_str().to_string(), report);
     }
-    let (inputs, answers, error) = if reports.is_empty() {
-        (Inputs::default(), Value::Null, None)
+    let (inputs, answers, drift, error) = if reports.is_empty() {
+        (Inputs::default(), Value::Null, Value::Null, None)
     } else {
         match super::models::predict_blocking(state, id, None) {
-            Ok(Json(answer)) => (verdict::inputs_from(&answer["predictions"], &reports, &qualities), brief(&answer["predictions"]), None),
-            Err(e) => (Inputs { has_models: true, ..Default::default() }, Value::Null, Some(e.message_for(false).to_string())),
+            Ok(Json(answer)) => (
+                verdict::inputs_from(&answer["predictions"], &reports, &qualities),
+                brief(&answer["predictions"]),
+                drift_brief(&answer["drift"]),
+                None,
+            ),
+            Err(e) => (Inputs { has_models: true, ..Default::default() }, Value::Null, Value::Null, Some(e.message_for(false).to_string())),
         }
     };
-    let c = Cached { key, inputs, answers, models: Value::Object(models), oldest_model_s: oldest, error };
+    let c = Cached { key, inputs, answers, models: Value::Object(models), oldest_model_s: oldest, error, drift };
     lock(&state.fleet.cache).insert(id.to_string(), c.clone());
     Ok(c)
 }
@@ -222,6 +266,43 @@ fn brief(predictions: &Value) -> Value {
     Value::Object(out)
 }
 
+/// Sensors of the drift shown beside the verdict, largest first.
+const DRIFT_SHOWN: usize = 5;
+
+/// The drift in brief: its level, the window and the sensors that moved most.
+fn drift_brief(d: &Value) -> Value {
+    if d.is_null() {
+        return Value::Null;
+    }
+    let sensors: Vec<Value> = d["sensors"].as_array().map(|s| s.iter().take(DRIFT_SHOWN).cloned().collect()).unwrap_or_default();
+    json!({ "level": d["level"], "rows": d["rows"], "from": d["from"].as_f64().map(crate::alerts::stamp),
+        "to": d["to"].as_f64().map(crate::alerts::stamp), "sensors": sensors, "note": d["note"] })
+}
+
+/// Why the live models no longer fit the machine, if they do not: much newer data, or readings that
+/// drifted far from what they were trained on.
+fn stale_reason(c: &Cached, data_s: f64) -> Option<String> {
+    if let Some(m) = c.oldest_model_s
+        && data_s - m > MODEL_STALE_DAYS * 86_400.0
+    {
+        return Some(format!("the data is more than {MODEL_STALE_DAYS} days newer than the oldest live model"));
+    }
+    if c.drift["level"] == "large" {
+        let moved: Vec<String> = c.drift["sensors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["level"] == "large")
+            .map(|s| {
+                let outside = s["outside"].as_f64().unwrap_or(f64::NAN) * 100.0;
+                format!("{} ({outside:.0} % of readings outside the trained range)", s["sensor"].as_str().unwrap_or("?"))
+            })
+            .collect();
+        return Some(format!("the latest readings drifted from the training data: {}", moved.join(", ")));
+    }
+    None
+}
+
 fn light(v: &Verdict) -> &'static str {
     match (v.state, v.severity) {
         (State::Fresh, Some(Severity::Act)) => "red",
@@ -242,10 +323,11 @@ fn tile(state: &AppState, id: &str, name: &str) -> Result<(Value, Verdict), ApiE
     inputs.data_age_h = data_age_h;
     inputs.stale_after_h = state.fleet.stale_data_h();
     let v = verdict::decide(&inputs);
-    let models_state = match c.oldest_model_s {
-        None => "no_models",
-        Some(m) if data_s - m > MODEL_STALE_DAYS * 86_400.0 => "models_stale",
-        Some(_) => "ok",
+    let stale = stale_reason(&c, data_s);
+    let models_state = match (c.oldest_model_s, &stale) {
+        (None, _) => "no_models",
+        (Some(_), Some(_)) => "models_stale",
+        (Some(_), None) => "ok",
     };
     let alerts = state.fleet.active_alerts(id);
     let t = json!({
@@ -254,7 +336,7 @@ fn tile(state: &AppState, id: &str, name: &str) -> Result<(Value, Verdict), ApiE
         "rul_days": v.rul_days, "drivers": v.drivers, "contradiction": v.contradiction,
         "data_age_h": data_age_h, "data_updated_at": (data_s > 0.0).then(|| crate::alerts::stamp(data_s)),
         "models_age_h": c.oldest_model_s.map(|m| ((now - m) / 3600.0).max(0.0)),
-        "models_state": models_state, "models": c.models, "answers": c.answers, "error": c.error,
+        "models_state": models_state, "stale_reason": stale, "drift": c.drift, "models": c.models, "answers": c.answers, "error": c.error,
         "alerts_active": alerts.len(),
     });
     Ok((t, v))
@@ -356,6 +438,47 @@ pub async fn machine_verdict(AxState(state): AxState<AppState>, Path(id): Path<S
     Ok(Json(blocking(&state, move |s| verdict_blocking(s, &id)).await??))
 }
 
+/// Scores a request gets at most.
+const MAX_SCORES: usize = 10_000;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ScoresQuery {
+    /// Only scores from this time on (RFC 3339 or epoch seconds).
+    pub since: Option<String>,
+    /// The newest this many (default 500, at most 10000).
+    pub limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/machines/{machine_id}/scores", params(("machine_id" = String, Path), ScoresQuery), responses((status = 200, description = "the machine's score history, oldest first: each scoring of new data with its verdict, the four answers in brief, the sensors behind it and the model versions (kept fleet.score_history_days)"), (status = 400), (status = 404)))]
+pub async fn machine_scores(
+    AxState(state): AxState<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ScoresQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let mid = crate::data::MachineId::parse(&id)?;
+    let since = match q.since.as_deref() {
+        None => None,
+        Some(text) => Some(crate::util::time::parse_timestamp(text).ok_or_else(|| {
+            ApiError::bad_request(format!("since = {text:?} is not a time: give RFC 3339 (2026-12-01T00:00:00Z) or epoch seconds"))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(500);
+    if !(1..=MAX_SCORES).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit = {limit}: give 1 to {MAX_SCORES}")));
+    }
+    let known = blocking(&state, move |s| {
+        crate::data::machine_dir(&s.data_dir, &mid).is_dir() || s.registry.machines().is_ok_and(|m| m.iter().any(|x| x == mid.as_str()))
+    })
+    .await?;
+    if !known {
+        return Err(ApiError::not_found(format!("unknown machine {id:?}")));
+    }
+    let scores =
+        blocking(&state, move |s| s.fleet.score_history(&id, since, limit)).await?.map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(json!({ "count": scores.len(), "scores": scores })))
+}
+
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct AlertQuery {
     /// Include cleared alerts (kept for `fleet.alert_retention_days`).
@@ -423,7 +546,12 @@ pub async fn watch(state: AppState, bus: Bus, every: std::time::Duration, shutdo
             _ = shutdown.wait() => return,
             _ = tick.tick() => {
                 refresh_names(&state).await;
-                match blocking(&state, fleet_blocking).await {
+                let scored = blocking(&state, |s| {
+                    let tiles = fleet_blocking(s)?;
+                    s.fleet.keep_scores(&tiles, now());
+                    Ok::<_, ApiError>(tiles)
+                });
+                match scored.await {
                     // This tick's scores: MQTT publishes each as the machine's retained health. Not on the bus,
                     // where hundreds of machines a tick would push the alerts out of its backlog.
                     Ok(Ok(tiles)) => {

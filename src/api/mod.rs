@@ -83,6 +83,7 @@ async fn health(State(state): State<AppState>, headers: axum::http::HeaderMap) -
         fleet::fleet,
         fleet::fleet_csv,
         fleet::machine_verdict,
+        fleet::machine_scores,
         fleet::alerts,
         fleet::ack,
         readings::post_readings,
@@ -134,6 +135,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/api/fleet", get(fleet::fleet))
         .route("/api/fleet.csv", get(fleet::fleet_csv))
         .route("/api/machines/{machine_id}/verdict", get(fleet::machine_verdict))
+        .route("/api/machines/{machine_id}/scores", get(fleet::machine_scores))
         .route("/api/alerts", get(fleet::alerts))
         .route("/api/alerts/{alert_id}/ack", post(fleet::ack))
         .route("/api/machines/{machine_id}/readings", post(readings::post_readings).get(readings::get_readings))

@@ -372,6 +372,8 @@ pub(super) fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>
         Some(r) => check_readings(r, &live)?,
         None => Vec::new(),
     };
+    // Only from the machine's own data: rows sent with a request are too few to judge.
+    let drift = crate::ml::predict::drift_from_tails(live.iter().map(|(_, m)| m.as_ref()), &tails);
     let mut predictions = Map::new();
     let mut missing = Vec::new();
     let mut live = live.into_iter().peekable();
@@ -404,7 +406,7 @@ pub(super) fn predict_blocking(state: &AppState, id: &str, given: Option<Recent>
     let predictions = Value::Object(predictions);
     let verdict = verdict_of(state, id, &predictions);
     Ok(Json(json!({ "machine_id": id, "source": if given.is_some() { "request rows" } else { "the machine's latest data" },
-        "predictions": predictions, "verdict": verdict, "missing_models": missing, "damaged_models": damaged, "complete_system": missing.is_empty() && damaged.is_empty(), "ignored_sensors": ignored })))
+        "predictions": predictions, "verdict": verdict, "missing_models": missing, "damaged_models": damaged, "complete_system": missing.is_empty() && damaged.is_empty(), "ignored_sensors": ignored, "drift": drift })))
 }
 
 /// The one verdict over these answers, each weighed by its live model's graded report. The data's age is

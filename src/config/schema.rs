@@ -251,6 +251,11 @@ pub(super) const KEYS: &[KeySpec] = &[
     ),
     key("fleet.evaluate_interval_s", Kind::Float, "Seconds between evaluations of every machine's verdict for alerts and MQTT (5..=3600)."),
     key("fleet.alert_retention_days", Kind::Float, "Days a cleared alert is kept before it is deleted (1..=3650)."),
+    key(
+        "fleet.score_history_days",
+        Kind::Float,
+        "Days each machine's score history (state_dir/scores/<machine>/<day>.jsonl, GET /api/machines/{id}/scores) is kept (1..=3650).",
+    ),
     key("readings.enabled", Kind::Bool, "Take readings in (POST /api/machines/{id}/readings); when off, that route answers 503."),
     key("readings.future_tolerance_s", Kind::Float, "Seconds a reading may be stamped ahead of this Pi's clock (0..=86400)."),
     key(
@@ -268,6 +273,17 @@ pub(super) const KEYS: &[KeySpec] = &[
         Kind::Str,
         "MQTT topic readings arrive on when mqtt.enabled: {base} is mqtt.base_topic, {machine} the machine's segment; a {sensor} segment means one value per message (a number, or {\"ts\": ..., \"value\": ...}). Empty: no readings over MQTT.",
     ),
+    key(
+        "readings.retain_days",
+        Kind::Float,
+        "Days the readings taken in are kept in the machines' live/ files; older files are removed (0 for no age limit; 0..=36500). Files you put in a machine's folder are never removed.",
+    ),
+    key(
+        "readings.retain_mb_per_machine",
+        U64,
+        "MB of readings files kept per machine; the oldest go first and the newest always stays (0 for no limit).",
+    ),
+    key("readings.retain_mb_total", U64, "MB of readings files kept for all machines together; the oldest go first (0 for no limit)."),
     key("data.max_file_mb", U64, "A machine's data file larger than this many MB (1..=1048576) is refused before it is read."),
     key("data.max_columns", USIZE, "A data file with more columns than this (2..=100000) is refused."),
     key(

@@ -294,11 +294,13 @@ pub struct FleetConfig {
     pub evaluate_interval_s: f64,
     /// Days a cleared alert is kept.
     pub alert_retention_days: f64,
+    /// Days each machine's score history is kept.
+    pub score_history_days: f64,
 }
 
 impl Default for FleetConfig {
     fn default() -> Self {
-        FleetConfig { stale_data_h: 24.0, evaluate_interval_s: 60.0, alert_retention_days: 30.0 }
+        FleetConfig { stale_data_h: 24.0, evaluate_interval_s: 60.0, alert_retention_days: 30.0, score_history_days: 30.0 }
     }
 }
 
@@ -316,6 +318,24 @@ pub struct ReadingsConfig {
     /// The MQTT topic readings arrive on (with `mqtt.enabled`): `{base}` is the base topic, `{machine}` the
     /// machine's segment and an optional `{sensor}` segment makes it one value per message. Empty: none.
     pub mqtt_topic: String,
+    /// Days the readings taken in are kept in the machines' `live/` files (0: no age limit).
+    pub retain_days: f64,
+    /// MB of readings files kept per machine (0: no limit).
+    pub retain_mb_per_machine: u64,
+    /// MB of readings files kept for all machines together (0: no limit).
+    pub retain_mb_total: u64,
+}
+
+impl ReadingsConfig {
+    /// The limits as the retention pass takes them.
+    pub fn retention(&self) -> crate::data::retention::Retention {
+        let mb = |v: u64| (v > 0).then(|| v.saturating_mul(1 << 20));
+        crate::data::retention::Retention {
+            max_age_s: (self.retain_days > 0.0).then_some((self.retain_days * 86_400.0) as u64),
+            machine_bytes: mb(self.retain_mb_per_machine),
+            total_bytes: mb(self.retain_mb_total),
+        }
+    }
 }
 
 impl Default for ReadingsConfig {
@@ -326,6 +346,9 @@ impl Default for ReadingsConfig {
             order_tolerance_s: 60.0,
             compact_interval_s: 300.0,
             mqtt_topic: "{base}/machines/{machine}/readings".into(),
+            retain_days: 365.0,
+            retain_mb_per_machine: 1024,
+            retain_mb_total: 8192,
         }
     }
 }

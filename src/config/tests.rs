@@ -92,7 +92,7 @@ fn full_config() -> Config {
             max_connections: 100,
             body_memory_mb: 64,
         },
-        fleet: FleetConfig { stale_data_h: 6.0, evaluate_interval_s: 30.0, alert_retention_days: 7.0 },
+        fleet: FleetConfig { stale_data_h: 6.0, evaluate_interval_s: 30.0, alert_retention_days: 7.0, score_history_days: 90.0 },
         data: DataConfig {
             max_file_mb: 512,
             max_columns: 200,
@@ -108,6 +108,9 @@ fn full_config() -> Config {
             order_tolerance_s: 5.5,
             compact_interval_s: 60.0,
             mqtt_topic: "plant/{machine}/{sensor}".into(),
+            retain_days: 30.5,
+            retain_mb_per_machine: 200,
+            retain_mb_total: 0,
         },
     }
 }

@@ -413,6 +413,7 @@ impl FleetConfig {
             ("fleet.stale_data_h", self.stale_data_h, 0.1, 8760.0, "hours"),
             ("fleet.evaluate_interval_s", self.evaluate_interval_s, 5.0, 3600.0, "seconds"),
             ("fleet.alert_retention_days", self.alert_retention_days, 1.0, 3650.0, "days"),
+            ("fleet.score_history_days", self.score_history_days, 1.0, 3650.0, "days"),
         ] {
             if !(value.is_finite() && (lo..=hi).contains(&value)) {
                 return Err(invalid(key, render_f64(value), format!("must be between {lo} and {hi} {unit}")));
@@ -431,6 +432,16 @@ impl ReadingsConfig {
         ] {
             if !(value.is_finite() && (lo..=hi).contains(&value)) {
                 return Err(invalid(key, render_f64(value), format!("must be between {lo} and {hi} seconds")));
+            }
+        }
+        if !(self.retain_days.is_finite() && (0.0..=36_500.0).contains(&self.retain_days)) {
+            return Err(invalid("readings.retain_days", render_f64(self.retain_days), "must be between 0 (no limit) and 36500 days"));
+        }
+        for (key, value) in
+            [("readings.retain_mb_per_machine", self.retain_mb_per_machine), ("readings.retain_mb_total", self.retain_mb_total)]
+        {
+            if value > 1 << 30 {
+                return Err(invalid(key, value.to_string(), "must be between 0 (no limit) and 1073741824 MB"));
             }
         }
         if !self.mqtt_topic.is_empty()

@@ -142,6 +142,7 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
     state.fleet.configure(
         api::fleet::Settings { stale_data_h: cfg.fleet.stale_data_h },
         crate::alerts::AlertBook::open(&cfg.state_dir.join(ALERTS_FILE), cfg.fleet.alert_retention_days),
+        Some(std::sync::Arc::new(crate::scores::ScoreHistory::new(&cfg.state_dir.join(SCORES_DIR), cfg.fleet.score_history_days))),
         bus.clone(),
     );
     Ok(Daemon {
@@ -160,6 +161,8 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
 
 /// The alerts, in the state folder.
 pub const ALERTS_FILE: &str = "alerts.json";
+/// Each machine's score history, under the state folder.
+pub const SCORES_DIR: &str = "scores";
 
 /// The readings log, in the state folder.
 pub const READINGS_DIR: &str = "readings";
@@ -339,7 +342,7 @@ pub async fn run(mut daemon: Daemon, listener: tokio::net::TcpListener, cfg: &Co
     ));
     if let Some(readings) = daemon.state.readings.clone() {
         let every = Duration::from_secs_f64(cfg.readings.compact_interval_s);
-        tokio::spawn(compact_readings(readings, cfg.data_dir.clone(), every, shutdown.clone()));
+        tokio::spawn(compact_readings(readings, cfg.data_dir.clone(), cfg.readings.retention(), every, shutdown.clone()));
     }
     let systemd = systemd::start(systemd::Parts { queue: daemon.queue.clone(), beats: systemd_beats, addr }, shutdown.clone()).await;
     shutdown.wait().await;
@@ -364,7 +367,13 @@ pub async fn run(mut daemon: Daemon, listener: tokio::net::TcpListener, cfg: &Co
 /// Moves the readings log into the machines' files every `every` (the first pass right away: readings a
 /// previous run left in the log). Not at shutdown: a long pass would hold up the stop, and the log keeps
 /// everything until the next start.
-async fn compact_readings(readings: Arc<crate::ingest::Readings>, data_dir: std::path::PathBuf, every: Duration, shutdown: Shutdown) {
+async fn compact_readings(
+    readings: Arc<crate::ingest::Readings>,
+    data_dir: std::path::PathBuf,
+    keep: crate::data::retention::Retention,
+    every: Duration,
+    shutdown: Shutdown,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -373,8 +382,32 @@ async fn compact_readings(readings: Arc<crate::ingest::Readings>, data_dir: std:
             _ = tick.tick() => {}
         }
         let (r, d) = (readings.clone(), data_dir.clone());
-        match tokio::task::spawn_blocking(move || r.compact(&d)).await {
-            Ok(Ok(done)) => {
+        let pass = tokio::task::spawn_blocking(move || {
+            let done = r.compact(&d);
+            // After the pass: the day it just joined counts as one file.
+            (done, crate::data::retention::retain_machines(&d, &keep))
+        });
+        let (done, retained) = match pass.await {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::error!(error = %e, "readings compaction task failed");
+                continue;
+            }
+        };
+        match retained {
+            Ok(kept) if kept.removed() > 0 => tracing::info!(
+                by_age = kept.by_age,
+                by_machine_size = kept.by_machine_size,
+                by_total_size = kept.by_total_size,
+                mb_removed = kept.bytes_removed >> 20,
+                mb_kept = kept.bytes_kept >> 20,
+                "old readings files removed ([readings] retain_*)"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "readings retention could not run; old readings files stay"),
+        }
+        match done {
+            Ok(done) => {
                 if done.rows > 0 || done.segments_removed > 0 {
                     tracing::info!(
                         rows = done.rows,
@@ -389,8 +422,7 @@ async fn compact_readings(readings: Arc<crate::ingest::Readings>, data_dir: std:
                     tracing::warn!(machine = %machine, "readings stay in the log: {why}");
                 }
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "readings compaction failed; the readings stay in the log"),
-            Err(e) => tracing::error!(error = %e, "readings compaction task failed"),
+            Err(e) => tracing::error!(error = %e, "readings compaction failed; the readings stay in the log"),
         }
     }
 }

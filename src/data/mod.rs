@@ -15,6 +15,7 @@ mod peek;
 mod read;
 mod read_parquet;
 mod read_text;
+pub mod retention;
 pub mod simulate;
 mod sources;
 mod summaries;

@@ -54,6 +54,9 @@ pub struct BundleHeader {
     /// The training grid: readings are aggregated onto it before the model sees them (format 4 on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grid: Option<crate::data::grid::Grid>,
+    /// Each sensor's training distribution ([`super::drift`]); older bundles have none (no drift is judged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<super::drift::Profile>,
 }
 
 #[derive(Debug, Error)]
@@ -325,6 +328,7 @@ mod tests {
             metrics: serde_json::json!({"rmse": 1.25}),
             payload_encoding: "postcard".into(),
             grid: None,
+            profile: None,
         }
     }
 

@@ -19,13 +19,15 @@ pub use super::trainers::regress::{RegressorModel, RulAnswer, UrgencyHours};
 pub struct LiveModel {
     pub payload: Payload,
     pub grid: Option<crate::data::grid::Grid>,
+    /// The training distribution of each sensor, for drift (none in models trained before it was kept).
+    pub profile: Option<super::drift::Profile>,
 }
 
 impl LiveModel {
     pub fn load(path: &Path) -> Result<(BundleHeader, LiveModel), MlError> {
         let (header, payload) = Payload::load(path)?;
-        let grid = header.grid.clone();
-        Ok((header, LiveModel { payload, grid }))
+        let (grid, profile) = (header.grid.clone(), header.profile.clone());
+        Ok((header, LiveModel { payload, grid, profile }))
     }
 }
 
@@ -96,6 +98,7 @@ impl Payload {
             metrics: serde_json::json!({ "headline": report.headline, "test": report.metrics }),
             payload_encoding: PAYLOAD_ENCODING.into(),
             grid: report.data.grid.as_ref().map(|g| g.grid.clone()),
+            profile: report.data.profile.clone(),
         }
     }
 

@@ -56,11 +56,25 @@ pub fn history_tails<'m, E>(
         if tails.iter().any(|(g, _)| g.as_ref() == grid) {
             continue;
         }
-        let rows = models.clone().filter(|(_, g)| *g == grid).map(|(p, _)| rows_needed(p)).max().unwrap_or(1);
+        // At least the drift window too: the same rows tell how far the readings moved from the training data.
+        let rows =
+            models.clone().filter(|(_, g)| *g == grid).map(|(p, _)| rows_needed(p)).max().unwrap_or(1).max(super::drift::WINDOW_MAX_ROWS);
         tails.push((grid.cloned(), load(crate::data::Tail { rows }, grid)?));
     }
     crate::util::release_freed_memory();
     Ok(tails)
+}
+
+/// The drift of the machine's latest rows from the training data of the first model that kept it (the
+/// models of one training share it), on that model's grid.
+pub fn drift_from_tails<'m>(models: impl Iterator<Item = &'m super::model::LiveModel>, tails: &Tails) -> Option<super::drift::DriftReport> {
+    models
+        .filter_map(|m| {
+            let profile = m.profile.as_ref()?;
+            let (_, table) = tails.iter().find(|(g, _)| g.as_ref() == m.grid.as_ref())?;
+            Some(super::drift::assess(profile, table))
+        })
+        .next()
 }
 
 /// A model's answer from the tails [`history_tails`] read.

@@ -34,6 +34,9 @@ pub struct DataSummary {
     /// How the readings were put onto the training grid; absent when they were used as recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grid: Option<crate::data::grid::GridSummary>,
+    /// Each sensor's distribution in the data trained on, for the drift of later readings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<super::drift::Profile>,
 }
 
 /// The one number a card shows, its baseline on the same test rows, and which direction is better.

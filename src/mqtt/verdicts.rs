@@ -20,17 +20,6 @@ pub fn health_topic(topics: &Topics, machine: &str) -> String {
     format!("{}/machines/{machine}/health", topics.base())
 }
 
-/// The retained health payload: the verdict of the latest scoring, the four answers in brief, the sensors
-/// behind it, the live model versions and how old the data is.
-pub fn health_payload(tile: &Value) -> Value {
-    let versions: serde_json::Map<String, Value> =
-        tile["models"].as_object().map(|m| m.iter().map(|(t, v)| (t.clone(), v["version"].clone())).collect()).unwrap_or_default();
-    json!({ "machine_id": tile["machine_id"], "light": tile["light"], "state": tile["state"], "severity": tile["severity"],
-        "label": tile["label"], "sentence": tile["sentence"], "rul_days": tile["rul_days"], "drivers": tile["drivers"],
-        "answers": tile["answers"], "models": versions, "data_updated_at": tile["data_updated_at"], "error": tile["error"],
-        "scored_at": now_ms() })
-}
-
 pub fn alerts_topic(topics: &Topics, machine: &str) -> String {
     format!("{}/machines/{machine}/alerts", topics.base())
 }
@@ -63,7 +52,7 @@ pub async fn run(
                 let tiles = scores.borrow_and_update().clone();
                 for t in tiles.iter() {
                     if let Some(machine) = t["machine_id"].as_str().filter(|m| crate::data::MachineId::parse(m).is_ok()) {
-                        outbox.send(Message::state(health_topic(&topics, machine), &health_payload(t)));
+                        outbox.send(Message::state(health_topic(&topics, machine), &crate::scores::health_record(t, crate::util::time::now_secs())));
                     }
                 }
             }

@@ -72,6 +72,14 @@ main(async () => {
     await page.waitForSelector('#verdict');
     const text = await page.textContent('#verdict');
     check(/failure model says/.test(text) && /RUL model says/.test(text) && /anomaly model says/.test(text), `the verdict does not weigh all three: ${text}`);
+    // Beside it: each sensor's drift from the training data, and the score history (empty until the first
+    // evaluation on the cadence has scored new data, or a table).
+    const levels = await page.$$eval('#drift tr[data-sensor]', (rows) => rows.map((r) => r.dataset.level));
+    check(levels.length > 0 && levels.every((l) => ['stable', 'moderate', 'large'].includes(l)), `drift per sensor: ${levels}`);
+    check(/from the training data/.test(await page.textContent('#drift')), await page.textContent('#drift'));
+    await page.waitForSelector('#scores');
+    const tileDrift = await page.getAttribute(`${tileOf(fresh)} .tile-drift`, 'data-level');
+    check(['stable', 'moderate', 'large'].includes(tileDrift), `the tile's drift: ${tileDrift}`);
   });
 
   await step('search narrows the tiles; the CSV export downloads', async () => {

@@ -74,6 +74,7 @@ export const api = {
   eventsUrl: (id) => `/api/ml/tasks/${enc(id)}/events`,
   fleet: () => raw('GET', '/api/fleet'),
   verdict: (m) => raw('GET', `/api/machines/${enc(m)}/verdict`),
+  scores: (m, limit = 48) => raw('GET', `/api/machines/${enc(m)}/scores?limit=${limit}`),
   alerts: (all = false) => raw('GET', `/api/alerts${all ? '?all=true' : ''}`),
   ackAlert: (id, by) => authed('POST', `/api/alerts/${enc(id)}/ack`, { by }),
 };

@@ -499,6 +499,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         feature_windows_rows: model.spec.windows.clone(),
         grid: table.grid.clone(),
         time_in_life: false,
+        profile: None,
     };
     report.warnings.extend(dropped.iter().map(|s| format!("sensor {s} is constant on the healthy rows and was dropped")));
     sw.lap("evaluate");

@@ -236,6 +236,7 @@ pub fn data_summary(table: &Table, p: &Prepared) -> DataSummary {
         feature_windows_rows: p.spec.windows.clone(),
         grid: table.grid.clone(),
         time_in_life: p.spec.time_in_life,
+        profile: None,
     }
 }
 

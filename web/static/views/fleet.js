@@ -13,6 +13,14 @@ function age(hours) {
   return `${Math.round(hours / 24)} days`;
 }
 
+// The drift of the latest readings from the training data, in a few words: the level and the sensor that moved most.
+function driftText(d) {
+  if (!d) return '–';
+  if (!d.level) return 'not judged yet';
+  const top = d.sensors?.[0];
+  return d.level === 'stable' || !top ? d.level : `${d.level}: ${top.sensor} (${Math.round(top.outside * 100)} % outside the trained range)`;
+}
+
 function tile(t) {
   const models = t.models_state === 'no_models' ? 'no models yet'
     : t.models_state === 'models_stale' ? `models stale (${age(t.models_age_h)} old): retrain` : `models ${age(t.models_age_h)} old`;
@@ -27,7 +35,8 @@ function tile(t) {
       h('dt', {}, 'RUL'), h('dd', {}, t.state !== 'fresh' || t.rul_days === null || t.rul_days === undefined ? '–' : `${t.rul_days} days`),
       h('dt', {}, 'Driven by'), h('dd', {}, (t.drivers ?? []).join(', ') || '–'),
       h('dt', {}, 'Data'), h('dd', {}, t.data_age_h === null || t.data_age_h === undefined ? '–' : `${age(t.data_age_h)} old`),
-      h('dt', {}, 'Models'), h('dd', {}, models)),
+      h('dt', {}, 'Models'), h('dd', { title: t.stale_reason ?? '' }, models),
+      h('dt', {}, 'Drift'), h('dd', { class: 'tile-drift', dataset: { level: t.drift?.level ?? '' } }, driftText(t.drift))),
     t.alerts_active ? h('p', { class: 'tile-alerts' }, `${t.alerts_active} active alert${t.alerts_active > 1 ? 's' : ''}`) : '');
 }
 
@@ -41,12 +50,44 @@ function alertRow(a, onAck) {
     a.status === 'active' && !a.acked_by ? btn : '');
 }
 
-function detail(root, v) {
+const num = (x, digits) => (typeof x === 'number' ? x.toFixed(digits) : '–');
+
+// Each sensor's drift: how far its latest readings moved from the data the models were trained on.
+function driftTable(d) {
+  if (!d) return '';
+  const head = h('p', { class: 'muted' }, d.level
+    ? `Drift of the latest ${d.rows} rows (${fmtTime(d.from)} – ${fmtTime(d.to)}) from the training data: ${d.level}. `
+      + "Large when a quarter of a sensor's readings lie outside the range the models were trained on (a regime they never saw); "
+      + 'PSI says how much its distribution changed at all (above 0.25: much, as when a machine wears).'
+    : (d.note ?? 'Drift not judged.'));
+  if (!d.sensors?.length) return h('div', { id: 'drift' }, head);
+  return h('div', { id: 'drift' }, head, h('div', { class: 'table-wrap' }, h('table', { class: 'drift-table' },
+    h('thead', {}, h('tr', {}, ['Sensor', 'Outside the trained range', 'PSI', 'Drift', 'Median now', 'Median in training'].map((c) => h('th', {}, c)))),
+    h('tbody', {}, d.sensors.map((s) => h('tr', { dataset: { sensor: s.sensor, level: s.level } },
+      h('td', {}, s.sensor), h('td', {}, `${Math.round(s.outside * 100)} %`), h('td', {}, num(s.psi, 2)), h('td', {}, s.level), h('td', {}, num(s.recent_median, 2)), h('td', {}, num(s.training_median, 2))))))));
+}
+
+// The latest scores, newest first: how the verdict and the answers moved as readings came in.
+function scoreTable(list) {
+  if (!list.length) return h('p', { class: 'muted', id: 'scores' }, 'No scores kept yet: they are written as new data is scored.');
+  const rows = [...list].reverse().map((s) => h('tr', {},
+    h('td', {}, fmtTime(s.scored_at)), h('td', {}, s.label ?? s.state ?? '–'),
+    h('td', {}, num(s.answers?.classification?.failure_probability, 2)), h('td', {}, num(s.answers?.regression?.rul_hours, 0)),
+    h('td', {}, num(s.answers?.anomaly?.anomaly_score, 2)), h('td', {}, s.drift?.level ?? '–')));
+  return h('div', { class: 'table-wrap', id: 'scores' }, h('table', { class: 'score-table' },
+    h('thead', {}, h('tr', {}, ['Scored', 'Verdict', 'Failure probability', 'RUL (h)', 'Anomaly score', 'Drift'].map((c) => h('th', {}, c)))),
+    h('tbody', {}, rows)));
+}
+
+function detail(root, v, scores) {
   const verdict = v.verdict;
   add(root, h('section', { class: ['panel', 'verdict', `light-${v.tile.light}`], id: 'verdict' },
     h('h2', {}, v.tile.display_name || v.machine_id, ': ', verdict.label),
     h('p', { class: 'verdict-sentence' }, verdict.sentence),
     verdict.explanation?.length ? h('ul', { class: 'verdict-why' }, verdict.explanation.map((l) => h('li', {}, l))) : '',
+    v.tile.stale_reason ? h('p', { class: 'warn', id: 'stale-reason' }, `Models stale: ${v.tile.stale_reason}. Retrain them.`) : '',
+    driftTable(v.tile.drift),
+    h('h3', {}, 'Score history'), scoreTable(scores?.scores ?? []),
     h('p', {}, h('a', { href: `#/predict/${encodeURIComponent(v.machine_id)}` }, 'Predictions'), ' · ',
       h('a', { href: `#/results/${encodeURIComponent(v.machine_id)}` }, 'Model results'), ' · ',
       h('a', { href: `#/train/${encodeURIComponent(v.machine_id)}` }, 'Train'))));
@@ -92,7 +133,10 @@ export async function mount(root, args) {
   }
   search.addEventListener('input', draw);
   if (args[0]) {
-    try { detail(focus, await api.verdict(args[0])); } catch (e) { add(focus, alertBox('bad', `No verdict for ${args[0]}:`, e.message)); }
+    try {
+      const [v, scores] = await Promise.all([api.verdict(args[0]), api.scores(args[0]).catch(() => null)]);
+      detail(focus, v, scores);
+    } catch (e) { add(focus, alertBox('bad', `No verdict for ${args[0]}:`, e.message)); }
   }
   await refresh();
   const timer = setInterval(refresh, 15000);
