@@ -6,7 +6,6 @@ use super::caps::Budget;
 use super::error::DataError;
 use super::read::read_file_chunks;
 use super::read_text::{Delimiter, TextOptions};
-use super::sources::{LIVE_DIR, LIVE_TIME};
 use super::write::{Format, OutTable, write_table};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +28,10 @@ pub struct LiveFile {
 }
 
 const DAY_US: i64 = 86_400 * 1_000_000;
+
+/// The folder of a machine's compacted readings, and their time column (epoch microseconds in Parquet).
+pub const LIVE_DIR: &str = "live";
+pub const LIVE_TIME: &str = "timestamp";
 
 pub fn live_dir(machine_dir: &Path) -> PathBuf {
     machine_dir.join(LIVE_DIR)

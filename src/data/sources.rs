@@ -43,9 +43,7 @@ impl SourceFile {
     }
 }
 
-/// The folder of a machine's compacted readings, and their time column (epoch microseconds in Parquet).
-pub const LIVE_DIR: &str = "live";
-pub const LIVE_TIME: &str = "timestamp";
+pub use super::live::{LIVE_DIR, LIVE_TIME};
 
 /// The compacted readings in `<dir>/live/`, oldest first (their names start with their first time,
 /// zero-padded, so the name order is the time order). `split` is theirs when the history has a given split.
