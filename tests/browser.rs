@@ -90,25 +90,6 @@ fn fleet_with_a_big_machine(root: &Path) -> PathBuf {
     data
 }
 
-/// Copies machine `from` to `to` with its test file ending at the row `cut` picks from the RUL column
-/// (hours): the data's latest reading then sits where the test wants it.
-fn cut_copy(data: &Path, from: &str, to: &str, cut: impl Fn(&[f64]) -> Option<usize>) {
-    let (src, dst) = (data.join("machines").join(from), data.join("machines").join(to));
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(&src).unwrap().flatten() {
-        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-    }
-    let text = std::fs::read_to_string(src.join("test.csv")).unwrap();
-    let mut lines = text.lines();
-    let header = lines.next().unwrap();
-    let col = header.split(',').position(|c| c == "rul").expect("a rul column");
-    let rows: Vec<&str> = lines.collect();
-    let rul: Vec<f64> = rows.iter().map(|l| l.split(',').nth(col).unwrap().parse().unwrap()).collect();
-    let last = cut(&rul).filter(|&i| i < rows.len()).unwrap_or_else(|| panic!("no row to cut {from}'s test file at for {to}: {rul:?}"));
-    let kept: Vec<&str> = std::iter::once(header).chain(rows[..=last].iter().copied()).collect();
-    std::fs::write(dst.join("test.csv"), kept.join("\n") + "\n").unwrap();
-}
-
 fn header<'a>(r: &'a common::Resp, name: &str) -> &'a str {
     r.header(name).unwrap_or_else(|| panic!("no {name} header in {:?}", r.headers))
 }
@@ -206,8 +187,8 @@ fn fleet_view_in_a_real_browser() {
     // The same machine twice more, its history cut where a life nears its failure and where one has just begun.
     let risk = format!("{first}_at_risk");
     let healthy = format!("{first}_healthy");
-    cut_copy(&data, &first, &risk, |rul| rul.iter().position(|&r| r <= 12.0));
-    cut_copy(&data, &first, &healthy, |rul| (100..rul.len()).find(|&i| rul[i] >= 300.0));
+    common::cut_copy(&data, &first, &risk, |rul| rul.iter().position(|&r| r <= 12.0));
+    common::cut_copy(&data, &first, &healthy, |rul| (100..rul.len()).find(|&i| rul[i] >= 300.0));
     let d = Daemon::start(&data, &dir.path().join("state"), &[]);
     let machines = d.get("/api/ml/train/machines/available").json();
     let ids: Vec<String> = machines["machines"]

@@ -1046,3 +1046,92 @@ fn readings_in_over_mqtt_are_scored_and_each_machines_health_is_published_retain
     assert_eq!(bad.status, 400, "{}", String::from_utf8_lossy(&bad.body));
     assert_eq!(common::request(daemon.addr, "GET", "/api/machines/no_such/scores", None, &[]).status, 404);
 }
+
+/// The simulator's replay, end to end: a machine whose history stops 400 h before a failure, trained; the
+/// rest of that life replayed over MQTT by `millwright replay` as a gateway would send it; the daemon takes
+/// every reading in and scores the machine as it wears: the remaining life it answers falls and the verdict
+/// moves off "ok". (Whether it reaches "plan maintenance", and so an alert, is the models' quality on this
+/// life: the test prints it.)
+#[test]
+fn a_replayed_failure_trajectory_is_taken_in_and_scored_as_the_machine_wears() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let opts = millwright::data::simulate::FleetOptions {
+        out_dir: data.clone(),
+        machines: 1,
+        seed: 11,
+        rows: 30_000,
+        format: millwright::data::write::Format::Csv,
+        ..Default::default()
+    };
+    millwright::data::simulate::simulate_fleet(&opts).unwrap();
+    let source = millwright::data::machine_ids(&data).unwrap().remove(0);
+    let target = format!("{source}_replayed");
+    // The first life of the test file that still has 400 h to run: the history ends there.
+    common::cut_copy(&data, &source, &target, |rul| (1..rul.len()).find(|&i| rul[i] <= 400.0 && rul[i - 1] > rul[i] && rul[i] > 390.0));
+    let broker = Broker::start(&d.path().join("broker"));
+    let state = d.path().join("state");
+    let daemon = start(
+        &data,
+        &state,
+        &broker.url(),
+        &[("MILLWRIGHT_FLEET__EVALUATE_INTERVAL_S", "5"), ("MILLWRIGHT_READINGS__COMPACT_INTERVAL_S", "10")],
+    );
+    let task = daemon.post("/api/ml/train/batch", &json!({ "machine_id": target })).json();
+    assert_eq!(daemon.wait_task(task["task_id"].as_str().unwrap(), LONG)["status"], "SUCCESS");
+    let before = daemon.get(&format!("/api/machines/{target}/verdict")).json()["tile"].clone();
+    let rul_before = before["answers"]["regression"]["rul_hours"].as_f64().unwrap_or_else(|| panic!("{before}"));
+    assert!(before["severity"] == "ok" || before["severity"] == "watch", "400 h before the failure: {before}");
+    let health_topic = topic(&format!("machines/{target}/health"));
+    let sub = Sub::connect(broker.port, &[&health_topic]);
+    wait_for("the readings connection", SHORT, || daemon.log().contains("MQTT readings: subscribed"));
+
+    // 400 recorded hours at 72,000×: 20 s.
+    let t0 = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_millwright"))
+        .args(["replay", "--from", &source, "--machine", &target, "--speed", "72000", "--data-dir"])
+        .arg(&data)
+        .env("MILLWRIGHT_MQTT__URL", broker.url())
+        .env("MILLWRIGHT_MQTT__NODE_ID", "test1")
+        .env_remove("MILLWRIGHT_CONFIG")
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "replay failed: {said}");
+    assert!(said.contains("the life ended"), "{said}");
+    eprintln!("{said}replay took {:.1} s", t0.elapsed().as_secs_f64());
+    let sent: usize = said.split("sent ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(sent >= 390, "{said}");
+
+    // Scored on the whole trajectory: the forecast starts an hour after the newest reading in the files
+    // (the last one waits out the order tolerance).
+    let last = sub.wait(Duration::from_secs(90), "the health scored on the whole replayed life", |m| {
+        m.json()["answers"]["timeseries"]["start"].as_str().and_then(millwright::util::time::parse_timestamp) >= Some(said_end(&said))
+    });
+    let h = last.json();
+    eprintln!(
+        "after the replay: {} ({}), RUL {:?} h (before: {rul_before:.0} h), failure probability {:?}, {} s after the replay began",
+        h["label"],
+        h["sentence"],
+        h["answers"]["regression"]["rul_hours"],
+        h["answers"]["classification"]["failure_probability"],
+        t0.elapsed().as_secs()
+    );
+    let counts = readings_health(&daemon);
+    assert_eq!((counts["rows_accepted"].as_u64(), counts["rows_rejected"].as_u64()), (Some(sent as u64), Some(0)), "{counts}");
+    let rul_after = h["answers"]["regression"]["rul_hours"].as_f64().unwrap();
+    assert!(rul_after < rul_before / 2.0, "the remaining life answered did not fall with the wear: {rul_before:.0} h -> {rul_after:.0} h");
+    assert!(
+        ["watch", "plan", "act"].contains(&h["severity"].as_str().unwrap_or("")),
+        "an hour before the failure the verdict is still {}",
+        h["label"]
+    );
+    let alerts = daemon.get(&format!("/api/alerts?machine_id={target}")).json();
+    eprintln!("alerts active after the replay: {}", alerts["active"]);
+}
+
+/// The recorded end of the replayed rows, from the command's first line ("… – <end>, …").
+fn said_end(said: &str) -> f64 {
+    let end = said.split(" – ").nth(1).and_then(|s| s.split([',', ')']).next()).unwrap_or_default();
+    millwright::util::time::parse_timestamp(end).unwrap_or(f64::MAX)
+}

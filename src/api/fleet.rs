@@ -275,8 +275,7 @@ fn drift_brief(d: &Value) -> Value {
         return Value::Null;
     }
     let sensors: Vec<Value> = d["sensors"].as_array().map(|s| s.iter().take(DRIFT_SHOWN).cloned().collect()).unwrap_or_default();
-    json!({ "level": d["level"], "rows": d["rows"], "from": d["from"].as_f64().map(crate::alerts::stamp),
-        "to": d["to"].as_f64().map(crate::alerts::stamp), "sensors": sensors, "note": d["note"] })
+    json!({ "level": d["level"], "rows": d["rows"], "from": d["from"], "to": d["to"], "sensors": sensors, "note": d["note"] })
 }
 
 /// Why the live models no longer fit the machine, if they do not: much newer data, or readings that

@@ -2,6 +2,7 @@
 mod bench_cmd;
 mod data_cmds;
 mod ml_cmds;
+mod replay_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -44,6 +45,9 @@ impl DataDirArg {
 enum Command {
     /// Write a demo fleet of simulated machines (run-to-failure lives, regimes, daily cycle, dropouts).
     Simulate(data_cmds::SimulateArgs),
+    /// The simulator's replay: a machine's recorded rows published over MQTT as live readings, faster than
+    /// recorded, from where the target machine's history ends to the end of that life.
+    Replay(replay_cmd::ReplayArgs),
     /// List the machines in the data folder: id, family, rows, sensors, lives, labels/RUL.
     Machines {
         #[command(flatten)]
@@ -176,6 +180,7 @@ pub fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Simulate(args) => data_cmds::simulate(&args),
+        Command::Replay(args) => replay_cmd::replay(&args),
         Command::Machines { data, json } => data.dir().and_then(|d| data_cmds::machines(&d, json)),
         Command::InspectData { machine, data } => data.dir().and_then(|d| data_cmds::inspect(&d, &machine)),
         Command::Train(args) => ml_cmds::train(&args),

@@ -63,6 +63,19 @@ impl ReadingsTopic {
             .join("/")
     }
 
+    /// The topic `machine`'s readings (one sensor's, in the per-sensor layout) are published on.
+    pub fn topic(&self, machine: &str, sensor: Option<&str>) -> String {
+        self.segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => l.as_str(),
+                Segment::Machine => machine,
+                Segment::Sensor => sensor.unwrap_or(""),
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
     pub fn per_sensor(&self) -> bool {
         self.segments.contains(&Segment::Sensor)
     }
@@ -93,6 +106,8 @@ mod tests {
     #[test]
     fn patterns_give_filters_and_read_topics_back() {
         let t = ReadingsTopic::parse("{base}/machines/{machine}/readings", "millwright/pi").unwrap();
+        assert_eq!(t.topic("m1", None), "millwright/pi/machines/m1/readings");
+        assert_eq!(t.of(&t.topic("m1", None)).map(|o| o.machine), Some("m1".to_string()));
         assert_eq!(t.filter(), "millwright/pi/machines/+/readings");
         assert!(!t.per_sensor());
         assert_eq!(t.of("millwright/pi/machines/pump_1/readings"), Some(TopicOf { machine: "pump_1".into(), sensor: None }));

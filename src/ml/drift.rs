@@ -86,8 +86,9 @@ pub struct SensorDrift {
 pub struct DriftReport {
     pub level: Option<Level>,
     pub rows: usize,
-    pub from: Option<f64>,
-    pub to: Option<f64>,
+    /// The window's first and last time (RFC 3339).
+    pub from: Option<String>,
+    pub to: Option<String>,
     pub sensors: Vec<SensorDrift>,
     /// Why there is no judgement, if there is none.
     pub note: Option<String>,
@@ -183,7 +184,8 @@ pub fn assess(profile: &Profile, table: &Table) -> DriftReport {
     let ts = &table.timestamps[life.clone()];
     let w = window(ts);
     let rows = w.len();
-    let (from, to) = (ts.get(w.start).copied(), ts.get(w.end.wrapping_sub(1)).copied());
+    let stamp = |i: usize| ts.get(i).map(|t| crate::util::time::format_timestamp(*t));
+    let (from, to) = (stamp(w.start), stamp(w.end.wrapping_sub(1)));
     let mut sensors: Vec<SensorDrift> = profile
         .iter()
         .filter_map(|b| {

@@ -116,8 +116,9 @@ pub fn connect(settings: &Settings, version: Version) -> (Client, EventLoop) {
     }
 }
 
-/// What every 3.1.1 connection of the daemon shares: the broker, keep-alive, credentials and TLS.
-pub(super) fn base_v311(s: &Settings, client_id: String) -> MqttOptions {
+/// What every 3.1.1 connection of the daemon shares: the broker, keep-alive, credentials and TLS (also the
+/// replay's connection, which publishes readings like a gateway).
+pub fn base_v311(s: &Settings, client_id: String) -> MqttOptions {
     let mut o = MqttOptions::new(client_id, s.host.clone(), s.port);
     o.set_keep_alive(s.keepalive);
     if let Some((user, password)) = &s.credentials {

@@ -21,6 +21,25 @@ pub fn fleet(dir: &Path, machines: usize, rows: usize) {
     millwright::data::simulate::simulate_fleet(&opts).unwrap();
 }
 
+/// Copies machine `from` to `to` with its test file ending at the row `cut` picks from the RUL column
+/// (hours): the data's latest reading then sits where the test wants it.
+pub fn cut_copy(data: &Path, from: &str, to: &str, cut: impl Fn(&[f64]) -> Option<usize>) {
+    let (src, dst) = (data.join("machines").join(from), data.join("machines").join(to));
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap().flatten() {
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    let text = std::fs::read_to_string(src.join("test.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let col = header.split(',').position(|c| c == "rul").expect("a rul column");
+    let rows: Vec<&str> = lines.collect();
+    let rul: Vec<f64> = rows.iter().map(|l| l.split(',').nth(col).unwrap().parse().unwrap()).collect();
+    let last = cut(&rul).filter(|&i| i < rows.len()).unwrap_or_else(|| panic!("no row to cut {from}'s test file at for {to}: {rul:?}"));
+    let kept: Vec<&str> = std::iter::once(header).chain(rows[..=last].iter().copied()).collect();
+    std::fs::write(dst.join("test.csv"), kept.join("\n") + "\n").unwrap();
+}
+
 /// A fleet of one machine with `rows` rows, made once per test binary (and size) and only read by daemons.
 pub fn shared_fleet(rows: usize) -> &'static Path {
     static FLEETS: OnceLock<Mutex<HashMap<usize, &'static Path>>> = OnceLock::new();

@@ -8,6 +8,7 @@
 mod engine;
 mod families;
 mod output;
+pub mod replay;
 #[cfg(test)]
 mod tests;
 
