@@ -918,6 +918,22 @@ fn readings_over_mqtt_are_stored_bad_ones_counted_and_the_per_sensor_layout_read
     wait_for("one message per sensor", SHORT, || readings_health(&daemon)["messages"] == sensors.len() + 1);
     let h = readings_health(&daemon);
     assert_eq!((h["rows_accepted"].as_u64(), h["rows_rejected"].as_u64()), (Some(sensors.len() as u64), Some(1)), "{h}");
+
+    // With readings.create_machines, a machine that does not exist yet is made from its first message.
+    let mut daemon = daemon;
+    daemon.terminate();
+    let subscribed =
+        || std::fs::read_to_string(state.with_extension("stderr.log")).unwrap_or_default().matches("MQTT readings: subscribed").count();
+    let before = subscribed();
+    let daemon = start(&data, &state, &broker.url(), &[("MILLWRIGHT_READINGS__CREATE_MACHINES", "true")]);
+    wait_for("the readings connection", SHORT, || subscribed() > before);
+    let fresh = json!([{ "ts": stamp + 1.0, "flow": 3.5, "pressure": 1.2 }, { "ts": stamp + 2.0, "flow": 3.6, "pressure": 1.1 }]);
+    publisher.publish(&topic("machines/line-9/readings"), fresh.to_string().as_bytes(), false);
+    wait_for("the new machine's message", SHORT, || readings_health(&daemon)["messages"] == 1);
+    let h = readings_health(&daemon);
+    assert_eq!((h["rows_accepted"].as_u64(), h["refused_messages"].as_u64()), (Some(2), Some(0)), "{h}");
+    let stored = daemon.get("/api/machines/line-9/readings").json();
+    assert_eq!((stored["rows"].as_u64(), stored["sensors"].clone()), (Some(2), json!(["flow", "pressure"])), "{stored}");
 }
 
 #[test]

@@ -351,3 +351,62 @@ fn readings_from_a_regime_the_training_data_never_had_show_as_drift_and_mark_the
     let p = d.post(&format!("/api/ml/predict/{id}"), &json!({})).json();
     assert_eq!(p["drift"]["level"], "large", "{}", p["drift"]);
 }
+
+#[test]
+fn a_machine_the_daemon_does_not_know_is_made_from_its_first_readings_only_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::fleet(&data, 1, 500);
+    let t0 = (now_secs() - 400.0 * 60.0).floor();
+    // A slow wave and a small saw-tooth: something an anomaly model can learn.
+    let rows: Vec<Value> = (0..400)
+        .map(|i| {
+            let x = f64::from(i);
+            json!({ "ts": format_timestamp(t0 + x * 60.0), "temperature": 60.0 + (x / 40.0).sin() * 3.0, "vibration": 1.5 + ((x * 7.0) % 5.0) * 0.01 })
+        })
+        .collect();
+    {
+        let d = Daemon::start(&data, &dir.path().join("state"), &[]);
+        let (status, v) = post(&d, "press-new", &json!(rows));
+        assert_eq!(status, 404, "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("create_machines = true"), "the refusal says how to allow it: {v}");
+        assert!(!data.join("machines/press-new").exists(), "a refused machine leaves no folder");
+    }
+    let d = Daemon::start(
+        &data,
+        &dir.path().join("state"),
+        &[("MILLWRIGHT_READINGS__CREATE_MACHINES", "true"), ("MILLWRIGHT_READINGS__COMPACT_INTERVAL_S", "10")],
+    );
+    let (status, v) = post(&d, "Press.7", &json!(rows[..1]));
+    assert_eq!(status, 400, "an id that cannot be a machine is refused, never made: {v}");
+    let (status, v) = post(&d, "press-new", &json!(rows[..399]));
+    assert_eq!((status, v["accepted"].as_u64()), (200, Some(399)), "{v}");
+    assert!(d.log().contains("machine made from its first readings"), "the new machine is logged");
+    let toml = std::fs::read_to_string(data.join("machines/press-new/machine.toml")).unwrap();
+    assert!(toml.contains(r#"sensors = ["temperature", "vibration"]"#), "{toml}");
+    // The next submission is checked against the new machine: a sensor its first readings did not have is named.
+    let mut extra = rows[399].clone();
+    extra["pressure"] = json!(2.0);
+    let (status, v) = post(&d, "press-new", &json!([rows[399].clone(), extra]));
+    assert_eq!((status, v["accepted"].as_u64(), v["rejected"].as_u64()), (200, Some(1), Some(1)), "{v}");
+    assert!(v["errors"][0]["error"].as_str().unwrap().contains("unknown sensor \"pressure\""), "{v}");
+
+    // Listed with its rows once they are in its files (compaction every 10 s here).
+    let listed = |d: &Daemon| {
+        let r = common::request(d.addr, "GET", "/api/ml/train/machines/available", None, &[("Authorization", &auth())]).json();
+        r["machines"].as_array().unwrap().iter().find(|m| m["machine_id"] == "press-new").cloned()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = listed(&d).unwrap_or_else(|| panic!("the new machine is not listed"));
+        // The last order tolerance (60 s) of readings before the newest waits in the log: 2 of the 400.
+        if m["rows"].as_u64().unwrap_or(0) >= 398 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the readings never reached the new machine's files: {m}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let task = d.post("/api/ml/train/anomaly", &json!({ "machine_id": "press-new" })).json();
+    let done = d.wait_task(task["task_id"].as_str().unwrap(), Duration::from_secs(300));
+    assert_eq!(done["status"], "SUCCESS", "a machine made from readings trains its anomaly model: {done}");
+}

@@ -21,7 +21,7 @@ pub use error::{ApiError, Body, Path, Query};
 pub use host::AllowedHosts;
 pub use limits::HttpLimits;
 pub use server::{fd_limit, raise_fd_limit};
-pub use state::{Access, AdmissionCheck, AppState, HealthExtra, Hooks, Refusal, Setup, TrainingLimits};
+pub use state::{Access, AdmissionCheck, AppState, HealthExtra, Hooks, ReadingsTarget, Refusal, Setup, TrainingLimits};
 
 use axum::Json;
 use axum::Router;

@@ -47,9 +47,9 @@ pub async fn post_readings(
 ) -> Result<Json<Value>, ApiError> {
     auth::require(&state, &headers)?;
     let log = readings(&state)?;
-    let summary = state.machine_summary(&id).await?;
     let rows = if is_csv(&headers) { crate::ingest::parse_csv(&raw) } else { crate::ingest::parse_json(&raw) }.map_err(write_error)?;
-    let out = log.accept(&id, summary.sensor_names, summary.last_time, rows).await.map_err(|e| {
+    let target = state.readings_target(&id, &rows).await?;
+    let out = log.accept(&id, target.sensors, target.history_end, rows).await.map_err(|e| {
         tracing::error!(machine = %id, error = %e, "readings not stored");
         write_error(e)
     })?;

@@ -98,6 +98,15 @@ pub struct AppState {
     pub fleet: Arc<super::fleet::Fleet>,
     /// The log readings are appended to; `None` where no daemon runs (tools, the fuzzer).
     pub readings: Option<Arc<crate::ingest::Readings>>,
+    /// Readings for a machine with no folder make one (`readings.create_machines`).
+    pub create_machines: bool,
+}
+
+/// What a machine's readings are checked against.
+pub struct ReadingsTarget {
+    pub sensors: Vec<String>,
+    /// The end of the machine's history in its files.
+    pub history_end: Option<f64>,
 }
 
 /// The state folder is the registry's parent (`<state_dir>/models`).
@@ -129,13 +138,53 @@ impl AppState {
             fleet: Arc::new(super::fleet::Fleet::default()),
             summaries: Arc::new(crate::data::Summaries::new(&data_dir_for_summaries, crate::data::Caps::default())),
             readings: None,
+            create_machines: false,
         }
     }
 
     /// Readings in over the API go to `readings`.
-    pub fn with_readings(mut self, readings: Arc<crate::ingest::Readings>) -> AppState {
+    /// Readings in over the API go to `readings`; with `create_machines`, readings for a machine that has no
+    /// folder make one.
+    pub fn with_readings(mut self, readings: Arc<crate::ingest::Readings>, create_machines: bool) -> AppState {
         self.readings = Some(readings);
+        self.create_machines = create_machines;
         self
+    }
+
+    /// The sensors and end of history a machine's readings are checked against. A machine with no folder is
+    /// made from these rows (their sensors, in the order first seen) when the configuration allows it.
+    pub async fn readings_target(&self, id: &str, rows: &[Result<crate::ingest::Row, String>]) -> Result<ReadingsTarget, ApiError> {
+        let me = self.clone();
+        let id = id.to_string();
+        let sensors = sensors_first_seen(rows);
+        tokio::task::spawn_blocking(move || me.readings_target_blocking(&id, sensors))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+    }
+
+    fn readings_target_blocking(&self, id: &str, sensors: Vec<String>) -> Result<ReadingsTarget, ApiError> {
+        let mid = crate::data::MachineId::parse(id)?;
+        let dir = crate::data::machine_dir(&self.data_dir, &mid);
+        if !dir.is_dir() {
+            if !self.create_machines {
+                return Err(ApiError::not_found(format!(
+                    "unknown machine {id:?}; readings make a machine only with `create_machines = true` under [readings] in the configuration"
+                )));
+            }
+            if sensors.is_empty() {
+                return Err(ApiError::bad_request(format!("unknown machine {id:?}, and no row names a sensor to make it with")));
+            }
+            if crate::data::live::create_from_readings(&dir, id, &sensors)? == crate::data::live::Creation::Created {
+                tracing::info!(machine = id, sensors = sensors.len(), "machine made from its first readings (readings.create_machines)");
+            }
+        }
+        match self.summaries.get(id) {
+            Ok(s) => Ok(ReadingsTarget { sensors: s.sensor_names, history_end: s.last_time }),
+            Err(e) => match &*e {
+                crate::data::DataError::NoReadingsYet { sensors, .. } => Ok(ReadingsTarget { sensors: sensors.clone(), history_end: None }),
+                other => Err(ApiError::from(other)),
+            },
+        }
     }
 
     /// The daemon's machine summaries, shared with the resource guard so a folder is read once for both.
@@ -194,4 +243,15 @@ impl AppState {
     pub(super) fn beat(&self) {
         self.heartbeat.beat();
     }
+}
+
+/// The sensor names of `rows` in the order they first appear.
+fn sensors_first_seen(rows: &[Result<crate::ingest::Row, String>]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (name, _) in rows.iter().flatten().flat_map(|r| &r.values) {
+        if !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    out
 }

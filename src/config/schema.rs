@@ -283,6 +283,11 @@ pub(super) const KEYS: &[KeySpec] = &[
         U64,
         "MB of readings files kept per machine; the oldest go first and the newest always stays (0 for no limit).",
     ),
+    key(
+        "readings.create_machines",
+        Kind::Bool,
+        "Whether readings for a machine with no folder make one (true or false): its machine.toml then lists the sensors of its first message, the only ones it takes in (with one sensor per message, make the folder yourself instead). Off: such readings are refused as an unknown machine.",
+    ),
     key("readings.retain_mb_total", U64, "MB of readings files kept for all machines together; the oldest go first (0 for no limit)."),
     key("data.max_file_mb", U64, "A machine's data file larger than this many MB (1..=1048576) is refused before it is read."),
     key("data.max_columns", USIZE, "A data file with more columns than this (2..=100000) is refused."),

@@ -324,6 +324,8 @@ pub struct ReadingsConfig {
     pub retain_mb_per_machine: u64,
     /// MB of readings files kept for all machines together (0: no limit).
     pub retain_mb_total: u64,
+    /// Readings for a machine with no folder make one, described by the sensors of its first message.
+    pub create_machines: bool,
 }
 
 impl ReadingsConfig {
@@ -349,6 +351,7 @@ impl Default for ReadingsConfig {
             retain_days: 365.0,
             retain_mb_per_machine: 1024,
             retain_mb_total: 8192,
+            create_machines: false,
         }
     }
 }

@@ -111,6 +111,7 @@ fn full_config() -> Config {
             retain_days: 30.5,
             retain_mb_per_machine: 200,
             retain_mb_total: 0,
+            create_machines: true,
         },
     }
 }

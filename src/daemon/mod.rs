@@ -138,7 +138,7 @@ pub fn start(cfg: &Config) -> Result<Daemon> {
         hooks: hooks(guard, mqtt_status.clone()),
     })
     .with_summaries(summaries);
-    let state = if cfg.readings.enabled { state.with_readings(open_readings(cfg)?) } else { state };
+    let state = if cfg.readings.enabled { state.with_readings(open_readings(cfg)?, cfg.readings.create_machines) } else { state };
     state.fleet.configure(
         api::fleet::Settings { stale_data_h: cfg.fleet.stale_data_h },
         crate::alerts::AlertBook::open(&cfg.state_dir.join(ALERTS_FILE), cfg.fleet.alert_retention_days),

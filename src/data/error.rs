@@ -10,6 +10,8 @@ pub enum DataError {
     UnknownMachine { id: String, dir: PathBuf },
     #[error("{}: no machine data found (expected train.parquet/train.csv (+ val, test) or a machine.toml)", dir.display())]
     NoLayout { dir: PathBuf },
+    #[error("{}: no readings in the machine's files yet (it was made from its first readings; they are moved into its files every readings.compact_interval_s)", dir.display())]
+    NoReadingsYet { dir: PathBuf, sensors: Vec<String> },
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{}: {message}", file.display())]
@@ -59,6 +61,10 @@ impl DataError {
             DataError::NoLayout { .. } => {
                 "no machine data found (expected train.parquet/train.csv (+ val, test) or a machine.toml)".to_string()
             }
+            DataError::NoReadingsYet { .. } => {
+                "no readings in the machine's files yet (it was made from its first readings; they are moved there every readings.compact_interval_s)"
+                    .to_string()
+            }
             DataError::Io { source, .. } => format!("a file of this machine cannot be read ({})", source.kind()),
             DataError::Format { .. } => "a data file is not valid CSV or Parquet".to_string(),
             DataError::Cell { row, expected, .. } => format!("row {row} of a data file has a cell that cannot be read as {expected}"),
@@ -88,6 +94,7 @@ mod tests {
         let all = [
             DataError::UnknownMachine { id: "m".into(), dir: file.clone() },
             DataError::NoLayout { dir: file.clone() },
+            DataError::NoReadingsYet { dir: file.clone(), sensors: vec![canary.into()] },
             DataError::io(&file, std::io::Error::new(std::io::ErrorKind::PermissionDenied, canary)),
             DataError::Format { file: file.clone(), message: canary.into() },
             DataError::Cell { file: file.clone(), row: 3, column: canary.into(), value: canary.into(), expected: "a number" },
@@ -112,6 +119,6 @@ mod tests {
             assert!(!r.contains("/srv") && !r.contains("/etc") && !r.contains(canary) && !r.contains("secret-name"), "{e:?} → {r}");
             assert!(e.to_string().contains("/srv/data"), "the full message keeps the path: {e}");
         }
-        assert!(all[4].redacted().contains("row 3") && all[4].redacted().ends_with("log in to see details"));
+        assert!(all[5].redacted().contains("row 3") && all[4].redacted().ends_with("log in to see details"));
     }
 }

@@ -69,6 +69,57 @@ fn parse_name(path: &Path) -> Option<(i64, i64)> {
     (first <= last).then_some((first, last))
 }
 
+/// Whether [`create_from_readings`] made the machine or found it there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Creation {
+    Created,
+    Existed,
+}
+
+/// Makes the folder of a machine known only from its readings (`readings.create_machines`): a
+/// `machine.toml` naming it and listing `sensors`, the only ones its readings may carry. The folder appears
+/// whole or not at all (made under a hidden name, synced, renamed), so two first submissions racing each
+/// other leave one machine, and a listing never sees a folder without its description.
+pub fn create_from_readings(machine_dir: &Path, name: &str, sensors: &[String]) -> Result<Creation, DataError> {
+    if machine_dir.join(super::load::TOML_NAME).is_file() {
+        return Ok(Creation::Existed);
+    }
+    let parent = machine_dir.parent().ok_or_else(|| DataError::NoLayout { dir: machine_dir.to_path_buf() })?;
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| DataError::io(p, e)
+    };
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let tmp = parent.join(format!(".{name}.new-{}-{}", std::process::id(), crate::util::time::now_secs().to_bits()));
+    let quoted = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let list: Vec<String> = sensors.iter().map(|s| quoted(s)).collect();
+    let text = format!(
+        "# Made by millwright from this machine's first readings (readings.create_machines = true).\n\
+         # Readings of sensors not listed here are refused; the readings files in live/ hold exactly these columns.\n\
+         [machine]\nname = {}\n\n[columns]\nsensors = [{}]\n",
+        quoted(name),
+        list.join(", ")
+    );
+    std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+    let toml_path = tmp.join(super::load::TOML_NAME);
+    let written = crate::util::fsx::write_atomic(&toml_path, text.as_bytes()).and_then(|_| crate::util::fsx::sync_dir(&tmp));
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(DataError::io(toml_path, e));
+    }
+    match std::fs::rename(&tmp, machine_dir) {
+        Ok(()) => {
+            crate::util::fsx::sync_dir(parent).map_err(io(parent))?;
+            Ok(Creation::Created)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            // Someone made it first (renaming onto a folder that holds files fails).
+            if machine_dir.is_dir() { Ok(Creation::Existed) } else { Err(DataError::io(machine_dir, e)) }
+        }
+    }
+}
+
 /// The compacted files of a machine folder, oldest first (temporary and foreign files are not listed).
 pub fn live_files(machine_dir: &Path) -> Result<Vec<LiveFile>, DataError> {
     let dir = live_dir(machine_dir);
@@ -213,6 +264,31 @@ pub fn tidy(machine_dir: &Path, before_us: i64) -> Result<Tidied, DataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_machine_made_from_readings_loads_once_its_readings_are_compacted() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("machines/press-7");
+        let sensors = vec!["temp \"a\"".to_string(), "vib".to_string()];
+        assert_eq!(create_from_readings(&dir, "press-7", &sensors).unwrap(), Creation::Created);
+        assert_eq!(create_from_readings(&dir, "press-7", &["other".into()]).unwrap(), Creation::Existed);
+        let hidden: Vec<_> = std::fs::read_dir(d.path().join("machines")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(hidden, vec![std::ffi::OsString::from("press-7")], "no temporary folder is left");
+        match super::super::load_machine_dir(&dir) {
+            Err(DataError::NoReadingsYet { sensors: s, .. }) => assert_eq!(s, sensors),
+            other => panic!("before any readings: {:?}", other.map(|t| t.n_rows())),
+        }
+        let t0 = 1_700_000_000_000_000i64;
+        let rows = LiveRows {
+            sensors: sensors.clone(),
+            times_us: (0..5).map(|i| t0 + i * 60_000_000).collect(),
+            values: vec![vec![1.0, 2.0, 3.0, 4.0, 5.0], vec![0.5; 5]],
+        };
+        write_live(&dir, &rows).unwrap();
+        let t = super::super::load_machine_dir(&dir).unwrap();
+        assert_eq!(t.n_rows(), 5);
+        assert_eq!(t.sensors.iter().map(|s| s.name.clone()).collect::<Vec<_>>(), sensors);
+    }
 
     fn rows(first_s: i64, n: usize, step_s: i64) -> LiveRows {
         let times_us: Vec<i64> = (0..n as i64).map(|i| (first_s + i * step_s) * 1_000_000).collect();

@@ -115,7 +115,9 @@ pub(super) fn describe_folder(dir: &Path, confine: &Confine) -> Result<Described
     check_numbers(&desc.columns, &toml_path)?;
     desc.split.healthy_head().map_err(|message| DataError::Describe { file: toml_path.clone(), message })?;
     let (mut sources, layout) = if desc.files.is_empty() {
-        let (files, format) = legacy_files(dir).ok_or_else(|| DataError::NoLayout { dir: dir.to_path_buf() })?;
+        let Some((files, format)) = legacy_files(dir) else {
+            return readings_only(dir, desc, toml_path, confine);
+        };
         for f in &files {
             let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             confine.check(&f.path, &format!("the legacy-layout file {name}"), dir)?;
@@ -128,6 +130,19 @@ pub(super) fn describe_folder(dir: &Path, confine: &Confine) -> Result<Described
     let split = sources.iter().any(|s| s.split.is_some()).then_some(Split::Test);
     sources.extend(live_files(dir, split, confine)?);
     Ok(Described { desc, toml_path, sources, layout })
+}
+
+/// A machine made from its first readings (`readings.create_machines`): its `machine.toml` lists the
+/// sensors and its only files are the compacted readings. Until the first compaction it has none.
+fn readings_only(dir: &Path, desc: MachineToml, toml_path: PathBuf, confine: &Confine) -> Result<Described, DataError> {
+    let Some(sensors) = desc.columns.sensors.clone().filter(|s| !s.is_empty()) else {
+        return Err(DataError::NoLayout { dir: dir.to_path_buf() });
+    };
+    let sources = live_files(dir, None, confine)?;
+    if sources.is_empty() {
+        return Err(DataError::NoReadingsYet { dir: dir.to_path_buf(), sensors });
+    }
+    Ok(Described { desc, toml_path, sources, layout: Layout::Described })
 }
 
 /// What a load keeps: every row, the rows put onto a training grid, or the latest readings only.

@@ -187,11 +187,6 @@ impl ReadingsIn {
 
     async fn take_inner(&self, topic: &str, payload: &[u8]) -> Outcome {
         let Some(of) = self.topic.of(topic) else { return Outcome::Refused("the topic does not match readings.mqtt_topic".into()) };
-        let summary = match self.summary(&of.machine).await {
-            Ok(s) => s,
-            Err(Missing::Machine(why)) => return Outcome::Refused(why),
-            Err(Missing::Summary(why)) => return Outcome::NotStored(IngestError::Open { path: of.machine.clone().into(), message: why }),
-        };
         let rows = match &of.sensor {
             None => parse_json(payload),
             Some(sensor) => parse_value(payload, sensor, crate::util::time::now_secs()),
@@ -200,7 +195,12 @@ impl ReadingsIn {
             Ok(r) => r,
             Err(e) => return Outcome::Refused(e.to_string()),
         };
-        match self.readings.accept(&of.machine, summary.sensor_names, summary.last_time, rows).await {
+        let target = match self.target(&of.machine, &rows).await {
+            Ok(t) => t,
+            Err(Missing::Machine(why)) => return Outcome::Refused(why),
+            Err(Missing::Summary(why)) => return Outcome::NotStored(IngestError::Open { path: of.machine.clone().into(), message: why }),
+        };
+        match self.readings.accept(&of.machine, target.sensors, target.history_end, rows).await {
             Ok(a) => {
                 if let Some(first) = a.errors.first() {
                     sampled(
@@ -224,12 +224,13 @@ enum Missing {
 }
 
 impl ReadingsIn {
-    /// The machine's summary (its sensors and the end of its history). A summary that fails while the
-    /// compaction writes or joins the machine's files is tried again a few times before giving up.
-    async fn summary(&self, machine: &str) -> Result<crate::data::MachineSummary, Missing> {
+    /// The machine's sensors and the end of its history (a machine with no folder is made when the
+    /// configuration allows it). A summary that fails for another reason than an unknown machine (a damaged
+    /// or unreadable file) is tried again a few times before the message waits for the broker.
+    async fn target(&self, machine: &str, rows: &[Result<crate::ingest::Row, String>]) -> Result<crate::api::ReadingsTarget, Missing> {
         let mut last = String::new();
         for attempt in 0..SUMMARY_TRIES {
-            match self.state.machine_summary(machine).await {
+            match self.state.readings_target(machine, rows).await {
                 Ok(s) => return Ok(s),
                 Err(e) if e.status == axum::http::StatusCode::NOT_FOUND || e.status == axum::http::StatusCode::BAD_REQUEST => {
                     return Err(Missing::Machine(e.message_for(false).to_string()));
