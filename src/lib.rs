@@ -32,6 +32,7 @@ pub mod lifecycle;
 pub mod ml;
 pub mod mqtt;
 pub mod registry;
+pub mod retrain;
 pub mod scores;
 pub mod store;
 pub mod util;

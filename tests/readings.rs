@@ -410,3 +410,97 @@ fn a_machine_the_daemon_does_not_know_is_made_from_its_first_readings_only_when_
     let done = d.wait_task(task["task_id"].as_str().unwrap(), Duration::from_secs(300));
     assert_eq!(done["status"], "SUCCESS", "a machine made from readings trains its anomaly model: {done}");
 }
+
+fn job_of(d: &Daemon, pick: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let r = d.get("/api/ml/tasks").json();
+    r["tasks"].as_array().unwrap_or_else(|| panic!("{r}")).iter().filter(|j| pick(j)).cloned().collect()
+}
+
+fn live_version(d: &Daemon, id: &str, t: &str) -> u64 {
+    let v = d.get(&format!("/api/ml/models/{id}/{t}")).json();
+    v["versions"].as_array().unwrap().iter().find(|x| x["live"] == true).unwrap_or_else(|| panic!("{v}"))["version"].as_u64().unwrap()
+}
+
+#[test]
+fn new_data_retrains_on_schedule_once_and_a_version_a_person_pinned_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::fleet(&data, 1, 2_000);
+    let d = Daemon::start(
+        &data,
+        &dir.path().join("state"),
+        &[
+            ("MILLWRIGHT_READINGS__COMPACT_INTERVAL_S", "10"),
+            ("MILLWRIGHT_FLEET__EVALUATE_INTERVAL_S", "5"),
+            ("MILLWRIGHT_RETRAIN__MIN_GAP_H", "0"),
+        ],
+    );
+    let (id, sensors) = machine(&d);
+    let toml_path = data.join("machines").join(&id).join("machine.toml");
+    let toml = std::fs::read_to_string(&toml_path).unwrap();
+    std::fs::write(&toml_path, format!("{toml}\n[retrain]\nwhen = \"after 24 new hours of data\"\n")).unwrap();
+    let task = d.post("/api/ml/train/batch", &json!({ "machine_id": id })).json();
+    assert_eq!(d.wait_task(task["task_id"].as_str().unwrap(), Duration::from_secs(600))["status"], "SUCCESS");
+
+    // A person rolls the anomaly model back to a version and pins it; the API refuses what it cannot mean.
+    let pin = |body: &Value, token: bool| {
+        let mut headers = vec![("Content-Type", "application/json")];
+        let a = auth();
+        if token {
+            headers.push(("Authorization", &a));
+        }
+        let r = d.post_raw(&format!("/api/ml/models/{id}/anomaly/pin"), body.to_string().as_bytes(), &headers);
+        (r.status, r.json())
+    };
+    assert_eq!(pin(&json!({ "version": 1 }), false).0, 401);
+    assert_eq!(pin(&json!({ "version": 7 }), true).0, 404);
+    assert_eq!(pin(&json!({ "version": "one" }), true).0, 400);
+    let (status, v) = pin(&json!({ "version": 1, "reason": "keep the model the night shift knows" }), true);
+    assert_eq!((status, v["pin"]["by"].as_str()), (200, Some("person")), "{v}");
+
+    // Nothing is due before new data comes: two evaluations pass without a scheduled job.
+    std::thread::sleep(Duration::from_secs(11));
+    let scheduled = |d: &Daemon| job_of(d, |j| j["origin"]["by"] == "schedule");
+    assert!(scheduled(&d).is_empty(), "{:?}", scheduled(&d));
+
+    // 30 new hours of readings: once they are in the machine's files, one scheduled retrain of all four.
+    let (end, values) = history_end(&d, &id);
+    let rows: Vec<Value> = (1..=30)
+        .map(|h| {
+            let mut r = json!({ "ts": format_timestamp(end + f64::from(h) * 3_600.0) });
+            for (s, v) in sensors.iter().zip(&values) {
+                r[s] = json!(v);
+            }
+            r
+        })
+        .collect();
+    let (status, v) = post(&d, &id, &json!(rows));
+    assert_eq!((status, v["accepted"].as_u64()), (200, Some(30)), "{v}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let job = loop {
+        if let Some(j) = scheduled(&d).first() {
+            break j.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no scheduled retrain within 120 s:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let id_of = job["task_id"].as_str().unwrap().to_string();
+    let done = d.wait_task(&id_of, Duration::from_secs(600));
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    assert!(job["origin"]["reason"].as_str().unwrap().contains("hours of data newer than the live models"), "{job}");
+    assert!(d.log().contains("retrain queued: "), "the retrain and its reason are logged");
+    // The retrain learned the new hours: two more evaluations queue nothing more.
+    std::thread::sleep(Duration::from_secs(11));
+    assert_eq!(scheduled(&d).len(), 1, "one scheduled retrain for one reason");
+
+    // Trained anew, the regression model is live; the anomaly model a person pinned still answers.
+    assert_eq!(live_version(&d, &id, "regression"), 2);
+    assert_eq!(live_version(&d, &id, "anomaly"), 1);
+    let detail = d.get(&format!("/api/ml/models/{id}/anomaly")).json();
+    assert_eq!(detail["pin"]["version"], 1, "{}", detail["pin"]);
+    assert_eq!(detail["versions"].as_array().unwrap().len(), 2, "the scheduled anomaly model is kept beside it");
+    // Unpinned, the newest answers.
+    let r = d.delete(&format!("/api/ml/models/{id}/anomaly/pin"));
+    assert_eq!(r.status, 200);
+    assert_eq!(live_version(&d, &id, "anomaly"), 2);
+}

@@ -77,6 +77,8 @@ async fn health(State(state): State<AppState>, headers: axum::http::HeaderMap) -
         models::model_detail,
         models::download,
         models::delete_model,
+        models::pin_model,
+        models::unpin_model,
         models::predict,
         export::results_json,
         export::results_csv,
@@ -130,6 +132,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/api/ml/models/{machine_id}", get(models::machine_models))
         .route("/api/ml/models/{machine_id}/{model_type}", get(models::model_detail).delete(models::delete_model))
         .route("/api/ml/models/{machine_id}/{model_type}/download", get(models::download))
+        .route("/api/ml/models/{machine_id}/{model_type}/pin", post(models::pin_model).delete(models::unpin_model))
         .route("/api/ml/models/{machine_id}/{model_type}/results.json", get(export::results_json))
         .route("/api/ml/models/{machine_id}/{model_type}/results.csv", get(export::results_csv))
         .route("/api/fleet", get(fleet::fleet))

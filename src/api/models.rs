@@ -1,6 +1,6 @@
 //! Machines, the model registry, downloads and predictions.
 use super::params::{VersionQuery, graded_report, machine, model_type, model_version};
-use super::{ApiError, AppState, Path, Query, auth};
+use super::{ApiError, AppState, Body, Path, Query, auth};
 use crate::ml::ModelType;
 use crate::ml::model::{Recent, UrgencyHours};
 use axum::Json;
@@ -111,7 +111,8 @@ pub async fn model_detail(
     }
     let report = graded_report(&state, &id, t, q.version)?;
     let damaged = state.registry.damaged(&id, t)?;
-    Ok(Json(json!({ "machine_id": id, "model_type": t, "versions": versions, "report": report, "damaged": damaged })))
+    let pin = state.registry.pinned(&id, t)?;
+    Ok(Json(json!({ "machine_id": id, "model_type": t, "versions": versions, "report": report, "damaged": damaged, "pin": pin })))
 }
 
 #[utoipa::path(get, path = "/api/ml/models/{machine_id}/{model_type}/download", params(("machine_id" = String, Path), ("model_type" = String, Path), VersionQuery), responses((status = 200, description = "the bundle file"), (status = 404)))]
@@ -166,6 +167,61 @@ pub async fn delete_model(
         json!({ "machine_id": id, "model_type": t, "deleted_versions": n, "live_version": live.as_ref().map(|l| l.version) }),
     );
     Ok(Json(json!({ "success": true, "deleted_versions": n, "live": live })))
+}
+
+/// The version to pin, and why (kept with the pin, shown on the page).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PinBody {
+    pub version: u32,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A pin's reason is shown as given; a page of text is not a reason.
+const MAX_PIN_REASON: usize = 500;
+
+#[utoipa::path(post, path = "/api/ml/models/{machine_id}/{model_type}/pin", params(("machine_id" = String, Path), ("model_type" = String, Path)),
+    request_body = PinBody,
+    responses((status = 200, description = "the version answers from now on, whatever is trained later, until unpinned"), (status = 400), (status = 401), (status = 404)))]
+pub async fn pin_model(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, t)): Path<(String, String)>,
+    Body(body): Body<PinBody>,
+) -> Result<Json<Value>, ApiError> {
+    auth::require(&state, &headers)?;
+    machine(&id)?;
+    let t = model_type(&t)?;
+    let reason = body.reason.unwrap_or_default();
+    if reason.chars().count() > MAX_PIN_REASON {
+        return Err(ApiError::bad_request(format!("the reason is longer than {MAX_PIN_REASON} characters")));
+    }
+    let reason = if reason.trim().is_empty() { "pinned through the API".to_string() } else { reason.trim().to_string() };
+    let live = state.registry.pin(&id, t, body.version, &reason)?;
+    state.fleet.emit("model_pinned", json!({ "machine_id": id, "model_type": t, "version": body.version, "reason": reason }));
+    Ok(Json(json!({ "success": true, "live": live, "pin": state.registry.pinned(&id, t)? })))
+}
+
+#[utoipa::path(delete, path = "/api/ml/models/{machine_id}/{model_type}/pin", params(("machine_id" = String, Path), ("model_type" = String, Path)),
+    responses((status = 200, description = "unpinned: the newest version answers"), (status = 401), (status = 404, description = "no such model")))]
+pub async fn unpin_model(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, t)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    auth::require(&state, &headers)?;
+    machine(&id)?;
+    let t = model_type(&t)?;
+    if state.registry.versions(&id, t)?.is_empty() {
+        return Err(ApiError::not_found(format!("no {t} model for {id}")));
+    }
+    let was = state.registry.unpin(&id, t)?;
+    let live = state.registry.live(&id, t)?;
+    if was.is_some() {
+        state.fleet.emit("model_unpinned", json!({ "machine_id": id, "model_type": t, "live_version": live.as_ref().map(|l| l.version) }));
+    }
+    Ok(Json(json!({ "success": true, "was_pinned": was, "live": live })))
 }
 
 /// Recent readings: rows of `{timestamp, <sensor>: value, ...}` (oldest first), or none for the machine's own latest data.

@@ -209,6 +209,11 @@ impl AppState {
         tokio::task::spawn_blocking(move || me.summary_blocking(&id)).await.map_err(|e| ApiError::internal(e.to_string()))?
     }
 
+    /// [`AppState::machine_summary`] on the calling thread (for code already off the runtime).
+    pub fn machine_summary_blocking(&self, id: &str) -> Result<MachineSummary, ApiError> {
+        self.summary_blocking(id)
+    }
+
     fn summary_blocking(&self, id: &str) -> Result<MachineSummary, ApiError> {
         let mid = crate::data::MachineId::parse(id)?;
         if !crate::data::machine_dir(&self.data_dir, &mid).is_dir() {

@@ -111,7 +111,7 @@ async fn submit(
     if let Some(refusal) = (state.hooks.admission_check)(&body.machine_id, &types) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "insufficient_resources", refusal.0).details(refusal.1));
     }
-    let request = JobRequest { machine_id: body.machine_id.clone(), model_types: types, params };
+    let request = JobRequest { machine_id: body.machine_id.clone(), model_types: types, params, origin: Default::default() };
     let complete = request.complete_system();
     let queue = state.queue.clone();
     let job = tokio::task::spawn_blocking(move || queue.submit(request)).await.map_err(|e| ApiError::internal(e.to_string()))??;
@@ -200,6 +200,7 @@ pub fn task_json(job: &Job, queue_position: Option<usize>) -> Value {
         "waiting_reason": job.waiting_reason,
         "requeued_from": job.requeued_from,
         "params": job.request.params,
+        "origin": job.request.origin,
     })
 }
 

@@ -35,7 +35,7 @@ pub use load::load;
 use load::load_with_default_path;
 pub use sections::{
     AuthConfig, Config, DataConfig, FleetConfig, GuardConfig, HttpConfig, ModelsConfig, MqttConfig, MqttProtocol, QueueConfig,
-    ReadingsConfig, ShutdownPolicy, TrainingConfig,
+    ReadingsConfig, RetrainConfig, ShutdownPolicy, TrainingConfig,
 };
 pub use template::print_default;
 pub use validate::Broker;

@@ -103,6 +103,7 @@ pub(super) const SECTIONS: &[(&str, &str)] = &[
         "readings",
         "Readings taken in over HTTP and MQTT: checked row by row, durable before acknowledged, then moved into each machine's files.",
     ),
+    ("retrain", "Training again without anyone asking, for machines whose machine.toml has no [retrain] when."),
 ];
 
 pub(super) const KEYS: &[KeySpec] = &[
@@ -289,6 +290,16 @@ pub(super) const KEYS: &[KeySpec] = &[
         "Whether readings for a machine with no folder make one (true or false): its machine.toml then lists the sensors of its first message, the only ones it takes in (with one sensor per message, make the folder yourself instead). Off: such readings are refused as an unknown machine.",
     ),
     key("readings.retain_mb_total", U64, "MB of readings files kept for all machines together; the oldest go first (0 for no limit)."),
+    key(
+        "retrain.default",
+        Kind::Str,
+        "When every machine's four models are trained again: \"off\", \"daily@02:00\", \"weekly@sun 03:00\" (the Pi's local time), \"after 24 new hours of data\" or \"on drift\"; a machine.toml [retrain] when overrides it.",
+    ),
+    key(
+        "retrain.min_gap_h",
+        Kind::Float,
+        "Hours after a scheduled retrain before new data or drift may queue another one for the same machine (0..=8760).",
+    ),
     key("data.max_file_mb", U64, "A machine's data file larger than this many MB (1..=1048576) is refused before it is read."),
     key("data.max_columns", USIZE, "A data file with more columns than this (2..=100000) is refused."),
     key(

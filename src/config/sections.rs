@@ -24,6 +24,7 @@ pub struct Config {
     pub fleet: FleetConfig,
     pub data: DataConfig,
     pub readings: ReadingsConfig,
+    pub retrain: RetrainConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -272,6 +273,7 @@ impl Default for Config {
             fleet: FleetConfig::default(),
             data: DataConfig::default(),
             readings: ReadingsConfig::default(),
+            retrain: RetrainConfig::default(),
         }
     }
 }
@@ -301,6 +303,32 @@ pub struct FleetConfig {
 impl Default for FleetConfig {
     fn default() -> Self {
         FleetConfig { stale_data_h: 24.0, evaluate_interval_s: 60.0, alert_retention_days: 30.0, score_history_days: 30.0 }
+    }
+}
+
+/// Training again without anyone asking: when, for machines whose `machine.toml` does not say.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrainConfig {
+    /// "off", "daily@02:00", "weekly@sun 03:00", "after 24 new hours of data" or "on drift".
+    pub default: String,
+    /// Hours after a scheduled retrain before new data or drift may queue another for the same machine.
+    pub min_gap_h: f64,
+}
+
+impl Default for RetrainConfig {
+    fn default() -> Self {
+        RetrainConfig { default: "off".into(), min_gap_h: 12.0 }
+    }
+}
+
+impl RetrainConfig {
+    /// The settings the schedule runs on (`default` was checked by validation).
+    pub fn settings(&self) -> crate::retrain::schedule::Settings {
+        crate::retrain::schedule::Settings {
+            default: crate::retrain::When::parse(&self.default).unwrap_or(crate::retrain::When::Off),
+            min_gap_h: self.min_gap_h,
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use super::error::{ConfigError, invalid};
 use super::render::{render_f64, render_path, render_str};
 use super::schema;
-use super::sections::{Config, DataConfig, FleetConfig, GuardConfig, HttpConfig, MqttConfig, ReadingsConfig};
+use super::sections::{Config, DataConfig, FleetConfig, GuardConfig, HttpConfig, MqttConfig, ReadingsConfig, RetrainConfig};
 
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 
@@ -49,6 +49,7 @@ impl Config {
         self.fleet.validate()?;
         self.data.validate()?;
         self.readings.validate()?;
+        self.retrain.validate()?;
         Ok(())
     }
 
@@ -402,6 +403,18 @@ impl HttpConfig {
                 self.body_memory_mb.to_string(),
                 "must be between 8 and 4096 MB (at least the largest body a route takes: 8 MB for predict)",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl RetrainConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Err(why) = crate::retrain::When::parse(&self.default) {
+            return Err(invalid("retrain.default", render_str("retrain.default", &self.default), why));
+        }
+        if !(self.min_gap_h.is_finite() && (0.0..=8760.0).contains(&self.min_gap_h)) {
+            return Err(invalid("retrain.min_gap_h", render_f64(self.min_gap_h), "must be between 0 and 8760 hours"));
         }
         Ok(())
     }

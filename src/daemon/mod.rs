@@ -340,6 +340,9 @@ pub async fn run(mut daemon: Daemon, listener: tokio::net::TcpListener, cfg: &Co
         Duration::from_secs_f64(cfg.fleet.evaluate_interval_s),
         shutdown.clone(),
     ));
+    tokio::spawn(
+        crate::retrain::schedule::Scheduler::new(daemon.state.clone(), cfg.retrain.settings(), &cfg.state_dir).run(shutdown.clone()),
+    );
     if let Some(readings) = daemon.state.readings.clone() {
         let every = Duration::from_secs_f64(cfg.readings.compact_interval_s);
         tokio::spawn(compact_readings(readings, cfg.data_dir.clone(), cfg.readings.retention(), every, shutdown.clone()));

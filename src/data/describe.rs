@@ -27,6 +27,17 @@ pub struct MachineToml {
     /// What produced each life (the simulator writes its failure modes here); display only.
     #[serde(default)]
     pub lives: Vec<LifeInfo>,
+    /// When the daemon trains this machine's models again (read by the retrain schedule).
+    #[serde(default)]
+    pub retrain: RetrainSection,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrainSection {
+    /// "off", "daily@02:00", "weekly@sun 03:00", "after 24 new hours of data" or "on drift"; absent: the
+    /// configuration's `retrain.default`.
+    pub when: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -221,8 +232,9 @@ impl MachineToml {
 }
 
 /// Every key `machine.toml` knows, by the section it belongs in (`""` is the top level).
-const KEYS: [(&str, &[&str]); 7] = [
-    ("", &["machine", "files", "columns", "units", "split", "anomaly_windows", "lives"]),
+const KEYS: [(&str, &[&str]); 8] = [
+    ("", &["machine", "files", "columns", "units", "split", "anomaly_windows", "lives", "retrain"]),
+    ("[retrain]", &["when"]),
     ("[machine]", &["name", "manufacturer", "model", "family"]),
     ("[[files]]", &["path", "split", "delimiter", "header", "names", "file_is_life", "rul_at_end"]),
     (

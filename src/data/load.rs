@@ -99,19 +99,30 @@ pub(super) struct Described {
 /// A `machine.toml` is a few kB; a larger one is not a description.
 const MAX_TOML_BYTES: u64 = 1 << 20;
 
-pub(super) fn describe_folder(dir: &Path, confine: &Confine) -> Result<Described, DataError> {
+/// The folder's `machine.toml` as written (the default description when there is none).
+fn read_description(dir: &Path, confine: &Confine) -> Result<(MachineToml, PathBuf), DataError> {
     let toml_path = dir.join(TOML_NAME);
-    let desc = if toml_path.is_file() {
-        confine.check(&toml_path, TOML_NAME, dir)?;
-        let size = std::fs::metadata(&toml_path).map_err(|e| DataError::io(&toml_path, e))?.len();
-        if size > MAX_TOML_BYTES {
-            return Err(DataError::Describe { file: toml_path, message: format!("{size} bytes; a description is at most 1 MB") });
-        }
-        let text = std::fs::read_to_string(&toml_path).map_err(|e| DataError::io(&toml_path, e))?;
-        MachineToml::parse(&text).map_err(|message| DataError::Describe { file: toml_path.clone(), message })?
-    } else {
-        MachineToml::default()
-    };
+    if !toml_path.is_file() {
+        return Ok((MachineToml::default(), toml_path));
+    }
+    confine.check(&toml_path, TOML_NAME, dir)?;
+    let size = std::fs::metadata(&toml_path).map_err(|e| DataError::io(&toml_path, e))?.len();
+    if size > MAX_TOML_BYTES {
+        return Err(DataError::Describe { file: toml_path, message: format!("{size} bytes; a description is at most 1 MB") });
+    }
+    let text = std::fs::read_to_string(&toml_path).map_err(|e| DataError::io(&toml_path, e))?;
+    let desc = MachineToml::parse(&text).map_err(|message| DataError::Describe { file: toml_path.clone(), message })?;
+    Ok((desc, toml_path))
+}
+
+/// A machine's `machine.toml` alone, without looking at its data files (the retrain schedule reads it).
+pub fn machine_description(data_dir: &Path, id: &str) -> Result<MachineToml, DataError> {
+    let (_, dir, confine) = open_machine(data_dir, id)?;
+    read_description(&dir, &confine).map(|(desc, _)| desc)
+}
+
+pub(super) fn describe_folder(dir: &Path, confine: &Confine) -> Result<Described, DataError> {
+    let (desc, toml_path) = read_description(dir, confine)?;
     check_numbers(&desc.columns, &toml_path)?;
     desc.split.healthy_head().map_err(|message| DataError::Describe { file: toml_path.clone(), message })?;
     let (mut sources, layout) = if desc.files.is_empty() {

@@ -29,8 +29,8 @@ pub use error::DataError;
 pub use id::MachineId;
 pub use load::{
     MachineSummary, folder_id, folder_mtime, list_machines, load_machine, load_machine_dir, load_machine_dir_gridded,
-    load_machine_dir_tail, load_machine_dir_within, load_machine_gridded, load_machine_tail, load_machine_within, machine_dir, machine_ids,
-    summarize,
+    load_machine_dir_tail, load_machine_dir_within, load_machine_gridded, load_machine_tail, load_machine_within, machine_description,
+    machine_dir, machine_ids, summarize,
 };
 pub use peek::peek_machine;
 pub use summaries::{Summaries, Summary};

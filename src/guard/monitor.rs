@@ -245,7 +245,12 @@ mod tests {
     }
 
     fn request() -> JobRequest {
-        JobRequest { machine_id: "m1".into(), model_types: vec![ModelType::Anomaly, ModelType::Timeseries], params: TrainParams::default() }
+        JobRequest {
+            machine_id: "m1".into(),
+            model_types: vec![ModelType::Anomaly, ModelType::Timeseries],
+            params: TrainParams::default(),
+            origin: Default::default(),
+        }
     }
 
     #[test]

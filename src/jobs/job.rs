@@ -100,12 +100,26 @@ pub struct Progress {
     pub models: BTreeMap<String, ModelProgress>,
 }
 
+/// Who asked for a job.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum JobOrigin {
+    /// Through the API, the page, MQTT or the command line: its models go live at once.
+    #[default]
+    Person,
+    /// The machine's `retrain` schedule, for the reason given.
+    Schedule { reason: String },
+}
+
 /// What was asked for; everything the runner needs to start the job again from scratch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobRequest {
     pub machine_id: String,
     pub model_types: Vec<ModelType>,
     pub params: TrainParams,
+    /// Jobs stored before schedules existed were all a person's.
+    #[serde(default)]
+    pub origin: JobOrigin,
 }
 
 impl JobRequest {

@@ -444,7 +444,12 @@ mod tests {
     use crate::store::SledStore;
 
     fn request() -> JobRequest {
-        JobRequest { machine_id: "m1".into(), model_types: vec![ModelType::Anomaly], params: TrainParams::default() }
+        JobRequest {
+            machine_id: "m1".into(),
+            model_types: vec![ModelType::Anomaly],
+            params: TrainParams::default(),
+            origin: Default::default(),
+        }
     }
 
     fn open(dir: &std::path::Path, capacity: usize, retention: usize) -> (JobQueue, Recovery) {

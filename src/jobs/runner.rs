@@ -1,11 +1,11 @@
 //! The runner: one dedicated thread (never an async worker) that takes jobs in submission order and trains
 //! each model of the batch, reporting real progress into the job and saving finished models to the registry.
-use super::job::{Job, JobState, ModelResult, ModelStatus};
+use super::job::{Job, JobOrigin, JobState, ModelResult, ModelStatus};
 use super::queue::{IDLE_TURN, JobQueue, Next};
 use crate::data::{self, MachineId};
 use crate::lifecycle::Heartbeat;
 use crate::ml::{self, Event, MlError, ModelType, PauseGate, TrainContext};
-use crate::registry::Registry;
+use crate::registry::{PinBy, Registry, SaveAs};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -76,6 +76,9 @@ impl Runner {
             Ok(t) => t,
             Err(e) => return self.finish(&id, JobState::Failure, Some(format!("cannot load machine data: {e}")), None),
         };
+        if let JobOrigin::Schedule { reason } = &request.origin {
+            self.update(&id, true, |j| j.log(format!("queued by the machine's retrain schedule: {reason}")));
+        }
         if let Some(g) = &table.grid {
             tracing::info!(raw_rows = g.raw_rows, rows = g.rows, step_s = g.grid.step_s, "{}", g.why);
             self.update(&id, true, |j| j.log(g.why.clone()));
@@ -116,7 +119,7 @@ impl Runner {
             });
             let secs = t0.elapsed().as_secs_f64();
             match outcome {
-                Ok(mut trained) => match self.registry.save(&machine, &mut trained, &id) {
+                Ok(mut trained) => match self.registry.save_as(&machine, &mut trained, &id, self.save_as(&request, *t)) {
                     Ok(info) => {
                         succeeded += 1;
                         tracing::info!(model_type = %t, version = info.version, size_bytes = info.size_bytes, seconds = secs, "model saved");
@@ -146,6 +149,9 @@ impl Runner {
                                 m.seconds = Some(secs);
                             }
                             j.log(format!("{t} done in {secs:.1} s: version {} ({} bytes)", info.version, info.size_bytes));
+                            if !info.live {
+                                j.log(format!("{t} version {} is kept but not live: a version pinned by a person answers", info.version));
+                            }
                             if let Some(w) = &info.warning {
                                 j.log(format!("WARNING: {w}"));
                             }
@@ -194,6 +200,16 @@ impl Runner {
             self.finish(&id, JobState::Failure, Some(batch_failure(&results, succeeded, n)), Some(result));
         } else {
             self.finish(&id, JobState::Success, None, Some(result));
+        }
+    }
+
+    /// A person's job makes its models live; a scheduled one leaves a version a person pinned answering.
+    fn save_as(&self, request: &crate::jobs::JobRequest, t: ModelType) -> SaveAs {
+        match (&request.origin, self.registry.pinned(&request.machine_id, t)) {
+            (JobOrigin::Schedule { .. }, Ok(Some(pin))) if pin.by == PinBy::Person => {
+                SaveAs::KeepLive { reason: format!("pinned by a person: {}", pin.reason) }
+            }
+            _ => SaveAs::Live,
         }
     }
 
@@ -401,7 +417,12 @@ mod tests {
         let mut j = Job::new(
             "id".into(),
             1,
-            super::super::job::JobRequest { machine_id: machine.into(), model_types: ModelType::ALL.to_vec(), params: Default::default() },
+            super::super::job::JobRequest {
+                machine_id: machine.into(),
+                model_types: ModelType::ALL.to_vec(),
+                params: Default::default(),
+                origin: Default::default(),
+            },
         );
         for (t, status, s) in seconds {
             let m = j.progress.models.entry(t.as_str().into()).or_default();

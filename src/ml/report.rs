@@ -34,6 +34,10 @@ pub struct DataSummary {
     /// How the readings were put onto the training grid; absent when they were used as recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grid: Option<crate::data::grid::GridSummary>,
+    /// The newest row's time in the data trained on (epoch seconds), so a schedule can tell how much newer
+    /// the machine's data has become.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_time: Option<f64>,
     /// Each sensor's distribution in the data trained on, for the drift of later readings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<super::drift::Profile>,

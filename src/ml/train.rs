@@ -30,6 +30,7 @@ pub fn train(model_type: ModelType, table: &Table, params: &TrainParams, ctx: &T
     report.params = Some(params.clone());
     report.peak_rss_bytes = crate::util::peak_rss_bytes().unwrap_or(0);
     report.data.profile = Some(super::drift::profile_of(table));
+    report.data.last_time = table.timestamps.iter().copied().filter(|t| t.is_finite()).reduce(f64::max);
     let fingerprint = data_fingerprint(table);
     ctx.progress(1.0, || "done".into());
     Ok(Trained { payload, report, fingerprint })

@@ -365,9 +365,9 @@ async fn forward_bus(
         tokio::select! {
             r = rx.recv() => match r {
                 Ok(ev) => {
-                    // A model deleted through the API: its retained topic is cleared (or moves to the version
-                    // now live) at once, not at the next health tick.
-                    if ev.kind == "model_deleted"
+                    // A model deleted, pinned or unpinned through the API: its retained topic is cleared (or
+                    // moves to the version now live) at once, not at the next health tick.
+                    if matches!(ev.kind.as_str(), "model_deleted" | "model_pinned" | "model_unpinned")
                         && let Some(m) = ev.data["machine_id"].as_str()
                     {
                         let _ = machines.try_send(m.to_string());

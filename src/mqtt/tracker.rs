@@ -197,6 +197,7 @@ mod tests {
                 machine_id: "m1".into(),
                 model_types: vec![ModelType::Classification, ModelType::Anomaly],
                 params: TrainParams::default(),
+                origin: Default::default(),
             },
         )
     }

@@ -16,8 +16,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod pin;
 #[cfg(test)]
 mod tests;
+pub use pin::{PIN_FILE, Pin, PinBy};
 
 pub const MODELS_DIR: &str = "models";
 pub const META_FILE: &str = "meta.json";
@@ -41,6 +43,15 @@ pub struct VersionInfo {
     /// The report's headline (metric, value, baseline), so a listing needs no report.json.
     pub headline: serde_json::Value,
     pub live: bool,
+}
+
+/// Whether a saved version goes live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SaveAs {
+    /// Live at once (a job a person started; a challenger that is not worse).
+    Live,
+    /// Kept beside the live version, which goes on answering (a challenger that was worse); the reason is the pin's.
+    KeepLive { reason: String },
 }
 
 /// A version folder that exists but cannot be used, with the reason. A damaged version newer than the live
@@ -260,6 +271,8 @@ struct Cached {
     /// The newest folder number at load time: it differs from `info.version` when newer folders are
     /// unreadable, and remembering it spares re-reading (and re-warning about) them on every prediction.
     newest_seen: u32,
+    /// The pinned version at load time: a pin or an unpin must be seen at once too.
+    pin_seen: Option<u32>,
 }
 
 pub struct Registry {
@@ -359,15 +372,30 @@ impl Registry {
     /// Saves a trained model as the next version and makes it live: the previous live version stays
     /// untouched until the new one is complete on disk, then older versions beyond `keep_versions` go.
     pub fn save(&self, machine: &MachineId, trained: &mut Trained, job_id: &str) -> Result<VersionInfo, RegistryError> {
-        self.save_with(machine, trained, job_id, fsx::write_atomic)
+        self.save_with(machine, trained, job_id, fsx::write_atomic, SaveAs::Live)
+    }
+
+    /// Saves as [`Registry::save`] does, and then either makes the new version live (removing any pin) or,
+    /// with [`SaveAs::KeepLive`], keeps the version that answered before answering (pinning it, unless a pin
+    /// already holds it). The returned info says whether the new version is live.
+    pub fn save_as(&self, machine: &MachineId, trained: &mut Trained, job_id: &str, how: SaveAs) -> Result<VersionInfo, RegistryError> {
+        self.save_with(machine, trained, job_id, fsx::write_atomic, how)
     }
 
     /// `save` with the file writer passed in, so tests can make it fail like a full disk does.
-    fn save_with(&self, machine: &MachineId, trained: &mut Trained, job_id: &str, write: WriteFile) -> Result<VersionInfo, RegistryError> {
+    fn save_with(
+        &self,
+        machine: &MachineId,
+        trained: &mut Trained,
+        job_id: &str,
+        write: WriteFile,
+        how: SaveAs,
+    ) -> Result<VersionInfo, RegistryError> {
         let t = trained.payload.model_type();
         let _writing = lock(&self.writes);
         let type_dir = self.type_dir(machine, t);
         fs::create_dir_all(&type_dir).map_err(|e| io_err(&type_dir, e))?;
+        let before = self.live_meta(machine, t, &version_dirs(&type_dir)?).map(|m| m.version);
         let version = self.allocate_version(&type_dir)?;
         let tmp = type_dir.join(format!(".{}.tmp-{}", version_name(version), std::process::id()));
         let final_dir = type_dir.join(version_name(version));
@@ -391,13 +419,26 @@ impl Registry {
         };
         // The rename is the commit point; without this a power cut could still undo it.
         fsx::sync_dir(&type_dir).map_err(|e| io_err(&type_dir, e))?;
+        let live = match (how, before) {
+            (SaveAs::Live, _) | (SaveAs::KeepLive { .. }, None) => {
+                pin::remove(&type_dir)?;
+                true
+            }
+            (SaveAs::KeepLive { reason }, Some(kept)) => {
+                if pin::read(&type_dir).is_none_or(|p| p.version != kept) {
+                    let at = crate::util::time::format_timestamp(crate::util::time::now_secs());
+                    pin::write(&type_dir, &Pin { version: kept, by: PinBy::Challenger, reason, at })?;
+                }
+                false
+            }
+        };
         self.invalidate(machine.as_str(), t);
         if let Err(e) = self.prune(machine, t, &type_dir) {
             // The new version is saved and live; a version that could not be pruned is retried next save.
             tracing::warn!(machine = %machine, model_type = %t, error = %e, "could not prune old model versions");
         }
-        tracing::info!(machine = %machine, model_type = %t, version, size_bytes = meta.size_bytes, "saved model version");
-        Ok(meta.into_info(true))
+        tracing::info!(machine = %machine, model_type = %t, version, size_bytes = meta.size_bytes, live, "saved model version");
+        Ok(meta.into_info(live))
     }
 
     /// Models are refused when saving them would leave less than `mb` free on the state folder's file system.
@@ -470,7 +511,7 @@ impl Registry {
     /// Keeps the `keep_versions` newest folders and the live one (the newest readable), removes the rest.
     fn prune(&self, machine: &MachineId, t: ModelType, type_dir: &Path) -> Result<(), RegistryError> {
         let dirs = version_dirs(type_dir)?;
-        let live = self.first_valid(machine, t, &dirs).map(|m| m.version);
+        let live = self.live_meta(machine, t, &dirs).map(|m| m.version);
         for (n, path) in dirs.iter().skip(self.keep_versions) {
             if Some(*n) != live {
                 self.remove_version_dir(type_dir, *n, path)?;
@@ -497,27 +538,75 @@ impl Registry {
         })
     }
 
+    /// The version that answers: the pinned one when it is readable, else the newest readable.
+    fn live_meta(&self, machine: &MachineId, t: ModelType, dirs: &[(u32, PathBuf)]) -> Option<Meta> {
+        if let Some(p) = pin::read(&self.type_dir(machine, t))
+            && let Some((n, path)) = dirs.iter().find(|(n, _)| *n == p.version)
+        {
+            match read_meta(path, machine.as_str(), t, *n) {
+                Ok(meta) => return Some(meta),
+                Err(message) => {
+                    tracing::warn!(path = %path.display(), "the pinned model version is unreadable; the newest answers: {message}")
+                }
+            }
+        }
+        self.first_valid(machine, t, dirs)
+    }
+
+    /// Pins `version` (a person's choice: a roll-back, or keeping a model through later trainings) and
+    /// returns it, now live.
+    pub fn pin(&self, machine: &str, t: ModelType, version: u32, reason: &str) -> Result<VersionInfo, RegistryError> {
+        let (meta, _) = self.resolve(machine, t, Some(version))?;
+        let machine = parse_machine(machine)?;
+        let _writing = lock(&self.writes);
+        let at = crate::util::time::format_timestamp(crate::util::time::now_secs());
+        pin::write(&self.type_dir(&machine, t), &Pin { version, by: PinBy::Person, reason: reason.to_string(), at })?;
+        self.invalidate(machine.as_str(), t);
+        tracing::info!(machine = %machine, model_type = %t, version, reason, "model version pinned");
+        Ok(meta.into_info(true))
+    }
+
+    /// Removes the pin, if any, so the newest readable version answers again; returns the pin removed.
+    pub fn unpin(&self, machine: &str, t: ModelType) -> Result<Option<Pin>, RegistryError> {
+        let machine = parse_machine(machine)?;
+        let _writing = lock(&self.writes);
+        let type_dir = self.type_dir(&machine, t);
+        let was = pin::read(&type_dir);
+        pin::remove(&type_dir)?;
+        self.invalidate(machine.as_str(), t);
+        if let Some(p) = &was {
+            tracing::info!(machine = %machine, model_type = %t, version = p.version, "model version unpinned; the newest answers");
+        }
+        Ok(was)
+    }
+
+    /// The pin of a machine's model type, when one is set.
+    pub fn pinned(&self, machine: &str, t: ModelType) -> Result<Option<Pin>, RegistryError> {
+        let machine = parse_machine(machine)?;
+        Ok(pin::read(&self.type_dir(&machine, t)))
+    }
+
     fn invalidate(&self, machine: &str, t: ModelType) {
         lock(&self.cache).remove(&(machine.to_string(), t));
     }
 
-    /// The newest readable version.
+    /// The version that answers: the pinned one, else the newest readable.
     pub fn live(&self, machine: &str, t: ModelType) -> Result<Option<VersionInfo>, RegistryError> {
         let machine = parse_machine(machine)?;
         let dirs = version_dirs(&self.type_dir(&machine, t))?;
-        Ok(self.first_valid(&machine, t, &dirs).map(|m| m.into_info(true)))
+        Ok(self.live_meta(&machine, t, &dirs).map(|m| m.into_info(true)))
     }
 
     /// Readable versions, newest first; unreadable folders are skipped with a warning.
     pub fn versions(&self, machine: &str, t: ModelType) -> Result<Vec<VersionInfo>, RegistryError> {
         let machine = parse_machine(machine)?;
         let dirs = version_dirs(&self.type_dir(&machine, t))?;
+        let live = self.live_meta(&machine, t, &dirs).map(|m| m.version);
         let mut out: Vec<VersionInfo> = Vec::with_capacity(dirs.len());
         for (n, path) in &dirs {
             match read_meta(path, machine.as_str(), t, *n) {
                 Ok(meta) => {
-                    let live = out.is_empty();
-                    out.push(meta.into_info(live));
+                    out.push(meta.into_info(live == Some(*n)));
                 }
                 Err(message) => tracing::warn!(path = %path.display(), "skipping an unreadable model version: {message}"),
             }
@@ -590,7 +679,7 @@ impl Registry {
         match version {
             None => {
                 let dirs = version_dirs(&type_dir)?;
-                let meta = self.first_valid(&machine, t, &dirs).ok_or_else(not_found)?;
+                let meta = self.live_meta(&machine, t, &dirs).ok_or_else(not_found)?;
                 let dir = type_dir.join(version_name(meta.version));
                 Ok((meta, dir))
             }
@@ -623,15 +712,18 @@ impl Registry {
     pub fn load_live(&self, machine: &str, t: ModelType) -> Result<Option<(VersionInfo, Arc<LiveModel>)>, RegistryError> {
         let machine = parse_machine(machine)?;
         let key: CacheKey = (machine.to_string(), t);
-        let dirs = version_dirs(&self.type_dir(&machine, t))?;
+        let type_dir = self.type_dir(&machine, t);
+        let dirs = version_dirs(&type_dir)?;
         let newest = dirs.first().map(|d| d.0);
+        let pin_seen = pin::read(&type_dir).map(|p| p.version);
         let cached = lock(&self.cache).get(&key).cloned();
         if let Some(entry) = &cached
             && Some(entry.newest_seen) == newest
+            && entry.pin_seen == pin_seen
         {
             return Ok(Some((entry.info.clone(), entry.payload.clone())));
         }
-        let (Some(newest), Some(meta)) = (newest, self.first_valid(&machine, t, &dirs)) else {
+        let (Some(newest), Some(meta)) = (newest, self.live_meta(&machine, t, &dirs)) else {
             lock(&self.cache).remove(&key);
             return Ok(None);
         };
@@ -651,7 +743,7 @@ impl Registry {
             }
         };
         let info = meta.into_info(true);
-        lock(&self.cache).insert(key, Cached { info: info.clone(), payload: payload.clone(), newest_seen: newest });
+        lock(&self.cache).insert(key, Cached { info: info.clone(), payload: payload.clone(), newest_seen: newest, pin_seen });
         Ok(Some((info, payload)))
     }
 
@@ -734,7 +826,7 @@ impl Registry {
         let meta_path = dir.join(META_FILE);
         fsx::write_atomic(&meta_path, &to_json_bytes(&meta, &meta_path)?).map_err(|e| io_err(&meta_path, e))?;
         self.invalidate(machine.as_str(), t);
-        let live = self.first_valid(&machine, t, &version_dirs(&type_dir)?).is_some_and(|m| m.version == version);
+        let live = self.live_meta(&machine, t, &version_dirs(&type_dir)?).is_some_and(|m| m.version == version);
         Ok(meta.into_info(live))
     }
 }

@@ -305,7 +305,7 @@ fn a_full_disk_keeps_the_previous_version_live() {
     save(&reg, "a");
     let before = reg.load_live("pump_1", T).unwrap().unwrap();
 
-    let err = reg.save_with(&machine(), &mut trained(), "full", disk_fills_during_the_bundle).unwrap_err();
+    let err = reg.save_with(&machine(), &mut trained(), "full", disk_fills_during_the_bundle, SaveAs::Live).unwrap_err();
     assert!(matches!(err, RegistryError::DiskFull { ref path, .. } if path.ends_with(MODEL_FILE)), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("disk full") && text.contains("previous model version stays live"), "{text}");
@@ -327,11 +327,11 @@ fn write_errors_keep_their_io_source() {
     let storage_full: WriteFile = |path, bytes| {
         if path.ends_with(REPORT_FILE) { Err(io::ErrorKind::StorageFull.into()) } else { fsx::write_atomic(path, bytes) }
     };
-    let err = reg.save_with(&machine(), &mut trained(), "a", storage_full).unwrap_err();
+    let err = reg.save_with(&machine(), &mut trained(), "a", storage_full, SaveAs::Live).unwrap_err();
     assert!(matches!(err, RegistryError::DiskFull { ref path, .. } if path.ends_with(REPORT_FILE)), "{err:?}");
 
     let denied: WriteFile = |_, _| Err(io::ErrorKind::PermissionDenied.into());
-    let err = reg.save_with(&machine(), &mut trained(), "b", denied).unwrap_err();
+    let err = reg.save_with(&machine(), &mut trained(), "b", denied, SaveAs::Live).unwrap_err();
     let RegistryError::Io { path, source } = &err else { panic!("{err:?}") };
     assert!(path.ends_with(MODEL_FILE), "{}", path.display());
     assert_eq!(source.kind(), io::ErrorKind::PermissionDenied);
@@ -422,4 +422,48 @@ fn a_file_system_that_fills_during_the_bundle_is_disk_full() {
 
     fs::remove_file(&filler).unwrap();
     assert_eq!(save(&reg, "b").version, 3);
+}
+
+#[test]
+fn a_pinned_version_answers_survives_pruning_and_a_live_save_or_unpin_releases_it() {
+    let state = tempfile::tempdir().unwrap();
+    let reg = Registry::open(state.path(), 2, DEFAULT_WARN_SIZE_MB).unwrap();
+    save(&reg, "a");
+    save(&reg, "b");
+    assert_eq!(reg.load_live("pump_1", T).unwrap().unwrap().0.version, 2);
+    // A roll-back: v1 answers, is live in the listing, and the cached v2 is not served any more.
+    assert!(reg.pin("pump_1", T, 1, "v2 raised false alarms").unwrap().live);
+    assert_eq!(reg.load_live("pump_1", T).unwrap().unwrap().0.version, 1);
+    let live: Vec<(u32, bool)> = reg.versions("pump_1", T).unwrap().iter().map(|v| (v.version, v.live)).collect();
+    assert_eq!(live, [(2, false), (1, true)]);
+    assert_eq!(reg.pinned("pump_1", T).unwrap().unwrap().by, PinBy::Person);
+    // A challenger kept beside the pinned one: saved, not live, and pruning (2 kept) spares the pinned v1.
+    let kept = reg.save_as(&machine(), &mut trained(), "c", SaveAs::KeepLive { reason: "worse".into() }).unwrap();
+    assert_eq!((kept.version, kept.live), (3, false));
+    assert_eq!(numbers(&reg), [3, 2, 1], "the pinned version is never pruned");
+    assert_eq!(reg.live("pump_1", T).unwrap().unwrap().version, 1);
+    assert_eq!(reg.pinned("pump_1", T).unwrap().unwrap().by, PinBy::Person, "a person's pin stays theirs");
+    // A pin survives a restart.
+    drop(reg);
+    let reg = Registry::open(state.path(), 2, DEFAULT_WARN_SIZE_MB).unwrap();
+    assert_eq!(reg.load_live("pump_1", T).unwrap().unwrap().0.version, 1);
+    // Unpinned: the newest answers again.
+    assert_eq!(reg.unpin("pump_1", T).unwrap().map(|p| p.version), Some(1));
+    assert_eq!(reg.load_live("pump_1", T).unwrap().unwrap().0.version, 3);
+    assert_eq!(reg.unpin("pump_1", T).unwrap(), None);
+    // A worse challenger with no pin pins the live one; a version that goes live removes that pin.
+    let kept = reg.save_as(&machine(), &mut trained(), "d", SaveAs::KeepLive { reason: "worse".into() }).unwrap();
+    assert!(!kept.live);
+    let pin = reg.pinned("pump_1", T).unwrap().unwrap();
+    assert_eq!((pin.version, pin.by, pin.reason.as_str()), (3, PinBy::Challenger, "worse"));
+    assert_eq!(reg.load_live("pump_1", T).unwrap().unwrap().0.version, 3);
+    assert!(save(&reg, "e").live);
+    assert_eq!(reg.pinned("pump_1", T).unwrap(), None);
+    assert_eq!(reg.load_live("pump_1", T).unwrap().unwrap().0.version, 5);
+    // Pinning a version that is not there is refused.
+    assert!(matches!(reg.pin("pump_1", T, 99, "x"), Err(RegistryError::NotFound { .. })));
+    // A pin whose version was deleted is ignored.
+    reg.pin("pump_1", T, 4, "x").unwrap();
+    reg.delete("pump_1", T, Some(4)).unwrap();
+    assert_eq!(reg.load_live("pump_1", T).unwrap().unwrap().0.version, 5);
 }

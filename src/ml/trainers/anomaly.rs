@@ -500,6 +500,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         grid: table.grid.clone(),
         time_in_life: false,
         profile: None,
+        last_time: None,
     };
     report.warnings.extend(dropped.iter().map(|s| format!("sensor {s} is constant on the healthy rows and was dropped")));
     sw.lap("evaluate");

@@ -237,6 +237,7 @@ pub fn data_summary(table: &Table, p: &Prepared) -> DataSummary {
         grid: table.grid.clone(),
         time_in_life: p.spec.time_in_life,
         profile: None,
+        last_time: None,
     }
 }
 
