@@ -425,7 +425,16 @@ fn live_version(d: &Daemon, id: &str, t: &str) -> u64 {
 fn new_data_retrains_on_schedule_once_and_a_version_a_person_pinned_keeps_answering() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    common::fleet(&data, 1, 2_000);
+    // CSV, so the test can spoil the training lives' files later with plain text edits.
+    let opts = millwright::data::simulate::FleetOptions {
+        out_dir: data.clone(),
+        machines: 1,
+        seed: 11,
+        rows: 2_000,
+        format: millwright::data::write::Format::Csv,
+        ..Default::default()
+    };
+    millwright::data::simulate::simulate_fleet(&opts).unwrap();
     let d = Daemon::start(
         &data,
         &dir.path().join("state"),
@@ -499,8 +508,71 @@ fn new_data_retrains_on_schedule_once_and_a_version_a_person_pinned_keeps_answer
     let detail = d.get(&format!("/api/ml/models/{id}/anomaly")).json();
     assert_eq!(detail["pin"]["version"], 1, "{}", detail["pin"]);
     assert_eq!(detail["versions"].as_array().unwrap().len(), 2, "the scheduled anomaly model is kept beside it");
+    // The new readings carry no failures, so the regression model learned from the same labelled rows and
+    // scored the same on the same held-out rows: not worse, live. The comparison is in its report.
+    let report = d.get(&format!("/api/ml/models/{id}/regression")).json()["report"].clone();
+    let c = &report["champion"];
+    assert_eq!(
+        (c["champion_version"].as_u64(), c["metric"].as_str(), c["not_worse"].as_bool()),
+        (Some(1), Some("rmse_hours"), Some(true)),
+        "{c}"
+    );
+    assert_eq!(c["challenger"], c["champion"], "{c}");
+    assert_eq!(c["challenger"].as_f64(), report["headline"]["value"].as_f64(), "the comparison scores the report's own test rows");
     // Unpinned, the newest answers.
     let r = d.delete(&format!("/api/ml/models/{id}/anomaly/pin"));
     assert_eq!(r.status, 200);
     assert_eq!(live_version(&d, &id, "anomaly"), 2);
+
+    // A worse challenger: the training lives' sensors are scrambled (each column moved half the file along,
+    // as a logger that wrote columns out of step would), the test lives stay. The next scheduled retrain
+    // scores worse on the same held-out rows, is kept beside the live model and does not go live.
+    let machine_dir = data.join("machines").join(&id);
+    for name in ["train.csv", "val.csv"] {
+        let path = machine_dir.join(name);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            assert_eq!(name, "val.csv", "the machine has its training lives in {path:?}");
+            continue;
+        };
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let mut rows: Vec<Vec<String>> = lines.map(|l| l.split(',').map(str::to_string).collect()).collect();
+        let half = rows.len() / 2;
+        for (k, _) in header.iter().enumerate().filter(|(_, c)| sensors.iter().any(|s| s == *c)) {
+            let column: Vec<String> = rows.iter().map(|r| r[k].clone()).collect();
+            for (i, r) in rows.iter_mut().enumerate() {
+                r[k] = column[(i + half) % column.len()].clone();
+            }
+        }
+        let body: Vec<String> = std::iter::once(header.join(",")).chain(rows.iter().map(|r| r.join(","))).collect();
+        std::fs::write(&path, body.join("\n") + "\n").unwrap();
+    }
+    let (end, _) = history_end(&d, &id);
+    let rows: Vec<Value> = (1..=30)
+        .map(|h| {
+            let mut r = json!({ "ts": format_timestamp(end + f64::from(h) * 3_600.0) });
+            for (s, v) in sensors.iter().zip(&values) {
+                r[s] = json!(v);
+            }
+            r
+        })
+        .collect();
+    assert_eq!(post(&d, &id, &json!(rows)).1["accepted"].as_u64(), Some(30));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while scheduled(&d).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no second scheduled retrain within 120 s:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let second = scheduled(&d).into_iter().find(|j| j["task_id"] != job["task_id"]).unwrap();
+    let done = d.wait_task(second["task_id"].as_str().unwrap(), Duration::from_secs(600));
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    let r = &done["result"]["results"]["regression"];
+    assert_eq!((r["version"].as_u64(), r["live"].as_bool()), (Some(3), Some(false)), "{r}");
+    let c = &r["metrics"]["champion"];
+    assert_eq!((c["champion_version"].as_u64(), c["not_worse"].as_bool()), (Some(2), Some(false)), "{c}");
+    assert!(c["challenger"].as_f64().unwrap() > c["champion"].as_f64().unwrap(), "a higher RMSE: {c}");
+    assert_eq!(live_version(&d, &id, "regression"), 2, "the better model goes on answering");
+    let pin = &d.get(&format!("/api/ml/models/{id}/regression")).json()["pin"];
+    assert_eq!((pin["version"].as_u64(), pin["by"].as_str()), (Some(2), Some("challenger")), "{pin}");
+    assert!(done["logs"].as_array().unwrap().iter().any(|l| l.as_str().unwrap_or("").contains("kept but not live")), "{done}");
 }

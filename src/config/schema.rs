@@ -300,6 +300,11 @@ pub(super) const KEYS: &[KeySpec] = &[
         Kind::Float,
         "Hours after a scheduled retrain before new data or drift may queue another one for the same machine (0..=8760).",
     ),
+    key(
+        "retrain.promote",
+        Kind::Str,
+        "\"if_not_worse\": a scheduled retrain's model goes live only when it scores no worse than the live one on the same held-out rows (classification and regression; the others are not compared yet and go live); \"always\": it goes live like a person's.",
+    ),
     key("data.max_file_mb", U64, "A machine's data file larger than this many MB (1..=1048576) is refused before it is read."),
     key("data.max_columns", USIZE, "A data file with more columns than this (2..=100000) is refused."),
     key(

@@ -314,11 +314,14 @@ pub struct RetrainConfig {
     pub default: String,
     /// Hours after a scheduled retrain before new data or drift may queue another for the same machine.
     pub min_gap_h: f64,
+    /// "if_not_worse" (a scheduled retrain goes live only if it is not worse than the live model on the same
+    /// held-out rows) or "always".
+    pub promote: String,
 }
 
 impl Default for RetrainConfig {
     fn default() -> Self {
-        RetrainConfig { default: "off".into(), min_gap_h: 12.0 }
+        RetrainConfig { default: "off".into(), min_gap_h: 12.0, promote: "if_not_worse".into() }
     }
 }
 
@@ -328,6 +331,7 @@ impl RetrainConfig {
         crate::retrain::schedule::Settings {
             default: crate::retrain::When::parse(&self.default).unwrap_or(crate::retrain::When::Off),
             min_gap_h: self.min_gap_h,
+            promote: crate::jobs::Promote::parse(&self.promote).unwrap_or_default(),
         }
     }
 }

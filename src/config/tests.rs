@@ -113,7 +113,7 @@ fn full_config() -> Config {
             retain_mb_total: 0,
             create_machines: true,
         },
-        retrain: RetrainConfig { default: "weekly@sun 03:00".into(), min_gap_h: 2.5 },
+        retrain: RetrainConfig { default: "weekly@sun 03:00".into(), min_gap_h: 2.5, promote: "always".into() },
     }
 }
 

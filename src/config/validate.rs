@@ -413,6 +413,9 @@ impl RetrainConfig {
         if let Err(why) = crate::retrain::When::parse(&self.default) {
             return Err(invalid("retrain.default", render_str("retrain.default", &self.default), why));
         }
+        if crate::jobs::Promote::parse(&self.promote).is_none() {
+            return Err(invalid("retrain.promote", render_str("retrain.promote", &self.promote), "must be \"if_not_worse\" or \"always\""));
+        }
         if !(self.min_gap_h.is_finite() && (0.0..=8760.0).contains(&self.min_gap_h)) {
             return Err(invalid("retrain.min_gap_h", render_f64(self.min_gap_h), "must be between 0 and 8760 hours"));
         }

@@ -51,8 +51,19 @@ pub enum ModelStatus {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum ModelResult {
-    Completed { version: u32, size_bytes: u64, oversize: bool, warning: Option<String>, metrics: serde_json::Value, train_seconds: f64 },
-    Failed { error: String },
+    Completed {
+        version: u32,
+        /// False when a pin or a better live model keeps the previous version answering.
+        live: bool,
+        size_bytes: u64,
+        oversize: bool,
+        warning: Option<String>,
+        metrics: serde_json::Value,
+        train_seconds: f64,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 impl ModelResult {
@@ -108,7 +119,31 @@ pub enum JobOrigin {
     #[default]
     Person,
     /// The machine's `retrain` schedule, for the reason given.
-    Schedule { reason: String },
+    Schedule {
+        reason: String,
+        #[serde(default)]
+        promote: Promote,
+    },
+}
+
+/// Whether a scheduled job's models go live when they are worse than the live ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Promote {
+    Always,
+    /// Live only when not worse than the live model on the same held-out rows (where they can be compared).
+    #[default]
+    IfNotWorse,
+}
+
+impl Promote {
+    pub fn parse(s: &str) -> Option<Promote> {
+        match s.trim() {
+            "always" => Some(Promote::Always),
+            "if_not_worse" => Some(Promote::IfNotWorse),
+            _ => None,
+        }
+    }
 }
 
 /// What was asked for; everything the runner needs to start the job again from scratch.
@@ -215,6 +250,7 @@ mod tests {
         }
         let done = ModelResult::Completed {
             version: 2,
+            live: true,
             size_bytes: 10,
             oversize: false,
             warning: None,
@@ -223,7 +259,7 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_value(&done).unwrap(),
-            json!({ "status": "completed", "version": 2, "size_bytes": 10, "oversize": false, "warning": null, "metrics": { "headline": {} }, "train_seconds": 1.5 })
+            json!({ "status": "completed", "version": 2, "live": true, "size_bytes": 10, "oversize": false, "warning": null, "metrics": { "headline": {} }, "train_seconds": 1.5 })
         );
         assert_eq!(done.status(), ModelStatus::Success);
         let failed = ModelResult::Failed { error: "only one class".into() };

@@ -3,6 +3,6 @@ mod job;
 mod queue;
 mod runner;
 
-pub use job::{Job, JobOrigin, JobRequest, JobState, MAX_LOG_LINES, ModelProgress, ModelResult, ModelStatus, Progress};
+pub use job::{Job, JobOrigin, JobRequest, JobState, MAX_LOG_LINES, ModelProgress, ModelResult, ModelStatus, Progress, Promote};
 pub use queue::{CancelOutcome, JobError, JobQueue, Next, Recovery};
 pub use runner::{Admission, Refusal, Runner};

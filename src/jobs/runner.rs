@@ -1,6 +1,6 @@
 //! The runner: one dedicated thread (never an async worker) that takes jobs in submission order and trains
 //! each model of the batch, reporting real progress into the job and saving finished models to the registry.
-use super::job::{Job, JobOrigin, JobState, ModelResult, ModelStatus};
+use super::job::{Job, JobOrigin, JobState, ModelResult, ModelStatus, Promote};
 use super::queue::{IDLE_TURN, JobQueue, Next};
 use crate::data::{self, MachineId};
 use crate::lifecycle::Heartbeat;
@@ -76,7 +76,7 @@ impl Runner {
             Ok(t) => t,
             Err(e) => return self.finish(&id, JobState::Failure, Some(format!("cannot load machine data: {e}")), None),
         };
-        if let JobOrigin::Schedule { reason } = &request.origin {
+        if let JobOrigin::Schedule { reason, .. } = &request.origin {
             self.update(&id, true, |j| j.log(format!("queued by the machine's retrain schedule: {reason}")));
         }
         if let Some(g) = &table.grid {
@@ -119,46 +119,59 @@ impl Runner {
             });
             let secs = t0.elapsed().as_secs_f64();
             match outcome {
-                Ok(mut trained) => match self.registry.save_as(&machine, &mut trained, &id, self.save_as(&request, *t)) {
-                    Ok(info) => {
-                        succeeded += 1;
-                        tracing::info!(model_type = %t, version = info.version, size_bytes = info.size_bytes, seconds = secs, "model saved");
-                        if let Some(w) = &info.warning {
-                            tracing::warn!(model_type = %t, "{w}");
-                        }
-                        let metrics = json!({ "headline": trained.report.headline, "test": trained.report.metrics });
-                        let done = ModelResult::Completed {
-                            version: info.version,
-                            size_bytes: info.size_bytes,
-                            oversize: info.oversize,
-                            warning: info.warning.clone(),
-                            metrics: metrics.clone(),
-                            train_seconds: secs,
-                        };
-                        let status = done.status();
-                        results.insert(t.as_str().into(), done);
-                        self.update(&id, true, |j| {
-                            if let Some(m) = j.progress.models.get_mut(t.as_str()) {
-                                m.status = status;
-                                m.progress_percent = 100.0;
-                                m.metrics = Some(metrics);
-                                m.version = Some(info.version);
-                                m.size_bytes = Some(info.size_bytes);
-                                m.oversize = info.oversize;
-                                m.warning = info.warning.clone();
-                                m.seconds = Some(secs);
-                            }
-                            j.log(format!("{t} done in {secs:.1} s: version {} ({} bytes)", info.version, info.size_bytes));
-                            if !info.live {
-                                j.log(format!("{t} version {} is kept but not live: a version pinned by a person answers", info.version));
-                            }
-                            if let Some(w) = &info.warning {
-                                j.log(format!("WARNING: {w}"));
-                            }
-                        });
+                Ok(mut trained) => {
+                    let compared = self.compare_with_live(&machine, *t, &table, &request.params, &trained);
+                    if let Some(c) = &compared {
+                        tracing::info!(model_type = %t, "compared with the live model: {}", c.sentence());
+                        self.update(&id, false, |j| j.log(format!("{t}: {}", c.sentence())));
                     }
-                    Err(e) => self.model_failed(&id, *t, format!("saving the model failed: {e}"), &mut results),
-                },
+                    trained.report.champion = compared;
+                    let how = self.save_as(&request, *t, trained.report.champion.as_ref());
+                    match self.registry.save_as(&machine, &mut trained, &id, how) {
+                        Ok(info) => {
+                            succeeded += 1;
+                            tracing::info!(model_type = %t, version = info.version, size_bytes = info.size_bytes, seconds = secs, "model saved");
+                            if let Some(w) = &info.warning {
+                                tracing::warn!(model_type = %t, "{w}");
+                            }
+                            let metrics = json!({ "headline": trained.report.headline, "test": trained.report.metrics, "champion": trained.report.champion });
+                            let done = ModelResult::Completed {
+                                version: info.version,
+                                live: info.live,
+                                size_bytes: info.size_bytes,
+                                oversize: info.oversize,
+                                warning: info.warning.clone(),
+                                metrics: metrics.clone(),
+                                train_seconds: secs,
+                            };
+                            let status = done.status();
+                            results.insert(t.as_str().into(), done);
+                            self.update(&id, true, |j| {
+                                if let Some(m) = j.progress.models.get_mut(t.as_str()) {
+                                    m.status = status;
+                                    m.progress_percent = 100.0;
+                                    m.metrics = Some(metrics);
+                                    m.version = Some(info.version);
+                                    m.size_bytes = Some(info.size_bytes);
+                                    m.oversize = info.oversize;
+                                    m.warning = info.warning.clone();
+                                    m.seconds = Some(secs);
+                                }
+                                j.log(format!("{t} done in {secs:.1} s: version {} ({} bytes)", info.version, info.size_bytes));
+                                if !info.live {
+                                    j.log(format!(
+                                        "{t} version {} is kept but not live: the version it was compared with goes on answering",
+                                        info.version
+                                    ));
+                                }
+                                if let Some(w) = &info.warning {
+                                    j.log(format!("WARNING: {w}"));
+                                }
+                            });
+                        }
+                        Err(e) => self.model_failed(&id, *t, format!("saving the model failed: {e}"), &mut results),
+                    }
+                }
                 Err(MlError::Cancelled) => {
                     revoked = true;
                     self.update(&id, true, |j| {
@@ -203,14 +216,47 @@ impl Runner {
         }
     }
 
-    /// A person's job makes its models live; a scheduled one leaves a version a person pinned answering.
-    fn save_as(&self, request: &crate::jobs::JobRequest, t: ModelType) -> SaveAs {
-        match (&request.origin, self.registry.pinned(&request.machine_id, t)) {
-            (JobOrigin::Schedule { .. }, Ok(Some(pin))) if pin.by == PinBy::Person => {
-                SaveAs::KeepLive { reason: format!("pinned by a person: {}", pin.reason) }
+    /// A person's job makes its models live; a scheduled one leaves a version a person pinned answering,
+    /// and with `promote = if_not_worse` the live model too when the new one scored worse on the same rows.
+    fn save_as(&self, request: &crate::jobs::JobRequest, t: ModelType, compared: Option<&ml::compare::Comparison>) -> SaveAs {
+        let JobOrigin::Schedule { promote, .. } = &request.origin else { return SaveAs::Live };
+        if let Ok(Some(pin)) = self.registry.pinned(&request.machine_id, t)
+            && pin.by == PinBy::Person
+        {
+            return SaveAs::KeepLive { reason: format!("pinned by a person: {}", pin.reason) };
+        }
+        match compared {
+            Some(c) if *promote == Promote::IfNotWorse && !c.not_worse => {
+                SaveAs::KeepLive { reason: format!("a scheduled retrain scored worse: {}", c.sentence()) }
             }
             _ => SaveAs::Live,
         }
+    }
+
+    /// The new model beside the live one on its held-out rows; `None` when nothing is live. A comparison that
+    /// fails inside is no reason to lose the model: it is logged and skipped.
+    fn compare_with_live(
+        &self,
+        machine: &MachineId,
+        t: ModelType,
+        table: &data::Table,
+        params: &ml::TrainParams,
+        trained: &ml::Trained,
+    ) -> Option<ml::compare::Comparison> {
+        let (info, live) = match self.registry.load_live(machine.as_str(), t) {
+            Ok(Some(live)) => live,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(model_type = %t, error = %e, "the live model could not be loaded to compare with");
+                return None;
+            }
+        };
+        let rows = &trained.report.test_rows;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ml::compare::compare(table, params, rows, &trained.payload, &live.payload, info.version)
+        }))
+        .map_err(|panic| tracing::error!(model_type = %t, "comparing with the live model failed: {}", crate::util::panic_message(panic.as_ref())))
+        .ok()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -400,6 +446,7 @@ mod tests {
         r.insert("classification".into(), ModelResult::Failed { error: "only one class".into() });
         let done = ModelResult::Completed {
             version: 1,
+            live: true,
             size_bytes: 1,
             oversize: false,
             warning: None,

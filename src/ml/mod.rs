@@ -11,6 +11,7 @@
 //! - `shared/`: the trainers' plumbing (parameters, the training context, causal features, leak-free splits,
 //!   metrics beside their baselines).
 pub mod bundle;
+pub mod compare;
 pub mod drift;
 mod error;
 pub mod model;

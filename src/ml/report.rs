@@ -110,6 +110,12 @@ pub struct Report {
     pub model_size_bytes: u64,
     pub params: Option<TrainParams>,
     pub warnings: Vec<String>,
+    /// This model beside the model that was live when it was trained, on the same held-out rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub champion: Option<super::compare::Comparison>,
+    /// The rows the test metrics were computed on (the supervised models), for that comparison; not stored.
+    #[serde(skip)]
+    pub test_rows: Vec<usize>,
 }
 
 impl Report {

@@ -18,6 +18,8 @@ pub struct Settings {
     pub default: When,
     /// Hours a machine waits after a scheduled retrain before new data or drift may queue another.
     pub min_gap_h: f64,
+    /// Whether a scheduled job's models go live when they score worse than the live ones.
+    pub promote: crate::jobs::Promote,
 }
 
 /// Per machine: when its schedule was first seen and last queued a job (epoch seconds).
@@ -200,7 +202,7 @@ impl Scheduler {
             machine_id: machine.to_string(),
             model_types: ModelType::ALL.to_vec(),
             params: self.state.training.defaults.clone(),
-            origin: JobOrigin::Schedule { reason: reason.to_string() },
+            origin: JobOrigin::Schedule { reason: reason.to_string(), promote: self.settings.promote },
         };
         match self.state.queue.submit(request) {
             Ok(job) => {

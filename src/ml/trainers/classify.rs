@@ -161,6 +161,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     report.feature_importance = top_importance(&p.spec.names(), &chosen.model.feature_importance_gain(), 20);
     report.samples = score_samples(&p, &test_scores, &yte);
     report.split = supervised::split_summary(&p);
+    report.test_rows = p.test.rows.clone();
     report.data = supervised::data_summary(table, &p);
     sw.lap("evaluate");
     report.timings = sw.laps.clone();

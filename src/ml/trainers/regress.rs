@@ -150,6 +150,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     report.feature_importance = top_importance(&p.spec.names(), &chosen.model.feature_importance_gain(), 20);
     report.samples = predicted_vs_actual(table, &p, &yte, &pred);
     report.split = supervised::split_summary(&p);
+    report.test_rows = p.test.rows.clone();
     report.data = supervised::data_summary(table, &p);
     report.warnings.extend(p.dropped.iter().map(|s| format!("sensor {s} is constant on the training rows and was dropped")));
     sw.lap("evaluate");
