@@ -206,6 +206,27 @@ main(async () => {
     await page.locator('#whatif-form').screenshot({ path: `${outdir}/10-predictions-whatif.png` });
   });
 
+  await step('results: a second RUL model is compared with the first; roll back to v1, then unpin', async () => {
+    const json = { method: 'POST', headers: { 'Content-Type': 'application/json' } };
+    const queued = await api('/api/ml/train/regression', { ...json, body: JSON.stringify({ machine_id: small.machine_id, quality: 'fast' }) });
+    check(queued.status === 202, `training a second RUL model: ${JSON.stringify(queued)}`);
+    await until(async () => (await api(`/api/ml/tasks/${queued.body.task_id}`)).body.status === 'SUCCESS', 60000, 'the second RUL model');
+    await page.goto(`${url}#/results/${small.machine_id}/regression`);
+    await page.waitForSelector('#versions tbody tr[data-version="2"]');
+    const liveRow = () => page.$$eval('#versions tbody tr', (rows) => rows.filter((r) => r.querySelector('.badge.ok')).map((r) => r.dataset.version));
+    check(JSON.stringify(await liveRow()) === '["2"]', `live before: ${await liveRow()}`);
+    const champion = await page.textContent('#champion');
+    check(/held-out rows/.test(champion) && /for v1, the model live when it was trained/.test(champion), `comparison: ${champion}`);
+    await page.click('#versions button[data-pin="1"]');
+    await until(async () => JSON.stringify(await liveRow()) === '["1"]', 10000, 'v1 to be live');
+    check((await page.textContent('#versions tr[data-version="1"]')).includes('pinned'), 'no pinned badge on v1');
+    const answer = (await api(`/api/ml/predict/${small.machine_id}`, { ...json, body: '{}' })).body;
+    check(answer.predictions.regression.version === 1, `answered by v${answer.predictions.regression.version} while v1 is pinned`);
+    await shot('10b-results-pinned');
+    await page.click('#unpin');
+    await until(async () => JSON.stringify(await liveRow()) === '["2"]', 10000, 'v2 to be live again');
+  });
+
   await step('a job that fails shows the error text', async () => {
     const pred = (await api(`/api/ml/predict/${small.machine_id}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).body;
     const all = [...pred.predictions.timeseries.answer.sensors.map((s) => s.sensor), 'speed_rpm'];

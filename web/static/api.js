@@ -67,6 +67,8 @@ export const api = {
   machineModels: (m) => raw('GET', `/api/ml/models/${enc(m)}`),
   model: (m, t, version) => raw('GET', `/api/ml/models/${enc(m)}/${enc(t)}${version ? `?version=${enc(version)}` : ''}`),
   downloadUrl: (m, t, version) => `/api/ml/models/${enc(m)}/${enc(t)}/download${version ? `?version=${enc(version)}` : ''}`,
+  pin: (m, t, version, reason) => authed('POST', `/api/ml/models/${enc(m)}/${enc(t)}/pin`, { version, reason }),
+  unpin: (m, t) => authed('DELETE', `/api/ml/models/${enc(m)}/${enc(t)}/pin`),
   deleteModel: (m, t, version) => authed('DELETE', `/api/ml/models/${enc(m)}/${enc(t)}${version ? `?version=${enc(version)}` : ''}`),
   predict: (m, body = {}) => authed('POST', `/api/ml/predict/${enc(m)}`, body),
   predictCsv: (m, body = {}) => authed('POST', `/api/ml/predict/${enc(m)}?format=csv`, body),

@@ -1,6 +1,6 @@
 // Results of one model of one machine: metrics beside their baselines, plots, versions, download.
 import { api } from '../api.js';
-import { h, add, clear, badge, alertBox, fmtNum, fmtPct, fmtBytes, fmtDuration, fmtTime, fmtAge, metricLabel, HIGHER_IS_BETTER, compare, TYPES, TYPE_INFO, oversizeBadge, featureWords } from '../ui.js';
+import { h, add, clear, badge, alertBox, toast, fmtNum, fmtPct, fmtBytes, fmtDuration, fmtTime, fmtAge, metricLabel, HIGHER_IS_BETTER, compare, TYPES, TYPE_INFO, oversizeBadge, featureWords } from '../ui.js';
 import { lineChart, histogram, hbars, legend } from '../charts.js';
 
 const RATIO = new Set(['f1', 'precision', 'recall', 'roc_auc', 'pr_auc', 'accuracy', 'coverage80', 'coverage95', 'alarm_rate']);
@@ -152,18 +152,48 @@ function facts(r) {
     row('millwright', r.millwright_version ?? '–'));
 }
 
-function versionsTable(machine, type, versions, shown) {
+// Pinning changes which version answers: the view is drawn again from the registry's answer.
+async function pinAction(btn, call, done) {
+  btn.disabled = true;
+  try { await call(); toast('ok', done); window.dispatchEvent(new HashChangeEvent('hashchange')); } catch (e) { toast('bad', e.message); btn.disabled = false; }
+}
+
+function pinCell(machine, type, v, pin) {
+  if (!v.live) {
+    const b = h('button', { type: 'button', class: 'btn small', dataset: { pin: String(v.version) } }, 'Make live');
+    b.addEventListener('click', () => pinAction(b, () => api.pin(machine, type, v.version, 'made live from the page'), `v${v.version} answers now, until it is unpinned.`));
+    return b;
+  }
+  if (pin && pin.version === v.version) {
+    const b = h('button', { type: 'button', class: 'btn small', id: 'unpin' }, 'Unpin');
+    b.addEventListener('click', () => pinAction(b, () => api.unpin(machine, type), 'Unpinned: the newest version answers.'));
+    return b;
+  }
+  return '';
+}
+
+function versionsTable(machine, type, versions, shown, pin) {
   const metric = versions.find((v) => v.headline?.metric)?.headline?.metric;
   return h('div', { class: 'table-wrap' }, h('table', { id: 'versions' },
     h('thead', {}, h('tr', {}, h('th', {}, 'Version'), h('th', {}, 'Trained'), h('th', { class: 'num' }, metric ? metricLabel(metric) : 'Headline'),
-      h('th', { class: 'num' }, 'Baseline'), h('th', { class: 'num' }, 'Size'), h('th', {}, ''), h('th', {}, ''))),
-    h('tbody', {}, [...versions].sort((a, b) => b.version - a.version).map((v) => h('tr', { class: v.version === shown ? 'chosen' : '' },
-      h('td', {}, `v${v.version} `, v.live ? badge('live', 'ok') : ''),
+      h('th', { class: 'num' }, 'Baseline'), h('th', { class: 'num' }, 'Size'), h('th', {}, ''), h('th', {}, ''), h('th', {}, ''))),
+    h('tbody', {}, [...versions].sort((a, b) => b.version - a.version).map((v) => h('tr', { class: v.version === shown ? 'chosen' : '', dataset: { version: String(v.version) } },
+      h('td', {}, `v${v.version} `, v.live ? badge('live', 'ok') : '', pin && pin.version === v.version ? h('span', { title: pin.reason }, ' ', badge(pin.by === 'person' ? 'pinned' : 'kept: newer was worse', 'warn')) : ''),
       h('td', {}, fmtTime(v.trained_at), h('div', { class: 'muted' }, fmtAge(v.trained_at))),
       h('td', { class: 'num' }, fmtNum(v.headline?.value, 4)), h('td', { class: 'num' }, fmtNum(v.headline?.baseline, 4)),
       h('td', { class: 'num' }, fmtBytes(v.size_bytes), ' ', oversizeBadge(v)),
       h('td', {}, v.version === shown ? h('span', { class: 'muted' }, 'shown') : h('a', { href: `#/results/${encodeURIComponent(machine)}/${type}/${v.version}` }, 'view')),
-      h('td', {}, h('a', { href: api.downloadUrl(machine, type, v.version), download: '' }, 'download')))))));
+      h('td', {}, h('a', { href: api.downloadUrl(machine, type, v.version), download: '' }, 'download')),
+      h('td', {}, pinCell(machine, type, v, pin)))))));
+}
+
+// The new model beside the one that was live when it was trained, on the same held-out rows.
+function championBox(c) {
+  if (!c) return null;
+  const text = c.challenger === null || c.challenger === undefined
+    ? `Not compared with live v${c.champion_version}: ${c.note ?? 'no comparison'}.`
+    : `On the same ${c.rows.toLocaleString()} held-out rows: ${metricLabel(c.metric)} ${fmtMetric(c.metric, c.challenger)} for this model, ${fmtMetric(c.metric, c.champion)} for v${c.champion_version}, the model live when it was trained — ${c.not_worse ? 'not worse' : 'worse'}.`;
+  return h('section', { class: 'panel', id: 'champion' }, h('h3', {}, 'Compared with the live model'), h('p', {}, text));
 }
 
 // A version folder that cannot be read: when it is newer than the live one, an older model is answering.
@@ -248,6 +278,7 @@ export async function mount(root, args) {
       hbars(r.feature_importance.slice(0, 15).map(([n, v]) => [featureWords(n, r.data?.interval_s ?? 3600), v]), { label: 'feature importance' })) : null,
     h('section', { class: 'panel' }, h('h3', {}, 'Candidates compared on validation data'), leaderboardTables(r.leaderboard)),
     h('section', { class: 'panel' }, h('h3', {}, 'About this model'), facts(r)),
-    h('section', { class: 'panel' }, h('h3', {}, 'Version history'), versionsTable(machine, type, detail.versions ?? [], info.version)));
+    championBox(r.champion),
+    h('section', { class: 'panel' }, h('h3', {}, 'Version history'), versionsTable(machine, type, detail.versions ?? [], info.version, detail.pin)));
   return null;
 }
