@@ -411,6 +411,19 @@ fn a_machine_the_daemon_does_not_know_is_made_from_its_first_readings_only_when_
     assert_eq!(done["status"], "SUCCESS", "a machine made from readings trains its anomaly model: {done}");
 }
 
+/// `hours` hourly rows after `end`, every sensor at the history's last value.
+fn hours_after(end: f64, sensors: &[String], values: &[f64], hours: u32) -> Vec<Value> {
+    (1..=hours)
+        .map(|h| {
+            let mut r = json!({ "ts": format_timestamp(end + f64::from(h) * 3_600.0) });
+            for (s, v) in sensors.iter().zip(values) {
+                r[s] = json!(v);
+            }
+            r
+        })
+        .collect()
+}
+
 fn job_of(d: &Daemon, pick: impl Fn(&Value) -> bool) -> Vec<Value> {
     let r = d.get("/api/ml/tasks").json();
     r["tasks"].as_array().unwrap_or_else(|| panic!("{r}")).iter().filter(|j| pick(j)).cloned().collect()
@@ -474,15 +487,7 @@ fn new_data_retrains_on_schedule_once_and_a_version_a_person_pinned_keeps_answer
 
     // 30 new hours of readings: once they are in the machine's files, one scheduled retrain of all four.
     let (end, values) = history_end(&d, &id);
-    let rows: Vec<Value> = (1..=30)
-        .map(|h| {
-            let mut r = json!({ "ts": format_timestamp(end + f64::from(h) * 3_600.0) });
-            for (s, v) in sensors.iter().zip(&values) {
-                r[s] = json!(v);
-            }
-            r
-        })
-        .collect();
+    let rows = hours_after(end, &sensors, &values, 30);
     let (status, v) = post(&d, &id, &json!(rows));
     assert_eq!((status, v["accepted"].as_u64()), (200, Some(30)), "{v}");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -548,15 +553,7 @@ fn new_data_retrains_on_schedule_once_and_a_version_a_person_pinned_keeps_answer
         std::fs::write(&path, body.join("\n") + "\n").unwrap();
     }
     let (end, _) = history_end(&d, &id);
-    let rows: Vec<Value> = (1..=30)
-        .map(|h| {
-            let mut r = json!({ "ts": format_timestamp(end + f64::from(h) * 3_600.0) });
-            for (s, v) in sensors.iter().zip(&values) {
-                r[s] = json!(v);
-            }
-            r
-        })
-        .collect();
+    let rows = hours_after(end, &sensors, &values, 30);
     assert_eq!(post(&d, &id, &json!(rows)).1["accepted"].as_u64(), Some(30));
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while scheduled(&d).len() < 2 {

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use super::table::{MachineMeta, SplitHint, SplitMethod};
 
+/// The description's file name in a machine folder.
+pub(super) const TOML_NAME: &str = "machine.toml";
+
 /// Column names taken as the timestamp when `[columns]` names none (compared without case).
 pub(super) const TIME_NAMES: [&str; 4] = ["timestamp", "datetime", "time", "date"];
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -81,7 +81,7 @@ pub enum Creation {
 /// whole or not at all (made under a hidden name, synced, renamed), so two first submissions racing each
 /// other leave one machine, and a listing never sees a folder without its description.
 pub fn create_from_readings(machine_dir: &Path, name: &str, sensors: &[String]) -> Result<Creation, DataError> {
-    if machine_dir.join(super::load::TOML_NAME).is_file() {
+    if machine_dir.join(super::describe::TOML_NAME).is_file() {
         return Ok(Creation::Existed);
     }
     let parent = machine_dir.parent().ok_or_else(|| DataError::NoLayout { dir: machine_dir.to_path_buf() })?;
@@ -101,7 +101,7 @@ pub fn create_from_readings(machine_dir: &Path, name: &str, sensors: &[String]) 
         list.join(", ")
     );
     std::fs::create_dir(&tmp).map_err(io(&tmp))?;
-    let toml_path = tmp.join(super::load::TOML_NAME);
+    let toml_path = tmp.join(super::describe::TOML_NAME);
     let written = crate::util::fsx::write_atomic(&toml_path, text.as_bytes()).and_then(|_| crate::util::fsx::sync_dir(&tmp));
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&tmp);

@@ -3,7 +3,7 @@ use super::build::{BuildOptions, Builder, CHUNK_ROWS, Tail};
 use super::caps::Budget;
 use super::caps::Caps;
 use super::confine::Confine;
-use super::describe::{ColumnRoles, HealthyHead, MachineToml};
+use super::describe::{ColumnRoles, HealthyHead, MachineToml, TOML_NAME};
 use super::error::DataError;
 use super::grid::{self, GridSetting};
 use super::id::MachineId;
@@ -14,8 +14,6 @@ use super::table::{Layout, Split, Table};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-pub(super) const TOML_NAME: &str = "machine.toml";
 
 pub fn machine_dir(data_dir: &Path, id: &MachineId) -> PathBuf {
     data_dir.join("machines").join(id.as_str())

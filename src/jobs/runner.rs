@@ -252,8 +252,13 @@ impl Runner {
             }
         };
         let rows = &trained.report.test_rows;
+        let seen = self
+            .registry
+            .report(machine.as_str(), t, Some(info.version))
+            .map(|r| ml::compare::ChampionData::from_report(&r))
+            .unwrap_or_default();
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            ml::compare::compare(table, params, rows, &trained.payload, &live.payload, info.version)
+            ml::compare::compare(table, params, rows, &trained.payload, (&live.payload, info.version, seen))
         }))
         .map_err(|panic| tracing::error!(model_type = %t, "comparing with the live model failed: {}", crate::util::panic_message(panic.as_ref())))
         .ok()

@@ -3,57 +3,32 @@
 //! older data — with the new model's headline metric. A scheduled retrain goes live only when the new model
 //! is not worse; a person's training goes live anyway, with the comparison in its report.
 use super::model::Payload;
+pub use super::report::Comparison;
 use super::shared::features::features_for_rows;
 use super::shared::metrics;
 use super::shared::params::TrainParams;
 use super::trainers::classify;
 use crate::data::Table;
-use serde::{Deserialize, Serialize};
 
-/// The outcome, as the report, the API and the page show it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Comparison {
-    /// The live version compared with.
-    pub champion_version: u32,
-    /// `rmse_hours` (lower is better) or `f1` (higher is better); empty when not compared.
-    pub metric: String,
-    pub higher_is_better: bool,
-    pub challenger: Option<f64>,
-    pub champion: Option<f64>,
-    /// Held-out rows both were scored on.
-    pub rows: usize,
-    /// The new model is at least as good as the live one on those rows (true when they could not be compared).
-    pub not_worse: bool,
-    /// Why there is no comparison, when there is none.
-    pub note: Option<String>,
+/// What the live model was fitted and selected on, as far as its report tells. Only rows it cannot have seen
+/// count in a comparison: a row of a given test split (when its own split was that given one: such rows are
+/// test rows for every model), or a row newer than the data it was trained on. Lives split at random, or rows
+/// stratified, would otherwise put its own training rows among the new model's test rows and favour it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ChampionData {
+    pub given_split: bool,
+    /// The newest row's time in its data (older reports lack it).
+    pub last_time: Option<f64>,
 }
 
-impl Comparison {
-    fn not_compared(champion_version: u32, why: impl Into<String>) -> Comparison {
-        Comparison {
-            champion_version,
-            metric: String::new(),
-            higher_is_better: false,
-            challenger: None,
-            champion: None,
-            rows: 0,
-            not_worse: true,
-            note: Some(why.into()),
-        }
+impl ChampionData {
+    pub fn from_report(report: &serde_json::Value) -> ChampionData {
+        ChampionData { given_split: report["split"]["method"] == "given", last_time: report["data"]["last_time"].as_f64() }
     }
 
-    /// One line for logs and the job: "RMSE 41.2 h against 38.0 h of live v3 on 1,200 held-out rows".
-    pub fn sentence(&self) -> String {
-        match (self.challenger, self.champion) {
-            (Some(a), Some(b)) => format!(
-                "{} {a:.4} against {b:.4} of live v{} on {} held-out rows: {}",
-                self.metric,
-                self.champion_version,
-                self.rows,
-                if self.not_worse { "not worse" } else { "worse" }
-            ),
-            _ => format!("not compared with live v{}: {}", self.champion_version, self.note.as_deref().unwrap_or("no comparison")),
-        }
+    fn unseen(&self, table: &Table, row: usize) -> bool {
+        let given_test = self.given_split && table.given_split.as_ref().is_some_and(|g| g.get(row) == Some(&crate::data::Split::Test));
+        given_test || self.last_time.is_some_and(|t| table.timestamps.get(row).is_some_and(|r| *r > t))
     }
 }
 
@@ -66,9 +41,19 @@ pub fn compare(
     params: &TrainParams,
     rows: &[usize],
     challenger: &Payload,
-    champion: &Payload,
-    champion_version: u32,
+    (champion, champion_version, seen): (&Payload, u32, ChampionData),
 ) -> Comparison {
+    let unseen: Vec<usize> = rows.iter().copied().filter(|&r| seen.unseen(table, r)).collect();
+    if unseen.is_empty() && !rows.is_empty() {
+        return Comparison::not_compared(
+            champion_version,
+            format!(
+                "none of the {} held-out rows is known to be unseen by v{champion_version} (its split differs, and no row is newer than its data)",
+                rows.len()
+            ),
+        );
+    }
+    let rows = unseen.as_slice();
     let outcome = match (challenger, champion) {
         (Payload::Regressor(new), Payload::Regressor(live)) => {
             let Some(rul) = table.rul.as_ref() else { return Comparison::not_compared(champion_version, "the data has no RUL") };
@@ -143,6 +128,7 @@ mod tests {
             }
         }
         let ctx = || TrainContext::detached(Duration::from_secs(120), 1);
+        let given = ChampionData { given_split: true, last_time: None };
         let full = TrainParams { quality: Quality::Fast, threads: 1, ..Default::default() };
         for (t, table) in [(ModelType::Regression, &table), (ModelType::Classification, &stepped)] {
             // The same rows with each sensor's values moved half the table along: nothing left to learn from.
@@ -155,17 +141,27 @@ mod tests {
             let weak = crate::ml::train(t, &scrambled, &full, &ctx()).unwrap();
             let rows = &strong.report.test_rows;
             assert!(!rows.is_empty());
-            let c = compare(table, &full, rows, &strong.payload, &weak.payload, 1);
+            let c = compare(table, &full, rows, &strong.payload, (&weak.payload, 1, given));
             assert!(c.not_worse && c.rows > 0, "{t}: {}", c.sentence());
-            let c = compare(table, &full, rows, &weak.payload, &strong.payload, 1);
+            let c = compare(table, &full, rows, &weak.payload, (&strong.payload, 1, given));
             assert!(!c.not_worse, "{t}: the weak model is worse: {}", c.sentence());
             // The model's own test metric is what the comparison computes for it.
-            let own = compare(table, &full, rows, &strong.payload, &strong.payload, 1);
+            let own = compare(table, &full, rows, &strong.payload, (&strong.payload, 1, given));
             assert!(own.not_worse && own.challenger == own.champion, "{t}: {own:?}");
             assert_eq!(own.challenger, Some(strong.report.headline.value), "{t}: the same rows and metric as the report's headline");
+            // A live model whose split was not the given one may have been fitted on these rows: only rows newer
+            // than its data count, and here there are none.
+            let other_split = ChampionData { given_split: false, last_time: table.timestamps.iter().copied().reduce(f64::max) };
+            let c = compare(table, &full, rows, &weak.payload, (&strong.payload, 1, other_split));
+            assert!(c.not_worse && c.challenger.is_none() && c.note.as_deref().unwrap_or("").contains("unseen"), "{t}: {c:?}");
+            let before_test = ChampionData { given_split: false, last_time: Some(table.timestamps[rows[0]] - 1.0) };
+            assert!(
+                !compare(table, &full, rows, &weak.payload, (&strong.payload, 1, before_test)).not_worse,
+                "{t}: rows after its data count"
+            );
         }
         let anomaly = crate::ml::train(ModelType::Anomaly, &table, &full, &ctx()).unwrap();
-        let c = compare(&table, &full, &[], &anomaly.payload, &anomaly.payload, 3);
+        let c = compare(&table, &full, &[], &anomaly.payload, (&anomaly.payload, 3, given));
         assert!(c.not_worse && c.challenger.is_none() && c.note.as_deref().unwrap_or("").contains("not compared"), "{c:?}");
     }
 }

@@ -112,7 +112,7 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// This model beside the model that was live when it was trained, on the same held-out rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub champion: Option<super::compare::Comparison>,
+    pub champion: Option<Comparison>,
     /// The rows the test metrics were computed on (the supervised models), for that comparison; not stored.
     #[serde(skip)]
     pub test_rows: Vec<usize>,
@@ -174,4 +174,52 @@ pub fn sample_indices(n: usize, k: usize) -> Vec<usize> {
         return (0..n).collect();
     }
     (0..k).map(|i| i * (n - 1) / (k - 1).max(1)).collect()
+}
+
+/// A new model beside the model live when it was trained, on held-out rows the live one never saw
+/// ([`super::compare::compare`]), as the report, the API and the page show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The live version compared with.
+    pub champion_version: u32,
+    /// `rmse_hours` (lower is better) or `f1` (higher is better); empty when not compared.
+    pub metric: String,
+    pub higher_is_better: bool,
+    pub challenger: Option<f64>,
+    pub champion: Option<f64>,
+    /// Held-out rows both were scored on.
+    pub rows: usize,
+    /// The new model is at least as good as the live one on those rows (true when they could not be compared).
+    pub not_worse: bool,
+    /// Why there is no comparison, when there is none.
+    pub note: Option<String>,
+}
+
+impl Comparison {
+    pub(super) fn not_compared(champion_version: u32, why: impl Into<String>) -> Comparison {
+        Comparison {
+            champion_version,
+            metric: String::new(),
+            higher_is_better: false,
+            challenger: None,
+            champion: None,
+            rows: 0,
+            not_worse: true,
+            note: Some(why.into()),
+        }
+    }
+
+    /// One line for logs and the job: "RMSE 41.2 h against 38.0 h of live v3 on 1,200 held-out rows".
+    pub fn sentence(&self) -> String {
+        match (self.challenger, self.champion) {
+            (Some(a), Some(b)) => format!(
+                "{} {a:.4} against {b:.4} of live v{} on {} held-out rows: {}",
+                self.metric,
+                self.champion_version,
+                self.rows,
+                if self.not_worse { "not worse" } else { "worse" }
+            ),
+            _ => format!("not compared with live v{}: {}", self.champion_version, self.note.as_deref().unwrap_or("no comparison")),
+        }
+    }
 }
