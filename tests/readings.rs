@@ -287,7 +287,11 @@ fn readings_from_a_regime_the_training_data_never_had_show_as_drift_and_mark_the
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     common::fleet(&data, 1, 2_000);
-    let d = Daemon::start(&data, &dir.path().join("state"), &[("MILLWRIGHT_READINGS__COMPACT_INTERVAL_S", "10")]);
+    let d = Daemon::start(
+        &data,
+        &dir.path().join("state"),
+        &[("MILLWRIGHT_READINGS__COMPACT_INTERVAL_S", "10"), ("MILLWRIGHT_FLEET__EVALUATE_INTERVAL_S", "5")],
+    );
     let (id, sensors) = machine(&d);
     let task = d.post("/api/ml/train/anomaly", &json!({ "machine_id": id })).json();
     assert_eq!(d.wait_task(task["task_id"].as_str().unwrap(), Duration::from_secs(600))["status"], "SUCCESS");
@@ -350,6 +354,22 @@ fn readings_from_a_regime_the_training_data_never_had_show_as_drift_and_mark_the
     // The predictions carry the whole drift report.
     let p = d.post(&format!("/api/ml/predict/{id}"), &json!({})).json();
     assert_eq!(p["drift"]["level"], "large", "{}", p["drift"]);
+
+    // Set to retrain on drift, the machine gets one scheduled job at the next evaluation, naming the sensor.
+    let toml_path = data.join("machines").join(&id).join("machine.toml");
+    let toml = std::fs::read_to_string(&toml_path).unwrap();
+    std::fs::write(&toml_path, format!("{toml}\n[retrain]\nwhen = \"on drift\"\n")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        if let Some(j) = job_of(&d, |j| j["origin"]["by"] == "schedule").first() {
+            break j.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no retrain on drift within 60 s:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let reason = job["origin"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("large drift: ") && reason.contains(moved.as_str()), "{reason}");
+    assert_eq!(job["model_types"].as_array().map(Vec::len), Some(4), "a retrain is of all four models: {job}");
 }
 
 #[test]

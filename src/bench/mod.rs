@@ -4,6 +4,7 @@
 mod accuracy;
 mod daemon;
 mod hostile;
+mod ingest;
 mod measure;
 mod protocol;
 mod scaling;
@@ -12,6 +13,7 @@ mod spawn;
 pub use accuracy::{AccuracyRow, accuracy, print as print_accuracy};
 pub use daemon::{DaemonOptions, DaemonReport, daemon, print as print_daemon};
 pub use hostile::{HostileOptions, HostileRow, hostile, print as print_hostile};
+pub use ingest::{IngestOptions, IngestReport, ingest, print as print_ingest};
 pub use measure::{Probe, Sample, median, quantile};
 pub use protocol::{DATASETS, ProtocolRow, example_dir, run_protocol};
 pub use scaling::{Case, ScalingRow, print as print_scaling, scaling};

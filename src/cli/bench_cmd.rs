@@ -1,5 +1,5 @@
-//! `millwright bench [accuracy|scaling|daemon|hostile|all]`: prints each table, or JSON with --json for scripts.
-use crate::bench::{self, Case, DaemonOptions, HostileOptions};
+//! `millwright bench [accuracy|scaling|daemon|hostile|ingest|all]`: prints each table, or JSON with --json for scripts.
+use crate::bench::{self, Case, DaemonOptions, HostileOptions, IngestOptions};
 use crate::ml::TrainParams;
 use anyhow::Result;
 
@@ -43,6 +43,18 @@ pub struct BenchArgs {
     /// Unauthenticated 8 MB body senders for `hostile`.
     #[arg(long, default_value_t = 200)]
     body_senders: usize,
+    /// Machines publishing readings for `ingest`.
+    #[arg(long, default_value_t = 100)]
+    ingest_machines: usize,
+    /// Sensors per machine for `ingest`.
+    #[arg(long, default_value_t = 20)]
+    ingest_sensors: usize,
+    /// Readings per second per machine for `ingest`.
+    #[arg(long, default_value_t = 1.0)]
+    ingest_rate: f64,
+    /// Rows of the machine trained (all four models) while `ingest` runs; 0 for none.
+    #[arg(long, default_value_t = 0)]
+    ingest_train_rows: usize,
     /// Print JSON (one object with every table) instead of tables.
     #[arg(long)]
     json: bool,
@@ -55,6 +67,9 @@ enum What {
     Daemon,
     /// The daemon under misbehaving clients (slowloris, body senders, idle connections, fd limit, logins).
     Hostile,
+    /// Readings of many machines over MQTT through Mosquitto (`--seconds`, `--ingest-*`); not part of `all`.
+    Ingest,
+    /// Everything but `ingest`.
     All,
 }
 
@@ -113,6 +128,19 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         std::fs::create_dir_all(&o.work_dir)?;
         let rows = bench::hostile(&o)?;
         section(a.json, "hostile", &rows, &mut json, || bench::print_hostile(&rows))?;
+    }
+    if a.what == What::Ingest {
+        let o = IngestOptions {
+            machines: a.ingest_machines,
+            sensors: a.ingest_sensors,
+            rate_hz: a.ingest_rate,
+            seconds: a.seconds,
+            train_rows: a.ingest_train_rows,
+            work_dir: work.join("ingest"),
+        };
+        std::fs::create_dir_all(&o.work_dir)?;
+        let r = bench::ingest(&o)?;
+        section(a.json, "ingest", &r, &mut json, || bench::print_ingest(&r))?;
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&json)?);

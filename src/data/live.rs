@@ -69,6 +69,23 @@ fn parse_name(path: &Path) -> Option<(i64, i64)> {
     (first <= last).then_some((first, last))
 }
 
+/// Splits `files`, as [`live_files`] lists them (by first time, the widest first), into those to read and
+/// those another file covers: a part the daemon is joining into a day's file, or what a join cut short left.
+/// Their rows are in the covering file, and reading both would read them twice.
+pub fn uncovered(files: Vec<LiveFile>) -> (Vec<LiveFile>, Vec<LiveFile>) {
+    let mut reach = i64::MIN;
+    let (mut kept, mut covered) = (Vec::new(), Vec::new());
+    for f in files {
+        if f.last_us <= reach {
+            covered.push(f);
+        } else {
+            reach = f.last_us;
+            kept.push(f);
+        }
+    }
+    (kept, covered)
+}
+
 /// Whether [`create_from_readings`] made the machine or found it there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Creation {
@@ -223,21 +240,10 @@ pub struct Tidied {
 /// readable exactly once whenever it is cut short: the merged file is complete before its parts go.
 pub fn tidy(machine_dir: &Path, before_us: i64) -> Result<Tidied, DataError> {
     let mut done = Tidied::default();
-    let files = live_files(machine_dir)?;
-    // Sorted by first time, widest first: a covered file follows the file that covers it.
-    let mut widest: Option<&LiveFile> = None;
-    let mut kept = Vec::new();
-    for f in &files {
-        match widest {
-            Some(w) if f.first_us >= w.first_us && f.last_us <= w.last_us && f.path != w.path => {
-                std::fs::remove_file(&f.path).map_err(|e| DataError::io(&f.path, e))?;
-                done.removed += 1;
-            }
-            _ => {
-                widest = Some(f);
-                kept.push(f.clone());
-            }
-        }
+    let (kept, covered) = uncovered(live_files(machine_dir)?);
+    for f in &covered {
+        std::fs::remove_file(&f.path).map_err(|e| DataError::io(&f.path, e))?;
+        done.removed += 1;
     }
     let mut days: BTreeMap<i64, Vec<LiveFile>> = BTreeMap::new();
     for f in kept.into_iter().filter(|f| f.last_us < before_us.div_euclid(DAY_US) * DAY_US) {

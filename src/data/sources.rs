@@ -53,15 +53,9 @@ pub fn live_files(dir: &Path, split: Option<Split>, confine: &Confine) -> Result
         return Ok(Vec::new());
     }
     confine.check(&live, "the compacted readings folder", dir)?;
-    // A file whose range another covers is a part the daemon is joining into a day's file (or a join cut
-    // short left): its rows are in the other one, and reading both would read them twice.
-    let mut reach = i64::MIN;
+    let (kept, _covered) = super::live::uncovered(super::live::live_files(dir)?);
     let mut out = Vec::new();
-    for f in super::live::live_files(dir)? {
-        if f.last_us <= reach {
-            continue;
-        }
-        reach = f.last_us;
+    for f in kept {
         confine.check(&f.path, "a compacted readings file", dir)?;
         out.push(SourceFile { path: f.path, spec: FileSpec::default(), split, origin: Origin::Live });
     }

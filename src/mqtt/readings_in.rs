@@ -49,6 +49,9 @@ pub struct Counts {
     pub refused_messages: AtomicU64,
     pub rows_accepted: AtomicU64,
     pub rows_rejected: AtomicU64,
+    /// How old each stored message's newest reading was once it was durable: for live readings, the time
+    /// from the gateway's stamp to the disk (a replay of old readings shows their age instead).
+    pub stored_age: crate::util::histogram::Histogram,
 }
 
 pub struct ReadingsIn {
@@ -200,8 +203,12 @@ impl ReadingsIn {
             Err(Missing::Machine(why)) => return Outcome::Refused(why),
             Err(Missing::Summary(why)) => return Outcome::NotStored(IngestError::Open { path: of.machine.clone().into(), message: why }),
         };
+        let newest = rows.iter().flatten().map(|r| r.ts).reduce(f64::max);
         match self.readings.accept(&of.machine, target.sensors, target.history_end, rows).await {
             Ok(a) => {
+                if let Some(ts) = newest.filter(|_| a.accepted > 0) {
+                    self.counts.stored_age.record_ms((crate::util::time::now_secs() - ts) * 1000.0);
+                }
                 if let Some(first) = a.errors.first() {
                     sampled(
                         &ROWS_REFUSED,

@@ -52,7 +52,7 @@ impl Status {
         if let Some(c) = self.readings.lock().ok().and_then(|r| r.clone()) {
             let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
             v["mqtt"]["readings_in"] = json!({ "messages": n(&c.messages), "refused_messages": n(&c.refused_messages),
-                "rows_accepted": n(&c.rows_accepted), "rows_rejected": n(&c.rows_rejected) });
+                "rows_accepted": n(&c.rows_accepted), "rows_rejected": n(&c.rows_rejected), "stored_age": c.stored_age.summary() });
         }
         v
     }

@@ -171,7 +171,7 @@ impl Scheduler {
         last: &chrono::DateTime<Tz>,
         since_queued_s: f64,
     ) -> Decision {
-        let facts = facts_of(&self.state, machine, tile);
+        let facts = facts_of(&self.state, machine, tile, when);
         let Some(reason) = when.due(now, last, &facts) else { return Decision::Idle };
         let conditional = matches!(when, When::AfterNewHours(_) | When::OnDrift);
         if conditional && since_queued_s < self.settings.min_gap_h * 3600.0 {
@@ -218,17 +218,11 @@ impl Scheduler {
 }
 
 /// How much newer the machine's data is than what its live models learned from, and its drift.
-fn facts_of(state: &AppState, machine: &str, tile: &Value) -> Facts {
-    let large_drift = (tile["drift"]["level"] == "large").then(|| {
-        let sensors: Vec<&str> = tile["drift"]["sensors"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|s| s["level"] == "large")
-            .filter_map(|s| s["sensor"].as_str())
-            .collect();
-        if sensors.is_empty() { "the latest readings".to_string() } else { sensors.join(", ") }
-    });
+/// Only what `when` asks about is read: the age of the data needs each model's report, which is not small.
+fn facts_of(state: &AppState, machine: &str, tile: &Value, when: &When) -> Facts {
+    if !matches!(when, When::AfterNewHours(_)) {
+        return Facts { new_data_hours: None, large_drift: large_drift(tile) };
+    }
     // The latest training of each model type, live or not (a version a person pinned must not make every
     // evaluation find the data new again); the oldest of them sets how far behind the system is.
     let learned_until = ModelType::ALL
@@ -244,7 +238,21 @@ fn facts_of(state: &AppState, machine: &str, tile: &Value) -> Facts {
         (Some(m), Some(d)) => Some(((d - m) / 3600.0).max(0.0)),
         _ => None,
     };
-    Facts { new_data_hours, large_drift }
+    Facts { new_data_hours, large_drift: None }
+}
+
+/// The sensors that drifted far, when the tile's drift is large.
+fn large_drift(tile: &Value) -> Option<String> {
+    (tile["drift"]["level"] == "large").then(|| {
+        let sensors: Vec<&str> = tile["drift"]["sensors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["level"] == "large")
+            .filter_map(|s| s["sensor"].as_str())
+            .collect();
+        if sensors.is_empty() { "the latest readings".to_string() } else { sensors.join(", ") }
+    })
 }
 
 #[cfg(test)]

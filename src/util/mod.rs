@@ -1,6 +1,7 @@
 //! Small shared helpers: a seeded PRNG, timestamp parsing, atomic file writes and a loopback HTTP client.
 pub mod failpoint;
 pub mod fsx;
+pub mod histogram;
 pub mod http_client;
 pub mod rng;
 pub mod sync;
