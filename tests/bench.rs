@@ -64,3 +64,15 @@ fn daemon_bench_answers_every_request_and_serves_every_sse_client() {
     assert_eq!(cancels.len(), 5);
     assert!(cancels.iter().all(|c| c.as_f64().unwrap() < 2.0), "{cancels:?}");
 }
+
+#[test]
+fn ingest_bench_stores_every_published_reading_and_measures_the_daemon() {
+    let v = bench(&["ingest", "--seconds", "10", "--ingest-machines", "5", "--ingest-sensors", "4", "--ingest-rate", "5"]);
+    let i = &v["ingest"];
+    assert!(i["published"].as_u64().unwrap() >= 200, "10 s × 5 machines × 5/s, less the warm-up of none: {i}");
+    assert_eq!(i["lost"], 0, "{i}");
+    assert_eq!(i["rows_accepted"], i["published"], "{i}");
+    assert!(i["cpu_percent"].as_f64().unwrap() > 0.0 && i["rss_end_mb"].as_f64().unwrap() > 1.0, "{i}");
+    assert_eq!(i["stored_age"]["count"], i["published"], "every stored message's age is counted: {i}");
+    assert!(i["stored_age"]["p99_ms"].as_f64().unwrap() < 5_000.0, "{i}");
+}

@@ -903,6 +903,10 @@ fn readings_over_mqtt_are_stored_bad_ones_counted_and_the_per_sensor_layout_read
     let stored = daemon.get(&format!("/api/machines/{m}/readings")).json();
     assert_eq!(stored["rows"], 3, "{stored}");
     assert!(daemon.log().contains("MQTT readings refused"), "a refusal is sampled to the log");
+    // Each stored message's age when durable: these readings were stamped an hour ago.
+    let age = &h["stored_age"];
+    assert_eq!(age["count"], 2, "two messages stored rows: {h}");
+    assert!(age["p50_ms"].as_f64().unwrap() > 3_000_000.0, "{h}");
 
     // The per-sensor layout gateways publish: one value per topic; values sent within one second form one row.
     let mut daemon = daemon;
