@@ -892,14 +892,24 @@ fn readings_over_mqtt_are_stored_bad_ones_counted_and_the_per_sensor_layout_read
     publisher.publish(&readings_topic, json!({ "ts": t0 + 2.0, "no_such_sensor": 1 }).to_string().as_bytes(), false);
     publisher.publish(&readings_topic, b"not json", false);
     publisher.publish(&topic("machines/no_such_machine/readings"), reading(t0, &sensors, 1.0).to_string().as_bytes(), false);
+    // A machine whose folder cannot be read (a mistake in its machine.toml): its message is refused at once and
+    // the readings of every other machine go on (they used to wait behind it, sent again and again).
+    let broken = data.join("machines/zz_broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("machine.toml"), "[columns]\nsensors = [\"a\"\nnot toml").unwrap();
+    publisher.publish(&topic("machines/zz_broken/readings"), json!({ "ts": t0, "a": 1.0 }).to_string().as_bytes(), false);
     publisher.publish(&readings_topic, reading(t0 + 3.0, &sensors, 3.0).to_string().as_bytes(), false);
-    wait_for("five messages taken in", SHORT, || readings_health(&daemon)["messages"] == 5);
+    wait_for("six messages taken in, three refused", SHORT, || {
+        let h = readings_health(&daemon);
+        h["messages"] == 6 && h["refused_messages"] == 3
+    });
     let h = readings_health(&daemon);
     assert_eq!(
         (h["rows_accepted"].as_u64(), h["rows_rejected"].as_u64(), h["refused_messages"].as_u64()),
-        (Some(3), Some(1), Some(2)),
+        (Some(3), Some(1), Some(3)),
         "{h}"
     );
+    std::fs::remove_dir_all(&broken).unwrap();
     let stored = daemon.get(&format!("/api/machines/{m}/readings")).json();
     assert_eq!(stored["rows"], 3, "{stored}");
     assert!(daemon.log().contains("MQTT readings refused"), "a refusal is sampled to the log");

@@ -26,8 +26,9 @@ const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 /// After the log refused to store (full disk), the pause before the broker is asked to send again.
 const STORE_RETRY: Duration = Duration::from_secs(5);
-/// A machine's summary is tried this often (100 ms, 200 ms, … apart) before its message waits for the broker.
-const SUMMARY_TRIES: u32 = 5;
+/// A machine's summary is tried this often, 100 ms apart, before its message is refused (or, after a fault of
+/// the daemon itself, waits for the broker). Files vanishing under a read are retried where they are read.
+const SUMMARY_TRIES: u32 = 2;
 /// One refusal per this interval goes to the log; all are counted.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -201,6 +202,12 @@ impl ReadingsIn {
         let target = match self.target(&of.machine, &rows).await {
             Ok(t) => t,
             Err(Missing::Machine(why)) => return Outcome::Refused(why),
+            Err(Missing::Unreadable(why)) => {
+                return Outcome::Refused(format!(
+                    "machine {:?} cannot be read ({why}); its readings are refused until it is fixed",
+                    of.machine
+                ));
+            }
             Err(Missing::Summary(why)) => return Outcome::NotStored(IngestError::Open { path: of.machine.clone().into(), message: why }),
         };
         let newest = rows.iter().flatten().map(|r| r.ts).reduce(f64::max);
@@ -225,28 +232,36 @@ impl ReadingsIn {
 enum Missing {
     /// No such machine: the message is refused for good.
     Machine(String),
-    /// The machine's folder could not be summarised (its files changing under the summary, a damaged file):
-    /// the message waits for the broker to send it again.
+    /// The machine's folder cannot be read (a machine.toml with a mistake, a damaged file): the message is
+    /// refused, counted and logged. Waiting for the broker to send it again would hold back every other
+    /// machine's readings behind it until someone fixes the folder.
+    Unreadable(String),
+    /// The summary failed inside the daemon: the message waits for the broker to send it again.
     Summary(String),
 }
 
 impl ReadingsIn {
     /// The machine's sensors and the end of its history (a machine with no folder is made when the
-    /// configuration allows it). A summary that fails for another reason than an unknown machine (a damaged
-    /// or unreadable file) is tried again a few times before the message waits for the broker.
+    /// configuration allows it). A summary that fails for another reason than an unknown machine is tried once
+    /// more before the message is refused (the data) or waits for the broker (the daemon).
     async fn target(&self, machine: &str, rows: &[Result<crate::ingest::Row, String>]) -> Result<crate::api::ReadingsTarget, Missing> {
-        let mut last = String::new();
+        use axum::http::StatusCode;
+        let mut last = Missing::Summary(String::new());
         for attempt in 0..SUMMARY_TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             match self.state.readings_target(machine, rows).await {
                 Ok(s) => return Ok(s),
-                Err(e) if e.status == axum::http::StatusCode::NOT_FOUND || e.status == axum::http::StatusCode::BAD_REQUEST => {
+                Err(e) if e.status == StatusCode::NOT_FOUND || e.status == StatusCode::BAD_REQUEST => {
                     return Err(Missing::Machine(e.message_for(false).to_string()));
                 }
-                Err(e) => last = e.message_for(false).to_string(),
+                Err(e) if e.status.is_server_error() => last = Missing::Summary(e.message_for(false).to_string()),
+                // The daemon's own log may name the file and the mistake in it.
+                Err(e) => last = Missing::Unreadable(e.message_for(true).to_string()),
             }
-            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
         }
-        Err(Missing::Summary(last))
+        Err(last)
     }
 }
 
