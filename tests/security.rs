@@ -83,6 +83,7 @@ fn operations(doc: &Value, m: &str, task: &str) -> Vec<Op> {
             let body = match schema.rsplit('/').next().unwrap_or("") {
                 "TrainBody" => Some(json!({ "machine_id": m }).to_string().into_bytes()),
                 "LoginBody" => Some(json!({ "token": TOKEN }).to_string().into_bytes()),
+                "PinBody" => Some(json!({ "version": 1 }).to_string().into_bytes()),
                 "" if method == "get" || method == "delete" => None,
                 _ => Some(b"{}".to_vec()),
             };
@@ -252,8 +253,11 @@ fn every_mutating_route_refuses_all_but_the_token_and_reads_stay_open_without_ec
     }
 
     // Control: the same requests with the login cookie get past the check, so the paths above were real
-    // (last, since they queue jobs and delete the model).
-    for op in &mutating {
+    // (last, since they queue jobs and delete the model; the model's own DELETE goes last of all, after the
+    // routes that need the model, such as its pin).
+    let mut control = mutating.clone();
+    control.sort_by_key(|o| o.method == "DELETE" && o.template == "/api/ml/models/{machine_id}/{model_type}");
+    for op in &control {
         let r = send(d.addr, op, &op.path, &[("Cookie", &pair)]);
         assert!(
             r.status != 401 && r.status != 404 && r.status < 500,
