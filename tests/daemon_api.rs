@@ -370,3 +370,82 @@ fn one_second_readings_train_on_the_configured_grid_and_predictions_take_raw_rea
     let e = short["predictions"]["regression"]["error"].as_str().unwrap_or_default();
     assert!(e.contains("the model works on 10 s steps") && e.contains("h of readings"), "{short}");
 }
+
+/// A history file uploaded over HTTP: refused without the token, previewed with it, made into a machine that
+/// trains. A file of the wrong kind, one that is no table, one over `data.max_file_mb`, a mapping the
+/// reader refuses and a taken id each get their own answer and leave nothing behind.
+#[test]
+fn an_uploaded_history_file_becomes_a_machine_and_bad_uploads_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, state) = (dir.path().join("data"), dir.path().join("state"));
+    let opts = millwright::data::simulate::FleetOptions {
+        out_dir: data.clone(),
+        machines: 1,
+        seed: 11,
+        rows: ROWS,
+        format: millwright::data::write::Format::Csv,
+        ..Default::default()
+    };
+    millwright::data::simulate::simulate_fleet(&opts).unwrap();
+    let d = Daemon::start(&data, &state, &[("MILLWRIGHT_DATA__MAX_FILE_MB", "1")]);
+    let m = first_machine(&d);
+    let bearer = format!("Bearer {TOKEN}");
+    let up = |name: &str, body: &[u8], auth: bool| {
+        let hs: Vec<(&str, &str)> = if auth { vec![("Authorization", bearer.as_str())] } else { vec![] };
+        d.post_raw(&format!("/api/uploads?filename={name}"), body, &hs)
+    };
+    let uploads = data.join(".uploads");
+    let left = || std::fs::read_dir(&uploads).map(|r| r.count()).unwrap_or(0);
+    let csv = std::fs::read(data.join("machines").join(&m).join("train.csv")).unwrap();
+    assert!(csv.len() < 1 << 20, "the test file must fit data.max_file_mb = 1");
+
+    assert_eq!(up("h.csv", &csv, false).status, 401);
+    let r = up("h.xlsx", &csv, true);
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (415, Some("unsupported_file")), "{}", r.text());
+    let r = up("h.csv", b"timestamp,a\n1,\x00\x01", true);
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.json()["error"]["message"].as_str().unwrap().starts_with("h.csv: "), "{}", r.text());
+    let big: Vec<u8> = csv.iter().copied().cycle().take(2 << 20).collect();
+    let r = up("big.csv", &big, true);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.text().contains("data.max_file_mb"), "{}", r.text());
+    assert_eq!(left(), 0, "refused uploads are not kept");
+
+    let r = up("Press%207.csv", &csv, true);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let id = v["upload_id"].as_str().unwrap().to_string();
+    let p = &v["preview"];
+    let rows = p["rows"].as_u64().unwrap();
+    assert!(rows > 100, "{p}");
+    assert_eq!(p["guess"]["timestamp"], "timestamp", "{p}");
+    assert_eq!(p["guess"]["rul"], "rul", "{p}");
+    let sensors: Vec<String> = p["guess"]["sensors"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+    assert!(sensors.len() >= 3 && !sensors.contains(&"rul".to_string()), "{p}");
+
+    let make = |machine: &str, mapping: serde_json::Value| {
+        d.post(&format!("/api/uploads/{id}/machine"), &json!({ "machine_id": machine, "mapping": mapping }))
+    };
+    let mut mapping = p["guess"].clone();
+    mapping["label"] = json!(sensors[0]);
+    let r = make("press-7", mapping);
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (422, Some("bad_mapping")), "{}", r.text());
+    let r = make(&m, p["guess"].clone());
+    assert_eq!(r.status, 409, "{}", r.text());
+    let r = make("../etc", p["guess"].clone());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(d.get("/api/ml/train/machines/available").json()["total"], 1, "nothing was made");
+
+    let r = make("press-7", p["guess"].clone());
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["rows"].as_u64(), Some(rows), "{}", r.text());
+    assert_eq!(left(), 0, "the upload was moved into the machine");
+    assert_eq!(make("press-8", p["guess"].clone()).status, 404, "an upload makes one machine");
+    let listed = d.get("/api/ml/train/machines/available").json();
+    let made =
+        listed["machines"].as_array().unwrap().iter().find(|x| x["machine_id"] == "press-7").cloned().unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(made["rows"].as_u64(), Some(rows), "{made}");
+    let task = d.post("/api/ml/train/regression", &json!({ "machine_id": "press-7" })).json();
+    let done = d.wait_task(task["task_id"].as_str().unwrap(), LONG);
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+}

@@ -74,6 +74,7 @@ fn operations(doc: &Value, m: &str, task: &str) -> Vec<Op> {
                     "task_id" => task,
                     "model_type" => "anomaly",
                     "alert_id" => "no-such-alert",
+                    "upload_id" => "0123456789abcdef",
                     other => panic!("{method} {template}: no test value for the path parameter {{{other}}}; add one in tests/security.rs"),
                 };
                 path.replace_range(start..=end, value);
@@ -84,6 +85,7 @@ fn operations(doc: &Value, m: &str, task: &str) -> Vec<Op> {
                 "TrainBody" => Some(json!({ "machine_id": m }).to_string().into_bytes()),
                 "LoginBody" => Some(json!({ "token": TOKEN }).to_string().into_bytes()),
                 "PinBody" => Some(json!({ "version": 1 }).to_string().into_bytes()),
+                "MachineBody" => Some(json!({ "machine_id": "new-1", "mapping": { "sensors": ["s1"] } }).to_string().into_bytes()),
                 "" if method == "get" || method == "delete" => None,
                 _ => Some(b"{}".to_vec()),
             };

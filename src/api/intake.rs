@@ -11,6 +11,8 @@
 //!    `http.body_memory_mb`; a sender that finds the budget spent waits, within the same deadline (503
 //!    after it). The handler gets the bytes in memory and the reservation is returned when it answers.
 //!
+//! The one exception to 3 is an upload of a history file (`POST /api/uploads`), streamed to disk by its handler.
+//!
 //! Read-only routes take no body; one sent anyway is never read. The MQTT bridge's requests pass through
 //! here too: they carry the token, and their bodies are already in memory, so no deadline applies to them
 //! (a deadline exists for clients on a connection; in-process callers may run without a timer).
@@ -49,6 +51,12 @@ fn is_mutating(m: &Method) -> bool {
 /// it whatever its state).
 fn is_open(m: &Method, path: &str) -> bool {
     *m == Method::POST && matches!(path, "/api/auth/login" | "/api/auth/logout")
+}
+
+/// Uploads of history files (hundreds of MB) go to disk as they arrive: their handler reads the body itself,
+/// within `data.max_file_mb` and with its own stall timeout, and takes one at a time.
+fn is_streamed(m: &Method, path: &str) -> bool {
+    *m == Method::POST && path == "/api/uploads"
 }
 
 fn size_text(n: usize) -> String {
@@ -124,6 +132,9 @@ pub async fn intake(State(state): State<AppState>, req: Request, next: Next) -> 
         return if has_body { early(e, conn.as_ref()) } else { e.into_response() };
     }
     if !has_body {
+        return next.run(req).await;
+    }
+    if is_streamed(req.method(), &path) {
         return next.run(req).await;
     }
     if !is_mutating(req.method()) {

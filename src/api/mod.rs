@@ -16,6 +16,7 @@ mod redact;
 pub mod server;
 mod state;
 mod tasks;
+mod upload;
 
 pub use error::{ApiError, Body, Path, Query};
 pub use host::AllowedHosts;
@@ -43,6 +44,7 @@ async fn health(State(state): State<AppState>, headers: axum::http::HeaderMap) -
         "queue": { "pending": state.queue.pending_count(), "capacity": state.queue.capacity() },
         "running": running,
         "auth_required": state.access.required,
+        "fleet": { "evaluations": state.fleet.evaluations() },
     });
     if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), (state.hooks.health_extra)()) {
         obj.extend(extra);
@@ -90,8 +92,10 @@ async fn health(State(state): State<AppState>, headers: axum::http::HeaderMap) -
         fleet::ack,
         readings::post_readings,
         readings::get_readings,
+        upload::post_upload,
+        upload::make_machine,
     ),
-    components(schemas(tasks::TrainBody, models::PredictBody, auth::LoginBody, fleet::AckBody))
+    components(schemas(tasks::TrainBody, models::PredictBody, auth::LoginBody, fleet::AckBody, upload::MachineBody))
 )]
 struct ApiDoc;
 
@@ -142,10 +146,14 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/api/alerts", get(fleet::alerts))
         .route("/api/alerts/{alert_id}/ack", post(fleet::ack))
         .route("/api/machines/{machine_id}/readings", post(readings::post_readings).get(readings::get_readings))
+        .route("/api/uploads/{upload_id}/machine", post(upload::make_machine))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    // Streamed to disk by the handler, within `data.max_file_mb` (the intake passes it through unread).
+    let uploads = Router::new().route("/api/uploads", post(upload::post_upload)).layer(DefaultBodyLimit::disable());
     let predict =
         Router::new().route("/api/ml/predict/{machine_id}", post(models::predict)).layer(DefaultBodyLimit::max(PREDICT_BODY_LIMIT));
     api.merge(predict)
+        .merge(uploads)
         .merge(extra)
         .fallback(|| async { ApiError::not_found("no such route (see /api/openapi.json)") })
         // axum's own 405 has an empty body; clients parse one error shape everywhere.

@@ -100,6 +100,8 @@ pub struct AppState {
     pub readings: Option<Arc<crate::ingest::Readings>>,
     /// Readings for a machine with no folder make one (`readings.create_machines`).
     pub create_machines: bool,
+    /// Held while a history file is received or made into a machine: one at a time.
+    pub uploads: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What a machine's readings are checked against.
@@ -138,6 +140,7 @@ impl AppState {
             fleet: Arc::new(super::fleet::Fleet::default()),
             summaries: Arc::new(crate::data::Summaries::new(&data_dir_for_summaries, crate::data::Caps::default())),
             readings: None,
+            uploads: Arc::new(tokio::sync::Mutex::new(())),
             create_machines: false,
         }
     }

@@ -20,6 +20,7 @@ pub mod simulate;
 mod sources;
 mod summaries;
 mod table;
+pub mod upload;
 pub mod write;
 
 pub use build::{STREAM_AFTER_ROWS, Tail};

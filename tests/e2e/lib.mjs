@@ -28,8 +28,9 @@ export async function launch({ url, outdir, viewport = { width: 1024, height: 60
     if (!['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname) || u.port !== origin.port) offsite.push(r.url());
   });
   page.on('console', (m) => {
-    // A refused request (401 before logging in, 409 on a finished job) is logged by Chrome itself; it is expected.
-    if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (401|404|409)/.test(m.text())) consoleErrors.push(m.text());
+    // A refused request (401 before logging in, 409 on a finished job, 422 for a file or mapping the page's
+    // upload shows as refused) is logged by Chrome itself; it is expected.
+    if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (401|404|409|422)/.test(m.text())) consoleErrors.push(m.text());
   });
   page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
   return {

@@ -330,6 +330,53 @@ main(async () => {
     check((await api('/api/auth/status')).body.logged_in === true, 'not logged in');
   });
 
+  await step('add a machine from a CSV file: a file that is no table, the preview, roles changed, a refused mapping, then the machine trains', async () => {
+    const before = (await api('/api/ml/train/machines/available')).body.total;
+    await page.goto(`${url}#/add`);
+    await page.setInputFiles('#upload-file', { name: 'photo.csv', mimeType: 'text/csv', buffer: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 1]) });
+    await page.click('#upload-read');
+    await page.waitForSelector('#upload-error .alert.bad');
+    check(/not a text file/.test(await page.textContent('#upload-error')), `the refusal: ${await page.textContent('#upload-error')}`);
+    // Two lives of a pump, hourly, semicolon-separated as a European Excel writes it.
+    const lines = ['time;pump;Pressure bar;flow;note;failed'];
+    for (let i = 0; i < 400; i++) {
+      const t = new Date(Date.UTC(2026, 0, 1) + i * 3600e3).toISOString();
+      const wear = (i % 200) / 200;
+      lines.push(`${t};${i < 200 ? 1 : 2};${(5 + Math.sin(i / 5) + wear).toFixed(3)};${(30 + (i % 17) - 5 * wear).toFixed(1)};ok;${i % 200 >= 180 ? 1 : 0}`);
+    }
+    await page.setInputFiles('#upload-file', { name: 'Pump 3.csv', mimeType: 'text/csv', buffer: Buffer.from(lines.join('\n') + '\n') });
+    await page.click('#upload-read');
+    await page.waitForSelector('#upload-columns');
+    const role = (c) => page.$eval(`select[data-column="${c}"]`, (e) => e.value);
+    const roles = { time: await role('time'), failed: await role('failed'), flow: await role('flow'), note: await role('note'), pump: await role('pump') };
+    check(roles.time === 'timestamp' && roles.failed === 'label' && roles.flow === 'sensor' && roles.note === 'ignore' && roles.pump === 'sensor',
+      `guessed roles: ${JSON.stringify(roles)}`);
+    check(/400 rows, 6 columns/.test(await page.textContent('#upload-preview h2')), `summary: ${await page.textContent('#upload-preview h2')}`);
+    check(await page.inputValue('#upload-id') === 'pump-3', `machine id offered: ${await page.inputValue('#upload-id')}`);
+    await page.selectOption('select[data-column="pump"]', 'unit');
+    await page.fill('input[data-unit-for="Pressure bar"]', 'bar');
+    await page.fill('#upload-name', 'Cooling pump 3');
+    await page.selectOption('select[data-column="note"]', 'sensor');
+    await page.click('#upload-create');
+    await page.waitForSelector('#upload-outcome .alert.bad');
+    check(/"note" holds text values, not numbers/.test(await page.textContent('#upload-outcome')), `the refused mapping: ${await page.textContent('#upload-outcome')}`);
+    check((await api('/api/ml/train/machines/available')).body.total === before, 'a refused mapping made a machine');
+    await page.selectOption('select[data-column="note"]', 'ignore');
+    await shot('15b-add-machine-preview');
+    await page.click('#upload-create');
+    await page.waitForSelector('#upload-outcome .alert.ok');
+    const done = await page.textContent('#upload-outcome');
+    check(/pump-3 is ready:\s*400 rows, 2 sensors, 2 lives/.test(done), `outcome: ${done}`);
+    const listed = (await api('/api/ml/train/machines/available')).body.machines.find((m) => m.machine_id === 'pump-3');
+    check(listed && listed.rows === 400 && listed.display_name === 'Cooling pump 3', `the new machine as listed: ${JSON.stringify(listed)}`);
+    await page.click('#upload-train');
+    await page.waitForSelector('input[name=machine][value="pump-3"]');
+    const json = { method: 'POST', headers: { 'Content-Type': 'application/json' } };
+    const queued = await api('/api/ml/train/anomaly', { ...json, body: JSON.stringify({ machine_id: 'pump-3', quality: 'fast' }) });
+    check(queued.status === 202, `training the new machine: ${JSON.stringify(queued)}`);
+    await until(async () => (await api(`/api/ml/tasks/${queued.body.task_id}`)).body.status === 'SUCCESS', 60000, 'the new machine\'s anomaly model');
+  });
+
   await step('phone size in dark mode: nothing overflows sideways', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.emulateMedia({ colorScheme: 'dark' });

@@ -16,7 +16,11 @@ export function setUnauthorizedHandler(fn) { onUnauthorized = fn; }
 
 async function raw(method, path, body) {
   const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
-  if (body !== undefined) {
+  if (body instanceof Blob) {
+    // A file goes as it is, streamed by the browser.
+    init.headers['Content-Type'] = 'application/octet-stream';
+    init.body = body;
+  } else if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
@@ -79,6 +83,8 @@ export const api = {
   scores: (m, limit = 48) => raw('GET', `/api/machines/${enc(m)}/scores?limit=${limit}`),
   alerts: (all = false) => raw('GET', `/api/alerts${all ? '?all=true' : ''}`),
   ackAlert: (id, by) => authed('POST', `/api/alerts/${enc(id)}/ack`, { by }),
+  upload: (file) => authed('POST', `/api/uploads?filename=${enc(file.name)}`, file),
+  makeMachine: (uploadId, body) => authed('POST', `/api/uploads/${enc(uploadId)}/machine`, body),
 };
 
 const FINISHED = new Set(['SUCCESS', 'FAILURE', 'REVOKED']);

@@ -9,9 +9,10 @@ import * as results from './views/results.js';
 import * as predictions from './views/predictions.js';
 import * as queue from './views/queue.js';
 import * as system from './views/system.js';
+import * as upload from './views/upload.js';
 
-const VIEWS = { fleet, train: training, progress, results, predict: predictions, queue, system };
-const TITLES = { fleet: 'Fleet', train: 'Model Training', progress: 'Progress', results: 'Results', predict: 'Predictions', queue: 'Queue & history', system: 'System' };
+const VIEWS = { fleet, train: training, add: upload, progress, results, predict: predictions, queue, system };
+const TITLES = { fleet: 'Fleet', train: 'Model Training', add: 'Add machine', progress: 'Progress', results: 'Results', predict: 'Predictions', queue: 'Queue & history', system: 'System' };
 
 const main = document.getElementById('main');
 let unmount = null;
