@@ -76,3 +76,16 @@ fn ingest_bench_stores_every_published_reading_and_measures_the_daemon() {
     assert_eq!(i["stored_age"]["count"], i["published"], "every stored message's age is counted: {i}");
     assert!(i["stored_age"]["p99_ms"].as_f64().unwrap() < 5_000.0, "{i}");
 }
+
+#[test]
+fn scoring_bench_times_evaluations_in_which_every_machine_answers_again() {
+    let v = bench(&["scoring", "--scoring-machines", "4", "--scoring-rows", "3000", "--scoring-rounds", "2"]);
+    let s = &v["scoring"];
+    assert_eq!(s["answered"], 4, "every machine has its four answers: {s}");
+    let changed = s["changed_s"].as_array().unwrap();
+    assert_eq!(changed.len(), 2, "{s}");
+    // Answering again costs more than deciding from the cache: the record tells the two apart.
+    let unchanged = s["unchanged_s"].as_f64().unwrap();
+    assert!(changed.iter().all(|c| c.as_f64().unwrap() > unchanged), "{s}");
+    assert!(s["first_s"].as_f64().unwrap() > 0.0, "{s}");
+}

@@ -43,6 +43,31 @@ pub struct Fleet {
     pruned_at: Mutex<f64>,
     /// Every machine's tile after the latest evaluation on the cadence.
     scored: tokio::sync::watch::Sender<std::sync::Arc<Vec<Value>>>,
+    /// Machines whose models answered again (data or models changed) since the start; the rest came from
+    /// the cache.
+    rescored: std::sync::atomic::AtomicU64,
+    /// How the evaluations on the cadence went, for `/api/health`.
+    evaluations: Mutex<Evaluations>,
+}
+
+/// The cadence's record: how long the latest evaluation took, for how many machines, and the slowest.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Evaluations {
+    pub count: u64,
+    pub last: Option<Evaluation>,
+    /// The slowest since the start.
+    pub slowest: Option<Evaluation>,
+    /// Evaluations that took longer than the cadence (the next one then starts late, never twice at once).
+    pub overran: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Evaluation {
+    pub at: String,
+    pub machines: usize,
+    /// Machines whose models answered again in this evaluation.
+    pub rescored: u64,
+    pub seconds: f64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +106,8 @@ impl Default for Fleet {
             history: Mutex::new(None),
             pruned_at: Mutex::new(0.0),
             scored: tokio::sync::watch::Sender::new(std::sync::Arc::new(Vec::new())),
+            rescored: std::sync::atomic::AtomicU64::new(0),
+            evaluations: Mutex::new(Evaluations::default()),
         }
     }
 }
@@ -174,6 +201,36 @@ impl Fleet {
     pub fn active_alerts(&self, machine: &str) -> Vec<crate::alerts::Alert> {
         lock(&self.alerts).active_for(machine)
     }
+
+    pub fn evaluations(&self) -> Evaluations {
+        lock(&self.evaluations).clone()
+    }
+
+    fn rescored_so_far(&self) -> u64 {
+        self.rescored.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records one evaluation on the cadence; one that took longer than the cadence is said in the log, as
+    /// the verdicts then come later than configured.
+    fn record_evaluation(&self, e: Evaluation, every: std::time::Duration) {
+        let over = e.seconds > every.as_secs_f64();
+        if over {
+            tracing::warn!(
+                machines = e.machines,
+                rescored = e.rescored,
+                seconds = e.seconds,
+                every_s = every.as_secs_f64(),
+                "scoring every machine took longer than fleet.evaluate_interval_s; verdicts come later than configured"
+            );
+        }
+        let mut book = lock(&self.evaluations);
+        book.count += 1;
+        book.overran += u64::from(over);
+        if book.slowest.as_ref().is_none_or(|s| e.seconds > s.seconds) {
+            book.slowest = Some(e.clone());
+        }
+        book.last = Some(e);
+    }
 }
 
 fn now() -> f64 {
@@ -233,6 +290,7 @@ fn inputs_of(state: &AppState, id: &str) -> Result<Cached, ApiError> {
         }
     };
     let c = Cached { key, inputs, answers, models: Value::Object(models), oldest_model_s: oldest, error, drift };
+    state.fleet.rescored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     lock(&state.fleet.cache).insert(id.to_string(), c.clone());
     Ok(c)
 }
@@ -544,6 +602,7 @@ pub async fn watch(state: AppState, bus: Bus, every: std::time::Duration, shutdo
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = tick.tick() => {
+                let (began, rescored_before) = (std::time::Instant::now(), state.fleet.rescored_so_far());
                 refresh_names(&state).await;
                 let scored = blocking(&state, |s| {
                     let tiles = fleet_blocking(s)?;
@@ -554,6 +613,13 @@ pub async fn watch(state: AppState, bus: Bus, every: std::time::Duration, shutdo
                     // This tick's scores: MQTT publishes each as the machine's retained health. Not on the bus,
                     // where hundreds of machines a tick would push the alerts out of its backlog.
                     Ok(Ok(tiles)) => {
+                        let e = Evaluation {
+                            at: crate::alerts::stamp(now()),
+                            machines: tiles.len(),
+                            rescored: state.fleet.rescored_so_far().saturating_sub(rescored_before),
+                            seconds: began.elapsed().as_secs_f64(),
+                        };
+                        state.fleet.record_evaluation(e, every);
                         state.fleet.scored.send_replace(std::sync::Arc::new(tiles));
                     }
                     Ok(Err(e)) => tracing::warn!("fleet evaluation failed: {}", e.message),

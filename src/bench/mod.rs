@@ -8,6 +8,7 @@ mod ingest;
 mod measure;
 mod protocol;
 mod scaling;
+mod scoring;
 mod spawn;
 
 pub use accuracy::{AccuracyRow, accuracy, print as print_accuracy};
@@ -17,6 +18,7 @@ pub use ingest::{IngestOptions, IngestReport, ingest, print as print_ingest};
 pub use measure::{Probe, Sample, median, quantile};
 pub use protocol::{DATASETS, ProtocolRow, example_dir, run_protocol};
 pub use scaling::{Case, ScalingRow, print as print_scaling, scaling};
+pub use scoring::{ScoringOptions, ScoringReport, print as print_scoring, scoring};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {

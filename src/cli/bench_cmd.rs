@@ -1,5 +1,5 @@
-//! `millwright bench [accuracy|scaling|daemon|hostile|ingest|all]`: prints each table, or JSON with --json for scripts.
-use crate::bench::{self, Case, DaemonOptions, HostileOptions, IngestOptions};
+//! `millwright bench [accuracy|scaling|daemon|hostile|ingest|scoring|all]`: prints each table, or JSON with --json for scripts.
+use crate::bench::{self, Case, DaemonOptions, HostileOptions, IngestOptions, ScoringOptions};
 use crate::ml::TrainParams;
 use anyhow::Result;
 
@@ -55,6 +55,15 @@ pub struct BenchArgs {
     /// Rows of the machine trained (all four models) while `ingest` runs; 0 for none.
     #[arg(long, default_value_t = 0)]
     ingest_train_rows: usize,
+    /// Machines with four live models each for `scoring`.
+    #[arg(long, default_value_t = 100)]
+    scoring_machines: usize,
+    /// Rows of history of each machine for `scoring`.
+    #[arg(long, default_value_t = 50_000)]
+    scoring_rows: usize,
+    /// Evaluations measured after every machine's data changed, for `scoring`.
+    #[arg(long, default_value_t = 3)]
+    scoring_rounds: usize,
     /// Print JSON (one object with every table) instead of tables.
     #[arg(long)]
     json: bool,
@@ -69,7 +78,9 @@ enum What {
     Hostile,
     /// Readings of many machines over MQTT through Mosquitto (`--seconds`, `--ingest-*`); not part of `all`.
     Ingest,
-    /// Everything but `ingest`.
+    /// One evaluation on the cadence over many machines with four live models each (`--scoring-*`); not part of `all`.
+    Scoring,
+    /// Everything but `ingest` and `scoring`.
     All,
 }
 
@@ -141,6 +152,13 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         std::fs::create_dir_all(&o.work_dir)?;
         let r = bench::ingest(&o)?;
         section(a.json, "ingest", &r, &mut json, || bench::print_ingest(&r))?;
+    }
+    if a.what == What::Scoring {
+        let o =
+            ScoringOptions { machines: a.scoring_machines, rows: a.scoring_rows, rounds: a.scoring_rounds, work_dir: work.join("scoring") };
+        std::fs::create_dir_all(&o.work_dir)?;
+        let r = bench::scoring(&o)?;
+        section(a.json, "scoring", &r, &mut json, || bench::print_scoring(&r))?;
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&json)?);
