@@ -971,23 +971,27 @@ fn every_reading_the_broker_took_is_stored_across_kill_9_of_the_daemon() {
     wait_for("the readings connection", SHORT, || daemon.log().contains("MQTT readings: subscribed"));
     let publisher = Sub::connect(broker.port, &[]);
     let t0 = (millwright::util::time::now_secs() - 7_200.0).floor();
-    let total = 600;
+    // The power pull: 20 kills, each in the middle of a stream of readings.
+    let (kills, while_up, while_down) = (20, 40, 20);
+    let total = kills * (while_up + while_down);
     let mut sent = 0;
-    for kill in 0..2 {
+    for kill in 0..kills {
         // Readings keep coming while the daemon is killed, and while it is down: the broker keeps them in
         // the daemon's session until it is back.
-        for _ in 0..150 {
+        for _ in 0..while_up {
             publisher.publish(&readings_topic, reading(t0 + f64::from(sent), &sensors, f64::from(sent)).to_string().as_bytes(), false);
             sent += 1;
             std::thread::sleep(Duration::from_millis(2));
         }
         daemon.kill9();
-        for _ in 0..150 {
+        for _ in 0..while_down {
             publisher.publish(&readings_topic, reading(t0 + f64::from(sent), &sensors, f64::from(sent)).to_string().as_bytes(), false);
             sent += 1;
         }
         daemon = start(&data, &state, &broker.url(), &[]);
-        eprintln!("kill {kill}: {sent} readings published so far");
+        if kill % 5 == 4 {
+            eprintln!("kill {}: {sent} readings published so far", kill + 1);
+        }
     }
     assert_eq!(sent, total);
     let all_in = |daemon: &Daemon| {
