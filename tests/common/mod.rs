@@ -418,3 +418,25 @@ impl Drop for InProcess {
         }
     }
 }
+
+/// Copies machine `from`'s model versions to machine `to` in a daemon's state folder, each version's meta made
+/// to name `to` (the registry takes only versions that name their folder's machine). For machines with the
+/// same data, so the copies are what training `to` would make.
+pub fn copy_models(state: &Path, from: &str, to: &str) {
+    let (src, dst) = (state.join("models").join(from), state.join("models").join(to));
+    for t in std::fs::read_dir(&src).unwrap().flatten().filter(|e| e.path().is_dir()) {
+        for v in std::fs::read_dir(t.path()).unwrap().flatten().filter(|e| e.path().is_dir()) {
+            let target = dst.join(t.file_name()).join(v.file_name());
+            std::fs::create_dir_all(&target).unwrap();
+            for f in std::fs::read_dir(v.path()).unwrap().flatten() {
+                std::fs::copy(f.path(), target.join(f.file_name())).unwrap();
+            }
+            let meta = target.join("meta.json");
+            if meta.is_file() {
+                let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+                m["machine_id"] = serde_json::json!(to);
+                std::fs::write(&meta, m.to_string()).unwrap();
+            }
+        }
+    }
+}
