@@ -1091,6 +1091,20 @@ fn readings_in_over_mqtt_are_scored_and_each_machines_health_is_published_retain
     assert_eq!(common::request(daemon.addr, "GET", "/api/machines/no_such/scores", None, &[]).status, 404);
 }
 
+/// The machine the replay tests send from: a simulated motor of 30,000 hourly rows (35 lives) as CSV files.
+fn replay_source(data: &Path) -> String {
+    let opts = millwright::data::simulate::FleetOptions {
+        out_dir: data.to_path_buf(),
+        machines: 1,
+        seed: 11,
+        rows: 30_000,
+        format: millwright::data::write::Format::Csv,
+        ..Default::default()
+    };
+    millwright::data::simulate::simulate_fleet(&opts).unwrap();
+    millwright::data::machine_ids(data).unwrap().remove(0)
+}
+
 /// The simulator's replay, end to end: a machine whose history stops 400 h before a failure, trained; the
 /// rest of that life replayed over MQTT by `millwright replay` as a gateway would send it; the daemon takes
 /// every reading in and scores the machine as it wears: the remaining life it answers falls and the verdict
@@ -1100,16 +1114,7 @@ fn readings_in_over_mqtt_are_scored_and_each_machines_health_is_published_retain
 fn a_replayed_failure_trajectory_is_taken_in_and_scored_as_the_machine_wears() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
-    let opts = millwright::data::simulate::FleetOptions {
-        out_dir: data.clone(),
-        machines: 1,
-        seed: 11,
-        rows: 30_000,
-        format: millwright::data::write::Format::Csv,
-        ..Default::default()
-    };
-    millwright::data::simulate::simulate_fleet(&opts).unwrap();
-    let source = millwright::data::machine_ids(&data).unwrap().remove(0);
+    let source = replay_source(&data);
     let target = format!("{source}_replayed");
     // The first life of the test file that still has 400 h to run: the history ends there.
     common::cut_copy(&data, &source, &target, |rul| (1..rul.len()).find(|&i| rul[i] <= 400.0 && rul[i - 1] > rul[i] && rul[i] > 390.0));
@@ -1187,16 +1192,7 @@ fn a_replayed_failure_trajectory_is_taken_in_and_scored_as_the_machine_wears() {
 fn held_out_failures_replayed_over_mqtt_are_each_seen_and_alert_when_a_trusted_model_says_so() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
-    let opts = millwright::data::simulate::FleetOptions {
-        out_dir: data.clone(),
-        machines: 1,
-        seed: 11,
-        rows: 30_000,
-        format: millwright::data::write::Format::Csv,
-        ..Default::default()
-    };
-    millwright::data::simulate::simulate_fleet(&opts).unwrap();
-    let source = millwright::data::machine_ids(&data).unwrap().remove(0);
+    let source = replay_source(&data);
     // The source's test lives: where each starts, and the time after which its last 300 h begin.
     let text = std::fs::read_to_string(data.join("machines").join(&source).join("test.csv")).unwrap();
     let mut lines = text.lines();

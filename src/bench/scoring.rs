@@ -24,6 +24,8 @@ pub struct ScoringOptions {
     pub rows: usize,
     /// Evaluations measured after every machine's data changed.
     pub rounds: usize,
+    /// Also measure evaluations while a 4-model training of one machine runs in the same daemon.
+    pub with_training: bool,
     pub work_dir: PathBuf,
 }
 
@@ -38,6 +40,8 @@ pub struct ScoringReport {
     pub changed_s: Vec<f64>,
     /// An evaluation with nothing changed: the cached answers, verdicts decided again.
     pub unchanged_s: f64,
+    /// Changed evaluations that began and ended while a 4-model training ran (with `with_training`).
+    pub changed_while_training_s: Vec<f64>,
     pub rss_mb: f64,
     pub cadence_s: f64,
     /// Machines whose tile, after the last evaluation, holds all four answers and no error.
@@ -190,6 +194,8 @@ pub fn scoring(o: &ScoringOptions) -> Result<ScoringReport, BenchError> {
             changed_s.push(s);
         }
     }
+    let changed_while_training_s =
+        if o.with_training { while_training(&d, &source, &machines_dir, o, &mut count, limit)? } else { Vec::new() };
     let fleet: Value = d.conn().get("/api/fleet").ok().and_then(|r| r.json().ok()).unwrap_or(Value::Null);
     let tiles = fleet["machines"].as_array().cloned().unwrap_or_default();
     let whole = |t: &Value| {
@@ -215,9 +221,52 @@ pub fn scoring(o: &ScoringOptions) -> Result<ScoringReport, BenchError> {
         first_s,
         changed_s,
         unchanged_s,
+        changed_while_training_s,
         rss_mb: d.rss_mb(),
         cadence_s: CADENCE_S,
     })
+}
+
+fn task_status(d: &BenchDaemon, id: &str) -> String {
+    let t: Value = d.conn().get(&format!("/api/ml/tasks/{id}")).ok().and_then(|r| r.json().ok()).unwrap_or(Value::Null);
+    t["status"].as_str().unwrap_or("?").to_string()
+}
+
+/// Changed evaluations while `source` trains all four models: only those that began after the job was
+/// running and ended before it finished count.
+fn while_training(
+    d: &BenchDaemon,
+    source: &str,
+    machines_dir: &Path,
+    o: &ScoringOptions,
+    count: &mut u64,
+    limit: Duration,
+) -> Result<Vec<f64>, BenchError> {
+    let r: Value =
+        d.conn().post("/api/ml/train/batch", &json!({ "machine_id": source })).ok().and_then(|r| r.json().ok()).unwrap_or(Value::Null);
+    let id = r["task_id"].as_str().ok_or_else(|| BenchError::Daemon(format!("the training was not queued: {r}")))?.to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while task_status(d, &id) != "PROGRESS" {
+        if Instant::now() > deadline {
+            return Err(BenchError::Daemon("the training did not start within 60 s".into()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = Vec::new();
+    while out.len() < o.rounds && task_status(d, &id) == "PROGRESS" {
+        touch_all(machines_dir)?;
+        let e = next_evaluation(d, *count, limit)?;
+        *count = e["count"].as_u64().unwrap_or(*count + 1);
+        let whole = e["last"]["rescored"].as_u64() == Some(o.machines as u64) && e["last"]["machines"].as_u64() == Some(o.machines as u64);
+        if whole && task_status(d, &id) == "PROGRESS" {
+            out.push(e["last"]["seconds"].as_f64().unwrap_or(f64::NAN));
+        }
+    }
+    wait_task(d, &id)?;
+    if out.is_empty() {
+        return Err(BenchError::Daemon("the training ended before an evaluation could be measured beside it; give more rows".into()));
+    }
+    Ok(out)
 }
 
 pub fn print(r: &ScoringReport) {
@@ -235,6 +284,16 @@ pub fn print(r: &ScoringReport) {
         r.changed_s.len(),
         if worst <= TARGET_S { "met" } else { "NOT met" }
     );
+    if !r.changed_while_training_s.is_empty() {
+        let worst = r.changed_while_training_s.iter().copied().fold(0.0, f64::max);
+        println!(
+            "  the same while a 4-model training runs in the daemon: median {:.2} s, worst {:.2} s of {} (×{:.2} the time without)",
+            median(&r.changed_while_training_s),
+            worst,
+            r.changed_while_training_s.len(),
+            median(&r.changed_while_training_s) / median(&r.changed_s).max(1e-6)
+        );
+    }
     println!(
         "  nothing changed (cached answers): {:.3} s; changed / unchanged ×{:.0}; daemon RSS {:.1} MB",
         r.unchanged_s,

@@ -64,6 +64,9 @@ pub struct BenchArgs {
     /// Evaluations measured after every machine's data changed, for `scoring`.
     #[arg(long, default_value_t = 3)]
     scoring_rounds: usize,
+    /// Also measure `scoring` while a 4-model training runs in the daemon.
+    #[arg(long)]
+    scoring_with_training: bool,
     /// Print JSON (one object with every table) instead of tables.
     #[arg(long)]
     json: bool,
@@ -154,8 +157,13 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         section(a.json, "ingest", &r, &mut json, || bench::print_ingest(&r))?;
     }
     if a.what == What::Scoring {
-        let o =
-            ScoringOptions { machines: a.scoring_machines, rows: a.scoring_rows, rounds: a.scoring_rounds, work_dir: work.join("scoring") };
+        let o = ScoringOptions {
+            machines: a.scoring_machines,
+            rows: a.scoring_rows,
+            rounds: a.scoring_rounds,
+            with_training: a.scoring_with_training,
+            work_dir: work.join("scoring"),
+        };
         std::fs::create_dir_all(&o.work_dir)?;
         let r = bench::scoring(&o)?;
         section(a.json, "scoring", &r, &mut json, || bench::print_scoring(&r))?;
