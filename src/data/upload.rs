@@ -498,4 +498,22 @@ mod tests {
         std::fs::write(&q, "a,b\n1,2\n").unwrap();
         assert!(preview(&q, &Caps::default()).is_err(), "a CSV named .parquet");
     }
+
+    #[test]
+    fn a_parquet_history_previews_and_becomes_a_machine_too() {
+        let d = tempfile::tempdir().unwrap();
+        let sim = d.path().join("sim");
+        let opts = crate::data::simulate::FleetOptions { out_dir: sim.clone(), machines: 1, rows: 2_000, ..Default::default() };
+        let id = crate::data::simulate::simulate_fleet(&opts).unwrap().remove(0).id;
+        let up = uploads_dir(d.path()).join("h.parquet");
+        std::fs::create_dir_all(up.parent().unwrap()).unwrap();
+        std::fs::copy(sim.join("machines").join(&id).join("train.parquet"), &up).unwrap();
+        let p = preview(&up, &Caps::default()).unwrap();
+        assert_eq!((p.format, p.delimiter), ("parquet", None));
+        assert_eq!(p.guess.timestamp.as_deref(), Some("timestamp"), "{:?}", p.columns);
+        assert_eq!(p.guess.rul.as_deref(), Some("rul"));
+        let made = create_machine(d.path(), &MachineId::parse("p1").unwrap(), &up, "h.parquet", &p.guess, &Caps::default()).unwrap();
+        assert_eq!(made.rows, p.rows);
+        assert!(d.path().join("machines/p1/history.parquet").is_file());
+    }
 }
