@@ -196,7 +196,12 @@ fn readings_reach_the_history_training_and_the_answers_from_the_latest_data() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     common::fleet(&data, 1, 2_000);
-    let d = Daemon::start(&data, &dir.path().join("state"), &[("MILLWRIGHT_READINGS__COMPACT_INTERVAL_S", "10")]);
+    // The cadence is an hour: only new readings in the machine's files make it score sooner.
+    let d = Daemon::start(
+        &data,
+        &dir.path().join("state"),
+        &[("MILLWRIGHT_READINGS__COMPACT_INTERVAL_S", "10"), ("MILLWRIGHT_FLEET__EVALUATE_INTERVAL_S", "3600")],
+    );
     let (id, sensors) = machine(&d);
     let (end, values) = history_end(&d, &id);
     let before = listed_rows(&d);
@@ -243,6 +248,22 @@ fn readings_reach_the_history_training_and_the_answers_from_the_latest_data() {
         "{s}"
     );
     assert!(d.log().contains("readings compacted into the machines' files"), "the move is logged");
+
+    // Scored as soon as they are in the files, not at the cadence's next tick an hour away: the score history's
+    // newest line forecasts from after the newest compacted reading.
+    let scored_start = format_timestamp(end + f64::from(hours) * 3_600.0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let scores = d.get(&format!("/api/machines/{id}/scores")).json();
+        let newest = scores["scores"].as_array().and_then(|a| a.last()).cloned().unwrap_or_default();
+        if newest["answers"]["timeseries"]["start"] == json!(scored_start) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the new readings were not scored: {scores}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let evaluations = d.get("/api/health").json()["fleet"]["evaluations"].clone();
+    assert!(evaluations["count"].as_u64() >= Some(1) && evaluations["last"]["rescored"].as_u64() >= Some(1), "{evaluations}");
 
     // The answers from the machine's latest data read them: the forecast starts after the newest compacted one.
     assert_eq!(start(&d), format_timestamp(end + f64::from(hours) * 3_600.0));

@@ -48,6 +48,8 @@ pub struct Fleet {
     rescored: std::sync::atomic::AtomicU64,
     /// How the evaluations on the cadence went, for `/api/health`.
     evaluations: Mutex<Evaluations>,
+    /// Asks for an evaluation before the next tick (new readings reached the machines' files).
+    soon: tokio::sync::Notify,
 }
 
 /// The cadence's record: how long the latest evaluation took, for how many machines, and the slowest.
@@ -108,6 +110,7 @@ impl Default for Fleet {
             scored: tokio::sync::watch::Sender::new(std::sync::Arc::new(Vec::new())),
             rescored: std::sync::atomic::AtomicU64::new(0),
             evaluations: Mutex::new(Evaluations::default()),
+            soon: tokio::sync::Notify::new(),
         }
     }
 }
@@ -200,6 +203,11 @@ impl Fleet {
 
     pub fn active_alerts(&self, machine: &str) -> Vec<crate::alerts::Alert> {
         lock(&self.alerts).active_for(machine)
+    }
+
+    /// The next evaluation runs now (or right after the one running), and the cadence starts again from it.
+    pub fn evaluate_soon(&self) {
+        self.soon.notify_one();
     }
 
     pub fn evaluations(&self) -> Evaluations {
@@ -589,8 +597,36 @@ pub async fn ack(
     Ok(Json(json!({ "success": true, "alert": change.alert() })))
 }
 
-/// Evaluates every machine's verdict every `every` (alerts, verdict changes on the bus), and turns failed
-/// trainings and oversize models into alerts, until `shutdown`.
+/// One evaluation of every machine: tiles, alerts, the score history, and the record of how long it took.
+async fn evaluate(state: &AppState, every: std::time::Duration) {
+    let (began, rescored_before) = (std::time::Instant::now(), state.fleet.rescored_so_far());
+    refresh_names(state).await;
+    let scored = blocking(state, |s| {
+        let tiles = fleet_blocking(s)?;
+        s.fleet.keep_scores(&tiles, now());
+        Ok::<_, ApiError>(tiles)
+    });
+    match scored.await {
+        // This tick's scores: MQTT publishes each as the machine's retained health. Not on the bus,
+        // where hundreds of machines a tick would push the alerts out of its backlog.
+        Ok(Ok(tiles)) => {
+            let e = Evaluation {
+                at: crate::alerts::stamp(now()),
+                machines: tiles.len(),
+                rescored: state.fleet.rescored_so_far().saturating_sub(rescored_before),
+                seconds: began.elapsed().as_secs_f64(),
+            };
+            state.fleet.record_evaluation(e, every);
+            state.fleet.scored.send_replace(std::sync::Arc::new(tiles));
+        }
+        Ok(Err(e)) => tracing::warn!("fleet evaluation failed: {}", e.message),
+        Err(e) => tracing::warn!("fleet evaluation failed: {}", e.message),
+    }
+}
+
+/// Evaluates every machine's verdict every `every` and as soon as new readings reached the machines' files
+/// ([`Fleet::evaluate_soon`]; the cadence then starts again from there), with alerts and verdict changes on
+/// the bus; turns failed trainings and oversize models into alerts, until `shutdown`.
 pub async fn watch(state: AppState, bus: Bus, every: std::time::Duration, shutdown: crate::lifecycle::Shutdown) {
     let mut jobs = state.queue.subscribe();
     let mut events = bus.subscribe();
@@ -601,30 +637,10 @@ pub async fn watch(state: AppState, bus: Bus, every: std::time::Duration, shutdo
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
-            _ = tick.tick() => {
-                let (began, rescored_before) = (std::time::Instant::now(), state.fleet.rescored_so_far());
-                refresh_names(&state).await;
-                let scored = blocking(&state, |s| {
-                    let tiles = fleet_blocking(s)?;
-                    s.fleet.keep_scores(&tiles, now());
-                    Ok::<_, ApiError>(tiles)
-                });
-                match scored.await {
-                    // This tick's scores: MQTT publishes each as the machine's retained health. Not on the bus,
-                    // where hundreds of machines a tick would push the alerts out of its backlog.
-                    Ok(Ok(tiles)) => {
-                        let e = Evaluation {
-                            at: crate::alerts::stamp(now()),
-                            machines: tiles.len(),
-                            rescored: state.fleet.rescored_so_far().saturating_sub(rescored_before),
-                            seconds: began.elapsed().as_secs_f64(),
-                        };
-                        state.fleet.record_evaluation(e, every);
-                        state.fleet.scored.send_replace(std::sync::Arc::new(tiles));
-                    }
-                    Ok(Err(e)) => tracing::warn!("fleet evaluation failed: {}", e.message),
-                    Err(e) => tracing::warn!("fleet evaluation failed: {}", e.message),
-                }
+            _ = tick.tick() => evaluate(&state, every).await,
+            _ = state.fleet.soon.notified() => {
+                evaluate(&state, every).await;
+                tick.reset();
             }
             job = jobs.recv() => match job {
                 Ok(job) if job.state == crate::jobs::JobState::Failure => {

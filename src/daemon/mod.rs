@@ -345,7 +345,8 @@ pub async fn run(mut daemon: Daemon, listener: tokio::net::TcpListener, cfg: &Co
     );
     if let Some(readings) = daemon.state.readings.clone() {
         let every = Duration::from_secs_f64(cfg.readings.compact_interval_s);
-        tokio::spawn(compact_readings(readings, cfg.data_dir.clone(), cfg.readings.retention(), every, shutdown.clone()));
+        let fleet = daemon.state.fleet.clone();
+        tokio::spawn(compact_readings(readings, fleet, cfg.data_dir.clone(), cfg.readings.retention(), every, shutdown.clone()));
     }
     let systemd = systemd::start(systemd::Parts { queue: daemon.queue.clone(), beats: systemd_beats, addr }, shutdown.clone()).await;
     shutdown.wait().await;
@@ -372,6 +373,7 @@ pub async fn run(mut daemon: Daemon, listener: tokio::net::TcpListener, cfg: &Co
 /// everything until the next start.
 async fn compact_readings(
     readings: Arc<crate::ingest::Readings>,
+    fleet: Arc<crate::api::fleet::Fleet>,
     data_dir: std::path::PathBuf,
     keep: crate::data::retention::Retention,
     every: Duration,
@@ -411,6 +413,10 @@ async fn compact_readings(
         }
         match done {
             Ok(done) => {
+                if done.rows > 0 {
+                    // New readings are in the machines' files: score them now, not at the next tick.
+                    fleet.evaluate_soon();
+                }
                 if done.rows > 0 || done.segments_removed > 0 {
                     tracing::info!(
                         rows = done.rows,
