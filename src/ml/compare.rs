@@ -7,7 +7,7 @@ pub use super::report::Comparison;
 use super::shared::features::features_for_rows;
 use super::shared::metrics;
 use super::shared::params::TrainParams;
-use super::trainers::classify;
+use super::trainers::{anomaly, classify};
 use crate::data::Table;
 
 /// What the live model was fitted and selected on, as far as its report tells. Only rows it cannot have seen
@@ -33,9 +33,10 @@ impl ChampionData {
 }
 
 /// Scores `challenger` and `champion` on `rows` of `table` (the challenger's test rows) with the
-/// challenger's headline metric. Models of the same type only; an anomaly detector or a forecaster is not
-/// compared yet (their held-out scores are not row by row), and neither is a live model that cannot read
-/// this data (another set of sensors).
+/// challenger's headline metric: RMSE for remaining life, F1 for the failure classifier, PR AUC against the
+/// same ground truth (or proxy) for the anomaly detector. Models of the same type only; a forecaster is not
+/// compared yet (its held-out score is one origin's forecast, not row by row), and neither is a live model
+/// that cannot read this data (another set of sensors).
 pub fn compare(
     table: &Table,
     params: &TrainParams,
@@ -87,6 +88,23 @@ pub fn compare(
                 }
             }
         },
+        (Payload::Anomaly(new), Payload::Anomaly(live)) => match anomaly::truth(table, params, rows) {
+            None => Err("the data has no anomaly labels, RUL or failure label to judge detectors by".to_string()),
+            Some((_, y, _)) if !y.iter().any(|b| *b) => Err("the held-out rows hold no abnormal period: PR AUC says nothing".to_string()),
+            Some((rows, y, _)) => {
+                // Each row judged against its run's threshold, as in evaluation; PR AUC needs only the order.
+                let pr_auc = |m: &anomaly::AnomalyModel| -> Result<f64, String> {
+                    let all = m.score_table(table).map_err(|e| e.to_string())?;
+                    let s: Vec<f64> = rows.iter().map(|&r| all.get(r).map_or(f64::NAN, |x| x.score - x.threshold)).collect();
+                    metrics::classification_metrics(&y, &s, 0.0).pr_auc.ok_or_else(|| "no PR AUC on these rows".to_string())
+                };
+                match (pr_auc(new), pr_auc(live)) {
+                    (Ok(a), Ok(b)) => Ok(("pr_auc", true, a, b, rows.len())),
+                    (_, Err(e)) => Err(format!("the live model cannot score this data ({e})")),
+                    (Err(e), _) => Err(e),
+                }
+            }
+        },
         (a, b) if a.model_type() != b.model_type() => Err(format!("the live model is a {} model", b.model_type())),
         (a, _) => Err(format!("{} models are not compared on the same rows yet", a.model_type())),
     };
@@ -130,15 +148,31 @@ mod tests {
         let ctx = || TrainContext::detached(Duration::from_secs(120), 1);
         let given = ChampionData { given_split: true, last_time: None };
         let full = TrainParams { quality: Quality::Fast, threads: 1, ..Default::default() };
-        for (t, table) in [(ModelType::Regression, &table), (ModelType::Classification, &stepped)] {
-            // The same rows with each sensor's values moved half the table along: nothing left to learn from.
+        // The same rows with each sensor's values moved half the table along: nothing left to learn from.
+        let scramble = |table: &Table| {
             let mut scrambled = table.clone();
             for s in &mut scrambled.sensors {
                 let half = s.values.len() / 2;
                 s.values.rotate_left(half);
             }
+            scrambled
+        };
+        // For a detector of what is unlike healthy rows, moving values keeps them as healthy as before; one fitted
+        // where the step is everywhere but at the end of lives has learnt the opposite of what matters.
+        let mut inverted = table.clone();
+        for (v, r) in inverted.sensors[0].values.iter_mut().zip(&rul) {
+            if *r > 48.0 {
+                *v += 5.0;
+            }
+        }
+        let cases = [
+            (ModelType::Regression, &table, scramble(&table)),
+            (ModelType::Classification, &stepped, scramble(&stepped)),
+            (ModelType::Anomaly, &stepped, inverted),
+        ];
+        for (t, table, weak_table) in cases {
             let strong = crate::ml::train(t, table, &full, &ctx()).unwrap();
-            let weak = crate::ml::train(t, &scrambled, &full, &ctx()).unwrap();
+            let weak = crate::ml::train(t, &weak_table, &full, &ctx()).unwrap();
             let rows = &strong.report.test_rows;
             assert!(!rows.is_empty());
             let c = compare(table, &full, rows, &strong.payload, (&weak.payload, 1, given));
@@ -160,8 +194,8 @@ mod tests {
                 "{t}: rows after its data count"
             );
         }
-        let anomaly = crate::ml::train(ModelType::Anomaly, &table, &full, &ctx()).unwrap();
-        let c = compare(&table, &full, &[], &anomaly.payload, (&anomaly.payload, 3, given));
+        let forecast = crate::ml::train(ModelType::Timeseries, &table, &full, &ctx()).unwrap();
+        let c = compare(&table, &full, &[], &forecast.payload, (&forecast.payload, 3, given));
         assert!(c.not_worse && c.challenger.is_none() && c.note.as_deref().unwrap_or("").contains("not compared"), "{c:?}");
     }
 }

@@ -180,7 +180,7 @@ fn plan(table: &Table, params: &TrainParams, gap: usize) -> Result<Plan, MlError
 }
 
 /// Ground truth for the test rows: the data's anomaly column, else a named proxy; rows the proxy cannot judge are dropped.
-fn truth(table: &Table, params: &TrainParams, rows: &[usize]) -> Option<(Vec<usize>, Vec<bool>, String)> {
+pub(crate) fn truth(table: &Table, params: &TrainParams, rows: &[usize]) -> Option<(Vec<usize>, Vec<bool>, String)> {
     if let Some(a) = &table.anomaly {
         let keep: Vec<usize> = rows.iter().copied().filter(|&r| a[r].is_finite()).collect();
         let y = keep.iter().map(|&r| a[r] >= 0.5).collect();
@@ -540,6 +540,7 @@ fn evaluate(
         ));
     }
     let by_run_json: serde_json::Map<String, serde_json::Value> = by_run.iter().map(|(run, rate)| (run.to_string(), json!(rate))).collect();
+    report.test_rows = plan.test.clone();
     let Some((rows, y, truth_name)) = truth(table, params, &plan.test) else {
         report.headline = Headline::new("healthy_alarm_rate", healthy_alarm_rate, params.contamination, "target contamination", false);
         report.metrics = json!({ "healthy_alarm_rate": healthy_alarm_rate, "healthy_alarm_rate_by_run": by_run_json, "threshold": threshold, "alarm_confirm": model.confirm.describe(), "truth": "none: the data has no anomaly labels, RUL or failure label" });
