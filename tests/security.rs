@@ -59,6 +59,9 @@ struct Op {
     body: Option<Vec<u8>>,
 }
 
+/// Stands for an upload id in the OpenAPI paths until a real one replaces it.
+const NO_UPLOAD: &str = "0123456789abcdef";
+
 fn operations(doc: &Value, m: &str, task: &str) -> Vec<Op> {
     let mut ops = Vec::new();
     for (template, item) in doc["paths"].as_object().expect("paths in the OpenAPI document") {
@@ -74,7 +77,7 @@ fn operations(doc: &Value, m: &str, task: &str) -> Vec<Op> {
                     "task_id" => task,
                     "model_type" => "anomaly",
                     "alert_id" => "no-such-alert",
-                    "upload_id" => "0123456789abcdef",
+                    "upload_id" => NO_UPLOAD,
                     other => panic!("{method} {template}: no test value for the path parameter {{{other}}}; add one in tests/security.rs"),
                 };
                 path.replace_range(start..=end, value);
@@ -149,7 +152,15 @@ fn every_mutating_route_refuses_all_but_the_token_and_reads_stay_open_without_ec
     let bearer = format!("Bearer {TOKEN}");
     let task = train_anomaly(&d, &m, &[("Authorization", &bearer)]);
     let doc = d.get("/api/openapi.json").json();
-    let ops = operations(&doc, &m, &task);
+    let mut ops = operations(&doc, &m, &task);
+    // A real upload, so that making a machine of it with the right credentials succeeds in the control below.
+    let csv = "timestamp,s1\n2026-01-01T00:00:00Z,1\n2026-01-01T01:00:00Z,2\n2026-01-01T02:00:00Z,3\n";
+    let up = request(d.addr, "POST", "/api/uploads?filename=t.csv", Some(csv.as_bytes()), &[("Authorization", &bearer)]);
+    assert_eq!(up.status, 200, "{}", up.text());
+    let upload_id = up.json()["upload_id"].as_str().unwrap().to_string();
+    for op in ops.iter_mut().filter(|o| o.template.contains("{upload_id}")) {
+        op.path = op.path.replace(NO_UPLOAD, &upload_id);
+    }
     for (method, path, _) in OPEN_MUTATIONS {
         assert!(
             ops.iter().any(|o| o.method.eq_ignore_ascii_case(method) && o.template == *path),
