@@ -185,7 +185,7 @@ pub fn preview(path: &Path, caps: &Caps) -> Result<Preview, DataError> {
             seen = names.iter().map(|_| Seen::new()).collect();
         }
         for r in 0..frame.n_rows.min(SAMPLE_ROWS.saturating_sub(sample.len())) {
-            sample.push((0..frame.names.len()).map(|c| frame.text(c).get(r).cloned().unwrap_or_default()).collect());
+            sample.push(frame.columns.iter().map(|column| cell_text(column, r)).collect());
         }
         for (c, column) in frame.columns.iter().enumerate() {
             let Some(s) = seen.get_mut(c) else { continue };
@@ -223,6 +223,15 @@ pub fn preview(path: &Path, caps: &Caps) -> Result<Preview, DataError> {
         .collect();
     let guess = guess(&columns);
     Ok(Preview { format: if parquet { "parquet" } else { "csv" }, delimiter: delimiter_name, rows, columns, sample, guess })
+}
+
+/// One cell as the preview shows it (a whole column's text would be made for every sample row otherwise).
+fn cell_text(column: &RawColumn, row: usize) -> String {
+    match column {
+        RawColumn::Num(v) => v.get(row).map(f64::to_string).unwrap_or_default(),
+        RawColumn::Time(v) => v.get(row).map(|t| crate::util::time::format_timestamp(*t)).unwrap_or_default(),
+        RawColumn::Text(cells) => cells.get(row).map(|c| c.trim().to_string()).unwrap_or_default(),
+    }
 }
 
 fn lower(s: &str) -> String {
@@ -512,6 +521,12 @@ mod tests {
         assert_eq!((p.format, p.delimiter), ("parquet", None));
         assert_eq!(p.guess.timestamp.as_deref(), Some("timestamp"), "{:?}", p.columns);
         assert_eq!(p.guess.rul.as_deref(), Some("rul"));
+        let ts = p.columns.iter().position(|c| c.name == "timestamp").unwrap();
+        assert!(
+            p.sample[0][ts].contains('-') && crate::util::time::parse_timestamp(&p.sample[0][ts]).is_some(),
+            "shown as a time: {:?}",
+            p.sample[0]
+        );
         let made = create_machine(d.path(), &MachineId::parse("p1").unwrap(), &up, "h.parquet", &p.guess, &Caps::default()).unwrap();
         assert_eq!(made.rows, p.rows);
         assert!(d.path().join("machines/p1/history.parquet").is_file());
