@@ -380,7 +380,7 @@ main(async () => {
   await step('phone size in dark mode: nothing overflows sideways', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.emulateMedia({ colorScheme: 'dark' });
-    for (const [view, name] of [['#/train', '16-phone-dark-training'], [`#/results/${small.machine_id}/timeseries`, '17-phone-dark-results']]) {
+    for (const [view, name] of [['#/train', '16-phone-dark-training'], [`#/results/${small.machine_id}/timeseries`, '17-phone-dark-results'], ['#/add', '18-phone-dark-add-machine']]) {
       await page.goto(`${url}${view}`);
       await page.reload();
       await page.waitForSelector('body[data-loaded="1"]');
