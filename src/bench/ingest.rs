@@ -107,10 +107,6 @@ fn cpu_percent_during(pid: u32, during: impl FnOnce()) -> f64 {
     (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0
 }
 
-fn health(d: &BenchDaemon) -> Value {
-    d.conn().get("/api/health").ok().and_then(|r| r.json().ok()).unwrap_or(Value::Null)
-}
-
 pub fn ingest(o: &IngestOptions) -> Result<IngestReport, BenchError> {
     let usable = o.machines > 0 && o.sensors > 0 && o.rate_hz.is_finite() && o.rate_hz > 0.0 && o.seconds.is_finite() && o.seconds >= 10.0;
     if !usable {
@@ -135,7 +131,7 @@ pub fn ingest(o: &IngestOptions) -> Result<IngestReport, BenchError> {
     ];
     let d = BenchDaemon::start(&data, &dir.join("state"), &dir.join("daemon.log"), None, &env)?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while health(&d)["mqtt"]["readings_in"].is_null() {
+    while d.get_json("/api/health")["mqtt"]["readings_in"].is_null() {
         if Instant::now() > deadline {
             return Err(BenchError::Daemon(format!("the daemon's MQTT readings did not start; see {}", d.log.display())));
         }
@@ -181,8 +177,8 @@ pub fn ingest(o: &IngestOptions) -> Result<IngestReport, BenchError> {
                 rss_after_warmup_mb = rss_mb(d.pid());
                 cpu_mark = Some((cpu_seconds(d.pid()), Instant::now()));
                 if let Some(id) = &trained {
-                    let r = d.conn().post("/api/ml/train/batch", &json!({ "machine_id": id })).ok().and_then(|r| r.json().ok());
-                    training_task = r.and_then(|v: Value| v["task_id"].as_str().map(str::to_string));
+                    let r = d.post_json("/api/ml/train/batch", &json!({ "machine_id": id }));
+                    training_task = r["task_id"].as_str().map(str::to_string);
                 }
             }
             let ts = now_secs();
@@ -207,15 +203,15 @@ pub fn ingest(o: &IngestOptions) -> Result<IngestReport, BenchError> {
         }
         (published, lag_max_ms, cpu)
     });
-    let rows_accepted = || health(&d)["mqtt"]["readings_in"]["rows_accepted"].as_u64().unwrap_or(0);
+    let rows_accepted = || d.get_json("/api/health")["mqtt"]["readings_in"]["rows_accepted"].as_u64().unwrap_or(0);
     let until = Instant::now() + Duration::from_secs(120);
     while rows_accepted() < published && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let h = health(&d);
+    let h = d.get_json("/api/health");
     let rows_accepted = h["mqtt"]["readings_in"]["rows_accepted"].as_u64().unwrap_or(0);
     let training = training_task.map(|id| {
-        let t: Value = d.conn().get(&format!("/api/ml/tasks/{id}")).ok().and_then(|r| r.json().ok()).unwrap_or(Value::Null);
+        let t = d.get_json(&format!("/api/ml/tasks/{id}"));
         format!("{} ({} %)", t["status"].as_str().unwrap_or("?"), t["progress"]["progress_percent"].as_f64().unwrap_or(f64::NAN).round())
     });
     Ok(IngestReport {

@@ -53,12 +53,8 @@ pub struct ScoringReport {
 /// The shortest cadence the configuration allows; an evaluation longer than that shows as such (and is retried).
 const CADENCE_S: f64 = 5.0;
 
-fn health(d: &BenchDaemon) -> Value {
-    d.conn().get("/api/health").ok().and_then(|r| r.json().ok()).unwrap_or(Value::Null)
-}
-
 fn evaluations(d: &BenchDaemon) -> Value {
-    health(d)["fleet"]["evaluations"].clone()
+    d.get_json("/api/health")["fleet"]["evaluations"].clone()
 }
 
 /// Waits for the evaluation after number `after` and returns its record.
@@ -76,10 +72,16 @@ fn next_evaluation(d: &BenchDaemon, after: u64, limit: Duration) -> Result<Value
     }
 }
 
+/// Queues all four models of `machine` and returns the task id.
+fn queue_training(d: &BenchDaemon, machine: &str) -> Result<String, BenchError> {
+    let r = d.post_json("/api/ml/train/batch", &json!({ "machine_id": machine }));
+    r["task_id"].as_str().map(str::to_string).ok_or_else(|| BenchError::Daemon(format!("the training was not queued: {r}")))
+}
+
 fn wait_task(d: &BenchDaemon, id: &str) -> Result<(), BenchError> {
     let deadline = Instant::now() + Duration::from_secs(1_800);
     loop {
-        let t: Value = d.conn().get(&format!("/api/ml/tasks/{id}")).ok().and_then(|r| r.json().ok()).unwrap_or(Value::Null);
+        let t = d.get_json(&format!("/api/ml/tasks/{id}"));
         match t["status"].as_str() {
             Some("SUCCESS") => return Ok(()),
             Some("FAILURE" | "CANCELLED") => return Err(BenchError::Daemon(format!("the training ended {}: {}", t["status"], t["error"]))),
@@ -148,10 +150,8 @@ pub fn scoring(o: &ScoringOptions) -> Result<ScoringReport, BenchError> {
     let training_s = {
         let d = BenchDaemon::start(&data, &state, &o.work_dir.join("train.log"), None, &env)?;
         let t0 = Instant::now();
-        let r: Value =
-            d.conn().post("/api/ml/train/batch", &json!({ "machine_id": source })).ok().and_then(|r| r.json().ok()).unwrap_or(Value::Null);
-        let id = r["task_id"].as_str().ok_or_else(|| BenchError::Daemon(format!("the training was not queued: {r}")))?;
-        wait_task(&d, id)?;
+        let id = queue_training(&d, &source)?;
+        wait_task(&d, &id)?;
         t0.elapsed().as_secs_f64()
     };
     let machines_dir = data.join("machines");
@@ -196,7 +196,7 @@ pub fn scoring(o: &ScoringOptions) -> Result<ScoringReport, BenchError> {
     }
     let changed_while_training_s =
         if o.with_training { while_training(&d, &source, &machines_dir, o, &mut count, limit)? } else { Vec::new() };
-    let fleet: Value = d.conn().get("/api/fleet").ok().and_then(|r| r.json().ok()).unwrap_or(Value::Null);
+    let fleet = d.get_json("/api/fleet");
     let tiles = fleet["machines"].as_array().cloned().unwrap_or_default();
     let whole = |t: &Value| {
         let a = &t["answers"];
@@ -228,7 +228,7 @@ pub fn scoring(o: &ScoringOptions) -> Result<ScoringReport, BenchError> {
 }
 
 fn task_status(d: &BenchDaemon, id: &str) -> String {
-    let t: Value = d.conn().get(&format!("/api/ml/tasks/{id}")).ok().and_then(|r| r.json().ok()).unwrap_or(Value::Null);
+    let t = d.get_json(&format!("/api/ml/tasks/{id}"));
     t["status"].as_str().unwrap_or("?").to_string()
 }
 
@@ -242,9 +242,7 @@ fn while_training(
     count: &mut u64,
     limit: Duration,
 ) -> Result<Vec<f64>, BenchError> {
-    let r: Value =
-        d.conn().post("/api/ml/train/batch", &json!({ "machine_id": source })).ok().and_then(|r| r.json().ok()).unwrap_or(Value::Null);
-    let id = r["task_id"].as_str().ok_or_else(|| BenchError::Daemon(format!("the training was not queued: {r}")))?.to_string();
+    let id = queue_training(d, source)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while task_status(d, &id) != "PROGRESS" {
         if Instant::now() > deadline {

@@ -77,6 +77,16 @@ impl BenchDaemon {
     pub fn conn(&self) -> Conn {
         Conn::new(self.addr, &self.token)
     }
+
+    /// A GET's JSON answer; `Null` when the daemon did not answer with JSON (the caller's check then fails).
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        self.conn().get(path).ok().and_then(|r| r.json().ok()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A POST's JSON answer, as [`BenchDaemon::get_json`].
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        self.conn().post(path, body).ok().and_then(|r| r.json().ok()).unwrap_or(serde_json::Value::Null)
+    }
 }
 
 /// A process's resident set in MB (10^6 bytes) from /proc; NaN when it cannot be read.
