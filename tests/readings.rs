@@ -549,6 +549,10 @@ fn new_data_retrains_on_schedule_once_and_a_version_a_person_pinned_keeps_answer
     let done = d.wait_task(&id_of, Duration::from_secs(600));
     assert_eq!(done["status"], "SUCCESS", "{done}");
     assert!(job["origin"]["reason"].as_str().unwrap().contains("hours of data newer than the live models"), "{job}");
+    // The forecaster beside the live one on the held-out days after the live one's data: 30 new hours hold one.
+    let c = &done["result"]["results"]["timeseries"]["metrics"]["champion"];
+    assert_eq!((c["metric"].as_str(), c["rows"].as_u64()), (Some("mase"), Some(24)), "{c}");
+    assert!(c["challenger"].as_f64().is_some_and(f64::is_finite) && c["champion"].as_f64().is_some_and(f64::is_finite), "{c}");
     assert!(d.log().contains("retrain queued: "), "the retrain and its reason are logged");
     // The retrain learned the new hours: two more evaluations queue nothing more.
     std::thread::sleep(Duration::from_secs(11));

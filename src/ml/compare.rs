@@ -7,7 +7,7 @@ pub use super::report::Comparison;
 use super::shared::features::features_for_rows;
 use super::shared::metrics;
 use super::shared::params::TrainParams;
-use super::trainers::{anomaly, classify};
+use super::trainers::{anomaly, classify, forecast};
 use crate::data::Table;
 
 /// What the live model was fitted and selected on, as far as its report tells. Only rows it cannot have seen
@@ -34,9 +34,9 @@ impl ChampionData {
 
 /// Scores `challenger` and `champion` on `rows` of `table` (the challenger's test rows) with the
 /// challenger's headline metric: RMSE for remaining life, F1 for the failure classifier, PR AUC against the
-/// same ground truth (or proxy) for the anomaly detector. Models of the same type only; a forecaster is not
-/// compared yet (its held-out score is one origin's forecast, not row by row), and neither is a live model
-/// that cannot read this data (another set of sensors).
+/// same ground truth (or proxy) for the anomaly detector, MASE on the held-out days after the live model's data
+/// for the forecaster (`rows` are not used: its held-out part is the end of the grid). Models of the same type
+/// only; a live model that cannot read this data (another set of sensors) is not compared.
 pub fn compare(
     table: &Table,
     params: &TrainParams,
@@ -44,6 +44,10 @@ pub fn compare(
     challenger: &Payload,
     (champion, champion_version, seen): (&Payload, u32, ChampionData),
 ) -> Comparison {
+    if let (Payload::Forecast(new), Payload::Forecast(live)) = (challenger, champion) {
+        // Held out by time: the days after the live model's data are unseen by it, whatever its split.
+        return finish(champion_version, forecast::compare_held_out(new, live, table).map(|(a, b, n)| ("mase", false, a, b, n)));
+    }
     let unseen: Vec<usize> = rows.iter().copied().filter(|&r| seen.unseen(table, r)).collect();
     if unseen.is_empty() && !rows.is_empty() {
         return Comparison::not_compared(
@@ -108,6 +112,11 @@ pub fn compare(
         (a, b) if a.model_type() != b.model_type() => Err(format!("the live model is a {} model", b.model_type())),
         (a, _) => Err(format!("{} models are not compared on the same rows yet", a.model_type())),
     };
+    finish(champion_version, outcome)
+}
+
+/// The comparison from (metric, higher is better, challenger's, champion's, rows), or why there is none.
+fn finish(champion_version: u32, outcome: Result<(&str, bool, f64, f64, usize), String>) -> Comparison {
     match outcome {
         Ok((metric, higher_is_better, a, b, n)) => Comparison {
             champion_version,
@@ -194,8 +203,42 @@ mod tests {
                 "{t}: rows after its data count"
             );
         }
-        let forecast = crate::ml::train(ModelType::Timeseries, &table, &full, &ctx()).unwrap();
-        let c = compare(&table, &full, &[], &forecast.payload, (&forecast.payload, 3, given));
-        assert!(c.not_worse && c.challenger.is_none() && c.note.as_deref().unwrap_or("").contains("not compared"), "{c:?}");
+    }
+
+    #[test]
+    fn a_forecaster_is_compared_on_the_held_out_days_the_live_one_never_saw() {
+        use crate::ml::engines::forecast::{FitSpec, Model, ModelKind};
+        let dir = tempfile::tempdir().unwrap();
+        let opts = FleetOptions { out_dir: dir.path().to_path_buf(), machines: 1, rows: 3000, seed: 5, ..Default::default() };
+        let fleet = simulate_fleet(&opts).unwrap();
+        let table = crate::data::load_machine(dir.path(), &fleet[0].id).unwrap();
+        let params = TrainParams { quality: Quality::Fast, threads: 1, ..Default::default() };
+        let trained =
+            crate::ml::train(ModelType::Timeseries, &table, &params, &TrainContext::detached(Duration::from_secs(120), 1)).unwrap();
+        let Payload::Forecast(strong) = &trained.payload else { panic!("not a forecaster") };
+        let first = table.timestamps[0];
+        // Live since before every held-out day, and a weak recipe: seasonal naive at a lag of 7 h on hourly data
+        // with a daily cycle.
+        let mut earlier = strong.clone();
+        earlier.fitted_until = first;
+        let mut weak = earlier.clone();
+        for s in &mut weak.sensors {
+            let y: Vec<f64> = table.sensor(&s.sensor).unwrap().values.iter().copied().filter(|v| v.is_finite()).collect();
+            s.model = Model::fit_spec(ModelKind::SeasonalNaive, &y, &FitSpec::new(vec![7], weak.horizon), &mut |_| true).unwrap();
+            s.periods = vec![7];
+        }
+        let (weak, earlier) = (Payload::Forecast(weak), Payload::Forecast(earlier));
+        let seen = ChampionData::default();
+        let c = compare(&table, &params, &[], &trained.payload, (&weak, 1, seen));
+        assert!(c.not_worse && c.metric == "mase" && c.rows > 0, "{}", c.sentence());
+        let c = compare(&table, &params, &[], &weak, (&earlier, 1, seen));
+        assert!(!c.not_worse && c.challenger > c.champion, "the weak recipe is worse: {}", c.sentence());
+        let own = compare(&table, &params, &[], &trained.payload, (&earlier, 1, seen));
+        assert_eq!(own.challenger, own.champion);
+        let headline = trained.report.headline.value;
+        assert!((own.challenger.unwrap() - headline).abs() < 1e-9, "{own:?} against the report's {headline}");
+        // Live on all of this data: no held-out day is unseen by it.
+        let c = compare(&table, &params, &[], &trained.payload, (&trained.payload, 3, seen));
+        assert!(c.not_worse && c.challenger.is_none() && c.note.as_deref().unwrap_or("").contains("newer"), "{c:?}");
     }
 }

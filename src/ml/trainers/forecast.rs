@@ -127,6 +127,25 @@ fn after_last_gap(table: &Table, rows: std::ops::Range<usize>, step: f64, limit:
     rows.start + cut..rows.end
 }
 
+/// Points of the grid kept for training and testing: the newest seasons, and room for every origin.
+fn keep_points(period: usize, h: usize) -> usize {
+    (period.max(h) * MAX_SEASONS).max(h * (TEST_ORIGINS + CALIBRATION_ORIGINS + 6))
+}
+
+/// One sensor on the grid, as training sees it: gaps interpolated, only the newest `keep` points.
+fn sensor_grid(table: &Table, values: &[f64], rows: std::ops::Range<usize>, step: f64, keep: usize) -> Result<Vec<f64>, MlError> {
+    let mut g = grid_series(table, values, rows, step)?;
+    if g.len() > keep {
+        g.drain(..g.len() - keep);
+    }
+    Ok(g)
+}
+
+/// The final points held out from a grid of `n`: whole horizons, up to [`TEST_ORIGINS`] of them.
+fn held_out_points(n: usize, h: usize) -> usize {
+    h * TEST_ORIGINS.min(n / (h * 4)).max(1)
+}
+
 /// Grid points refused outright: a series this long at this interval is not what the grid was meant for.
 const MAX_GRID: usize = 5_000_000;
 
@@ -176,17 +195,12 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let mut report = Report::new(ModelType::Timeseries, &table.machine_id);
     report.target = format!("every sensor {} h ahead ({h} steps of {step} s), 80 % and 95 % intervals", params.forecast_hours);
     ctx.stage("resample", 0.0, 0.05, format!("{} sensors on a {step} s grid", sensors.len()));
-    let keep = (period.max(h) * MAX_SEASONS).max(h * (TEST_ORIGINS + CALIBRATION_ORIGINS + 6));
     let mut series = Vec::new();
     for s in &sensors {
-        let mut g = grid_series(table, &s.values, rows.clone(), step)?;
-        if g.len() > keep {
-            g.drain(..g.len() - keep);
-        }
-        series.push(g);
+        series.push(sensor_grid(table, &s.values, rows.clone(), step, keep_points(period, h))?);
     }
     let n = series.first().map_or(0, Vec::len);
-    let test_len = h * TEST_ORIGINS.min(n / (h * 4)).max(1);
+    let test_len = held_out_points(n, h);
     if n < test_len + 3 * h.max(2) {
         // Four horizons is the least that leaves history to fit and one held-out horizon to test.
         let fits_hours = (n / 4) as f64 * step / 3600.0;
@@ -331,6 +345,56 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         fitted_until,
     };
     Ok((model, report))
+}
+
+/// A new forecaster and the live one on the new one's held-out days that the live one never saw: each sensor's
+/// recipe (kind and seasons) refitted before every such origin, as predictions refit it on recent history, and
+/// scored by MASE on the same scale for both. Returns the two mean MASEs over the sensors both forecast, and
+/// the held-out grid points. With every held-out day unseen, the new model's figure is its report's headline.
+pub fn compare_held_out(new: &ForecastModel, live: &ForecastModel, table: &Table) -> Result<(f64, f64, usize), String> {
+    let (step, h) = (new.interval_s, new.horizon);
+    if (live.interval_s - step).abs() > step * 1e-6 || live.horizon != h {
+        return Err(format!("the live model forecasts {} steps of {} s, this one {h} of {step} s", live.horizon, live.interval_s));
+    }
+    let rows = after_last_gap(table, timeline(table), step, gap_limit(new.period, h));
+    if rows.len() < 2 {
+        return Err("too few readings to hold out".into());
+    }
+    let t_end = table.timestamps[rows.end - 1];
+    let (mut mase_new, mut mase_live, mut points) = (Vec::new(), Vec::new(), 0);
+    for sf in &new.sensors {
+        let (Some(lf), Some(sensor)) = (live.sensors.iter().find(|l| l.sensor == sf.sensor), table.sensor(&sf.sensor)) else {
+            continue;
+        };
+        let y = sensor_grid(table, &sensor.values, rows.clone(), step, keep_points(new.period, h)).map_err(|e| e.to_string())?;
+        let n = y.len();
+        let held_out = held_out_points(n, h);
+        // Origins whose first forecast point comes after everything the live model was fitted on (the newest first).
+        let unseen = (0..held_out / h)
+            .take_while(|j| {
+                let origin = n - (j + 1) * h;
+                t_end - (n - 1 - origin) as f64 * step > live.fitted_until + step / 2.0
+            })
+            .count();
+        if unseen == 0 {
+            return Err(format!("none of the {} held-out days is newer than the data the live model was fitted on", held_out / h));
+        }
+        let score = |m: &SensorForecaster| {
+            let spec = m.spec(h);
+            forecast::backtest(&y, new.period, h, unseen, |hist| m.model.refit(hist, &spec), &mut |_| true).map_err(|e| e.to_string())
+        };
+        let (a, b) = (score(sf)?, score(lf)?);
+        if let (Some(a), Some(b)) = (a.mase, b.mase) {
+            mase_new.push(a);
+            mase_live.push(b);
+            points += unseen * h;
+        }
+    }
+    if mase_new.is_empty() {
+        return Err("no sensor both models forecast could be scored".into());
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    Ok((mean(&mase_new), mean(&mase_live), points / mase_new.len()))
 }
 
 /// 0 when the readings never went below zero (a physical quantity that cannot), else none.
