@@ -174,6 +174,7 @@ fn end_quietly_when_stdout_closes() {
 }
 
 pub fn main() -> ExitCode {
+    crate::util::limit_allocator_arenas();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve { .. } | Command::Bench(_) | Command::Healthcheck { .. }) {
         end_quietly_when_stdout_closes();

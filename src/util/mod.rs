@@ -23,6 +23,27 @@ pub fn release_freed_memory() {
     }
 }
 
+/// Malloc arenas the process may use: glibc's default is eight per core, and each thread then keeps its own;
+/// memory a training job freed stays scattered among them and `malloc_trim` cannot hand it back. Measured on
+/// this 2-core machine, an idle daemon after one 4-model training of a 50,000-row machine: 62.7 MB with the
+/// default, 36.6 MB with two arenas (34.2 MB before the training), the training's time unchanged.
+const MALLOC_ARENAS: i32 = 2;
+const MMAP_THRESHOLD: i32 = 256 * 1024;
+
+/// Caps the allocator's arenas (see [`MALLOC_ARENAS`]) unless `MALLOC_ARENA_MAX` says otherwise. Call before
+/// any thread starts.
+pub fn limit_allocator_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets one of the allocator's own parameters; no thread has allocated yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
+}
+
 /// Current resident memory (VmRSS), in bytes.
 pub fn rss_bytes() -> Option<u64> {
     proc_status_kb("VmRSS:").map(|kb| kb * 1024)
