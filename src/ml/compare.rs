@@ -139,12 +139,17 @@ mod tests {
     use crate::ml::{ModelType, Quality, TrainContext};
     use std::time::Duration;
 
-    #[test]
-    fn a_model_fitted_on_scrambled_readings_loses_to_one_fitted_on_the_real_ones_on_the_same_held_out_rows() {
+    /// One simulated machine of 3,000 hourly rows, loaded.
+    fn simulated_machine() -> Table {
         let dir = tempfile::tempdir().unwrap();
         let opts = FleetOptions { out_dir: dir.path().to_path_buf(), machines: 1, rows: 3000, seed: 5, ..Default::default() };
         let fleet = simulate_fleet(&opts).unwrap();
-        let table = crate::data::load_machine(dir.path(), &fleet[0].id).unwrap();
+        crate::data::load_machine(dir.path(), &fleet[0].id).unwrap()
+    }
+
+    #[test]
+    fn a_model_fitted_on_scrambled_readings_loses_to_one_fitted_on_the_real_ones_on_the_same_held_out_rows() {
+        let table = simulated_machine();
         // The simulator's wear shows too late for a 48 h warning (its classifier is graded "not useful"); for
         // the classifier, one sensor that steps up in the last 48 h of each life gives it something to be good at.
         let mut stepped = table.clone();
@@ -208,10 +213,7 @@ mod tests {
     #[test]
     fn a_forecaster_is_compared_on_the_held_out_days_the_live_one_never_saw() {
         use crate::ml::engines::forecast::{FitSpec, Model, ModelKind};
-        let dir = tempfile::tempdir().unwrap();
-        let opts = FleetOptions { out_dir: dir.path().to_path_buf(), machines: 1, rows: 3000, seed: 5, ..Default::default() };
-        let fleet = simulate_fleet(&opts).unwrap();
-        let table = crate::data::load_machine(dir.path(), &fleet[0].id).unwrap();
+        let table = simulated_machine();
         let params = TrainParams { quality: Quality::Fast, threads: 1, ..Default::default() };
         let trained =
             crate::ml::train(ModelType::Timeseries, &table, &params, &TrainContext::detached(Duration::from_secs(120), 1)).unwrap();
