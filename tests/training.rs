@@ -761,3 +761,96 @@ fn training_rows_over_the_cap_are_thinned_across_lives_and_every_test_row_kept()
     let quick = ml::train(ModelType::Classification, &table, &hurried, &ctx()).unwrap().report;
     assert!(quick.split.notes.iter().any(|n| n.contains("the time limit of 1 s allows about")), "{:?}", quick.split.notes);
 }
+
+/// One 5-minute series over ten days whose normal level steps twice and stays (a load that changes for good),
+/// with three short spikes inside labelled windows; `trailing` chooses `[anomaly] reference = "trailing"`.
+/// Returns the windows' row ranges.
+fn wandering_series(dir: &Path, trailing: bool) -> Vec<std::ops::Range<usize>> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut noise = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    };
+    let spikes = [1500usize, 2300, 2700];
+    let windows: Vec<std::ops::Range<usize>> = spikes.iter().map(|&s| s - 20..s + 20).collect();
+    let mut csv = String::from("timestamp,load,anomaly\n");
+    for t in 0..3000usize {
+        let level = match t {
+            0..1000 => 50.0,
+            1000..2000 => 80.0,
+            _ => 65.0,
+        };
+        let daily = 5.0 * (t as f64 * std::f64::consts::TAU / 288.0).sin();
+        let spike = if spikes.iter().any(|&s| (s..s + 4).contains(&t)) { 25.0 } else { 0.0 };
+        let label = u8::from(windows.iter().any(|w| w.contains(&t)));
+        csv.push_str(&format!("{},{:.3},{label}\n", 1_700_000_000 + 300 * t, level + daily + 2.0 * noise() + spike));
+    }
+    std::fs::write(dir.join("series.csv"), csv).unwrap();
+    let anomaly = if trailing { "\n[anomaly]\nreference = \"trailing\"\n" } else { "" };
+    let toml = format!(
+        "[[files]]\npath = \"series.csv\"\n\n[columns]\ntimestamp = \"timestamp\"\nanomaly = \"anomaly\"\n\n[split]\nhealthy_head_rows = 450\n{anomaly}"
+    );
+    std::fs::write(dir.join("machine.toml"), toml).unwrap();
+    windows
+}
+
+/// A level the series settles into is normal against a trailing reference and abnormal against the first
+/// hours: with `[anomaly] reference = "trailing"` every spike is caught and few other readings alarm; against
+/// the healthy head the later levels alarm throughout.
+#[test]
+fn a_trailing_reference_catches_spikes_where_the_normal_level_moves_on() {
+    let d = tempfile::tempdir().unwrap();
+    let outside_rate = |trailing: bool| {
+        let dir = d.path().join(if trailing { "trailing" } else { "head" });
+        let windows = wandering_series(&dir, trailing);
+        let table = data::load_machine_dir(&dir).unwrap();
+        let trained = ml::train(ModelType::Anomaly, &table, &params(), &ctx()).unwrap();
+        let Payload::Anomaly(model) = trained.payload else { panic!("not an anomaly model") };
+        assert_eq!(model.trailing.is_some(), trailing);
+        let scores = model.score_table(&table).unwrap();
+        let inside = |r: usize| windows.iter().any(|w| w.contains(&r));
+        let missed = windows.iter().filter(|w| !scores[(*w).clone()].iter().any(|s| s.alarm)).count();
+        let outside: Vec<bool> = (450..scores.len()).filter(|&r| !inside(r)).map(|r| scores[r].alarm).collect();
+        let rate = outside.iter().filter(|a| **a).count() as f64 / outside.len() as f64;
+        eprintln!(
+            "reference {}: {missed} of 3 windows missed, alarms on {:.1} % of the rows outside them",
+            if trailing { "trailing" } else { "healthy head" },
+            rate * 100.0
+        );
+        (model, table, trained.report, missed, rate)
+    };
+    let (model, table, report, missed, rate) = outside_rate(true);
+    assert_eq!(missed, 0);
+    assert!(rate <= 0.05, "{rate}");
+    assert!(report.split.notes.iter().any(|n| n.contains("reference trails")), "{:?}", report.split.notes);
+    assert_eq!(report.leaderboard[0].model, "trailing robust distance");
+    assert!(report.metrics["recall"].as_f64().unwrap() > 0.0, "{}", report.metrics);
+    // Live answers judge the last reading against the readings before it, as the table's scores did.
+    let recent = |end: usize| ml::model::Recent {
+        timestamps: table.timestamps[..end].to_vec(),
+        sensors: table.sensors.iter().map(|s| (s.name.clone(), s.values[..end].to_vec())).collect(),
+        time_in_life_h: None,
+    };
+    let scores = model.score_table(&table).unwrap();
+    for end in [2301, 2900] {
+        let a = model.predict(&recent(end)).unwrap();
+        assert_eq!((a.anomaly_score, a.threshold, a.is_anomaly), (scores[end - 1].score, scores[end - 1].threshold, scores[end - 1].alarm));
+    }
+    assert!(model.predict(&recent(2301)).unwrap().is_anomaly);
+    let (_, _, _, _, head_rate) = outside_rate(false);
+    assert!(head_rate > 0.2, "against the first hours the later levels alarm: {head_rate}");
+
+    // trailing_hours belongs to a trailing reference; a bad value says what fits.
+    let dir = d.path().join("trailing");
+    let toml = std::fs::read_to_string(dir.join("machine.toml")).unwrap();
+    std::fs::write(dir.join("machine.toml"), toml.replace("reference = \"trailing\"", "trailing_hours = 12")).unwrap();
+    let e = data::load_machine_dir(&dir).unwrap_err().to_string();
+    assert!(e.contains("reference = \\\"trailing\\\"") || e.contains("reference = \"trailing\""), "{e}");
+    std::fs::write(dir.join("machine.toml"), toml.replace("reference = \"trailing\"", "reference = \"trailing\"\ntrailing_hours = -1"))
+        .unwrap();
+    let e = data::load_machine_dir(&dir).unwrap_err().to_string();
+    assert!(e.contains("positive number of hours"), "{e}");
+}

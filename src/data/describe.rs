@@ -33,6 +33,48 @@ pub struct MachineToml {
     /// When the daemon trains this machine's models again (read by the retrain schedule).
     #[serde(default)]
     pub retrain: RetrainSection,
+    /// What the anomaly detector judges readings against.
+    #[serde(default)]
+    pub anomaly: AnomalySection,
+}
+
+/// What the anomaly detector judges a reading against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyReference {
+    /// Healthy rows (the healthy head of each run, a healthy file, or the rows far from failure).
+    #[default]
+    Healthy,
+    /// The readings just before it: for series whose normal range moves beyond any reference.
+    Trailing,
+}
+
+/// Hours of readings a trailing reference spans unless `trailing_hours` says otherwise.
+pub const DEFAULT_TRAILING_HOURS: f64 = 24.0;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalySection {
+    #[serde(default)]
+    pub reference: AnomalyReference,
+    pub trailing_hours: Option<f64>,
+}
+
+impl AnomalySection {
+    /// The hours of a trailing reference (none for a healthy one), checked.
+    pub fn trailing_hours(&self) -> Result<Option<f64>, String> {
+        match (self.reference, self.trailing_hours) {
+            (AnomalyReference::Healthy, Some(_)) => {
+                Err("[anomaly] trailing_hours needs reference = \"trailing\"; remove it or set the reference".into())
+            }
+            (AnomalyReference::Healthy, None) => Ok(None),
+            (AnomalyReference::Trailing, None) => Ok(Some(DEFAULT_TRAILING_HOURS)),
+            (AnomalyReference::Trailing, Some(h)) if h.is_finite() && h > 0.0 => Ok(Some(h)),
+            (AnomalyReference::Trailing, Some(h)) => {
+                Err(format!("[anomaly] trailing_hours = {h} must be a positive number of hours, e.g. 24"))
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -173,6 +215,7 @@ impl SplitSection {
             val_fraction: self.val_fraction,
             seed: self.seed,
             healthy_head_rows: None,
+            trailing_reference_hours: None,
         }
     }
 }
@@ -235,9 +278,10 @@ impl MachineToml {
 }
 
 /// Every key `machine.toml` knows, by the section it belongs in (`""` is the top level).
-const KEYS: [(&str, &[&str]); 8] = [
-    ("", &["machine", "files", "columns", "units", "split", "anomaly_windows", "lives", "retrain"]),
+const KEYS: [(&str, &[&str]); 9] = [
+    ("", &["machine", "files", "columns", "units", "split", "anomaly_windows", "lives", "retrain", "anomaly"]),
     ("[retrain]", &["when"]),
+    ("[anomaly]", &["reference", "trailing_hours"]),
     ("[machine]", &["name", "manufacturer", "model", "family"]),
     ("[[files]]", &["path", "split", "delimiter", "header", "names", "file_is_life", "rul_at_end"]),
     (

@@ -123,6 +123,7 @@ pub(super) fn describe_folder(dir: &Path, confine: &Confine) -> Result<Described
     let (desc, toml_path) = read_description(dir, confine)?;
     check_numbers(&desc.columns, &toml_path)?;
     desc.split.healthy_head().map_err(|message| DataError::Describe { file: toml_path.clone(), message })?;
+    desc.anomaly.trailing_hours().map_err(|message| DataError::Describe { file: toml_path.clone(), message })?;
     let (mut sources, layout) = if desc.files.is_empty() {
         let Some((files, format)) = legacy_files(dir) else {
             return readings_only(dir, desc, toml_path, confine);
@@ -206,6 +207,8 @@ fn load_folder_once(dir: &Path, id: String, confine: &Confine, caps: &Caps, keep
     let mut table = builder.finish(id, desc.machine.clone(), layout, sources.iter().map(|s| s.path.clone()).collect())?;
     apply_units(&mut table, &desc.units);
     table.split_hint = desc.split.hint();
+    table.split_hint.trailing_reference_hours =
+        desc.anomaly.trailing_hours().map_err(|message| DataError::Describe { file: toml_path.clone(), message })?;
     // A tail is for answers; the healthy head of a life it does not hold means nothing there.
     if !matches!(keep, Keep::Tail(..)) {
         table.split_hint.healthy_head_rows = healthy_head_rows(&table, &desc, &toml_path)?;

@@ -97,6 +97,10 @@ pub struct SplitHint {
     /// The first N rows of every life are known to be normal (SKAB's experiments start healthy): the anomaly
     /// detector may fit on them, and they are never scored.
     pub healthy_head_rows: Option<usize>,
+    /// `[anomaly] reference = "trailing"`: each reading is judged against this many hours of readings before
+    /// it rather than against a healthy reference (see `detectors::Trailing`).
+    #[serde(default)]
+    pub trailing_reference_hours: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

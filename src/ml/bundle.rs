@@ -20,7 +20,8 @@ pub const MAGIC: [u8; 8] = *b"MWMODEL\0";
 /// The version this millwright writes. 3: the anomaly model gained its alarm confirmation (k of n).
 /// 4: the header may name a training grid; a millwright that ignored it would feed raw readings to a model
 /// trained on grid steps, so older ones must refuse these files (the payload is encoded as in 3).
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: the anomaly model may judge readings against a trailing reference.
+pub const FORMAT_VERSION: u32 = 5;
 /// The oldest version it still reads (the payload decoder turns older payloads into today's types).
 pub const OLDEST_READABLE: u32 = 2;
 

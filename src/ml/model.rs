@@ -71,6 +71,9 @@ impl Payload {
         if version < 3 {
             return postcard::from_bytes::<v2::Payload>(bytes).map(Payload::from).map_err(MlError::Decode);
         }
+        if version < 5 {
+            return postcard::from_bytes::<v4::Payload>(bytes).map(Payload::from).map_err(MlError::Decode);
+        }
         postcard::from_bytes(bytes).map_err(MlError::Decode)
     }
 
@@ -115,6 +118,56 @@ impl Payload {
     }
 }
 
+/// Format versions 3 and 4 (one payload encoding), as written: before the trailing reference.
+mod v4 {
+    use super::{ClassifierModel, ForecastModel, RegressorModel};
+    use crate::ml::engines::detectors::Ensemble;
+    use crate::ml::shared::features::FeatureSpec;
+    use crate::ml::trainers::confirm::Confirm;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct AnomalyModel {
+        spec: FeatureSpec,
+        ensemble: Ensemble,
+        contamination: f64,
+        reference: Option<Vec<f64>>,
+        confirm: Confirm,
+        run_thresholds: Vec<(u32, f64)>,
+        live_threshold: f64,
+    }
+
+    #[derive(Deserialize)]
+    pub enum Payload {
+        Classifier(ClassifierModel),
+        Regressor(RegressorModel),
+        Anomaly(AnomalyModel),
+        Forecast(ForecastModel),
+    }
+
+    impl From<Payload> for super::Payload {
+        fn from(p: Payload) -> Self {
+            match p {
+                Payload::Classifier(m) => super::Payload::Classifier(m),
+                Payload::Regressor(m) => super::Payload::Regressor(m),
+                Payload::Anomaly(AnomalyModel { spec, ensemble, contamination, reference, confirm, run_thresholds, live_threshold }) => {
+                    super::Payload::Anomaly(super::AnomalyModel {
+                        spec,
+                        ensemble,
+                        contamination,
+                        reference,
+                        confirm,
+                        run_thresholds,
+                        live_threshold,
+                        trailing: None,
+                    })
+                }
+                Payload::Forecast(m) => super::Payload::Forecast(m),
+            }
+        }
+    }
+}
+
 /// Format version 2, as it was written: read so that models trained before an upgrade keep answering.
 mod v2 {
     use super::{ClassifierModel, ForecastModel, RegressorModel};
@@ -156,10 +209,38 @@ mod v2 {
                         confirm: Confirm::SINGLE,
                         run_thresholds: Vec::new(),
                         live_threshold,
+                        trailing: None,
                     })
                 }
                 Payload::Forecast(m) => super::Payload::Forecast(m),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::simulate::{FleetOptions, simulate_fleet};
+    use crate::ml::{Quality, TrainContext, TrainParams};
+
+    #[test]
+    fn an_anomaly_model_written_before_the_trailing_reference_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = FleetOptions { out_dir: dir.path().to_path_buf(), machines: 1, rows: 2000, seed: 3, ..Default::default() };
+        let fleet = simulate_fleet(&opts).unwrap();
+        let table = crate::data::load_machine(dir.path(), &fleet[0].id).unwrap();
+        let params = TrainParams { quality: Quality::Fast, threads: 1, ..Default::default() };
+        let ctx = TrainContext::detached(std::time::Duration::from_secs(60), 1);
+        let trained = crate::ml::train(ModelType::Anomaly, &table, &params, &ctx).unwrap();
+        let bytes = trained.payload.encode().unwrap();
+        // Versions 3 and 4 wrote the same fields but the last; a `None` there is one zero byte at the end.
+        assert_eq!(bytes.last(), Some(&0));
+        let old = &bytes[..bytes.len() - 1];
+        let (Payload::Anomaly(now), Ok(Payload::Anomaly(then))) = (&trained.payload, Payload::decode(old, 4)) else {
+            panic!("a version 4 anomaly payload did not decode")
+        };
+        assert_eq!((then.trailing, then.live_threshold, then.spec.clone()), (None, now.live_threshold, now.spec.clone()));
+        assert!(Payload::decode(old, 5).is_err(), "version 5 payloads carry the trailing reference");
     }
 }

@@ -11,7 +11,7 @@ pub fn rows_needed(payload: &Payload) -> usize {
     match payload {
         Payload::Forecast(m) => m.history_rows(),
         // The readings before the last that confirm an alarm need their own feature windows.
-        Payload::Anomaly(m) => m.spec.min_rows() + m.confirm.lookback(),
+        Payload::Anomaly(m) => (m.spec.min_rows() + m.confirm.lookback()).max(m.trailing.map_or(0, |t| t.rows_needed())),
         other => other.feature_spec().map_or(1, |s| s.min_rows()),
     }
 }

@@ -5,7 +5,9 @@
 //! else against a clearly named proxy — never against labels derived from the same features.
 use super::confirm::Confirm;
 use crate::data::{Split, Table};
-use crate::ml::engines::detectors::{Detector, DetectorKind, Ensemble, EnsembleConfig, PcaConfig, Rows, threshold_for_contamination};
+use crate::ml::engines::detectors::{
+    Detector, DetectorKind, Ensemble, EnsembleConfig, PcaConfig, Rows, Trailing, threshold_for_contamination,
+};
 use crate::ml::error::MlError;
 use crate::ml::recent::Recent;
 use crate::ml::report::{DataSummary, Headline, Report, SplitSummary, Stopwatch, sample_indices};
@@ -38,6 +40,9 @@ pub struct AnomalyModel {
     pub run_thresholds: Vec<(u32, f64)>,
     /// The threshold live readings are judged by: the latest run's.
     pub live_threshold: f64,
+    /// `[anomaly] reference = "trailing"`: every reading judged against the readings just before it, with a
+    /// threshold of its own; the ensemble above is then not what answers.
+    pub trailing: Option<Trailing>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -452,6 +457,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         confirm,
         run_thresholds: Vec::new(),
         live_threshold: pooled,
+        trailing: None,
     };
     let holdout_scores = confirmed_scores(&model, table, &plan.holdout, starts.as_ref(), ctx)?;
     if !confirm.is_single() {
@@ -476,7 +482,30 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
             ));
         }
     }
-    evaluate(table, params, ctx, &model, &plan, &holdout_scores, starts.as_ref(), &mut report)?;
+    if let Some(hours) = table.split_hint.trailing_reference_hours {
+        let trailing = Trailing::for_interval(table.interval_s, hours);
+        model.trailing = Some(trailing);
+        report.target = format!(
+            "a reading unlike the {} readings before it ({hours} h): its distance from their median, in MADs, over {} and over the {:.0} % quantile of their own distances",
+            trailing.window,
+            trailing.floor,
+            trailing.quantile * 100.0
+        );
+        plan.summary.notes.push(
+            "the reference trails each reading ([anomaly] reference = \"trailing\"): no healthy stretch is assumed to hold the series' whole normal range, and a level held for a window becomes normal".into(),
+        );
+        evaluate_trailing(table, params, &model, &plan, &mut report)?;
+        report.leaderboard.push(LeaderRow {
+            model: "trailing robust distance".into(),
+            metric: format!("window {} readings", trailing.window),
+            validation_score: f64::NAN,
+            chosen: true,
+            fit_seconds: 0.0,
+            detail: "answers; the ensemble below is fitted but not used".into(),
+        });
+    } else {
+        evaluate(table, params, ctx, &model, &plan, &holdout_scores, starts.as_ref(), &mut report)?;
+    }
     for m in &model.ensemble.members {
         report.leaderboard.push(LeaderRow {
             model: m.detector.name().into(),
@@ -567,6 +596,41 @@ fn evaluate(
     report.baseline = json!({ "name": "random detector at the same alarm rate", "precision": bp, "recall": br, "f1": bf, "roc_auc": 0.5, "pr_auc": prevalence });
     report.confusion = Some(m.confusion);
     report.samples = score_samples(&scores, &y, threshold);
+    Ok(())
+}
+
+/// The report of a trailing-reference model: every row scored as it answers, each against its own threshold
+/// (scores given as the margin over it, so one cut at 0 is every row's alarm).
+fn evaluate_trailing(table: &Table, params: &TrainParams, model: &AnomalyModel, plan: &Plan, report: &mut Report) -> Result<(), MlError> {
+    let all = model.score_table(table)?;
+    let margin = |rows: &[usize]| -> Vec<f64> { rows.iter().map(|&r| all.get(r).map_or(f64::NAN, |s| s.score - s.threshold)).collect() };
+    let holdout = margin(&plan.holdout);
+    let healthy_alarm_rate = holdout.iter().filter(|m| **m > 0.0).count() as f64 / holdout.len().max(1) as f64;
+    report.test_rows = plan.test.clone();
+    let Some((rows, y, truth_name)) = truth(table, params, &plan.test) else {
+        report.headline = Headline::new("healthy_alarm_rate", healthy_alarm_rate, params.contamination, "target contamination", false);
+        report.metrics =
+            json!({ "healthy_alarm_rate": healthy_alarm_rate, "truth": "none: the data has no anomaly labels, RUL or failure label" });
+        report.warnings.push("no ground truth or proxy for anomalies: only the alarm rate on held-out healthy rows is reported".into());
+        return Ok(());
+    };
+    if rows.is_empty() {
+        return Err(MlError::NotEnoughData("no test rows to evaluate the anomaly detector on".into()));
+    }
+    let scores = margin(&rows);
+    // An alarm is a margin over 0; metrics flag scores >= the cut, so the cut is the smallest number above 0.
+    let m = metrics::classification_metrics(&y, &scores, f64::from_bits(1));
+    let flag_rate = scores.iter().filter(|s| **s > 0.0).count() as f64 / scores.len() as f64;
+    let (bp, br, bf) = metrics::random_detector_baseline(&y, flag_rate);
+    let prevalence = m.positives as f64 / (m.n.max(1)) as f64;
+    report.headline = Headline::new("pr_auc", m.pr_auc.unwrap_or(f64::NAN), prevalence, "random detector (prevalence)", true);
+    report.metrics = json!({ "precision": m.precision, "recall": m.recall, "f1": m.f1, "roc_auc": m.roc_auc, "pr_auc": m.pr_auc,
+        "accuracy": m.accuracy, "alarm_rate": flag_rate, "healthy_alarm_rate": healthy_alarm_rate, "truth": truth_name, "n": m.n, "positives": m.positives });
+    report.baseline = json!({ "name": "random detector at the same alarm rate", "precision": bp, "recall": br, "f1": bf, "roc_auc": 0.5, "pr_auc": prevalence });
+    report.confusion = Some(m.confusion);
+    // The page's histogram wants scores in [0, 1]: each as half its ratio to its threshold (the cut at 0.5).
+    let ratios: Vec<f64> = rows.iter().map(|&r| all.get(r).map_or(f64::NAN, |s| 0.5 * s.score / s.threshold.max(1e-12))).collect();
+    report.samples = score_samples(&ratios, &y, 0.5);
     Ok(())
 }
 
@@ -672,6 +736,9 @@ impl AnomalyModel {
     /// Every row's score, as in evaluation: with run starts, each run is judged from its own start (when the
     /// table's description says runs start normal), else from the latest run's.
     pub fn score_table(&self, table: &Table) -> Result<Vec<RowScore>, MlError> {
+        if let Some(trailing) = &self.trailing {
+            return self.score_trailing(table, trailing);
+        }
         let starts = match (table.split_hint.healthy_head_rows, &self.reference) {
             (Some(head), Some(_)) => Some(RunStarts::fit(&self.spec, table, head)?),
             _ => None,
@@ -714,6 +781,36 @@ impl AnomalyModel {
         Ok(out)
     }
 
+    /// Every row against the readings before it in its run.
+    fn score_trailing(&self, table: &Table, trailing: &Trailing) -> Result<Vec<RowScore>, MlError> {
+        let columns: Vec<&[f64]> = self
+            .spec
+            .sensors
+            .iter()
+            .map(|name| {
+                table
+                    .sensor(name)
+                    .map(|s| s.values.as_slice())
+                    .ok_or_else(|| MlError::Readings(format!("sensor {name:?} is missing from the data")))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(table.n_rows());
+        for (run, range) in table.life_ranges() {
+            let run_columns: Vec<&[f64]> = columns.iter().map(|c| &c[range.clone()]).collect();
+            for (r, s) in range.zip(trailing.score_run(&run_columns)) {
+                out.push(RowScore {
+                    timestamp: table.timestamps[r],
+                    run,
+                    score: s.score,
+                    threshold: s.threshold,
+                    alarm: s.alarm(),
+                    label: table.anomaly.as_ref().map(|a| a[r]),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// The threshold rows of `run` are judged by: the run's own when its healthy rows needed a higher one.
     pub fn threshold_of(&self, run: u32) -> f64 {
         self.run_thresholds.iter().find(|(r, _)| *r == run).map_or(self.ensemble.threshold, |(_, t)| *t)
@@ -729,6 +826,9 @@ impl AnomalyModel {
     }
 
     pub fn predict(&self, recent: &Recent) -> Result<AnomalyAnswer, MlError> {
+        if let Some(trailing) = &self.trailing {
+            return self.predict_trailing(recent, trailing);
+        }
         let mut s = self.raw_at(recent, 0)?;
         if !self.confirm.is_single() {
             // The readings before the last, as far as the given history reaches (oldest first).
@@ -760,6 +860,27 @@ impl AnomalyModel {
             is_anomaly: s.score > self.live_threshold,
             top_sensors: per_sensor,
             detectors: s.per_detector,
+        })
+    }
+}
+
+impl AnomalyModel {
+    fn predict_trailing(&self, recent: &Recent, trailing: &Trailing) -> Result<AnomalyAnswer, MlError> {
+        let columns = recent.columns_for(&self.spec.sensors)?;
+        let refs: Vec<&[f64]> = columns.iter().map(Vec::as_slice).collect();
+        let s = trailing.score_last(&refs).ok_or_else(|| MlError::Readings("no readings given".into()))?;
+        let distances = trailing.sensor_scores(&refs, recent.timestamps.len().saturating_sub(1));
+        let total: f64 = distances.iter().sum();
+        let mut per_sensor: Vec<(String, f64)> =
+            self.spec.sensors.iter().zip(&distances).map(|(n, d)| (n.clone(), if total > 0.0 { d / total } else { 0.0 })).collect();
+        per_sensor.sort_by(|a, b| b.1.total_cmp(&a.1));
+        per_sensor.truncate(5);
+        Ok(AnomalyAnswer {
+            anomaly_score: s.score,
+            threshold: s.threshold,
+            is_anomaly: s.alarm(),
+            top_sensors: per_sensor,
+            detectors: vec![("trailing".into(), s.score)],
         })
     }
 }

@@ -17,9 +17,11 @@ mod pca;
 mod rng;
 mod robust_z;
 mod stats;
+mod trailing;
 
 pub use ensemble::{DetectorKind, Ensemble, EnsembleConfig, EnsembleScore, threshold_for_contamination};
 pub use pca::PcaConfig;
+pub use trailing::Trailing;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

@@ -4,7 +4,7 @@ use super::Rows;
 use serde::{Deserialize, Serialize};
 
 /// Consistency factor making the MAD estimate σ for Gaussian data.
-const MAD_TO_SD: f64 = 1.4826;
+pub const MAD_TO_SD: f64 = 1.4826;
 /// Same for the inter-quartile range.
 const IQR_TO_SD: f64 = 1.0 / 1.349;
 /// Same for the mean absolute deviation.
