@@ -578,9 +578,11 @@ fn confirmed_alarms_ignore_single_spikes_and_keep_the_fault() {
     assert_eq!(header.format_version, ml::bundle::FORMAT_VERSION);
     let Payload::Anomaly(loaded) = loaded else { panic!("not an anomaly model") };
     assert_eq!(loaded.confirm, confirmed.confirm);
-    // Format 2 wrote the same fields without those added at the end since (confirmation, run thresholds).
+    // Format 2 wrote the same fields without those added at the end since (confirmation, run thresholds, the
+    // trailing reference).
     let v2_model = ml::model::AnomalyModel { confirm: ml::Confirm::SINGLE, ..single.clone() };
-    let added = postcard::to_stdvec(&(v2_model.confirm, &v2_model.run_thresholds, v2_model.live_threshold)).unwrap().len();
+    let added =
+        postcard::to_stdvec(&(v2_model.confirm, &v2_model.run_thresholds, v2_model.live_threshold, v2_model.trailing)).unwrap().len();
     let v3 = postcard::to_stdvec(&Payload::Anomaly(v2_model)).unwrap();
     let v2_payload = &v3[..v3.len() - added];
     let mut v2_header = header.clone();
@@ -602,9 +604,11 @@ fn confirmed_alarms_ignore_single_spikes_and_keep_the_fault() {
     assert!(old_model.confirm.is_single());
     assert!(old_model.predict(&window(spike + 1)).unwrap().is_anomaly, "format 2 alarms on single readings, as it did");
     // Format 3 is format 4 without a grid in the header: it loads as a model that takes readings as recorded.
+    // Both end their anomaly payload before the trailing reference (`None`: one zero byte today).
     let mut v3_header = header.clone();
     v3_header.format_version = 3;
-    let v3_payload = postcard::to_stdvec(&Payload::Anomaly(confirmed.clone())).unwrap();
+    let mut v3_payload = postcard::to_stdvec(&Payload::Anomaly(confirmed.clone())).unwrap();
+    assert_eq!(v3_payload.pop(), Some(0));
     let json = serde_json::to_string(&v3_header).unwrap();
     assert!(!json.contains("grid"), "a model trained as recorded names no grid: {json}");
     let mut bytes = ml::bundle::MAGIC.to_vec();
