@@ -767,9 +767,9 @@ fn training_rows_over_the_cap_are_thinned_across_lives_and_every_test_row_kept()
 }
 
 /// One 5-minute series over ten days whose normal level steps twice and stays (a load that changes for good),
-/// with three short spikes inside labelled windows; `trailing` chooses `[anomaly] reference = "trailing"`.
+/// with three short spikes inside labelled windows; `reference` is written as `[anomaly] reference` when given.
 /// Returns the windows' row ranges.
-fn wandering_series(dir: &Path, trailing: bool) -> Vec<std::ops::Range<usize>> {
+fn wandering_series(dir: &Path, reference: Option<&str>) -> Vec<std::ops::Range<usize>> {
     std::fs::create_dir_all(dir).unwrap();
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut noise = move || {
@@ -793,7 +793,7 @@ fn wandering_series(dir: &Path, trailing: bool) -> Vec<std::ops::Range<usize>> {
         csv.push_str(&format!("{},{:.3},{label}\n", 1_700_000_000 + 300 * t, level + daily + 2.0 * noise() + spike));
     }
     std::fs::write(dir.join("series.csv"), csv).unwrap();
-    let anomaly = if trailing { "\n[anomaly]\nreference = \"trailing\"\n" } else { "" };
+    let anomaly = reference.map_or(String::new(), |r| format!("\n[anomaly]\nreference = \"{r}\"\n"));
     let toml = format!(
         "[[files]]\npath = \"series.csv\"\n\n[columns]\ntimestamp = \"timestamp\"\nanomaly = \"anomaly\"\n\n[split]\nhealthy_head_rows = 450\n{anomaly}"
     );
@@ -803,17 +803,19 @@ fn wandering_series(dir: &Path, trailing: bool) -> Vec<std::ops::Range<usize>> {
 
 /// A level the series settles into is normal against a trailing reference and abnormal against the first
 /// hours: with `[anomaly] reference = "trailing"` every spike is caught and few other readings alarm; against
-/// the healthy head the later levels alarm throughout.
+/// the healthy head (`reference = "healthy"`) the later levels alarm throughout; with neither, the trainer
+/// sees that and chooses the trailing reference itself, saying so.
 #[test]
 fn a_trailing_reference_catches_spikes_where_the_normal_level_moves_on() {
     let d = tempfile::tempdir().unwrap();
-    let outside_rate = |trailing: bool| {
-        let dir = d.path().join(if trailing { "trailing" } else { "head" });
-        let windows = wandering_series(&dir, trailing);
+    let outside_rate = |reference: Option<&str>| {
+        let dir = d.path().join(reference.unwrap_or("unsaid"));
+        let windows = wandering_series(&dir, reference);
         let table = data::load_machine_dir(&dir).unwrap();
         let trained = ml::train(ModelType::Anomaly, &table, &params(), &ctx()).unwrap();
         let Payload::Anomaly(model) = trained.payload else { panic!("not an anomaly model") };
-        assert_eq!(model.trailing.is_some(), trailing);
+        let trailing = model.trailing.is_some();
+        assert_eq!(trailing, reference != Some("healthy"), "{reference:?}");
         let scores = model.score_table(&table).unwrap();
         let inside = |r: usize| windows.iter().any(|w| w.contains(&r));
         let missed = windows.iter().filter(|w| !scores[(*w).clone()].iter().any(|s| s.alarm)).count();
@@ -826,7 +828,7 @@ fn a_trailing_reference_catches_spikes_where_the_normal_level_moves_on() {
         );
         (model, table, trained.report, missed, rate)
     };
-    let (model, table, report, missed, rate) = outside_rate(true);
+    let (model, table, report, missed, rate) = outside_rate(Some("trailing"));
     assert_eq!(missed, 0);
     assert!(rate <= 0.05, "{rate}");
     assert!(report.split.notes.iter().any(|n| n.contains("reference trails")), "{:?}", report.split.notes);
@@ -844,8 +846,12 @@ fn a_trailing_reference_catches_spikes_where_the_normal_level_moves_on() {
         assert_eq!((a.anomaly_score, a.threshold, a.is_anomaly), (scores[end - 1].score, scores[end - 1].threshold, scores[end - 1].alarm));
     }
     assert!(model.predict(&recent(2301)).unwrap().is_anomaly);
-    let (_, _, _, _, head_rate) = outside_rate(false);
+    let (_, _, _, _, head_rate) = outside_rate(Some("healthy"));
     assert!(head_rate > 0.2, "against the first hours the later levels alarm: {head_rate}");
+    let (_, _, unsaid, missed, rate) = outside_rate(None);
+    assert!((missed, rate <= 0.05) == (0, true), "chosen by the trainer: {missed} missed, {rate}");
+    assert!(unsaid.warnings.iter().any(|w| w.contains("normal range moves beyond its start")), "{:?}", unsaid.warnings);
+    assert!(!report.warnings.iter().any(|w| w.contains("normal range moves")), "chosen in machine.toml, nothing to explain");
 
     // trailing_hours belongs to a trailing reference; a bad value says what fits.
     let dir = d.path().join("trailing");

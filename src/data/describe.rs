@@ -55,8 +55,9 @@ pub const DEFAULT_TRAILING_HOURS: f64 = 24.0;
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnomalySection {
-    #[serde(default)]
-    pub reference: AnomalyReference,
+    /// Absent: healthy rows, unless a single series wanders far from its healthy start (the trainer decides
+    /// and says so).
+    pub reference: Option<AnomalyReference>,
     pub trailing_hours: Option<f64>,
 }
 
@@ -64,16 +65,21 @@ impl AnomalySection {
     /// The hours of a trailing reference (none for a healthy one), checked.
     pub fn trailing_hours(&self) -> Result<Option<f64>, String> {
         match (self.reference, self.trailing_hours) {
-            (AnomalyReference::Healthy, Some(_)) => {
+            (None | Some(AnomalyReference::Healthy), Some(_)) => {
                 Err("[anomaly] trailing_hours needs reference = \"trailing\"; remove it or set the reference".into())
             }
-            (AnomalyReference::Healthy, None) => Ok(None),
-            (AnomalyReference::Trailing, None) => Ok(Some(DEFAULT_TRAILING_HOURS)),
-            (AnomalyReference::Trailing, Some(h)) if h.is_finite() && h > 0.0 => Ok(Some(h)),
-            (AnomalyReference::Trailing, Some(h)) => {
+            (None | Some(AnomalyReference::Healthy), None) => Ok(None),
+            (Some(AnomalyReference::Trailing), None) => Ok(Some(DEFAULT_TRAILING_HOURS)),
+            (Some(AnomalyReference::Trailing), Some(h)) if h.is_finite() && h > 0.0 => Ok(Some(h)),
+            (Some(AnomalyReference::Trailing), Some(h)) => {
                 Err(format!("[anomaly] trailing_hours = {h} must be a positive number of hours, e.g. 24"))
             }
         }
+    }
+
+    /// `reference = "healthy"` written out: healthy rows even where a trailing reference would be chosen.
+    pub fn healthy_only(&self) -> bool {
+        self.reference == Some(AnomalyReference::Healthy)
     }
 }
 
@@ -216,6 +222,7 @@ impl SplitSection {
             seed: self.seed,
             healthy_head_rows: None,
             trailing_reference_hours: None,
+            healthy_reference_only: false,
         }
     }
 }

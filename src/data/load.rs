@@ -209,6 +209,7 @@ fn load_folder_once(dir: &Path, id: String, confine: &Confine, caps: &Caps, keep
     table.split_hint = desc.split.hint();
     table.split_hint.trailing_reference_hours =
         desc.anomaly.trailing_hours().map_err(|message| DataError::Describe { file: toml_path.clone(), message })?;
+    table.split_hint.healthy_reference_only = desc.anomaly.healthy_only();
     // A tail is for answers; the healthy head of a life it does not hold means nothing there.
     if !matches!(keep, Keep::Tail(..)) {
         table.split_hint.healthy_head_rows = healthy_head_rows(&table, &desc, &toml_path)?;

@@ -25,7 +25,7 @@ pub mod write;
 
 pub use build::{STREAM_AFTER_ROWS, Tail};
 pub use caps::Caps;
-pub use describe::MachineToml;
+pub use describe::{DEFAULT_TRAILING_HOURS, MachineToml};
 pub use error::DataError;
 pub use id::MachineId;
 pub use load::{

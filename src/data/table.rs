@@ -101,6 +101,9 @@ pub struct SplitHint {
     /// it rather than against a healthy reference (see `detectors::Trailing`).
     #[serde(default)]
     pub trailing_reference_hours: Option<f64>,
+    /// `[anomaly] reference = "healthy"`: never a trailing reference, even for a series that wanders.
+    #[serde(default)]
+    pub healthy_reference_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -535,14 +535,7 @@ mod tests {
         let mut t = table(&[10_000], false);
         let mut rng = Rng::new(5);
         t.label = Some((0..10_000).map(|_| if rng.uniform() < 0.034 { 1.0 } else { 0.0 }).collect());
-        t.split_hint = SplitHint {
-            method: SplitMethod::Stratified,
-            test_fraction: None,
-            val_fraction: None,
-            seed: None,
-            healthy_head_rows: None,
-            trailing_reference_hours: None,
-        };
+        t.split_hint = SplitHint { method: SplitMethod::Stratified, ..SplitHint::default() };
         let p = plan_split(&t, 42, 100, None).unwrap();
         assert_sound(&t, &p);
         assert_eq!(p.method, "stratified");

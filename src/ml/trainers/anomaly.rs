@@ -4,7 +4,7 @@
 //! with a threshold set by `contamination`. Evaluated against real anomaly labels when the data has them,
 //! else against a clearly named proxy — never against labels derived from the same features.
 use super::confirm::Confirm;
-use crate::data::{Split, Table};
+use crate::data::{DEFAULT_TRAILING_HOURS, Split, Table};
 use crate::ml::engines::detectors::{
     Detector, DetectorKind, Ensemble, EnsembleConfig, PcaConfig, Rows, Trailing, threshold_for_contamination,
 };
@@ -482,7 +482,18 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
             ));
         }
     }
-    if let Some(hours) = table.split_hint.trailing_reference_hours {
+    let chosen_hours = match table.split_hint.trailing_reference_hours {
+        Some(hours) => Some(hours),
+        None => wandering_share(table, &model, starts.as_ref(), ctx)?.map(|share| {
+            report.warnings.push(format!(
+                "fitted on the healthy start, the detector alarmed on {:.0} % of the readings after it (target {:.0} %): this series' normal range moves beyond its start, so each reading is judged against the {DEFAULT_TRAILING_HOURS} h before it instead; [anomaly] reference = \"healthy\" keeps the start",
+                share * 100.0,
+                params.contamination * 100.0
+            ));
+            DEFAULT_TRAILING_HOURS
+        }),
+    };
+    if let Some(hours) = chosen_hours {
         let trailing = Trailing::for_interval(table.interval_s, hours);
         model.trailing = Some(trailing);
         report.target = format!(
@@ -597,6 +608,27 @@ fn evaluate(
     report.confusion = Some(m.confusion);
     report.samples = score_samples(&scores, &y, threshold);
     Ok(())
+}
+
+/// A healthy start under this share of its series may not hold the series' normal range ...
+const SHORT_HEAD_SHARE: f64 = 0.25;
+/// ... and when the detector fitted on it alarms on more than this share of the readings after it (ten times
+/// the default contamination: anomalies are rare by definition), it did not.
+const WANDERING_ALARM_SHARE: f64 = 0.10;
+
+/// One series (a single run) whose healthy start is a small part of it and whose later readings the detector
+/// fitted on that start alarms on far more often than anomalies occur: the share of them that alarms, when so.
+fn wandering_share(table: &Table, model: &AnomalyModel, starts: Option<&RunStarts>, ctx: &TrainContext) -> Result<Option<f64>, MlError> {
+    let n = table.n_rows();
+    let Some(head) = table.split_hint.healthy_head_rows else { return Ok(None) };
+    if table.split_hint.healthy_reference_only || table.n_lives() != 1 || head as f64 > SHORT_HEAD_SHARE * n as f64 {
+        return Ok(None);
+    }
+    let rest = thin(&(head..n).collect::<Vec<_>>(), MAX_HOLDOUT_ROWS);
+    let scores = confirmed_scores(model, table, &rest, starts, ctx)?;
+    let threshold = model.threshold_of(table.life[head.min(n.saturating_sub(1))]);
+    let share = scores.iter().filter(|s| **s > threshold).count() as f64 / scores.len().max(1) as f64;
+    Ok((share > WANDERING_ALARM_SHARE).then_some(share))
 }
 
 /// The report of a trailing-reference model: every row scored as it answers, each against its own threshold
