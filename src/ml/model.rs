@@ -69,10 +69,10 @@ impl Payload {
     /// Decodes a payload written in bundle format `version` (any the bundle reader accepts).
     fn decode(bytes: &[u8], version: u32) -> Result<Payload, MlError> {
         if version < 3 {
-            return postcard::from_bytes::<v2::Payload>(bytes).map(Payload::from).map_err(MlError::Decode);
+            return postcard::from_bytes::<OldPayload<v2::AnomalyModel>>(bytes).map(Payload::from).map_err(MlError::Decode);
         }
         if version < 5 {
-            return postcard::from_bytes::<v4::Payload>(bytes).map(Payload::from).map_err(MlError::Decode);
+            return postcard::from_bytes::<OldPayload<v4::AnomalyModel>>(bytes).map(Payload::from).map_err(MlError::Decode);
         }
         postcard::from_bytes(bytes).map_err(MlError::Decode)
     }
@@ -118,9 +118,28 @@ impl Payload {
     }
 }
 
+/// A payload as an older format wrote it: the same variants in the same order, with that format's anomaly model.
+#[derive(Deserialize)]
+enum OldPayload<A> {
+    Classifier(ClassifierModel),
+    Regressor(RegressorModel),
+    Anomaly(A),
+    Forecast(ForecastModel),
+}
+
+impl<A: Into<AnomalyModel>> From<OldPayload<A>> for Payload {
+    fn from(p: OldPayload<A>) -> Self {
+        match p {
+            OldPayload::Classifier(m) => Payload::Classifier(m),
+            OldPayload::Regressor(m) => Payload::Regressor(m),
+            OldPayload::Anomaly(m) => Payload::Anomaly(m.into()),
+            OldPayload::Forecast(m) => Payload::Forecast(m),
+        }
+    }
+}
+
 /// Format versions 3 and 4 (one payload encoding), as written: before the trailing reference.
 mod v4 {
-    use super::{ClassifierModel, ForecastModel, RegressorModel};
     use crate::ml::engines::detectors::Ensemble;
     use crate::ml::shared::features::FeatureSpec;
     use crate::ml::trainers::confirm::Confirm;
@@ -137,40 +156,16 @@ mod v4 {
         live_threshold: f64,
     }
 
-    #[derive(Deserialize)]
-    pub enum Payload {
-        Classifier(ClassifierModel),
-        Regressor(RegressorModel),
-        Anomaly(AnomalyModel),
-        Forecast(ForecastModel),
-    }
-
-    impl From<Payload> for super::Payload {
-        fn from(p: Payload) -> Self {
-            match p {
-                Payload::Classifier(m) => super::Payload::Classifier(m),
-                Payload::Regressor(m) => super::Payload::Regressor(m),
-                Payload::Anomaly(AnomalyModel { spec, ensemble, contamination, reference, confirm, run_thresholds, live_threshold }) => {
-                    super::Payload::Anomaly(super::AnomalyModel {
-                        spec,
-                        ensemble,
-                        contamination,
-                        reference,
-                        confirm,
-                        run_thresholds,
-                        live_threshold,
-                        trailing: None,
-                    })
-                }
-                Payload::Forecast(m) => super::Payload::Forecast(m),
-            }
+    impl From<AnomalyModel> for super::AnomalyModel {
+        fn from(m: AnomalyModel) -> Self {
+            let AnomalyModel { spec, ensemble, contamination, reference, confirm, run_thresholds, live_threshold } = m;
+            super::AnomalyModel { spec, ensemble, contamination, reference, confirm, run_thresholds, live_threshold, trailing: None }
         }
     }
 }
 
 /// Format version 2, as it was written: read so that models trained before an upgrade keep answering.
 mod v2 {
-    use super::{ClassifierModel, ForecastModel, RegressorModel};
     use crate::ml::engines::detectors::Ensemble;
     use crate::ml::shared::features::FeatureSpec;
     use crate::ml::trainers::confirm::Confirm;
@@ -185,34 +180,19 @@ mod v2 {
         reference: Option<Vec<f64>>,
     }
 
-    /// The variants in the order version 2 wrote them.
-    #[derive(Deserialize)]
-    pub enum Payload {
-        Classifier(ClassifierModel),
-        Regressor(RegressorModel),
-        Anomaly(AnomalyModel),
-        Forecast(ForecastModel),
-    }
-
-    impl From<Payload> for super::Payload {
-        fn from(p: Payload) -> Self {
-            match p {
-                Payload::Classifier(m) => super::Payload::Classifier(m),
-                Payload::Regressor(m) => super::Payload::Regressor(m),
-                Payload::Anomaly(AnomalyModel { spec, ensemble, contamination, reference }) => {
-                    let live_threshold = ensemble.threshold;
-                    super::Payload::Anomaly(super::AnomalyModel {
-                        spec,
-                        ensemble,
-                        contamination,
-                        reference,
-                        confirm: Confirm::SINGLE,
-                        run_thresholds: Vec::new(),
-                        live_threshold,
-                        trailing: None,
-                    })
-                }
-                Payload::Forecast(m) => super::Payload::Forecast(m),
+    impl From<AnomalyModel> for super::AnomalyModel {
+        fn from(m: AnomalyModel) -> Self {
+            let AnomalyModel { spec, ensemble, contamination, reference } = m;
+            let live_threshold = ensemble.threshold;
+            super::AnomalyModel {
+                spec,
+                ensemble,
+                contamination,
+                reference,
+                confirm: Confirm::SINGLE,
+                run_thresholds: Vec::new(),
+                live_threshold,
+                trailing: None,
             }
         }
     }
