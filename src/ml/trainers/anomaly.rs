@@ -503,8 +503,14 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
             trailing.quantile * 100.0
         );
         plan.summary.notes.push(
-            "the reference trails each reading ([anomaly] reference = \"trailing\"): no healthy stretch is assumed to hold the series' whole normal range, and a level held for a window becomes normal".into(),
+            "the reference trails each reading: no healthy stretch is assumed to hold the series' whole normal range, and a level held for a window becomes normal".into(),
         );
+        if !model.confirm.is_single() {
+            report.warnings.push(format!(
+                "an alarm needing {} is not applied with a trailing reference: each reading alarms on its own",
+                model.confirm.describe()
+            ));
+        }
         evaluate_trailing(table, params, &model, &plan, &mut report)?;
         report.leaderboard.push(LeaderRow {
             model: "trailing robust distance".into(),
