@@ -39,11 +39,10 @@ pub struct MachineToml {
 }
 
 /// What the anomaly detector judges a reading against.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnomalyReference {
     /// Healthy rows (the healthy head of each run, a healthy file, or the rows far from failure).
-    #[default]
     Healthy,
     /// The readings just before it: for series whose normal range moves beyond any reference.
     Trailing,
@@ -377,6 +376,20 @@ mod tests {
         assert!(e.contains("`timestamp` belongs under [columns]"), "{e}");
         let e = err("[machine]\nduplicates = \"mean\"\n");
         assert!(e.contains("`duplicates` belongs under [columns]"), "{e}");
+    }
+
+    #[test]
+    fn the_anomaly_reference_is_healthy_trailing_or_unsaid_and_its_keys_stay_in_their_section() {
+        let section = |text: &str| MachineToml::parse(text).unwrap().anomaly;
+        assert_eq!(section("").trailing_hours(), Ok(None));
+        assert!(!section("").healthy_only());
+        assert_eq!(section("[anomaly]\nreference = \"trailing\"\n").trailing_hours(), Ok(Some(DEFAULT_TRAILING_HOURS)));
+        assert_eq!(section("[anomaly]\nreference = \"trailing\"\ntrailing_hours = 6\n").trailing_hours(), Ok(Some(6.0)));
+        assert!(section("[anomaly]\nreference = \"healthy\"\n").healthy_only());
+        assert!(section("[anomaly]\ntrailing_hours = 6\n").trailing_hours().unwrap_err().contains("needs reference"));
+        assert!(err("[anomaly]\nreference = \"recent\"\n").contains("unknown variant `recent`"));
+        let e = err("[split]\ntrailing_hours = 6\n");
+        assert!(e.contains("`trailing_hours` belongs under [anomaly]"), "{e}");
     }
 
     #[test]
