@@ -833,6 +833,8 @@ fn a_trailing_reference_catches_spikes_where_the_normal_level_moves_on() {
     assert!(rate <= 0.05, "{rate}");
     assert!(report.split.notes.iter().any(|n| n.contains("reference trails")), "{:?}", report.split.notes);
     assert_eq!(report.leaderboard[0].model, "trailing robust distance");
+    assert!(report.target.contains("288 readings before it (24.00 h)"), "{}", report.target);
+    assert!(!report.warnings.iter().any(|w| w.contains("spans")), "{:?}", report.warnings);
     assert!(report.metrics["recall"].as_f64().unwrap() > 0.0, "{}", report.metrics);
     // Live answers judge the last reading against the readings before it, as the table's scores did.
     let recent = |end: usize| ml::model::Recent {
@@ -863,4 +865,10 @@ fn a_trailing_reference_catches_spikes_where_the_normal_level_moves_on() {
         .unwrap();
     let e = data::load_machine_dir(&dir).unwrap_err().to_string();
     assert!(e.contains("positive number of hours"), "{e}");
+    // Half an hour of 5-minute readings is too few to judge by: the window is widened, and the report says so.
+    std::fs::write(dir.join("machine.toml"), toml.replace("reference = \"trailing\"", "reference = \"trailing\"\ntrailing_hours = 0.5"))
+        .unwrap();
+    let table = data::load_machine_dir(&dir).unwrap();
+    let short = ml::train(ModelType::Anomaly, &table, &params(), &ctx()).unwrap().report;
+    assert!(short.warnings.iter().any(|w| w.contains("spans 30 readings (2.50 h) rather than 0.5 h")), "{:?}", short.warnings);
 }

@@ -496,8 +496,17 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     if let Some(hours) = chosen_hours {
         let trailing = Trailing::for_interval(table.interval_s, hours);
         model.trailing = Some(trailing);
+        let spans_h = trailing.window as f64 * table.interval_s / 3600.0;
+        if (spans_h - hours).abs() > 0.05 * hours {
+            report.warnings.push(format!(
+                "the trailing reference spans {} readings ({spans_h:.2} h) rather than {hours} h: a window holds between {} and {} readings",
+                trailing.window,
+                crate::ml::engines::detectors::TRAILING_MIN_WINDOW,
+                crate::ml::engines::detectors::TRAILING_MAX_WINDOW
+            ));
+        }
         report.target = format!(
-            "a reading unlike the {} readings before it ({hours} h): its distance from their median, in MADs, over {} and over the {:.0} % quantile of their own distances",
+            "a reading unlike the {} readings before it ({spans_h:.2} h): its distance from their median, in MADs, over {} and over the {:.0} % quantile of their own distances",
             trailing.window,
             trailing.floor,
             trailing.quantile * 100.0

@@ -21,7 +21,7 @@ mod trailing;
 
 pub use ensemble::{DetectorKind, Ensemble, EnsembleConfig, EnsembleScore, threshold_for_contamination};
 pub use pca::PcaConfig;
-pub use trailing::Trailing;
+pub use trailing::{MAX_WINDOW as TRAILING_MAX_WINDOW, MIN_WINDOW as TRAILING_MIN_WINDOW, Trailing};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
