@@ -92,8 +92,19 @@ fn progress_is_frequent_monotonic_and_cancel_is_fast() {
     let events: Arc<Mutex<Vec<(Instant, Event)>>> = Arc::new(Mutex::new(Vec::new()));
     let e2 = events.clone();
     let cancel = Arc::new(AtomicBool::new(false));
+    // Cancelled from inside the job once training is well under way (a fixed sleep raced a faster trainer).
+    let asked: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let (flag, asked2) = (cancel.clone(), asked.clone());
     let ctx = TrainContext::new(
-        Arc::new(move |e: &Event| e2.lock().unwrap().push((Instant::now(), e.clone()))),
+        Arc::new(move |e: &Event| {
+            e2.lock().unwrap().push((Instant::now(), e.clone()));
+            if let Event::Progress { fraction, .. } = e
+                && *fraction >= 0.5
+                && !flag.swap(true, Ordering::Relaxed)
+            {
+                *asked2.lock().unwrap() = Some(Instant::now());
+            }
+        }),
         cancel.clone(),
         Arc::new(PauseGate::default()),
         Duration::from_secs(600),
@@ -104,10 +115,8 @@ fn progress_is_frequent_monotonic_and_cancel_is_fast() {
         let r = ml::train(ModelType::Regression, &table, &p, &ctx);
         (r.map(|_| ()), Instant::now())
     });
-    std::thread::sleep(Duration::from_millis(2500));
-    let asked = Instant::now();
-    cancel.store(true, Ordering::Relaxed);
     let (result, ended) = handle.join().unwrap();
+    let asked = asked.lock().unwrap().expect("training reached half way");
     let latency = ended - asked;
     eprintln!("cancel latency {latency:?}");
     assert!(matches!(result, Err(ml::MlError::Cancelled)), "{result:?}");

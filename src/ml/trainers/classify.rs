@@ -94,7 +94,7 @@ fn as_bool(y: &[f32]) -> Vec<bool> {
 pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<(ClassifierModel, Report), MlError> {
     let mut sw = Stopwatch::start();
     let (y_all, target_text) = target(table, params)?;
-    let p = supervised::prepare(table, params, ctx, &y_all, true, &mut sw)?;
+    let mut p = supervised::prepare(table, params, ctx, &y_all, true, &mut sw)?;
     let mut report = Report::new(ModelType::Classification, &table.machine_id);
     report.target = target_text;
     let ytr = as_bool(&p.train.y);
@@ -111,6 +111,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let weights: Vec<f32> = ytr.iter().map(|b| if *b { pos_weight } else { 1.0 }).collect();
 
     ctx.stage("train", 0.2, 0.85, format!("{} training rows, {positives} positive", ytr.len()));
+    supervised::screen_features(&mut p, gbdt::Objective::Binary, params.seed, ctx, &mut sw)?;
     let yval = as_bool(&p.val.y);
     let cands = candidates(gbdt::Objective::Binary, params.quality, params.seed, ctx.threads(), p.train.rows.len());
     let mut best: Option<(f64, supervised::Fitted)> = None;

@@ -106,12 +106,13 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let rul = table.rul.as_ref().ok_or_else(no_rul)?;
     let (cap, cap_text) = choose_cap(table, params, table.rul_cap_hint)?;
     let y: Vec<f64> = rul.iter().map(|r| if r.is_finite() { r.min(cap) } else { f64::NAN }).collect();
-    let p = supervised::prepare(table, params, ctx, &y, false, &mut sw)?;
+    let mut p = supervised::prepare(table, params, ctx, &y, false, &mut sw)?;
     let mut report = Report::new(ModelType::Regression, &table.machine_id);
     report.target = format!("remaining useful life in hours; {cap_text}");
     ctx.log(cap_text);
 
     ctx.stage("train", 0.2, 0.85, format!("{} training rows", p.train.rows.len()));
+    supervised::screen_features(&mut p, gbdt::Objective::Regression, params.seed, ctx, &mut sw)?;
     let cands = candidates(gbdt::Objective::Regression, params.quality, params.seed, ctx.threads(), p.train.rows.len());
     let yval: Vec<f64> = p.val.y.iter().map(|v| f64::from(*v)).collect();
     let mut best: Option<(f64, supervised::Fitted)> = None;

@@ -91,6 +91,20 @@ impl Binned {
         Ok(data.finished())
     }
 
+    /// The bins of `columns` (ascending, in range) only, regrouped.
+    pub fn select(&self, columns: &[usize]) -> Self {
+        let mut out = Binned::empty(self.n_rows, columns.iter().map(|&c| self.features[c].clone()).collect());
+        let group_len = self.n_rows * LANES;
+        for (i, &c) in columns.iter().enumerate() {
+            let src = &self.bins[(c / LANES) * group_len..(c / LANES + 1) * group_len];
+            let dst = &mut out.bins[(i / LANES) * group_len..(i / LANES + 1) * group_len];
+            for (d, s) in dst.chunks_exact_mut(LANES).zip(src.chunks_exact(LANES)) {
+                d[i % LANES] = s[c % LANES];
+            }
+        }
+        out.finished()
+    }
+
     fn empty(n_rows: usize, features: Vec<FeatureBins>) -> Self {
         let bins = vec![0u8; features.len().div_ceil(LANES) * n_rows * LANES];
         Binned { n_rows, bins, features, offsets: Vec::new(), splittable: Vec::new() }

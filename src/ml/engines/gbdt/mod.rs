@@ -314,6 +314,15 @@ pub struct TrainOutcome {
 pub struct Dataset {
     binned: Binned,
     max_bins: usize,
+    /// The source column of each binned feature, when this is a selection of another dataset's columns
+    /// ([`Dataset::select`]); trees, importance and validation rows always speak in source columns.
+    source: Option<Source>,
+}
+
+#[derive(Clone)]
+struct Source {
+    columns: Vec<usize>,
+    n_cols: usize,
 }
 
 impl Dataset {
@@ -323,7 +332,7 @@ impl Dataset {
     pub fn from_matrix(x: &Matrix, params: &Params) -> Result<Self, GbdtError> {
         params.validate()?;
         x.check_shape()?;
-        Ok(Dataset { binned: Binned::build(x, params.max_bins, params.seed, params.threads)?, max_bins: params.max_bins })
+        Ok(Dataset { binned: Binned::build(x, params.max_bins, params.seed, params.threads)?, max_bins: params.max_bins, source: None })
     }
 
     /// Bins `n_rows` rows as their features are computed, `chunk_rows` at a time, never holding the f32 matrix
@@ -337,15 +346,38 @@ impl Dataset {
     ) -> Result<Self, E> {
         params.validate()?;
         let binned = Binned::build_by_rows(n_rows, params.max_bins, params.seed, params.threads, chunk_rows, rows)?;
-        Ok(Dataset { binned, max_bins: params.max_bins })
+        Ok(Dataset { binned, max_bins: params.max_bins, source: None })
+    }
+
+    /// The same rows with only `columns` (source column indices, ascending, each < `n_cols()`): a model
+    /// trained on it splits on those columns only and predicts from full-width rows like any other.
+    pub fn select(&self, columns: &[usize]) -> Result<Dataset, GbdtError> {
+        let n = self.binned.features.len();
+        if columns.is_empty() {
+            return Err(GbdtError::NoFeatures);
+        }
+        if columns.windows(2).any(|w| w[0] >= w[1]) || columns.iter().any(|&c| c >= n) {
+            return Err(GbdtError::InvalidParam { name: "columns", reason: format!("must be ascending and below {n}") });
+        }
+        let to_source = |c: usize| self.source.as_ref().map_or(c, |s| s.columns[c]);
+        Ok(Dataset {
+            binned: self.binned.select(columns),
+            max_bins: self.max_bins,
+            source: Some(Source { columns: columns.iter().map(|&c| to_source(c)).collect(), n_cols: self.n_cols() }),
+        })
     }
 
     pub fn n_rows(&self) -> usize {
         self.binned.n_rows
     }
 
+    /// Columns of the rows it was built from (what a model trained on it expects).
     pub fn n_cols(&self) -> usize {
-        self.binned.features.len()
+        self.source.as_ref().map_or(self.binned.features.len(), |s| s.n_cols)
+    }
+
+    fn source_column(&self, f: usize) -> usize {
+        self.source.as_ref().map_or(f, |s| s.columns[f])
     }
 }
 
@@ -385,16 +417,16 @@ pub fn train_on(
     if let Some((vx, vy)) = valid {
         check_validation_data(params.objective, data.n_cols(), vx, vy)?;
     }
-    let data = &data.binned;
     if params.threads <= 1 {
         return Booster::new(params, data, y, weights, valid, None).run(monitor);
     }
     let workers = HistWorkers::new();
     let cfg = params.grow_config();
+    let binned = &data.binned;
     std::thread::scope(|s| {
         let (w, c) = (&workers, &cfg);
         for _ in 1..params.threads {
-            s.spawn(move || w.worker_loop(&|t| process_task(data, c, t)));
+            s.spawn(move || w.worker_loop(&|t| process_task(binned, c, t)));
         }
         let _stop = ShutdownOnDrop(&workers);
         Booster::new(params, data, y, weights, valid, Some(&workers)).run(monitor)
@@ -546,6 +578,7 @@ struct Validation<'a> {
 /// Everything that changes from round to round.
 struct Booster<'a> {
     params: &'a Params,
+    dataset: &'a Dataset,
     data: &'a Binned,
     loss: Loss<'a>,
     valid: Option<Validation<'a>>,
@@ -564,12 +597,13 @@ struct Booster<'a> {
 impl<'a> Booster<'a> {
     fn new(
         params: &'a Params,
-        data: &'a Binned,
+        dataset: &'a Dataset,
         y: &'a [f32],
         weights: Option<&'a [f32]>,
         valid: Option<(&'a Matrix, &'a [f32])>,
         workers: Option<&'a HistWorkers>,
     ) -> Self {
+        let data = &dataset.binned;
         let loss = Loss { objective: params.objective, y, weights };
         // Stored as f32, so training starts from exactly what the saved model adds.
         let init_score = loss.init_score() as f32;
@@ -581,6 +615,7 @@ impl<'a> Booster<'a> {
         let usable = (0..data.features.len()).filter(|&f| data.splittable[f]).collect();
         Booster {
             params,
+            dataset,
             data,
             loss,
             valid,
@@ -642,7 +677,7 @@ impl<'a> Booster<'a> {
                 }
             });
         }
-        self.splits.push(grown.nodes.iter().map(|n| (n.feature, n.gain)).collect());
+        self.splits.push(grown.nodes.iter().map(|n| (self.dataset.source_column(n.feature), n.gain)).collect());
         self.trees.push(tree);
         Ok(())
     }
@@ -720,7 +755,7 @@ impl<'a> Booster<'a> {
     fn to_tree(&self, grown: &GrownTree, leaf_value: Vec<f32>) -> Tree {
         let n = &grown.nodes;
         Tree {
-            split_feature: n.iter().map(|n| n.feature as u32).collect(),
+            split_feature: n.iter().map(|n| self.dataset.source_column(n.feature) as u32).collect(),
             threshold: n.iter().map(|n| self.data.features[n.feature].threshold(n.bin)).collect(),
             default_left: n.iter().map(|n| n.default_left).collect(),
             left: n.iter().map(|n| n.left).collect(),
@@ -730,7 +765,7 @@ impl<'a> Booster<'a> {
     }
 
     fn finish(&mut self, keep: usize) -> Result<Model, GbdtError> {
-        let n_features = self.data.features.len();
+        let n_features = self.dataset.n_cols();
         let keep = keep.min(self.trees.len());
         let mut importance_gain = vec![0.0; n_features];
         let mut importance_split = vec![0u32; n_features];

@@ -408,12 +408,62 @@ fn binning_by_rows_matches_the_whole_matrix() {
     assert!(matches!(train_on(&other, &whole, &y, None, None, &mut NoMonitor), Err(GbdtError::InvalidParam { name: "max_bins", .. })));
 }
 
+/// Columns of `x` as a matrix of their own.
+fn columns_of(x: &Matrix, cols: &[usize]) -> Matrix {
+    Matrix::from_rows(&(0..x.n_rows).map(|r| cols.iter().map(|&c| x.value(r, c)).collect()).collect::<Vec<_>>()).unwrap()
+}
+
+/// A selection of a dataset's columns trains the model the selected columns alone would train, but that model
+/// speaks in the source's columns: it predicts from full-width rows, validates on them, and its importance
+/// has a slot for every source column. A selection of a selection still points at the source.
+#[test]
+fn a_column_selection_trains_on_those_columns_and_predicts_from_full_rows() {
+    let (mut x, y) = dataset(31, 4_000, 9, |r, _| r[2] * 2.0 + r[7] - r[5]);
+    for r in (0..x.n_rows).step_by(5) {
+        x.data[7 * x.n_rows + r] = f32::NAN;
+    }
+    let (vx, vy) = dataset(32, 500, 9, |r, _| r[2] * 2.0 + r[7] - r[5]);
+    let params = Params { num_rounds: 30, learning_rate: 0.2, threads: 2, early_stopping_rounds: 5, ..Params::default() };
+    let cols = [1, 2, 5, 6, 7];
+    let full = Dataset::from_matrix(&x, &params).unwrap();
+    let chosen = full.select(&cols).unwrap();
+    assert_eq!((chosen.n_cols(), chosen.n_rows()), (9, 4_000));
+    let a = train_on(&params, &chosen, &y, None, Some((&vx, &vy)), &mut NoMonitor).unwrap();
+    let b = train_on(
+        &params,
+        &Dataset::from_matrix(&columns_of(&x, &cols), &params).unwrap(),
+        &y,
+        None,
+        Some((&columns_of(&vx, &cols), &vy)),
+        &mut NoMonitor,
+    )
+    .unwrap();
+    assert_eq!(a.best_round, b.best_round);
+    assert_eq!(a.model.predict_matrix(&vx), b.model.predict_matrix(&columns_of(&vx, &cols)));
+    let gain = a.model.feature_importance_gain();
+    assert_eq!(gain.len(), 9);
+    assert!(gain.iter().enumerate().all(|(c, &g)| cols.contains(&c) || g == 0.0), "{gain:?}");
+    assert!(gain[2] > 0.0 && gain[5] > 0.0 && gain[7] > 0.0, "{gain:?}");
+    // A selection of the selection: positions 1 and 3 of [1, 2, 5, 6, 7] are source columns 2 and 6.
+    let again = chosen.select(&[1, 3]).unwrap();
+    let c = train_on(&params, &again, &y, None, None, &mut NoMonitor).unwrap().model;
+    let gain = c.feature_importance_gain();
+    assert!(gain[2] > 0.0 && gain.iter().enumerate().all(|(i, &g)| i == 2 || i == 6 || g == 0.0), "{gain:?}");
+    // Validation rows must be as wide as the source; bad selections are refused.
+    assert!(matches!(
+        train_on(&params, &chosen, &y, None, Some((&columns_of(&vx, &cols), &vy)), &mut NoMonitor),
+        Err(GbdtError::FeatureCountMismatch { expected: 9, got: 5 })
+    ));
+    assert!(matches!(full.select(&[]), Err(GbdtError::NoFeatures)));
+    assert!(full.select(&[3, 2]).is_err() && full.select(&[2, 2]).is_err() && full.select(&[9]).is_err());
+}
+
 #[test]
 fn goss_keeps_the_largest_gradients_and_weights_up_a_sample_of_the_rest() {
     let (x, y) = dataset(21, 20_000, 3, xor_label);
     let params = Params { goss: Some(Goss { top_rate: 0.2, other_rate: 0.1 }), ..binary_params() };
     let data = Dataset::from_matrix(&x, &params).unwrap();
-    let mut b = Booster::new(&params, &data.binned, &y, None, None, None);
+    let mut b = Booster::new(&params, &data, &y, None, None, None);
     // Gradients 1..=n in a scrambled order, so the top 20 % are not simply the last rows.
     let n = y.len();
     for (r, p) in b.grads.iter_mut().enumerate() {
