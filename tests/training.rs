@@ -212,6 +212,38 @@ fn cmapss_regressor_beats_the_mean() {
     assert!(r.target.contains("125"));
 }
 
+/// FD001's 17 varying sensors give 273 feature columns: a screening fit picks the ones the candidates fit on, says how
+/// many in the log and times itself; AI4I's raw readings (a handful of columns) are not screened.
+#[test]
+fn many_feature_columns_are_screened_before_the_candidates_and_few_are_not() {
+    let (Some(fd001), Some(ai4i)) = (example("cmapss-fd001"), example("ai4i2020")) else { return };
+    let lines: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let logged = |lines: &Arc<Mutex<Vec<String>>>| {
+        let l2 = lines.clone();
+        TrainContext::new(
+            Arc::new(move |e: &Event| {
+                if let Event::Log { line } = e {
+                    l2.lock().unwrap().push(line.clone());
+                }
+            }),
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(PauseGate::default()),
+            Duration::from_secs(300),
+            2,
+        )
+    };
+    let r = ml::train(ModelType::Regression, &fd001, &params(), &logged(&lines)).unwrap().report;
+    let screened = lines.lock().unwrap().iter().find(|l| l.contains("feature columns carry")).cloned().expect("a screening line");
+    let kept: usize = screened.split(' ').next().unwrap().parse().unwrap();
+    assert!(screened.contains("of 273 feature columns") && (24..100).contains(&kept), "{screened}");
+    assert!(r.timings.iter().any(|(stage, _)| stage == "screen"), "{:?}", r.timings);
+    assert!(r.headline.value < 0.6 * r.headline.baseline, "RMSE {} against the mean's {}", r.headline.value, r.headline.baseline);
+    lines.lock().unwrap().clear();
+    let r = ml::train(ModelType::Classification, &ai4i, &params(), &logged(&lines)).unwrap().report;
+    assert!(!lines.lock().unwrap().iter().any(|l| l.contains("feature columns carry")));
+    assert!(!r.timings.iter().any(|(stage, _)| stage == "screen"), "{:?}", r.timings);
+}
+
 #[test]
 fn skab_detector_beats_random_on_real_labels() {
     let Some(table) = example("skab-valve1") else { return };

@@ -371,11 +371,15 @@ pub fn screen_features(p: &mut Prepared, objective: Objective, seed: u64, ctx: &
     Ok(())
 }
 
-/// The fewest columns, by gain, whose gain reaches `share` of the total, at least `min_kept` (ascending).
+/// The fewest columns, by gain, whose gain reaches `share` of the total, at least `min_kept` (ascending). A
+/// screening fit that split nothing (too few rows for its leaves, say) ranks nothing: every column stays.
 fn useful_columns(gain: &[f64], share: f64, min_kept: usize) -> Vec<usize> {
+    let total: f64 = gain.iter().filter(|g| g.is_finite()).sum();
+    if total.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+        return (0..gain.len()).collect();
+    }
     let mut order: Vec<usize> = (0..gain.len()).collect();
     order.sort_by(|&a, &b| gain[b].total_cmp(&gain[a]).then(a.cmp(&b)));
-    let total: f64 = gain.iter().filter(|g| g.is_finite()).sum();
     let mut acc = 0.0;
     let mut kept = 0;
     for &c in &order {
@@ -456,7 +460,7 @@ mod tests {
         // Ties go to the lower column; asking for more than there are keeps them all.
         assert_eq!(useful_columns(&[1.0, 1.0, 1.0], 0.5, 1), vec![0, 1]);
         assert_eq!(useful_columns(&gain, 0.95, 20), (0..8).collect::<Vec<_>>());
-        assert_eq!(useful_columns(&[0.0; 4], 0.95, 2), vec![0, 1]);
+        assert_eq!(useful_columns(&[0.0; 4], 0.95, 2), vec![0, 1, 2, 3]);
     }
 
     #[test]
