@@ -130,7 +130,12 @@ fn fleet_of_200_in_one_fast_request_with_verdicts_stale_data_alerts_and_csv() {
     let same = all["alerts"].as_array().unwrap().iter().find(|a| a["id"] == alert["id"]).unwrap();
     assert_eq!(same["status"], "cleared", "{same}");
     assert_eq!(same["acked_by"], "Ana");
-    assert_eq!(d.get("/api/alerts").json()["alerts"].as_array().unwrap().iter().filter(|a| a["machine_id"] == "copy_000").count(), 0);
+    // Only the stale-data alert: the machine's latest reading is at its failure (RUL 0), so a verdict alert may
+    // rightly stay.
+    let open = d.get("/api/alerts").json();
+    let left: Vec<&Value> =
+        open["alerts"].as_array().unwrap().iter().filter(|a| a["machine_id"] == "copy_000" && a["kind"] == "stale_data").collect();
+    assert!(left.is_empty(), "{left:?}");
 
     // CSV export: a header and one row per machine.
     let csv = d.get("/api/fleet.csv");
