@@ -10,6 +10,9 @@
 # Environment: NSPAWN_SUITE=<check,...> runs only some checks (for development); KEEP_ROOTFS=1 keeps the
 # booted copy of the root under target/nspawn/run for a post-mortem.
 set -euo pipefail
+# Checks on command output use `grep -c … >/dev/null`, never `grep -q`: under pipefail, a grep that quits at
+# its first match kills the command still writing into the pipe (SIGPIPE), and the check fails though the
+# line is there — as it did once the journal ran on past the matching line.
 cd "$(dirname "$0")/../.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
@@ -124,11 +127,11 @@ for _ in $(seq 100); do ct test -f /var/lib/millwright/token && break; sleep 0.2
 tokmode=$(ct stat -c '%U %a' /var/lib/millwright/token) || fail "no token file"
 [ "$tokmode" = "millwright 600" ] || fail "token file is $tokmode, want millwright 600"
 token=$(ct cat /var/lib/millwright/token)
-ct dpkg-query -W -f='${Conffiles}\n' millwright | grep -q '/etc/millwright/config.toml' || fail "/etc/millwright/config.toml is not a conffile"
+ct dpkg-query -W -f='${Conffiles}\n' millwright | grep -c '/etc/millwright/config.toml' >/dev/null || fail "/etc/millwright/config.toml is not a conffile"
 [ "$(ct systemctl is-enabled millwright)" = enabled ] || fail "the service is not enabled"
 status=$(prop StatusText)
 case $status in idle*|training*) ;; *) fail "no STATUS from the daemon (StatusText=$status)" ;; esac
-ct journalctl -u millwright --no-pager | grep -q 'systemd notified: ready' || fail "no READY in the journal"
+ct journalctl -u millwright --no-pager | grep -c 'systemd notified: ready' >/dev/null || fail "no READY in the journal"
 note "install: user, state folder 750, token 600, conffile, enabled" "ok"
 note "install to active (READY), incl. demo fleet" "$(awk "BEGIN{printf \"%.1f s\", $t1-$t0}")"
 note "STATUS" "$status"
@@ -168,7 +171,7 @@ id=$(api POST /api/ml/train/batch "{\"machine_id\":\"$machine\"}" | json "v['tas
 final=$(wait_task "$id" 300)
 [ "$final" = SUCCESS ] || fail "the batch ended $final: $(api GET "/api/ml/tasks/$id" | head -c 600)"
 note "4-model batch on $machine in the sandbox" "SUCCESS in $(( $(date +%s) - t0 )) s"
-ct journalctl -u millwright --no-pager | grep -qE 'SECCOMP|audit.*millwright' && fail "seccomp/audit lines for millwright in the journal"
+ct journalctl -u millwright --no-pager | grep -cE 'SECCOMP|audit.*millwright' >/dev/null && fail "seccomp/audit lines for millwright in the journal"
 
 # --- journald fields -------------------------------------------------------------------------------------
 fields=$(ct journalctl -u millwright -o json --no-pager | python3 -c '
@@ -197,7 +200,7 @@ done
 t0=$(date +%s.%N); ct systemctl stop millwright; t1=$(date +%s.%N)
 took=$(awk "BEGIN{printf \"%.1f\", $t1-$t0}")
 awk "BEGIN{exit !($t1-$t0 < 10)}" || fail "systemctl stop took $took s (limit 10 s)"
-ct journalctl -u millwright --no-pager -n 50 | grep -q 'SIGTERM: shutting down' || fail "no shutdown line in the journal after stop"
+ct journalctl -u millwright --no-pager -n 50 | grep -c 'SIGTERM: shutting down' >/dev/null || fail "no shutdown line in the journal after stop"
 note "systemctl stop (job running) until exited" "$took s"
 ct systemctl start millwright
 wait_active
@@ -262,13 +265,13 @@ before=$(prop NRestarts)
 ct systemctl restart millwright || true
 fired=
 for _ in $(seq 60); do
-    if ct journalctl -u millwright --since "$since" --no-pager | grep -q 'Watchdog timeout'; then fired=1; break; fi
+    if ct journalctl -u millwright --since "$since" --no-pager | grep -c 'Watchdog timeout' >/dev/null; then fired=1; break; fi
     sleep 0.5
 done
 [ -n "$fired" ] || fail "no watchdog timeout with a stuck runner: $(ct journalctl -u millwright --since "$since" --no-pager | tail -n 5)"
 for _ in $(seq 40); do [ "$(prop NRestarts)" -gt "$before" ] && break; sleep 0.5; done
 [ "$(prop NRestarts)" -gt "$before" ] || fail "systemd did not restart the daemon after the watchdog fired"
-ct journalctl -u millwright --since "$since" --no-pager | grep -q 'pings withheld' || fail "the daemon did not log why it withheld the pings"
+ct journalctl -u millwright --since "$since" --no-pager | grep -c 'pings withheld' >/dev/null || fail "the daemon did not log why it withheld the pings"
 note "stuck runner: watchdog timeout, restart" "ok"
 ct rm -f /etc/systemd/system/millwright.service.d/watchdog.conf
 ct systemctl daemon-reload
