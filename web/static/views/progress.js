@@ -37,9 +37,10 @@ export async function mount(root, args) {
   const high = loadHigh(id);
   const head = h('div', { class: 'row' });
   const alerts = h('div', { id: 'job-alerts' });
-  const overallBar = bar(0, { big: true, label: 'Overall progress' });
+  // Drawn at the job's last known progress, not 0: after a reload the bar would drop until the first answer.
+  const overallBar = bar(high.overall ?? 0, { big: true, label: 'Overall progress' });
   overallBar.id = 'overall-bar';
-  const percentText = h('strong', { id: 'overall-percent' }, '0 %');
+  const percentText = h('strong', { id: 'overall-percent' }, fmtProgress(high.overall ?? 0));
   const stage = h('div', { id: 'stage' });
   const guard = h('div', { id: 'guard' });
   const timing = h('div', { class: 'muted', id: 'timing' });
