@@ -175,6 +175,8 @@ main(async () => {
     const charts = await page.$$eval('#forecast-plots figure', (figs) => figs.map((f) => ['forecast', 'truth', 'history', 'interval80', 'interval95'].every((s) => f.querySelector(`[data-series=${s}]`))));
     check(charts.length >= 1 && charts.every(Boolean), `forecast charts lack a series: ${JSON.stringify(charts)}`);
     check((await page.textContent('#metric-cards')).includes('seasonal naive'), 'forecast metrics are not beside seasonal naive');
+    const ruleCells = await page.$$eval('td[data-col=best-rule]', (tds) => tds.map((td) => [td.textContent, td.title]));
+    check(ruleCells.length >= 1 && ruleCells.every(([v, rule]) => Number.isFinite(Number.parseFloat(v)) && rule.length > 0), `the per-sensor table lacks the best simple rule: ${JSON.stringify(ruleCells)}`);
     const question = await page.textContent('#results-panel[aria-labelledby=tab-timeseries] .question');
     check(question.includes('hourly') && !question.includes('steps of'), `the forecast target in words: ${question}`);
     await shot('08-results-forecast');

@@ -120,9 +120,22 @@ document.getElementById('theme-toggle').addEventListener('click', () => {
 // --- status line --------------------------------------------------------------------------------------------
 
 const topStatus = document.getElementById('top-status');
-export async function refreshHealth() {
+// Polls and the views' mw:health events overlap: only the answer to the latest question is drawn, so a slow
+// older answer cannot put back a job that has ended.
+let healthAsked = 0;
+let healthDrawn = 0;
+
+export async function refreshHealth(event) {
+  const ask = ++healthAsked;
+  const ended = event?.detail?.ended;
   try {
     const health = await api.health();
+    if (ask < healthDrawn) return;
+    healthDrawn = ask;
+    // A view saw this job end before the queue let go of it: ask again shortly rather than show it running.
+    if (ended && health.running?.task_id === ended && (event.detail.tries ?? 0) < 10) {
+      setTimeout(() => refreshHealth({ detail: { ended, tries: (event.detail.tries ?? 0) + 1 } }), 200);
+    }
     store.set({ health });
     const r = health.running;
     const q = health.queue ?? {};
@@ -131,6 +144,8 @@ export async function refreshHealth() {
       : `Idle · ${q.pending ?? 0} waiting · v${health.version}`;
     document.body.classList.remove('offline');
   } catch (e) {
+    if (ask < healthDrawn) return;
+    healthDrawn = ask;
     // Say so everywhere: a view's last "running … left" and its Cancel button are no longer true.
     topStatus.textContent = `Connection lost: ${e.message}`;
     document.body.classList.add('offline');
@@ -141,5 +156,5 @@ window.addEventListener('hashchange', route);
 window.addEventListener('mw:health', refreshHealth);
 await refreshAuth();
 refreshHealth();
-setInterval(refreshHealth, 5000);
+setInterval(() => refreshHealth(), 5000);
 route();

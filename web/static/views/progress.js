@@ -185,7 +185,7 @@ export async function mount(root, args) {
         h('a', { class: 'btn', href: `#/predict/${encodeURIComponent(t.machine_id)}` }, 'Test predictions'), ' '] : null,
         h('a', { class: 'btn', href: `#/train/${encodeURIComponent(t.machine_id)}` }, 'Train again')];
       // The status line in the header should not wait for its next poll to stop saying "Training".
-      window.dispatchEvent(new Event('mw:health'));
+      window.dispatchEvent(new CustomEvent('mw:health', { detail: { ended: t.task_id ?? id } }));
       if (t.status === 'SUCCESS') {
         add(alerts, alertBox('ok', done.length === 4 ? 'All 4 models trained.' : `${done.length} model${done.length === 1 ? '' : 's'} trained.`,
           `Finished in ${fmtDuration((parseTime(t.completed_at) - parseTime(t.started_at)) / 1000)}. `, h('div', { class: 'row' }, links)));

@@ -124,10 +124,11 @@ function samplesSection(type, r) {
 function perSensorTable(m) {
   if (!Array.isArray(m.per_sensor)) return null;
   return h('div', { class: 'table-wrap' }, h('table', {},
-    h('caption', { class: 'muted' }, 'Per sensor: the chosen method against seasonal naive on the same origins (MASE below 1 beats it)'),
-    h('thead', {}, h('tr', {}, ['Sensor', 'Method', 'MASE', 'seasonal naive MASE', 'MAE', 'sMAPE %', '80 % coverage'].map((c, i) => h('th', { class: i > 1 ? 'num' : '' }, c)))),
+    h('caption', { class: 'muted' }, 'Per sensor: the chosen method against the best simple rule (naive, daily or weekly seasonal naive) on the same held-out origins; lower MASE is better'),
+    h('thead', {}, h('tr', {}, ['Sensor', 'Method', 'MASE', 'best simple rule MASE', 'MAE', 'sMAPE %', '80 % coverage'].map((c, i) => h('th', { class: i > 1 ? 'num' : '' }, c)))),
     h('tbody', {}, m.per_sensor.map((p) => h('tr', {}, h('td', { class: 'mono' }, p.sensor, p.unit ? ` (${p.unit})` : ''), h('td', {}, p.model),
-      h('td', { class: 'num' }, fmtNum(p.test?.mase)), h('td', { class: 'num' }, fmtNum(p.seasonal_naive?.mase)), h('td', { class: 'num' }, fmtNum(p.test?.mae)),
+      h('td', { class: 'num' }, fmtNum(p.test?.mase)),
+      h('td', { class: 'num', title: p.best_baseline ?? '', 'data-col': 'best-rule' }, fmtNum(p.baselines?.[p.best_baseline]?.mase)), h('td', { class: 'num' }, fmtNum(p.test?.mae)),
       h('td', { class: 'num' }, fmtNum(p.test?.smape)), h('td', { class: 'num' }, fmtPct(p.test?.coverage80, 0)))))));
 }
 

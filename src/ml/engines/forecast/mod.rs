@@ -8,7 +8,8 @@
 //! ## Seasons
 //! [`candidate_periods`] gives the day and the week in grid steps; [`detect_periods`] keeps those the
 //! autocorrelation of the series shows (none for a series without a cycle). Several seasons are removed one
-//! after another ([`ModelKind::Mstl`]); seasonal naive is tried at every period the history supports.
+//! after another ([`ModelKind::Mstl`]); seasonal naive and the seasonal median are tried at every period the
+//! history supports.
 //!
 //! ## Prediction intervals
 //! Each model stores σ, the sd of its in-sample one-step residuals, and forecasts step `k` with

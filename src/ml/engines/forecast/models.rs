@@ -1,4 +1,5 @@
-//! Fitting of every candidate model: three baselines and two exponential-smoothing models.
+//! Fitting of every candidate model: the simple rules (three baselines and two robust medians) and the
+//! exponential-smoothing models.
 
 use super::ets::EtsState;
 use super::{ForecastError, Result, effective_period, report};
@@ -9,6 +10,10 @@ use serde::{Deserialize, Serialize};
 const FIT_PERIODS: usize = 60;
 /// Minimum fit window for short periods (and non-seasonal data).
 const MIN_FIT_WINDOW: usize = 1000;
+/// The fewest readings a median level is taken over (a one-step horizon would make it naive).
+const MEDIAN_MIN_WINDOW: usize = 3;
+/// Cycles a seasonal median looks back over at most: a week of days, and enough weeks to outvote a holiday.
+const SEASONAL_MEDIAN_CYCLES: usize = 7;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ModelKind {
@@ -22,6 +27,12 @@ pub enum ModelKind {
     /// The mean of a few candidates' forecasts, chosen when the backtest finds it better than each alone
     /// (combining forecasts averages their errors away; a standard remedy for the winner's luck).
     Combination,
+    /// The median of the last horizon's readings, held flat. Under absolute error the best constant forecast is
+    /// the median, and one horizon of readings outvotes the spikes a single last reading (naive) carries.
+    MedianLevel,
+    /// Per phase of the season, the median of the same phase over the last few cycles: seasonal naive that one
+    /// unusual day cannot throw off.
+    SeasonalMedian,
 }
 
 /// What a fit needs besides the kind and the history: the seasonal periods in steps (ascending; the first is
@@ -53,12 +64,14 @@ impl ModelKind {
             ModelKind::StlEts => "stl_ets",
             ModelKind::Mstl => "mstl_ets",
             ModelKind::Combination => "combination",
+            ModelKind::MedianLevel => "median_level",
+            ModelKind::SeasonalMedian => "seasonal_median",
         }
     }
 
-    /// A rule with nothing fitted (naive, seasonal naive, drift), as opposed to a smoothing model.
+    /// A rule with nothing fitted (naive, seasonal naive, drift, the medians), as opposed to a smoothing model.
     pub fn is_simple_rule(self) -> bool {
-        matches!(self, ModelKind::Naive | ModelKind::SeasonalNaive | ModelKind::Drift)
+        matches!(self, ModelKind::Naive | ModelKind::SeasonalNaive | ModelKind::Drift | ModelKind::MedianLevel | ModelKind::SeasonalMedian)
     }
 
     /// Candidates worth trying for period `m`, simplest first (ties go to the simpler model).
@@ -187,6 +200,17 @@ pub fn fit_state(kind: ModelKind, y: &[f64], spec: &FitSpec, progress: &mut dyn 
             (State::SeasonalNaive { last_season }, rms(lag_diffs(&y[n.saturating_sub(FIT_PERIODS * m)..], m, 0.0)))
         }
         ModelKind::SeasonalNaive => (State::Naive { last }, rms(lag_diffs(y, 1, 0.0))),
+        ModelKind::MedianLevel => {
+            let w = h.max(MEDIAN_MIN_WINDOW).min(n);
+            (State::Naive { last: median(&mut y[n - w..].to_vec()) }, rms(lag_diffs(y, 1, 0.0)))
+        }
+        ModelKind::SeasonalMedian if m > 1 => {
+            let cycles = (n / m).min(SEASONAL_MEDIAN_CYCLES);
+            let last_season: Vec<f64> =
+                (0..m).map(|phase| median(&mut (1..=cycles).map(|c| y[n - c * m + phase]).collect::<Vec<f64>>())).collect();
+            (State::SeasonalNaive { last_season }, rms(lag_diffs(&y[n.saturating_sub(FIT_PERIODS * m)..], m, 0.0)))
+        }
+        ModelKind::SeasonalMedian => return fit_state(ModelKind::MedianLevel, y, spec, progress),
         ModelKind::Drift => {
             let slope = if n > 1 { (last - y[0]) / (n - 1) as f64 } else { 0.0 };
             (State::Drift { last, slope, n }, rms(lag_diffs(y, 1, slope)))
@@ -332,6 +356,28 @@ mod tests {
         let (s, _) = fit_state(ModelKind::SeasonalNaive, &y, &FitSpec::new(vec![3], 1), &mut |_| true).unwrap();
         assert_eq!(s.point(4), vec![7.0, 8.0, 9.0, 7.0]);
         assert_eq!(s.variance_factors(4), vec![1.0, 1.0, 1.0, 2.0]);
+    }
+
+    /// Spikes move naive and seasonal naive; the medians keep the level and the cycle they interrupt.
+    #[test]
+    fn the_medians_ignore_spikes_that_throw_the_naive_rules_off() {
+        let cycle = [10.0, 20.0, 30.0];
+        let mut y: Vec<f64> = (0..30).map(|t| cycle[t % 3]).collect();
+        let n = y.len();
+        // The last reading and one phase of the last cycle are spikes.
+        y[n - 1] = 500.0;
+        y[n - 2] = -400.0;
+        let fit = |kind, periods: Vec<usize>, h| fit_state(kind, &y, &FitSpec::new(periods, h), &mut |_| true).unwrap().0;
+        assert_eq!(fit(ModelKind::Naive, vec![], 6).point(1), vec![500.0]);
+        assert_eq!(fit(ModelKind::MedianLevel, vec![], 5).point(2), vec![20.0, 20.0], "median of 20, 30, 10, -400, 500");
+        assert_eq!(fit(ModelKind::MedianLevel, vec![], 1).point(1), vec![10.0], "at least three readings: 10, -400, 500");
+        assert_eq!(fit(ModelKind::SeasonalNaive, vec![3], 3).point(3), vec![10.0, -400.0, 500.0]);
+        let seasonal = fit(ModelKind::SeasonalMedian, vec![3], 3);
+        assert_eq!(seasonal.point(4), vec![10.0, 20.0, 30.0, 10.0]);
+        // Fewer than three cycles of history: the level, as seasonal naive falls back to naive.
+        let short = fit_state(ModelKind::SeasonalMedian, &y[..8], &FitSpec::new(vec![3], 3), &mut |_| true).unwrap().0;
+        assert_eq!(short, fit_state(ModelKind::MedianLevel, &y[..8], &FitSpec::new(vec![3], 3), &mut |_| true).unwrap().0);
+        assert!(ModelKind::MedianLevel.is_simple_rule() && ModelKind::SeasonalMedian.is_simple_rule());
     }
 
     #[test]

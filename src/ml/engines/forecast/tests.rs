@@ -81,8 +81,8 @@ fn chosen_model_covers_held_out_data() {
     let train = &y[..24 * 60];
     let chosen = select_and_fit(train, 24, 24, 10, &mut ok).unwrap();
     assert!(matches!(chosen.model.kind, ModelKind::HoltWinters | ModelKind::StlEts), "{:?}", chosen.leaderboard);
-    // naive, seasonal naive, drift, damped ETS, Holt–Winters, decomposition + ETS.
-    assert_eq!(chosen.leaderboard.len(), 6);
+    // naive, seasonal naive, drift, median level, seasonal median, damped ETS, Holt–Winters, decomposition + ETS.
+    assert_eq!(chosen.leaderboard.len(), 8);
     assert_eq!(chosen.model.empirical.len(), 24);
     // One origin: 24 strongly correlated errors, so only a sanity bound.
     let f = chosen.model.forecast(24);
