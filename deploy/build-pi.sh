@@ -12,14 +12,14 @@ sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
 
 need=()
 for p in gcc-aarch64-linux-gnu libc6-dev-arm64-cross; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -c 'install ok installed' >/dev/null || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
     echo "== apt-get install ${need[*]}"
     $sudo apt-get update -q
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
-rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+rustup target list --installed | grep -cx "$target" >/dev/null || rustup target add "$target"
 command -v cargo-deb >/dev/null || { echo "== cargo install cargo-deb"; cargo install cargo-deb --locked; }
 
 echo "== cargo build --profile $profile --target $target"

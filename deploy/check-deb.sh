@@ -16,7 +16,7 @@ done
 dpkg-deb -x "$deb" "$tmp/root"
 dpkg-deb -e "$deb" "$tmp/control"
 grep -qx '/etc/millwright/config.toml' "$tmp/control/conffiles" || fail "config.toml is not a conffile"
-file -b "$tmp/root/usr/bin/millwright" | grep -q 'ARM aarch64' || fail "binary is not aarch64: $(file -b "$tmp/root/usr/bin/millwright")"
+file -b "$tmp/root/usr/bin/millwright" | grep -c 'ARM aarch64' >/dev/null || fail "binary is not aarch64: $(file -b "$tmp/root/usr/bin/millwright")"
 grep -q 'systemd-sysusers' "$tmp/control/postinst" || fail "postinst does not create the user"
 grep -q 'deb-systemd-helper' "$tmp/control/postinst" || fail "postinst does not enable the unit"
 grep -q '_dh_action=start' "$tmp/control/postinst" || fail "postinst does not start the unit"

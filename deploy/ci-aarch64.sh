@@ -17,13 +17,13 @@ timed() { local name=$1; shift; local t0; t0=$(date +%s); "$@"; took[$name]=$(( 
 install_tools() {
     local need=()
     for p in gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static curl file; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -c 'install ok installed' >/dev/null || need+=("$p")
     done
     if [ ${#need[@]} -gt 0 ]; then
         $sudo apt-get update -q
         $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
     fi
-    rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+    rustup target list --installed | grep -cx "$target" >/dev/null || rustup target add "$target"
 }
 echo "== tools"
 timed apt install_tools
@@ -31,7 +31,7 @@ timed apt install_tools
 echo "== cross build ($profile, $target)"
 timed cross_build cargo build --locked --profile "$profile" --target "$target"
 arm=target/$target/$profile/millwright
-file -b "$arm" | grep -q 'ARM aarch64' || { echo "not an aarch64 binary: $(file -b "$arm")" >&2; exit 1; }
+file -b "$arm" | grep -c 'ARM aarch64' >/dev/null || { echo "not an aarch64 binary: $(file -b "$arm")" >&2; exit 1; }
 echo "highest glibc symbol: $(aarch64-linux-gnu-objdump -T "$arm" | grep -o 'GLIBC_[0-9.]*' | sort -V | tail -n1)"
 
 echo "== native build ($profile), for the emulation ratio"

@@ -46,7 +46,7 @@ for _ in $(seq 1 300); do
 done
 [ -n "$addr" ] || fail "daemon did not listen within 30 s"
 base=http://$addr
-curl -fsS "$base/api/health" | grep -q '"status":"ok"' || fail "/api/health is not ok"
+curl -fsS "$base/api/health" | grep -c '"status":"ok"' >/dev/null || fail "/api/health is not ok"
 machine=$(curl -fsS "$base/api/ml/train/machines/available" | sed -n 's/.*"machine_id":"\([a-z0-9_-]*\)".*/\1/p' | head -n1)
 [ -n "$machine" ] || fail "no machine listed"
 
@@ -66,7 +66,7 @@ for _ in $(seq 1 3600); do
 done
 t1=$(now)
 [ "$status" = SUCCESS ] || fail "task ended ${status:-never}: $body"
-printf '%s' "$body" | grep -q '"models_trained":4' || fail "not all four models trained: $body"
+printf '%s' "$body" | grep -c '"models_trained":4' >/dev/null || fail "not all four models trained: $body"
 for t in classification regression anomaly timeseries; do
     curl -fsS "$base/api/ml/models/$machine/$t" >/dev/null || fail "no $t model after SUCCESS"
 done
