@@ -400,7 +400,7 @@ const COMBINED: usize = 3;
 
 /// Whether errors `a` (|error| per step, one per origin) are lower than `b`'s by more than the origins'
 /// noise: the mean per-origin MAE difference at least one standard error above zero (the one-standard-error
-/// rule of model selection: the more complex recipe must win by more than its noise).
+/// rule of model selection). A combination is kept unless the best single model is clearly better than it.
 fn clearly_better(a: &[Vec<f64>], b: &[Vec<f64>]) -> bool {
     let origins = a.first().map_or(0, Vec::len);
     if origins < 3 || b.first().map_or(0, Vec::len) != origins {

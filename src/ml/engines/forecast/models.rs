@@ -24,7 +24,7 @@ pub enum ModelKind {
     StlEts,
     /// Several seasons (daily and weekly) removed one after another, damped ETS on what is left.
     Mstl,
-    /// The mean of a few candidates' forecasts, chosen when the backtest finds it better than each alone
+    /// The mean of the backtest's top three, chosen unless the best alone beats it by more than the noise
     /// (combining forecasts averages their errors away; a standard remedy for the winner's luck).
     Combination,
     /// The median of the last horizon's readings, held flat. Under absolute error the best constant forecast is
