@@ -388,11 +388,12 @@ fn eta(span: (f64, f64), fraction: f64, before_s: f64, in_model_s: f64) -> Optio
     Some(current + per_share * after).filter(|s| s.is_finite())
 }
 
-/// Seconds of classification, RUL, anomaly and forecast at the default quality on two demo machines
-/// (`millwright train motor_siemens_1la7_001` and `cnc_dmg_mori_nlx_010` after `millwright simulate`,
-/// release build, 2 cores: 11.8 / 4.1 / 0.3 / 2.1 s and 10.0 / 5.6 / 0.4 / 1.9 s, measured again when the
-/// forecaster's objective got twice as fast). Only their ratios matter.
-const TYPICAL_S: [f64; 4] = [10.9, 4.8, 0.35, 2.0];
+/// Seconds of classification, RUL, anomaly and forecast at the default quality: the median over the ten demo
+/// machines (`millwright simulate`, then `millwright train <id>` for each, `ci-pi` build, 2 cores; measured
+/// again when column screening made the first two 3–4× faster and the forecaster's median candidates made
+/// it slower; the forecaster's share of a job ranges from 0.20 to 0.42 between the ten). Only their ratios
+/// matter.
+const TYPICAL_S: [f64; 4] = [2.21, 1.17, 0.25, 1.6];
 
 /// What a machine's first job moves its bar by, per model.
 fn typical_seconds(t: ModelType) -> f64 {
