@@ -150,13 +150,13 @@ impl Candidate {
     /// holds three cycles of.
     pub fn baselines(periods: &[usize], len: usize) -> Vec<Candidate> {
         let mut out = vec![Candidate { kind: ModelKind::Naive, periods: vec![] }];
-        out.extend(
-            periods
-                .iter()
-                .filter(|&&p| effective_period(p, len) > 1)
-                .map(|&p| Candidate { kind: ModelKind::SeasonalNaive, periods: vec![p] }),
-        );
+        out.extend(Candidate::seasonal(ModelKind::SeasonalNaive, periods, len));
         out
+    }
+
+    /// `kind` at each of `periods` the history holds three cycles of.
+    fn seasonal(kind: ModelKind, periods: &[usize], len: usize) -> impl Iterator<Item = Candidate> + '_ {
+        supported(periods, len).map(move |p| Candidate { kind, periods: vec![p] })
     }
 
     /// Baselines at `baseline_periods`, drift, the robust medians (the level, and the seasonal median at each
@@ -166,14 +166,9 @@ impl Candidate {
         let mut out = Candidate::baselines(baseline_periods, len);
         out.push(Candidate { kind: ModelKind::Drift, periods: vec![] });
         out.push(Candidate { kind: ModelKind::MedianLevel, periods: vec![] });
-        out.extend(
-            baseline_periods
-                .iter()
-                .filter(|&&p| effective_period(p, len) > 1)
-                .map(|&p| Candidate { kind: ModelKind::SeasonalMedian, periods: vec![p] }),
-        );
+        out.extend(Candidate::seasonal(ModelKind::SeasonalMedian, baseline_periods, len));
         out.push(Candidate { kind: ModelKind::HoltWinters, periods: vec![] });
-        let usable: Vec<usize> = seasons.iter().copied().filter(|&p| effective_period(p, len) > 1).collect();
+        let usable: Vec<usize> = supported(seasons, len).collect();
         if let Some(&first) = usable.first() {
             out.push(Candidate { kind: ModelKind::HoltWinters, periods: vec![first] });
             out.push(Candidate { kind: ModelKind::StlEts, periods: vec![first] });
@@ -183,6 +178,11 @@ impl Candidate {
         }
         out
     }
+}
+
+/// The periods a history of `len` values holds three cycles of (a shape from fewer is mostly noise).
+fn supported(periods: &[usize], len: usize) -> impl Iterator<Item = usize> + '_ {
+    periods.iter().copied().filter(move |&p| effective_period(p, len) > 1)
 }
 
 /// How [`select_with`] searches.

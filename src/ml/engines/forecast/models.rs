@@ -194,21 +194,21 @@ pub fn fit_state(kind: ModelKind, y: &[f64], spec: &FitSpec, progress: &mut dyn 
     let m = effective_period(spec.first(), n);
     let h = spec.horizon.max(1);
     let out = match kind {
-        ModelKind::Naive => (State::Naive { last }, rms(lag_diffs(y, 1, 0.0))),
+        ModelKind::Naive => (State::Naive { last }, naive_sigma(y)),
         ModelKind::SeasonalNaive if m > 1 => {
             let last_season = y[n - m..].to_vec();
-            (State::SeasonalNaive { last_season }, rms(lag_diffs(&y[n.saturating_sub(FIT_PERIODS * m)..], m, 0.0)))
+            (State::SeasonalNaive { last_season }, seasonal_sigma(y, m))
         }
-        ModelKind::SeasonalNaive => (State::Naive { last }, rms(lag_diffs(y, 1, 0.0))),
+        ModelKind::SeasonalNaive => (State::Naive { last }, naive_sigma(y)),
         ModelKind::MedianLevel => {
             let w = h.max(MEDIAN_MIN_WINDOW).min(n);
-            (State::Naive { last: median(&mut y[n - w..].to_vec()) }, rms(lag_diffs(y, 1, 0.0)))
+            (State::Naive { last: median(&mut y[n - w..].to_vec()) }, naive_sigma(y))
         }
         ModelKind::SeasonalMedian if m > 1 => {
             let cycles = (n / m).min(SEASONAL_MEDIAN_CYCLES);
             let last_season: Vec<f64> =
                 (0..m).map(|phase| median(&mut (1..=cycles).map(|c| y[n - c * m + phase]).collect::<Vec<f64>>())).collect();
-            (State::SeasonalNaive { last_season }, rms(lag_diffs(&y[n.saturating_sub(FIT_PERIODS * m)..], m, 0.0)))
+            (State::SeasonalNaive { last_season }, seasonal_sigma(y, m))
         }
         ModelKind::SeasonalMedian => return fit_state(ModelKind::MedianLevel, y, spec, progress),
         ModelKind::Drift => {
@@ -229,6 +229,16 @@ pub fn fit_state(kind: ModelKind, y: &[f64], spec: &FitSpec, progress: &mut dyn 
     };
     report(progress, 1.0)?;
     Ok(out)
+}
+
+/// Rms of the one-step change: the rules that repeat the last value (or a level) err by about that.
+fn naive_sigma(y: &[f64]) -> f64 {
+    rms(lag_diffs(y, 1, 0.0))
+}
+
+/// Rms of the change over one season, on the recent fit window: the seasonal rules err by about that.
+fn seasonal_sigma(y: &[f64], m: usize) -> f64 {
+    rms(lag_diffs(&y[y.len().saturating_sub(FIT_PERIODS * m)..], m, 0.0))
 }
 
 fn fit_window(y: &[f64], m: usize) -> &[f64] {
