@@ -5,6 +5,7 @@
 //! week, damped ETS, Holt–Winters, decomposition + ETS and MSTL (several seasons), or the mean of the top
 //! three; the held-out final days (never seen by the choice, and the only origins scored) give the reported
 //! metrics, beside the best of the simple rules (naive, daily and weekly seasonal naive) on the same origins.
+//! Every score counts only grid points a reading fell on; the straight lines drawn across gaps are for fitting.
 //!
 //! The grid is never stretched over a long silence: the series starts after the last gap longer than two
 //! weeks (or four horizons) between readings. The time limit ends each sensor's search with the best model so far.
@@ -87,8 +88,9 @@ pub struct ForecastAnswer {
     pub sensors: Vec<SensorForecast>,
 }
 
-/// One sensor's values on the regular grid, gaps interpolated.
-fn grid_series(table: &Table, values: &[f64], rows: std::ops::Range<usize>, step: f64) -> Result<Vec<f64>, MlError> {
+/// One sensor's values on the regular grid, NaN where no reading fell: fits fill the gaps
+/// ([`forecast::fill_gaps`]), scores skip them.
+fn grid_series(table: &Table, values: &[f64], rows: std::ops::Range<usize>, step: f64) -> Vec<f64> {
     let t0 = table.timestamps[rows.start];
     let last = table.timestamps[rows.end - 1];
     let n = ((last - t0) / step).round() as usize + 1;
@@ -99,7 +101,7 @@ fn grid_series(table: &Table, values: &[f64], rows: std::ops::Range<usize>, step
             grid[k] = values[r];
         }
     }
-    Ok(forecast::fill_gaps(&grid)?)
+    grid
 }
 
 /// The rows forming one continuous timeline: the whole table when time increases across it (a machine's
@@ -133,12 +135,14 @@ fn keep_points(period: usize, h: usize) -> usize {
     (period.max(h) * MAX_SEASONS).max(h * (TEST_ORIGINS + CALIBRATION_ORIGINS + 6))
 }
 
-/// One sensor on the grid, as training sees it: gaps interpolated, only the newest `keep` points.
+/// One sensor on the grid, as training sees it: only the newest `keep` points, NaN where no reading fell.
+/// Refused when no reading of the sensor falls on them.
 fn sensor_grid(table: &Table, values: &[f64], rows: std::ops::Range<usize>, step: f64, keep: usize) -> Result<Vec<f64>, MlError> {
-    let mut g = grid_series(table, values, rows, step)?;
+    let mut g = grid_series(table, values, rows, step);
     if g.len() > keep {
         g.drain(..g.len() - keep);
     }
+    forecast::fill_gaps(&g)?;
     Ok(g)
 }
 
@@ -196,9 +200,13 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let mut report = Report::new(ModelType::Timeseries, &table.machine_id);
     report.target = format!("every sensor {} h ahead ({h} steps of {step} s), 80 % and 95 % intervals", params.forecast_hours);
     ctx.stage("resample", 0.0, 0.05, format!("{} sensors on a {step} s grid", sensors.len()));
-    let mut series = Vec::new();
+    // `series`: what was read, NaN on the grid points no reading fell on (backtests score only readings);
+    // `filled`: the same with the gaps filled, for fitting and for the report's plots.
+    let (mut series, mut filled) = (Vec::new(), Vec::new());
     for s in &sensors {
-        series.push(sensor_grid(table, &s.values, rows.clone(), step, keep_points(period, h))?);
+        let raw = sensor_grid(table, &s.values, rows.clone(), step, keep_points(period, h))?;
+        filled.push(forecast::fill_gaps(&raw)?);
+        series.push(raw);
     }
     let n = series.first().map_or(0, Vec::len);
     let test_len = held_out_points(n, h);
@@ -232,13 +240,13 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let mut fitted = Vec::new();
     let mut per_sensor = Vec::new();
     let mut board: Vec<LeaderRow> = Vec::new();
-    for (i, (s, y)) in sensors.iter().zip(&series).enumerate() {
+    for (i, ((s, y), y_filled)) in sensors.iter().zip(&series).zip(&filled).enumerate() {
         let (lo, hi) = (i as f64 / sensors.len() as f64, (i + 1) as f64 / sensors.len() as f64);
         let mut progress = |f: f64| {
             ctx.progress(lo + (hi - lo) * f, || format!("{}: {:.0} %", s.name, f * 100.0));
             ctx.checkpoint().is_ok()
         };
-        let seasons = forecast::detect_periods(&y[..train_len], &candidate_periods);
+        let seasons = forecast::detect_periods(&forecast::fill_gaps(&y[..train_len])?, &candidate_periods);
         let out_of_time = || ctx.out_of_time();
         let opts = SelectOptions {
             baseline_periods: candidate_periods.clone(),
@@ -283,7 +291,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
             });
         }
         // The deployed model is refitted on everything, keeping the backtest's calibrated widths for intervals.
-        let deployed = selected.model.refit(y, &spec)?;
+        let deployed = selected.model.refit(y_filled, &spec)?;
         per_sensor
             .push(json!({ "sensor": s.name, "unit": s.unit, "model": selected.chosen, "seasons": seasons, "periods": selected.periods,
             "test": test, "best_baseline": best_name, "baselines": baseline_json, "mape": mape }));
@@ -314,7 +322,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     report.headline = Headline::new("mase", mase, mase_naive, baseline_name, false);
     report.warnings.extend(warnings);
     report.leaderboard = board;
-    report.samples = forecast_samples(table, &sensors, &series, train_len, h, step, &fitted, rows.end);
+    report.samples = forecast_samples(table, &sensors, &filled, train_len, h, step, &fitted, rows.end);
     report.split = SplitSummary {
         method: "chronological (rolling origin)".into(),
         train_rows: train_len,
@@ -419,14 +427,15 @@ fn cancel_or(e: forecast::ForecastError, ctx: &TrainContext) -> MlError {
     if ctx.is_cancelled() { MlError::Cancelled } else { MlError::Forecast(e) }
 }
 
-/// MAPE over the test origins, skipping near-zero actuals (a sensor that reads 0 has no percentage error).
+/// MAPE over the test origins on readings only, skipping near-zero actuals (a sensor that reads 0 has no
+/// percentage error).
 fn test_mape(y: &[f64], train_len: usize, spec: &FitSpec, chosen: &forecast::Model) -> Option<(f64, usize)> {
     let h = spec.horizon.max(1);
     let scale = y.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1e-12);
     let (mut actual, mut pred) = (Vec::new(), Vec::new());
     let mut origin = train_len;
     while origin + h <= y.len() {
-        let m = chosen.refit(&y[..origin], spec).ok()?;
+        let m = chosen.refit(&forecast::fill_gaps(&y[..origin]).ok()?, spec).ok()?;
         actual.extend_from_slice(&y[origin..origin + h]);
         pred.extend(m.forecast(h).mean);
         origin += h;

@@ -15,11 +15,15 @@
 //! Each model stores σ, the sd of its in-sample one-step residuals, and forecasts step `k` with
 //! the model's analytic variance factor `v_k` (e.g. `k` for naive, `1 + Σ c_j²` for ETS):
 //! half-width `z·σ·√v_k` with z = 1.2816 (80 %) / 1.96 (95 %). When the model was chosen by
-//! [`select_and_fit`] with at least [`MIN_ORIGINS_FOR_EMPIRICAL`] backtest origins, it stores
-//! calibrated half-widths per step instead: the error scale per step (RMS over the origins, made
-//! non-decreasing) times the 80 % / 95 % quantiles of |error| / scale pooled over every step and
-//! origin. Analytic widths assume the model is right and were too wide on some series and too narrow
+//! [`select_and_fit`] with at least [`MIN_ORIGINS_FOR_EMPIRICAL`] backtest origins (or two holding 100
+//! readings between them), it stores calibrated half-widths per step instead: the error scale per step (RMS
+//! over the origins, made non-decreasing) times the 80 % / 95 % quantiles of |error| / scale pooled over every
+//! step and origin. Analytic widths assume the model is right and were too wide on some series and too narrow
 //! on others; the pooled quantiles hit the nominal coverage on the backtest by construction.
+//!
+//! ## Gaps
+//! Models are fitted on gap-free series ([`fill_gaps`]). Backtests take the series with its gaps (non-finite
+//! values): each origin's history is filled on its own, and only real readings are scored.
 //!
 //! Self-contained: depends only on `std`, `serde` and `thiserror`.
 

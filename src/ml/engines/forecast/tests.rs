@@ -131,6 +131,24 @@ fn constant_series_gives_zero_width_naive() {
     assert!(s.mae.is_finite() && s.smape.is_finite());
 }
 
+/// A ramp with a gap across the first of two origins, forecast by naive. Each origin's history is filled on its
+/// own, so naive carries the last reading before the gap (186), not the interpolation towards the reading after
+/// it (191, which is the future); and only readings are scored, not the straight line drawn across the gap.
+/// Filling the whole series first and scoring every grid point would give (1 + … + 24) / 24 = 12.5 at both origins.
+#[test]
+fn backtests_score_readings_only_and_never_fill_gaps_from_the_future() {
+    let mut y: Vec<f64> = (0..240).map(|t| t as f64).collect();
+    y[187..202].iter_mut().for_each(|v| *v = f64::NAN);
+    let s = backtest(&y, 24, 24, 2, |t| Model::fit(ModelKind::Naive, t, 1, &mut ok), &mut ok).unwrap();
+    // Origin 192: readings 202..=215 against 186; origin 216: readings 216..=239 against 215.
+    let expected = ((202..216).map(|t| t - 186).sum::<i32>() + (216..240).map(|t| t - 215).sum::<i32>()) as f64 / 38.0;
+    assert!((s.mae - expected).abs() < 1e-9, "MAE {} vs {expected}", s.mae);
+    assert!((s.mase.unwrap() - expected / 24.0).abs() < 1e-9, "the scale pairs readings a season apart: {:?}", s.mase);
+    // Selection works on gappy series as well, and the model it fits forecasts finite values.
+    let chosen = select_and_fit(&y, 24, 24, 2, &mut ok).unwrap();
+    assert!(chosen.model.forecast(24).mean.iter().all(|v| v.is_finite()));
+}
+
 #[test]
 fn short_and_bad_inputs() {
     let chosen = select_and_fit(&[1.0, 2.0, 1.5, 3.0], 24, 6, 3, &mut ok).unwrap();
