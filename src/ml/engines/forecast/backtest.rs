@@ -214,8 +214,9 @@ pub struct SelectOptions<'a> {
 /// Backtests every candidate on the tail of `series` (training data only: the caller keeps its
 /// test data out), picks the lowest MAE (ties: the simpler model) and refits it on the whole series.
 ///
-/// Gaps are filled for the fits and left out of the scores. A constant series gets a naive model with zero-width intervals; a series
-/// too short for even one backtest origin gets a naive model and an empty leaderboard.
+/// Gaps are filled for the fits and left out of the scores. A constant series gets a naive model with
+/// zero-width intervals; a series too short for even one backtest origin gets a naive model and an empty
+/// leaderboard.
 #[cfg(test)]
 pub fn select_and_fit(series: &[f64], period: usize, h: usize, n_origins: usize, progress: Progress<'_>) -> Result<Selected> {
     let periods = if period > 1 { vec![period] } else { vec![] };
