@@ -151,6 +151,12 @@ fn held_out_points(n: usize, h: usize) -> usize {
     h * TEST_ORIGINS.min(n / (h * 4)).max(1)
 }
 
+/// Keeps the items whose flag is set.
+fn retain_flagged<T>(items: &mut Vec<T>, keep: &[bool]) {
+    let mut flags = keep.iter();
+    items.retain(|_| flags.next().copied().unwrap_or(true));
+}
+
 /// Grid points refused outright: a series this long at this interval is not what the grid was meant for.
 const MAX_GRID: usize = 5_000_000;
 
@@ -193,7 +199,7 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
             rows.len()
         )));
     }
-    let sensors: Vec<&crate::data::Sensor> = table.sensors.iter().filter(|s| !params.exclude_sensors.contains(&s.name)).collect();
+    let mut sensors: Vec<&crate::data::Sensor> = table.sensors.iter().filter(|s| !params.exclude_sensors.contains(&s.name)).collect();
     if sensors.is_empty() {
         return Err(MlError::NotEnoughData("every sensor is excluded".into()));
     }
@@ -226,6 +232,17 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         )));
     }
     let train_len = n - test_len;
+    // A sensor first read in the held-out days has no history to choose or fit a model on.
+    let read_before_test: Vec<bool> = series.iter().map(|y| y[..train_len].iter().any(|v| v.is_finite())).collect();
+    for (s, _) in sensors.iter().zip(&read_before_test).filter(|(_, read)| !**read) {
+        warnings.push(format!("{}: no reading before the held-out days (the last {test_len} points), so it is not forecast", s.name));
+    }
+    retain_flagged(&mut sensors, &read_before_test);
+    retain_flagged(&mut series, &read_before_test);
+    retain_flagged(&mut filled, &read_before_test);
+    if sensors.is_empty() {
+        return Err(MlError::NotEnoughData(format!("no sensor has a reading before the held-out days (the last {test_len} points)")));
+    }
     // Only origins inside the held-out tail: earlier ones lie in the span the selection backtest chose on.
     let test_origins = test_len / h;
     sw.lap("resample");
@@ -266,6 +283,12 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         let make = |hist: &[f64]| selected.model.refit(hist, &spec);
         let test =
             forecast::backtest(y, period, h, test_origins, make, &mut |_| ctx.checkpoint().is_ok()).map_err(|e| cancel_or(e, ctx))?;
+        if !test.mae.is_finite() {
+            warnings.push(format!(
+                "{}: no reading in the {test_len} held-out points, so its forecasts could not be tested and are left out of the metrics",
+                s.name
+            ));
+        }
         // The simple rules on the same origins; the headline compares with the best of them, never the weakest.
         let mut baselines = Vec::new();
         for cand in Candidate::baselines(&candidate_periods, train_len) {
@@ -655,6 +678,41 @@ mod tests {
         for (name, baseline) in sensor["baselines"].as_object().unwrap() {
             assert_eq!(baseline["origins"], 5, "{name}");
         }
+    }
+
+    /// A sensor that went quiet before the held-out days has nothing to be scored on: its test score is left
+    /// out (not a perfect 0, which an empty comparison would give) and the report says why.
+    #[test]
+    fn a_sensor_silent_in_the_held_out_days_is_left_out_of_the_scores() {
+        let mut table = two_runs(24 * 30, 0.0, 0);
+        let n = table.n_rows();
+        let values = (0..n).map(|i| if i + 24 * 8 < n { 50.0 + (i % 24) as f64 } else { f64::NAN }).collect();
+        table.sensors.push(Sensor { name: "flow".into(), unit: "l/min".into(), values });
+        let (model, report) = train(&table, &TrainParams::default(), &ctx(Duration::from_secs(60))).unwrap();
+        assert_eq!(model.sensors.len(), 2);
+        let flow = &report.metrics["per_sensor"][1];
+        assert_eq!(flow["sensor"], "flow");
+        assert!(flow["test"]["mae"].is_null() && flow["test"]["mase"].is_null(), "{flow}");
+        assert!(report.warnings.iter().any(|w| w.starts_with("flow: no reading in the")), "{:?}", report.warnings);
+        let temp_mase = report.metrics["per_sensor"][0]["test"]["mase"].as_f64().unwrap();
+        assert_eq!(report.metrics["mase"].as_f64(), Some(temp_mase), "only temp is scored");
+    }
+
+    /// A sensor first read in the held-out days cannot be fitted or tested: it is left out with a warning and
+    /// the others train as usual.
+    #[test]
+    fn a_sensor_first_read_in_the_held_out_days_is_not_forecast() {
+        let mut table = two_runs(24 * 30, 0.0, 0);
+        let n = table.n_rows();
+        let values = (0..n).map(|i| if i + 24 * 3 >= n { 50.0 + (i % 24) as f64 } else { f64::NAN }).collect();
+        table.sensors.push(Sensor { name: "flow".into(), unit: "l/min".into(), values });
+        let (model, report) = train(&table, &TrainParams::default(), &ctx(Duration::from_secs(60))).unwrap();
+        assert_eq!(model.sensors.iter().map(|s| s.sensor.as_str()).collect::<Vec<_>>(), ["temp"]);
+        assert!(report.warnings.iter().any(|w| w.starts_with("flow: no reading before the held-out days")), "{:?}", report.warnings);
+        assert_eq!(report.data.sensors_used, ["temp"]);
+        table.sensors.remove(0);
+        let err = train(&table, &TrainParams::default(), &ctx(Duration::from_secs(60))).unwrap_err().to_string();
+        assert!(err.contains("no sensor has a reading before the held-out days"), "{err}");
     }
 
     #[test]

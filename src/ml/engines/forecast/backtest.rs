@@ -3,7 +3,9 @@
 use super::metrics::{coverage, seasonal_naive_mae, smape};
 use super::models::FitSpec;
 use super::models::ModelKind;
-use super::{ForecastError, Forecaster, MIN_ORIGINS_FOR_EMPIRICAL, Model, Progress, Result, State, effective_period, fill_gaps, report};
+use super::{
+    Forecast, ForecastError, Forecaster, MIN_ORIGINS_FOR_EMPIRICAL, Model, Progress, Result, State, effective_period, fill_gaps, report,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,11 +88,22 @@ fn run_backtest(
     let mut means = Vec::with_capacity(origins.len());
     let (mut actual_all, mut mean_all) = (Vec::new(), Vec::new());
     let (mut lo80, mut hi80, mut lo95, mut hi95) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let first_reading = series.iter().position(|v| v.is_finite()).ok_or(ForecastError::AllMissing)?;
     for (j, &o) in origins.iter().enumerate() {
         let span = 1.0 / origins.len() as f64;
-        let history = fill_gaps(&series[..o])?;
-        let model = fit(&history, &mut |f| progress((j as f64 + f) * span))?;
-        let fc = model.forecast(h);
+        // Nothing was read before this origin (a sensor added later): nothing to forecast from, nothing scored.
+        let fc = if o <= first_reading {
+            Forecast {
+                mean: vec![f64::NAN; h],
+                lo80: vec![f64::NAN; h],
+                hi80: vec![f64::NAN; h],
+                lo95: vec![f64::NAN; h],
+                hi95: vec![f64::NAN; h],
+            }
+        } else {
+            let history = fill_gaps(&series[..o])?;
+            fit(&history, &mut |f| progress((j as f64 + f) * span))?.forecast(h)
+        };
         let actual = &series[o..o + h];
         for (k, (a, m)) in actual.iter().zip(&fc.mean).enumerate() {
             abs_errors[k].push((a - m).abs());
@@ -104,17 +117,25 @@ fn run_backtest(
         hi95.extend(fc.hi95);
         report(progress, (j + 1) as f64 * span)?;
     }
-    let mae = super::mae(&actual_all, &mean_all);
+    let scored = unscored_without_a_pair(&actual_all, &mean_all);
+    let mae = scored(super::mae(&actual_all, &mean_all));
     let scale = seasonal_naive_mae(&series[..origins[0]], period).filter(|s| *s > 0.0);
     let score = BacktestScore {
         mae,
-        smape: smape(&actual_all, &mean_all),
-        mase: scale.map(|s| mae / s),
-        coverage80: coverage(&actual_all, &lo80, &hi80),
-        coverage95: coverage(&actual_all, &lo95, &hi95),
+        smape: scored(smape(&actual_all, &mean_all)),
+        mase: scale.map(|s| mae / s).filter(|m| m.is_finite()),
+        coverage80: scored(coverage(&actual_all, &lo80, &hi80)),
+        coverage95: scored(coverage(&actual_all, &lo95, &hi95)),
         origins: origins.len(),
     };
     Ok(Detailed { score, abs_errors, means })
+}
+
+/// Passes a score through when some reading has a forecast beside it, else makes it NaN: the metrics give
+/// an empty comparison 0, which here would read as a perfect forecast of days nobody recorded.
+fn unscored_without_a_pair(actual: &[f64], forecast: &[f64]) -> impl Fn(f64) -> f64 {
+    let any = actual.iter().zip(forecast).any(|(a, f)| a.is_finite() && f.is_finite());
+    move |v| if any { v } else { f64::NAN }
 }
 
 /// Ascending forecast origins; each keeps at least `min_train` values of history.
@@ -382,7 +403,8 @@ const MIN_POOLED_ERRORS: usize = 100;
 fn widths_from(errors: &[Vec<f64>]) -> Vec<[f64; 2]> {
     let origins = errors.first().map_or(0, Vec::len);
     let readings = errors.iter().flatten().filter(|e| e.is_finite()).count();
-    let enough = origins >= MIN_ORIGINS_FOR_EMPIRICAL || (origins >= 2 && readings >= MIN_POOLED_ERRORS);
+    let enough =
+        (origins >= MIN_ORIGINS_FOR_EMPIRICAL && readings >= MIN_ORIGINS_FOR_EMPIRICAL) || (origins >= 2 && readings >= MIN_POOLED_ERRORS);
     if enough { calibrated_widths(errors) } else { vec![] }
 }
 
@@ -406,7 +428,12 @@ struct Combined {
 /// together lost to MSTL alone on the held-out weeks, 1.105 against 0.807). Both rules were set after looking
 /// at those eight series; they are the textbook reasons combinations help, not tuned numbers.
 fn best_combination(y: &[f64], tried: &[(Candidate, Detailed)], m: usize, h: usize) -> Option<Combined> {
-    let best_single = &tried.first()?.1.abs_errors;
+    let (_, best) = tried.first()?;
+    if !best.score.mae.is_finite() {
+        // No reading was scored: nothing tells the candidates apart.
+        return None;
+    }
+    let best_single = &best.abs_errors;
     let members = tried.get(..COMBINED)?;
     if !members.iter().any(|(c, _)| c.kind.is_simple_rule()) {
         return None;
@@ -453,12 +480,13 @@ fn combine(y: &[f64], members: &[(Candidate, Detailed)], m: usize, h: usize) -> 
     let actual = &y[first_origin..first_origin + origins * h];
     let k = members.len() as f64;
     let mean: Vec<f64> = (0..origins * h).map(|i| members.iter().map(|(_, d)| d.means[i / h][i % h]).sum::<f64>() / k).collect();
-    let mae = super::mae(actual, &mean);
+    let scored = unscored_without_a_pair(actual, &mean);
+    let mae = scored(super::mae(actual, &mean));
     let scale = seasonal_naive_mae(&y[..first_origin], m).filter(|s| *s > 0.0);
     let score = BacktestScore {
         mae,
-        smape: smape(actual, &mean),
-        mase: scale.map(|s| mae / s),
+        smape: scored(smape(actual, &mean)),
+        mase: scale.map(|s| mae / s).filter(|m| m.is_finite()),
         coverage80: f64::NAN,
         coverage95: f64::NAN,
         origins,
@@ -548,6 +576,8 @@ mod combination_tests {
         let mut gappy = origins(2, 60);
         gappy.iter_mut().take(30).for_each(|step| step[0] = f64::NAN);
         assert!(widths_from(&gappy).is_empty(), "90 readings");
+        let unread = vec![vec![f64::NAN; 14]; 24];
+        assert!(widths_from(&unread).is_empty(), "no reading: analytic widths, not zero ones");
     }
 
     /// Two members whose errors cancel: naive lags a ramp that seasonal naive overshoots. The combination is

@@ -41,9 +41,16 @@ pub fn seasonal_naive_mae(train: &[f64], period: usize) -> Option<f64> {
     Some(mean(train.windows(lag + 1).map(|w| (w[lag] - w[0]).abs()).filter(|e| e.is_finite())))
 }
 
-/// Share of actual values inside [lo, hi].
+/// Share of actual values inside [lo, hi], over the points where all three are finite.
 pub fn coverage(actual: &[f64], lo: &[f64], hi: &[f64]) -> f64 {
-    mean(actual.iter().zip(lo).zip(hi).filter(|((a, _), _)| a.is_finite()).map(|((a, l), u)| if *l <= *a && *a <= *u { 1.0 } else { 0.0 }))
+    mean(
+        actual
+            .iter()
+            .zip(lo)
+            .zip(hi)
+            .filter(|((a, l), u)| a.is_finite() && l.is_finite() && u.is_finite())
+            .map(|((a, l), u)| if *l <= *a && *a <= *u { 1.0 } else { 0.0 }),
+    )
 }
 
 fn pairs<'a>(actual: &'a [f64], pred: &'a [f64]) -> impl Iterator<Item = (f64, f64)> + 'a {

@@ -144,6 +144,11 @@ fn backtests_score_readings_only_and_never_fill_gaps_from_the_future() {
     let expected = ((202..216).map(|t| t - 186).sum::<i32>() + (216..240).map(|t| t - 215).sum::<i32>()) as f64 / 38.0;
     assert!((s.mae - expected).abs() < 1e-9, "MAE {} vs {expected}", s.mae);
     assert!((s.mase.unwrap() - expected / 24.0).abs() < 1e-9, "the scale pairs readings a season apart: {:?}", s.mase);
+    // Origins before the first reading have nothing to forecast from: only the last one is scored.
+    let late: Vec<f64> = (0..240).map(|t| if t >= 200 { t as f64 } else { f64::NAN }).collect();
+    let s = backtest(&late, 24, 24, 3, |t| Model::fit(ModelKind::Naive, t, 1, &mut ok), &mut ok).unwrap();
+    assert_eq!(s.mae, 12.5);
+    assert!(s.coverage80.is_finite());
     // Selection works on gappy series as well, and the model it fits forecasts finite values.
     let chosen = select_and_fit(&y, 24, 24, 2, &mut ok).unwrap();
     assert!(chosen.model.forecast(24).mean.iter().all(|v| v.is_finite()));
