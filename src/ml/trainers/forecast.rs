@@ -136,14 +136,12 @@ fn keep_points(period: usize, h: usize) -> usize {
 }
 
 /// One sensor on the grid, as training sees it: only the newest `keep` points, NaN where no reading fell.
-/// Refused when no reading of the sensor falls on them.
-fn sensor_grid(table: &Table, values: &[f64], rows: std::ops::Range<usize>, step: f64, keep: usize) -> Result<Vec<f64>, MlError> {
+fn sensor_grid(table: &Table, values: &[f64], rows: std::ops::Range<usize>, step: f64, keep: usize) -> Vec<f64> {
     let mut g = grid_series(table, values, rows, step);
     if g.len() > keep {
         g.drain(..g.len() - keep);
     }
-    forecast::fill_gaps(&g)?;
-    Ok(g)
+    g
 }
 
 /// The final points held out from a grid of `n`: whole horizons, up to [`TEST_ORIGINS`] of them.
@@ -206,14 +204,9 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
     let mut report = Report::new(ModelType::Timeseries, &table.machine_id);
     report.target = format!("every sensor {} h ahead ({h} steps of {step} s), 80 % and 95 % intervals", params.forecast_hours);
     ctx.stage("resample", 0.0, 0.05, format!("{} sensors on a {step} s grid", sensors.len()));
-    // `series`: what was read, NaN on the grid points no reading fell on (backtests score only readings);
-    // `filled`: the same with the gaps filled, for fitting and for the report's plots.
-    let (mut series, mut filled) = (Vec::new(), Vec::new());
-    for s in &sensors {
-        let raw = sensor_grid(table, &s.values, rows.clone(), step, keep_points(period, h))?;
-        filled.push(forecast::fill_gaps(&raw)?);
-        series.push(raw);
-    }
+    // What was read, NaN on the grid points no reading fell on (backtests score only readings).
+    let mut series: Vec<Vec<f64>> =
+        sensors.iter().map(|s| sensor_grid(table, &s.values, rows.clone(), step, keep_points(period, h))).collect();
     let n = series.first().map_or(0, Vec::len);
     let test_len = held_out_points(n, h);
     if n < test_len + 3 * h.max(2) {
@@ -232,17 +225,19 @@ pub fn train(table: &Table, params: &TrainParams, ctx: &TrainContext) -> Result<
         )));
     }
     let train_len = n - test_len;
-    // A sensor first read in the held-out days has no history to choose or fit a model on.
+    // A sensor silent before the held-out days (first read in them, or not at all) has no history to choose or
+    // fit a model on; the others still train.
     let read_before_test: Vec<bool> = series.iter().map(|y| y[..train_len].iter().any(|v| v.is_finite())).collect();
     for (s, _) in sensors.iter().zip(&read_before_test).filter(|(_, read)| !**read) {
         warnings.push(format!("{}: no reading before the held-out days (the last {test_len} points), so it is not forecast", s.name));
     }
     retain_flagged(&mut sensors, &read_before_test);
     retain_flagged(&mut series, &read_before_test);
-    retain_flagged(&mut filled, &read_before_test);
     if sensors.is_empty() {
         return Err(MlError::NotEnoughData(format!("no sensor has a reading before the held-out days (the last {test_len} points)")));
     }
+    // The same with the gaps filled, for fitting and for the report's plots.
+    let filled = series.iter().map(|y| forecast::fill_gaps(y)).collect::<Result<Vec<_>, _>>()?;
     // Only origins inside the held-out tail: earlier ones lie in the span the selection backtest chose on.
     let test_origins = test_len / h;
     sw.lap("resample");
@@ -405,7 +400,10 @@ pub fn compare_held_out(new: &ForecastModel, live: &ForecastModel, table: &Table
         let (Some(lf), Some(sensor)) = (live.sensors.iter().find(|l| l.sensor == sf.sensor), table.sensor(&sf.sensor)) else {
             continue;
         };
-        let y = sensor_grid(table, &sensor.values, rows.clone(), step, keep_points(new.period, h)).map_err(|e| e.to_string())?;
+        let y = sensor_grid(table, &sensor.values, rows.clone(), step, keep_points(new.period, h));
+        if !y.iter().any(|v| v.is_finite()) {
+            continue;
+        }
         let n = y.len();
         let held_out = held_out_points(n, h);
         // Origins whose first forecast point comes after everything the live model was fitted on (the newest first).
@@ -710,6 +708,11 @@ mod tests {
         assert_eq!(model.sensors.iter().map(|s| s.sensor.as_str()).collect::<Vec<_>>(), ["temp"]);
         assert!(report.warnings.iter().any(|w| w.starts_with("flow: no reading before the held-out days")), "{:?}", report.warnings);
         assert_eq!(report.data.sensors_used, ["temp"]);
+        // A sensor never read in the kept window is left out the same way.
+        table.sensors[1].values.iter_mut().for_each(|v| *v = f64::NAN);
+        let (model, report) = train(&table, &TrainParams::default(), &ctx(Duration::from_secs(60))).unwrap();
+        assert_eq!(model.sensors.len(), 1);
+        assert!(report.warnings.iter().any(|w| w.starts_with("flow: no reading before")), "{:?}", report.warnings);
         table.sensors.remove(0);
         let err = train(&table, &TrainParams::default(), &ctx(Duration::from_secs(60))).unwrap_err().to_string();
         assert!(err.contains("no sensor has a reading before the held-out days"), "{err}");
