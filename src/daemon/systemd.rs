@@ -47,6 +47,37 @@ impl Reading {
     fn take(beats: &Heartbeats) -> Reading {
         Reading { now: epoch_secs(), runner: beats.runner.last(), http: beats.http.last(), mqtt: beats.mqtt.as_ref().map(Heartbeat::last) }
     }
+
+    /// Beats older than `start` (the watchdog's own start) count from it: each part gets one interval to
+    /// show its first sign of life. Without this, the first tick, right after READY, could find the MQTT loop
+    /// not yet run once and call the daemon unhealthy ("mqtt silent for 1796685111 s", seen in CI).
+    fn counted_from(self, start: u64) -> Reading {
+        Reading { runner: self.runner.max(start), http: self.http.max(start), mqtt: self.mqtt.map(|m| m.max(start)), ..self }
+    }
+}
+
+/// Why the watchdog withholds its pings, shared with the STATUS loop; `None` while every part is alive.
+#[derive(Clone, Default)]
+struct Unhealthy(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Unhealthy {
+    fn set(&self, why: Option<String>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = why;
+    }
+
+    fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+/// The STATUS line: the watchdog's complaint first while there is one, then the queue's line. One place
+/// composes it, so a recovery puts the queue's line back (before, the status loop resent its line only when
+/// the queue changed, and "unhealthy" stayed in `systemctl status` after the parts had recovered).
+fn compose_status(unhealthy: Option<&str>, line: &str) -> String {
+    match unhealthy {
+        Some(why) => format!("unhealthy: {why}; {line}"),
+        None => line.to_string(),
+    }
 }
 
 /// The parts whose last sign of life is older than `max_age`, each with its age in seconds; empty means the
@@ -141,22 +172,23 @@ pub async fn start(parts: Parts, shutdown: Shutdown) -> Handle {
     let status = status_line(&parts.queue);
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     tracing::info!("systemd notified: ready");
-    let mut tasks = vec![tokio::spawn(status_loop(parts.queue.clone(), status, shutdown.clone()))];
+    let unhealthy = Unhealthy::default();
+    let mut tasks = vec![tokio::spawn(status_loop(parts.queue.clone(), status, unhealthy.clone(), shutdown.clone()))];
     if let Some(interval) = sd_notify::watchdog_enabled() {
         tracing::info!(watchdog_s = interval.as_secs_f64(), "systemd watchdog enabled");
-        let watch = Watchdog { beats: parts.beats, addr: probe_addr(parts.addr), interval };
+        let watch = Watchdog { beats: parts.beats, addr: probe_addr(parts.addr), interval, unhealthy };
         tasks.push(tokio::spawn(watch.run(shutdown, notify)));
     }
     Handle { tasks }
 }
 
-async fn status_loop(queue: Arc<JobQueue>, mut last: String, shutdown: Shutdown) {
+async fn status_loop(queue: Arc<JobQueue>, mut last: String, unhealthy: Unhealthy, shutdown: Shutdown) {
     let mut tick = tokio::time::interval(STATUS_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.wait() => break,
             _ = tick.tick() => {
-                let line = status_line(&queue);
+                let line = compose_status(unhealthy.get().as_deref(), &status_line(&queue));
                 if line != last {
                     notify(&[NotifyState::Status(&line)]);
                     last = line;
@@ -180,6 +212,7 @@ struct Watchdog {
     addr: SocketAddr,
     /// systemd's WATCHDOG_USEC: pings go out at half of it, and a part silent for longer is stale.
     interval: Duration,
+    unhealthy: Unhealthy,
 }
 
 impl Watchdog {
@@ -188,6 +221,7 @@ impl Watchdog {
         let mut tick = tokio::time::interval(self.interval / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut withheld: Vec<&'static str> = Vec::new();
+        let started = epoch_secs();
         loop {
             tokio::select! {
                 biased;
@@ -201,17 +235,19 @@ impl Watchdog {
                     if shutdown.is_triggered() {
                         break;
                     }
-                    let stale = stale_parts(&Reading::take(&self.beats), self.interval);
+                    let stale = stale_parts(&Reading::take(&self.beats).counted_from(started), self.interval);
                     let names: Vec<&'static str> = stale.iter().map(|(n, _)| *n).collect();
                     if stale.is_empty() {
                         send(&[NotifyState::Watchdog]);
                         if !withheld.is_empty() {
+                            self.unhealthy.set(None);
                             tracing::info!("all parts alive again; watchdog pings resumed");
                         }
                     } else if names != withheld {
-                        let detail: Vec<String> = stale.iter().map(|(n, age)| format!("{n} silent for {age} s")).collect();
-                        tracing::error!(stale = ?names, "watchdog pings withheld ({}); systemd will restart the daemon if this lasts", detail.join(", "));
-                        send(&[NotifyState::Status(&format!("unhealthy: {}", detail.join(", ")))]);
+                        let detail = stale.iter().map(|(n, age)| format!("{n} silent for {age} s")).collect::<Vec<_>>().join(", ");
+                        tracing::error!(stale = ?names, "watchdog pings withheld ({detail}); systemd will restart the daemon if this lasts");
+                        send(&[NotifyState::Status(&format!("unhealthy: {detail}"))]);
+                        self.unhealthy.set(Some(detail));
                     }
                     withheld = names;
                 }
@@ -300,6 +336,20 @@ mod tests {
     }
 
     #[test]
+    fn a_part_gets_one_interval_from_the_watchdogs_start_to_beat() {
+        let r = Reading { now: 1_000, runner: 0, http: 999, mqtt: Some(0) };
+        assert!(stale_parts(&r.counted_from(999), MAX).is_empty(), "just started: nobody is late yet");
+        let names: Vec<_> = stale_parts(&r.counted_from(940), MAX).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["runner", "mqtt"], "an interval after the start, a part that never beat is stale");
+    }
+
+    #[test]
+    fn the_status_line_carries_the_complaint_only_while_there_is_one() {
+        assert_eq!(compose_status(Some("mqtt silent for 9 s"), "idle; 0 queued"), "unhealthy: mqtt silent for 9 s; idle; 0 queued");
+        assert_eq!(compose_status(None, "idle; 0 queued"), "idle; 0 queued");
+    }
+
+    #[test]
     fn a_clock_step_backwards_does_not_look_like_a_stall() {
         let r = Reading { now: 500, runner: 1_000, http: 1_000, mqtt: Some(1_000) };
         assert!(stale_parts(&r, MAX).is_empty());
@@ -339,7 +389,8 @@ mod tests {
         let runner = Heartbeat::new();
         runner.beat();
         let beats = Heartbeats { runner: runner.clone(), http: http.clone(), mqtt: None };
-        let watch = Watchdog { beats, addr, interval: Duration::from_secs(2) };
+        let unhealthy = Unhealthy::default();
+        let watch = Watchdog { beats, addr, interval: Duration::from_secs(2), unhealthy: unhealthy.clone() };
         let sent = Arc::new(std::sync::Mutex::new(Vec::<(Duration, String)>::new()));
         let t0 = Instant::now();
         let record = sent.clone();
@@ -361,6 +412,7 @@ mod tests {
         };
         beat_until(Duration::from_secs(3)).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
+        let while_silent = unhealthy.get();
         let silent_end = t0.elapsed();
         beat_until(silent_end + Duration::from_millis(2_500)).await;
         shutdown.trigger();
@@ -374,5 +426,7 @@ mod tests {
         assert!(sent.iter().any(|(_, s)| s.starts_with("STATUS=unhealthy: runner silent for")), "the reason must show in STATUS: {sent:?}");
         assert!(pings_between(silent_end.as_secs_f64(), 99.0) >= 1, "pings must resume when the runner beats again: {sent:?}");
         assert!(http.last() > 0, "the probe must reach the server");
+        assert!(while_silent.is_some_and(|why| why.starts_with("runner silent for")), "the STATUS loop must hear of it");
+        assert_eq!(unhealthy.get(), None, "and hear of the recovery, so the queue's line comes back");
     }
 }
